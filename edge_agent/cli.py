@@ -1,0 +1,94 @@
+"""`edge-agent` command line: one subcommand per tool, each living in the module that owns its work.
+
+A command module provides `add_arguments(parser)` and `main(args) -> int`. They are imported only
+when their command runs, so `edge-agent check-config` does not pay for the emulators' imports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from collections.abc import Sequence
+
+from edge_agent import __version__
+from edge_agent.config import EX_CONFIG, ConfigError, config_path_from, load_config, masked_dump
+from edge_agent.logs import LEVELS, setup_logging
+
+# name -> (module, one-line help). Order is the order `--help` lists them.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("edge_agent.demo", "offline demo: simulated bench + built-in emulators, no credentials"),
+    "tail": ("edge_agent.serial.tail", "print decoded frames of a serial port live (for wiring a bench)"),
+    "simulate": ("edge_agent.bench_sim.cli", "run the simulated bench on a pseudo-terminal"),
+    "emulate": ("edge_agent.emulators.cli", "run the Archetype lens and Atlas emulators"),
+}
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="PATH", help="TOML config (default: $EDGE_AGENT_CONFIG, then "
+                        "/etc/edge-agent/config.toml)")  # fmt: skip
+    parser.add_argument("--log-level", choices=LEVELS, default="info")
+    parser.add_argument(
+        "--log-format", choices=("auto", "json", "console"), default="auto",
+        help="auto: JSON lines when stdout is not a terminal, readable text when it is",
+    )  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-agent", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    check = sub.add_parser("check-config", help="validate the config and print it with secrets masked")
+    _add_common(check)
+    version = sub.add_parser("version", help="print the version")
+    _add_common(version)
+
+    for name, (module_name, help_text) in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # a command whose module is not part of this build
+        command = sub.add_parser(name, help=help_text)
+        _add_common(command)
+        module.add_arguments(command)
+    return parser
+
+
+def configure_logging(args: argparse.Namespace, secrets: Sequence[str] = ()) -> None:
+    json_logs = {"auto": None, "json": True, "console": False}[args.log_format]
+    setup_logging(args.log_level, json=json_logs, secrets=secrets)
+
+
+def check_config(args: argparse.Namespace) -> int:
+    path = config_path_from(args.config)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EX_CONFIG
+    print(f"# {path}: valid")
+    print(json.dumps(masked_dump(config), indent=2, default=str))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "version":
+        print(f"edge-agent {__version__}")
+        return 0
+    if args.command == "check-config":
+        return check_config(args)
+    configure_logging(args)
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        result: int = module.main(args)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EX_CONFIG
+    except KeyboardInterrupt:
+        return 130
+    return result
