@@ -82,7 +82,8 @@ async def serve(args: argparse.Namespace) -> int:
     finally:
         if args.state_out:
             state = {"archetype": archetype.state(), "atlas": atlas.state()}
-            Path(args.state_out).write_text(json.dumps(state, indent=2, default=str))
+            text = json.dumps(state, indent=2, default=str)
+            await asyncio.to_thread(Path(args.state_out).write_text, text)
         await archetype.stop()
         await atlas.stop()
     return 0
