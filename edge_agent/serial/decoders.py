@@ -1,0 +1,255 @@
+"""Sans-I/O line decoders: `feed(bytes, mono, wall) -> list[Frame | StepMarker]`.
+
+Each decoder owns a LineSplitter (bounded partial line), a MarkerMatcher (step markers) and a
+DecodeStats. A line is, in order: too long, not UTF-8, blank, a step marker, a `#` comment, or a
+data line for the format; a data line that does not decode is skipped and counted by reason, never
+raised. All frames decoded from one chunk share its receive times: that is when the host saw them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from edge_agent.config import SerialPort
+from edge_agent.frames import Frame, StepMarker
+from edge_agent.serial.lines import LineSplitter
+from edge_agent.serial.markers import MarkerMatcher
+from edge_agent.serial.stats import (
+    BAD_JSON,
+    BAD_KV,
+    BAD_MARKER,
+    EMPTY,
+    NOT_NUMERIC,
+    NOT_UTF8,
+    WRONG_COLUMNS,
+    DecodeStats,
+)
+
+Decoded = Frame | StepMarker
+
+
+class LineDecoder:
+    """The shared line pipeline; subclasses decode one data line in `_decode`."""
+
+    def __init__(self, port: SerialPort) -> None:
+        self.source = port.name
+        self.stats = DecodeStats()
+        self.splitter = LineSplitter(port.max_line_bytes, self.stats)
+        self._markers = MarkerMatcher(port.name, port.marker_regex)
+        self._device_time = port.device_time
+
+    def feed(self, data: bytes, mono: float, wall: float) -> list[Decoded]:
+        out: list[Decoded] = []
+        stats = self.stats
+        markers = self._markers
+        decode = self._decode
+        for raw in self.splitter.feed(data):
+            try:
+                line = raw.decode()
+            except UnicodeDecodeError:
+                stats.skip(NOT_UTF8)
+                continue
+            line = line.strip()
+            if not line:
+                stats.skip(EMPTY)
+                continue
+            if markers.could_match(line):
+                marker = markers.match(line, mono, wall)
+                if marker is not None:
+                    if isinstance(marker, StepMarker):
+                        stats.markers += 1
+                        out.append(marker)
+                    else:
+                        stats.skip(BAD_MARKER)
+                    continue
+            if line[0] == "#":
+                stats.comments += 1
+                continue
+            frame = decode(line, mono, wall)
+            if frame is not None:
+                stats.frames += 1
+                out.append(frame)
+        return out
+
+    def reset(self) -> None:
+        """The link dropped: the unterminated line is lost (counted `partial`)."""
+        self.splitter.reset()
+
+    def _decode(self, line: str, mono: float, wall: float) -> Frame | None:
+        raise NotImplementedError
+
+
+class CsvDecoder(LineDecoder):
+    """Delimited numbers. Columns from the config, else the first data line is the header.
+
+    In header mode a line of nothing but non-numbers right after a reset (device rebooted and printed
+    its header again) replaces the header, and an exact repeat of the header is counted, not an error.
+    """
+
+    def __init__(self, port: SerialPort) -> None:
+        super().__init__(port)
+        self._delimiter = port.delimiter
+        self._header_mode = not port.columns
+        self._expect_header = False
+        self._columns: tuple[str, ...] = ()
+        self._width = 0
+        self._time_index: int | None = None
+        self._value_names: tuple[str, ...] = ()
+        if port.columns:
+            self._set_columns(port.columns)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self._columns
+
+    def _set_columns(self, names: list[str]) -> None:
+        self._columns = tuple(name.strip() for name in names)
+        self._width = len(self._columns)
+        self._time_index = (
+            self._columns.index(self._device_time) if self._device_time in self._columns else None
+        )
+        self._value_names = tuple(n for i, n in enumerate(self._columns) if i != self._time_index)
+
+    def reset(self) -> None:
+        super().reset()
+        self._expect_header = self._header_mode
+
+    def _decode(self, line: str, mono: float, wall: float) -> Frame | None:
+        parts = line.split(self._delimiter)
+        if self._width == 0 or self._expect_header:
+            self._expect_header = False
+            if self._width == 0 or _looks_like_header(parts):
+                self._set_columns(parts)
+                self.stats.headers += 1
+                return None
+        if len(parts) != self._width:
+            self.stats.skip(WRONG_COLUMNS)
+            return None
+        try:
+            numbers = list(map(float, parts))
+        except ValueError:
+            if self._header_mode and tuple(p.strip() for p in parts) == self._columns:
+                self.stats.headers += 1
+            else:
+                self.stats.skip(NOT_NUMERIC)
+            return None
+        device_time = None if self._time_index is None else numbers.pop(self._time_index)
+        return Frame(self.source, mono, wall, dict(zip(self._value_names, numbers, strict=True)), device_time)
+
+
+def _looks_like_header(parts: list[str]) -> bool:
+    for part in parts:
+        if not part.strip():
+            return False
+        try:
+            float(part)
+        except ValueError:
+            continue
+        return False
+    return True
+
+
+def _number(value: Any) -> float | None:
+    """JSON value -> float: numbers, numeric strings; null is a missing sample (NaN); else None."""
+    kind = type(value)
+    if kind is float or kind is int:
+        return float(value)
+    if kind is str:
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    if value is None:
+        return math.nan
+    return None  # bools, lists, objects
+
+
+class JsonlDecoder(LineDecoder):
+    """One JSON object per line. With `columns`, exactly those fields (each must be numeric); without,
+    every number-valued field is a channel and other JSON types (strings, bools) are ignored."""
+
+    def __init__(self, port: SerialPort) -> None:
+        super().__init__(port)
+        self._columns = tuple(c for c in port.columns if c != port.device_time)
+
+    def _decode(self, line: str, mono: float, wall: float) -> Frame | None:
+        try:
+            obj = json.loads(line)
+        except (ValueError, RecursionError):
+            self.stats.skip(BAD_JSON)
+            return None
+        if type(obj) is not dict:
+            self.stats.skip(BAD_JSON)
+            return None
+        device_time = None
+        if self._device_time is not None:
+            raw_time = obj.pop(self._device_time, None)
+            if raw_time is not None:
+                device_time = _number(raw_time)
+                if device_time is None:
+                    self.stats.skip(NOT_NUMERIC)
+                    return None
+        values: dict[str, float] = {}
+        if self._columns:
+            for name in self._columns:
+                if name not in obj:
+                    self.stats.skip(WRONG_COLUMNS)
+                    return None
+                value = _number(obj[name])
+                if value is None:
+                    self.stats.skip(NOT_NUMERIC)
+                    return None
+                values[name] = value
+        else:
+            for name, raw in obj.items():
+                kind = type(raw)
+                if kind is float or kind is int:
+                    values[name] = float(raw)
+            if not values:
+                self.stats.skip(NOT_NUMERIC)
+                return None
+        return Frame(self.source, mono, wall, values, device_time)
+
+
+class KvDecoder(LineDecoder):
+    """`name=value name2=value2` separated by blanks (a trailing `,`/`;` on a pair is tolerated).
+    Every value must be a number; with `columns`, only those names are kept and all must be present."""
+
+    def __init__(self, port: SerialPort) -> None:
+        super().__init__(port)
+        self._columns = tuple(c for c in port.columns if c != port.device_time)
+
+    def _decode(self, line: str, mono: float, wall: float) -> Frame | None:
+        values: dict[str, float] = {}
+        for token in line.split():
+            name, sep, text = token.rstrip(",;").partition("=")
+            if not sep or not name:
+                self.stats.skip(BAD_KV)
+                return None
+            try:
+                values[name] = float(text)
+            except ValueError:
+                self.stats.skip(NOT_NUMERIC)
+                return None
+        device_time = None
+        if self._device_time is not None:
+            device_time = values.pop(self._device_time, None)
+        if self._columns:
+            try:
+                values = {name: values[name] for name in self._columns}
+            except KeyError:
+                self.stats.skip(WRONG_COLUMNS)
+                return None
+        elif not values:
+            self.stats.skip(NOT_NUMERIC)
+            return None
+        return Frame(self.source, mono, wall, values, device_time)
+
+
+_DECODERS: dict[str, type[LineDecoder]] = {"csv": CsvDecoder, "jsonl": JsonlDecoder, "kv": KvDecoder}
+
+
+def make_decoder(port: SerialPort) -> LineDecoder:
+    return _DECODERS[port.format](port)

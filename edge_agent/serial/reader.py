@@ -1,0 +1,299 @@
+"""The asyncio adapter of one serial port: open, read, decode, deliver; survive unplug and replug.
+
+Two ways to read, chosen per opened port:
+- `fd`: pyserial-asyncio-fast's SerialTransport, which watches the port's file descriptor on the event
+  loop (epoll): no thread, no polling. Used for real ttys, ptys and `socket://` (anything with fileno()).
+- `thread`: a dedicated thread blocks in `Serial.read` (0.25 s timeout, so it can notice a stop) and
+  hands chunks to the loop. Works for every pyserial URL, including ones without a descriptor
+  (`loop://`, `rfc2217://`, `spy://`). `bench/bench_serial_e2e.py` measures both.
+
+Every gap is visible: a loss emits one LinkEvent DOWN and one `serial.port_lost` log line however
+long the device stays away; the reopen after it emits LinkEvent UP and one `serial.port_recovered`.
+Paths are resolved anew (os.path.realpath) at each open, so a `/dev/serial/by-id/...` symlink that
+comes back pointing at a different node (ttyUSB0 -> ttyUSB1) is followed. Opening and closing run
+off the event loop (executor / transport / reader thread): a hung USB driver never stalls the agent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import threading
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+from typing import Literal
+
+import serial
+import serial_asyncio_fast
+
+from edge_agent.backoff import Backoff
+from edge_agent.config import SerialPort
+from edge_agent.frames import LinkEvent, LinkState, SerialEvent
+from edge_agent.logs import get_logger
+from edge_agent.serial.decoders import LineDecoder, make_decoder
+
+log = get_logger(__name__)
+
+IoMode = Literal["auto", "fd", "thread"]
+Sink = Callable[[SerialEvent], None] | asyncio.Queue[SerialEvent]
+Clock = Callable[[], float]
+
+# How long the reader thread may block before it looks at its stop flag again. Only bounds how late a
+# stop is noticed when `cancel_read` is unsupported (posix ports are woken at once): not a poll rate.
+THREAD_READ_TIMEOUT = 0.25
+# Bytes per read in the thread reader: large enough that a burst is one hop to the event loop.
+THREAD_READ_SIZE = 65536
+
+
+@dataclass(slots=True)
+class ReaderStats:
+    """Link-level counters of one port (decode counters live in `decoder.stats`)."""
+
+    bytes: int = 0
+    chunks: int = 0
+    opens: int = 0
+    losses: int = 0
+    open_failures: int = 0
+    dropped: int = 0  # events a full sink queue refused
+    mode: str = ""  # "fd" or "thread": how the current/last open is read
+
+
+def resolve_url(url: str) -> str:
+    """Device paths are resolved through symlinks now (by-id names move between nodes); URLs pass."""
+    return url if "://" in url else os.path.realpath(url)
+
+
+def describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "closed"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class SerialReader:
+    """Reads one configured port until cancelled; every Frame, StepMarker and LinkEvent goes to `sink`.
+
+    `sink` is a callable, or an asyncio.Queue fed with put_nowait (a full queue drops and counts, so
+    a slow consumer never stalls reading, and never grows memory).
+    """
+
+    def __init__(
+        self,
+        port: SerialPort,
+        sink: Sink,
+        *,
+        decoder: LineDecoder | None = None,
+        mono: Clock = time.monotonic,
+        wall: Clock = time.time,
+        io_mode: IoMode = "auto",
+    ) -> None:
+        self.port = port
+        self.decoder = decoder if decoder is not None else make_decoder(port)
+        self.stats = ReaderStats()
+        self._mono = mono
+        self._wall = wall
+        self._io_mode = io_mode
+        self._backoff = Backoff(base=port.reconnect_min, cap=port.reconnect_max)
+        self._deliver = self._queue_putter(sink) if isinstance(sink, asyncio.Queue) else sink
+        self._down_since: float | None = None  # mono time of the current loss, None while up
+        self._failed_opens_this_loss = 0
+        self._ever_opened = False
+        self._data_since_open = False
+        self._log = log.bind(source=port.name, url=port.url)
+
+    def _queue_putter(self, queue: asyncio.Queue[SerialEvent]) -> Callable[[SerialEvent], None]:
+        def put(event: SerialEvent) -> None:
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                self.stats.dropped += 1
+
+        return put
+
+    @property
+    def is_up(self) -> bool:
+        return self._ever_opened and self._down_since is None
+
+    async def run(self) -> None:
+        """Open, read, reconnect with capped backoff; returns only by cancellation."""
+        loop = asyncio.get_running_loop()
+        while True:
+            device = resolve_url(self.port.url)
+            try:
+                port = await _in_executor_closing_on_cancel(loop, functools.partial(self._open, device))
+            except (serial.SerialException, OSError) as exc:
+                self.stats.open_failures += 1
+                self._failed_opens_this_loss += 1
+                self._link_down(describe(exc), device)
+                await asyncio.sleep(self._backoff.next_delay())
+                continue
+            self._link_up(device)
+            reason = await self._pump(loop, port)
+            self._link_down(reason, device)
+            await asyncio.sleep(self._backoff.next_delay())
+
+    def _open(self, device: str) -> serial.Serial:
+        port = self.port
+        # The stubs type every URL handler (socket://, loop://, rfc2217://) as a Serial: same read/close API.
+        handle = serial.serial_for_url(
+            device,
+            baudrate=port.baudrate,
+            bytesize=port.bytesize,
+            parity=port.parity,
+            stopbits=port.stopbits,
+            rtscts=port.rtscts,
+            xonxoff=port.xonxoff,
+            exclusive=True,  # two agents (or a terminal) on one port would each get half the bytes
+            do_not_open=True,
+        )
+        handle.open()
+        return handle
+
+    def _choose_mode(self, port: serial.Serial) -> str:
+        if self._io_mode != "auto":
+            return self._io_mode
+        try:
+            port.fileno()
+        except (AttributeError, OSError, NotImplementedError, serial.SerialException):
+            return "thread"
+        return "fd" if os.name == "posix" else "thread"
+
+    async def _pump(self, loop: asyncio.AbstractEventLoop, port: serial.Serial) -> str:
+        mode = self._choose_mode(port)
+        self.stats.mode = mode
+        if mode == "fd":
+            return await self._pump_fd(loop, port)
+        return await self._pump_thread(loop, port)
+
+    async def _pump_fd(self, loop: asyncio.AbstractEventLoop, port: serial.Serial) -> str:
+        lost: asyncio.Future[str] = loop.create_future()
+        protocol = _ReaderProtocol(self._on_bytes, lost)
+        transport, _ = await serial_asyncio_fast.connection_for_serial(loop, lambda: protocol, port)
+        try:
+            return await lost
+        finally:
+            # The transport closes the port in the executor: never a blocking close on the loop.
+            transport.close()
+
+    async def _pump_thread(self, loop: asyncio.AbstractEventLoop, port: serial.Serial) -> str:
+        done: asyncio.Future[str] = loop.create_future()
+        stop = threading.Event()
+        port.timeout = THREAD_READ_TIMEOUT
+        thread = threading.Thread(
+            target=self._thread_main,
+            args=(loop, port, done, stop),
+            name=f"serial-{self.port.name}",
+            daemon=True,
+        )
+        thread.start()
+        try:
+            return await done
+        finally:
+            stop.set()
+            with suppress(Exception):
+                port.cancel_read()  # wakes a blocked posix read at once; elsewhere the timeout does
+            # The thread closes the port itself on its way out: nothing here waits for it.
+
+    def _thread_main(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        port: serial.Serial,
+        done: asyncio.Future[str],
+        stop: threading.Event,
+    ) -> None:
+        reason = "closed"
+        on_bytes = self._on_bytes
+        try:
+            while not stop.is_set():
+                # Block for the first byte, then take whatever else has arrived in one go.
+                data = port.read(1)
+                if data and not stop.is_set():
+                    waiting = port.in_waiting
+                    if waiting:
+                        data += port.read(min(waiting, THREAD_READ_SIZE))
+                    loop.call_soon_threadsafe(on_bytes, data)
+        except Exception as exc:  # any failure of the port is a loss; the reason is reported
+            reason = describe(exc)
+        finally:
+            with suppress(Exception):
+                port.close()
+            with suppress(RuntimeError):  # the loop may already be closed at shutdown
+                loop.call_soon_threadsafe(_resolve, done, reason)
+
+    def _on_bytes(self, data: bytes) -> None:
+        stats = self.stats
+        stats.bytes += len(data)
+        stats.chunks += 1
+        if not self._data_since_open:
+            # Reset the backoff only once data flows: a port that opens and dies at once (a flapping
+            # hub) keeps backing off instead of spinning at the minimum delay.
+            self._data_since_open = True
+            self._backoff.reset()
+        deliver = self._deliver
+        for event in self.decoder.feed(data, self._mono(), self._wall()):
+            deliver(event)
+
+    def _link_up(self, device: str) -> None:
+        self.stats.opens += 1
+        self._data_since_open = False
+        mono = self._mono()
+        if self._down_since is not None:
+            self._log.info(
+                "serial.port_recovered",
+                device=device,
+                down_seconds=round(mono - self._down_since, 3),
+                failed_opens=self._failed_opens_this_loss,
+            )
+        elif not self._ever_opened:
+            self._log.info("serial.port_opened", device=device, baudrate=self.port.baudrate)
+        self._ever_opened = True
+        self._down_since = None
+        self._failed_opens_this_loss = 0
+        self._deliver(LinkEvent(self.port.name, LinkState.UP, mono, self._wall(), device))
+
+    def _link_down(self, reason: str, device: str) -> None:
+        if self._down_since is not None:
+            return  # still the same loss: one event and one log line per gap
+        self.decoder.reset()
+        self.stats.losses += 1
+        mono = self._mono()
+        self._down_since = mono
+        event = "serial.port_lost" if self._ever_opened else "serial.port_unavailable"
+        self._log.warning(event, device=device, reason=reason, retry_max_s=self.port.reconnect_max)
+        self._deliver(LinkEvent(self.port.name, LinkState.DOWN, mono, self._wall(), reason))
+
+
+class _ReaderProtocol(asyncio.Protocol):
+    def __init__(self, on_bytes: Callable[[bytes], None], lost: asyncio.Future[str]) -> None:
+        self._on_bytes = on_bytes
+        self._lost = lost
+
+    def data_received(self, data: bytes) -> None:
+        self._on_bytes(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        _resolve(self._lost, describe(exc))
+
+
+def _resolve(future: asyncio.Future[str], reason: str) -> None:
+    if not future.done():
+        future.set_result(reason)
+
+
+async def _in_executor_closing_on_cancel(
+    loop: asyncio.AbstractEventLoop, opener: Callable[[], serial.Serial]
+) -> serial.Serial:
+    """Run a blocking open off the loop; if we are cancelled meanwhile, close what it opens later."""
+    future = loop.run_in_executor(None, opener)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+
+        def close_late(done: asyncio.Future[serial.Serial]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                loop.run_in_executor(None, done.result().close)
+
+        future.add_done_callback(close_late)
+        raise
