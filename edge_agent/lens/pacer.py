@@ -1,0 +1,88 @@
+"""Sans-I/O send pacing for windows: what the lens can take, without ever blocking the producer.
+
+The lens runs about one inference a second and buffers about 20 windows; pushing faster only
+fills its buffer and then its silence. So windows wait here in a bounded queue; a window may leave
+when (a) at least 1/`max_per_second` s passed since the previous one left and (b) fewer than
+`max_in_flight` sent windows are still unacknowledged. When the queue is full the *oldest* waiting
+window is dropped (and counted): the lens is better served by what is happening now.
+
+The caller passes the time in and does the sending; this class only decides.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class PacerStats:
+    offered: int = 0
+    sent: int = 0
+    acked: int = 0
+    dropped_queue_full: int = 0  # oldest waiting windows pushed out by newer ones
+    dropped_reconnect: int = 0  # waiting windows discarded when the connection was replaced
+    lost_in_flight: int = 0  # sent but never acknowledged (the connection dropped)
+
+
+class WindowPacer(Generic[T]):
+    def __init__(self, max_per_second: float, max_in_flight: int, queue_limit: int) -> None:
+        if max_per_second <= 0 or max_in_flight < 1 or queue_limit < 1:
+            raise ValueError("pacing limits must be positive")
+        self.interval = 0.0 if math.isinf(max_per_second) else 1.0 / max_per_second
+        self.max_in_flight = max_in_flight
+        self._queue: deque[T] = deque()
+        self._queue_limit = queue_limit
+        self._in_flight = 0
+        self._last_sent: float | None = None
+        self.stats = PacerStats()
+
+    @property
+    def waiting(self) -> int:
+        return len(self._queue)
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def offer(self, item: T) -> None:
+        """Queue an item; never blocks. Full queue: the oldest waiting item is dropped."""
+        self.stats.offered += 1
+        if len(self._queue) >= self._queue_limit:
+            self._queue.popleft()
+            self.stats.dropped_queue_full += 1
+        self._queue.append(item)
+
+    def ready_at(self, now: float) -> float | None:
+        """When the next item may be sent (<= now: at once); None while nothing can be (empty queue
+        or the in-flight window is full: only an acknowledgement can change that)."""
+        if not self._queue or self._in_flight >= self.max_in_flight:
+            return None
+        if self._last_sent is None:
+            return now
+        return max(now, self._last_sent + self.interval)
+
+    def take(self, now: float) -> T:
+        """The next item to send now (the caller checked `ready_at`)."""
+        item = self._queue.popleft()
+        self._in_flight += 1
+        self._last_sent = now
+        self.stats.sent += 1
+        return item
+
+    def acked(self) -> None:
+        if self._in_flight > 0:
+            self._in_flight -= 1
+            self.stats.acked += 1
+
+    def new_connection(self) -> None:
+        """The connection was replaced: unacknowledged items are lost with it, and waiting ones are
+        stale (streaming resumes with fresh windows)."""
+        self.stats.lost_in_flight += self._in_flight
+        self.stats.dropped_reconnect += len(self._queue)
+        self._in_flight = 0
+        self._queue.clear()

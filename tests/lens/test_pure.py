@@ -1,0 +1,220 @@
+"""Sans-I/O parts: status forms, pacing, SSE parsing, reply/outputs decoding, error typing, state file."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge_agent.lens.errors import (
+    LensAuthError,
+    LensNoRunner,
+    LensNotFound,
+    LensRateLimited,
+    LensRequestError,
+    LensServerError,
+    error_texts,
+    http_error,
+)
+from edge_agent.lens.pacer import WindowPacer
+from edge_agent.lens.protocol import (
+    STATUS,
+    UPDATE,
+    decode_reply,
+    encode,
+    output_error,
+    parse_label,
+    read_messages,
+    sensor_timestamp_of,
+    update_event,
+)
+from edge_agent.lens.sse import SseParser
+from edge_agent.lens.status import SessionStatus, parse_status, status_of
+from edge_agent.lens.store import LensRecord, SessionRecord, SessionStore, StateFileError
+from edge_agent.lens.windower import Window
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("LensSessionStatus.SESSION_STATUS_RUNNING", SessionStatus.RUNNING),
+        ("SESSION_STATUS_RUNNING", SessionStatus.RUNNING),
+        ("RUNNING", SessionStatus.RUNNING),
+        ("3", SessionStatus.RUNNING),
+        (3, SessionStatus.RUNNING),
+        ("LensSessionStatus.SESSION_STATUS_FAILED", SessionStatus.FAILED),
+        ("6", SessionStatus.FAILED),
+        ("LensSessionStatus.SESSION_STATUS_REGISTERED", SessionStatus.REGISTERED),
+        ("SESSION_STATUS_DESTROYED", SessionStatus.DESTROYED),
+        ("SESSION_STATUS_STALE", SessionStatus.STALE),
+        ("4", SessionStatus.UNKNOWN),
+        ("banana", SessionStatus.UNKNOWN),
+        (None, SessionStatus.UNKNOWN),
+        (True, SessionStatus.UNKNOWN),
+    ],
+)
+def test_status_forms(raw: object, expected: SessionStatus) -> None:
+    assert parse_status(raw) is expected
+
+
+def test_status_of_records() -> None:
+    assert status_of({"session_status": "3"}) is SessionStatus.RUNNING
+    assert status_of({"status": "SESSION_STATUS_CREATED"}) is SessionStatus.CREATED
+    assert status_of({"event_data": {"session_status": "6"}}).is_terminal
+    assert status_of([]) is SessionStatus.UNKNOWN
+
+
+def test_pacer_rate_in_flight_and_drop_oldest() -> None:
+    pacer: WindowPacer[int] = WindowPacer(max_per_second=2.0, max_in_flight=2, queue_limit=3)
+    assert pacer.ready_at(0.0) is None
+    for item in range(5):
+        pacer.offer(item)
+    assert pacer.stats.dropped_queue_full == 2 and pacer.waiting == 3
+    assert pacer.ready_at(10.0) == 10.0
+    assert pacer.take(10.0) == 2
+    assert pacer.ready_at(10.1) == pytest.approx(10.5)
+    assert pacer.take(10.5) == 3
+    assert pacer.ready_at(11.0) is None  # two in flight
+    pacer.acked()
+    assert pacer.ready_at(11.0) == 11.0
+    pacer.new_connection()
+    assert (pacer.stats.lost_in_flight, pacer.stats.dropped_reconnect, pacer.waiting) == (1, 1, 0)
+    unlimited: WindowPacer[int] = WindowPacer(float("inf"), 10, 10)
+    unlimited.offer(1)
+    unlimited.take(5.0)
+    unlimited.offer(2)
+    assert unlimited.ready_at(5.0) == 5.0
+
+
+SSE_TEXT = (
+    b": comment\r\n"
+    b"event: message\r\n"
+    b'data: {"type": "sse.stream.start"}\r\n'
+    b"id: 7\r\n\r\n"
+    b"data: line1\ndata: line2\n\n"
+    b"id: 8\rdata: x\r\r"
+    b"event: other\ndata: caf\xc3\xa9\n\n"
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=len(SSE_TEXT)), max_size=10))
+def test_sse_parser_is_chunking_independent(cuts: list[int]) -> None:
+    parser = SseParser()
+    events = []
+    start = 0
+    for cut in [*sorted(cuts), len(SSE_TEXT)]:
+        events.extend(parser.feed(SSE_TEXT[start:cut]))
+        start = max(start, cut)
+    assert [(e.event, e.data, e.id) for e in events] == [
+        ("message", '{"type": "sse.stream.start"}', "7"),
+        ("message", "line1\nline2", "7"),
+        ("message", "x", "8"),
+        ("other", "café", "8"),
+    ]
+    assert parser.last_event_id == "8"
+
+
+def window() -> Window:
+    return Window("bench", 0, ("a", "b"), [[1.0, 2.0], [3.0, 4.0]], 1.5, 2.5, 10.0, 11.0)
+
+
+def test_update_event_shape() -> None:
+    event = update_event(window(), "")
+    assert event == {
+        "type": "session.update",
+        "event_data": {
+            "type": "data.json",
+            "event_data": {
+                "sensor_data": [[1.0, 2.0], [3.0, 4.0]],
+                "sensor_metadata": {"sensor_timestamp": 1.5, "sensor_id": "bench"},
+            },
+        },
+    }
+    assert json.loads(encode(event)) == event
+    bad = Window("bench", 0, ("a",), [[float("nan")]], 0, 0, 0, 0)
+    with pytest.raises(ValueError):
+        encode(update_event(bad, "s"))
+
+
+def test_reply_correlation_by_type() -> None:
+    assert decode_reply('{"type": "session.update.response", "event_data": null}').answers == UPDATE
+    record = decode_reply('{"session_id": "lsn-1", "session_status": "3"}')
+    assert record.answers == STATUS and record.error is None
+    err = decode_reply('{"type": "error", "message": "Unknown session id: lsn-x"}')
+    assert err.answers == "" and err.error == "Unknown session id: lsn-x"
+    timed_out = decode_reply('{"type": "model.query.response", "message": "Response timed out"}')
+    assert timed_out.answers == "model.query" and timed_out.error == "Response timed out"
+    read = decode_reply('{"type": "session.read.response", "event_data": {"messages": [{"type": "x"}, 3]}}')
+    assert read_messages(read) == [{"type": "x"}]
+    assert read_messages(decode_reply('{"type": "session.read.response", "event_data": null}')) == []
+    with pytest.raises(ValueError):
+        decode_reply("[1]")
+
+
+def test_inference_parsing() -> None:
+    result = {
+        "type": "inference.result",
+        "event_data": {
+            "response": ["fault", {"fault": 0.8, "normal": 0.2, "bad": "x"}],
+            "query_metadata": {"sensor_metadata": {"sensor_timestamp": 12.5}},
+        },
+    }
+    assert parse_label(result) == ("fault", {"fault": 0.8, "normal": 0.2})
+    assert sensor_timestamp_of(result) == 12.5
+    assert parse_label({"event_data": {"response": "normal"}}) == ("normal", {})
+    assert parse_label({"event_data": {"response": {"class_name": "x"}}}) == ("x", {})
+    assert parse_label({"event_data": {"response": []}}) is None
+    assert sensor_timestamp_of({"event_data": {"response": []}}) is None
+    error = output_error({"type": "inference.error", "event_data": {"error_messages": ["boom"]}})
+    assert error is not None and (error.kind, error.text) == ("inference.error", "boom")
+    assert output_error(result) is None
+
+
+def test_error_typing() -> None:
+    assert isinstance(http_error(401, "x", [], None, None), LensAuthError)
+    assert isinstance(http_error(403, "x", [], None, None), LensAuthError)
+    limited = http_error(429, "x", ["rate limited"], None, 2.0)
+    assert isinstance(limited, LensRateLimited) and limited.retryable and limited.retry_after == 2.0
+    assert isinstance(http_error(503, "x", [], None, None), LensServerError)
+    runner = http_error(
+        200, "x", ["Failed to allocate lens runner - try stopping an older session!"], None, None
+    )
+    assert isinstance(runner, LensNoRunner) and runner.retryable
+    assert isinstance(http_error(400, "x", ["Unknown session id: lsn-1"], None, None), LensNotFound)
+    bad = http_error(422, "POST /x", ["bad field"], "nope", None)
+    assert isinstance(bad, LensRequestError) and not bad.retryable
+    assert (bad.status, bad.errors, bad.message) == (422, ["bad field"], "nope")
+    assert "HTTP 422" in str(bad) and "bad field" in str(bad)
+    assert error_texts({"errors": [{"code": "E1"}, "two"], "detail": "d"}) == (["E1", "two"], "d")
+
+
+def test_session_store_round_trip_and_atomicity(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path / "state")
+    assert store.load().sessions == []
+    store.add_session(SessionRecord("lsn-1", "lns-a", 1.0))
+    store.add_session(SessionRecord("lsn-2", "lns-a", 2.0))
+    store.add_lens(LensRecord("lns-a", 0.5))
+    client_id = store.client_id()
+    assert client_id == store.client_id() and client_id.startswith("edge-agent-")
+    assert store.client_id("mine") == "mine"
+    store.remove_session("lsn-1")
+    state = SessionStore(tmp_path / "state").load()
+    assert state.sessions == [SessionRecord("lsn-2", "lns-a", 2.0)]
+    assert state.lenses == [LensRecord("lns-a", 0.5)]
+    store.remove_lens("lns-a")
+    assert store.load().lenses == []
+    assert sorted(os.listdir(tmp_path / "state")) == ["lens_sessions.json"]  # no temp files left
+
+
+def test_corrupt_state_file_is_kept_aside(tmp_path: Path) -> None:
+    store = SessionStore(tmp_path)
+    store.path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(StateFileError):
+        store.load()
+    assert (tmp_path / "lens_sessions.corrupt").read_text(encoding="utf-8") == "{not json"
+    assert store.load().sessions == []
