@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import random
 import socket
@@ -21,7 +22,8 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from aiohttp import web
+from aiohttp import StreamReader, web
+from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 ADMIN_PREFIX = "/_emulator"
@@ -100,8 +102,7 @@ class FaultInjector:
         if s.upload_bytes_per_sec > 0 and request.can_read_body:
             self.injected["slow_upload"] += 1
             body = await _read_slowly(request, s.upload_bytes_per_sec)
-            request = request.clone()
-            request._read_bytes = body  # aiohttp serves .read()/.post() from this cache
+            _replay_body(request, body)
         return await handler(request)
 
 
@@ -117,11 +118,25 @@ async def _read_slowly(request: web.Request, rate: float) -> bytes:
     return b"".join(chunks)
 
 
+def _replay_body(request: web.Request, body: bytes) -> None:
+    """Make the body read slowly readable again by the handler, however it reads it.
+
+    `.read()`/`.json()` are served from `_read_bytes`, but `.multipart()`/`.post()` read the payload
+    stream, which the slow read has drained: give them a fresh stream holding the same bytes.
+    """
+    replay = StreamReader(request.protocol, limit=max(len(body), 2**16), loop=asyncio.get_running_loop())
+    if body:
+        replay.feed_data(body)
+    replay.feed_eof()
+    request._payload = replay
+    request._read_bytes = body
+
+
 def bearer_auth_middleware(
     token: Callable[[], str],
     protected_prefix: str,
     unauthorized: Callable[[], web.Response],
-) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+) -> Middleware:
     """401 unless `Authorization: Bearer <token>` on every path under `protected_prefix`."""
 
     @web.middleware
@@ -129,7 +144,10 @@ def bearer_auth_middleware(
         if request.path.startswith(protected_prefix):
             header = request.headers.get("Authorization", "")
             scheme, _, value = header.partition(" ")
-            if scheme.lower() != "bearer" or value.strip() != token():
+            # compare_digest: the answer time must not tell how much of a guessed token was right.
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                value.strip().encode(), token().encode()
+            ):
                 return unauthorized()
         return await handler(request)
 
@@ -151,6 +169,7 @@ class EmulatorServer:
         self._runner: web.AppRunner | None = None
         self._site: web.SockSite | None = None
         self._reopen: asyncio.Task[None] | None = None
+        self._refusal: asyncio.Future[None] | None = None
         self.refusing = False
 
     @property
@@ -186,11 +205,19 @@ class EmulatorServer:
             self._reopen.cancel()
         self._reopen = asyncio.create_task(self._reopen_after(seconds))
 
+    def schedule_refusal(self, seconds: float) -> None:
+        """`refuse_for` from synchronous code (a timer); the task is kept so it is not collected."""
+        self._refusal = asyncio.ensure_future(self.refuse_for(seconds))
+
     async def _reopen_after(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
         await self._listen()
 
     async def stop(self) -> None:
+        if self._refusal is not None and not self._refusal.done():
+            self._refusal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refusal
         if self._reopen is not None:
             self._reopen.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -233,13 +260,16 @@ def add_admin_routes(
         return web.json_response(state(), dumps=lambda obj: json.dumps(obj, default=str))
 
     async def refuse(request: web.Request) -> web.Response:
-        body = await request.json()
-        seconds = float(body.get("seconds", 0))
+        try:
+            body = await request.json()
+            seconds = float(body.get("seconds", 0)) if isinstance(body, dict) else 0.0
+        except (ValueError, TypeError):
+            seconds = 0.0
         srv = server()
-        if srv is None or seconds <= 0:
+        if srv is None or not seconds > 0:
             return web.json_response({"detail": "need a running server and seconds > 0"}, status=422)
         # Answer first, then stop listening: the caller must learn that the outage started.
-        asyncio.get_running_loop().call_later(0.05, lambda: asyncio.ensure_future(srv.refuse_for(seconds)))
+        asyncio.get_running_loop().call_later(0.05, srv.schedule_refusal, seconds)
         return web.json_response({"refusing_for": seconds})
 
     app.router.add_get(f"{ADMIN_PREFIX}/faults", get_faults)
