@@ -1,0 +1,68 @@
+"""Real pseudo-terminals for the serial tests: the test writes the device side (master), the
+project's reader opens the slave path like any tty."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tty
+from collections.abc import Callable, Iterator
+
+import pytest
+
+
+class Pty:
+    def __init__(self) -> None:
+        self.master, self.slave = os.openpty()
+        tty.setraw(self.slave)  # no echo, no line editing: what is written arrives byte for byte
+        self.path = os.ttyname(self.slave)
+        os.set_blocking(self.master, False)
+        self.closed = False
+
+    async def write(self, data: bytes, within: float = 5.0) -> None:
+        """Write all of `data`, waiting (boundedly) while the reader drains the tty buffer."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(self.master, view) :]
+            except BlockingIOError:
+                if loop.time() > deadline:
+                    raise TimeoutError("the reader did not drain the pty") from None
+                await asyncio.sleep(0.005)
+
+    def close(self) -> None:
+        """Unplug: the device side goes away and so does our handle on the slave."""
+        if not self.closed:
+            self.closed = True
+            os.close(self.master)
+            os.close(self.slave)
+
+
+@pytest.fixture
+def make_pty() -> Iterator[Callable[[], Pty]]:
+    made: list[Pty] = []
+
+    def make() -> Pty:
+        made.append(Pty())
+        return made[-1]
+
+    yield make
+    for pty in made:
+        pty.close()
+
+
+async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None:
+    """Poll a condition on the event loop, bounded in time."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not predicate():
+        if loop.time() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+def until() -> Callable[..., object]:
+    return wait_until

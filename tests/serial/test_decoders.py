@@ -1,0 +1,238 @@
+"""The sans-I/O decoders: every format, markers, and every skip reason counted."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from edge_agent.config import DEFAULT_MARKER_REGEX, SerialPort
+from edge_agent.frames import Frame, StepEdge, StepMarker, Verdict
+from edge_agent.serial import make_decoder
+from edge_agent.serial.decoders import CsvDecoder, LineDecoder
+from edge_agent.serial.markers import literal_prefix
+
+MONO, WALL = 10.0, 1_700_000_000.0
+
+
+def port(**overrides: Any) -> SerialPort:
+    return SerialPort(**{"name": "bench", "url": "loop://", **overrides})
+
+
+def feed(decoder: LineDecoder, data: bytes) -> list[Frame | StepMarker]:
+    return decoder.feed(data, MONO, WALL)
+
+
+def frames_of(events: list[Frame | StepMarker]) -> list[Frame]:
+    return [e for e in events if isinstance(e, Frame)]
+
+
+# --- csv ---------------------------------------------------------------------------------------
+
+
+def test_csv_header_line_gives_column_names_and_device_time_is_not_a_channel() -> None:
+    decoder = make_decoder(port(device_time="t_ms"))
+    events = feed(decoder, b"t_ms,supply_v,current_a\r\n100,12.01,0.5\r\n110,11.98,0.52\r\n")
+    assert events == [
+        Frame("bench", MONO, WALL, {"supply_v": 12.01, "current_a": 0.5}, 100.0),
+        Frame("bench", MONO, WALL, {"supply_v": 11.98, "current_a": 0.52}, 110.0),
+    ]
+    assert decoder.stats.headers == 1 and decoder.stats.frames == 2 and decoder.stats.lines == 3
+
+
+def test_csv_configured_columns_and_delimiter() -> None:
+    decoder = make_decoder(port(columns=["a", "b", "c"], delimiter=";"))
+    assert frames_of(feed(decoder, b"1;2;3\n-4.5;1e3;0\n")) == [
+        Frame("bench", MONO, WALL, {"a": 1.0, "b": 2.0, "c": 3.0}),
+        Frame("bench", MONO, WALL, {"a": -4.5, "b": 1000.0, "c": 0.0}),
+    ]
+    assert decoder.stats.headers == 0
+
+
+def test_csv_nan_is_kept_for_the_windower_to_decide() -> None:
+    decoder = make_decoder(port(columns=["a", "b"]))
+    (frame,) = frames_of(feed(decoder, b"nan,1\n"))
+    assert math.isnan(frame.values["a"]) and frame.values["b"] == 1.0
+
+
+def test_csv_repeated_header_is_counted_not_an_error() -> None:
+    decoder = make_decoder(port())
+    feed(decoder, b"a,b\n1,2\na,b\n3,4\n")
+    assert decoder.stats.headers == 2 and decoder.stats.frames == 2 and decoder.stats.skipped == {}
+
+
+def test_csv_new_header_after_reset_replaces_the_old_one() -> None:
+    decoder = make_decoder(port())
+    feed(decoder, b"a,b\n1,2\n")
+    decoder.reset()  # link dropped, device rebooted with another firmware
+    events = feed(decoder, b"x,y,z\n1,2,3\n")
+    assert isinstance(decoder, CsvDecoder) and decoder.columns == ("x", "y", "z")
+    assert frames_of(events) == [Frame("bench", MONO, WALL, {"x": 1.0, "y": 2.0, "z": 3.0})]
+
+
+def test_csv_after_reset_a_data_line_is_still_data() -> None:
+    decoder = make_decoder(port())
+    feed(decoder, b"a,b\n1,2\n")
+    decoder.reset()
+    assert frames_of(feed(decoder, b"3,4\n")) == [Frame("bench", MONO, WALL, {"a": 3.0, "b": 4.0})]
+
+
+# --- jsonl -------------------------------------------------------------------------------------
+
+
+def test_jsonl_takes_numeric_fields_and_device_time() -> None:
+    decoder = make_decoder(port(format="jsonl", device_time="ts"))
+    events = feed(decoder, b'{"ts": 5, "v": 12.1, "i": 2, "status": "ok", "on": true}\n')
+    assert events == [Frame("bench", MONO, WALL, {"v": 12.1, "i": 2.0}, 5.0)]
+
+
+def test_jsonl_with_columns_requires_them_and_null_is_a_missing_sample() -> None:
+    decoder = make_decoder(port(format="jsonl", columns=["v", "i"]))
+    events = feed(
+        decoder, b'{"v": 1, "i": null, "x": 9}\n{"v": 1}\n{"v": "1.5", "i": 2}\n{"v": "hi", "i": 1}\n'
+    )
+    frames = frames_of(events)
+    assert len(frames) == 2
+    assert frames[0].values["v"] == 1.0 and math.isnan(frames[0].values["i"])
+    assert frames[1].values == {"v": 1.5, "i": 2.0}
+    assert decoder.stats.skipped == {"wrong_columns": 1, "not_numeric": 1}
+
+
+def test_jsonl_missing_device_time_field_gives_no_device_time() -> None:
+    decoder = make_decoder(port(format="jsonl", device_time="ts"))
+    assert feed(decoder, b'{"v": 1}\n') == [Frame("bench", MONO, WALL, {"v": 1.0}, None)]
+
+
+# --- kv ----------------------------------------------------------------------------------------
+
+
+def test_kv_pairs_with_device_time() -> None:
+    decoder = make_decoder(port(format="kv", device_time="t"))
+    events = feed(decoder, b"t=7 temp=21.5 rh=40\r\nt=8, temp=21.6, rh=41\n")
+    assert events == [
+        Frame("bench", MONO, WALL, {"temp": 21.5, "rh": 40.0}, 7.0),
+        Frame("bench", MONO, WALL, {"temp": 21.6, "rh": 41.0}, 8.0),
+    ]
+
+
+def test_kv_with_columns_keeps_only_them() -> None:
+    decoder = make_decoder(port(format="kv", columns=["temp"]))
+    assert frames_of(feed(decoder, b"temp=1 rh=2\nrh=3\n")) == [Frame("bench", MONO, WALL, {"temp": 1.0})]
+    assert decoder.stats.skipped == {"wrong_columns": 1}
+
+
+# --- markers -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "kv"])
+def test_default_markers_in_every_format(fmt: str) -> None:
+    decoder = make_decoder(port(format=fmt, columns=["a"]))
+    events = feed(decoder, b"#STEP START power on\n#STEP END power on PASS\n#STEP END other FAIL\n# note\n")
+    assert events == [
+        StepMarker("bench", StepEdge.START, "power on", MONO, WALL, None),
+        StepMarker("bench", StepEdge.END, "power on", MONO, WALL, Verdict.PASS),
+        StepMarker("bench", StepEdge.END, "other", MONO, WALL, Verdict.FAIL),
+    ]
+    assert decoder.stats.markers == 3 and decoder.stats.comments == 1
+
+
+def test_custom_marker_regex() -> None:
+    regex = r"^>> (?P<edge>begin|end) step=(?P<name>\w+)(?: result=(?P<verdict>ok|failed))?$"
+    decoder = make_decoder(port(columns=["a"], marker_regex=regex))
+    events = feed(decoder, b">> begin step=flash\n1\n>> end step=flash result=failed\n#STEP START x\n")
+    assert events == [
+        StepMarker("bench", StepEdge.START, "flash", MONO, WALL, None),
+        Frame("bench", MONO, WALL, {"a": 1.0}),
+        StepMarker("bench", StepEdge.END, "flash", MONO, WALL, Verdict.FAIL),
+    ]
+    assert decoder.stats.comments == 1  # the default marker is just a comment under a custom regex
+
+
+def test_unanchored_marker_regex_is_tried_on_every_line() -> None:
+    decoder = make_decoder(port(columns=["a"], marker_regex=r"STEP (?P<edge>START|END) (?P<name>\w+)"))
+    assert feed(decoder, b"[log] STEP START x\n") == [StepMarker("bench", StepEdge.START, "x", MONO, WALL)]
+
+
+def test_marker_with_unknown_edge_is_counted() -> None:
+    decoder = make_decoder(port(columns=["a"], marker_regex=r"^@(?P<edge>\w+) (?P<name>\w+)"))
+    assert feed(decoder, b"@pause x\n") == []
+    assert decoder.stats.skipped == {"bad_marker": 1}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "prefix"),
+    [
+        (DEFAULT_MARKER_REGEX, "#STEP"),
+        (r"^STEP:(?P<edge>\w+) (?P<name>\w+)", "STEP:"),
+        (r"^ab?c(?P<edge>x)(?P<name>y)", "a"),
+        (r"^a|b(?P<edge>x)(?P<name>y)", ""),
+        (r"(?P<edge>x)(?P<name>y)", ""),
+        (r"^\#(?P<edge>x)(?P<name>y)", ""),
+    ],
+)
+def test_marker_literal_prefix_is_only_what_every_match_starts_with(pattern: str, prefix: str) -> None:
+    assert literal_prefix(pattern) == prefix
+
+
+# --- bad input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fmt", "line", "reason"),
+    [
+        ("csv", b"1,2", "wrong_columns"),
+        ("csv", b"1,2,3,4", "wrong_columns"),
+        ("csv", b"1,x,3", "not_numeric"),
+        ("csv", b"1,,3", "not_numeric"),
+        ("csv", b"1,\xff,3", "not_utf8"),
+        ("csv", b"   \r", "empty"),
+        ("jsonl", b"{not json", "bad_json"),
+        ("jsonl", b"[1, 2]", "bad_json"),
+        ("jsonl", b"[" * 3000 + b"]" * 3000, "too_long"),
+        ("jsonl", b"[" * 2000 + b"]" * 2000, "bad_json"),
+        ("jsonl", b'{"status": "ok"}', "not_numeric"),
+        ("kv", b"a=1 b", "bad_kv"),
+        ("kv", b"=1", "bad_kv"),
+        ("kv", b"a=1 b=x", "not_numeric"),
+        ("csv", b"9" * 5000, "too_long"),
+    ],
+)
+def test_bad_line_is_skipped_counted_and_the_next_line_still_decodes(
+    fmt: str, line: bytes, reason: str
+) -> None:
+    columns = ["a", "b", "c"] if fmt == "csv" else []
+    decoder = make_decoder(port(format=fmt, columns=columns))
+    good = {"csv": b"1,2,3", "jsonl": b'{"a": 1}', "kv": b"a=1"}[fmt]
+    events = feed(decoder, line + b"\n" + good + b"\n")
+    assert len(frames_of(events)) == 1
+    assert decoder.stats.skipped == {reason: 1}
+    assert decoder.stats.lines == 2
+
+
+def test_line_of_exactly_max_bytes_is_kept_one_more_is_too_long() -> None:
+    decoder = make_decoder(port(format="kv", max_line_bytes=16))
+    exact = b"a=" + b"1" * 14
+    assert len(frames_of(feed(decoder, exact + b"\n" + exact + b"1\n"))) == 1
+    assert decoder.stats.skipped == {"too_long": 1}
+
+
+def test_ten_megabytes_without_newline_never_grow_the_buffer() -> None:
+    decoder = make_decoder(port(columns=["a"]))
+    chunk = bytes(range(256)).replace(b"\n", b"") * 256  # ~64 KB of binary garbage, no newline
+    fed = 0
+    while fed < 10 * 1024 * 1024:
+        assert feed(decoder, chunk) == []
+        fed += len(chunk)
+        assert decoder.splitter.buffered <= 4096
+    assert decoder.stats.overflow_bytes == fed
+    assert frames_of(feed(decoder, b"tail of garbage\n1\n")) == [Frame("bench", MONO, WALL, {"a": 1.0})]
+    assert decoder.stats.skipped == {"too_long": 1}
+
+
+def test_reset_counts_the_unterminated_line_as_partial() -> None:
+    decoder = make_decoder(port(columns=["a", "b"]))
+    feed(decoder, b"1,2\n3,")
+    decoder.reset()
+    assert frames_of(feed(decoder, b"4\n5,6\n")) == [Frame("bench", MONO, WALL, {"a": 5.0, "b": 6.0})]
+    assert decoder.stats.skipped == {"partial": 1, "wrong_columns": 1}
