@@ -86,7 +86,9 @@ def decode_reply(raw: str | bytes) -> Reply:
 
 def _is_failure(body: dict[str, Any]) -> bool:
     data = body.get("event_data")
-    if isinstance(data, dict) and (data.get("is_valid") is False or data.get("errors")):
+    if isinstance(data, dict) and (
+        data.get("is_valid") is False or data.get("errors") or data.get("error_messages")
+    ):
         return True
     return bool(body.get("errors")) or (body.get("event_data") is None and "message" in body)
 
@@ -125,6 +127,13 @@ class OutputError:
 
     kind: str
     text: str
+
+
+def update_accepted(reply: Reply) -> bool:
+    """Whether the lens queued the window (`accepted: false` = its buffer was full). A reply that
+    does not say is taken as accepted."""
+    data = reply.body.get("event_data")
+    return not (isinstance(data, dict) and data.get("accepted") is False) and reply.error is None
 
 
 def read_messages(reply: Reply) -> list[dict[str, Any]]:

@@ -1,0 +1,191 @@
+"""The lens side of the agent, assembled: frames in (`feed`, never blocks), inferences out
+(`on_inference`), and one supervising coroutine (`run`) that keeps a session streaming.
+
+`run` destroys the leftovers of an earlier run, then loops: open a session (create, record,
+RUNNING), stream on its websocket until the connection ends, reconnect with backoff while the
+session lives, replace it (with backoff) when the server destroyed, expired or failed it. On the
+way out (cancel or `stop`) it destroys its session. 401/403 end `run` with `LensAuthError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from edge_agent.backoff import Backoff
+from edge_agent.config import LensSection
+from edge_agent.frames import Frame, LinkEvent, SerialEvent
+from edge_agent.lens.client import LensClient, SessionInfo
+from edge_agent.lens.lifecycle import LifecycleSettings, SessionLifecycle
+from edge_agent.lens.outputs import OutputHandler
+from edge_agent.lens.pacer import WindowPacer
+from edge_agent.lens.protocol import LensInference
+from edge_agent.lens.sse_reader import SseReader
+from edge_agent.lens.store import SessionStore
+from edge_agent.lens.streamer import SessionGone, StreamDropped, Streamer, StreamSettings
+from edge_agent.lens.windower import Scale, Window, Windower
+from edge_agent.logs import get_logger
+
+log = get_logger(__name__)
+
+SHUTDOWN_DESTROY_TIMEOUT = 10.0
+STABLE_CONNECTION_SECONDS = 10.0  # a connection that lasted this long resets the reconnect backoff
+
+
+class LensService:
+    def __init__(
+        self,
+        config: LensSection,
+        state_dir: Path,
+        on_inference: Callable[[LensInference], None],
+        *,
+        source: str,
+        max_gap: float | None = None,
+        record_latency: bool = False,
+    ) -> None:
+        if not config.channels:
+            raise ValueError("lens.channels is empty: name the channels that make a window")
+        key = config.api_key.get_secret_value() if config.api_key is not None else ""
+        self.config = config
+        self._key = key
+        self.client = LensClient(
+            config.api_url, key, connect_timeout=config.connect_timeout, read_timeout=config.read_timeout
+        )
+        self.store = SessionStore(state_dir)
+        register = config.register_spec
+        self.lifecycle = SessionLifecycle(
+            self.client,
+            self.store,
+            LifecycleSettings(
+                lens_id=config.lens_id,
+                register_name=register.lens_name if register else "",
+                register_config=dict(register.lens_config) if register else None,
+                ready_timeout=config.ready_timeout,
+                status_poll_interval=config.status_poll_interval,
+            ),
+        )
+        self.windower = Windower(
+            source,
+            config.channels,
+            config.window_size,
+            config.step_size,
+            missing=config.missing,
+            scaling={name: Scale(s.mean, s.std) for name, s in config.scaling.items()},
+            max_gap=max_gap,
+        )
+        self.pacer: WindowPacer[Window] = WindowPacer(
+            config.max_windows_per_second, config.max_in_flight, config.queue_windows
+        )
+        self.outputs = OutputHandler(source, on_inference)
+        self.streamer = Streamer(
+            self.pacer,
+            self.outputs,
+            StreamSettings(
+                sensor_id=config.sensor_id or source,
+                client_id=self.store.client_id(config.client_id),
+                poll_reads=config.reader == "session_read",
+                read_interval=config.read_interval,
+                heartbeat_interval=config.heartbeat_interval,
+                connect_timeout=config.connect_timeout,
+                reply_timeout=config.read_timeout,
+                record_latency=record_latency,
+            ),
+        )
+        self.sse = SseReader(self.client, self.outputs) if config.reader == "sse" else None
+        self.session: SessionInfo | None = None
+        self.sessions_opened = 0
+        self.running = asyncio.Event()  # set while a session is streaming
+
+    # -- frame path ---------------------------------------------------------------------------------
+
+    def feed(self, event: SerialEvent) -> None:
+        """One serial event in. Never blocks, never raises on data: the serial side must not wait."""
+        if isinstance(event, Frame):
+            window = self.windower.push(event)
+            if window is not None:
+                self.streamer.offer(window)
+        elif isinstance(event, LinkEvent):
+            self.windower.link(event)
+
+    # -- supervision --------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self.lifecycle.destroy_leftovers()
+            replace_backoff = Backoff(base=1.0, cap=60.0, jitter=1.0)
+            while True:
+                self.session = await self.lifecycle.open()
+                self.sessions_opened += 1
+                gone = await self._stream_session(self.session)
+                log.warning("lens_session_lost", session_id=self.session.session_id, reason=gone)
+                self.running.clear()
+                await self.lifecycle.close(self.session.session_id)
+                self.lifecycle.stats.replaced += 1
+                self.session = None
+                await asyncio.sleep(replace_backoff.next_delay())
+        finally:
+            self.running.clear()
+            await asyncio.shield(self._shutdown())
+
+    async def _stream_session(self, session: SessionInfo) -> str:
+        """Stream on the session until the server no longer has it; returns why."""
+        reconnect = Backoff(base=0.2, cap=15.0, jitter=1.0)
+        sse_task = asyncio.create_task(self.sse.run(session.session_id)) if self.sse is not None else None
+        try:
+            while True:
+                started = time.monotonic()
+                self.running.set()
+                try:
+                    await self.streamer.stream(session.endpoint, session.session_id, self._key)
+                except SessionGone as exc:
+                    return str(exc)
+                except StreamDropped as exc:
+                    self.running.clear()
+                    if time.monotonic() - started >= STABLE_CONNECTION_SECONDS:
+                        reconnect.reset()
+                    status = await self.lifecycle.status(session.session_id)
+                    if status is not None and status.is_terminal:
+                        return f"session is {status.value}"
+                    delay = reconnect.next_delay()
+                    log.warning("lens_stream_dropped", session_id=session.session_id, error=str(exc),
+                                retry_in=round(delay, 2))  # fmt: skip
+                    await asyncio.sleep(delay)
+        finally:
+            if sse_task is not None:
+                sse_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await sse_task
+
+    async def _shutdown(self) -> None:
+        try:
+            async with asyncio.timeout(SHUTDOWN_DESTROY_TIMEOUT):
+                if self.session is not None:
+                    await self.lifecycle.close(self.session.session_id)
+                    self.session = None
+                await self.lifecycle.delete_registered_lens()
+        except Exception as exc:  # shutdown must finish; a failed destroy leaves the record for next start
+            log.warning("lens_shutdown_incomplete", error=str(exc) or type(exc).__name__)
+        finally:
+            await self.client.close()
+
+    def counters(self) -> dict[str, float]:
+        """Every counter of the lens side, flat (for /status and metrics)."""
+        out: dict[str, float] = {}
+        for prefix, stats in (
+            ("windower", self.windower.stats),
+            ("pacer", self.pacer.stats),
+            ("stream", self.streamer.stats),
+            ("lifecycle", self.lifecycle.stats),
+        ):
+            for name in stats.__slots__:
+                value = getattr(stats, name)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    out[f"{prefix}_{name}"] = value
+        out["outputs_results"] = self.outputs.stats.results
+        out["outputs_unmatched"] = self.outputs.stats.unmatched
+        for kind, count in self.outputs.stats.errors.items():
+            out[f"outputs_error_{kind}"] = count
+        return out
