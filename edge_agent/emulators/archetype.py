@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -281,10 +282,12 @@ class ArchetypeEmulator:
 
     def _authorised(self, request: web.Request) -> bool:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and value.strip() == self.api_key:
+        # compare_digest: the answer time must not tell how much of a guessed key was right.
+        if scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), self.api_key.encode()):
             return True
+        expected = (SUBPROTOCOL_AUTH_PREFIX + self.api_key).encode()
         offered = request.headers.get("Sec-WebSocket-Protocol", "")
-        return any(p.strip() == SUBPROTOCOL_AUTH_PREFIX + self.api_key for p in offered.split(","))
+        return any(hmac.compare_digest(p.strip().encode(), expected) for p in offered.split(","))
 
     # -- REST --------------------------------------------------------------------------------------------
 
