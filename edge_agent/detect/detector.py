@@ -1,0 +1,311 @@
+"""The detection facade (sans-I/O): frames, link events, lens inferences and ticks in; anomaly events out.
+
+Wires the configured rules (`[[rules]]`) and the lens label mapping to one `AnomalyTracker`. Rule
+instances are made per source lazily, on the first frame (or link event) of a source, so a rule with
+`source = ""` watches every source separately: a channel of one port never clears or feeds the same
+channel of another.
+
+Hot path (`on_frame`): per configured channel one dict lookup, the checks, and the tracker only when a
+check is active or its key is live (streak running or anomaly open). Values that are not finite (NaN,
+inf) are treated as missing: no check sees them and they do not count as a frame for a dropout rule of
+that channel. Returns a shared empty tuple when nothing happened, so a quiet frame allocates nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge_agent.config import LensSection, RuleSection
+from edge_agent.detect.anomaly import Anomaly, AnomalyClosed, AnomalyEvent, AnomalyKey, Severity
+from edge_agent.detect.baseline import BaselineFileError, RobustStats, load_baselines
+from edge_agent.detect.checks import BaselineCheck, LimitsCheck, RateCheck, StuckCheck, ValueCheck
+from edge_agent.detect.dropout import ANY_CHANNEL, DropoutWatch
+from edge_agent.detect.lens_labels import InferenceLike, LensLabelCheck
+from edge_agent.detect.tracker import AnomalySpec, AnomalyTracker, Debounce, Slot, uuid4_str
+from edge_agent.frames import Frame, LinkEvent, LinkState
+
+NO_EVENTS: tuple[AnomalyEvent, ...] = ()
+LENS_RULE_ID = "lens"
+
+
+@dataclass(frozen=True, slots=True)
+class LensAnomalyOptions:
+    """How lens anomalies are debounced and graded (the [lens] table has no keys for these yet)."""
+
+    severity: Severity = "high"
+    # Lens outputs come about once a second: one anomalous window opens, two seconds of normal ones close.
+    debounce: Debounce = field(default_factory=lambda: Debounce(hold=0.0, hold_samples=1, clear_after=2.0))
+
+
+class RuleConfigError(ValueError):
+    """A rule that cannot be used; the message names `rules[i]` and the reason."""
+
+
+@dataclass(slots=True)
+class _CompiledRule:
+    index: int
+    section: RuleSection
+    rule_id: str
+    spec: AnomalySpec
+    make_check: Callable[[], ValueCheck] | None  # None for dropout (time-driven, not a value check)
+
+
+@dataclass(slots=True)
+class _SourcePlan:
+    """Everything one source's frames touch, flattened for the per-frame loop."""
+
+    channels: list[tuple[str, list[tuple[ValueCheck, Slot]], list[DropoutWatch]]]
+    any_frame: list[DropoutWatch]
+
+
+class Detector:
+    def __init__(
+        self,
+        rules: Sequence[RuleSection],
+        lens: LensSection | None = None,
+        *,
+        lens_options: LensAnomalyOptions | None = None,
+        new_id: Callable[[], str] = uuid4_str,
+        update_every: float | None = None,
+        load_baseline: Callable[[Path], Mapping[str, RobustStats]] = load_baselines,
+    ) -> None:
+        """Build every rule now, so a bad rule or baseline file fails at start-up (`RuleConfigError`),
+        not at the first frame. `load_baseline` reads a baseline file (the only I/O, at construction)."""
+        self.tracker = AnomalyTracker(new_id=new_id, update_every=update_every)
+        self._rules = [self._compile(i, section, load_baseline) for i, section in enumerate(rules)]
+        self._plans: dict[str, _SourcePlan] = {}
+        self._known_sources: set[str] = set()
+        # (rule index, source) -> watch; source "" stands in for an any-source rule until a source appears.
+        self._watches: dict[tuple[int, str], DropoutWatch] = {}
+        for rule in self._rules:
+            if rule.make_check is None:
+                self._add_watch(rule, rule.section.source)
+        self._lens: LensLabelCheck | None = None
+        self._lens_spec: AnomalySpec | None = None
+        if lens is not None and lens.anomaly_labels:
+            options = lens_options or LensAnomalyOptions()
+            self._lens = LensLabelCheck(lens.anomaly_labels, lens.min_score)
+            self._lens_spec = AnomalySpec(
+                kind="lens", description=self._lens.describe(), severity=options.severity,
+                measure=LensLabelCheck.measure, debounce=options.debounce,
+            )  # fmt: skip
+
+    # -- construction -------------------------------------------------------------------------------
+
+    def _compile(
+        self, index: int, section: RuleSection, load_baseline: Callable[[Path], Mapping[str, RobustStats]]
+    ) -> _CompiledRule:
+        where = f"rules[{index}] ({section.kind} on {section.channel})"
+        try:
+            debounce = Debounce(section.hold, section.hold_samples, section.clear_after)
+            make_check = self._check_factory(section, load_baseline)
+            if make_check is None:
+                if section.dropout_after is None or not section.dropout_after > 0:
+                    raise ValueError("dropout_after must be > 0 seconds")
+                after = section.dropout_after
+                description = f"{section.channel} dropout (no frame for {after:g}s or link down)"
+                measure = DropoutWatch.measure
+            else:
+                probe = make_check()  # validates the parameters once, now
+                description = probe.describe(section.channel)
+                measure = probe.measure
+        except (ValueError, BaselineFileError) as exc:
+            raise RuleConfigError(f"{where}: {exc}") from None
+        if section.source:
+            description += f" on {section.source}"
+        spec = AnomalySpec(
+            kind=f"rule:{section.kind}", description=description, severity=section.severity,
+            measure=measure, debounce=debounce,
+        )  # fmt: skip
+        return _CompiledRule(index, section, f"rule{index}:{section.kind}", spec, make_check)
+
+    @staticmethod
+    def _check_factory(
+        section: RuleSection, load_baseline: Callable[[Path], Mapping[str, RobustStats]]
+    ) -> Callable[[], ValueCheck] | None:
+        kind = section.kind
+        if kind == "limits":
+            return lambda: LimitsCheck(section.min, section.max)
+        if kind == "rate":
+            max_rate = section.max_rate
+            if max_rate is None:
+                raise ValueError("a 'rate' rule needs max_rate")
+            return lambda: RateCheck(max_rate)
+        if kind == "stuck":
+            stuck_for = section.stuck_for
+            if stuck_for is None:
+                raise ValueError("a 'stuck' rule needs stuck_for")
+            return lambda: StuckCheck(stuck_for)
+        if kind == "baseline":
+            stats: RobustStats | None = None
+            if section.baseline_file is not None:
+                table = load_baseline(section.baseline_file)
+                if section.channel not in table:
+                    where = section.baseline_file
+                    raise BaselineFileError(f"{where}: no entry for channel {section.channel!r}")
+                stats = table[section.channel]
+            return lambda: BaselineCheck(section.baseline_k, section.baseline_warmup, stats)
+        return None
+
+    def _add_watch(self, rule: _CompiledRule, source: str) -> DropoutWatch:
+        after = rule.section.dropout_after
+        assert after is not None  # checked in _compile
+        key = AnomalyKey(rule.rule_id, source, rule.section.channel)
+        watch = DropoutWatch(after, self.tracker.slot(key, rule.spec))
+        self._watches[(rule.index, source)] = watch
+        return watch
+
+    def _ensure_source(self, source: str, mono: float, wall: float) -> list[AnomalyEvent]:
+        """First sight of `source`: any-source dropout rules get a watch of their own for it, and their
+        stand-in watch (which covered "no source has sent anything yet") is cleared and retired."""
+        if source in self._known_sources:
+            return []
+        self._known_sources.add(source)
+        events: list[AnomalyEvent] = []
+        for rule in self._rules:
+            if rule.make_check is not None or rule.section.source not in ("", source):
+                continue
+            if (rule.index, source) not in self._watches:
+                self._add_watch(rule, source)
+            if not rule.section.source:
+                stand_in = self._watches.pop((rule.index, ""), None)
+                if stand_in is not None:
+                    event = stand_in.seen(mono, wall)
+                    if event is not None:
+                        events.append(event)
+        return events
+
+    def _plan_for(self, source: str) -> _SourcePlan:
+        by_channel: dict[str, tuple[list[tuple[ValueCheck, Slot]], list[DropoutWatch]]] = {}
+        any_frame: list[DropoutWatch] = []
+        for rule in self._rules:
+            section = rule.section
+            if section.source not in ("", source):
+                continue
+            if rule.make_check is None:
+                watch = self._watches[(rule.index, source)]
+                if section.channel == ANY_CHANNEL:
+                    any_frame.append(watch)
+                else:
+                    by_channel.setdefault(section.channel, ([], []))[1].append(watch)
+                continue
+            slot = self.tracker.slot(AnomalyKey(rule.rule_id, source, section.channel), rule.spec)
+            by_channel.setdefault(section.channel, ([], []))[0].append((rule.make_check(), slot))
+        plan = _SourcePlan([(ch, checks, watches) for ch, (checks, watches) in by_channel.items()], any_frame)
+        self._plans[source] = plan
+        return plan
+
+    # -- inputs -------------------------------------------------------------------------------------
+
+    def on_frame(self, frame: Frame) -> Sequence[AnomalyEvent]:
+        plan = self._plans.get(frame.source)
+        events: list[AnomalyEvent] | None = None
+        mono = frame.mono
+        wall = frame.wall
+        if plan is None:
+            events = self._ensure_source(frame.source, mono, wall) or None
+            plan = self._plan_for(frame.source)
+        for watch in plan.any_frame:
+            event = watch.seen(mono, wall)
+            if event is not None:
+                events = events or []
+                events.append(event)
+        values = frame.values
+        for channel, checks, watches in plan.channels:
+            value = values.get(channel)
+            # `value - value` is 0.0 exactly for finite floats and NaN for NaN and ±inf.
+            if value is None or value - value != 0.0:
+                continue
+            for watch in watches:
+                event = watch.seen(mono, wall)
+                if event is not None:
+                    events = events or []
+                    events.append(event)
+            for check, slot in checks:
+                verdict = check.observe(value, mono, wall)
+                if verdict is None or not (verdict or slot.live):
+                    continue
+                event = slot.observe(
+                    verdict, check.value, check.excursion, check.threshold, mono, wall,
+                    onset_mono=check.onset_mono, onset_wall=check.onset_wall,
+                )  # fmt: skip
+                if event is not None:
+                    events = events or []
+                    events.append(event)
+        return events or NO_EVENTS
+
+    def on_link(self, event: LinkEvent) -> list[AnomalyEvent]:
+        """Serial link down opens the source's dropout anomalies at once; up restarts their gap clock."""
+        events = self._ensure_source(event.source, event.mono, event.wall)
+        for (_, source), watch in list(self._watches.items()):
+            if source != event.source:
+                continue
+            if event.state is LinkState.DOWN:
+                result = watch.on_link_down(event.mono, event.wall, event.reason)
+            else:
+                result = watch.on_link_up(event.mono, event.wall)
+            if result is not None:
+                events.append(result)
+        return events
+
+    def on_inference(self, inference: InferenceLike, now_mono: float, now_wall: float) -> list[AnomalyEvent]:
+        """A lens output received at `now_*`. Its window's wall times are mapped onto the monotonic clock
+        by their age at receipt, so the anomaly's times line up with the frames it is about."""
+        check = self._lens
+        spec = self._lens_spec
+        if check is None or spec is None:
+            return []
+        slot = self.tracker.slot(AnomalyKey(LENS_RULE_ID, inference.source, ""), spec)
+        active = check.is_anomalous(inference)
+        if not active and not slot.live:
+            return []
+        end_mono, end_wall = _at(inference.window_end, now_mono, now_wall)
+        start_mono, start_wall = _at(inference.window_start, now_mono, now_wall)
+        score = check.score_of(inference)
+        value = score if score is not None and math.isfinite(score) else 1.0
+        event = slot.observe(
+            active, value, value, check.threshold, end_mono, end_wall,
+            onset_mono=start_mono, onset_wall=start_wall, label=inference.label, scores=inference.scores,
+        )  # fmt: skip
+        return [] if event is None else [event]
+
+    def tick(self, now_mono: float, now_wall: float) -> list[AnomalyEvent]:
+        """Time passes: dropout gaps, anomalies clear for long enough, progress updates. Call it often
+        (every 100-250 ms): it bounds how late a dropout is seen and a quiet anomaly closes."""
+        events: list[AnomalyEvent] = []
+        for watch in list(self._watches.values()):
+            event = watch.check(now_mono, now_wall)
+            if event is not None:
+                events.append(event)
+        events.extend(self.tracker.tick(now_mono, now_wall))
+        return events
+
+    def close_all(self, now_mono: float, now_wall: float) -> list[AnomalyClosed]:
+        """Shutdown: close every open anomaly now (reason "shutdown")."""
+        return self.tracker.close_all(now_mono, now_wall)
+
+    def open_anomalies(self) -> list[Anomaly]:
+        return self.tracker.open_anomalies()
+
+    def learned_baselines(self) -> dict[str, dict[str, RobustStats]]:
+        """source -> channel -> baseline, for every baseline rule that has one (to save to a file)."""
+        out: dict[str, dict[str, RobustStats]] = {}
+        for source, plan in self._plans.items():
+            for channel, checks, _ in plan.channels:
+                for check, _slot in checks:
+                    if isinstance(check, BaselineCheck) and check.stats is not None:
+                        out.setdefault(source, {})[channel] = check.stats
+        return out
+
+
+def _at(wall_time: float | None, now_mono: float, now_wall: float) -> tuple[float, float]:
+    """(mono, wall) of a past wall-clock instant, by its age at `now`; `now` itself if unknown or future."""
+    if wall_time is None or not math.isfinite(wall_time):
+        return now_mono, now_wall
+    age = now_wall - wall_time
+    if age <= 0:
+        return now_mono, now_wall
+    return now_mono - age, wall_time

@@ -1,0 +1,80 @@
+"""Dropout (sans-I/O): no frame carrying a channel for `dropout_after` seconds, or the serial link down.
+
+Time-driven: a gap is only visible when time passes without frames, so the detector calls `check(now)`
+on its tick, `seen(...)` on every frame that carries the channel (any frame of the source for channel
+"*"), and `link_down/link_up` on serial link events. An unplug opens at once, past the debounce: it is a
+fact reported by the port, not a noisy measurement. After the link comes back the gap clock restarts,
+so the port gets `dropout_after` seconds to deliver its first frame.
+"""
+
+from __future__ import annotations
+
+import math
+
+from edge_agent.detect.anomaly import AnomalyEvent
+from edge_agent.detect.tracker import Slot
+
+ANY_CHANNEL = "*"
+
+
+class DropoutWatch:
+    __slots__ = ("_gap_text", "after", "last_mono", "last_wall", "link_down", "link_text", "slot")
+
+    measure = "seconds without frames"
+
+    def __init__(self, after: float, slot: Slot) -> None:
+        if not (math.isfinite(after) and after > 0):
+            raise ValueError("dropout_after must be > 0 seconds")
+        self.after = after
+        self.slot = slot
+        self.last_mono: float | None = None  # None: the gap clock starts at the first check
+        self.last_wall = 0.0
+        self.link_down = False
+        self.link_text = ""
+        self._gap_text = f"no frame for >= {after:.6g}s"
+
+    def seen(self, mono: float, wall: float) -> AnomalyEvent | None:
+        """A frame carrying the channel arrived: the gap (if any) is over."""
+        self.last_mono = mono
+        self.last_wall = wall
+        self.link_down = False
+        if self.slot.live:
+            return self.slot.observe(False, 0.0, 0.0, self._gap_text, mono, wall)
+        return None
+
+    def check(self, now_mono: float, now_wall: float) -> AnomalyEvent | None:
+        last = self.last_mono
+        if last is None:
+            self.last_mono = now_mono
+            self.last_wall = now_wall
+            return None
+        gap = max(0.0, now_mono - last)
+        if self.link_down:
+            return self.slot.observe(
+                True, gap, gap, self.link_text, now_mono, now_wall,
+                force=True, onset_mono=last, onset_wall=self.last_wall,
+            )  # fmt: skip
+        if gap >= self.after:
+            return self.slot.observe(
+                True, gap, gap - self.after, self._gap_text, now_mono, now_wall,
+                onset_mono=last, onset_wall=self.last_wall,
+            )  # fmt: skip
+        if self.slot.live:
+            return self.slot.observe(False, gap, 0.0, self._gap_text, now_mono, now_wall)
+        return None
+
+    def on_link_down(self, mono: float, wall: float, reason: str) -> AnomalyEvent | None:
+        self.link_down = True
+        self.link_text = f"serial link down: {reason}" if reason else "serial link down"
+        if self.last_mono is None:
+            self.last_mono = mono
+            self.last_wall = wall
+        return self.check(mono, wall)
+
+    def on_link_up(self, mono: float, wall: float) -> AnomalyEvent | None:
+        self.link_down = False
+        self.last_mono = mono
+        self.last_wall = wall
+        if self.slot.live:
+            return self.slot.observe(False, 0.0, 0.0, self._gap_text, mono, wall)
+        return None
