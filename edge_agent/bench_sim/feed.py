@@ -73,10 +73,10 @@ class Feed:
     def advance(self, now: float) -> list[Output]:
         out: list[Output] = []
         for item in self.source.advance(now):
-            self._edges_until(item.t, out, inclusive=False)
+            self._edges_until(item.t, out)  # windows are [start, end): a line at `end` goes out
             if isinstance(item, Unplug):
                 self._schedule(item.t, item.until, item.record)
-                self._edges_until(item.t, out, inclusive=True)
+                self._edges_until(item.t, out)
             elif isinstance(item, Write) and self._down is not None:
                 if item.kind is WriteKind.MARKER:
                     self._down.held.append(item)
@@ -85,13 +85,13 @@ class Feed:
                     self.lost_while_unplugged += 1
             else:
                 out.append(item)
-        self._edges_until(now, out, inclusive=True)
+        self._edges_until(now, out)
         return out
 
-    def _edges_until(self, t: float, out: list[Output], inclusive: bool) -> None:
+    def _edges_until(self, t: float, out: list[Output]) -> None:
         while True:
             edge = self._next_edge()
-            if edge is None or edge > t or (edge == t and not inclusive):
+            if edge is None or edge > t:
                 return
             if self._down is None:
                 self._down = self._windows.pop(0)

@@ -245,6 +245,8 @@ class ScenarioPlayer:
             self._counts["samples"] += 1
             out.append(Write(t, self._fmt.format(device_ms(t), *values).encode(), WriteKind.SAMPLE))
             return
+        # A channel dropout prints "nan": the decoders' missing-sample value (an empty field would make
+        # the CSV decoder skip the whole line, i.e. a dropout of every channel).
         empty: list[int] = []
         for fault in self._faults:
             fault.samples += 1
@@ -269,7 +271,7 @@ class ScenarioPlayer:
         if empty:
             fields = line.rstrip("\n").split(",")
             for ch in empty:
-                fields[ch + 1] = ""
+                fields[ch + 1] = "nan"
             line = ",".join(fields) + "\n"
         out.append(Write(t, line.encode(), WriteKind.SAMPLE))
 

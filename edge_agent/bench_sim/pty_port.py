@@ -13,7 +13,10 @@ a replug always comes back as a different `/dev/pts/N` behind the same link (ren
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import struct
+import termios
 import tty
 from pathlib import Path
 
@@ -115,6 +118,16 @@ class PtyPort:
         if written < len(data):
             self._tail = data[written:]
         return True
+
+    def unread_bytes(self) -> int:
+        """Bytes written that no reader has taken yet (the slave's input queue, FIONREAD)."""
+        if self._pty is None:
+            return 0
+        try:
+            raw = fcntl.ioctl(self._pty.slave, termios.FIONREAD, b"\0\0\0\0")
+        except OSError:
+            return 0
+        return int(struct.unpack("i", raw)[0]) + len(self._tail)
 
     def drain_input(self) -> int:
         """Discard what the reader sent us, so its writes never block on a full buffer."""

@@ -26,22 +26,27 @@ class ReplayError(ValueError):
 
 
 def time_unit(column: str) -> float | None:
-    """Seconds per unit of a numeric time column, or None for `timestamp` (decided per value)."""
+    """File units per second of a numeric time column (1000 for ms), or None for `timestamp`.
+
+    A divisor, not a factor: the replay subtracts in file units first and divides once, so 20 ms
+    comes out as exactly 0.02 s (20 * 0.001 and 1.02 - 1.0 do not).
+    """
     name = column.lower()
     if name == "timestamp":
         return None
     if name.endswith("_ms") or name == "ms":
-        return 0.001
+        return 1000.0
     if name.endswith("_us") or name == "us":
-        return 0.000001
+        return 1_000_000.0
     return 1.0
 
 
 def parse_time(text: str, unit: float | None) -> float:
-    """A time field -> seconds. Raises ValueError when the field is not a time."""
+    """A time field -> a number in file units (`unit` per second), or seconds for a `timestamp`
+    (ISO 8601, epoch seconds, or epoch ms when above 1e11). ValueError when it is not a time."""
     text = text.strip()
     if unit is not None:
-        return float(text) * unit
+        return float(text)
     try:
         value = float(text)
     except ValueError:
@@ -70,6 +75,7 @@ class ReplayPlayer:
         self.time_column = self._pick_time_column(columns, time_column)
         self._time_index = columns.index(self.time_column)
         self._unit = time_unit(self.time_column)
+        self._per_second = self._unit or 1.0
         self._first: float | None = None  # file time of the first row of this repetition
         self._last = 0.0  # file time of the last row read
         self._last_gap = 0.0
@@ -131,13 +137,13 @@ class ReplayPlayer:
                 self._last_gap = t - self._last
             self._last = t
             self._counts["rows"] += 1
-            self._due = self._offset + (t - self._first) / self.speed
+            self._due = self._offset + (t - self._first) / self._per_second / self.speed
             return Write(self._due, line, WriteKind.SAMPLE)
 
     def _restart(self) -> None:
         # The next repetition starts one sample interval after the last row, as if the file went on.
         first = self._first if self._first is not None else 0.0
-        self._offset += (self._last - first + self._last_gap) / self.speed
+        self._offset += (self._last - first + self._last_gap) / self._per_second / self.speed
         self._first = None
         self._counts["repetitions"] += 1
         lines = iter(self._open())

@@ -22,6 +22,9 @@ from edge_agent.bench_sim.pty_port import PtyPort
 # Sleeping less than this per tick costs more in wake-ups than it buys in pacing: at high rates the
 # lines due in one tick go out together.
 MIN_TICK = 0.002
+# At the end, how long to wait for a reader to take the last lines: closing the pty discards what
+# is still queued, and a demo's last step END marker must not be lost to a quick exit.
+LINGER = 1.0
 
 
 class OracleWriter:
@@ -140,9 +143,17 @@ class BenchRunner:
                     await asyncio.wait_for(self._stop.wait(), delay)
             end = self.now()
             self._handle(self.feed.close(end))
-            return self._finish(end)
+            summary = self._finish(end)
+            await self._linger()
+            return summary
         finally:
             self.port.close()
+
+    async def _linger(self) -> None:
+        for _ in range(int(LINGER / 0.01)):
+            if self.port.unread_bytes() == 0 or self._stop.is_set():
+                return
+            await asyncio.sleep(0.01)
 
     def _handle(self, outputs: list[Any]) -> None:
         for item in outputs:

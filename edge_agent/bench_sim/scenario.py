@@ -57,9 +57,9 @@ class _Model(BaseModel):
 
 class FaultSpec(_Model):
     """One injected fault. `magnitude` is in the channel's units (step offset, drift total, spike
-    height); `size` is the byte count of a garbage burst. A `dropout` with a channel leaves that
-    field empty; without one the whole device goes silent. `unplug` closes the pty and comes back on
-    a new one after `duration`."""
+    height); `size` is the byte count of a garbage burst. A `dropout` with a channel prints `nan`
+    in that field (a missing sample); without one the whole device goes silent. `unplug` closes the
+    pty and comes back on a new one after `duration`."""
 
     kind: FaultKind
     start: Duration
