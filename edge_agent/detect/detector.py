@@ -106,7 +106,8 @@ class Detector:
                 if section.dropout_after is None or not section.dropout_after > 0:
                     raise ValueError("dropout_after must be > 0 seconds")
                 after = section.dropout_after
-                description = f"{section.channel} dropout (no frame for {after:g}s or link down)"
+                what = "frames" if section.channel == ANY_CHANNEL else section.channel
+                description = f"{what} dropout (no frame for {after:g}s, or serial link down)"
                 measure = DropoutWatch.measure
             else:
                 probe = make_check()  # validates the parameters once, now
