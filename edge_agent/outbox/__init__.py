@@ -1,0 +1,48 @@
+"""Durable outbox: every Atlas write is a job in SQLite (WAL) before it is attempted.
+
+`Outbox` (worker.py) is the component; `JobHandler` (model.py) is what a job kind plugs in;
+policy.py says what is retried and for how long; store.py holds the jobs; recovery.py survives a
+damaged database file.
+"""
+
+from edge_agent.outbox.model import (
+    BatchRef,
+    DeliveryError,
+    Job,
+    JobHandler,
+    JobSpec,
+    JobState,
+    Json,
+    OutboxError,
+    Permanent,
+    Retryable,
+)
+from edge_agent.outbox.policy import (
+    RetryPolicy,
+    Verdict,
+    classify_status,
+    error_for_status,
+    parse_retry_after,
+)
+from edge_agent.outbox.recovery import RecoveryReport
+from edge_agent.outbox.worker import Outbox
+
+__all__ = [
+    "BatchRef",
+    "DeliveryError",
+    "Job",
+    "JobHandler",
+    "JobSpec",
+    "JobState",
+    "Json",
+    "Outbox",
+    "OutboxError",
+    "Permanent",
+    "RecoveryReport",
+    "RetryPolicy",
+    "Retryable",
+    "Verdict",
+    "classify_status",
+    "error_for_status",
+    "parse_retry_after",
+]

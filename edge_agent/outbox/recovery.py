@@ -1,0 +1,113 @@
+"""Start-up check of the outbox database, quarantine of a damaged file and salvage of its rows.
+
+The agent must never refuse to start because its queue file is torn (power loss mid-write, a full
+disk, a bad sector): the damaged file and its -wal/-shm are moved aside for a human, whatever rows can
+still be read are carried into a fresh database, and the event is logged, counted and reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SIDE_SUFFIXES = ("-wal", "-shm", "-journal")
+# Point look-ups for rows a full scan could not reach stop here: a guard against a damaged sequence.
+MAX_PROBED_IDS = 200_000
+
+
+@dataclass(slots=True)
+class RecoveryReport:
+    problem: str
+    quarantined: str
+    salvaged: int = 0
+    unreadable: int = 0
+    at: float = field(default_factory=time.time)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "problem": self.problem,
+            "quarantined": self.quarantined,
+            "salvaged": self.salvaged,
+            "unreadable": self.unreadable,
+            "at": self.at,
+        }
+
+
+def find_problem(path: Path, expected_columns: Sequence[str]) -> str | None:
+    """None when `path` is absent or a sound database whose `jobs` table (if any) is ours."""
+    if not path.exists():
+        return None
+    try:
+        con = sqlite3.connect(path)
+    except sqlite3.Error as exc:
+        return f"cannot open: {exc}"
+    try:
+        rows = con.execute("PRAGMA quick_check").fetchall()
+        if rows != [("ok",)]:
+            return "quick_check: " + "; ".join(str(r[0]) for r in rows[:5])
+        columns = [r[1] for r in con.execute("PRAGMA table_info(jobs)")]
+        if columns and set(expected_columns) - set(columns):
+            return f"jobs table has an unknown layout: {columns}"
+    except sqlite3.Error as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        con.close()
+    return None
+
+
+def quarantine(path: Path, quarantine_dir: Path, now: float) -> Path:
+    """Move the database and its side files to `quarantine_dir/<name>.<timestamp>` (sqlite naming kept,
+    so the moved -wal still belongs to the moved file). Returns the moved database's path."""
+    quarantine_dir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"{now % 1:.3f}"[1:]
+    target = quarantine_dir / f"{path.name}.{stamp}"
+    os.replace(path, target)
+    for suffix in SIDE_SUFFIXES:
+        side = path.with_name(path.name + suffix)
+        if side.exists():
+            os.replace(side, target.with_name(target.name + suffix))
+    return target
+
+
+def salvage_rows(path: Path, columns: Sequence[str]) -> tuple[list[tuple[Any, ...]], int]:
+    """Every `jobs` row still readable from a damaged file, by id; plus how many ids could not be read.
+
+    A full scan stops at the first damaged page, so ids it did not reach are then read one by one (a
+    point look-up descends the b-tree on its own path and fails only for rows on damaged pages).
+    """
+    rows: dict[int, tuple[Any, ...]] = {}
+    unreadable = 0
+    try:
+        con = sqlite3.connect(path)
+    except sqlite3.Error:
+        return [], 0
+    select = f"SELECT {', '.join(columns)} FROM jobs"
+    try:
+        with contextlib.suppress(sqlite3.Error):
+            for row in con.execute(select + " ORDER BY id"):
+                rows[int(row[0])] = row
+        highest = max(rows, default=0)
+        for probe in ("SELECT seq FROM sqlite_sequence WHERE name = 'jobs'", "SELECT max(id) FROM jobs"):
+            with contextlib.suppress(sqlite3.Error, TypeError, ValueError):
+                found = con.execute(probe).fetchone()
+                if found and found[0] is not None:
+                    highest = max(highest, int(found[0]))
+        for job_id in range(1, min(highest, MAX_PROBED_IDS) + 1):
+            if job_id in rows:
+                continue
+            try:
+                row = con.execute(select + " WHERE id = ?", (job_id,)).fetchone()
+            except sqlite3.Error:
+                unreadable += 1
+                continue
+            if row is not None:
+                rows[job_id] = row
+    finally:
+        con.close()
+    return [rows[k] for k in sorted(rows)], unreadable
