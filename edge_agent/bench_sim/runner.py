@@ -150,8 +150,14 @@ class BenchRunner:
             self.port.close()
 
     async def _linger(self) -> None:
+        # The kernel hands written bytes to the reader's queue asynchronously (the tty flip buffer),
+        # so one empty reading right after the last write proves nothing: wait for three in a row.
+        empty = 0
         for _ in range(int(LINGER / 0.01)):
-            if self.port.unread_bytes() == 0 or self._stop.is_set():
+            if self._stop.is_set():
+                return
+            empty = empty + 1 if self.port.unread_bytes() == 0 else 0
+            if empty >= 3:
                 return
             await asyncio.sleep(0.01)
 
