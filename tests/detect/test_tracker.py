@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.detect.anomaly import AnomalyClosed, AnomalyKey, AnomalyOpened, AnomalyUpdated
+from edge_agent.detect.anomaly import AnomalyClosed, AnomalyEvent, AnomalyKey, AnomalyOpened, AnomalyUpdated
 from edge_agent.detect.tracker import AnomalySpec, AnomalyTracker, Debounce
 
 KEYS = [
@@ -291,7 +291,7 @@ def test_events_alternate_per_key_and_ids_are_unique(
 ) -> None:
     tracker = AnomalyTracker()  # real uuid4 ids
     s = AnomalySpec("rule:limits", "d", "low", "value", debounce)
-    history: dict[AnomalyKey, list[object]] = {key: [] for key in KEYS}
+    history: dict[AnomalyKey, list[AnomalyEvent]] = {key: [] for key in KEYS}
     ids: list[str] = []
     now = 0.0
     for index, active, dt, tick in ops:
