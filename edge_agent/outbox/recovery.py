@@ -89,6 +89,10 @@ def salvage_rows(path: Path, columns: Sequence[str]) -> tuple[list[tuple[Any, ..
         return [], 0
     select = f"SELECT {', '.join(columns)} FROM jobs"
     try:
+        # A torn file is shorter than its header says; SQLite refuses it outright unless the schema is
+        # "writable" (it then trusts the file's real size). We only read this quarantined copy.
+        with contextlib.suppress(sqlite3.Error):
+            con.execute("PRAGMA writable_schema=ON")
         with contextlib.suppress(sqlite3.Error):
             for row in con.execute(select + " ORDER BY id"):
                 rows[int(row[0])] = row

@@ -265,11 +265,13 @@ class JobStore:
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         db = self._db
+        totals, counters = (self.rows, self.bytes), dict(self.counters)
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
         except BaseException:
             db.execute("ROLLBACK")
+            (self.rows, self.bytes), self.counters = totals, counters  # the mirror follows the rollback
             raise
         db.execute("COMMIT")
 

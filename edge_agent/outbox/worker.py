@@ -91,6 +91,8 @@ class Outbox:
         self._pause_until = 0.0
         self._blocked: Json | None = None
         self._missing_handlers: set[str] = set()
+        # Between a claim's commit and its tasks' creation the jobs are in no list: drain must wait.
+        self._claiming = False
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -117,7 +119,7 @@ class Outbox:
         loop = asyncio.get_running_loop()
         end = loop.time() + (self.section.drain_deadline if deadline is None else deadline)
         while True:
-            if not self._tasks:
+            if not self._tasks and not self._claiming:
                 paused_past_end = self._pause_until - self._clock() > end - loop.time()
                 if paused_past_end or not await self._call(self._store.has_ready):
                     return True
@@ -243,7 +245,12 @@ class Outbox:
         limit = (1 if self._probing() else self._concurrency) - len(self._tasks)
         if limit <= 0:
             return
-        for job, deps in await self._call(self._store.claim, limit):
+        self._claiming = True
+        try:
+            claimed = await self._call(self._store.claim, limit)
+        finally:
+            self._claiming = False
+        for job, deps in claimed:
             task = asyncio.create_task(self._attempt(job, deps), name=f"outbox-job-{job.id}")
             self._tasks[job.id] = task
             task.add_done_callback(functools.partial(self._finished, job.id))

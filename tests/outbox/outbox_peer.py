@@ -53,7 +53,7 @@ class ScriptedPeer:
         self.app = web.Application()
         self.app.router.add_post("/items", self._create)
         self.app.router.add_get("/items", self._find)
-        self.runner = web.AppRunner(self.app, handle_signals=False)
+        self.runner = web.AppRunner(self.app, handle_signals=False, shutdown_timeout=0.1)
         self.site: web.TCPSite | None = None
 
     @property

@@ -224,7 +224,7 @@ async def test_never_retries_forever(make_outbox: Make, peer: ScriptedPeer, hand
 async def test_drain_delivers_then_close_leaves_the_cut_off_job_unknown(
     make_outbox: Make, peer: ScriptedPeer, handler: ItemHandler, tmp_path: object
 ) -> None:
-    peer.script("slow", Act("hang_after_create", seconds=5.0))
+    peer.script("slow", Act("hang_after_create", seconds=2.0))
     outbox = await make_outbox({"item": handler})
     quick = [await outbox.enqueue("item", f"q{i}", {"key": f"q{i}"}) for i in range(5)]
     slow = await outbox.enqueue("item", "s", {"key": "slow"})
