@@ -136,7 +136,10 @@ class CsvDecoder(LineDecoder):
                 self.stats.skip(NOT_NUMERIC)
             return None
         device_time = None if self._time_index is None else numbers.pop(self._time_index)
-        return Frame(self.source, mono, wall, dict(zip(self._value_names, numbers, strict=True)), device_time)
+        # Lengths already match (checked above); strict=True would cost ~15 % of this line's time.
+        return Frame(
+            self.source, mono, wall, dict(zip(self._value_names, numbers, strict=False)), device_time
+        )
 
 
 def _looks_like_header(parts: list[str]) -> bool:

@@ -54,7 +54,7 @@ def captured_logs() -> Any:
     setup_logging("info", json=True, stream=io.StringIO())
 
 
-@pytest.mark.parametrize("io_mode", ["fd", "thread"])
+@pytest.mark.parametrize("io_mode", ["fd", "thread", "asyncio_fast"])
 async def test_frames_and_markers_arrive_from_a_pty(make_pty: Any, until: Until, io_mode: str) -> None:
     pty = make_pty()
     events: list[SerialEvent] = []
