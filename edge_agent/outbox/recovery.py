@@ -40,13 +40,11 @@ class RecoveryReport:
 
 
 def find_problem(path: Path, expected_columns: Sequence[str]) -> str | None:
-    """None when `path` is absent or a sound database whose `jobs` table (if any) is ours."""
+    """None when `path` is absent or a sound database whose `jobs` table (if any) is ours; else what
+    is wrong. Raises sqlite3.OperationalError when the file cannot be checked at all."""
     if not path.exists():
         return None
-    try:
-        con = sqlite3.connect(path)
-    except sqlite3.Error as exc:
-        return f"cannot open: {exc}"
+    con = sqlite3.connect(path)
     try:
         rows = con.execute("PRAGMA quick_check").fetchall()
         if rows != [("ok",)]:
@@ -54,7 +52,11 @@ def find_problem(path: Path, expected_columns: Sequence[str]) -> str | None:
         columns = [r[1] for r in con.execute("PRAGMA table_info(jobs)")]
         if columns and set(expected_columns) - set(columns):
             return f"jobs table has an unknown layout: {columns}"
-    except sqlite3.Error as exc:
+    except sqlite3.OperationalError:
+        # Locked, busy, cannot open, I/O error: a problem of the environment (another agent on the
+        # same state dir, permissions), not of the file. Quarantining a sound queue would be wrong.
+        raise
+    except sqlite3.DatabaseError as exc:  # SQLITE_CORRUPT, SQLITE_NOTADB
         return f"{type(exc).__name__}: {exc}"
     finally:
         con.close()

@@ -192,15 +192,27 @@ class JobStore:
     # --- opening ----------------------------------------------------------------------------------
 
     def open(self) -> RecoveryReport | None:
-        """Open (creating, or recovering a damaged file). Never raises for a damaged database."""
+        """Open (creating, or recovering a damaged file). Never raises for a damaged database; raises
+        sqlite3.OperationalError for an environment problem (locked by another agent, permissions)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        now = self._clock()
-        salvaged: list[tuple[Any, ...]] = []
         problem = find_problem(self.path, COLUMNS)
-        if problem is not None:
-            moved = quarantine(self.path, self.path.parent / "quarantine", now)
-            salvaged, unreadable = salvage_rows(moved, COLUMNS)
-            self.recovery = RecoveryReport(problem=problem, quarantined=str(moved), unreadable=unreadable)
+        if problem is None:
+            try:
+                self._connect([])
+                return None
+            except sqlite3.OperationalError:
+                raise
+            except sqlite3.DatabaseError as exc:  # damage quick_check did not see
+                self.close()
+                problem = f"{type(exc).__name__}: {exc}"
+        moved = quarantine(self.path, self.path.parent / "quarantine", self._clock())
+        salvaged, unreadable = salvage_rows(moved, COLUMNS)
+        self.recovery = RecoveryReport(problem=problem, quarantined=str(moved), unreadable=unreadable)
+        self._connect(salvaged)
+        log.error("outbox_database_recovered", path=str(self.path), **self.recovery.as_dict())
+        return self.recovery
+
+    def _connect(self, salvaged: list[tuple[Any, ...]]) -> None:
         con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._con = con
         con.execute("PRAGMA journal_mode=WAL")
@@ -218,9 +230,6 @@ class JobStore:
         self._sweep_files()
         row = con.execute("SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM jobs").fetchone()
         self.rows, self.bytes = int(row[0]), int(row[1])
-        if self.recovery is not None:
-            log.error("outbox_database_recovered", path=str(self.path), **self.recovery.as_dict())
-        return self.recovery
 
     def _insert_salvaged(self, rows: list[tuple[Any, ...]]) -> int:
         saved = 0
@@ -451,11 +460,10 @@ class JobStore:
 
     # --- the worker's transitions -----------------------------------------------------------------
 
-    def claim(self, limit: int) -> list[tuple[Job, dict[int, Json]]]:
+    def claim(self, limit: int, now: float) -> list[tuple[Job, dict[int, Json]]]:
         """Take up to `limit` ready jobs in id order, durably marked in flight with `attempt_started`
         set before anything is sent. The returned jobs carry the flag as it was *before* the claim:
         set means an earlier attempt may have reached the server."""
-        now = self._clock()
         claimed: list[tuple[Job, dict[int, Json]]] = []
         with self._tx() as db:
             rows = db.execute(_READY, {"now": now, "limit": limit}).fetchall()
@@ -474,11 +482,12 @@ class JobStore:
                 claimed.append((replace(job, state=JobState.IN_FLIGHT, attempts=job.attempts + 1), results))
         return claimed
 
-    def next_due(self) -> float | None:
-        """When the earliest waiting job comes due (blocked ones included: a completion wakes the worker)."""
+    def next_due(self, after: float) -> float | None:
+        """When the earliest waiting job that was not yet due at `after` (the last claim's time) comes
+        due. Jobs due earlier but blocked (group, dependencies) are left out: a completion wakes the
+        worker for them, and counting them would make it spin."""
         row = self._db.execute(
-            "SELECT MIN(next_attempt_at) FROM jobs WHERE state = 'pending' AND next_attempt_at > ?",
-            (self._clock(),),
+            "SELECT MIN(next_attempt_at) FROM jobs WHERE state = 'pending' AND next_attempt_at > ?", (after,)
         ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
 

@@ -228,8 +228,8 @@ class Outbox:
         while not self._stopping:
             self._wakeup.clear()
             try:
-                await self._dispatch()
-                wait = await self._idle_wait()
+                claimed_at = await self._dispatch()
+                wait = await self._idle_wait(claimed_at)
             except Exception:  # disk full, I/O error: keep the agent alive and try again
                 log.exception("outbox_loop_error")
                 wait = 1.0
@@ -239,21 +239,24 @@ class Outbox:
     def _probing(self) -> bool:
         return self._service_failures > 0 or self._blocked is not None
 
-    async def _dispatch(self) -> None:
+    async def _dispatch(self) -> float | None:
+        """Claim and start what is ready; returns the time the claim looked at (None: no claim made)."""
         if self._stopping or self._clock() < self._pause_until:
-            return
+            return None
         limit = (1 if self._probing() else self._concurrency) - len(self._tasks)
         if limit <= 0:
-            return
+            return None  # a completion wakes the loop
+        now = self._clock()
         self._claiming = True
         try:
-            claimed = await self._call(self._store.claim, limit)
+            claimed = await self._call(self._store.claim, limit, now)
         finally:
             self._claiming = False
         for job, deps in claimed:
             task = asyncio.create_task(self._attempt(job, deps), name=f"outbox-job-{job.id}")
             self._tasks[job.id] = task
             task.add_done_callback(functools.partial(self._finished, job.id))
+        return now
 
     def _finished(self, job_id: int, task: asyncio.Task[None]) -> None:
         self._tasks.pop(job_id, None)
@@ -261,11 +264,13 @@ class Outbox:
             log.error("outbox_attempt_crashed", job_id=job_id, error=repr(task.exception()))
         self.wake()
 
-    async def _idle_wait(self) -> float:
+    async def _idle_wait(self, claimed_at: float | None) -> float:
         now = self._clock()
         if self._pause_until > now:
             return min(MAX_IDLE_WAIT, self._pause_until - now)
-        next_due = await self._call(self._store.next_due)
+        if claimed_at is None:
+            return MAX_IDLE_WAIT
+        next_due = await self._call(self._store.next_due, claimed_at)
         if next_due is None:
             return MAX_IDLE_WAIT
         return min(MAX_IDLE_WAIT, max(0.0, next_due - now))

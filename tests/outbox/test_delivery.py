@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 
 from outbox_peer import Act, ItemHandler, ScriptedPeer, fail
 
@@ -248,5 +249,20 @@ async def test_jobs_wait_for_their_handler(
     assert (await outbox.status())["missing_handlers"] == ["item"]
     outbox.register("item", handler)
     await asyncio.sleep(0.3)  # the job waits retry_cap (0.2 s) before its next attempt
+    await settle(outbox, [job_id])
+    assert peer.creates["k"] == 1
+
+
+async def test_a_corrupt_database_is_reported_and_the_outbox_still_delivers(
+    make_outbox: Make, peer: ScriptedPeer, handler: ItemHandler, tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "outbox.sqlite3").write_bytes(b"SQLite format 3\x00" + b"\xff" * 5000)  # a torn header
+    outbox = await make_outbox({"item": handler})
+    status = await outbox.status()
+    assert status["recovery"] is not None and status["counters"]["corrupt_recovered"] == 1
+    assert status["recovery"]["quarantined"].startswith(str(state / "quarantine"))
+    job_id = await outbox.enqueue("item", "g", {"key": "k"})
     await settle(outbox, [job_id])
     assert peer.creates["k"] == 1

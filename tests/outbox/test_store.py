@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -82,14 +83,14 @@ def test_files_outside_the_state_dir_are_never_deleted(tmp_path: Path) -> None:
 def test_counters_and_unknown_outcome_survive_reopen(tmp_path: Path) -> None:
     store = open_store(tmp_path / "o.db")
     ids = store.add([item("a"), JobSpec("item", "a", {"key": "b"}, deps=(BatchRef(0),))])
-    (claimed, _), *_ = store.claim(4)
+    (claimed, _), *_ = store.claim(4, time.time())
     assert claimed.id == ids[0] and not claimed.attempt_started
     store.close()  # as if the process died mid-send
 
     store = open_store(tmp_path / "o.db")
     job = store.get(ids[0])
     assert job is not None and job.state is JobState.PENDING and job.attempt_started and job.attempts == 1
-    (again, _), *_ = store.claim(4)
+    (again, _), *_ = store.claim(4, time.time())
     assert again.id == ids[0] and again.attempt_started  # the worker will look before re-sending
     assert store.counters["enqueued"] == 2
     store.close()
