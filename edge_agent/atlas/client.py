@@ -10,6 +10,10 @@ Discipline (the same as the lens client's):
   make a duplicate. The durable outbox decides, after looking for the result with `find_issue_by_tag` /
   `find_attachment_by_name`. Reads and updates (GET/PUT/PATCH/DELETE) are idempotent and are retried a
   few times here, with backoff, honouring a short `Retry-After`.
+- `outcome_unknown` is conservative: a refused connection or a connect timeout sent nothing (False);
+  any disconnect after that is True, even the common case of a pooled keep-alive connection the
+  server had already closed, because from here that cannot be told from a server that took the
+  request and died. The cost is one lookup by the outbox before it re-sends.
 - Redirects are not followed: aiohttp would turn a redirected POST into a GET.
 - The token lives in the session's headers only; server text is scrubbed of it before it reaches an
   exception or a log line.
