@@ -1,0 +1,28 @@
+"""Evidence: the per-source ring of recent frames (ring.py, sans-I/O), the planner that says which
+span of frames is due when (planner.py, sans-I/O), and the atomic CSV + JSON writer (writer.py)."""
+
+from edge_agent.evidence.planner import SCHEDULING_SLACK, EvidencePlanner, EvidenceWindow
+from edge_agent.evidence.ring import DEFAULT_MAX_FRAMES_PER_SECOND, EvidenceRings, FrameRing
+from edge_agent.evidence.writer import (
+    EvidenceFiles,
+    evidence_dir,
+    evidence_stem,
+    remove_stale_tmp,
+    write_evidence,
+    write_evidence_async,
+)
+
+__all__ = [
+    "DEFAULT_MAX_FRAMES_PER_SECOND",
+    "SCHEDULING_SLACK",
+    "EvidenceFiles",
+    "EvidencePlanner",
+    "EvidenceRings",
+    "EvidenceWindow",
+    "FrameRing",
+    "evidence_dir",
+    "evidence_stem",
+    "remove_stale_tmp",
+    "write_evidence",
+    "write_evidence_async",
+]
