@@ -6,7 +6,7 @@ the next one, sized from the rate just seen so that the next batch is about `tar
 is half of Linux's 4 KiB n_tty buffer: past it the tty throttles, and a UART without flow control
 loses bytes. A slow stream waits `max_delay` at most, a very fast one not at all; the first byte
 after a quiet spell is read at once (the wait applies only between reads), and a read that found a
-backlog (a full buffer's worth) is followed by the next one at once.
+backlog (well over the target: the reader fell behind) is followed by the next one at once.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class ReadPacer:
         last, self._last_read = self._last_read, now
         if last is None or nbytes <= 0:
             return self.max_delay
-        if nbytes >= 2 * self.target_bytes:
-            return 0.0  # behind: the kernel buffer was full, drain it before it throttles
+        if 2 * nbytes >= 3 * self.target_bytes:
+            return 0.0  # behind: drain the kernel buffer before it fills and throttles
         delay = min(self.max_delay, self.target_bytes * (now - last) / nbytes)
         return delay if delay >= MIN_DELAY else 0.0
