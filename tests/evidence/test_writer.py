@@ -1,0 +1,233 @@
+"""Evidence files: CSV and JSON content round-trip, stable names, atomic replacement, no secrets."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from enum import Enum
+from pathlib import Path
+from typing import overload
+
+import pytest
+
+from edge_agent.evidence import (
+    EvidencePlanner,
+    EvidenceRings,
+    evidence_dir,
+    evidence_stem,
+    remove_stale_tmp,
+    write_evidence,
+    write_evidence_async,
+)
+from edge_agent.frames import Frame
+
+WALL0 = 1_776_076_200.0  # 2026-04-13T10:30:00Z
+ANOMALY_ID = "3f2b9c1e-8d4a-4b7e-9f00-1234567890ab"
+
+
+class Severity(Enum):
+    HIGH = "high"
+
+
+def summary(**extra: object) -> dict[str, object]:
+    return {
+        "id": ANOMALY_ID,
+        "kind": "rule:limits",
+        "key": ("rule1:limits", "bench", "supply_v"),
+        "channel": "supply_v",
+        "threshold": "max 12.6",
+        "severity": Severity.HIGH,
+        "peak_value": 13.1,
+        "peak_excursion": 0.5,
+        "started_mono": 100.0,
+        "started_wall": WALL0,
+        "ended_mono": 102.0,
+        "label": None,
+        "scores": {"fault": 0.93, "normal": 0.07},
+        **extra,
+    }
+
+
+def frames_around() -> list[Frame]:
+    """1 s of frames before the start to 1 s after; the temp channel appears late, device time only
+    on some frames."""
+    out = []
+    for i in range(31):
+        mono = 99.0 + i * 0.1
+        values = {"supply_v": 12.0 + i * 0.03, "current_a": 1.5}
+        if i >= 10:
+            values["temp_c"] = 40.0 + i
+        device = float(i * 100) if i % 2 == 0 else None
+        out.append(Frame("bench", mono, WALL0 - 1.0 + i * 0.1, values, device))
+    return out
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def test_csv_and_json_round_trip(tmp_path: Path) -> None:
+    frames = frames_around()
+    files = write_evidence(tmp_path, summary(), frames)
+    assert files.csv_path == evidence_dir(tmp_path) / f"{ANOMALY_ID}.csv"
+    assert files.json_path == evidence_dir(tmp_path) / f"{ANOMALY_ID}.json"
+    assert files.frames == 31
+
+    with files.csv_path.open(encoding="utf-8") as f:
+        header = f.readline().strip().split(",")
+    assert header == ["wall_time", "mono_offset_s", "device_time", "supply_v", "current_a", "temp_c"]
+    rows = read_csv(files.csv_path)
+    assert len(rows) == 31
+    for row, frame in zip(rows, frames, strict=True):
+        assert datetime.fromisoformat(row["wall_time"]) == datetime.fromtimestamp(frame.wall, UTC)
+        assert float(row["mono_offset_s"]) == pytest.approx(frame.mono - 100.0, abs=1e-6)
+        assert row["device_time"] == ("" if frame.device_time is None else repr(frame.device_time))
+        for name, value in frame.values.items():
+            assert float(row[name]) == value  # repr round-trips floats exactly
+        if "temp_c" not in frame.values:
+            assert row["temp_c"] == ""
+    assert float(rows[0]["mono_offset_s"]) == pytest.approx(-1.0)  # pre frames are negative
+
+    doc = json.loads(files.json_path.read_text(encoding="utf-8"))
+    anomaly = doc["anomaly"]
+    assert anomaly["id"] == ANOMALY_ID and anomaly["severity"] == "high" and anomaly["peak_value"] == 13.1
+    assert anomaly["key"] == ["rule1:limits", "bench", "supply_v"]
+    assert anomaly["scores"] == {"fault": 0.93, "normal": 0.07} and anomaly["label"] is None
+    evidence = doc["evidence"]
+    assert evidence["csv"] == f"{ANOMALY_ID}.csv" and evidence["frames"] == 31
+    assert evidence["channels"] == ["supply_v", "current_a", "temp_c"]
+    assert evidence["first_frame"]["mono"] == 99.0 and evidence["final"] is True
+    raw = files.json_path.read_text(encoding="utf-8")
+    assert raw == json.dumps(doc, sort_keys=True, indent=2) + "\n"  # sorted keys, strict JSON
+
+
+def test_json_never_holds_secrets_or_non_json(tmp_path: Path) -> None:
+    extra = summary(
+        api_key="echoed-key-123",
+        nested={"Authorization": "Bearer abc", "token": "t-456", "ok": 1},
+        peak_excursion=math.nan,
+        when=datetime(2026, 4, 13, 10, 30, tzinfo=UTC),
+        tags={"b", "a"},
+    )
+    files = write_evidence(tmp_path, extra, frames_around())
+    text = files.json_path.read_text(encoding="utf-8")
+    for secret in ("echoed-key-123", "Bearer abc", "t-456"):
+        assert secret not in text
+    doc = json.loads(text)
+    assert doc["anomaly"]["nested"] == {"ok": 1}
+    assert doc["anomaly"]["peak_excursion"] is None
+    assert doc["anomaly"]["when"] == "2026-04-13T10:30:00+00:00"
+    assert doc["anomaly"]["tags"] == ["a", "b"]
+
+
+def test_names_stable_per_anomaly_and_part_and_rewrite_replaces(tmp_path: Path) -> None:
+    planner = EvidencePlanner(pre=1.0, post=1.0, max_duration=1.0)
+    planner.open(ANOMALY_ID, "bench", started=100.0)
+    planner.close(ANOMALY_ID, ended=101.5)
+    windows = planner.due(200.0)
+    assert [w.part for w in windows] == [1, 2]
+    frames = frames_around()
+    written = [
+        write_evidence(tmp_path, summary(), [f for f in frames if w.start <= f.mono <= w.end], window=w)
+        for w in windows
+    ]
+    assert [p.name for p in written[1].paths] == [f"{ANOMALY_ID}.part2.csv", f"{ANOMALY_ID}.part2.json"]
+    part2 = json.loads(written[1].json_path.read_text(encoding="utf-8"))["evidence"]
+    assert (part2["part"], part2["final"], part2["window"]) == (
+        2,
+        True,
+        {"start_mono": 101.0, "end_mono": 102.5},
+    )
+
+    again = write_evidence(tmp_path, summary(), frames[:3])  # a rewrite after a crash: same name
+    assert again.csv_path == written[0].csv_path and len(read_csv(again.csv_path)) == 3
+    assert sorted(p.name for p in evidence_dir(tmp_path).iterdir()) == sorted(
+        p.name for w in written for p in w.paths
+    )
+
+
+def test_unsafe_ids_refused(tmp_path: Path) -> None:
+    for bad in ("", "../x", "a/b", ".hidden", "x" * 200):
+        with pytest.raises(ValueError):
+            evidence_stem(bad)
+        with pytest.raises(ValueError):
+            write_evidence(tmp_path, {"id": bad}, [])
+    assert evidence_stem("abc", 3) == "abc.part3"
+
+
+class WatchingFrames(Sequence[Frame]):
+    """Frames that look at the evidence directory while the writer is half-way through them, and can
+    fail there (a disk error mid-write)."""
+
+    def __init__(self, frames: list[Frame], directory: Path, fail: bool) -> None:
+        self.frames = frames
+        self.directory = directory
+        self.fail = fail
+        self.seen_mid_write: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    @overload
+    def __getitem__(self, index: int) -> Frame: ...
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Frame]: ...
+    def __getitem__(self, index: int | slice) -> Frame | Sequence[Frame]:
+        return self.frames[index]
+
+    def __iter__(self) -> Iterator[Frame]:
+        for i, frame in enumerate(self.frames):
+            if i == len(self.frames) // 2 and self.seen_mid_write is None and self._csv_started():
+                self.seen_mid_write = sorted(p.name for p in self.directory.iterdir())
+                if self.fail:
+                    raise OSError(28, "No space left on device")
+            yield frame
+
+    def _csv_started(self) -> bool:
+        return self.directory.is_dir() and any(p.suffix == ".tmp" for p in self.directory.iterdir())
+
+
+def test_no_partial_file_is_ever_visible(tmp_path: Path) -> None:
+    directory = evidence_dir(tmp_path)
+    ok = WatchingFrames(frames_around(), directory, fail=False)
+    write_evidence(tmp_path, summary(), ok)
+    assert ok.seen_mid_write is not None
+    (tmp_name,) = ok.seen_mid_write  # mid-write only the hidden temporary exists
+    assert tmp_name.startswith(f".{ANOMALY_ID}.csv.") and tmp_name.endswith(".tmp")
+    assert sorted(p.name for p in directory.iterdir()) == [f"{ANOMALY_ID}.csv", f"{ANOMALY_ID}.json"]
+
+    other = "0e1f2a3b-0000-4000-8000-000000000001"
+    failing = WatchingFrames(frames_around(), directory, fail=True)
+    with pytest.raises(OSError, match="No space"):
+        write_evidence(tmp_path, summary(id=other), failing)
+    names = sorted(p.name for p in directory.iterdir())
+    assert names == [f"{ANOMALY_ID}.csv", f"{ANOMALY_ID}.json"]  # nothing of the failed one, no tmp
+
+
+def test_stale_tmp_files_removed(tmp_path: Path) -> None:
+    write_evidence(tmp_path, summary(), frames_around())
+    directory = evidence_dir(tmp_path)
+    (directory / f".{ANOMALY_ID}.csv.deadbeef.tmp").write_text("half", encoding="utf-8")
+    assert remove_stale_tmp(tmp_path) == 1
+    assert remove_stale_tmp(tmp_path / "nowhere") == 0
+    assert sorted(p.name for p in directory.iterdir()) == [f"{ANOMALY_ID}.csv", f"{ANOMALY_ID}.json"]
+
+
+async def test_ring_to_files_off_the_loop(tmp_path: Path) -> None:
+    rings = EvidenceRings(seconds=30.0)
+    planner = EvidencePlanner(pre=2.0, post=1.0, max_duration=60.0, ring_seconds=30.0)
+    for frame in frames_around():
+        rings.add(frame)
+    planner.open(ANOMALY_ID, "bench", started=100.0)
+    planner.close(ANOMALY_ID, ended=100.5)
+    (window,) = planner.due(101.5)
+    files = await write_evidence_async(
+        tmp_path, summary(), rings.slice(window.source, window.start, window.end), window=window
+    )
+    rows = read_csv(files.csv_path)
+    assert float(rows[0]["mono_offset_s"]) == pytest.approx(-1.0)  # the ring held only 1 s of pre
+    assert float(rows[-1]["mono_offset_s"]) == pytest.approx(1.5, abs=1e-6)
