@@ -5,7 +5,8 @@ An anomaly's evidence is the frames from `pre` seconds before its start to `post
 end. It is due at end + `post` (the post frames must have arrived). A long-running anomaly does not
 wait for its end: every `part_span` seconds of it a part is written (due at the part's end), and the
 part that contains the end is the final one. Part 1 starts `pre` before the anomaly; each later part
-starts where the previous one stopped, so the parts tile the evidence without overlap or gap.
+starts where the previous one stopped, so the parts tile the evidence without a gap (a frame whose
+`mono` equals a part boundary exactly is in both parts: the ring's slice is inclusive at both ends).
 
 `part_span` is `max_duration`, shortened when the ring could not hold a whole part: part 1 reaches back
 `pre` before its start and the final part `post` past its end, and the frames must still be in the
