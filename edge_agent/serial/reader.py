@@ -41,6 +41,14 @@ from edge_agent.serial.pacing import ReadPacer
 
 log = get_logger(__name__)
 
+# What a failing or vanished port raises. pyserial wraps most errors in SerialException, but not a
+# tcsetattr that fails on a reconfigure (termios.error), nor every OSError of a dying USB device.
+PORT_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError)
+if os.name == "posix":
+    import termios
+
+    PORT_ERRORS += (termios.error,)
+
 IoMode = Literal["auto", "fd", "thread", "asyncio_fast"]
 Sink = Callable[[SerialEvent], None] | asyncio.Queue[SerialEvent]
 Clock = Callable[[], float]
@@ -127,7 +135,7 @@ class SerialReader:
             device = resolve_url(self.port.url)
             try:
                 port = await _in_executor_closing_on_cancel(loop, functools.partial(self._open, device))
-            except (serial.SerialException, OSError) as exc:
+            except PORT_ERRORS as exc:
                 self.stats.open_failures += 1
                 self._failed_opens_this_loss += 1
                 self._link_down(describe(exc), device)
@@ -150,6 +158,9 @@ class SerialReader:
             rtscts=port.rtscts,
             xonxoff=port.xonxoff,
             exclusive=True,  # two agents (or a terminal) on one port would each get half the bytes
+            # Non-blocking reads, set before opening: changing it later re-applies every termios
+            # setting, which some drivers (and ptys, with parity or 7 bits) reject with EINVAL.
+            timeout=0,
             do_not_open=True,
         )
         handle.open()
@@ -167,6 +178,14 @@ class SerialReader:
     async def _pump(self, loop: asyncio.AbstractEventLoop, port: serial.Serial) -> str:
         mode = self._choose_mode(port)
         self.stats.mode = mode
+        if mode == "thread":
+            try:
+                # Opened non-blocking (timeout 0); the thread needs a blocking read that wakes up
+                # now and then to look at its stop flag.
+                port.timeout = THREAD_READ_TIMEOUT
+            except PORT_ERRORS as exc:
+                loop.run_in_executor(None, port.close)
+                return describe(exc)
         if mode == "fd":
             return await self._pump_fd(loop, port)
         if mode == "asyncio_fast":
@@ -177,7 +196,6 @@ class SerialReader:
         """Read on the event loop when the descriptor is readable, paced into batches (ReadPacer)."""
         lost: asyncio.Future[str] = loop.create_future()
         fd = port.fileno()
-        port.timeout = 0  # non-blocking: read() returns what is there
         on_bytes = self._on_bytes
         rearm: asyncio.TimerHandle | None = None
         pacer = ReadPacer()
@@ -186,7 +204,7 @@ class SerialReader:
             nonlocal rearm
             try:
                 data = port.read(READ_SIZE)
-            except (serial.SerialException, OSError) as exc:
+            except PORT_ERRORS as exc:
                 loop.remove_reader(fd)
                 _resolve(lost, describe(exc))
                 return
@@ -219,7 +237,6 @@ class SerialReader:
     async def _pump_thread(self, loop: asyncio.AbstractEventLoop, port: serial.Serial) -> str:
         done: asyncio.Future[str] = loop.create_future()
         stop = threading.Event()
-        port.timeout = THREAD_READ_TIMEOUT
         thread = threading.Thread(
             target=self._thread_main,
             args=(loop, port, done, stop),
