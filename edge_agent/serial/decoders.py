@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+from itertools import repeat
 from typing import Any
 
 from edge_agent.config import SerialPort
@@ -41,11 +42,14 @@ class LineDecoder:
         self._device_time = port.device_time
 
     def feed(self, data: bytes, mono: float, wall: float) -> list[Decoded]:
+        return self._decode_lines(self.splitter.feed(data), mono, wall)
+
+    def _decode_lines(self, lines: list[bytes], mono: float, wall: float) -> list[Decoded]:
         out: list[Decoded] = []
         stats = self.stats
         markers = self._markers
         decode = self._decode
-        for raw in self.splitter.feed(data):
+        for raw in lines:
             try:
                 line = raw.decode()
             except UnicodeDecodeError:
@@ -91,6 +95,11 @@ class CsvDecoder(LineDecoder):
     def __init__(self, port: SerialPort) -> None:
         super().__init__(port)
         self._delimiter = port.delimiter
+        self._delimiter_bytes = port.delimiter.encode()
+        # The batch path skips the marker check, so it is used only when no data row can start like
+        # a marker: rows start with a number (digit, sign, '.', nan, inf) or a blank.
+        prefix = self._markers.prefix
+        self.batch_enabled = bool(prefix) and prefix[0] not in _NUMBER_STARTS + port.delimiter
         self._header_mode = not port.columns
         self._expect_header = False
         self._columns: tuple[str, ...] = ()
@@ -103,6 +112,39 @@ class CsvDecoder(LineDecoder):
     @property
     def columns(self) -> tuple[str, ...]:
         return self._columns
+
+    def feed(self, data: bytes, mono: float, wall: float) -> list[Decoded]:
+        lines = self.splitter.feed(data)
+        if self.batch_enabled and self._width and not self._expect_header and lines:
+            frames = self._decode_batch(lines, mono, wall)
+            if frames is not None:
+                return frames
+        return self._decode_lines(lines, mono, wall)
+
+    def _decode_batch(self, lines: list[bytes], mono: float, wall: float) -> list[Decoded] | None:
+        """Every line of a read parsed in one C-level pass when all are plain data rows (the common
+        case at speed; ~10 % faster), else None and the per-line path decides, so a result never
+        depends on how lines were batched. float() of bytes accepts exactly what float() of their
+        ASCII text accepts, strips the same blanks (a `\r` too), and rejects non-ASCII, markers,
+        comments and headers.
+        """
+        delimiter = self._delimiter_bytes
+        width = self._width
+        if list(map(bytes.count, lines, repeat(delimiter))).count(width - 1) != len(lines):
+            return None  # some line has another width: a marker, a comment, garbage
+        try:
+            numbers = list(map(float, delimiter.join(lines).split(delimiter)))
+        except ValueError:
+            return None
+        source, names, time_index = self.source, self._value_names, self._time_index
+        frames: list[Decoded] = []
+        append = frames.append
+        for start in range(0, len(numbers), width):
+            row = numbers[start : start + width]
+            device_time = None if time_index is None else row.pop(time_index)
+            append(Frame(source, mono, wall, dict(zip(names, row, strict=False)), device_time))
+        self.stats.frames += len(frames)
+        return frames
 
     def _set_columns(self, names: list[str]) -> None:
         self._columns = tuple(name.strip() for name in names)
@@ -140,6 +182,9 @@ class CsvDecoder(LineDecoder):
         return Frame(
             self.source, mono, wall, dict(zip(self._value_names, numbers, strict=False)), device_time
         )
+
+
+_NUMBER_STARTS = "0123456789+-._ \t\r\x0b\x0cnNiI"
 
 
 def _looks_like_header(parts: list[str]) -> bool:

@@ -71,6 +71,11 @@ class MarkerMatcher:
         self._regex = re.compile(pattern)
         self._prefix = literal_prefix(pattern)
 
+    @property
+    def prefix(self) -> str:
+        """Literal text every marker line starts with ("" when the regex has no such prefix)."""
+        return self._prefix
+
     def could_match(self, line: str) -> bool:
         return line.startswith(self._prefix)  # "" prefix: every line is a candidate
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from edge_agent.config import SerialPort
 from edge_agent.frames import Frame, StepMarker
 from edge_agent.serial import make_decoder
-from edge_agent.serial.decoders import LineDecoder
+from edge_agent.serial.decoders import CsvDecoder, LineDecoder
 
 FORMATS = ("csv", "jsonl", "kv")
 MAX_LINE = 64  # small, so random data hits the over-long path often
@@ -120,3 +120,17 @@ def test_valid_csv_lines_each_become_exactly_their_frame(lines: list[str], cut: 
         t, a, b = (float(x) for x in line.split(","))
         expected.append(Frame("p", 1.0, 2.0, {"a": a, "b": b}, t))
     assert frames == expected
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data(), lines=_lines(_csv_good))
+def test_csv_batch_path_decides_exactly_like_the_line_path(data: st.DataObject, lines: list[bytes]) -> None:
+    stream = b"".join(lines)
+    cuts = data.draw(st.lists(st.integers(min_value=0, max_value=len(stream)), max_size=30))
+    batched = make_decoder(port("csv", device_time="t"))
+    per_line = make_decoder(port("csv", device_time="t"))
+    assert isinstance(batched, CsvDecoder) and isinstance(per_line, CsvDecoder)
+    assert batched.batch_enabled
+    per_line.batch_enabled = False
+    assert feed_chunks(batched, stream, cuts) == feed_chunks(per_line, stream, cuts)
+    assert batched.stats == per_line.stats

@@ -236,3 +236,29 @@ def test_reset_counts_the_unterminated_line_as_partial() -> None:
     decoder.reset()
     assert frames_of(feed(decoder, b"4\n5,6\n")) == [Frame("bench", MONO, WALL, {"a": 5.0, "b": 6.0})]
     assert decoder.stats.skipped == {"partial": 1, "wrong_columns": 1}
+
+
+@pytest.mark.parametrize(
+    ("regex", "enabled"),
+    [
+        (DEFAULT_MARKER_REGEX, True),
+        (r"^STEP (?P<edge>\w+) (?P<name>\w+)", True),
+        (r"^(?P<edge>start|end) (?P<name>\w+)", False),  # no literal prefix
+        (r"^nan(?P<edge>\w+) (?P<name>\w+)", False),  # a row of numbers could start like this
+        (r"^1(?P<edge>\w+) (?P<name>\w+)", False),
+    ],
+)
+def test_csv_batch_path_only_when_no_number_row_can_look_like_a_marker(regex: str, enabled: bool) -> None:
+    decoder = make_decoder(port(columns=["a"], marker_regex=regex))
+    assert isinstance(decoder, CsvDecoder) and decoder.batch_enabled is enabled
+
+
+def test_csv_batch_with_a_marker_or_bad_row_falls_back_to_per_line_decoding() -> None:
+    decoder = make_decoder(port(columns=["a", "b"]))
+    events = feed(decoder, b"1,2\r\n 3 , 4 \n#STEP START s\n5,x\n")
+    assert events == [
+        Frame("bench", MONO, WALL, {"a": 1.0, "b": 2.0}),
+        Frame("bench", MONO, WALL, {"a": 3.0, "b": 4.0}),
+        StepMarker("bench", StepEdge.START, "s", MONO, WALL),
+    ]
+    assert decoder.stats.skipped == {"not_numeric": 1}
