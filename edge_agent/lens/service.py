@@ -10,7 +10,6 @@ way out (cancel or `stop`) it destroys its session. 401/403 end `run` with `Lens
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -156,8 +155,8 @@ class LensService:
         finally:
             if sse_task is not None:
                 sse_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await sse_task
+                # gather, not a suppress(CancelledError): our own cancellation must still propagate.
+                await asyncio.gather(sse_task, return_exceptions=True)
 
     async def _shutdown(self) -> None:
         try:

@@ -98,6 +98,28 @@ class _Pending:
     seq: int = -1  # the window's seq, for session.update
 
 
+@dataclass(slots=True)
+class _Link:
+    """What belongs to one connection; a new connection starts from a fresh one, so nothing of a
+    dead socket (its unanswered requests, its timers) can leak into the next."""
+
+    ws: ClientConnection
+    next_read: float
+    next_status: float
+    last_write: float
+    pending: deque[_Pending] = field(default_factory=deque)  # outstanding requests, in send order
+
+    def has_pending(self, kind: str) -> bool:
+        return any(pending.kind == kind for pending in self.pending)
+
+    def answered(self, kind: str) -> _Pending | None:
+        for index, pending in enumerate(self.pending):
+            if pending.kind == kind:
+                del self.pending[index]
+                return pending
+        return None
+
+
 class Streamer:
     def __init__(
         self,
@@ -115,10 +137,6 @@ class Streamer:
         self._clock = clock
         self._wall = wall_clock
         self._wake = asyncio.Event()
-        self._pending: deque[_Pending] = deque()  # outstanding requests, in send order
-        self._next_read = 0.0
-        self._next_status = 0.0
-        self._last_write = 0.0
         self._session_id = ""
 
     def offer(self, window: Window) -> None:
@@ -131,33 +149,27 @@ class Streamer:
         if session_id != self._session_id:
             self.outputs.ledger.clear()  # a new session answers nothing of the old one
         self._session_id = session_id
-        self._lose_pending()
         self.pacer.new_connection()  # after a reconnect: fresh windows only
         ws = await self._connect(endpoint, api_key)
         self.stats.connects += 1
         now = self._clock()
-        self._next_read = now
-        self._next_status = now + self.settings.status_interval
-        self._last_write = now
+        link = _Link(ws, next_read=now, next_status=now + self.settings.status_interval, last_write=now)
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(self._send_loop(ws))
-                group.create_task(self._receive_loop(ws))
+                group.create_task(self._send_loop(link))
+                group.create_task(self._receive_loop(link))
         except* (SessionGone, LensAuthError, StreamDropped) as failures:
             raise failures.exceptions[0] from None
         finally:
             self.stats.drops += 1
-            self._lose_pending()
+            # Unanswered windows may or may not have reached the lens: leave them out of the ledger
+            # rather than shift every later inference onto the wrong window.
+            for pending in link.pending:
+                if pending.seq >= 0:
+                    self.outputs.ledger.forget(pending.seq)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(ws.close(), timeout=1.0)
-
-    def _lose_pending(self) -> None:
-        # Unanswered windows may or may not have reached the lens: leave them out of the ledger
-        # rather than shift every later inference onto the wrong window.
-        for pending in self._pending:
-            if pending.seq >= 0:
-                self.outputs.ledger.forget(pending.seq)
-        self._pending.clear()
+                async with asyncio.timeout(1.0):
+                    await ws.close()
 
     async def _connect(self, endpoint: str, api_key: str) -> ClientConnection:
         s = self.settings
@@ -186,75 +198,68 @@ class Streamer:
         except (OSError, TimeoutError, InvalidHandshake, websockets.exceptions.WebSocketException) as exc:
             raise StreamDropped(f"websocket connect failed: {type(exc).__name__}: {exc}") from None
 
-    async def _send(self, ws: ClientConnection, pending: _Pending, event: dict[str, Any]) -> None:
+    async def _send(self, link: _Link, pending: _Pending, event: dict[str, Any]) -> None:
         text = encode(event)
-        self._pending.append(pending)
-        self._last_write = pending.sent_at
+        link.pending.append(pending)
+        link.last_write = pending.sent_at
         try:
-            await ws.send(text)
+            await link.ws.send(text)
         except ConnectionClosed as exc:
             raise StreamDropped(f"connection closed while sending ({exc})") from None
 
-    async def _send_loop(self, ws: ClientConnection) -> None:
+    async def _send_loop(self, link: _Link) -> None:
         s = self.settings
         pacer = self.pacer
         while True:
             now = self._clock()
-            if self._pending and now - self._pending[0].sent_at > s.reply_timeout:
-                raise StreamDropped(f"no reply to {self._pending[0].kind} for {s.reply_timeout:g}s")
-            if s.poll_reads and now >= self._next_read and not self._has_pending(READ):
-                self._next_read = now + s.read_interval
+            if link.pending and now - link.pending[0].sent_at > s.reply_timeout:
+                raise StreamDropped(f"no reply to {link.pending[0].kind} for {s.reply_timeout:g}s")
+            if s.poll_reads and now >= link.next_read and not link.has_pending(READ):
+                link.next_read = now + s.read_interval
                 self.stats.reads_sent += 1
-                await self._send(ws, _Pending(READ, now), read_event(s.client_id))
+                await self._send(link, _Pending(READ, now), read_event(s.client_id))
                 continue
-            if now >= self._next_status and not self._has_pending(STATUS):
-                self._next_status = now + s.status_interval
+            if now >= link.next_status and not link.has_pending(STATUS):
+                link.next_status = now + s.status_interval
                 self.stats.status_checks += 1
-                await self._send(ws, _Pending(STATUS, now), status_event())
+                await self._send(link, _Pending(STATUS, now), status_event())
                 continue
             ready = pacer.ready_at(now)
             if ready is not None and ready <= now:
                 window = pacer.take(now)
                 self.outputs.ledger.sent(window)
-                await self._send(ws, _Pending(UPDATE, now, window.seq), update_event(window, s.sensor_id))
+                await self._send(link, _Pending(UPDATE, now, window.seq), update_event(window, s.sensor_id))
                 self.stats.updates_sent += 1
                 if s.record_latency:
                     self.stats.send_latency.append(self._clock() - window.end_mono)
                 continue
-            if now - self._last_write >= s.heartbeat_interval:
+            if now - link.last_write >= s.heartbeat_interval:
                 self.stats.heartbeats_sent += 1
-                await self._send(ws, _Pending(HEARTBEAT, now), heartbeat_event())
+                await self._send(link, _Pending(HEARTBEAT, now), heartbeat_event())
                 continue
-            deadline = min(self._last_write + s.heartbeat_interval, self._next_status)
+            deadline = min(link.last_write + s.heartbeat_interval, link.next_status)
             if s.poll_reads:
-                deadline = min(deadline, self._next_read)
+                deadline = min(deadline, link.next_read)
             if ready is not None:
                 deadline = min(deadline, ready)
-            if self._pending:
-                deadline = min(deadline, self._pending[0].sent_at + s.reply_timeout + 0.01)
+            if link.pending:
+                deadline = min(deadline, link.pending[0].sent_at + s.reply_timeout + 0.01)
             self._wake.clear()
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation that races
+            # with the event being set, and this event is set on every frame batch and reply.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=max(0.0, deadline - now))
+                async with asyncio.timeout(max(0.0, deadline - now)):
+                    await self._wake.wait()
 
-    def _has_pending(self, kind: str) -> bool:
-        return any(pending.kind == kind for pending in self._pending)
-
-    def _answered(self, kind: str) -> _Pending | None:
-        for index, pending in enumerate(self._pending):
-            if pending.kind == kind:
-                del self._pending[index]
-                return pending
-        return None
-
-    async def _receive_loop(self, ws: ClientConnection) -> None:
+    async def _receive_loop(self, link: _Link) -> None:
         try:
-            async for raw in ws:
-                self._on_message(raw)
+            async for raw in link.ws:
+                self._on_message(link, raw)
         except ConnectionClosed as exc:
             raise StreamDropped(f"connection closed ({exc})") from None
         raise StreamDropped("connection closed by the server")
 
-    def _on_message(self, raw: str | bytes) -> None:
+    def _on_message(self, link: _Link, raw: str | bytes) -> None:
         try:
             reply = decode_reply(raw)
         except ValueError:
@@ -266,9 +271,9 @@ class Streamer:
             self.stats.error_replies += 1
             if is_unknown_session(reply.error):
                 raise SessionGone(f"session {self._session_id}: {reply.error}")
-            if not kind and self._pending:
-                kind = self._pending[0].kind  # an untyped error answers the oldest request
-        pending = self._answered(kind) if kind else None
+            if not kind and link.pending:
+                kind = link.pending[0].kind  # an untyped error answers the oldest request
+        pending = link.answered(kind) if kind else None
         if pending is None:
             self.stats.unmatched_replies += 1
             return
@@ -279,7 +284,7 @@ class Streamer:
                 self.outputs.ledger.forget(pending.seq)
                 if reply.error is not None:
                     self.stats.update_errors += 1
-                    self._next_status = self._clock()  # a refusal may mean a FAILED session: ask
+                    link.next_status = self._clock()  # a refusal may mean a FAILED session: ask
                 else:
                     self.stats.updates_refused += 1
         elif kind == READ:
@@ -288,6 +293,6 @@ class Streamer:
             for message in messages:
                 self.outputs.handle(message, self._session_id, now_wall)
             if messages:
-                self._next_read = self._clock()  # more may be queued: drain before waiting
+                link.next_read = self._clock()  # more may be queued: drain before waiting
         elif kind == STATUS and status_of(reply.body).is_terminal:
             raise SessionGone(f"session {self._session_id} is {status_of(reply.body).value}")
