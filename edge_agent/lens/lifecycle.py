@@ -17,7 +17,7 @@ from edge_agent.backoff import Backoff
 from edge_agent.lens.client import NO_RETRY, LensClient, RetryPolicy, SessionInfo
 from edge_agent.lens.errors import LensAuthError, LensError, LensNotFound
 from edge_agent.lens.status import SessionStatus
-from edge_agent.lens.store import LensRecord, SessionRecord, SessionStore
+from edge_agent.lens.store import LensRecord, SessionRecord, SessionStore, StateFileError
 from edge_agent.logs import get_logger
 
 log = get_logger(__name__)
@@ -73,7 +73,12 @@ class SessionLifecycle:
     async def destroy_leftovers(self) -> list[str]:
         """Destroy sessions (and delete lenses) recorded by an earlier run that did not end cleanly.
         Records whose destroy fails for a transient reason are kept for the next try."""
-        state = self.store.load()
+        try:
+            state = self.store.load()
+        except StateFileError as exc:
+            # The unreadable file was moved aside (not lost); its sessions need `edge-agent lens sessions`.
+            log.error("lens_state_file_unreadable", error=str(exc))
+            return []
         destroyed: list[str] = []
         for record in state.sessions:
             if await self._destroy(record.session_id, reason="leftover of an earlier run"):
@@ -109,7 +114,12 @@ class SessionLifecycle:
                 self.stats.create_failures += 1
                 await self._wait_before_retry("lens_session_create_failed", exc)
                 continue
-            self.store.add_session(SessionRecord(info.session_id, info.lens_id, self._wall()))
+            try:
+                self.store.add_session(SessionRecord(info.session_id, info.lens_id, self._wall()))
+            except OSError:
+                # Unrecorded, a crash would orphan it: give the runner slot back rather than stream.
+                await self._destroy(info.session_id, reason="could not be recorded")
+                raise
             self.stats.created += 1
             log.info("lens_session_created", session_id=info.session_id, lens_id=info.lens_id)
             try:

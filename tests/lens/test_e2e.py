@@ -31,7 +31,9 @@ async def test_session_streams_and_inferences_come_back(emulator: ArchetypeEmula
     feed = asyncio.create_task(feeder(service, stop))
     try:
         await wait_for(lambda: len(inferences) >= 5, 15, "five inferences")
-        session_id = service.session.session_id if service.session else ""
+        assert service.session is not None
+        session_id = service.session.session_id
+        assert "api_key" not in service.session.raw  # the create reply's echoed key is dropped at once
         record = json.loads((state_dir / "lens_sessions.json").read_text())
         assert [s["session_id"] for s in record["sessions"]] == [session_id]
         assert record["sessions"][0]["lens_id"] == LENS_ID

@@ -218,3 +218,37 @@ def test_corrupt_state_file_is_kept_aside(tmp_path: Path) -> None:
         store.load()
     assert (tmp_path / "lens_sessions.corrupt").read_text(encoding="utf-8") == "{not json"
     assert store.load().sessions == []
+
+
+def test_outputs_become_inferences_with_window_spans() -> None:
+    from edge_agent.lens.outputs import OutputHandler
+    from edge_agent.lens.protocol import LensInference
+
+    got: list[LensInference] = []
+    handler = OutputHandler("bench", got.append)
+    windows = [Window("bench", seq, ("a",), [[0.0]], 10.0 * seq, 10.0 * seq + 5, 0, 0) for seq in range(4)]
+    for w in windows:
+        handler.ledger.sent(w)
+    handler.ledger.forget(1)  # the lens refused window 1 (its buffer was full)
+    result = {"type": "inference.result", "event_data": {"response": ["fault", {"fault": 1.0}]}}
+    handler.handle(result, "lsn-1", 99.0)
+    handler.handle(result, "lsn-1", 99.5)
+    assert [(i.window_start, i.window_end) for i in got] == [(0.0, 5.0), (20.0, 25.0)]
+    assert got[0].label == "fault" and got[0].session_id == "lsn-1" and got[0].received_at == 99.0
+    # An echoed sensor_timestamp wins over order, and skips what the lens passed over.
+    echoed = {
+        "type": "inference.result",
+        "event_data": {"response": ["normal", {}], "sensor_timestamp": 30.0},
+    }
+    handler.handle(echoed, "lsn-1", 100.0)
+    assert (got[-1].window_start, got[-1].label) == (30.0, "normal")
+    handler.handle(result, "lsn-1", 101.0)  # nothing left to match: the span is unknown, not invented
+    assert got[-1].window_start is None and handler.stats.unmatched == 1
+    error = {"type": "inference.error", "event_data": {"error_messages": ["query_id: q-1 failed!"]}}
+    for _ in range(3):
+        handler.handle(error, "lsn-1", 102.0)
+    handler.handle({"type": "sse.stream.heartbeat"}, "lsn-1", 103.0)
+    handler.handle({"type": "surprise"}, "lsn-1", 103.0)
+    assert handler.stats.errors["inference.error"] == 3
+    assert handler.stats.other == {"surprise": 1}
+    assert handler.stats.results == 4
