@@ -125,8 +125,6 @@ async def test_create_failures_are_retried(
     emulator: ArchetypeEmulator, state_dir: Path, fault: dict[str, Any]
 ) -> None:
     await admin(emulator, "/faults", {**fault, "path_prefix": "/v0.5/lens/sessions/create"})
-    service = LensService(lens_config(emulator), state_dir, lambda _: None, source="bench")
-    service.lifecycle.backoff.base = 0.05
     async with running(emulator, state_dir) as run:
         run.service.lifecycle.backoff.base = 0.05
         run.service.lifecycle.backoff.cap = 0.3
@@ -135,7 +133,6 @@ async def test_create_failures_are_retried(
         assert not run.task.done()
         await admin(emulator, "/faults", {"error_rate": 0, "rate_limit_rate": 0, "no_free_runner": False})
         await wait_for(lambda: len(run.inferences) >= 2, 15, "streaming after the fault cleared")
-    await service.client.close()
 
 
 async def test_429_retry_after_is_honoured(emulator: ArchetypeEmulator, state_dir: Path) -> None:
