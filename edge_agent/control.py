@@ -1,0 +1,228 @@
+"""The local control API (aiohttp): liveness, readiness, status, Prometheus metrics, and step
+start/end for a test sequencer.
+
+Loopback only by default. With a token configured, every route but `/healthz` needs
+`Authorization: Bearer <token>` (liveness stays open so that a container health check needs no
+secret). The agent's state comes from a `ControlBackend` the supervisor implements; this module
+only speaks HTTP.
+
+    GET  /healthz       200 {"status": "ok"} while the process serves requests
+    GET  /readyz        200 {"ready": true, "checks": {...}} or 503 with the checks that fail
+    GET  /status        200 the backend's status document
+    GET  /metrics       200 Prometheus text exposition
+    POST /steps/start   {"name": str, "card": str | null}            -> 200 backend's answer
+    POST /steps/end     {"name": str, "verdict": "PASS"|"FAIL"|null} -> 200 backend's answer
+                        422 bad body (with pydantic's detail), 409 a step-state conflict
+"""
+
+from __future__ import annotations
+
+import hmac
+import inspect
+import ipaddress
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Literal, Protocol, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edge_agent.logs import get_logger
+from edge_agent.metrics import Metrics
+
+log = get_logger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+OPEN_PATHS = frozenset({"/healthz"})
+
+Readiness = tuple[bool, Mapping[str, str]]
+_T = TypeVar("_T")
+
+
+class StepStateError(Exception):
+    """A step request that contradicts the current state (end of a step that is not running, start
+    of one already running): the backend raises it, the API answers 409 with its message."""
+
+
+class ControlBackend(Protocol):
+    """What the control API asks of the agent. `status` and `readiness` may be plain or async."""
+
+    def status(self) -> Mapping[str, Any] | Awaitable[Mapping[str, Any]]: ...
+
+    def readiness(self) -> Readiness | Awaitable[Readiness]:
+        """(ready, checks): each check name maps to "ok" or to why it is not ok."""
+        ...
+
+    async def start_step(self, name: str, card: str | None) -> Mapping[str, Any]: ...
+
+    async def end_step(self, name: str, verdict: str | None) -> Mapping[str, Any]: ...
+
+
+class StepStart(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=100)  # Atlas step titles are at most 100 characters
+    card: str | None = Field(None, min_length=1)
+
+
+class StepEnd(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=100)
+    verdict: Literal["PASS", "FAIL"] | None = None
+
+
+BACKEND_KEY = web.AppKey("backend", ControlBackend)
+METRICS_KEY = web.AppKey("metrics", Metrics)
+PROTECTED_KEY = web.AppKey("protected", bool)  # a bearer token guards the app
+
+
+async def _maybe_await(value: _T | Awaitable[_T]) -> _T:
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status, dumps=lambda obj: json.dumps(obj, default=str))
+
+
+def _bearer_middleware(token: str) -> Callable[..., Awaitable[web.StreamResponse]]:
+    expected = f"Bearer {token}".encode()
+
+    @web.middleware
+    async def check(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path in OPEN_PATHS:
+            return await handler(request)
+        given = request.headers.get("Authorization", "").encode()
+        if not hmac.compare_digest(given, expected):  # constant time: no token guessing by timing
+            return _json({"error": "unauthorized"}, status=401)
+        return await handler(request)
+
+    return check
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return _json({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    ready, checks = await _maybe_await(request.app[BACKEND_KEY].readiness())
+    return _json({"ready": ready, "checks": dict(checks)}, status=200 if ready else 503)
+
+
+async def _status(request: web.Request) -> web.Response:
+    return _json(dict(await _maybe_await(request.app[BACKEND_KEY].status())))
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS_KEY]
+    await metrics.refresh()
+    return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
+
+
+async def _body(request: web.Request, model: type[BaseModel]) -> BaseModel | web.Response:
+    try:
+        raw = await request.json()
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        return _json({"error": "body is not JSON", "detail": []}, status=422)
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        detail = exc.errors(include_url=False, include_context=False, include_input=False)
+        return _json({"error": "invalid request body", "detail": detail}, status=422)
+
+
+async def _step_start(request: web.Request) -> web.Response:
+    body = await _body(request, StepStart)
+    if isinstance(body, web.Response):
+        return body
+    assert isinstance(body, StepStart)
+    try:
+        answer = await request.app[BACKEND_KEY].start_step(body.name, body.card)
+    except StepStateError as exc:
+        return _json({"error": str(exc)}, status=409)
+    return _json(dict(answer))
+
+
+async def _step_end(request: web.Request) -> web.Response:
+    body = await _body(request, StepEnd)
+    if isinstance(body, web.Response):
+        return body
+    assert isinstance(body, StepEnd)
+    try:
+        answer = await request.app[BACKEND_KEY].end_step(body.name, body.verdict)
+    except StepStateError as exc:
+        return _json({"error": str(exc)}, status=409)
+    return _json(dict(answer))
+
+
+def create_control_app(backend: ControlBackend, metrics: Metrics, token: str | None) -> web.Application:
+    middlewares = [_bearer_middleware(token)] if token else []
+    app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
+    app[BACKEND_KEY] = backend
+    app[METRICS_KEY] = metrics
+    app[PROTECTED_KEY] = bool(token)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/status", _status)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_post("/steps/start", _step_start)
+    app.router.add_post("/steps/end", _step_end)
+    return app
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`HOST:PORT` (`[v6]:PORT` too) -> (host, port). Port 0 picks a free port."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST:PORT, got {listen!r}")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ControlServer:
+    """Serves a control app on `listen` until `stop()`."""
+
+    def __init__(self, app: web.Application, listen: str = "127.0.0.1:8321") -> None:
+        self.app = app
+        self.host, self._requested_port = parse_listen(listen)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        if not is_loopback(self.host) and not self.app.get(PROTECTED_KEY, False):
+            log.warning("control_api_exposed_without_token", host=self.host)
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self._requested_port)
+        try:
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            raise
+        self._runner = runner
+        server = site._server  # aiohttp has no public accessor for the bound port (port 0)
+        sockets = getattr(server, "sockets", None) or ()
+        self.port = sockets[0].getsockname()[1] if sockets else self._requested_port
+        log.info("control_api_listening", host=self.host, port=self.port)
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

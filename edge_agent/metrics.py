@@ -1,0 +1,211 @@
+"""Prometheus metrics of the agent, collected at scrape time.
+
+The hot path never touches a metric. Components keep their own plain counters (the serial reader's
+`ReaderStats`/`DecodeStats`, the lens service's `counters()`, the outbox's `counters`/`counts()`),
+and `Metrics` reads them only when `/metrics` is scraped, through *sources*: callables that return
+`Sample`s for the names in `SCHEMA`. `edge_agent.service.metric_sources` has the sources for the
+existing components. Events that no component counts (an anomaly opened, a step outcome, an
+inference label) are counted here with `inc()`; they are rare, a dict update each.
+
+Every metric name and its labels are fixed in `SCHEMA`, so a dashboard can rely on them; a sample
+for an unknown name or with the wrong labels is a programming error (`inc`/`set` raise; a source
+that yields one is reported in `edge_agent_metrics_source_errors_total` and skipped).
+Samples with the same name and labels from several sources are summed.
+
+Each `Metrics` owns its own `CollectorRegistry`: no process-global state, so tests (and two agents
+in one process) never see each other's numbers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from edge_agent.logs import get_logger
+
+log = get_logger(__name__)
+
+NAMESPACE = "edge_agent"
+DEFAULT_REFRESH_TIMEOUT = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSpec:
+    kind: Literal["counter", "gauge"]
+    help: str
+    labels: tuple[str, ...] = ()
+
+
+# Names without the namespace; counters end in _total as exposed.
+SCHEMA: dict[str, MetricSpec] = {
+    # serial
+    "serial_frames_total": MetricSpec("counter", "Frames decoded.", ("source",)),
+    "serial_bytes_total": MetricSpec("counter", "Bytes read from the port.", ("source",)),
+    "serial_decode_errors_total": MetricSpec(
+        "counter", "Lines skipped by the decoder, by reason.", ("source", "reason")
+    ),
+    "serial_reconnects_total": MetricSpec("counter", "Re-opens of the port after a loss.", ("source",)),
+    "serial_link_up": MetricSpec("gauge", "1 while the port is open.", ("source",)),
+    "serial_events_dropped_total": MetricSpec(
+        "counter", "Frames/markers a full pipeline queue refused.", ("source",)
+    ),
+    # lens
+    "lens_windows_sent_total": MetricSpec("counter", "Windows sent to the lens session."),
+    "lens_windows_dropped_total": MetricSpec("counter", "Windows not delivered, by reason.", ("reason",)),
+    "lens_inferences_total": MetricSpec("counter", "Inference results, by label.", ("label",)),
+    "lens_errors_total": MetricSpec("counter", "Lens errors, by kind.", ("kind",)),
+    "lens_session_up": MetricSpec("gauge", "1 while a lens session is streaming."),
+    # detection and steps
+    "anomalies_opened_total": MetricSpec("counter", "Anomalies opened.", ("kind", "severity")),
+    "anomalies_open": MetricSpec("gauge", "Anomalies open now."),
+    "step_outcomes_total": MetricSpec("counter", "Test-step outcomes decided, by status.", ("status",)),
+    # outbox
+    "outbox_jobs": MetricSpec("gauge", "Outbox jobs, by state.", ("state",)),
+    "outbox_enqueued_total": MetricSpec("counter", "Jobs persisted."),
+    "outbox_delivered_total": MetricSpec("counter", "Jobs delivered (or adopted after a crash)."),
+    "outbox_failed_total": MetricSpec("counter", "Jobs failed for good."),
+    "outbox_retries_total": MetricSpec("counter", "Delivery attempts retried."),
+    "outbox_shed_total": MetricSpec("counter", "Jobs shed, by reason.", ("reason",)),
+    # process
+    "event_loop_lag_seconds": MetricSpec("gauge", "Worst event-loop lag of the last few seconds."),
+    "watchdog_withheld_total": MetricSpec("counter", "Watchdog pings withheld (loop lag or no progress)."),
+    "metrics_source_errors_total": MetricSpec(
+        "counter", "Metric sources that failed, by source.", ("source",)
+    ),
+}
+
+
+class Sample(NamedTuple):
+    name: str  # a key of SCHEMA
+    labels: Mapping[str, str]
+    value: float
+
+
+Source = Callable[[], Iterable[Sample]]
+AsyncSource = Callable[[], Awaitable[Iterable[Sample]]]
+_Key = tuple[str, tuple[str, ...]]
+
+
+def _key(name: str, labels: Mapping[str, str]) -> _Key:
+    spec = SCHEMA.get(name)
+    if spec is None:
+        raise ValueError(f"unknown metric {name!r}")
+    if set(labels) != set(spec.labels):
+        raise ValueError(f"metric {name!r} takes labels {spec.labels}, got {tuple(sorted(labels))}")
+    return name, tuple(str(labels[label]) for label in spec.labels)
+
+
+class Metrics:
+    def __init__(self, refresh_timeout: float = DEFAULT_REFRESH_TIMEOUT) -> None:
+        self.refresh_timeout = refresh_timeout
+        self.registry = CollectorRegistry(auto_describe=False)
+        self._sources: list[tuple[str, Source]] = []
+        self._async_sources: list[tuple[str, AsyncSource]] = []
+        self._async_samples: dict[str, list[Sample]] = {}  # last good answer of each async source
+        self._owned: dict[_Key, float] = {}  # what inc()/set() count here
+        self._source_errors: dict[str, int] = {}
+        self._warned: set[str] = set()
+        self.registry.register(_SchemaCollector(self))
+
+    content_type = CONTENT_TYPE_LATEST
+
+    # --- feeding ----------------------------------------------------------------------------------
+
+    def add_source(self, name: str, source: Source) -> None:
+        """A callable read at every scrape, on the event loop: must be cheap and must not block."""
+        self._sources.append((name, source))
+
+    def add_async_source(self, name: str, source: AsyncSource) -> None:
+        """An awaitable source (e.g. the outbox's depth, read off the loop); `refresh()` awaits it and
+        `render()` serves its last good answer."""
+        self._async_sources.append((name, source))
+
+    def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
+        key = _key(name, labels)
+        if SCHEMA[name].kind != "counter":
+            raise ValueError(f"{name!r} is a gauge: use set()")
+        if amount < 0:
+            raise ValueError("a counter only goes up")
+        self._owned[key] = self._owned.get(key, 0.0) + amount
+
+    def set(self, name: str, value: float, **labels: str) -> None:
+        key = _key(name, labels)
+        if SCHEMA[name].kind != "gauge":
+            raise ValueError(f"{name!r} is a counter: use inc()")
+        self._owned[key] = value
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    async def refresh(self) -> None:
+        """Await every async source (each bounded by `refresh_timeout`); a failed one keeps its last
+        answer."""
+        for name, source in self._async_sources:
+            try:
+                async with asyncio.timeout(self.refresh_timeout):
+                    self._async_samples[name] = list(await source())
+            except Exception as exc:  # one broken source must not take /metrics down
+                self._source_failed(name, exc)
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of everything, as of now (async sources: as of `refresh`)."""
+        return generate_latest(self.registry)
+
+    def value(self, name: str, **labels: str) -> float | None:
+        """The current value of one series as a scrape would show it (for /status and tests)."""
+        return self.collect_values().get(_key(name, labels))
+
+    def collect_values(self) -> dict[_Key, float]:
+        values = dict(self._owned)
+        batches: list[tuple[str, Iterable[Sample]]] = list(self._async_samples.items())
+        for name, source in self._sources:
+            try:
+                batches.append((name, list(source())))
+            except Exception as exc:
+                self._source_failed(name, exc)
+        for name, samples in batches:
+            try:
+                for sample in samples:
+                    key = _key(sample.name, sample.labels)
+                    values[key] = values.get(key, 0.0) + float(sample.value)
+            except (ValueError, TypeError) as exc:
+                self._source_failed(name, exc)
+        for name, count in self._source_errors.items():
+            values[("metrics_source_errors_total", (name,))] = float(count)
+        return values
+
+    def _source_failed(self, name: str, exc: BaseException) -> None:
+        self._source_errors[name] = self._source_errors.get(name, 0) + 1
+        if name not in self._warned:
+            self._warned.add(name)
+            log.warning("metrics_source_failed", source=name, error=f"{type(exc).__name__}: {exc}")
+
+
+class _SchemaCollector(Collector):
+    """Turns `Metrics.collect_values()` into metric families, every family of SCHEMA always present."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        by_name: dict[str, list[tuple[tuple[str, ...], float]]] = {name: [] for name in SCHEMA}
+        for (name, label_values), value in self._metrics.collect_values().items():
+            by_name[name].append((label_values, value))
+        for name, spec in SCHEMA.items():
+            full = f"{NAMESPACE}_{name}"
+            family: CounterMetricFamily | GaugeMetricFamily
+            if spec.kind == "counter":
+                family = CounterMetricFamily(full, spec.help, labels=spec.labels)
+            else:
+                family = GaugeMetricFamily(full, spec.help, labels=spec.labels)
+            series = by_name[name]
+            if not series and not spec.labels:
+                series = [((), 0.0)]  # an unlabelled series exists from the start: dashboards see 0
+            for label_values, value in sorted(series):
+                family.add_metric(list(label_values), value)
+            yield family

@@ -1,0 +1,134 @@
+"""Metric sources for the existing components: each turns a component's own counters into `Sample`s
+at scrape time (see `edge_agent.metrics`). The supervisor registers them:
+
+    metrics.add_source(f"serial:{reader.port.name}", serial_source(reader))
+    metrics.add_source("lens", lens_source(lens_service))
+    metrics.add_async_source("outbox", outbox_source(outbox))
+    metrics.add_source("process", process_source(lag_monitor, watchdog))
+
+What no component counts is counted with `Metrics.inc`: `lens_inferences_total{label}` per inference,
+`anomalies_opened_total{kind,severity}` per opened anomaly, `step_outcomes_total{status}` per step
+outcome; `anomalies_open` with `Metrics.set` (or a source reading the tracker).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
+
+from edge_agent.metrics import Sample
+
+if TYPE_CHECKING:
+    from edge_agent.lens.service import LensService
+    from edge_agent.outbox import Outbox
+    from edge_agent.serial.reader import SerialReader
+    from edge_agent.service.looplag import LoopLagMonitor
+    from edge_agent.service.watchdog import Watchdog
+
+# LensService.counters() key -> lens_windows_dropped_total{reason}
+LENS_DROP_REASONS = {
+    "pacer_dropped_queue_full": "queue_full",
+    "pacer_dropped_reconnect": "reconnect",
+    "pacer_lost_in_flight": "lost_in_flight",
+    "stream_updates_refused": "refused_by_lens",
+}
+# LensService.counters() key -> lens_errors_total{kind}; outputs_error_<kind> map to output_<kind>.
+LENS_ERROR_KINDS = {
+    "stream_drops": "connection_drop",
+    "stream_update_errors": "update",
+    "stream_bad_replies": "bad_reply",
+    "stream_error_replies": "error_reply",
+    "lifecycle_create_failures": "session_create",
+}
+# Outbox counters (durable, since the database was created) -> counter names.
+OUTBOX_COUNTERS = {
+    "enqueued": "outbox_enqueued_total",
+    "delivered": "outbox_delivered_total",
+    "adopted": "outbox_delivered_total",
+    "failed": "outbox_failed_total",
+    "retries": "outbox_retries_total",
+}
+
+
+def serial_samples(
+    source: str, frames: int, bytes_read: int, skipped: dict[str, int], opens: int, dropped: int, up: bool
+) -> list[Sample]:
+    labels = {"source": source}
+    samples = [
+        Sample("serial_frames_total", labels, frames),
+        Sample("serial_bytes_total", labels, bytes_read),
+        # The first open is a connect, every later one a reconnect.
+        Sample("serial_reconnects_total", labels, max(0, opens - 1)),
+        Sample("serial_events_dropped_total", labels, dropped),
+        Sample("serial_link_up", labels, 1.0 if up else 0.0),
+    ]
+    samples += [
+        Sample("serial_decode_errors_total", {"source": source, "reason": reason}, count)
+        for reason, count in skipped.items()
+    ]
+    return samples
+
+
+def serial_source(reader: SerialReader) -> Callable[[], Iterable[Sample]]:
+    def collect() -> Iterable[Sample]:
+        link, decode = reader.stats, reader.decoder.stats
+        return serial_samples(
+            reader.port.name,
+            decode.frames,
+            link.bytes,
+            decode.skipped,
+            link.opens,
+            link.dropped,
+            reader.is_up,
+        )
+
+    return collect
+
+
+def lens_samples(counters: dict[str, float], streaming: bool) -> list[Sample]:
+    samples = [
+        Sample("lens_windows_sent_total", {}, counters.get("pacer_sent", 0)),
+        Sample("lens_session_up", {}, 1.0 if streaming else 0.0),
+    ]
+    for key, reason in LENS_DROP_REASONS.items():
+        samples.append(Sample("lens_windows_dropped_total", {"reason": reason}, counters.get(key, 0)))
+    for key, kind in LENS_ERROR_KINDS.items():
+        samples.append(Sample("lens_errors_total", {"kind": kind}, counters.get(key, 0)))
+    for key, value in counters.items():
+        if key.startswith("outputs_error_"):
+            samples.append(Sample("lens_errors_total", {"kind": "output_" + key[14:]}, value))
+    return samples
+
+
+def lens_source(service: LensService) -> Callable[[], Iterable[Sample]]:
+    return lambda: lens_samples(service.counters(), service.running.is_set())
+
+
+def outbox_samples(counters: dict[str, int], depth: dict[str, int]) -> list[Sample]:
+    # `Outbox.counts()` names every state, zeros included, so each series exists from the start.
+    samples = [Sample("outbox_jobs", {"state": state}, count) for state, count in depth.items()]
+    for key, value in counters.items():
+        if key in OUTBOX_COUNTERS:
+            samples.append(Sample(OUTBOX_COUNTERS[key], {}, value))
+        elif key.startswith("shed."):
+            samples.append(Sample("outbox_shed_total", {"reason": key[5:]}, value))
+    return samples
+
+
+def outbox_source(outbox: Outbox) -> Callable[[], Awaitable[Iterable[Sample]]]:
+    async def collect() -> Iterable[Sample]:
+        return outbox_samples(outbox.counters, await outbox.counts())
+
+    return collect
+
+
+def process_source(
+    monitor: LoopLagMonitor, watchdog: Watchdog | None = None
+) -> Callable[[], Iterable[Sample]]:
+    def collect() -> Iterable[Sample]:
+        samples = [Sample("event_loop_lag_seconds", {}, monitor.lag)]
+        if watchdog is not None:
+            samples.append(Sample("watchdog_withheld_total", {}, watchdog.gate.withheld))
+        return samples
+
+    return collect
