@@ -120,7 +120,8 @@ async def _status(request: web.Request) -> web.Response:
 async def _metrics(request: web.Request) -> web.Response:
     metrics = request.app[METRICS_KEY]
     await metrics.refresh()
-    return web.Response(body=metrics.render(), headers={"Content-Type": metrics.content_type})
+    body, content_type = metrics.exposition(request.headers.get("Accept", ""))
+    return web.Response(body=body, headers={"Content-Type": content_type})
 
 
 async def _body(request: web.Request, model: type[BaseModel]) -> BaseModel | web.Response:

@@ -23,8 +23,9 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
 from edge_agent.logs import get_logger
@@ -113,8 +114,6 @@ class Metrics:
         self._warned: set[str] = set()
         self.registry.register(_SchemaCollector(self))
 
-    content_type = CONTENT_TYPE_LATEST
-
     # --- feeding ----------------------------------------------------------------------------------
 
     def add_source(self, name: str, source: Source) -> None:
@@ -153,8 +152,14 @@ class Metrics:
                 self._source_failed(name, exc)
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of everything, as of now (async sources: as of `refresh`)."""
+        """The Prometheus text format (0.0.4) of everything, as of now (async sources: as of `refresh`)."""
         return generate_latest(self.registry)
+
+    def exposition(self, accept: str) -> tuple[bytes, str]:
+        """(body, content type) for a scraper's `Accept` header: OpenMetrics when it asks for it, the
+        classic text format otherwise (what every Prometheus version parses)."""
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type
 
     def value(self, name: str, **labels: str) -> float | None:
         """The current value of one series as a scrape would show it (for /status and tests)."""
