@@ -163,10 +163,10 @@ async def make_bench(
     return Bench(config, clock, outbox, client, reporter, rings, detector)
 
 
-async def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    """Poll `predicate` every 20 ms for at most `timeout` seconds (bounded: asserts at the end)."""
+async def wait_for(predicate: Callable[[], bool], within: float = 10.0, what: str = "") -> None:
+    """Poll `predicate` every 20 ms for at most `within` seconds (bounded: asserts at the end)."""
     loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
+    end = loop.time() + within
     while not predicate():
         assert loop.time() < end, f"timed out waiting for {what or predicate}"
         await asyncio.sleep(0.02)
@@ -180,3 +180,8 @@ def issues(emulator: AtlasEmulator) -> list[dict[str, Any]]:
 def sessions(emulator: AtlasEmulator) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = emulator.state()["sessions"]
     return result
+
+
+def files_containing(root: Path, needle: bytes) -> list[Path]:
+    """Every file below `root` whose bytes contain `needle` (the secrets check)."""
+    return [p for p in root.rglob("*") if p.is_file() and needle in p.read_bytes()]

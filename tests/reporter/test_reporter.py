@@ -8,7 +8,7 @@ import io
 import json
 from pathlib import Path
 
-from reporter_helpers import NORMAL, TOKEN, Bench, fault, issues, make_bench, sessions, wait_for
+from reporter_helpers import TOKEN, Bench, fault, files_containing, issues, make_bench, sessions, wait_for
 
 from edge_agent.detect import AnomalyClosed, AnomalyOpened
 from edge_agent.emulators.atlas import AtlasEmulator
@@ -73,9 +73,7 @@ async def test_one_anomaly_one_issue_with_snapshot_and_closing_evidence(
     # Evidence files were owned by delivered jobs: gone from disk; no token anywhere in state.
     await bench.stop()
     assert not list((tmp_path / "evidence").glob("*.csv"))
-    for path in tmp_path.rglob("*"):
-        if path.is_file():
-            assert TOKEN.encode() not in path.read_bytes(), path
+    assert files_containing(tmp_path, TOKEN.encode()) == []
 
 
 async def test_repeat_while_open_comments_then_new_issue_after_resolve(

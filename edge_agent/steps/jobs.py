@@ -1,0 +1,143 @@
+"""Outbox handlers for the test-run objects of step tracking: run, card, step create and the outcome
+PATCH. Creates look for what an attempt of unknown outcome made (by title, under their parent) before
+re-sending; the PATCH is idempotent and simply re-sent."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from edge_agent.atlas.client import AtlasClient
+from edge_agent.atlas.errors import AtlasError
+from edge_agent.atlas.jobs import delivery_error, resolve
+from edge_agent.atlas.models import Card, TestRun
+from edge_agent.outbox import Job, Json, Outbox
+
+KIND_RUN = "atlas.test_run"
+KIND_CARD = "atlas.test_card"
+KIND_STEP = "atlas.test_step"
+KIND_OUTCOME = "atlas.step_outcome"
+
+
+class RunHandler:
+    """Payload `{title, system_id, description, not_before}` -> `{run_id}`."""
+
+    def __init__(self, client: AtlasClient) -> None:
+        self.client = client
+
+    async def deliver(self, job: Job, deps: Mapping[int, Json]) -> Json:
+        p = job.payload
+        try:
+            run = await self.client.create_test_run(
+                str(p["title"]), str(p["system_id"]), str(p.get("description", ""))
+            )
+        except AtlasError as err:
+            raise delivery_error(err) from None
+        return {"run_id": run.uuid}
+
+    async def find_existing(self, job: Job, deps: Mapping[int, Json]) -> Json | None:
+        p = job.payload
+        try:
+            body = await self.client.call("GET", "/test-runs", params=[("system_id", str(p["system_id"]))])
+        except AtlasError as err:
+            raise delivery_error(err) from None
+        items = body.get("items", []) if isinstance(body, dict) else []
+        for item in items:
+            if (
+                isinstance(item, dict)
+                and item.get("title") == p["title"]
+                and str(item.get("created_at", "")) >= str(p.get("not_before", ""))
+            ):
+                return {"run_id": str(item["uuid"])}
+        return None
+
+
+async def _run(client: AtlasClient, run_id: str) -> TestRun:
+    try:
+        return await client.get_test_run(run_id)
+    except AtlasError as err:
+        raise delivery_error(err) from None
+
+
+def _card(run: TestRun, card_id: str) -> Card | None:
+    return next((c for c in run.test_cards if c.uuid == card_id), None)
+
+
+class CardHandler:
+    """Payload `{run_id?, title, description, order?}` -> `{run_id, card_id}`."""
+
+    def __init__(self, client: AtlasClient) -> None:
+        self.client = client
+
+    async def deliver(self, job: Job, deps: Mapping[int, Json]) -> Json:
+        p = job.payload
+        run_id = str(resolve(p, deps, "run_id"))
+        try:
+            card = await self.client.create_card(
+                run_id, str(p["title"]), str(p.get("description", "")), p.get("order")
+            )
+        except AtlasError as err:
+            raise delivery_error(err) from None
+        return {"run_id": run_id, "card_id": card.uuid}
+
+    async def find_existing(self, job: Job, deps: Mapping[int, Json]) -> Json | None:
+        run_id = str(resolve(job.payload, deps, "run_id"))
+        run = await _run(self.client, run_id)
+        card = next((c for c in run.test_cards if c.title == job.payload["title"]), None)
+        return None if card is None else {"run_id": run_id, "card_id": card.uuid}
+
+
+class StepHandler:
+    """Payload `{run_id?, card_id?, title, description, order?}` -> `{run_id, card_id, step_id}`."""
+
+    def __init__(self, client: AtlasClient) -> None:
+        self.client = client
+
+    async def deliver(self, job: Job, deps: Mapping[int, Json]) -> Json:
+        p = job.payload
+        run_id, card_id = str(resolve(p, deps, "run_id")), str(resolve(p, deps, "card_id"))
+        try:
+            step = await self.client.create_step(
+                run_id, card_id, str(p["title"]), str(p.get("description", "")), p.get("order")
+            )
+        except AtlasError as err:
+            raise delivery_error(err) from None
+        return {"run_id": run_id, "card_id": card_id, "step_id": step.uuid}
+
+    async def find_existing(self, job: Job, deps: Mapping[int, Json]) -> Json | None:
+        p = job.payload
+        run_id, card_id = str(resolve(p, deps, "run_id")), str(resolve(p, deps, "card_id"))
+        card = _card(await _run(self.client, run_id), card_id)
+        step = None if card is None else next((s for s in card.test_steps if s.title == p["title"]), None)
+        return None if step is None else {"run_id": run_id, "card_id": card_id, "step_id": step.uuid}
+
+
+class OutcomeHandler:
+    """Payload `{run_id?, card_id?, step_id?, execution_status, exception?, started_at, ended_at}`."""
+
+    def __init__(self, client: AtlasClient) -> None:
+        self.client = client
+
+    async def deliver(self, job: Job, deps: Mapping[int, Json]) -> Json:
+        p = job.payload
+        ids = [str(resolve(p, deps, name)) for name in ("run_id", "card_id", "step_id")]
+        try:
+            step = await self.client.patch_step(
+                *ids,
+                execution_status=str(p["execution_status"]),
+                exception=p.get("exception"),
+                started_at=float(p["started_at"]),
+                ended_at=float(p["ended_at"]),
+            )
+        except AtlasError as err:
+            raise delivery_error(err) from None
+        return {"step_id": step.uuid, "execution_status": step.execution_status}
+
+    async def find_existing(self, job: Job, deps: Mapping[int, Json]) -> Json | None:
+        return None  # a PATCH is idempotent: sending it again is the look-up
+
+
+def register_step_handlers(outbox: Outbox, client: AtlasClient) -> None:
+    outbox.register(KIND_RUN, RunHandler(client))
+    outbox.register(KIND_CARD, CardHandler(client))
+    outbox.register(KIND_STEP, StepHandler(client))
+    outbox.register(KIND_OUTCOME, OutcomeHandler(client))

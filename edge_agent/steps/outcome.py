@@ -1,0 +1,65 @@
+"""A test step's outcome from what happened during it (pure, property-tested).
+
+- `failed` when a high-severity anomaly overlapped the step, or the step's own verdict says FAIL;
+- `passed_with_exception` when only lower-severity anomalies overlapped it (the `exception` note names
+  them: Atlas means that field for this status);
+- `passed` otherwise. A PASS verdict never hides an anomaly: the worse of the two wins.
+
+Spans are closed intervals on one clock (monotonic seconds); an anomaly still open has `end` None and
+overlaps everything from its start on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+MAX_NOTE_CHARS = 2000  # Atlas documents no limit for `exception`; a note is for a human to read
+
+
+@dataclass(frozen=True, slots=True)
+class AnomalySpan:
+    anomaly_id: str
+    severity: str  # low | medium | high
+    label: str  # what a human reads in the note: "supply_v on bench: supply_v outside [11.4, 12.6]"
+    start: float
+    end: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    execution_status: str  # passed | passed_with_exception | failed
+    exception: str | None = None
+
+
+def overlaps(start: float, end: float, span: AnomalySpan) -> bool:
+    return span.start <= end and (span.end is None or span.end >= start)
+
+
+def _name(span: AnomalySpan) -> str:
+    return f"{span.label} [{span.severity}, anomaly {span.anomaly_id}]"
+
+
+def step_outcome(
+    start: float, end: float, anomalies: Sequence[AnomalySpan], verdict: str | None = None
+) -> Outcome:
+    """The step [start, end]'s outcome given the anomalies and the verdict its end marker carried."""
+    hit = [a for a in anomalies if overlaps(start, end, a)]
+    high = [a for a in hit if a.severity == "high"]
+    failed_by_verdict = (verdict or "").upper() == "FAIL"
+    if high or failed_by_verdict:
+        parts = []
+        if failed_by_verdict:
+            parts.append("step verdict FAIL")
+        if hit:
+            parts.append("anomalies during the step: " + "; ".join(_name(a) for a in hit))
+        return Outcome("failed", _cut("; ".join(parts)))
+    if hit:
+        return Outcome(
+            "passed_with_exception", _cut("anomalies during the step: " + "; ".join(_name(a) for a in hit))
+        )
+    return Outcome("passed", None)
+
+
+def _cut(note: str) -> str:
+    return note if len(note) <= MAX_NOTE_CHARS else note[: MAX_NOTE_CHARS - 1] + "…"

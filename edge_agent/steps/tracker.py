@@ -1,0 +1,318 @@
+"""Step tracking: which test run, card and step is running, from stream markers, the control API
+(`start_step`/`end_step`) or a config plan, and the step's outcome PATCHed to Atlas at its end.
+
+Atlas objects (all through the outbox, one group per run so they are made in order): the test run
+(unless `steps.test_run_id` names one), a card per card title (plan cards, the `card` the API gives,
+else `<bench> steps`), and a step per started step (created at START, PATCHed at END). With a plan the
+run, cards and steps are created up front and step names map to plan step titles.
+
+Atlas requires `system_id` to create a test run: with neither `steps.test_run_id` nor a system id,
+step outcomes are still computed (and shown on /status) but not sent, and the reason is logged once
+and reported in `status()["atlas"]`.
+
+The state (run, cards, steps, the running step) is kept in `<state_dir>/steps/state.json` under the
+reporter's run id: an agent restarted after a crash continues the same Atlas test run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from edge_agent.atlas.client import MAX_STEP_TITLE_CHARS, AtlasClient
+from edge_agent.atlas.jobs import not_before
+from edge_agent.atlas.narrative import run_title, where
+from edge_agent.atlas.reporter import read_json, write_json_atomic
+from edge_agent.config import EdgeAgentConfig, PlanCard
+from edge_agent.detect.anomaly import AnomalyClosed, AnomalyEvent
+from edge_agent.frames import StepEdge, StepMarker
+from edge_agent.logs import get_logger
+from edge_agent.outbox import JobState, Outbox, OutboxError
+from edge_agent.steps.jobs import KIND_CARD, KIND_OUTCOME, KIND_RUN, KIND_STEP, register_step_handlers
+from edge_agent.steps.outcome import AnomalySpan, step_outcome
+
+log = get_logger(__name__)
+
+STATE_FILE = "state.json"
+MAX_COMPLETED_SHOWN = 20
+
+
+class StepTracker:
+    def __init__(
+        self,
+        *,
+        config: EdgeAgentConfig,
+        outbox: Outbox,
+        client: AtlasClient,
+        state_dir: Path,
+        mono: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.section = config.steps
+        self.outbox = outbox
+        self.client = client
+        self.path = Path(state_dir) / "steps" / STATE_FILE
+        self._mono = mono
+        self._wall = wall
+        self.bench = config.agent.bench
+        self._spans: dict[str, AnomalySpan] = {}
+        self._completed: list[dict[str, Any]] = []
+        self.state: dict[str, Any] = {}
+        plan = self.section.plan
+        self.system_id = self.section.system_id or (plan.system_id if plan is not None else "")
+        self.atlas_disabled: str | None = None
+        if not self.section.test_run_id and not self.system_id:
+            self.atlas_disabled = (
+                "no steps.test_run_id and no system_id (steps.system_id or steps.plan.system_id):"
+                " Atlas needs a system to create a test run; outcomes are kept locally only"
+            )
+        self.ignored_markers = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    async def start(self, run_key: str, run_started_wall: float) -> None:
+        """`run_key`: the reporter's run id. The same key after a crash continues the saved state."""
+        register_step_handlers(self.outbox, self.client)
+        saved = read_json(self.path)
+        if isinstance(saved, dict) and saved.get("run_key") == run_key:
+            self.state = saved
+            log.info("steps_state_continued", run_key=run_key, current=saved.get("current"))
+        else:
+            self.state = {
+                "run_key": run_key,
+                "started_wall": run_started_wall,
+                "run": {},
+                "cards": {},
+                "steps": {},
+            }
+            self.state["current"] = None
+            self._save()
+        if self.atlas_disabled:
+            log.warning("steps_atlas_disabled", reason=self.atlas_disabled)
+            return
+        await self._ensure_run()
+        if self.section.plan is not None:
+            for order, card in enumerate(self.section.plan.cards, 1):
+                await self._ensure_card(card.title, card.description, order)
+                for step_order, step in enumerate(card.steps, 1):
+                    await self._ensure_step(step.title, card.title, step.description, step_order)
+
+    async def close(self, clean: bool) -> None:
+        """A clean shutdown ends the running step (its outcome says so); the state is kept either way."""
+        current = self.state.get("current")
+        if clean and current:
+            await self._end(str(current["name"]), None, self._mono(), self._wall(), note="agent shut down")
+
+    def _save(self) -> None:
+        write_json_atomic(self.path, self.state)
+
+    # -- Atlas objects ------------------------------------------------------------------------------
+
+    def _group(self) -> str:
+        return f"steps:{self.state['run_key']}"
+
+    async def _ref(self, entry: dict[str, Any], key: str) -> tuple[dict[str, Any], tuple[int, ...]]:
+        """An object's id inline when known (its job delivered), else a dependency on its job."""
+        if entry.get(key):
+            return {key: entry[key]}, ()
+        job_id = entry.get("job")
+        if isinstance(job_id, int):
+            job = await self.outbox.job(job_id)
+            if job is not None and job.state is JobState.DONE and job.result and job.result.get(key):
+                entry[key] = job.result[key]
+                self._save()
+                return {key: entry[key]}, ()
+            if job is not None:
+                return {}, (job_id,)
+        raise OutboxError(f"the {key} is unknown and its job is gone")
+
+    async def _enqueue(self, kind: str, payload: dict[str, Any], deps: tuple[int, ...]) -> int:
+        return await self.outbox.enqueue(kind, self._group(), payload, deps=deps)
+
+    async def _ensure_run(self) -> None:
+        run = self.state["run"]
+        if run.get("run_id") or run.get("job"):
+            return
+        if self.section.test_run_id:
+            run["run_id"] = self.section.test_run_id
+        else:
+            template = (
+                self.section.plan.run_title
+                if self.section.plan is not None
+                else self.config.atlas.session_title
+            )
+            started = float(self.state["started_wall"])
+            payload = {
+                "title": run_title(template, self.bench, started),
+                "system_id": self.system_id,
+                "description": f"edge-agent on {self.bench}",
+                "not_before": not_before(started),
+            }
+            run["job"] = await self._enqueue(KIND_RUN, payload, ())
+        self._save()
+
+    async def _ensure_card(
+        self, title: str, description: str = "", order: int | None = None
+    ) -> dict[str, Any]:
+        cards: dict[str, Any] = self.state["cards"]
+        card = cards.get(title)
+        if card is None:
+            fields, deps = await self._ref(self.state["run"], "run_id")
+            payload = {"title": title, "description": description, "order": order, **fields}
+            card = cards[title] = {"job": await self._enqueue(KIND_CARD, payload, deps)}
+            self._save()
+        return dict(card)
+
+    async def _ensure_step(
+        self, title: str, card_title: str, description: str = "", order: int | None = None
+    ) -> dict[str, Any]:
+        steps: dict[str, Any] = self.state["steps"]
+        step = steps.get(title)
+        if step is None:
+            await self._ensure_card(card_title)
+            card = self.state["cards"][card_title]
+            fields, deps = await self._ref(card, "card_id")
+            if "card_id" in fields:
+                run_fields, run_deps = await self._ref(self.state["run"], "run_id")
+                fields.update(run_fields)
+                deps += run_deps
+            payload = {"title": title, "description": description, "order": order, **fields}
+            step = steps[title] = {"job": await self._enqueue(KIND_STEP, payload, deps), "card": card_title}
+            self._save()
+        return dict(step)
+
+    # -- mapping names to steps ---------------------------------------------------------------------
+
+    def _plan_card(self, name: str) -> tuple[PlanCard, str] | None:
+        plan = self.section.plan
+        if plan is None:
+            return None
+        for exact in (True, False):
+            for card in plan.cards:
+                for step in card.steps:
+                    if step.title == name if exact else step.title.casefold() == name.casefold():
+                        return card, step.title
+        return None
+
+    def _title_for(self, name: str, card: str | None) -> tuple[str, str]:
+        """(step title, card title) for a started step name."""
+        planned = self._plan_card(name)
+        if planned is not None:
+            return planned[1], planned[0].title
+        card_title = card or (f"{self.bench} unplanned steps" if self.section.plan else f"{self.bench} steps")
+        title = name.strip()[:MAX_STEP_TITLE_CHARS] or "step"
+        # A step name run twice in one run is two Atlas steps: "name (2)", ...
+        base, n = title, 1
+        while title in self.state["steps"]:
+            n += 1
+            suffix = f" ({n})"
+            title = base[: MAX_STEP_TITLE_CHARS - len(suffix)] + suffix
+        return title, card_title
+
+    # -- inputs -------------------------------------------------------------------------------------
+
+    async def start_step(self, name: str, card: str | None = None) -> dict[str, Any]:
+        return await self._start(name, card, self._mono(), self._wall())
+
+    async def end_step(self, name: str, verdict: str | None = None) -> dict[str, Any]:
+        return await self._end(name, verdict, self._mono(), self._wall())
+
+    async def on_marker(self, marker: StepMarker) -> None:
+        if self.section.source == "api":
+            self.ignored_markers += 1  # the sequencer owns the steps; a stray marker must not fork them
+            return
+        if marker.edge is StepEdge.START:
+            await self._start(marker.name, None, marker.mono, marker.wall)
+        else:
+            verdict = marker.verdict.value if marker.verdict is not None else None
+            await self._end(marker.name, verdict, marker.mono, marker.wall)
+
+    def on_anomaly_events(self, events: Sequence[AnomalyEvent]) -> None:
+        for event in events:
+            a = event.anomaly
+            end = None
+            if isinstance(event, AnomalyClosed):
+                end = a.ended_mono if a.ended_mono is not None else a.closed_mono
+            self._spans[a.id] = AnomalySpan(
+                a.id, a.severity, f"{where(a)}: {a.description}", a.started_mono, end
+            )
+
+    async def _start(self, name: str, card: str | None, mono: float, wall: float) -> dict[str, Any]:
+        current = self.state.get("current")
+        if current:
+            # A start without the previous end: the previous step ends here, and says so.
+            await self._end(str(current["name"]), None, mono, wall, note=f"ended by the start of {name!r}")
+        title, card_title = self._title_for(name, card)
+        if not self.atlas_disabled:
+            try:
+                await self._ensure_step(title, card_title)
+            except OutboxError as exc:
+                log.error("steps_enqueue_failed", step=title, error=str(exc))
+        else:
+            self.state["steps"].setdefault(title, {"card": card_title})
+        self.state["current"] = {"name": name, "title": title, "card": card_title, "mono": mono, "wall": wall}
+        self._save()
+        return {"step": title, "card": card_title, "started_wall": wall}
+
+    async def _end(
+        self, name: str, verdict: str | None, mono: float, wall: float, note: str = ""
+    ) -> dict[str, Any]:
+        current = self.state.get("current")
+        if not current or current["name"] != name:
+            running = current["name"] if current else None
+            log.warning("steps_end_without_start", step=name, running=running)
+            return {"error": f"step {name!r} is not running", "running": running}
+        outcome = step_outcome(float(current["mono"]), mono, list(self._spans.values()), verdict)
+        exception = outcome.exception
+        if note:
+            exception = f"{note}; {exception}" if exception else note
+        result = {
+            "step": current["title"],
+            "card": current["card"],
+            "execution_status": outcome.execution_status,
+            "exception": exception,
+            "started_wall": current["wall"],
+            "ended_wall": wall,
+            "verdict": verdict,
+        }
+        if not self.atlas_disabled:
+            try:
+                fields, deps = await self._ref(self.state["steps"][current["title"]], "step_id")
+                if "step_id" in fields:
+                    card = self.state["cards"][current["card"]]
+                    card_fields, card_deps = await self._ref(card, "card_id")
+                    run_fields, run_deps = await self._ref(self.state["run"], "run_id")
+                    fields.update(card_fields, **run_fields)
+                    deps += card_deps + run_deps
+                payload = {
+                    "execution_status": outcome.execution_status,
+                    "exception": exception,
+                    "started_at": float(current["wall"]),
+                    "ended_at": wall,
+                    **fields,
+                }
+                await self._enqueue(KIND_OUTCOME, payload, deps)
+            except OutboxError as exc:
+                log.error("steps_enqueue_failed", step=current["title"], error=str(exc))
+                result["error"] = str(exc)
+        self.state["current"] = None
+        self._save()
+        self._completed = [*self._completed[-(MAX_COMPLETED_SHOWN - 1) :], result]
+        # Steps run one after another: anomalies over before this end cannot touch a later step.
+        self._spans = {k: s for k, s in self._spans.items() if s.end is None or s.end >= mono}
+        log.info("step_ended", step=result["step"], status=outcome.execution_status)
+        return result
+
+    def status(self) -> dict[str, Any]:
+        run = self.state.get("run") or {}
+        return {
+            "source": self.section.source,
+            "atlas": self.atlas_disabled or "enabled",
+            "run_id": run.get("run_id"),
+            "current": self.state.get("current"),
+            "completed": list(self._completed),
+            "ignored_markers": self.ignored_markers,
+        }

@@ -1,0 +1,67 @@
+"""The pure step-outcome rule: examples and hypothesis properties."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge_agent.steps import AnomalySpan, overlaps, step_outcome
+
+RANK = {"passed": 0, "passed_with_exception": 1, "failed": 2}
+
+
+def span(severity: str, start: float, end: float | None, aid: str = "a1") -> AnomalySpan:
+    return AnomalySpan(aid, severity, f"supply_v on bench ({severity})", start, end)
+
+
+def test_examples() -> None:
+    assert step_outcome(10, 20, []).execution_status == "passed"
+    assert step_outcome(10, 20, [], "PASS").exception is None
+    high = step_outcome(10, 20, [span("high", 15, 16)])
+    assert high.execution_status == "failed" and "a1" in (high.exception or "")
+    low = step_outcome(10, 20, [span("low", 5, 10)])  # touching the start counts
+    assert low.execution_status == "passed_with_exception" and "supply_v" in (low.exception or "")
+    assert step_outcome(10, 20, [span("high", 1, 9.99)]).execution_status == "passed"
+    assert step_outcome(10, 20, [span("high", 25, None)]).execution_status == "passed"
+    assert step_outcome(10, 20, [span("medium", 2, None)]).execution_status == "passed_with_exception"
+    fail = step_outcome(10, 20, [], "FAIL")
+    assert fail.execution_status == "failed" and "FAIL" in (fail.exception or "")
+    assert step_outcome(10, 20, [span("low", 12, 13)], "FAIL").execution_status == "failed"
+    assert step_outcome(10, 20, [span("high", 12, 13)], "PASS").execution_status == "failed"
+
+
+times = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
+spans = st.builds(
+    lambda sev, a, d, open_, i: AnomalySpan(f"id{i}", sev, "x", a, None if open_ else a + d),
+    st.sampled_from(["low", "medium", "high"]),
+    times,
+    st.floats(min_value=0, max_value=1e5),
+    st.booleans(),
+    st.integers(0, 1000),
+)
+
+
+@given(
+    times,
+    st.floats(min_value=0, max_value=1e5),
+    st.lists(spans, max_size=8),
+    st.sampled_from([None, "PASS", "FAIL"]),
+)
+def test_properties(start: float, length: float, anomalies: list[AnomalySpan], verdict: str | None) -> None:
+    end = start + length
+    outcome = step_outcome(start, end, anomalies, verdict)
+    hit = [a for a in anomalies if overlaps(start, end, a)]
+    expected = "passed"
+    if hit:
+        expected = "passed_with_exception"
+    if any(a.severity == "high" for a in hit) or verdict == "FAIL":
+        expected = "failed"
+    assert outcome.execution_status == expected
+    # A note exactly when something is wrong, and it names every overlapping anomaly.
+    assert (outcome.exception is None) == (expected == "passed")
+    for a in hit:
+        assert a.anomaly_id in (outcome.exception or "") or len(outcome.exception or "") >= 1999
+    # Anomalies that did not overlap change nothing; adding one can only make it worse.
+    assert step_outcome(start, end, hit, verdict) == outcome
+    worse = step_outcome(start, end, [*anomalies, AnomalySpan("new", "high", "y", start, end)], verdict)
+    assert RANK[worse.execution_status] >= RANK[outcome.execution_status]
