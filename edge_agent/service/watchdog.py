@@ -9,12 +9,12 @@ timer alone would only prove that the timer runs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from edge_agent.logs import get_logger
 from edge_agent.service.looplag import LoopLagMonitor
-from edge_agent.service.notify import SystemdNotifier
+from edge_agent.service.notify import SystemdNotifier, watchdog_interval
 
 log = get_logger(__name__)
 
@@ -78,6 +78,18 @@ class Watchdog:
         self.progress = progress
         # A quarter of the interval: a stall that long leaves no margin before systemd's deadline.
         self.gate = WatchdogGate(max_lag=interval / 4 if max_lag is None else max_lag)
+
+    @classmethod
+    def from_environment(
+        cls,
+        notifier: SystemdNotifier,
+        monitor: LoopLagMonitor,
+        progress: Progress,
+        environ: Mapping[str, str] | None = None,
+    ) -> Watchdog | None:
+        """A watchdog for `$WATCHDOG_USEC`, or None when systemd asked for none (or not of us)."""
+        interval = watchdog_interval(environ)
+        return None if interval is None else cls(notifier, interval, monitor, progress)
 
     @property
     def healthy(self) -> bool:

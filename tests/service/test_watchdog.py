@@ -143,3 +143,10 @@ def test_lag_tracker_counts_the_pending_tick_and_resets_the_peak() -> None:
     assert tracker.take_peak(12.63) == 0.0
     assert tracker.recent_max == 2.5
     assert tracker.ticks == 2
+
+
+def test_from_environment() -> None:
+    monitor, notifier = LoopLagMonitor(), SystemdNotifier({})
+    assert Watchdog.from_environment(notifier, monitor, lambda: True, {}) is None
+    watchdog = Watchdog.from_environment(notifier, monitor, lambda: True, {"WATCHDOG_USEC": "30000000"})
+    assert watchdog is not None and watchdog.interval == 30.0 and watchdog.gate.max_lag == 7.5
