@@ -1,0 +1,134 @@
+"""Reporter under Atlas faults and agent restarts: every anomaly reaches Atlas once, with its evidence."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from reporter_helpers import Bench, Clock, fault, issues, make_bench, sessions, wait_for
+
+from edge_agent.detect import AnomalyOpened
+from edge_agent.emulators.atlas import AtlasEmulator
+
+
+async def _two_anomalies(bench: Bench) -> list[str]:
+    """A high one on supply_v, then a low one on temp_c: two keys, two issues."""
+    await bench.idle(3.0)
+    ids = [e.anomaly.id for e in await bench.feed([fault()] * 5) if isinstance(e, AnomalyOpened)]
+    await bench.idle(2.5)
+    ids += [e.anomaly.id for e in await bench.feed([fault(12.0, 90.0)] * 5) if isinstance(e, AnomalyOpened)]
+    await bench.idle(2.5)
+    assert len(ids) == 2
+    return ids
+
+
+def _assert_once_with_evidence(emulator: AtlasEmulator, ids: list[str]) -> None:
+    found = issues(emulator)
+    tags = [t for i in found for t in i["tags"] if t.startswith("edge-agent:")]
+    assert sorted(tags) == sorted(f"edge-agent:{i}" for i in ids)  # once each, nothing else
+    for issue in found:
+        assert len(issue["attachment_ids"]) == 2
+        markers = [c["content"].splitlines()[-1] for c in issue["comments"]]
+        anomaly = next(t for t in issue["tags"] if t.startswith("edge-agent:"))
+        assert markers == [f"{anomaly}:open", f"{anomaly}:close"]  # in order, no repeats
+        assert len(issue["comments"][1]["attachments"]) == 2
+
+
+async def _settle(bench: Bench, emulator: AtlasEmulator, ids: list[str], within: float = 15.0) -> None:
+    def done() -> bool:
+        found = issues(emulator)
+        return len(found) == len(ids) and all(len(i["comments"]) == 2 for i in found)
+
+    loop = asyncio.get_running_loop()
+    end = loop.time() + within
+    while not done() and loop.time() < end:
+        await bench.reporter.tick()
+        await bench.outbox.drain(0.5)
+        await asyncio.sleep(0.05)
+    await wait_for(done, 0.1, "all issues and comments")
+
+
+async def test_connection_refused_for_a_while_then_everything_once(
+    emulator: AtlasEmulator, tmp_path: Path
+) -> None:
+    bench = await make_bench(emulator, tmp_path)
+    await emulator.server.refuse_for(2.5)
+    ids = await _two_anomalies(bench)
+    assert issues(emulator) == []
+    await _settle(bench, emulator, ids)
+    _assert_once_with_evidence(emulator, ids)
+    assert len(sessions(emulator)) == 1
+    await bench.stop()
+
+
+async def test_5xx_and_429_with_retry_after_are_retried(emulator: AtlasEmulator, tmp_path: Path) -> None:
+    emulator.faults.update({"error_rate": 0.4, "error_status": 503})
+    bench = await make_bench(emulator, tmp_path)
+    ids = await _two_anomalies(bench)
+    await _settle(bench, emulator, ids)
+    _assert_once_with_evidence(emulator, ids)
+    assert emulator.faults.injected["503"] > 0
+    emulator.faults.update({"error_rate": 0.0, "rate_limit_rate": 1.0, "retry_after": 1.0})
+    more = [e.anomaly.id for e in await bench.feed([fault()] * 5) if isinstance(e, AnomalyOpened)]
+    await bench.idle(2.5)
+    await asyncio.sleep(0.3)
+    assert emulator.faults.injected["429"] > 0
+    emulator.faults.update({"rate_limit_rate": 0.0})
+    # The repeat on supply_v comments on the open issue: still two issues, the first with 4 comments.
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 10
+    while sum(len(i["comments"]) for i in issues(emulator)) < 6 and loop.time() < end:
+        await bench.outbox.drain(0.5)
+    assert sum(len(i["comments"]) for i in issues(emulator)) == 6
+    assert len(more) == 1 and len(issues(emulator)) == 2
+    await bench.stop()
+
+
+async def test_slow_uploads_arrive_whole(emulator: AtlasEmulator, tmp_path: Path) -> None:
+    emulator.faults.update({"upload_bytes_per_sec": 40_000.0, "path_prefix": "/api/v1/sessions"})
+    bench = await make_bench(emulator, tmp_path)
+    ids = await _two_anomalies(bench)
+    await _settle(bench, emulator, ids)
+    _assert_once_with_evidence(emulator, ids)
+    assert emulator.faults.injected["slow_upload"] > 0
+    await bench.stop()
+
+
+async def test_unknown_outcome_timeouts_make_no_duplicate(emulator: AtlasEmulator, tmp_path: Path) -> None:
+    # Answers slower than the client's read timeout: every POST's outcome is unknown until it clears.
+    bench = await make_bench(emulator, tmp_path, read_timeout=0.3)
+    await bench.outbox.drain(5.0)  # the session exists first
+    emulator.faults.update({"latency": 0.6, "methods": ["POST"]})
+    ids = await _two_anomalies(bench)
+    await asyncio.sleep(1.5)
+    emulator.faults.update({"latency": 0.0})
+    await _settle(bench, emulator, ids)
+    _assert_once_with_evidence(emulator, ids)
+    assert emulator.faults.injected["latency"] > 0
+    await bench.stop()
+
+
+async def test_restart_after_crash_continues_run_and_closes_left_anomalies(
+    emulator: AtlasEmulator, tmp_path: Path
+) -> None:
+    clock = Clock()
+    bench = await make_bench(emulator, tmp_path, clock)
+    await bench.idle(3.0)
+    (opened,) = [e for e in await bench.feed([fault()] * 5) if isinstance(e, AnomalyOpened)]
+    await bench.outbox.drain(5.0)
+    # "SIGKILL": no reporter.close, no drain; the outbox is just let go.
+    await bench.outbox.close()
+    await bench.client.close()
+    again = await make_bench(emulator, tmp_path, clock)
+    run = again.reporter.run
+    assert run is not None and run.restarts == 1
+    await _settle(again, emulator, [opened.anomaly.id])
+    (issue,) = issues(emulator)
+    assert "agent restarted" in issue["comments"][1]["content"]
+    assert len(sessions(emulator)) == 1
+    # A clean shutdown ends the run: the next start is a new run with a new session.
+    await again.stop(clean=True)
+    third = await make_bench(emulator, tmp_path, clock)
+    await third.outbox.drain(5.0)
+    assert len(sessions(emulator)) == 2
+    await third.stop()
