@@ -218,7 +218,8 @@ async def test_metrics_speak_openmetrics_when_asked(api: Api) -> None:
         assert resp.status == 200
         assert resp.headers["Content-Type"].startswith("application/openmetrics-text")
         text = await resp.text()
-    samples = {s.name: s.value for f in openmetrics_families(text) for s in f.samples if not s.labels}
+    families = openmetrics_families(text)  # type: ignore[no-untyped-call]
+    samples = {s.name: s.value for f in families for s in f.samples if not s.labels}
     assert samples["edge_agent_lens_windows_sent_total"] == 7
 
 
