@@ -105,6 +105,7 @@ async def test_unknown_outcome_timeouts_make_no_duplicate(emulator: AtlasEmulato
     await _settle(bench, emulator, ids)
     _assert_once_with_evidence(emulator, ids)
     assert emulator.faults.injected["latency"] > 0
+    assert bench.outbox.counters.get("retries", 0) > 0  # the timed-out attempts were looked up, not lost
     await bench.stop()
 
 
@@ -132,3 +133,20 @@ async def test_restart_after_crash_continues_run_and_closes_left_anomalies(
     await third.outbox.drain(5.0)
     assert len(sessions(emulator)) == 2
     await third.stop()
+
+
+async def test_auth_failure_blocks_the_queue_and_loses_nothing(
+    emulator: AtlasEmulator, tmp_path: Path
+) -> None:
+    bench = await make_bench(emulator, tmp_path)
+    real = emulator.token
+    emulator.token = "rotated-token-the-agent-does-not-have"
+    ids = await _two_anomalies(bench)
+    await bench.outbox.drain(1.0)
+    status = await bench.outbox.status()
+    assert status["blocked"] is not None and status["blocked"]["status"] == 401
+    assert status["depth"]["failed"] == 0 and issues(emulator) == []
+    emulator.token = real
+    await _settle(bench, emulator, ids, within=20.0)
+    _assert_once_with_evidence(emulator, ids)
+    await bench.stop()
