@@ -18,10 +18,12 @@ from edge_agent.logs import LEVELS, setup_logging
 
 # name -> (module, one-line help). Order is the order `--help` lists them.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("edge_agent.run", "run the agent (the daemon: systemd service or container entry point)"),
     "demo": ("edge_agent.demo", "offline demo: simulated bench + built-in emulators, no credentials"),
     "tail": ("edge_agent.serial.tail", "print decoded frames of a serial port live (for wiring a bench)"),
     "simulate": ("edge_agent.bench_sim.cli", "run the simulated bench on a pseudo-terminal"),
     "emulate": ("edge_agent.emulators.cli", "run the Archetype lens and Atlas emulators"),
+    "healthcheck": ("edge_agent.service.healthcheck", "probe the local control API's /healthz (container health)"),
     "lens": ("edge_agent.lens.cli", "list lenses and sessions, destroy sessions"),
 }
 

@@ -163,6 +163,9 @@ class LensSection(Section):
     read_timeout: Duration = 30.0
     anomaly_labels: list[str] = Field(default_factory=lambda: ["fault"])
     min_score: float | None = None
+    anomaly_severity: Literal["low", "medium", "high"] = "high"
+    anomaly_hold_windows: int = Field(1, ge=1, description="Anomalous inferences in a row before it opens.")
+    anomaly_clear_after: Duration = 2.0
 
 
 class AtlasSection(Section):

@@ -39,6 +39,15 @@ class LensAnomalyOptions:
     # Lens outputs come about once a second: one anomalous window opens, two seconds of normal ones close.
     debounce: Debounce = field(default_factory=lambda: Debounce(hold=0.0, hold_samples=1, clear_after=2.0))
 
+    @classmethod
+    def from_section(cls, lens: LensSection) -> LensAnomalyOptions:
+        return cls(
+            severity=lens.anomaly_severity,
+            debounce=Debounce(
+                hold=0.0, hold_samples=lens.anomaly_hold_windows, clear_after=lens.anomaly_clear_after
+            ),
+        )
+
 
 class RuleConfigError(ValueError):
     """A rule that cannot be used; the message names `rules[i]` and the reason."""
@@ -86,7 +95,7 @@ class Detector:
         self._lens: LensLabelCheck | None = None
         self._lens_spec: AnomalySpec | None = None
         if lens is not None and lens.anomaly_labels:
-            options = lens_options or LensAnomalyOptions()
+            options = lens_options or LensAnomalyOptions.from_section(lens)
             self._lens = LensLabelCheck(lens.anomaly_labels, lens.min_score)
             self._lens_spec = AnomalySpec(
                 kind="lens", description=self._lens.describe(), severity=options.severity,

@@ -236,6 +236,10 @@ class Outbox:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), wait)
 
+    def healthy(self) -> bool:
+        """False while deliveries fail for the service's sake (outage, 5xx, 429, auth block)."""
+        return not self._probing()
+
     def _probing(self) -> bool:
         return self._service_failures > 0 or self._blocked is not None
 

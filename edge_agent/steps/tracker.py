@@ -45,7 +45,7 @@ class StepTracker:
         *,
         config: EdgeAgentConfig,
         outbox: Outbox,
-        client: AtlasClient,
+        client: AtlasClient | None,
         state_dir: Path,
         mono: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -64,7 +64,9 @@ class StepTracker:
         plan = self.section.plan
         self.system_id = self.section.system_id or (plan.system_id if plan is not None else "")
         self.atlas_disabled: str | None = None
-        if not self.section.test_run_id and not self.system_id:
+        if client is None:
+            self.atlas_disabled = "Atlas is not configured (atlas.url / token): outcomes are kept locally only"
+        elif not self.section.test_run_id and not self.system_id:
             self.atlas_disabled = (
                 "no steps.test_run_id and no system_id (steps.system_id or steps.plan.system_id):"
                 " Atlas needs a system to create a test run; outcomes are kept locally only"
@@ -75,7 +77,8 @@ class StepTracker:
 
     async def start(self, run_key: str, run_started_wall: float) -> None:
         """`run_key`: the reporter's run id. The same key after a crash continues the saved state."""
-        register_step_handlers(self.outbox, self.client)
+        if self.client is not None:
+            register_step_handlers(self.outbox, self.client)
         saved = read_json(self.path)
         if isinstance(saved, dict) and saved.get("run_key") == run_key:
             self.state = saved

@@ -1,0 +1,370 @@
+"""The agent: wires the data path of DESIGN.md and runs it under one supervisor.
+
+    serial readers ─Frame─▶ fan-out ─┬─▶ detector (rules) ──────────────┐
+                                     ├─▶ lens (windower ▶ websocket) ─▶ inferences ─▶ detector
+                                     ├─▶ evidence rings                 ▼
+                                     └─▶ step markers ─▶ steps     anomaly events ─▶ reporter + steps
+                                                                          │
+                                                        outbox (SQLite) ◀─┘ ─▶ Atlas
+
+The per-frame fan-out is a plain function call on the serial reader's callback (no queue, no
+task switch); everything that may wait on I/O (the reporter, the steps, the lens socket) sits behind
+a bounded queue or its own task, so the serial side never waits on the cloud.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from edge_agent.atlas.client import AtlasClient
+from edge_agent.atlas.errors import AtlasAuthError
+from edge_agent.atlas.narrative import anomaly_summary
+from edge_agent.atlas.reporter import Reporter
+from edge_agent.config import EdgeAgentConfig
+from edge_agent.control import ControlServer, StepStateError, create_control_app
+from edge_agent.detect.anomaly import AnomalyEvent, AnomalyOpened
+from edge_agent.detect.detector import Detector
+from edge_agent.evidence import EvidenceRings
+from edge_agent.frames import Frame, LinkEvent, SerialEvent, StepMarker
+from edge_agent.lens.errors import LensAuthError
+from edge_agent.lens.protocol import LensInference
+from edge_agent.lens.service import LensService
+from edge_agent.logs import get_logger
+from edge_agent.metrics import Metrics
+from edge_agent.outbox import Outbox
+from edge_agent.serial.reader import SerialReader
+from edge_agent.service.looplag import LoopLagMonitor
+from edge_agent.service.metric_sources import lens_source, outbox_source, process_source, serial_source
+from edge_agent.service.notify import SystemdNotifier
+from edge_agent.service.watchdog import Watchdog
+from edge_agent.steps.tracker import StepTracker
+from edge_agent.supervisor import Supervisor
+
+log = get_logger(__name__)
+
+TICK_SECONDS = 0.25
+ANOMALY_QUEUE_LIMIT = 10_000
+MARKER_QUEUE_LIMIT = 10_000
+
+
+class Agent:
+    """Build with a validated config; `await start()`, then `await stop(deadline)` (SIGTERM path)."""
+
+    def __init__(
+        self,
+        config: EdgeAgentConfig,
+        *,
+        notifier: SystemdNotifier | None = None,
+        mono: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.state_dir = Path(config.agent.state_dir)
+        self.notifier = notifier or SystemdNotifier()
+        self._mono = mono
+        self._wall = wall
+        self.started_wall = wall()
+        self.supervisor = Supervisor()
+        self.detector = Detector(config.rules, config.lens if config.lens.enabled else None)
+        self.rings = EvidenceRings.from_config(config.evidence)
+        self.readers = {port.name: SerialReader(port, self._on_serial) for port in config.serial}
+        self.lens: LensService | None = None
+        if config.lens.enabled and config.lens.channels:
+            source = config.lens.source or (config.serial[0].name if config.serial else "")
+            self.lens = LensService(config.lens, self.state_dir, self._on_inference, source=source)
+        self.outbox = Outbox(self.state_dir, config.outbox)
+        self.atlas: AtlasClient | None = None
+        self.reporter: Reporter | None = None
+        if config.atlas.enabled and config.atlas.url and config.atlas.token is not None:
+            self.atlas = AtlasClient(
+                config.atlas.api_base,
+                config.atlas.token.get_secret_value(),
+                connect_timeout=config.atlas.connect_timeout,
+                read_timeout=config.atlas.read_timeout,
+                upload_timeout=config.atlas.upload_timeout,
+            )
+            self.reporter = Reporter(
+                config=config,
+                outbox=self.outbox,
+                client=self.atlas,
+                rings=self.rings,
+                state_dir=self.state_dir,
+            )
+        self.steps = StepTracker(
+            config=config, outbox=self.outbox, client=self.atlas, state_dir=self.state_dir
+        )
+        self.loop_lag = LoopLagMonitor()
+        self.watchdog = Watchdog.from_environment(self.notifier, self.loop_lag, self._progressing)
+        self.metrics = Metrics()
+        for name, reader in self.readers.items():
+            self.metrics.add_source(f"serial:{name}", serial_source(reader))
+        if self.lens is not None:
+            self.metrics.add_source("lens", lens_source(self.lens))
+        self.metrics.add_async_source("outbox", outbox_source(self.outbox))
+        self.metrics.add_source("process", process_source(self.loop_lag, self.watchdog))
+        self.control: ControlServer | None = None
+        if config.control.enabled:
+            token = config.control.token.get_secret_value() if config.control.token else None
+            app = create_control_app(self, self.metrics, token)
+            self.control = ControlServer(app, config.control.listen)
+        self._anomalies: asyncio.Queue[Sequence[AnomalyEvent]] = asyncio.Queue(ANOMALY_QUEUE_LIMIT)
+        self._markers: asyncio.Queue[StepMarker] = asyncio.Queue(MARKER_QUEUE_LIMIT)
+        self.counts: Counter[str] = Counter()
+        self.inference_labels: Counter[str] = Counter()
+        self.anomalies_opened: Counter[tuple[str, str]] = Counter()
+        self._frames_at_last_watchdog = -1
+        self._started_mono = mono()
+        self._rate_marks: dict[str, tuple[float, int]] = {}
+        self.ready = False
+
+    # -- the hot path ---------------------------------------------------------------------------------
+
+    def _on_serial(self, event: SerialEvent) -> None:
+        """Every serial event, synchronously from the reader: must stay cheap and never block."""
+        if type(event) is Frame:
+            self.rings.add(event)
+            events = self.detector.on_frame(event)
+            if events:
+                self._emit(events)
+            if self.lens is not None:
+                self.lens.feed(event)
+            return
+        if isinstance(event, StepMarker):
+            self._put(self._markers, event, "markers_dropped")
+        elif isinstance(event, LinkEvent):
+            events = self.detector.on_link(event)
+            if events:
+                self._emit(events)
+            if self.lens is not None:
+                self.lens.feed(event)
+            self.counts["link_" + event.state.value] += 1
+
+    def _on_inference(self, inference: LensInference) -> None:
+        self.inference_labels[inference.label] += 1
+        self.metrics.inc("lens_inferences_total", label=inference.label)
+        events = self.detector.on_inference(inference, self._mono(), self._wall())
+        if events:
+            self._emit(events)
+
+    def _emit(self, events: Sequence[AnomalyEvent]) -> None:
+        for event in events:
+            if isinstance(event, AnomalyOpened):
+                self.anomalies_opened[(event.anomaly.kind, event.anomaly.severity)] += 1
+                self.metrics.inc(
+                    "anomalies_opened_total", kind=event.anomaly.kind, severity=event.anomaly.severity
+                )
+        self._put(self._anomalies, events, "anomaly_events_dropped")
+
+    def _put(self, queue: asyncio.Queue[Any], item: Any, counter: str) -> None:
+        try:
+            queue.put_nowait(item)
+        except asyncio.QueueFull:
+            # Never expected (the consumers are local and fast); if it happens it is counted and said.
+            if self.counts[counter] == 0:
+                log.error("queue_full", queue=counter.removesuffix("_dropped"))
+            self.counts[counter] += 1
+
+    # -- components -----------------------------------------------------------------------------------
+
+    async def _pump_anomalies(self) -> None:
+        while True:
+            events = await self._anomalies.get()
+            self.steps.on_anomaly_events(events)
+            if self.reporter is not None:
+                await self.reporter.on_events(events)
+
+    async def _pump_markers(self) -> None:
+        while True:
+            marker = await self._markers.get()
+            await self.steps.on_marker(marker)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            events = self.detector.tick(self._mono(), self._wall())
+            if events:
+                self._emit(events)
+            self.metrics.set("anomalies_open", len(self.detector.open_anomalies()))
+            if self.reporter is not None:
+                await self.reporter.tick()
+
+    async def start(self) -> None:
+        """Open the durable state, start every component; READY=1 once the pipeline runs."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.notifier.status("starting")
+        await self.outbox.start()
+        if self.reporter is not None:
+            await self.reporter.start()
+            assert self.reporter.run is not None
+            await self.steps.start(self.reporter.run.run_id, self.reporter.run.started_wall)
+        else:
+            await self.steps.start(f"local-{int(self.started_wall)}", self.started_wall)
+        if self.control is not None:
+            await self.control.start()
+        for name, reader in self.readers.items():
+            self.supervisor.spawn(f"serial:{name}", reader.run, fatal=(ValueError,))
+        if self.lens is not None:
+            self.supervisor.spawn("lens", self.lens.run, fatal=(LensAuthError,))
+        self.supervisor.spawn("anomalies", self._pump_anomalies, fatal=(AtlasAuthError,))
+        self.supervisor.spawn("markers", self._pump_markers)
+        self.supervisor.spawn("tick", self._tick)
+        self.supervisor.spawn("loop_lag", self.loop_lag.run)
+        if self.watchdog is not None:
+            self.supervisor.spawn("watchdog", self.watchdog.run)
+        self.ready = True
+        self.notifier.ready(self.short_status())
+        log.info(
+            "agent_started",
+            bench=self.config.agent.bench,
+            ports=list(self.readers),
+            lens=self.lens is not None,
+            atlas=self.reporter is not None,
+            control=self.control.url if self.control is not None else None,
+        )
+
+    async def stop(self, deadline: float, *, final: bool = True) -> bool:
+        """Graceful shutdown: stop reading, close open anomalies and running steps, send what is
+        pending, destroy the lens session, drain the outbox until `deadline` (monotonic). Returns
+        whether everything pending was delivered. `final=False` (a config reload) keeps the bench
+        run, its Atlas session and the running step going for the agent that replaces this one."""
+        if final:
+            self.notifier.stopping("stopping: draining the outbox")
+        self.ready = False
+        log.info("agent_stopping")
+        await self.supervisor.stop(*[f"serial:{name}" for name in self.readers])
+        await self.supervisor.stop("tick", "markers")
+        # What the readers and the lens already produced is still queued: hand it over first.
+        await self._drain_queues()
+        now_mono, now_wall = self._mono(), self._wall()
+        closing: list[AnomalyEvent] = list(self.detector.close_all(now_mono, now_wall))
+        await self.supervisor.stop("anomalies")
+        self.steps.on_anomaly_events(closing)
+        await self.steps.close(clean=final)
+        if self.reporter is not None:
+            await self.reporter.on_events(closing)
+            await self.reporter.close(clean=final)
+        lens_stop = asyncio.create_task(self.supervisor.stop("lens"))
+        drained = await self.outbox.drain(max(0.0, deadline - time.monotonic()))
+        await lens_stop
+        await self.supervisor.stop()
+        if self.control is not None:
+            await self.control.stop()
+        await self.outbox.close()
+        if self.atlas is not None:
+            await self.atlas.close()
+        log.info("agent_stopped", outbox_drained=drained)
+        return drained
+
+    async def _drain_queues(self) -> None:
+        while not self._markers.empty():
+            await self.steps.on_marker(self._markers.get_nowait())
+        while not self._anomalies.empty():
+            events = self._anomalies.get_nowait()
+            self.steps.on_anomaly_events(events)
+            if self.reporter is not None:
+                await self.reporter.on_events(events)
+
+    # -- health ---------------------------------------------------------------------------------------
+
+    def frames_total(self) -> int:
+        return sum(reader.decoder.stats.frames for reader in self.readers.values())
+
+    def _progressing(self) -> bool:
+        """For the watchdog: the pipeline moves (frames advance, or there is nothing to read)."""
+        if not self.readers or not any(r.is_up for r in self.readers.values()):
+            return True  # an unplugged port is a reported condition, not a hung process
+        frames = self.frames_total()
+        moved = frames != self._frames_at_last_watchdog
+        self._frames_at_last_watchdog = frames
+        return moved
+
+    def short_status(self) -> str:
+        up = sum(1 for r in self.readers.values() if r.is_up)
+        lens = "lens running" if self.lens is not None and self.lens.running.is_set() else "lens down"
+        return (
+            f"{up}/{len(self.readers)} ports up, {lens}, {len(self.detector.open_anomalies())} anomalies open"
+        )
+
+    def readiness(self) -> tuple[bool, dict[str, str]]:
+        checks: dict[str, str] = {}
+        for name, reader in self.readers.items():
+            checks[f"serial:{name}"] = "ok" if reader.is_up else "port not open"
+        if self.lens is not None:
+            checks["lens"] = "ok" if self.lens.running.is_set() else "no running session"
+        if self.reporter is not None:
+            checks["outbox"] = (
+                "ok" if self.outbox.healthy() else "not delivering (Atlas unreachable or refusing)"
+            )
+        ok = self.ready and all(v == "ok" for v in checks.values())
+        return ok, checks
+
+    def frame_rates(self) -> dict[str, float]:
+        """Frames per second of each port since the previous call (at most once a second is useful)."""
+        now = self._mono()
+        rates: dict[str, float] = {}
+        for name, reader in self.readers.items():
+            frames = reader.decoder.stats.frames
+            last_t, last_frames = self._rate_marks.get(name, (self._started_mono, 0))
+            elapsed = now - last_t
+            rates[name] = (frames - last_frames) / elapsed if elapsed > 0 else 0.0
+            if elapsed >= 1.0:
+                self._rate_marks[name] = (now, frames)
+        return rates
+
+    async def status(self) -> dict[str, Any]:
+        rates = self.frame_rates()
+        ports = {}
+        for name, reader in self.readers.items():
+            ports[name] = {
+                "url": reader.port.url,
+                "up": reader.is_up,
+                "frames": reader.decoder.stats.frames,
+                "frame_rate": round(rates[name], 1),
+                "decode": reader.decoder.stats.as_dict(),
+                "link": asdict(reader.stats),
+            }
+        lens: dict[str, Any] | None = None
+        if self.lens is not None:
+            session = self.lens.session
+            lens = {
+                "session_id": session.session_id if session is not None else None,
+                "running": self.lens.running.is_set(),
+                "inferences": dict(self.inference_labels),
+                "counters": self.lens.counters(),
+            }
+        return {
+            "bench": self.config.agent.bench,
+            "ready": self.readiness()[0],
+            "components": self.supervisor.status(),
+            "ports": ports,
+            "lens": lens,
+            "open_anomalies": [
+                anomaly_summary(a, self.config.agent.bench) for a in self.detector.open_anomalies()
+            ],
+            "outbox": await self.outbox.status(),
+            "reporter": self.reporter.status() if self.reporter is not None else None,
+            "steps": self.steps.status(),
+            "counts": dict(self.counts),
+        }
+
+    # -- control API backend ---------------------------------------------------------------------------
+
+    async def start_step(self, name: str, card: str | None) -> dict[str, Any]:
+        return _or_conflict(await self.steps.start_step(name, card))
+
+    async def end_step(self, name: str, verdict: str | None) -> dict[str, Any]:
+        return _or_conflict(await self.steps.end_step(name, verdict))
+
+
+def _or_conflict(answer: dict[str, Any]) -> dict[str, Any]:
+    """The tracker answers a step-state conflict (ending a step that is not running) with an
+    `error` entry; the control API turns StepStateError into 409."""
+    if "error" in answer:
+        raise StepStateError(str(answer["error"]))
+    return answer

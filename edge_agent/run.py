@@ -1,0 +1,130 @@
+"""`edge-agent run`: the daemon. Signals:
+
+SIGTERM / SIGINT  graceful stop: stop reading, close anomalies and steps, send what is pending,
+                  destroy the lens session, drain the outbox until `outbox.drain_deadline`; exit 0.
+second signal     exit at once (the outbox keeps what was not delivered for the next start).
+SIGHUP            reload the config file: when it is valid the pipeline restarts with it (the
+                  bench run and its Atlas session continue); when not, the error is logged and
+                  the running config stays.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from edge_agent.agent import Agent
+from edge_agent.config import (
+    EX_CONFIG,
+    ConfigError,
+    EdgeAgentConfig,
+    config_path_from,
+    load_config,
+    secret_values,
+)
+from edge_agent.detect.detector import RuleConfigError
+from edge_agent.logs import SecretRedactor, get_logger, setup_logging
+from edge_agent.service.notify import SystemdNotifier
+
+log = get_logger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--duration", type=float, default=None, help="stop (gracefully) after this many seconds"
+    )
+
+
+class Daemon:
+    def __init__(self, config_path: Path, config: EdgeAgentConfig, redactor: SecretRedactor) -> None:
+        self.config_path = config_path
+        self.config = config
+        self.redactor = redactor
+        self.notifier = SystemdNotifier()
+        self.stop_requested = asyncio.Event()
+        self.reload_requested = asyncio.Event()
+        self._signals = 0
+
+    def _on_stop_signal(self, signum: int) -> None:
+        self._signals += 1
+        if self._signals > 1:
+            log.warning("second_signal_exit_now", signal=signal.Signals(signum).name)
+            # The outbox is durable: whatever was not delivered is delivered by the next start.
+            os._exit(128 + signum)
+        log.info("stop_requested", signal=signal.Signals(signum).name)
+        self.stop_requested.set()
+
+    def install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_requested.set)
+
+    def _reload(self) -> EdgeAgentConfig | None:
+        try:
+            config = load_config(self.config_path)
+        except ConfigError as exc:
+            log.error(
+                "reload_rejected", file=str(self.config_path), problems=[f"{f}: {r}" for f, r in exc.problems]
+            )
+            return None
+        for secret in secret_values(config):
+            self.redactor.add(secret)
+        return config
+
+    async def run(self, duration: float | None) -> int:
+        self.install_signals()
+        agent = Agent(self.config, notifier=self.notifier)
+        await agent.start()
+        ends_at = None if duration is None else time.monotonic() + duration
+        while True:
+            waiters = [
+                asyncio.create_task(self.stop_requested.wait()),
+                asyncio.create_task(self.reload_requested.wait()),
+            ]
+            timeout = None if ends_at is None else max(0.0, ends_at - time.monotonic())
+            await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in waiters:
+                waiter.cancel()
+            if self.stop_requested.is_set() or (ends_at is not None and time.monotonic() >= ends_at):
+                break
+            self.reload_requested.clear()
+            new_config = self._reload()
+            if new_config is None:
+                self.notifier.status("config reload rejected; running with the previous config")
+                continue
+            log.info("reloading", file=str(self.config_path))
+            deadline = time.monotonic() + new_config.outbox.drain_deadline
+            await agent.stop(deadline, final=False)
+            self.config = new_config
+            agent = Agent(self.config, notifier=self.notifier)
+            await agent.start()
+        deadline = time.monotonic() + self.config.outbox.drain_deadline
+        drained = await agent.stop(deadline, final=True)
+        if not drained:
+            log.warning(
+                "outbox_not_drained", note="pending Atlas writes stay in the outbox for the next start"
+            )
+        return 0
+
+
+def main(args: argparse.Namespace) -> int:
+    path = config_path_from(args.config)
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
+        return EX_CONFIG
+    json_logs = {"auto": None, "json": True, "console": False}[args.log_format]
+    redactor = setup_logging(args.log_level, json=json_logs, secrets=secret_values(config))
+    daemon = Daemon(path, config, redactor)
+    try:
+        return asyncio.run(daemon.run(args.duration))
+    except RuleConfigError as exc:
+        print(f"configuration error in {path}:\n  {exc}", file=sys.stderr)
+        return EX_CONFIG
