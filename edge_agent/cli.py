@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tail": ("edge_agent.serial.tail", "print decoded frames of a serial port live (for wiring a bench)"),
     "simulate": ("edge_agent.bench_sim.cli", "run the simulated bench on a pseudo-terminal"),
     "emulate": ("edge_agent.emulators.cli", "run the Archetype lens and Atlas emulators"),
-    "healthcheck": ("edge_agent.service.healthcheck", "probe the local control API's /healthz (container health)"),
+    "healthcheck": ("edge_agent.service.healthcheck", "probe the control API /healthz (container health)"),
     "lens": ("edge_agent.lens.cli", "list lenses and sessions, destroy sessions"),
 }
 

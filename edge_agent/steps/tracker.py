@@ -65,7 +65,7 @@ class StepTracker:
         self.system_id = self.section.system_id or (plan.system_id if plan is not None else "")
         self.atlas_disabled: str | None = None
         if client is None:
-            self.atlas_disabled = "Atlas is not configured (atlas.url / token): outcomes are kept locally only"
+            self.atlas_disabled = "Atlas is not configured (atlas.url, token): outcomes are kept locally"
         elif not self.section.test_run_id and not self.system_id:
             self.atlas_disabled = (
                 "no steps.test_run_id and no system_id (steps.system_id or steps.plan.system_id):"
