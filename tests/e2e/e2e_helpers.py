@@ -1,0 +1,214 @@
+"""Shared by the whole-agent tests: a config file, a scenario file, the simulated bench on a real pty,
+and bounded waits. Everything talks over real sockets and real pseudo-terminals; nothing is mocked."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from edge_agent.bench_sim.feed import Feed
+from edge_agent.bench_sim.model import BenchModel
+from edge_agent.bench_sim.player import ScenarioPlayer
+from edge_agent.bench_sim.pty_port import PtyPort
+from edge_agent.bench_sim.runner import BenchRunner, OracleWriter
+from edge_agent.bench_sim.scenario import load_scenario
+
+TOKEN = "e2e-atlas-token"
+SYSTEM_ID = "0b7c6a52-3f1e-4c3a-9a57-2d8f2b8e6c11"  # the emulator wants a UUID for a test run's system
+COLUMNS = ["t_ms", "supply_v", "current_a", "temp_c", "vibration_g", "pressure_kpa"]
+SAMPLE_RATE = 50.0
+
+
+def agent_config_toml(
+    state_dir: Path,
+    link: Path,
+    atlas_url: str,
+    *,
+    system_id: str = SYSTEM_ID,
+    hold: str = "0s",
+    control_port: int = 0,
+    retry_cap: str = "1s",
+    extra: str = "",
+) -> str:
+    """The agent's TOML. The lens is disabled on purpose: these tests are about the reporting path
+    (rules -> reporter/steps -> outbox -> Atlas), and the emulated lens labels every window that
+    differs from its baseline, which would add lens anomalies whose count depends on window timing.
+    The lens path end to end is tested in tests/lens/test_e2e.py."""
+    return f"""
+[agent]
+bench = "e2e"
+state_dir = "{state_dir}"
+
+[[serial]]
+name = "bench"
+url = "{link}"
+columns = {json.dumps(COLUMNS)}
+device_time = "t_ms"
+reconnect_min = "50ms"
+reconnect_max = "200ms"
+
+[lens]
+enabled = false
+
+[atlas]
+url = "{atlas_url}"
+token = "{TOKEN}"
+connect_timeout = "2s"
+read_timeout = "5s"
+upload_timeout = "10s"
+
+[[rules]]
+channel = "supply_v"
+kind = "limits"
+min = 11.4
+max = 12.6
+hold = "{hold}"
+clear_after = "300ms"
+severity = "high"
+
+[[rules]]
+channel = "vibration_g"
+kind = "limits"
+max = 0.5
+hold = "{hold}"
+clear_after = "300ms"
+severity = "medium"
+
+[[rules]]
+channel = "current_a"
+kind = "limits"
+max = 2.8
+hold = "{hold}"
+clear_after = "300ms"
+severity = "medium"
+
+[evidence]
+ring_seconds = 30
+pre = "1s"
+post = "300ms"
+
+[steps]
+system_id = "{system_id}"
+
+[outbox]
+retry_base = "100ms"
+retry_cap = "{retry_cap}"
+drain_deadline = "15s"
+
+[control]
+listen = "127.0.0.1:{control_port}"
+{extra}
+"""
+
+
+def fault_toml(channel: str, start: float, duration: float, magnitude: float, severity: str, fid: str) -> str:
+    return f"""
+[[faults]]
+id = "{fid}"
+kind = "step"
+channel = "{channel}"
+start = "{start:.3f}s"
+duration = "{duration:.3f}s"
+magnitude = {magnitude}
+severity = "{severity}"
+"""
+
+
+def step_toml(name: str, start: float, duration: float) -> str:
+    return f"""
+[[steps]]
+name = "{name}"
+start = "{start:.3f}s"
+duration = "{duration:.3f}s"
+"""
+
+
+class Sim:
+    """The simulated bench in this process: a scenario file played on a real pty behind `link`."""
+
+    def __init__(self, scenario: Path, link: Path, oracle: Path, rate: float = SAMPLE_RATE) -> None:
+        sc = load_scenario(str(scenario))
+        model = BenchModel(0)
+        player = ScenarioPlayer(sc, model, rate, 0)
+        self.oracle_path = oracle
+        self._oracle = OracleWriter(oracle)
+        self.runner = BenchRunner(
+            Feed(player, model.header()), PtyPort(link), oracle=self._oracle, run_info={"scenario": sc.name}
+        )
+        self.task: asyncio.Task[dict[str, Any]] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.runner.run())
+        await asyncio.wait_for(self.runner.ready.wait(), 5)
+
+    async def wait(self, timeout: float) -> dict[str, Any]:
+        assert self.task is not None
+        try:
+            return await asyncio.wait_for(self.task, timeout)
+        finally:
+            self._oracle.close()
+
+    async def stop(self) -> None:
+        self.runner.stop()
+        if self.task is not None:
+            await asyncio.wait_for(self.task, 5)
+        self._oracle.close()
+
+    def records(self, kind: str) -> list[dict[str, Any]]:
+        lines = self.oracle_path.read_text(encoding="utf-8").splitlines()
+        return [r for r in map(json.loads, lines) if r.get("record") == kind]
+
+
+async def wait_until(
+    predicate: Callable[[], Awaitable[bool]], timeout: float, what: str, interval: float = 0.05
+) -> None:
+    """Poll `predicate` until true; bounded in time (and so in count)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await predicate():
+            return
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+async def get_json(url: str, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(url, headers=headers, timeout=aiohttp.ClientTimeout(total=10)) as resp,
+    ):
+        resp.raise_for_status()
+        return await resp.json()
+
+
+def outbox_jobs(state_dir: Path) -> list[dict[str, Any]]:
+    """Every job in the agent's outbox database, read-only (the agent's own durable record)."""
+    db = next(iter(sorted(state_dir.rglob("outbox.sqlite3"))), None)
+    assert db is not None, f"no outbox database under {state_dir}"
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        con.row_factory = sqlite3.Row
+        rows = con.execute("SELECT id, kind, grp, state, payload, result, failure FROM jobs").fetchall()
+    finally:
+        con.close()
+    out = []
+    for r in rows:
+        out.append(
+            {
+                "id": r["id"],
+                "kind": r["kind"],
+                "group": r["grp"],
+                "state": r["state"],
+                "payload": json.loads(r["payload"]),
+                "result": json.loads(r["result"]) if r["result"] else None,
+                "failure": json.loads(r["failure"]) if r["failure"] else None,
+            }
+        )
+    return out
