@@ -148,10 +148,10 @@ class Sim:
         self.task = asyncio.create_task(self.runner.run())
         await asyncio.wait_for(self.runner.ready.wait(), 5)
 
-    async def wait(self, timeout: float) -> dict[str, Any]:
+    async def wait(self, within: float) -> dict[str, Any]:
         assert self.task is not None
         try:
-            return await asyncio.wait_for(self.task, timeout)
+            return await asyncio.wait_for(self.task, within)
         finally:
             self._oracle.close()
 
@@ -167,15 +167,15 @@ class Sim:
 
 
 async def wait_until(
-    predicate: Callable[[], Awaitable[bool]], timeout: float, what: str, interval: float = 0.05
+    predicate: Callable[[], Awaitable[bool]], within: float, what: str, interval: float = 0.05
 ) -> None:
     """Poll `predicate` until true; bounded in time (and so in count)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if await predicate():
             return
         await asyncio.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+    raise AssertionError(f"timed out after {within:g} s waiting for {what}")
 
 
 async def get_json(url: str, token: str | None = None) -> Any:
@@ -212,3 +212,77 @@ def outbox_jobs(state_dir: Path) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+MARKER_PREFIX = "edge-agent:"
+
+
+def marker_lines(content: str) -> list[str]:
+    return [line.strip() for line in content.splitlines() if line.strip().startswith(MARKER_PREFIX)]
+
+
+def detected_anomalies(state_dir: Path) -> list[str]:
+    """Anomaly ids the agent durably took on, in the order it did: one `atlas.issue` job per opened
+    anomaly (the reporter enqueues it in one batch with the evidence upload, right after the open
+    record; a restart re-enqueues it for an open record that has none). This is the agent's own
+    record, independent of what reached Atlas."""
+    ids: list[str] = []
+    for job in sorted(outbox_jobs(state_dir), key=lambda j: j["id"]):
+        if job["kind"] == "atlas.issue":
+            anomaly_id = str(job["payload"]["anomaly_id"])
+            if anomaly_id not in ids:
+                ids.append(anomaly_id)
+    return ids
+
+
+def account(state: dict[str, Any], anomaly_ids: list[str]) -> dict[str, Any]:
+    """Check, on the Atlas emulator's state, that each anomaly was reported exactly once, with its
+    evidence, and that nothing is duplicated. An anomaly's report is its own issue (tagged
+    `edge-agent:<id>`, with the snapshot CSV + JSON attached from the run's session), or, when an
+    earlier anomaly of the same rule and channel still had an open issue, exactly one repeat comment on
+    that issue carrying the `edge-agent:<id>:open` marker and the same two attachments.
+
+    Returns {anomaly id: (issue uuid, "issue" | "repeat", comment created_at or issue created_at)}."""
+    sessions = {s["session_id"]: s for s in state["sessions"]}
+    session_attachments = {a["attachment_id"]: a for s in sessions.values() for a in s.get("attachments", [])}
+    by_tag: dict[str, list[dict[str, Any]]] = {}
+    for issue in state["issues"]:
+        for tag in issue["tags"]:
+            if tag.startswith(MARKER_PREFIX):
+                by_tag.setdefault(tag[len(MARKER_PREFIX) :], []).append(issue)
+    # Every marker (one per comment the agent means to post) appears at most once in the tenant.
+    seen: dict[str, int] = {}
+    for issue in state["issues"]:
+        for comment in issue["comments"]:
+            for marker in marker_lines(comment["content"]):
+                seen[marker] = seen.get(marker, 0) + 1
+    duplicates = {m: n for m, n in seen.items() if n > 1}
+    assert not duplicates, f"comments posted more than once: {duplicates}"
+    duplicate_issues = {a: len(v) for a, v in by_tag.items() if len(v) > 1}
+    assert not duplicate_issues, f"issues created more than once: {duplicate_issues}"
+    unknown = set(by_tag) - set(anomaly_ids)
+    assert not unknown, f"issues for anomalies the agent has no record of: {sorted(unknown)}"
+
+    reports: dict[str, Any] = {}
+    for anomaly_id in anomaly_ids:
+        issues = by_tag.get(anomaly_id, [])
+        opening = f"{MARKER_PREFIX}{anomaly_id}:open"
+        if issues:
+            issue = issues[0]
+            assert len(issue["session_ids"]) == 1 and issue["session_ids"][0] in sessions, issue["title"]
+            names = sorted(session_attachments[a]["attachment_name"] for a in issue["attachment_ids"])
+            assert names == [f"{anomaly_id}.open.csv", f"{anomaly_id}.open.json"], (anomaly_id, names)
+            reports[anomaly_id] = (issue["uuid"], "issue", issue["created_at"])
+            continue
+        carriers = [
+            (issue, c)
+            for issue in state["issues"]
+            for c in issue["comments"]
+            if opening in marker_lines(c["content"]) and "again" in c["content"].splitlines()[0]
+        ]
+        assert len(carriers) == 1, f"anomaly {anomaly_id}: no issue and {len(carriers)} repeat comments"
+        issue, comment = carriers[0]
+        names = sorted(a["attachment_name"] for a in comment["attachments"])
+        assert names == [f"{anomaly_id}.open.csv", f"{anomaly_id}.open.json"], (anomaly_id, names)
+        reports[anomaly_id] = (issue["uuid"], "repeat", comment["created_at"])
+    return reports

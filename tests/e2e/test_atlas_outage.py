@@ -1,0 +1,120 @@
+"""Issue 5, point 2: Atlas refuses connections (a real ECONNREFUSED: the emulator stops listening)
+while the bench produces anomalies; once Atlas is back, every anomaly is reported exactly once, and
+the reports of one (rule, channel) arrive in the order the anomalies happened.
+
+Order across different (rule, channel) keys is not asserted: the outbox delivers up to four groups
+in parallel (outbox/worker.py), so two issues of different keys may be created in either order. What
+the design promises, and what the repeat-as-comment rule depends on, is the order within a key."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from e2e_helpers import (
+    Sim,
+    account,
+    agent_config_toml,
+    detected_anomalies,
+    fault_toml,
+    get_json,
+    outbox_jobs,
+    wait_until,
+)
+
+from edge_agent.agent import Agent
+from edge_agent.atlas.narrative import iso
+from edge_agent.config import load_config
+from edge_agent.emulators.atlas import AtlasEmulator
+
+# Two faults per channel, 0.8 s apart across channels, 2.4 s apart on one channel: six anomalies,
+# three keys, each key's second anomaly a repeat while the first one's issue is open.
+FAULTS = [
+    ("supply_v", 1.0, 1.8, "high"),
+    ("vibration_g", 1.8, 1.0, "medium"),
+    ("current_a", 2.6, 2.0, "medium"),
+    ("supply_v", 3.4, 1.8, "high"),
+    ("vibration_g", 4.2, 1.0, "medium"),
+    ("current_a", 5.0, 2.0, "medium"),
+]
+OUTAGE_S = 7.0
+
+
+async def test_atlas_refusing_then_back_every_report_once_in_order(
+    tmp_path: Path, atlas: AtlasEmulator
+) -> None:
+    link = tmp_path / "ttyBENCH0"
+    state_dir = tmp_path / "state"
+    config_path = tmp_path / "agent.toml"
+    config_path.write_text(agent_config_toml(state_dir, link, atlas.base_url), encoding="utf-8")
+    scenario = tmp_path / "scenario.toml"
+    scenario.write_text(
+        'name = "outage"\nduration = "6.5s"\n'
+        + "".join(fault_toml(c, s, 0.3, m, sev, f"f{i}") for i, (c, s, m, sev) in enumerate(FAULTS, 1)),
+        encoding="utf-8",
+    )
+    agent = Agent(load_config(config_path, environ={}))
+    sim = Sim(scenario, link, tmp_path / "oracle.jsonl")
+    await agent.start()
+    assert agent.control is not None
+    try:
+        # The run's session is created before the outage, so the outage hits evidence and issues.
+        async def session_made() -> bool:
+            return len(atlas.state()["sessions"]) == 1
+
+        await wait_until(session_made, 5, "the run's Atlas session")
+        await atlas.server.refuse_for(OUTAGE_S)
+        outage_started = time.time()
+        await sim.start()
+        await sim.wait(20)
+
+        # During the outage: the anomalies are detected and held, nothing reached Atlas, and the
+        # agent says it is not delivering.
+        assert atlas.server.refusing
+        assert agent.reporter is not None and agent.reporter.counters["anomalies_opened"] == len(FAULTS)
+        status = await get_json(agent.control.url + "/status")
+        assert status["outbox"]["depth"].get("pending", 0) > 0
+        assert agent.readiness()[1]["outbox"] != "ok"
+
+        async def back() -> bool:
+            return not atlas.server.refusing
+
+        await wait_until(back, OUTAGE_S + 2, "the emulator to listen again")
+        assert atlas.state()["issues"] == []  # nothing could arrive while refused
+
+        async def delivered() -> bool:
+            depth = (await agent.outbox.status())["depth"]
+            return depth.get("pending", 0) == 0 and depth.get("in_flight", 0) == 0
+
+        await wait_until(delivered, 20, "the outbox to deliver after recovery")
+    finally:
+        drained = await agent.stop(time.monotonic() + 15)
+        if sim.task is not None and not sim.task.done():
+            await sim.stop()
+    assert drained
+
+    state = atlas.state()
+    anomalies = detected_anomalies(state_dir)
+    assert len(anomalies) == len(FAULTS)
+    reports = account(state, anomalies)
+    assert sum(1 for r in reports.values() if r[1] == "issue") == 3
+    assert sum(1 for r in reports.values() if r[1] == "repeat") == 3
+    # Within a key: the first anomaly's issue, then the repeat comment on that very issue, later.
+    for first, second in zip(anomalies[:3], anomalies[3:], strict=True):
+        issue_id, how, created = reports[first]
+        assert how == "issue"
+        assert reports[second][0] == issue_id and reports[second][1] == "repeat"
+        assert reports[second][2] >= created
+    # Everything arrived after the outage began, and no job failed along the way.
+    assert all(i["created_at"] >= _iso(outage_started) for i in state["issues"])
+    assert (await _failures(state_dir)) == []
+
+
+def _iso(wall: float) -> str:
+    value = iso(wall)
+    assert value is not None
+    return value
+
+
+async def _failures(state_dir: Path) -> list[int]:
+    return [j["id"] for j in outbox_jobs(state_dir) if j["state"] != "done"]
