@@ -263,6 +263,12 @@ async def run_demo(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             print("bench sequence finished; stopping the agent (closing anomalies, draining the outbox) ...")
             await agent.stop(time.monotonic() + config.outbox.drain_deadline)
         summary = summarize(atlas, archetype, workdir)
+        summary["agent"] = {
+            "frames": agent.frames_total(),
+            "inferences": dict(agent.inference_labels),
+            "windows_sent": int(agent.lens.counters().get("pacer_sent", 0)) if agent.lens is not None else 0,
+            "anomalies_opened": sum(agent.anomalies_opened.values()),
+        }
         print_summary(summary)
         if args.keep_running:
             print("\nemulators still running (Ctrl-C to stop):")

@@ -37,6 +37,10 @@ def test_demo_30s_leaves_issues_and_step_outcomes(tmp_path: Path) -> None:
     assert steps["power_on"] == "passed"
     assert steps["load_test"] == "failed"  # the high over-voltage overlapped it
     assert steps["thermal_soak"] == "passed_with_exception"  # only the low stuck sensor overlapped it
+    # The lens path ran end to end: windows went out over the websocket and inferences came back.
+    assert summary["agent"]["frames"] >= 1000  # 30 s at 50 lines/s, minus start-up slack
+    assert summary["agent"]["windows_sent"] >= 20
+    assert sum(summary["agent"]["inferences"].values()) >= 10
     assert summary["lens_sessions_left"] == 0
     # Evidence files live in the state directory only until Atlas has them: after the drain, none is left.
     assert summary["atlas_counts"]["attachments"] >= 2 * len(summary["issues"])
