@@ -31,7 +31,7 @@ from edge_agent.control import ControlServer, StepStateError, create_control_app
 from edge_agent.detect.anomaly import AnomalyEvent, AnomalyOpened
 from edge_agent.detect.detector import Detector
 from edge_agent.evidence import EvidenceRings
-from edge_agent.frames import Frame, LinkEvent, SerialEvent, StepMarker
+from edge_agent.frames import Frame, LinkEvent, LinkState, SerialEvent, StepMarker
 from edge_agent.lens.errors import LensAuthError
 from edge_agent.lens.protocol import LensInference
 from edge_agent.lens.service import LensService
@@ -49,6 +49,9 @@ from edge_agent.supervisor import Supervisor
 log = get_logger(__name__)
 
 TICK_SECONDS = 0.25
+# The tick comes round every TICK_SECONDS; one that has not for this long is stuck (e.g. on a wedged
+# disk under the outbox or the evidence writer), not merely slow.
+TICK_STALL_SECONDS = 5.0
 ANOMALY_QUEUE_LIMIT = 10_000
 MARKER_QUEUE_LIMIT = 10_000
 
@@ -118,7 +121,11 @@ class Agent:
         self.counts: Counter[str] = Counter()
         self.inference_labels: Counter[str] = Counter()
         self.anomalies_opened: Counter[tuple[str, str]] = Counter()
-        self._frames_at_last_watchdog = -1
+        self._last_tick_mono = mono()
+        self._taken = [0, 0]  # events the anomaly and marker pumps took off their queues
+        self._taken_at_last_watchdog = (-1, -1)
+        self._stopping = False
+        self.link_reasons: dict[str, str] = {}  # why each port that is down is down
         self._started_mono = mono()
         self._rate_marks: dict[str, tuple[float, int]] = {}
         self.ready = False
@@ -144,6 +151,10 @@ class Agent:
             if self.lens is not None:
                 self.lens.feed(event)
             self.counts["link_" + event.state.value] += 1
+            if event.state is LinkState.DOWN:
+                self.link_reasons[event.source] = event.reason
+            else:
+                self.link_reasons.pop(event.source, None)
 
     def _on_inference(self, inference: LensInference) -> None:
         self.inference_labels[inference.label] += 1
@@ -175,6 +186,7 @@ class Agent:
     async def _pump_anomalies(self) -> None:
         while True:
             events = await self._anomalies.get()
+            self._taken[0] += 1
             self.steps.on_anomaly_events(events)
             if self.reporter is not None:
                 await self.reporter.on_events(events)
@@ -182,6 +194,7 @@ class Agent:
     async def _pump_markers(self) -> None:
         while True:
             marker = await self._markers.get()
+            self._taken[1] += 1
             await self.steps.on_marker(marker)
 
     async def _tick(self) -> None:
@@ -193,6 +206,7 @@ class Agent:
             self.metrics.set("anomalies_open", len(self.detector.open_anomalies()))
             if self.reporter is not None:
                 await self.reporter.tick()
+            self._last_tick_mono = self._mono()
 
     async def start(self) -> None:
         """Open the durable state, start every component; READY=1 once the pipeline runs."""
@@ -213,6 +227,7 @@ class Agent:
             self.supervisor.spawn("lens", self.lens.run, fatal=(LensAuthError,))
         self.supervisor.spawn("anomalies", self._pump_anomalies, fatal=(AtlasAuthError,))
         self.supervisor.spawn("markers", self._pump_markers)
+        self._last_tick_mono = self._mono()
         self.supervisor.spawn("tick", self._tick)
         self.supervisor.spawn("loop_lag", self.loop_lag.run)
         if self.watchdog is not None:
@@ -236,6 +251,7 @@ class Agent:
         if final:
             self.notifier.stopping("stopping: draining the outbox")
         self.ready = False
+        self._stopping = True
         log.info("agent_stopping")
         await self.supervisor.stop(*[f"serial:{name}" for name in self.readers])
         await self.supervisor.stop("tick", "markers")
@@ -276,13 +292,24 @@ class Agent:
         return sum(reader.decoder.stats.frames for reader in self.readers.values())
 
     def _progressing(self) -> bool:
-        """For the watchdog: the pipeline moves (frames advance, or there is nothing to read)."""
-        if not self.readers or not any(r.is_up for r in self.readers.values()):
-            return True  # an unplugged port is a reported condition, not a hung process
-        frames = self.frames_total()
-        moved = frames != self._frames_at_last_watchdog
-        self._frames_at_last_watchdog = frames
-        return moved
+        """For the watchdog, which itself withholds the ping while the event loop lags.
+
+        Progress means that the pipeline's own stages are not stuck, not that the bench talks: a quiet
+        bench (no lines between two test sequences) or an unplugged port is a reported condition
+        (dropout rules, frame rates and link state on /status), and a restart by systemd would not
+        make the device talk, only churn the lens session. Stuck is: the tick (the clock of the
+        time-based rules, the evidence windows and the reporter) has not come round for
+        TICK_STALL_SECONDS, or a queue holds events of which its consumer took none since the
+        previous check. While stopping, TimeoutStopSec bounds the shutdown, not the watchdog."""
+        if self._stopping:
+            return True
+        if self._mono() - self._last_tick_mono > TICK_STALL_SECONDS:
+            return False
+        taken = (self._taken[0], self._taken[1])
+        waiting = (self._anomalies.qsize(), self._markers.qsize())
+        last = self._taken_at_last_watchdog
+        self._taken_at_last_watchdog = taken
+        return not any(waiting[i] > 0 and taken[i] == last[i] for i in range(2))
 
     def short_status(self) -> str:
         up = sum(1 for r in self.readers.values() if r.is_up)
@@ -328,6 +355,7 @@ class Agent:
                 "frame_rate": round(rates[name], 1),
                 "decode": reader.decoder.stats.as_dict(),
                 "link": asdict(reader.stats),
+                "down_reason": self.link_reasons.get(name),
             }
         lens: dict[str, Any] | None = None
         if self.lens is not None:

@@ -226,7 +226,7 @@ class AgentProcess:
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "edge_agent", "run", "--config", str(self.config_path),
             "--log-format", "json", "--log-level", "info",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env, cwd=self.home,
         )  # fmt: skip
         assert self.proc.stdout is not None and self.proc.stderr is not None
         self._readers = [
