@@ -379,6 +379,8 @@ class Agent:
             "reporter": self.reporter.status() if self.reporter is not None else None,
             "steps": self.steps.status(),
             "counts": dict(self.counts),
+            # For leak checks (bench/soak): a task count that grows while the agent runs is a leak.
+            "asyncio_tasks": len(asyncio.all_tasks()),
         }
 
     # -- control API backend ---------------------------------------------------------------------------
