@@ -114,15 +114,22 @@ class Outbox:
         self._wakeup.set()
 
     async def drain(self, deadline: float | None = None) -> bool:
-        """Keep delivering until nothing is ready or in flight, or `deadline` seconds passed (default
-        `drain_deadline`). True when nothing deliverable was left; jobs still waiting stay on disk."""
+        """Keep delivering until nothing is ready, in flight or due for a retry before the end, or
+        `deadline` seconds passed (default `drain_deadline`). True when nothing deliverable was left;
+        jobs still waiting stay on disk."""
         loop = asyncio.get_running_loop()
         end = loop.time() + (self.section.drain_deadline if deadline is None else deadline)
         while True:
             if not self._tasks and not self._claiming:
-                paused_past_end = self._pause_until - self._clock() > end - loop.time()
+                left = end - loop.time()
+                paused_past_end = self._pause_until - self._clock() > left
                 if paused_past_end or not await self._call(self._store.has_ready):
-                    return True
+                    # A job backing off after a transient failure (a 503, a dropped connection) is
+                    # retried if its turn comes before the end: a short outage at shutdown loses nothing.
+                    now = self._clock()
+                    due = None if paused_past_end else await self._call(self._store.next_due, now)
+                    if due is None or due - now > left:
+                        return True
             remaining = end - loop.time()
             if remaining <= 0:
                 return False

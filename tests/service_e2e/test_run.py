@@ -306,3 +306,24 @@ async def test_watchdog_pings_a_quiet_bench_and_withholds_while_the_loop_is_stal
     await wait_for(lambda: any(t > resumed + 0.6 for t in notify.times("WATCHDOG", "1")), 5, "pings resuming")
     agent.signal(signal.SIGTERM)
     assert await agent.wait_exit(25) == 0, agent.output()
+
+
+async def test_sigterm_drain_retries_through_a_short_atlas_outage_within_the_deadline(
+    run_agent: AgentFactory, make_config: Any, pty: Pty, atlas: AtlasEmulator, tmp_path: Path
+) -> None:
+    agent = await run_agent(make_config())
+    await wait_for_port_up(agent)
+    pty.start_writing()
+    pty.supply_v = 13.5
+    await wait_for_status(agent, lambda s: len(s["open_anomalies"]) >= 1, 5, "an open anomaly")
+    # The issue is in; the shutdown's own writes (closing narrative, evidence) meet a 2 s outage.
+    await wait_for(lambda: atlas.state()["counts"]["issues"] >= 1, 10, "the issue in Atlas")
+    atlas.faults.update({"error_rate": 1.0, "error_status": 503})
+    agent.signal(signal.SIGTERM)
+    await asyncio.sleep(2.0)
+    atlas.faults.update({"error_rate": 0.0})
+    assert await agent.wait_exit(25) == 0, agent.output()
+    assert atlas.faults.injected, "the outage was never met: the test proves nothing"
+    jobs = outbox_jobs(tmp_path / "state")
+    assert {state for _, state in jobs} == {"done"}, jobs
+    assert agent.events("agent_stopped")[-1]["outbox_drained"] is True
