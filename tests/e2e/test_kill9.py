@@ -1,0 +1,268 @@
+"""Issue 5, point 3: `edge-agent run` SIGKILLed at random moments while it reports, restarted at once,
+at least 20 times; after the last restart and a clean stop, every anomaly the agent detected has
+exactly one report in Atlas with all its attachments, and nothing is duplicated.
+
+What "detected" means, and why it is honest:
+- The agent's own durable record is the reference: an anomaly exists for the agent once its
+  `atlas.issue` job is in the outbox (the reporter writes the open record, then enqueues the batch;
+  an open record without a job is re-enqueued at restart). That set is read from the outbox database,
+  not from Atlas, and every member must have exactly one report (tests/e2e/e2e_helpers.account).
+- That alone could hide an anomaly that was detected and then forgotten. So the simulator's oracle is
+  the independent check: every fault that began while an agent was up and reading the pty (its port
+  reported up on the control API) and at least KILL_MARGIN before that agent was killed must be among
+  the detected anomalies (matched by channel and start time, via the evidence summary uploaded with
+  it). A fault that happened while no agent was running, or in the last instants before a SIGKILL
+  (detected in memory, never made durable), was never detected: not a loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from e2e_helpers import (
+    MARKER_PREFIX,
+    TOKEN,
+    Sim,
+    account,
+    agent_config_toml,
+    detected_anomalies,
+    fault_toml,
+    marker_lines,
+    outbox_jobs,
+    snapshots_never_written,
+)
+
+from edge_agent.config import EmulatorSection
+from edge_agent.emulators.atlas import API_PREFIX, AtlasEmulator
+from edge_agent.emulators.common import Handler
+
+KILLS = 22
+CHANNELS = [("supply_v", 1.8, "high"), ("vibration_g", 1.0, "medium"), ("current_a", 2.0, "medium")]
+FAULT_EVERY = 0.6  # across channels; one channel sees a fault every 1.8 s
+FAULT_LENGTH = 0.3
+SCENARIO_S = 45.0
+KILL_MARGIN = 0.5  # a fault this close to a SIGKILL may have died with the process before being recorded
+START_MARGIN = 0.2  # after the port is seen up, the first lines may still be in flight
+# Every Atlas write is answered this long AFTER it took effect: a SIGKILL in that gap leaves an
+# outcome the agent cannot know (created or not?), the case its look-before-create logic is for.
+ANSWER_DELAY = 0.12
+CLOSE_ISSUES_EVERY = 0.4  # an engineer triaging: closed issues make later anomalies new issues
+# Issues of these channels are closed as they come (their anomalies become new issues); the others
+# stay open, so their later anomalies are repeat comments: the kills hit both paths.
+CLOSED_CHANNELS = {"supply_v", "current_a"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _scenario(path: Path) -> None:
+    faults = []
+    t, k = 1.0, 0
+    while t + FAULT_LENGTH + 1.0 < SCENARIO_S:
+        channel, magnitude, severity = CHANNELS[k % len(CHANNELS)]
+        faults.append(fault_toml(channel, t, FAULT_LENGTH, magnitude, severity, f"f{k + 1}"))
+        t += FAULT_EVERY
+        k += 1
+    path.write_text(f'name = "kill9"\nduration = "{SCENARIO_S}s"\n' + "".join(faults), encoding="utf-8")
+
+
+async def _spawn(config: Path, log: Path) -> asyncio.subprocess.Process:
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "edge_agent", "run", "--config", str(config), "--log-format", "json",
+            stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
+        )  # fmt: skip
+
+
+async def _port_up(http: aiohttp.ClientSession, url: str, proc: asyncio.subprocess.Process) -> float | None:
+    """Wall time at which this agent's serial port is seen up (None if it died first); bounded."""
+    for _ in range(400):
+        if proc.returncode is not None:
+            return None
+        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            async with http.get(url + "/status", timeout=aiohttp.ClientTimeout(total=1)) as resp:
+                if resp.status == 200 and (await resp.json())["ports"]["bench"]["up"]:
+                    return time.time()
+        await asyncio.sleep(0.05)
+    return None
+
+
+async def _close_issues(atlas: AtlasEmulator, stop: asyncio.Event) -> int:
+    closed = 0
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession(headers=headers) as http:
+        while not stop.is_set():
+            for issue in atlas.state()["issues"]:
+                if issue["status"] == "open" and CLOSED_CHANNELS & set(issue["tags"]):
+                    url = f"{atlas.api_url}/issues/{issue['uuid']}"
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with http.patch(url, json={"status": "resolved"}) as resp:
+                            closed += resp.status == 200
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), CLOSE_ISSUES_EVERY)
+    return closed
+
+
+def _evidence_summary(atlas: AtlasEmulator, state: dict[str, Any], anomaly_id: str) -> dict[str, Any]:
+    name = f"{anomaly_id}.open.json"
+    for session in state["sessions"]:
+        for attachment in session["attachments"]:
+            if attachment["attachment_name"] == name:
+                summary: dict[str, Any] = json.loads(atlas.attachment_bytes(attachment["attachment_id"]))[
+                    "anomaly"
+                ]
+                return summary
+    raise AssertionError(f"no evidence summary {name} in the run's session")
+
+
+@web.middleware
+async def _answer_late(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    if request.method != "GET" and request.path.startswith(API_PREFIX):
+        await asyncio.sleep(ANSWER_DELAY)
+    return response
+
+
+@pytest.fixture
+async def atlas() -> AsyncIterator[AtlasEmulator]:
+    settings = EmulatorSection.model_validate({"host": "127.0.0.1", "atlas_port": 0, "atlas_token": TOKEN})
+    emulator = AtlasEmulator(settings, seed=13, report_delay=60.0)
+    # Innermost (after auth and error shaping): the write is done by the store when the delay starts.
+    emulator.app.middlewares.append(_answer_late)
+    async with emulator:
+        yield emulator
+
+
+async def test_sigkill_during_reporting_loses_nothing_duplicates_nothing(
+    tmp_path: Path, atlas: AtlasEmulator
+) -> None:
+    seed = int(time.time())
+    rng = random.Random(seed)
+    link = tmp_path / "ttyBENCH0"
+    state_dir = tmp_path / "state"
+    control_port = _free_port()
+    control_url = f"http://127.0.0.1:{control_port}"
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        agent_config_toml(state_dir, link, atlas.base_url, control_port=control_port), encoding="utf-8"
+    )
+    scenario = tmp_path / "scenario.toml"
+    _scenario(scenario)
+    log = tmp_path / "agent.log"
+    context = f"seed={seed} log={log} (atlas_state.json and state/ beside it)"
+
+    alive: list[tuple[float, float]] = []  # (port seen up, killed) per killed incarnation
+    kills_after_up = 0
+    stop_closer = asyncio.Event()
+    closer = asyncio.create_task(_close_issues(atlas, stop_closer))
+    sim = Sim(scenario, link, tmp_path / "oracle.jsonl")
+    proc = await _spawn(config, log)
+    try:
+        await sim.start()
+        async with aiohttp.ClientSession() as http:
+            for _ in range(KILLS):
+                assert sim.task is not None and not sim.task.done(), "the scenario ended before the kills"
+                lifetime = rng.uniform(0.5, 2.0)
+                spawned = time.monotonic()
+                up_task = asyncio.create_task(_port_up(http, control_url, proc))
+                await asyncio.sleep(max(0.0, spawned + lifetime - time.monotonic()))
+                proc.send_signal(signal.SIGKILL)
+                killed = time.time()
+                await asyncio.wait_for(proc.wait(), 10)
+                up = await up_task if up_task.done() else None
+                up_task.cancel()
+                if up is not None:
+                    alive.append((up, killed))
+                    kills_after_up += 1
+                proc = await _spawn(config, log)
+            final_up = await _port_up(http, control_url, proc)
+        assert final_up is not None, f"the last agent never opened its port; {context}"
+        alive.append((final_up, float("inf")))  # it runs to the end of the scenario
+        await sim.wait(SCENARIO_S + 30)
+        # The last incarnation reports everything, then stops cleanly (SIGTERM: drain the outbox).
+        await asyncio.sleep(1.0)
+        proc.send_signal(signal.SIGTERM)
+        rc = await asyncio.wait_for(proc.wait(), 40)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        stop_closer.set()
+        closed = await closer
+        if sim.task is not None and not sim.task.done():
+            await sim.stop()
+    assert rc == 0, context
+    assert kills_after_up >= KILLS // 2, f"only {kills_after_up} kills hit a running agent; {context}"
+
+    state = atlas.state()
+    (tmp_path / "atlas_state.json").write_text(json.dumps(state, indent=1, default=str), encoding="utf-8")
+    jobs = outbox_jobs(state_dir)
+    not_done = [(j["id"], j["kind"], j["state"], j["failure"]) for j in jobs if j["state"] != "done"]
+    assert not_done == [], context
+    anomalies = detected_anomalies(state_dir)
+    # An agent killed between recording an anomaly and writing its snapshot leaves no snapshot to
+    # upload: the restart reports the anomaly anyway (its recovered issue job), without attachments.
+    # Only that case may lack them, and only through the restart's path.
+    without_snapshot = snapshots_never_written(state_dir)
+    recovered = {
+        j["payload"]["anomaly_id"]
+        for j in jobs
+        if j["kind"] == "atlas.issue" and j["payload"]["lookup_first"]
+    }
+    assert without_snapshot <= recovered, (without_snapshot - recovered, context)
+    # Exactly one report each, with all its attachments; no duplicate issue or comment.
+    reports = account(state, anomalies, without_snapshot)
+
+    # Every anomaly was closed in Atlas exactly once: its closing narrative (with the full evidence),
+    # or, when it was open at a SIGKILL, the restart's "agent restarted" closing note.
+    markers = [m for i in state["issues"] for c in i["comments"] for m in marker_lines(c["content"])]
+    for anomaly_id in anomalies:
+        assert markers.count(f"{MARKER_PREFIX}{anomaly_id}:close") == 1, (anomaly_id, context)
+
+    # The oracle's check: each fault that began while an agent was reading, far enough from its kill,
+    # is among the detected anomalies (same channel, start within the pacing/reading lag).
+    starts: dict[str, list[float]] = {}
+    for anomaly_id in anomalies:
+        summary = _evidence_summary(atlas, state, anomaly_id)
+        starts.setdefault(str(summary["channel"]), []).append(float(summary["started_wall"]))
+    oracle = sim.records("fault")
+    observable = [
+        f
+        for f in oracle
+        if any(up + START_MARGIN <= f["start_wall"] <= killed - KILL_MARGIN for up, killed in alive)
+    ]
+    missed = [
+        f["id"]
+        for f in observable
+        if not any(-0.05 <= s - f["start_wall"] <= 0.5 for s in starts.get(f["channel"], []))
+    ]
+    assert len(observable) >= 10, (len(observable), context)
+    assert missed == [], f"faults seen by a live agent but never recorded: {missed}; {context}"
+    # And nothing was invented: each detected anomaly matches a fault of the oracle.
+    for channel, times in starts.items():
+        fault_starts = [f["start_wall"] for f in oracle if f["channel"] == channel]
+        for s in times:
+            assert any(-0.05 <= s - f <= 0.5 for f in fault_starts), (channel, s, context)
+    print(
+        f"kills={KILLS} after_up={kills_after_up} faults={len(oracle)} observable={len(observable)}"
+        f" detected={len(anomalies)} issues={sum(r[1] == 'issue' for r in reports.values())}"
+        f" repeats={sum(r[1] == 'repeat' for r in reports.values())}"
+        f" recovered_at_restart={len(recovered)} without_snapshot={len(without_snapshot)}"
+        f" closed_by_test={closed} seed={seed}"
+    )
