@@ -65,6 +65,8 @@ class SessionLifecycle:
         self.store = store
         self.settings = settings
         self.stats = LifecycleStats()
+        # A session created but not yet RUNNING: a stop in that window must still destroy it.
+        self.opening: str | None = None
         self._wall = wall_clock
         self._sleep = sleep
         self._lens_id = settings.lens_id
@@ -122,9 +124,11 @@ class SessionLifecycle:
                 raise
             self.stats.created += 1
             log.info("lens_session_created", session_id=info.session_id, lens_id=info.lens_id)
+            self.opening = info.session_id
             try:
                 await self._wait_running(info)
             except LensError as exc:
+                self.opening = None
                 if isinstance(exc, LensAuthError):
                     raise
                 await self.close(info.session_id)
@@ -133,6 +137,7 @@ class SessionLifecycle:
                     raise
                 await self._wait_before_retry("lens_session_not_ready", exc)
                 continue
+            self.opening = None
             return info
 
     async def _wait_before_retry(self, event: str, exc: LensError) -> None:

@@ -161,9 +161,12 @@ class LensService:
     async def _shutdown(self) -> None:
         try:
             async with asyncio.timeout(SHUTDOWN_DESTROY_TIMEOUT):
-                if self.session is not None:
-                    await self.lifecycle.close(self.session.session_id)
+                # Stopped while the session was still starting: it holds a runner slot all the same.
+                session_id = self.session.session_id if self.session is not None else self.lifecycle.opening
+                if session_id is not None:
+                    await self.lifecycle.close(session_id)
                     self.session = None
+                    self.lifecycle.opening = None
                 await self.lifecycle.delete_registered_lens()
         except Exception as exc:  # shutdown must finish; a failed destroy leaves the record for next start
             log.warning("lens_shutdown_incomplete", error=str(exc) or type(exc).__name__)

@@ -115,8 +115,8 @@ class Outbox:
 
     async def drain(self, deadline: float | None = None) -> bool:
         """Keep delivering until nothing is ready, in flight or due for a retry before the end, or
-        `deadline` seconds passed (default `drain_deadline`). True when nothing deliverable was left;
-        jobs still waiting stay on disk."""
+        `deadline` seconds passed (default `drain_deadline`). True when no job is left waiting; jobs
+        still waiting (Atlas down, a Retry-After past the end) stay on disk and give False."""
         loop = asyncio.get_running_loop()
         end = loop.time() + (self.section.drain_deadline if deadline is None else deadline)
         while True:
@@ -127,9 +127,11 @@ class Outbox:
                     # A job backing off after a transient failure (a 503, a dropped connection) is
                     # retried if its turn comes before the end: a short outage at shutdown loses nothing.
                     now = self._clock()
-                    due = None if paused_past_end else await self._call(self._store.next_due, now)
-                    if due is None or due - now > left:
+                    due = await self._call(self._store.next_due, now)
+                    if due is None:
                         return True
+                    if paused_past_end or due - now > left:
+                        return False
             remaining = end - loop.time()
             if remaining <= 0:
                 return False

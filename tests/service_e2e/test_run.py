@@ -152,7 +152,12 @@ async def test_second_sigterm_exits_at_once_while_the_first_is_still_draining(
 
 
 async def test_sighup_keeps_the_old_config_when_the_file_is_invalid_and_reloads_a_valid_one(
-    run_agent: AgentFactory, make_config: Any, pty: Pty, notify: NotifySocket, tmp_path: Path
+    run_agent: AgentFactory,
+    make_config: Any,
+    pty: Pty,
+    notify: NotifySocket,
+    archetype: ArchetypeEmulator,
+    tmp_path: Path,
 ) -> None:
     agent = await run_agent(make_config(bench="bench-a"))
     await wait_for_port_up(agent)
@@ -188,6 +193,9 @@ async def test_sighup_keeps_the_old_config_when_the_file_is_invalid_and_reloads_
     assert opened[0]["bench"] == "bench-b" and opened[0]["threshold"] == "max 11.9", opened
     agent.signal(signal.SIGTERM)
     assert await agent.wait_exit(25) == 0, agent.output()
+    # The reload replaced the lens session; neither the old one nor the new one outlives the agent.
+    assert len(archetype.state()["sessions"]) == 2
+    assert not live_lens_sessions(archetype), "\n".join(agent.raw)
 
 
 async def test_missing_port_and_atlas_down_keep_the_process_up_and_not_ready(
@@ -197,7 +205,9 @@ async def test_missing_port_and_atlas_down_keep_the_process_up_and_not_ready(
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", 0))
         atlas_url = f"http://127.0.0.1:{closed.getsockname()[1]}"
-        agent = await run_agent(make_config(serial_url=str(tmp_path / "ttyNOPE0"), atlas_url=atlas_url))
+        agent = await run_agent(
+            make_config(serial_url=str(tmp_path / "ttyNOPE0"), atlas_url=atlas_url, drain_deadline="2s")
+        )
         # Give the components time to fail, retry and back off: the process must stay up.
         status = await wait_for_status(
             agent, lambda s: s["outbox"]["service_failures"] > 0, 10, "the outbox failing to deliver"
@@ -218,9 +228,15 @@ async def test_missing_port_and_atlas_down_keep_the_process_up_and_not_ready(
         assert ready["checks"]["outbox"] != "ok"
         code, health = await agent.get("/healthz")
         assert code == 200, health
-        # It still stops cleanly; what Atlas did not take stays in the outbox for the next start.
-        agent.signal(signal.SIGTERM)
+        # It still stops cleanly (SIGINT: the same path as SIGTERM); what Atlas did not take stays in
+        # the outbox for the next start.
+        agent.signal(signal.SIGINT)
+        started = time.monotonic()
         assert await agent.wait_exit(25) == 0, agent.output()
+        # The drain kept retrying for its whole deadline (2 s), and no longer.
+        assert 1.5 < time.monotonic() - started < 2 + 3
+    assert agent.events("agent_stopped")[-1]["outbox_drained"] is False
+    assert agent.events("outbox_not_drained")
     jobs = outbox_jobs(tmp_path / "state")
     assert sum(n for (_, state), n in jobs.items() if state == "pending") > 0, jobs
 
