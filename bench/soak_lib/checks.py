@@ -124,7 +124,9 @@ def collect_openings(run: SoakRun) -> tuple[list[Opening], list[str]]:
             seen[anomaly_id] += 1
             summary = _evidence(run, attachments)
             if summary is None:
-                problems.append(f"{via} for anomaly {anomaly_id} (issue {issue['uuid']}) has no evidence JSON")
+                problems.append(
+                    f"{via} for anomaly {anomaly_id} (issue {issue['uuid']}) has no evidence JSON"
+                )
                 summary = {}
             kind = str(summary.get("kind", "?")).removeprefix("rule:")
             started = float(summary.get("started_mono") or 0.0)
@@ -134,9 +136,16 @@ def collect_openings(run: SoakRun) -> tuple[list[Opening], list[str]]:
                 ended = started + max(0.0, ended_wall - started_wall)
             openings.append(
                 Opening(
-                    anomaly_id, via, issue["uuid"], kind, str(summary.get("channel", "?")), started, ended,
-                    len(attachments), summary,
-                )  # fmt: skip
+                    anomaly_id,
+                    via,
+                    issue["uuid"],
+                    kind,
+                    str(summary.get("channel", "?")),
+                    started,
+                    ended,
+                    len(attachments),
+                    summary,
+                )
             )
     for anomaly_id, n in seen.items():
         if n > 1:
@@ -144,7 +153,9 @@ def collect_openings(run: SoakRun) -> tuple[list[Opening], list[str]]:
     # The snapshot at open is a CSV and a JSON: an opening with fewer attachments lost evidence.
     for o in openings:
         if o.attachments < 2:
-            problems.append(f"{o.via} for anomaly {o.anomaly_id} has {o.attachments} attachment(s), expected 2")
+            problems.append(
+                f"{o.via} for anomaly {o.anomaly_id} has {o.attachments} attachment(s), expected 2"
+            )
     return openings, problems
 
 
@@ -157,7 +168,11 @@ def _dead_overlap(run: SoakRun, start: float, end: float, margin: float = 1.0) -
 
 
 def _fault_channel(fault: dict[str, Any]) -> str:
-    return "*" if fault.get("kind") in ("unplug", "dropout") and not fault.get("channel") else str(fault["channel"])
+    return (
+        "*"
+        if fault.get("kind") in ("unplug", "dropout") and not fault.get("channel")
+        else str(fault["channel"])
+    )
 
 
 def startup_fault(run: SoakRun) -> dict[str, Any] | None:
@@ -167,10 +182,16 @@ def startup_fault(run: SoakRun) -> dict[str, Any] | None:
     if first is None or first.up_mono is None:
         return None
     return {
-        "record": "fault", "id": "harness-link-absent-at-start", "kind": "unplug", "channel": None,
-        "start_mono": first.spawned_mono, "end_mono": first.up_mono, "start_s": 0.0,
-        "expected_rule": "dropout", "expect_anomaly": True,
-    }  # fmt: skip
+        "record": "fault",
+        "id": "harness-link-absent-at-start",
+        "kind": "unplug",
+        "channel": None,
+        "start_mono": first.spawned_mono,
+        "end_mono": first.up_mono,
+        "start_s": 0.0,
+        "expected_rule": "dropout",
+        "expect_anomaly": True,
+    }
 
 
 def check_faults(run: SoakRun, records: list[dict[str, Any]], report: Report) -> list[Opening]:
@@ -205,22 +226,28 @@ def check_faults(run: SoakRun, records: list[dict[str, Any]], report: Report) ->
     unexplained = [o for o in openings if o.fault is None]
     secondary = [o for o in openings if o.fault is not None and not o.primary]
     by_kind = Counter(f["kind"] for f in faults)
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(by_kind.items()))
+    secondary_kinds = ", ".join(sorted(Counter(o.rule_kind for o in secondary)))
+    primaries = sum(1 for o in openings if o.primary)
     report.lines.append(
-        f"faults injected by the bench: {len(faults)} ({', '.join(f'{k} {n}' for k, n in sorted(by_kind.items()))});"
+        f"faults injected by the bench: {len(faults)} ({kinds});"
         f" should raise an anomaly: {len(must)}; excluded (overlapped agent dead time): {len(excluded)}"
         + (f" [{', '.join(f['id'] for f in excluded)}]" if excluded else "")
     )
     via = Counter(o.via for o in openings)
     report.lines.append(
         f"anomalies in Atlas: {len(openings)} (issues {via['issue']}, repeat comments {via['comment']});"
-        f" primary {sum(1 for o in openings if o.primary)}, secondary (other rule, same fault) {len(secondary)}"
-        f" [{', '.join(sorted(Counter(f'{o.rule_kind}' for o in secondary)))}], unexplained {len(unexplained)}"
+        f" primary {primaries}, secondary (other rule, same fault) {len(secondary)}"
+        f" [{secondary_kinds}], unexplained {len(unexplained)}"
     )
     report.add(
         "every fault -> exactly one issue/comment of its rule",
         not missing and not multiple,
         f"{len(must) - len(excluded) - len(missing) - len(multiple)}/{len(must) - len(excluded)} exact"
-        + "".join(f"; MISSING {f['id']} ({f['kind']} {f.get('channel') or '*'} {f['start_s']:.1f}s)" for f in missing)
+        + "".join(
+            f"; MISSING {f['id']} ({f['kind']} {f.get('channel') or '*'} {f['start_s']:.1f}s)"
+            for f in missing
+        )
         + "".join(f"; {n}x {f['id']} ({f['kind']} {f.get('channel') or '*'})" for f, n in multiple),
     )
     report.add(
@@ -228,9 +255,16 @@ def check_faults(run: SoakRun, records: list[dict[str, Any]], report: Report) ->
         not unexplained,
         "0 unexplained"
         if not unexplained
-        else "; ".join(f"{o.via} {o.anomaly_id} {o.rule_kind} {o.channel} at +{o.started - run.sim_start_mono:.1f}s" for o in unexplained[:10]),
+        else "; ".join(
+            f"{o.via} {o.anomaly_id} {o.rule_kind} {o.channel} at +{o.started - run.sim_start_mono:.1f}s"
+            for o in unexplained[:10]
+        ),
     )
-    report.add("duplicates = 0 and evidence attached", not problems, "ok" if not problems else "; ".join(problems[:10]))
+    report.add(
+        "duplicates = 0 and evidence attached",
+        not problems,
+        "ok" if not problems else "; ".join(problems[:10]),
+    )
     return openings
 
 
@@ -238,11 +272,18 @@ def _expected_outcome(step: dict[str, Any], faults: list[dict[str, Any]]) -> tup
     """The outcomes the step may have given every fault the oracle recorded (scheduled and requested
     unplugs alike), and whether it is ambiguous (a fault within TOLERANCE of the step's edges)."""
     s0, s1 = step["start_mono"], step["end_mono"]
-    inside = [f for f in faults if f.get("expect_anomaly") and _overlaps(f["start_mono"], f["end_mono"], s0, s1, 0.0)]
+    inside = [
+        f
+        for f in faults
+        if f.get("expect_anomaly") and _overlaps(f["start_mono"], f["end_mono"], s0, s1, 0.0)
+    ]
     near = [
-        f for f in faults
-        if f.get("expect_anomaly") and f not in inside and _overlaps(f["start_mono"], f["end_mono"], s0, s1, TOLERANCE)
-    ]  # fmt: skip
+        f
+        for f in faults
+        if f.get("expect_anomaly")
+        and f not in inside
+        and _overlaps(f["start_mono"], f["end_mono"], s0, s1, TOLERANCE)
+    ]
     if step.get("marker_verdict") == "FAIL":
         return {"failed"}, False
     base = "passed_with_exception" if inside else "passed"
@@ -274,22 +315,27 @@ def check_steps(run: SoakRun, records: list[dict[str, Any]], report: Report) -> 
             bad.append(f"{step['name']}: Atlas {got}, oracle {'/'.join(sorted(allowed))}")
     report.lines.append(
         f"steps: {len(steps)} in the oracle, {len(atlas_steps)} in Atlas; {ambiguous} with a fault within"
-        f" {TOLERANCE:g}s of an edge (either outcome accepted); excluded (marker in dead time): {excluded or 0}"
+        f" {TOLERANCE:g}s of an edge (either outcome accepted);"
+        f" excluded (marker in dead time): {excluded or 0}"
     )
-    report.add("every step outcome matches the oracle", not bad and bool(steps), "; ".join(bad[:10]) or f"{len(steps) - len(excluded)} ok")
+    report.add(
+        "every step outcome matches the oracle",
+        not bad and bool(steps),
+        "; ".join(bad[:10]) or f"{len(steps) - len(excluded)} ok",
+    )
 
 
 def check_lens(run: SoakRun, report: Report) -> None:
     state = run.archetype_state
     sessions = state.get("sessions", [])
-    report.lines.append(
-        f"lens sessions created on the emulator: {len(sessions) if isinstance(sessions, list | dict) else '?'};"
-        f" injected {state.get('injected')}"
-    )
+    created = len(sessions) if isinstance(sessions, list | dict) else "?"
+    report.lines.append(f"lens sessions created on the emulator: {created}; injected {state.get('injected')}")
     report.add(
         "no lens session left after shutdown",
         not run.live_lens_sessions,
-        f"{len(run.live_lens_sessions)} live: {run.live_lens_sessions}" if run.live_lens_sessions else "0 live",
+        f"{len(run.live_lens_sessions)} live: {run.live_lens_sessions}"
+        if run.live_lens_sessions
+        else "0 live",
     )
 
 
@@ -369,7 +415,9 @@ def check_shed(run: SoakRun, records: list[dict[str, Any]], report: Report) -> N
                     totals[f"serial.{k}"] += v
         lens = status.get("lens") or {}
         for k, v in (lens.get("counters") or {}).items():
-            if any(w in k for w in ("drop", "shed", "skip", "overflow", "lost")) and isinstance(v, int | float):
+            if any(w in k for w in ("drop", "shed", "skip", "overflow", "lost")) and isinstance(
+                v, int | float
+            ):
                 totals[f"lens.{k}"] += int(v)
         for k, v in (status.get("counts") or {}).items():
             if k.endswith("_dropped"):
@@ -384,13 +432,22 @@ def check_shed(run: SoakRun, records: list[dict[str, Any]], report: Report) -> N
             logged[f"shed.{e.get('reason')}"] += 1
     garbage = sum(1 for r in records if r.get("record") == "fault" and r.get("kind") == "garbage")
     shown = {k: v for k, v in sorted(totals.items()) if v}
-    report.lines.append(f"shed/skipped (summed over processes): {shown or 'nothing'}; outbox shed: {shed or 'nothing'}")
     report.lines.append(
-        f"garbage bursts injected: {garbage} (each is one undecodable line: counted by the decoder, not logged"
+        f"shed/skipped (summed over processes): {shown or 'nothing'}; outbox shed: {shed or 'nothing'}"
+    )
+    report.lines.append(
+        f"garbage bursts injected: {garbage} (each is one undecodable line: counted by the decoder,"
+        " not logged"
         " per line on the hot path)"
     )
-    unlogged = [f"{k}: counted {v}, logged {logged.get(k, 0)}" for k, v in shed.items() if logged.get(k, 0) < v]
-    report.add("every shed item counted and logged", not unlogged, "; ".join(unlogged) or f"{sum(shed.values())} shed, all logged")
+    unlogged = [
+        f"{k}: counted {v}, logged {logged.get(k, 0)}" for k, v in shed.items() if logged.get(k, 0) < v
+    ]
+    report.add(
+        "every shed item counted and logged",
+        not unlogged,
+        "; ".join(unlogged) or f"{sum(shed.values())} shed, all logged",
+    )
 
 
 def check_process(run: SoakRun, report: Report) -> None:
@@ -409,8 +466,11 @@ def check_process(run: SoakRun, report: Report) -> None:
         f" {run.shutdown_seconds if run.shutdown_seconds is None else round(run.shutdown_seconds, 2)} s,"
         f" exit {run.final_exit}"
     )
-    report.add("settled and shut down cleanly", run.settled and run.final_exit == 0 and not run.errors,
-               "; ".join(run.errors) or f"exit {run.final_exit}")  # fmt: skip
+    report.add(
+        "settled and shut down cleanly",
+        run.settled and run.final_exit == 0 and not run.errors,
+        "; ".join(run.errors) or f"exit {run.final_exit}",
+    )
 
 
 def evaluate(run: SoakRun, warmup: float) -> Report:

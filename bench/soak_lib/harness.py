@@ -129,7 +129,7 @@ class Harness:
 
     async def _spawn_agent(self) -> None:
         index = len(self.run.incarnations)
-        out = open(self.run.workdir / f"agent-{index:03d}.log", "wb")  # noqa: SIM115 (kept by the child)
+        out = open(self.run.workdir / f"agent-{index:03d}.log", "wb")  # noqa: SIM115, ASYNC230 (the child keeps it)
         self.agent = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "edge_agent", "run", "--config", str(self.run.workdir / "agent.toml"),
             "--log-format", "json",
@@ -139,11 +139,11 @@ class Harness:
         self._current = Incarnation(index, self.agent.pid, time.monotonic())
         self.run.incarnations.append(self._current)
 
-    async def _status(self, timeout: float = 2.0) -> dict[str, Any] | None:
+    async def _status(self, limit: float = 2.0) -> dict[str, Any] | None:
         assert self.http is not None
         try:
             async with self.http.get(
-                f"http://127.0.0.1:{self.control_port}/status", timeout=aiohttp.ClientTimeout(total=timeout)
+                f"http://127.0.0.1:{self.control_port}/status", timeout=aiohttp.ClientTimeout(total=limit)
             ) as resp:
                 if resp.status != 200:
                     return None
@@ -185,7 +185,7 @@ class Harness:
     async def _spawn_sim(self) -> None:
         scenario = self.run.workdir / "scenario.toml"
         self.plan.write_scenario(scenario)
-        out = open(self.run.workdir / "sim.log", "wb")  # noqa: SIM115 (kept by the child)
+        out = open(self.run.workdir / "sim.log", "wb")  # noqa: SIM115, ASYNC230 (the child keeps it)
         self.sim = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "edge_agent", "simulate", "--scenario", str(scenario),
             "--duration", str(self.plan.total), "--link", str(self.link),
@@ -227,7 +227,8 @@ class Harness:
             done["sessions"] = len(live)
         self.run.actions_done.append(done)
         if kind != "kill":
-            self.say(f"{kind} {action.duration:g}s {({k: v for k, v in done.items() if k in ('dropped', 'sessions')})}")
+            effect = {k: done[k] for k in ("dropped", "sessions") if k in done}
+            self.say(f"{kind} {action.duration:g}s {effect}")
 
     def _later(self, seconds: float, fn: Any) -> None:
         asyncio.get_running_loop().call_later(seconds, fn)
@@ -266,12 +267,17 @@ class Harness:
         try:
             (run.workdir / "agent.toml").write_text(
                 agent_config(
-                    state_dir=self.state_dir, link=self.link, archetype_url=self.archetype.base_url,
-                    atlas_url=self.atlas.base_url, control_port=self.control_port,
-                )  # fmt: skip
+                    state_dir=self.state_dir,
+                    link=self.link,
+                    archetype_url=self.archetype.base_url,
+                    atlas_url=self.atlas.base_url,
+                    control_port=self.control_port,
+                )
             )
             (run.workdir / "plan.json").write_text(
-                json.dumps({"counts": self.plan.counts(), "actions": [a.as_dict() for a in self.plan.actions]})
+                json.dumps(
+                    {"counts": self.plan.counts(), "actions": [a.as_dict() for a in self.plan.actions]}
+                )
             )
             await self._spawn_agent()
             await asyncio.sleep(1.0)  # the agent retries the link until the simulator makes it
@@ -326,7 +332,11 @@ class Harness:
                 quiet_since = time.monotonic()
             elif not quiet:
                 quiet_since = None
-            if quiet_since is not None and time.monotonic() - quiet_since >= 3.0 and time.monotonic() - start >= 15:
+            if (
+                quiet_since is not None
+                and time.monotonic() - quiet_since >= 3.0
+                and time.monotonic() - start >= 15
+            ):
                 run.settled = True
                 break
         run.settle_seconds = time.monotonic() - start

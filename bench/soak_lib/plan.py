@@ -59,9 +59,14 @@ class SoakPlan:
 
     def write_scenario(self, path: Path) -> None:
         """The scenario as TOML for `edge-agent simulate --scenario FILE`."""
-        lines = [f'name = "soak"', f'duration = "{self.total}s"']
+        lines = ['name = "soak"', f'duration = "{self.total}s"']
         for s in self.scenario.steps:
-            lines += ["[[steps]]", f'name = "{s.name}"', f'start = "{s.start}s"', f'duration = "{s.duration}s"']
+            lines += [
+                "[[steps]]",
+                f'name = "{s.name}"',
+                f'start = "{s.start}s"',
+                f'duration = "{s.duration}s"',
+            ]
         for f in self.scenario.faults:
             lines += ["[[faults]]", f'id = "{f.id}"', f'kind = "{f.kind}"', f'start = "{f.start}s"']
             lines += [f'duration = "{f.duration}s"', f"magnitude = {f.magnitude!r}", f"size = {f.size}"]

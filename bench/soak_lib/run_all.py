@@ -1,0 +1,388 @@
+"""bench/run: every benchmark, N times, into bench/RESULTS.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parents[1]
+OUT = BENCH / "out"
+RESULTS = BENCH / "RESULTS.md"
+
+# (script, arguments, the bench/out file it writes); arguments sized for a ~15 min bench/run.
+SCRIPTS: list[tuple[str, list[str], str]] = [
+    ("bench_decode.py", ["--lines", "100000", "--repeat", "3"], "serial"),
+    ("bench_detect.py", ["--frames", "100000"], "detect"),
+    ("bench_serial_e2e.py", ["--seconds", "4", "--modes", "fd", "--full-lines", "100000"], "serial"),
+    ("bench_lens.py", ["--events", "300", "--latency-seconds", "10"], "lens"),
+    ("bench_outbox.py", ["--jobs", "1000", "--backlog", "5000"], "outbox"),
+]
+OPTIONAL: tuple[str, list[str], str] = ("bench_fault_to_issue.py", [], "fault_to_issue")
+
+
+@dataclass(frozen=True)
+class Figure:
+    section: str
+    label: str
+    unit: str
+    get: Callable[[dict[str, Any]], float | None]
+    target: tuple[str, float] | None = None  # ("<", 5.0) / (">=", 100000)
+    note: str = ""
+
+
+def path(*keys: str) -> Callable[[dict[str, Any]], float | None]:
+    def get(data: dict[str, Any]) -> float | None:
+        node: Any = data
+        for key in keys:
+            if not isinstance(node, dict) or key not in node:
+                return None
+            node = node[key]
+        return float(node) if isinstance(node, int | float) and not isinstance(node, bool) else None
+
+    return get
+
+
+def pick(key: str, fn: Callable[[list[float]], float]) -> Callable[[dict[str, Any]], float | None]:
+    def get(data: dict[str, Any]) -> float | None:
+        values = data.get("agent", {}).get(key)
+        return fn(values) if isinstance(values, list) and values else None
+
+    return get
+
+
+E2E = ("serial", "end_to_end", "modes", "fd")
+LAT = ("lens", "streamer", "latency_pty_to_socket")
+THR = ("lens", "streamer", "throughput")
+OB = ("outbox", "outbox")
+FIGURES: list[Figure] = [
+    Figure(
+        "Serial",
+        "csv decode throughput",
+        "lines/s",
+        path("serial", "decode", "formats", "csv", "lines_per_s"),
+        (">=", 100_000),
+    ),
+    Figure(
+        "Serial",
+        "jsonl decode throughput",
+        "lines/s",
+        path("serial", "decode", "formats", "jsonl", "lines_per_s"),
+    ),
+    Figure(
+        "Serial", "kv decode throughput", "lines/s", path("serial", "decode", "formats", "kv", "lines_per_s")
+    ),
+    Figure(
+        "Serial",
+        "reader CPU idle (port open, no bytes)",
+        "% core",
+        path(*E2E, "idle", "cpu_percent_of_one_core"),
+        ("<", 0.5),
+    ),
+    Figure(
+        "Serial",
+        "reader CPU at 921,600 baud equiv. (1,500 lines/s)",
+        "% core",
+        path(*E2E, "921600_baud", "cpu_percent_of_one_core"),
+        ("<", 5.0),
+    ),
+    Figure(
+        "Serial",
+        "reader CPU at 3 Mbaud equiv. (5,000 lines/s)",
+        "% core",
+        path(*E2E, "3M_baud", "cpu_percent_of_one_core"),
+        ("<", 5.0),
+    ),
+    Figure("Serial", "pty full speed, no loss", "lines/s", path(*E2E, "full_speed", "lines_per_s")),
+    Figure(
+        "Serial",
+        "this machine's CPU per bare event-loop wake-up",
+        "us",
+        path("serial", "end_to_end", "modes", "wakeup_cost_us"),
+    ),
+    Figure(
+        "Detect",
+        "detector, 8 ch x 5 rules, quiet",
+        "frames/s",
+        path("detect", "scenarios", "quiet", "frames_per_s"),
+    ),
+    Figure(
+        "Lens",
+        "window-to-socket latency p50 (100 Hz, default pacing)",
+        "ms",
+        path(*LAT, "default_pacing_100hz", "send_latency", "p50_ms"),
+    ),
+    Figure(
+        "Lens",
+        "window-to-socket latency p99 (100 Hz, default pacing)",
+        "ms",
+        path(*LAT, "default_pacing_100hz", "send_latency", "p99_ms"),
+    ),
+    Figure(
+        "Lens",
+        "window-to-socket latency p50 (1 kHz, pacing lifted)",
+        "ms",
+        path(*LAT, "lifted_1000hz", "send_latency", "p50_ms"),
+    ),
+    Figure(
+        "Lens",
+        "window-to-socket latency p99 (1 kHz, pacing lifted)",
+        "ms",
+        path(*LAT, "lifted_1000hz", "send_latency", "p99_ms"),
+    ),
+    Figure(
+        "Lens",
+        "session.update throughput, ours (20 in flight, 5 ms/reply)",
+        "events/s",
+        path(*THR, "edge_agent_20_in_flight", "events_per_second"),
+    ),
+    Figure(
+        "Lens",
+        "session.update throughput, official archetypeai client (lockstep)",
+        "events/s",
+        path(*THR, "archetypeai_lockstep", "events_per_second"),
+    ),
+    Figure(
+        "Lens",
+        "speed-up over the official client (its seconds / ours), side by side in one run",
+        "x",
+        path(*THR, "ratio_official_over_ours"),
+    ),
+    Figure(
+        "Outbox",
+        "outbox throughput to the Atlas emulator (synchronous=FULL)",
+        "jobs/s",
+        path(*OB, "atlas_emulator_issues_full", "delivered_jobs_per_s"),
+    ),
+    Figure(
+        "Outbox",
+        "outbox throughput to a bare server (synchronous=NORMAL)",
+        "jobs/s",
+        path(*OB, "bare_server_normal", "delivered_jobs_per_s"),
+    ),
+    Figure(
+        "Outbox", "backlog drain after an outage", "jobs/s", path(*OB, "outage", "recovery_drain_jobs_per_s")
+    ),
+    Figure(
+        "Outbox",
+        "process RSS with 5,000 jobs waiting (outbox alone)",
+        "MB",
+        path(*OB, "outage", "rss_during_outage", "rss_mb"),
+    ),
+    Figure("Agent", "start-up to READY=1 (NOTIFY_SOCKET)", "s", path("agent", "startup_to_ready_s")),
+    Figure(
+        "Agent", "shutdown after SIGTERM (drained, lens session destroyed)", "s", path("agent", "shutdown_s")
+    ),
+    Figure(
+        "Agent",
+        "idle CPU (port open, lens session up, no bytes)",
+        "% core",
+        path("agent", "idle_cpu_percent"),
+        ("<", 0.5),
+    ),
+    Figure("Agent", "idle RSS", "MB", path("agent", "idle_rss_mb")),
+    Figure(
+        "Agent",
+        "whole-agent CPU at 921,600 baud equiv. (1,536 lines/s)",
+        "% core",
+        path("agent", "cpu_percent_921600_baud"),
+        ("<", 5.0),
+    ),
+    Figure(
+        "Agent",
+        "whole-agent CPU at 3 Mbaud equiv. (5,000 lines/s)",
+        "% core",
+        path("agent", "cpu_percent_3M_baud"),
+        ("<", 5.0),
+    ),
+    Figure(
+        "Agent",
+        "RSS after the 3 Mbaud run (30 s evidence ring full)",
+        "MB",
+        path("agent", "rss_after_load_mb"),
+    ),
+    Figure(
+        "Agent",
+        "fault-to-issue latency, median of 5 (line written -> issue in Atlas)",
+        "ms",
+        pick("fault_to_issue_ms", statistics.median),
+        ("<", 1000.0),
+    ),
+    Figure(
+        "Agent", "fault-to-issue latency, worst of 5", "ms", pick("fault_to_issue_ms", max), ("<", 1000.0)
+    ),
+    Figure(
+        "Agent",
+        "RSS with an hour of anomalies queued, Atlas down (1,800 anomalies)",
+        "MB",
+        path("agent", "backpressure_rss_mb"),
+    ),
+    Figure(
+        "Agent", "outbox jobs pending in that backlog", "jobs", path("agent", "backpressure_outbox_pending")
+    ),
+]
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    mem_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gb": round(mem_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "platform": platform.platform(),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
+def run_script(script: str, args: list[str]) -> tuple[bool, float]:
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *args], cwd=BENCH.parent, capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        print(
+            f"  {script} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}",
+            flush=True,
+        )
+    return done.returncode == 0, time.monotonic() - start
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key != "machine":
+                out.update(flatten(value, f"{prefix}/{key}" if prefix else key))
+    elif isinstance(node, int | float) and not isinstance(node, bool):
+        out[prefix] = float(node)
+    return out
+
+
+def one_run(index: int) -> dict[str, Any]:
+    from .agent_bench import run_agent_bench
+
+    data: dict[str, Any] = {}
+    scripts = list(SCRIPTS)
+    if (BENCH / OPTIONAL[0]).exists():
+        scripts.append(OPTIONAL)
+    for script, args, name in scripts:
+        ok, seconds = run_script(script, args)
+        print(f"run {index + 1}: {script} {'ok' if ok else 'FAILED'} ({seconds:.0f} s)", flush=True)
+        out = OUT / f"{name}.json"
+        if ok and out.exists():
+            data[name] = json.loads(out.read_text())
+    start = time.monotonic()
+    data["agent"] = run_agent_bench()
+    print(f"run {index + 1}: whole-agent figures ({time.monotonic() - start:.0f} s)", flush=True)
+    return data
+
+
+def _fmt(value: float) -> str:
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.3g}"
+
+
+def _verdict(target: tuple[str, float] | None, median: float) -> str:
+    if target is None:
+        return ""
+    op, bound = target
+    met = median < bound if op == "<" else median >= bound
+    return "pass" if met else "**miss**"
+
+
+def render(runs: list[dict[str, Any]], info: dict[str, Any], wall: float) -> str:
+    lines = [
+        "# Benchmark results",
+        "",
+        "Generated by `bench/run` (do not edit by hand; rerun it). Every figure below is min / median / max",
+        f"over {len(runs)} runs of the benchmark on this machine; a pass/miss is judged on the median.",
+        "",
+        f"- Date: {info['date']}; bench/run took {wall / 60:.1f} min",
+        f"- CPU: {info['cpu']}, {info['cores']} cores; memory {info['memory_gb']} GB",
+        f"- Python {info['python']}; kernel {info['kernel']} ({info['platform']})",
+        f"- Load average at start: {', '.join(f'{x:.2f}' for x in info['loadavg_at_start'])} —"
+        " the machine is shared"
+        " with other engineers' work, so every figure is measured under contention.",
+        "",
+    ]
+    section = None
+    for fig in FIGURES:
+        if fig.section != section:
+            section = fig.section
+            lines += [
+                "",
+                f"## {section}",
+                "",
+                "| Figure | Unit | Target | Min | Median | Max | Verdict |",
+                "|---|---|---|---|---|---|---|",
+            ]
+        values = [v for v in (fig.get(r) for r in runs) if v is not None]
+        target = f"{fig.target[0]} {_fmt(fig.target[1])}" if fig.target else "—"
+        if not values:
+            lines.append(f"| {fig.label} | {fig.unit} | {target} | — | — | — | not measured |")
+            continue
+        median = statistics.median(values)
+        lines.append(
+            f"| {fig.label} | {fig.unit} | {target} | {_fmt(min(values))} | {_fmt(median)}"
+            f" | {_fmt(max(values))}"
+            f" | {_verdict(fig.target, median)} |"
+        )
+    extra = [r.get("fault_to_issue") for r in runs if r.get("fault_to_issue")]
+    if extra:
+        lines += [
+            "",
+            "## bench_fault_to_issue.py (every figure it reports)",
+            "",
+            "| Figure | Min | Median | Max |",
+            "|---|---|---|---|",
+        ]
+        flat = [flatten(e) for e in extra]
+        for key in sorted(set().union(*flat)):
+            values = [f[key] for f in flat if key in f]
+            lines.append(
+                f"| {key} | {_fmt(min(values))} | {_fmt(statistics.median(values))} | {_fmt(max(values))} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench/run")
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    info = machine()
+    start = time.monotonic()
+    runs = [one_run(i) for i in range(args.repeat)]
+    wall = time.monotonic() - start
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "run.json").write_text(json.dumps({"machine": info, "runs": runs}, indent=1, default=str) + "\n")
+    text = render(runs, info, wall)
+    RESULTS.write_text(text)
+    print(text)
+    return 0
