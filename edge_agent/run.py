@@ -99,6 +99,7 @@ class Daemon:
                 self.notifier.status("config reload rejected; running with the previous config")
                 continue
             log.info("reloading", file=str(self.config_path))
+            self.notifier.send("RELOADING=1")
             deadline = time.monotonic() + new_config.outbox.drain_deadline
             await agent.stop(deadline, final=False)
             self.config = new_config
