@@ -84,7 +84,7 @@ async def test_atlas_refusing_then_back_every_report_once_in_order(
 
         async def delivered() -> bool:
             depth = (await agent.outbox.status())["depth"]
-            return depth.get("pending", 0) == 0 and depth.get("in_flight", 0) == 0
+            return bool(depth.get("pending", 0) == 0 and depth.get("in_flight", 0) == 0)
 
         await wait_until(delivered, 20, "the outbox to deliver after recovery")
     finally:

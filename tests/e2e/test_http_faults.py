@@ -35,8 +35,12 @@ def _setup(tmp_path: Path, atlas: AtlasEmulator, *, system_id: str | None = None
     link = tmp_path / "ttyBENCH0"
     state_dir = tmp_path / "state"
     config_path = tmp_path / "agent.toml"
-    kwargs = {} if system_id is None else {"system_id": system_id}
-    config_path.write_text(agent_config_toml(state_dir, link, atlas.base_url, **kwargs), encoding="utf-8")
+    toml = (
+        agent_config_toml(state_dir, link, atlas.base_url)
+        if system_id is None
+        else agent_config_toml(state_dir, link, atlas.base_url, system_id=system_id)
+    )
+    config_path.write_text(toml, encoding="utf-8")
     scenario = tmp_path / "scenario.toml"
     scenario.write_text(
         'name = "http-faults"\nduration = "3.5s"\n'
@@ -52,7 +56,7 @@ def _setup(tmp_path: Path, atlas: AtlasEmulator, *, system_id: str | None = None
 
 async def _idle(agent: Agent) -> bool:
     depth = (await agent.outbox.status())["depth"]
-    return depth.get("pending", 0) == 0 and depth.get("in_flight", 0) == 0
+    return bool(depth.get("pending", 0) == 0 and depth.get("in_flight", 0) == 0)
 
 
 async def test_5xx_burst_429_retry_after_and_slow_uploads_then_everything_once(
