@@ -525,6 +525,11 @@ class Reporter:
             issue_job = record.get("issue_job")
             if not anomaly_id or not group:
                 continue
+            if await self._has_comment_job(comment_marker(anomaly_id, "close"), group):
+                # Killed between enqueuing the closing comment and removing the record: it is queued.
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                continue
             if not isinstance(issue_job, int):
                 issue_job = await self._find_issue_job(anomaly_id, group)
             if issue_job is None:
@@ -540,6 +545,12 @@ class Reporter:
                 log.warning("reporter_anomaly_closed_at_restart", anomaly_id=anomaly_id)
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
+
+    async def _has_comment_job(self, marker: str, group: str) -> bool:
+        return any(
+            job.kind == KIND_COMMENT and job.group == group and job.payload.get("marker") == marker
+            for job in await self.outbox.jobs(None, limit=100_000)
+        )
 
     async def _find_issue_job(self, anomaly_id: str, group: str) -> int | None:
         for job in await self.outbox.jobs(None, limit=100_000):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from reporter_helpers import Bench, Clock, fault, issues, make_bench, sessions, wait_for
 
+from edge_agent.atlas.reporter import OPEN_DIR, REPORTER_DIR
 from edge_agent.detect import AnomalyOpened
 from edge_agent.emulators.atlas import AtlasEmulator
 
@@ -150,3 +151,28 @@ async def test_auth_failure_blocks_the_queue_and_loses_nothing(
     await _settle(bench, emulator, ids, within=20.0)
     _assert_once_with_evidence(emulator, ids)
     await bench.stop()
+
+
+async def test_killed_after_queuing_the_close_comment_makes_no_second_one(
+    emulator: AtlasEmulator, tmp_path: Path
+) -> None:
+    """A SIGKILL between enqueuing an anomaly's closing comment and removing its open record must not
+    make the restart queue a second closing comment."""
+    clock = Clock()
+    bench = await make_bench(emulator, tmp_path, clock)
+    await bench.idle(3.0)
+    (opened,) = [e for e in await bench.feed([fault()] * 5) if isinstance(e, AnomalyOpened)]
+    record = tmp_path / REPORTER_DIR / OPEN_DIR / f"{opened.anomaly.id}.json"
+    saved = record.read_bytes()
+    await bench.idle(12.0)  # clears, closes, and past `post`: the closing comment is queued
+    assert not record.exists()
+    record.write_bytes(saved)  # as if killed just before the record was removed
+    await bench.outbox.close()
+    await bench.client.close()
+    again = await make_bench(emulator, tmp_path, clock)
+    await _settle(again, emulator, [opened.anomaly.id])
+    (issue,) = issues(emulator)
+    closing = [c for c in issue["comments"] if f"edge-agent:{opened.anomaly.id}:close" in c["content"]]
+    assert len(closing) == 1
+    assert not record.exists()
+    await again.stop()
