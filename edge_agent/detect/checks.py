@@ -127,7 +127,7 @@ class StuckCheck(ValueCheck):
     reference is the value at the last change, so a slow drift is a change (epsilon 0 = exact equality,
     right for a sensor that repeats its last reading)."""
 
-    __slots__ = ("_ref", "_since_mono", "_since_wall", "epsilon", "stuck_for")
+    __slots__ = ("_last_mono", "_ref", "_since_mono", "_since_wall", "epsilon", "stuck_for")
     kind = "stuck"
     measure = "value (unchanged)"
 
@@ -143,12 +143,17 @@ class StuckCheck(ValueCheck):
         self._ref = math.nan  # NaN never compares equal: the first sample is a change
         self._since_mono = 0.0
         self._since_wall = 0.0
+        self._last_mono = -math.inf
 
     def describe(self, channel: str) -> str:
         return f"{channel} stuck (no change for {_num(self.stuck_for)}s)"
 
     def observe(self, value: float, mono: float, wall: float) -> bool | None:
-        if abs(value - self._ref) <= self.epsilon:
+        # A gap of `stuck_for` without samples (link down, device silent) proves nothing about the value:
+        # one sample that happens to repeat the last one before the gap must not read as "stuck".
+        gap = mono - self._last_mono
+        self._last_mono = mono
+        if abs(value - self._ref) <= self.epsilon and gap < self.stuck_for:
             elapsed = mono - self._since_mono
             if elapsed >= self.stuck_for:
                 self.value = value

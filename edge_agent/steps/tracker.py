@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from edge_agent.atlas.jobs import not_before
 from edge_agent.atlas.narrative import run_title, where
 from edge_agent.atlas.reporter import read_json, write_json_atomic
 from edge_agent.config import EdgeAgentConfig, PlanCard
-from edge_agent.detect.anomaly import AnomalyClosed, AnomalyEvent
+from edge_agent.detect.anomaly import AnomalyClosed, AnomalyEvent, AnomalyUpdated
 from edge_agent.frames import StepEdge, StepMarker
 from edge_agent.logs import get_logger
 from edge_agent.outbox import JobState, Outbox, OutboxError
@@ -82,6 +83,7 @@ class StepTracker:
         saved = read_json(self.path)
         if isinstance(saved, dict) and saved.get("run_key") == run_key:
             self.state = saved
+            self._restore_spans()
             log.info("steps_state_continued", run_key=run_key, current=saved.get("current"))
         else:
             self.state = {
@@ -234,14 +236,35 @@ class StepTracker:
             await self._end(marker.name, verdict, marker.mono, marker.wall)
 
     def on_anomaly_events(self, events: Sequence[AnomalyEvent]) -> None:
+        changed = False
         for event in events:
             a = event.anomaly
             end = None
             if isinstance(event, AnomalyClosed):
                 end = a.ended_mono if a.ended_mono is not None else a.closed_mono
+            changed = changed or not isinstance(event, AnomalyUpdated)
             self._spans[a.id] = AnomalySpan(
                 a.id, a.severity, f"{where(a)}: {a.description}", a.started_mono, end
             )
+        if changed and self.state:
+            self._save_spans()
+
+    def _save_spans(self) -> None:
+        """The running step's anomalies are durable: an agent killed mid-step and restarted must still
+        count what it saw before the crash in that step's outcome."""
+        self.state["spans"] = {k: asdict(s) for k, s in self._spans.items()}
+        self._save()
+
+    def _restore_spans(self) -> None:
+        # Spans still open at the crash end at the restart (the reporter closes those anomalies then too).
+        # Monotonic times stay comparable across restarts: CLOCK_MONOTONIC is system-wide.
+        now = self._mono()
+        for key, raw in (self.state.get("spans") or {}).items():
+            try:
+                span = AnomalySpan(**raw)
+            except TypeError:
+                continue
+            self._spans[key] = span if span.end is not None else replace(span, end=now)
 
     async def _start(self, name: str, card: str | None, mono: float, wall: float) -> dict[str, Any]:
         current = self.state.get("current")
@@ -306,6 +329,7 @@ class StepTracker:
         self._completed = [*self._completed[-(MAX_COMPLETED_SHOWN - 1) :], result]
         # Steps run one after another: anomalies over before this end cannot touch a later step.
         self._spans = {k: s for k, s in self._spans.items() if s.end is None or s.end >= mono}
+        self._save_spans()
         log.info("step_ended", step=result["step"], status=outcome.execution_status)
         return result
 

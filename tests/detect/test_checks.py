@@ -135,6 +135,15 @@ def test_stuck_epsilon_compares_to_the_value_at_the_last_change() -> None:
     assert check.observe(1.16, 2.6, 2.6) is False
 
 
+def test_stuck_a_repeat_after_a_gap_is_not_stuck() -> None:
+    """The sample before an unplug and the first one after it may print the same value by chance."""
+    check = StuckCheck(stuck_for=1.0)
+    assert check.observe(35.12, 0.0, 0.0) is False
+    assert check.observe(35.12, 2.5, 2.5) is False  # 2.5 s without samples: not evidence of "stuck"
+    assert check.observe(35.12, 3.0, 3.0) is False
+    assert check.observe(35.12, 3.5, 3.5) is True  # unchanged for 1 s of samples since the gap
+
+
 def test_stuck_rejects_zero_duration() -> None:
     with pytest.raises(ValueError):
         StuckCheck(0.0)
@@ -151,10 +160,14 @@ def test_stuck_matches_a_reference(samples: list[tuple[float, float]], stuck_for
     check = StuckCheck(stuck_for)
     since: float | None = None
     last: float | None = None
+    previous_t: float | None = None
     t = 0.0
     for value, dt in samples:
         t += dt
-        if last is None or value != last:
+        # A gap of stuck_for without samples restarts the clock: it shows nothing about the value.
+        gap = math.inf if previous_t is None else t - previous_t
+        previous_t = t
+        if last is None or value != last or gap >= stuck_for:
             last, since = value, t
         assert since is not None
         assert check.observe(value, t, t) is (t - since >= stuck_for)

@@ -122,3 +122,21 @@ async def test_bad_system_id_is_a_kept_failure_not_a_retry_loop(
     assert any(f["kind"] == "atlas.test_run" and f["status"] == 422 for f in failures)
     assert status["depth"]["pending"] == 0  # the card, step and outcome failed with it, not waiting
     await bench.stop()
+
+
+async def test_anomalies_seen_before_a_crash_count_in_the_running_step(
+    emulator: AtlasEmulator, tmp_path: Path
+) -> None:
+    """Killed mid-step after an anomaly: the restarted tracker (same state dir, same run) still fails
+    the step on the END marker, because the step's anomalies were saved with its state."""
+    bench = await make_bench(emulator, tmp_path, steps={"source": "markers", "system_id": SYSTEM_ID})
+    tracker = await _tracker(bench, tmp_path)
+    normal = [{"supply_v": 12.0, "temp_c": 25.0}] * 10
+    await tracker.start_step("burn in")
+    await _feed(bench, tracker, normal + [fault()] * 5 + normal)
+    # A new tracker on the same state is what the restarted agent builds; the old one is never closed.
+    restarted = await _tracker(bench, tmp_path)
+    await _feed(bench, restarted, normal)
+    result = await restarted.end_step("burn in")
+    assert result["execution_status"] == "failed" and "supply_v" in result["exception"]
+    await bench.stop()
