@@ -300,13 +300,20 @@ def check_steps(run: SoakRun, records: list[dict[str, Any]], report: Report) -> 
         for card in test_run.get("test_cards", []) or test_run.get("cards", []):
             for step in card.get("test_steps", []) or card.get("steps", []):
                 atlas_steps[str(step.get("title"))] = str(step.get("execution_status"))
-    bad, excluded, ambiguous = [], [], 0
+    bad, excluded, held, ambiguous = [], [], [], 0
+    unplugs = [(f["start_mono"], f["end_mono"]) for f in faults if f.get("kind") == "unplug"]
     for step in steps:
         edges_dead = _dead_overlap(run, step["start_mono"], step["start_mono"]) or _dead_overlap(
             run, step["end_mono"], step["end_mono"]
         )
         if edges_dead:
             excluded.append(step["name"])
+            continue
+        # A marker due while the cable is out is held by the bench and written the instant it is back,
+        # before the agent can reopen the port, whose open flushes the input (pyserial): such a marker is
+        # lost, on a real bench too. Reported, not counted as the agent's mismatch.
+        if any(u0 <= step[edge] <= u1 for u0, u1 in unplugs for edge in ("start_mono", "end_mono")):
+            held.append(f"{step['name']} (Atlas: {atlas_steps.get(step['name'])})")
             continue
         allowed, amb = _expected_outcome(step, faults)
         ambiguous += amb
@@ -318,10 +325,14 @@ def check_steps(run: SoakRun, records: list[dict[str, Any]], report: Report) -> 
         f" {TOLERANCE:g}s of an edge (either outcome accepted);"
         f" excluded (marker in dead time): {excluded or 0}"
     )
+    report.lines.append(
+        f"steps with a marker held across an unplug (written at replug, before the agent reopens; lost"
+        f" to the input flush at open): {held or 0}"
+    )
     report.add(
         "every step outcome matches the oracle",
         not bad and bool(steps),
-        "; ".join(bad[:10]) or f"{len(steps) - len(excluded)} ok",
+        "; ".join(bad[:10]) or f"{len(steps) - len(excluded) - len(held)} ok",
     )
 
 
