@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import pickle
 import tempfile
 import time
 from pathlib import Path
@@ -26,7 +27,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--settle-max", type=float, default=None, help="longest settling phase (s)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep logs, oracle and state here")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("--recheck", type=Path, metavar="WORKDIR", help="evaluate a finished run again")
     args = parser.parse_args(argv)
+    if args.recheck is not None:
+        with (args.recheck / "run.pickle").open("rb") as f:
+            old = pickle.load(f)  # our own file, written by this script
+        text = evaluate(old, 10.0 if old.plan.chaos < 120 else 30.0).render()
+        print(text)
+        return 0 if "RESULT: PASS" in text else 1
     if args.short and args.duration == 600.0:
         args.duration = 45.0
     settle_max = args.settle_max if args.settle_max is not None else (40.0 if args.short else 120.0)
@@ -35,6 +43,8 @@ def main(argv: list[str]) -> int:
     plan = build_plan(args.duration, args.seed, settle_max, args.short)
     started = time.time()
     run = asyncio.run(Harness(plan, workdir, args.seed, verbose=not args.quiet).execute())
+    with (workdir / "run.pickle").open("wb") as f:
+        pickle.dump(run, f)
     warmup = 10.0 if args.short else 30.0
     report = evaluate(run, warmup)
     text = report.render()
