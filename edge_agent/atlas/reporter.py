@@ -14,8 +14,10 @@ continue the same run and Atlas session; it is marked ended only by a clean shut
 has a record (`reporter/open/<id>.json`) from before its jobs are enqueued until its closing comment
 is; records left by a crash are closed at the next start as "agent restarted".
 
-Jobs of one (rule, source, channel) share an outbox group, so a repeat's issue job runs only after the
-previous anomaly's jobs: it can ask Atlas whether that issue is still open.
+Uploads and comments of one (rule, source, channel) share an outbox group (delivered in order per
+anomaly key). Issue jobs of a run share one group of their own, so issues reach Atlas in the order the
+anomalies opened, also after an outage; a repeat's issue job therefore runs after the previous one and
+can ask Atlas whether that issue is still open.
 """
 
 from __future__ import annotations
@@ -210,6 +212,10 @@ class Reporter:
         assert self.run is not None
         return f"run:{self.run.run_id}"
 
+    def _issues_group(self) -> str:
+        assert self.run is not None
+        return f"issues:{self.run.run_id}"
+
     def _save_run(self) -> None:
         assert self.run is not None
         write_json_atomic(self.dir / RUN_FILE, asdict(self.run))
@@ -300,7 +306,7 @@ class Reporter:
         )
         issue = JobSpec(
             KIND_ISSUE,
-            group,
+            self._issues_group(),
             {
                 "anomaly_id": anomaly.id,
                 "title": issue_title(anomaly, self.bench),
@@ -531,7 +537,7 @@ class Reporter:
                     path.unlink()
                 continue
             if not isinstance(issue_job, int):
-                issue_job = await self._find_issue_job(anomaly_id, group)
+                issue_job = await self._find_issue_job(anomaly_id)
             if issue_job is None:
                 # Killed before the open batch was enqueued: enqueue it now, looking before creating.
                 issue_job = await self._enqueue_recovered_open(summary, group)
@@ -552,9 +558,9 @@ class Reporter:
             for job in await self.outbox.jobs(None, limit=100_000)
         )
 
-    async def _find_issue_job(self, anomaly_id: str, group: str) -> int | None:
+    async def _find_issue_job(self, anomaly_id: str) -> int | None:
         for job in await self.outbox.jobs(None, limit=100_000):
-            if job.kind == KIND_ISSUE and job.group == group and job.payload.get("anomaly_id") == anomaly_id:
+            if job.kind == KIND_ISSUE and job.payload.get("anomaly_id") == anomaly_id:
                 return job.id
         return None
 
@@ -569,7 +575,7 @@ class Reporter:
             JobSpec(KIND_UPLOAD, group, {"files": files, "names": names, **session_fields}, session_deps),
             JobSpec(
                 KIND_ISSUE,
-                group,
+                self._issues_group(),
                 {
                     "anomaly_id": anomaly_id,
                     "title": title,
