@@ -80,6 +80,7 @@ class Counts:
     inferences: int = 0
     inference_errors: int = 0
     reads: int = 0
+    heartbeats: int = 0
     mailbox_overflow: int = 0
 
 
@@ -288,6 +289,7 @@ class LensSession:
                 "inferences": self.counts.inferences,
                 "inference_errors": self.counts.inference_errors,
                 "reads": self.counts.reads,
+                "heartbeats": self.counts.heartbeats,
                 "mailbox_overflow": self.counts.mailbox_overflow,
             },
         }
@@ -482,6 +484,7 @@ class LensService:
             messages = session.read(client_id)
             return _reply(kind, None if messages is None else {"messages": messages})
         if kind == "session.heartbeat":
+            session.counts.heartbeats += 1
             return _reply(kind, None)
         if kind == "session.destroy":
             self.end_session(session_id, DESTROYED, now)

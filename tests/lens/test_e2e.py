@@ -58,3 +58,24 @@ async def test_session_streams_and_inferences_come_back(emulator: ArchetypeEmula
     assert live_sessions(emulator) == []
     assert json.loads((state_dir / "lens_sessions.json").read_text())["sessions"] == []
     assert service.streamer.stats.updates_sent >= 5
+
+
+async def test_idle_socket_sends_heartbeats(emulator: ArchetypeEmulator, state_dir: Path) -> None:
+    """No frames and outputs on SSE (so no session.read polls): the socket still says it is alive."""
+    service = LensService(
+        lens_config(emulator, heartbeat_interval="300ms", reader="sse"),
+        state_dir,
+        lambda _: None,
+        source="bench",
+    )
+    run = asyncio.create_task(service.run())
+    try:
+        await wait_for(lambda: service.streamer.stats.heartbeats_sent >= 3, 10, "three heartbeats")
+        (session,) = live_sessions(emulator)
+        assert session["counts"]["heartbeats"] >= 2
+        assert session["counts"]["updates_received"] == 0
+    finally:
+        run.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await run
+    assert live_sessions(emulator) == []

@@ -18,7 +18,7 @@ from edge_agent.config import EmulatorSection
 from edge_agent.emulators.archetype import ArchetypeEmulator
 from edge_agent.emulators.atlas import AtlasEmulator
 
-ATLAS_TOKEN = "e2e-atlas-token"
+EMULATOR_ATLAS_CREDENTIAL = "e2e-atlas-token"
 ATAI_KEY = "e2e-atai-key"
 
 
@@ -37,7 +37,7 @@ async def archetype() -> AsyncIterator[ArchetypeEmulator]:
 
 @pytest.fixture
 async def atlas() -> AsyncIterator[AtlasEmulator]:
-    settings = EmulatorSection.model_validate({"atlas_port": 0, "atlas_token": ATLAS_TOKEN})
+    settings = EmulatorSection.model_validate({"atlas_port": 0, "atlas_token": EMULATOR_ATLAS_CREDENTIAL})
     async with AtlasEmulator(settings, seed=7, report_delay=60.0) as emu:
         yield emu
 
@@ -99,7 +99,7 @@ def make_config(
             "lens_url": archetype.base_url,
             "lens_key": ATAI_KEY,
             "atlas_url": atlas.base_url,
-            "atlas_token": ATLAS_TOKEN,
+            "atlas_token": EMULATOR_ATLAS_CREDENTIAL,
         }
         settings.update(overrides)
         return config_toml(**settings)
