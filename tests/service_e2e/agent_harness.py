@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 import tty
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -328,3 +328,7 @@ def outbox_jobs(state_dir: Path) -> dict[tuple[str, str], int]:
     finally:
         con.close()
     return {(kind, state): count for kind, state, count in rows}
+
+
+# What the `run_agent` fixture yields: start an agent subprocess with a config and optional env.
+AgentFactory = Callable[..., Awaitable[AgentProcess]]

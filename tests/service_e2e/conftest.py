@@ -4,7 +4,7 @@ emulators (127.0.0.1, ephemeral ports), a pty for the serial port, a notify sock
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # helpers are imported by name (--import-mode=importlib)
 
-from agent_harness import AgentProcess, NotifySocket, Pty, config_toml
+from agent_harness import AgentFactory, AgentProcess, NotifySocket, Pty, config_toml
 
 from edge_agent.config import EmulatorSection
 from edge_agent.emulators.archetype import ArchetypeEmulator
@@ -59,9 +59,6 @@ async def notify() -> AsyncIterator[NotifySocket]:
         yield sock
     finally:
         await sock.close()
-
-
-AgentFactory = Callable[..., Awaitable[AgentProcess]]
 
 
 @pytest.fixture

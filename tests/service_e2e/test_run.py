@@ -19,8 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from agent_harness import SYSTEM_ID, AgentProcess, NotifySocket, Pty, outbox_jobs, wait_for
-from conftest import AgentFactory
+from agent_harness import SYSTEM_ID, AgentFactory, AgentProcess, NotifySocket, Pty, outbox_jobs, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge_agent.emulators.archetype import ArchetypeEmulator
