@@ -136,28 +136,29 @@ async def _body(request: web.Request, model: type[BaseModel]) -> BaseModel | web
         return _json({"error": "invalid request body", "detail": detail}, status=422)
 
 
-async def _step_start(request: web.Request) -> web.Response:
-    body = await _body(request, StepStart)
+async def _step_call(request: web.Request, model: type[StepStart] | type[StepEnd]) -> web.Response:
+    """Validate the body (422), hand it to the backend, answer its result or 409 on a step conflict."""
+    body = await _body(request, model)
     if isinstance(body, web.Response):
         return body
-    assert isinstance(body, StepStart)
+    backend = request.app[BACKEND_KEY]
     try:
-        answer = await request.app[BACKEND_KEY].start_step(body.name, body.card)
+        if isinstance(body, StepStart):
+            answer = await backend.start_step(body.name, body.card)
+        else:
+            assert isinstance(body, StepEnd)
+            answer = await backend.end_step(body.name, body.verdict)
     except StepStateError as exc:
         return _json({"error": str(exc)}, status=409)
     return _json(dict(answer))
+
+
+async def _step_start(request: web.Request) -> web.Response:
+    return await _step_call(request, StepStart)
 
 
 async def _step_end(request: web.Request) -> web.Response:
-    body = await _body(request, StepEnd)
-    if isinstance(body, web.Response):
-        return body
-    assert isinstance(body, StepEnd)
-    try:
-        answer = await request.app[BACKEND_KEY].end_step(body.name, body.verdict)
-    except StepStateError as exc:
-        return _json({"error": str(exc)}, status=409)
-    return _json(dict(answer))
+    return await _step_call(request, StepEnd)
 
 
 def create_control_app(backend: ControlBackend, metrics: Metrics, token: str | None) -> web.Application:

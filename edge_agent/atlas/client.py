@@ -380,12 +380,7 @@ class AtlasClient:
             "owner": owner,
             "resolution_summary": resolution_summary,
         }
-        body = {k: v for k, v in fields.items() if v is not None}
-        if not body:
-            problems.append("nothing to update")
-        if problems:
-            raise invalid("PATCH", path, problems)
-        return self._model(Issue, await self.call("PATCH", path, json_body=body), "PATCH", path)
+        return self._model(Issue, await self._patch(path, fields, problems), "PATCH", path)
 
     async def find_issue_by_tag(self, tag: str, *, recent: int = 200) -> Issue | None:
         """The newest issue carrying `tag` among the `recent` newest issues (any status), or None.
@@ -496,14 +491,18 @@ class AtlasClient:
             "title": title,
             "description": description,
         }
+        return self._model(Step, await self._patch(path, fields, problems), "PATCH", path)
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    async def _patch(self, path: str, fields: dict[str, Any], problems: list[str]) -> Any:
+        """PATCH only the fields given (None = leave as is); local problems raise before sending."""
         body = {k: v for k, v in fields.items() if v is not None}
         if not body:
             problems.append("nothing to update")
         if problems:
             raise invalid("PATCH", path, problems)
-        return self._model(Step, await self.call("PATCH", path, json_body=body), "PATCH", path)
-
-    # -- plumbing ---------------------------------------------------------------------------------
+        return await self.call("PATCH", path, json_body=body)
 
     async def call(
         self,

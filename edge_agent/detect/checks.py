@@ -223,6 +223,8 @@ class BaselineCheck(ValueCheck):
                 self._learned(robust_stats(self._sampler.samples()))
                 self._sampler = WarmupSampler(2)  # the warm-up buffer is no longer needed
             return None
+        # The same band test as LimitsCheck.observe, inlined on purpose: sharing it through a base-class
+        # call measured 20 % fewer frames/s through the detector (bench/bench_detect.py, 8 ch x 5 rules).
         if value > self.high:
             self.value = value
             self.excursion = value - self.high
