@@ -22,6 +22,7 @@ can ask Atlas whether that issue is still open.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -68,6 +69,10 @@ OPEN_DIR = "open"
 RESTART_NOTE = (
     "Closed by the agent at restart: the process ended while this anomaly was open, so its end and"
     " the evidence after the snapshot are unknown."
+)
+SNAPSHOT_LOST = (
+    "lost: the agent stopped after recording this anomaly but before writing its snapshot; the frames"
+    " were in that process's memory only, this summary is what was kept"
 )
 # Evidence jobs outrank step PATCHes when the outbox must shed (they are what the user buys).
 EVIDENCE_PRIORITY = 10
@@ -161,6 +166,7 @@ class Reporter:
             "evidence_errors": 0,
             "enqueue_errors": 0,
             "recovered_after_crash": 0,
+            "snapshots_lost_at_crash": 0,
         }
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -552,6 +558,26 @@ class Reporter:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
 
+    async def _write_lost_snapshot(self, summary: dict[str, Any]) -> None:
+        """The summary survived the crash in the open record; the frames did not. Upload the summary
+        anyway (with a header-only CSV), so the issue still says what was detected, when and where,
+        and says plainly that the frames are gone, rather than arriving with no evidence at all."""
+        lost = {**summary, "evidence": SNAPSHOT_LOST}
+        started = summary.get("started_mono")
+        try:
+            await write_evidence_async(
+                self.state_dir / SNAPSHOT_DIR,
+                lost,
+                [],
+                t0=float(started) if isinstance(started, int | float) else None,
+            )
+        except (OSError, ValueError) as exc:
+            self.counters["evidence_errors"] += 1
+            log.error("evidence_write_failed", anomaly_id=summary.get("id"), error=str(exc))
+            return
+        self.counters["snapshots_lost_at_crash"] += 1
+        log.warning("reporter_snapshot_lost_at_crash", anomaly_id=summary.get("id"))
+
     async def _has_comment_job(self, marker: str, group: str) -> bool:
         return any(
             job.kind == KIND_COMMENT and job.group == group and job.payload.get("marker") == marker
@@ -569,6 +595,8 @@ class Reporter:
         snapshot = self.state_dir / SNAPSHOT_DIR / "evidence"
         files = [str(snapshot / f"{anomaly_id}.csv"), str(snapshot / f"{anomaly_id}.json")]
         names = [f"{anomaly_id}.open.csv", f"{anomaly_id}.open.json"]
+        if not await asyncio.to_thread(os.path.exists, files[1]):
+            await self._write_lost_snapshot(summary)
         session_fields, session_deps = await self._session_ref()
         title = f"[{self.bench}] {summary.get('description')} ({summary.get('source')})"
         specs = [

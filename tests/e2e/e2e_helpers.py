@@ -235,35 +235,14 @@ def detected_anomalies(state_dir: Path) -> list[str]:
     return ids
 
 
-def snapshots_never_written(state_dir: Path) -> set[str]:
-    """Anomalies whose opening evidence did not exist when its upload ran (the upload job's result
-    lists both files as missing): an agent killed after recording the anomaly but before writing its
-    snapshot. The frames were in that process's memory only; the restart still reports the anomaly
-    (an issue without the snapshot) rather than losing it."""
-    out = set()
-    for job in outbox_jobs(state_dir):
-        names = job["payload"].get("names") or []
-        if job["kind"] != "atlas.upload" or not names or not str(names[0]).endswith(".open.csv"):
-            continue
-        if job["result"] is not None and sorted(job["result"].get("missing", [])) == sorted(names):
-            out.add(str(names[0]).removesuffix(".open.csv"))
-    return out
-
-
-def account(
-    state: dict[str, Any], anomaly_ids: list[str], without_snapshot: set[str] | None = None
-) -> dict[str, Any]:
+def account(state: dict[str, Any], anomaly_ids: list[str]) -> dict[str, Any]:
     """Check, on the Atlas emulator's state, that each anomaly was reported exactly once, with its
     evidence, and that nothing is duplicated. An anomaly's report is its own issue (tagged
     `edge-agent:<id>`, with the snapshot CSV + JSON attached from the run's session), or, when an
     earlier anomaly of the same rule and channel still had an open issue, exactly one repeat comment on
     that issue carrying the `edge-agent:<id>:open` marker and the same two attachments.
 
-    `without_snapshot`: anomalies whose snapshot never existed (`snapshots_never_written`); they must
-    still be reported once, with no attachment.
-
     Returns {anomaly id: (issue uuid, "issue" | "repeat", comment created_at or issue created_at)}."""
-    without_snapshot = without_snapshot or set()
     sessions = {s["session_id"]: s for s in state["sessions"]}
     session_attachments = {a["attachment_id"]: a for s in sessions.values() for a in s.get("attachments", [])}
     by_tag: dict[str, list[dict[str, Any]]] = {}
@@ -292,12 +271,7 @@ def account(
             issue = issues[0]
             assert len(issue["session_ids"]) == 1 and issue["session_ids"][0] in sessions, issue["title"]
             names = sorted(session_attachments[a]["attachment_name"] for a in issue["attachment_ids"])
-            expected = (
-                []
-                if anomaly_id in without_snapshot
-                else [f"{anomaly_id}.open.csv", f"{anomaly_id}.open.json"]
-            )
-            assert names == expected, (anomaly_id, names)
+            assert names == [f"{anomaly_id}.open.csv", f"{anomaly_id}.open.json"], (anomaly_id, names)
             reports[anomaly_id] = (issue["uuid"], "issue", issue["created_at"])
             continue
         carriers = [
@@ -309,9 +283,6 @@ def account(
         assert len(carriers) == 1, f"anomaly {anomaly_id}: no issue and {len(carriers)} repeat comments"
         issue, comment = carriers[0]
         names = sorted(a["attachment_name"] for a in comment["attachments"])
-        expected = (
-            [] if anomaly_id in without_snapshot else [f"{anomaly_id}.open.csv", f"{anomaly_id}.open.json"]
-        )
-        assert names == expected, (anomaly_id, names)
+        assert names == [f"{anomaly_id}.open.csv", f"{anomaly_id}.open.json"], (anomaly_id, names)
         reports[anomaly_id] = (issue["uuid"], "repeat", comment["created_at"])
     return reports

@@ -42,9 +42,9 @@ from e2e_helpers import (
     fault_toml,
     marker_lines,
     outbox_jobs,
-    snapshots_never_written,
 )
 
+from edge_agent.atlas.reporter import SNAPSHOT_LOST
 from edge_agent.config import EmulatorSection
 from edge_agent.emulators.atlas import API_PREFIX, AtlasEmulator
 from edge_agent.emulators.common import Handler
@@ -216,18 +216,19 @@ async def test_sigkill_during_reporting_loses_nothing_duplicates_nothing(
     not_done = [(j["id"], j["kind"], j["state"], j["failure"]) for j in jobs if j["state"] != "done"]
     assert not_done == [], context
     anomalies = detected_anomalies(state_dir)
-    # An agent killed between recording an anomaly and writing its snapshot leaves no snapshot to
-    # upload: the restart reports the anomaly anyway (its recovered issue job), without attachments.
-    # Only that case may lack them, and only through the restart's path.
-    without_snapshot = snapshots_never_written(state_dir)
+    # Exactly one report each, with its two snapshot attachments; no duplicate issue or comment.
+    reports = account(state, anomalies)
+    # An agent killed between recording an anomaly and writing its snapshot lost the frames, not the
+    # summary: the restart uploads the summary with a header-only CSV (the recovered issue job). Only
+    # that path may upload a lost snapshot.
+    summaries = {anomaly_id: _evidence_summary(atlas, state, anomaly_id) for anomaly_id in anomalies}
+    lost = {anomaly for anomaly, summary in summaries.items() if summary.get("evidence") == SNAPSHOT_LOST}
     recovered = {
         j["payload"]["anomaly_id"]
         for j in jobs
         if j["kind"] == "atlas.issue" and j["payload"]["lookup_first"]
     }
-    assert without_snapshot <= recovered, (without_snapshot - recovered, context)
-    # Exactly one report each, with all its attachments; no duplicate issue or comment.
-    reports = account(state, anomalies, without_snapshot)
+    assert lost <= recovered, (lost - recovered, context)
 
     # Every anomaly was closed in Atlas exactly once: its closing narrative (with the full evidence),
     # or, when it was open at a SIGKILL, the restart's "agent restarted" closing note.
@@ -238,8 +239,7 @@ async def test_sigkill_during_reporting_loses_nothing_duplicates_nothing(
     # The oracle's check: each fault that began while an agent was reading, far enough from its kill,
     # is among the detected anomalies (same channel, start within the pacing/reading lag).
     starts: dict[str, list[float]] = {}
-    for anomaly_id in anomalies:
-        summary = _evidence_summary(atlas, state, anomaly_id)
+    for summary in summaries.values():
         starts.setdefault(str(summary["channel"]), []).append(float(summary["started_wall"]))
     oracle = sim.records("fault")
     observable = [
@@ -263,6 +263,6 @@ async def test_sigkill_during_reporting_loses_nothing_duplicates_nothing(
         f"kills={KILLS} after_up={kills_after_up} faults={len(oracle)} observable={len(observable)}"
         f" detected={len(anomalies)} issues={sum(r[1] == 'issue' for r in reports.values())}"
         f" repeats={sum(r[1] == 'repeat' for r in reports.values())}"
-        f" recovered_at_restart={len(recovered)} without_snapshot={len(without_snapshot)}"
+        f" recovered_at_restart={len(recovered)} snapshot_lost={len(lost)}"
         f" closed_by_test={closed} seed={seed}"
     )

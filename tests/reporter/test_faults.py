@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
-from reporter_helpers import Bench, Clock, fault, issues, make_bench, sessions, wait_for
+from reporter_helpers import TOKEN, Bench, Clock, fault, issues, make_bench, sessions, wait_for
 
-from edge_agent.atlas.reporter import OPEN_DIR, REPORTER_DIR
+from edge_agent.atlas.reporter import OPEN_DIR, REPORTER_DIR, SNAPSHOT_LOST
+from edge_agent.config import EmulatorSection
 from edge_agent.detect import AnomalyOpened
 from edge_agent.emulators.atlas import AtlasEmulator
 
@@ -35,10 +37,12 @@ def _assert_once_with_evidence(emulator: AtlasEmulator, ids: list[str]) -> None:
         assert len(issue["comments"][1]["attachments"]) == 2
 
 
-async def _settle(bench: Bench, emulator: AtlasEmulator, ids: list[str], within: float = 15.0) -> None:
+async def _settle(
+    bench: Bench, emulator: AtlasEmulator, ids: list[str], within: float = 15.0, comments: int = 2
+) -> None:
     def done() -> bool:
         found = issues(emulator)
-        return len(found) == len(ids) and all(len(i["comments"]) == 2 for i in found)
+        return len(found) == len(ids) and all(len(i["comments"]) == comments for i in found)
 
     loop = asyncio.get_running_loop()
     end = loop.time() + within
@@ -175,4 +179,42 @@ async def test_killed_after_queuing_the_close_comment_makes_no_second_one(
     closing = [c for c in issue["comments"] if f"edge-agent:{opened.anomaly.id}:close" in c["content"]]
     assert len(closing) == 1
     assert not record.exists()
+    await again.stop()
+
+
+async def test_killed_before_the_snapshot_was_written_still_uploads_the_summary(
+    emulator: AtlasEmulator, tmp_path: Path
+) -> None:
+    """A SIGKILL after the open record is written but before the snapshot and the open batch: the
+    frames died with the process, the summary did not. The restart reports the anomaly with the
+    summary uploaded (and a header-only CSV), saying the frames were lost, not with no evidence."""
+    settings = EmulatorSection.model_validate({"host": "127.0.0.1", "atlas_port": 0, "atlas_token": TOKEN})
+    async with AtlasEmulator(settings, seed=8) as elsewhere:  # the first life reports nowhere we look
+        first = await make_bench(elsewhere, tmp_path / "first")
+        await first.idle(3.0)
+        (opened,) = [e for e in await first.feed([fault()] * 5) if isinstance(e, AnomalyOpened)]
+        anomaly_id = opened.anomaly.id
+        record = json.loads((tmp_path / "first" / REPORTER_DIR / OPEN_DIR / f"{anomaly_id}.json").read_text())
+        record["issue_job"] = None  # as first written, before the open batch was enqueued
+        await first.outbox.close()
+        await first.client.close()
+    state_dir = tmp_path / "second"
+    (state_dir / REPORTER_DIR / OPEN_DIR).mkdir(parents=True)
+    (state_dir / REPORTER_DIR / OPEN_DIR / f"{anomaly_id}.json").write_text(json.dumps(record))
+    again = await make_bench(emulator, state_dir)
+    # The opening comment's text came from the lost process; the restart posts the closing note only.
+    await _settle(again, emulator, [anomaly_id], comments=1)
+    (issue,) = issues(emulator)
+    assert f"edge-agent:{anomaly_id}" in issue["tags"]
+    by_id = {a["attachment_id"]: a["attachment_name"] for s in sessions(emulator) for a in s["attachments"]}
+    by_name = {by_id[i]: i for i in issue["attachment_ids"]}
+    assert sorted(by_name) == [f"{anomaly_id}.open.csv", f"{anomaly_id}.open.json"]
+    document = json.loads(emulator.attachment_bytes(by_name[f"{anomaly_id}.open.json"]))
+    assert document["anomaly"]["id"] == anomaly_id and document["anomaly"]["channel"] == "supply_v"
+    assert document["anomaly"]["evidence"] == SNAPSHOT_LOST
+    assert document["evidence"]["frames"] == 0
+    csv_text = emulator.attachment_bytes(by_name[f"{anomaly_id}.open.csv"]).decode()
+    assert len(csv_text.splitlines()) == 1  # the header, no invented frames
+    assert again.reporter.counters["snapshots_lost_at_crash"] == 1
+    assert "agent restarted" in issue["comments"][-1]["content"]
     await again.stop()
