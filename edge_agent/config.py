@@ -161,6 +161,14 @@ class LensSection(Section):
     status_poll_interval: Duration = 1.0
     connect_timeout: Duration = 10.0
     read_timeout: Duration = 30.0
+    reap_unknown_creates: bool = Field(
+        True,
+        description="After a session create whose answer was lost, destroy the session it may have made"
+        " (same lens, registered at that time, no client connected).",
+    )
+    clock_skew: Duration = Field(
+        60.0, description="Allowed difference between this host's clock and the lens service's (that match)."
+    )
     anomaly_labels: list[str] = Field(default_factory=lambda: ["fault"])
     min_score: float | None = None
     anomaly_severity: Literal["low", "medium", "high"] = "high"

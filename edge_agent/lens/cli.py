@@ -3,7 +3,8 @@
   edge-agent lens list                 lenses visible to the key
   edge-agent lens sessions             the org's sessions with their status (org-wide, not only ours)
   edge-agent lens destroy SESSION_ID   destroy one session (frees its runner slot)
-  edge-agent lens cleanup              destroy the sessions this agent recorded in its state dir
+  edge-agent lens cleanup              destroy the sessions this agent recorded in its state dir, and
+                                       those made by its creates whose answer was lost
                                        (do not run it beside a running agent: it would end its session)
 
 Exit codes: 0 done, 1 the API failed, 77 the key was refused, 78 bad configuration.
@@ -20,6 +21,7 @@ from typing import Any
 from edge_agent.config import ConfigError, EdgeAgentConfig, config_path_from, load_config
 from edge_agent.lens.client import LensClient
 from edge_agent.lens.errors import LensAuthError, LensError, LensNotFound
+from edge_agent.lens.lifecycle import LifecycleSettings, SessionLifecycle
 from edge_agent.lens.status import parse_status
 from edge_agent.lens.store import SessionStore
 
@@ -82,7 +84,7 @@ async def _run(args: argparse.Namespace, config: EdgeAgentConfig) -> int:
             targets = [args.session_id]
         else:
             targets = [record.session_id for record in store.load().sessions]
-            if not targets:
+            if not targets and not store.load().pending_creates:
                 print("no recorded sessions")
                 return 0
         failed = 0
@@ -99,7 +101,33 @@ async def _run(args: argparse.Namespace, config: EdgeAgentConfig) -> int:
                 failed += 1
                 continue
             store.remove_session(session_id)
+        if args.lens_command == "cleanup":
+            failed += await _reap_unknown_creates(client, store, config)
         return 1 if failed else 0
+
+
+async def _reap_unknown_creates(client: LensClient, store: SessionStore, config: EdgeAgentConfig) -> int:
+    """Sessions made by creates whose answer was lost (see lens/lifecycle.py); 1 while such creates
+    remain on file (the search failed, or a create is too recent to be sure of)."""
+    if not store.load().pending_creates:
+        return 0
+    lens = config.lens
+    lifecycle = SessionLifecycle(
+        client,
+        store,
+        LifecycleSettings(
+            lens_id=lens.lens_id or "(none)",  # only the pending records' own lens ids are matched
+            reap_unknown_creates=lens.reap_unknown_creates,
+            clock_skew=lens.clock_skew,
+            create_timeout=lens.connect_timeout + lens.read_timeout,
+        ),
+    )
+    for session_id in await lifecycle.reap_unknown_creates():
+        print(f"destroyed {session_id} (made by a create whose answer was lost)")
+    if lifecycle.unknown_creates_pending:
+        print("creates of unknown outcome remain on file: run cleanup again in a minute", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _print(

@@ -1,9 +1,18 @@
 """Lens session lifecycle: leftovers of an earlier run, lens registration, create, wait for
 RUNNING, durable record, destroy.
 
-Order matters for orphans (each holds one of the account's few runner slots): the session id is
-recorded the moment create answers, before anything can go wrong, and unrecorded only after
-destroy succeeded or the server said it does not know the session.
+Order matters for orphans (each holds one of the account's few runner slots, some accounts have
+one): the session id is recorded the moment create answers, before anything can go wrong, and
+unrecorded only after destroy succeeded or the server said it does not know the session.
+
+A create whose answer is lost (read timeout, reset, 5xx, unreadable reply, a crash during the call)
+may still have made a session, and its id is unknown. So the create is recorded as pending before it
+is sent; while unknown creates are pending, the org's session list is searched for sessions of the
+same lens registered in their time span (give or take `clock_skew`), not ours and with no client
+connected, and those are destroyed. INFERRED: the service offers no idempotency key or client tag on
+create (research/archetype-protocol.md), so time and lens are all there is to match on; an agent
+sharing its lens with another agent's brand-new session could end it. `reap_unknown_creates = false`
+turns the search off.
 """
 
 from __future__ import annotations
@@ -12,12 +21,20 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from edge_agent.backoff import Backoff
 from edge_agent.lens.client import NO_RETRY, LensClient, RetryPolicy, SessionInfo
-from edge_agent.lens.errors import LensAuthError, LensError, LensNotFound
-from edge_agent.lens.status import SessionStatus
-from edge_agent.lens.store import LensRecord, SessionRecord, SessionStore, StateFileError
+from edge_agent.lens.errors import (
+    LensAuthError,
+    LensError,
+    LensNotFound,
+    LensProtocolError,
+    LensServerError,
+    LensTransportError,
+)
+from edge_agent.lens.status import SessionStatus, status_of
+from edge_agent.lens.store import LensRecord, PendingCreate, SessionRecord, SessionStore, StateFileError
 from edge_agent.logs import get_logger
 
 log = get_logger(__name__)
@@ -38,6 +55,9 @@ class LifecycleSettings:
     status_poll_interval: float = 1.0
     retry_base: float = 1.0
     retry_cap: float = 60.0
+    reap_unknown_creates: bool = True
+    clock_skew: float = 60.0  # between this host's clock and the service's registration_timestamp
+    create_timeout: float = 40.0  # the longest a create can be outstanding (connect + read timeouts)
 
 
 @dataclass(slots=True)
@@ -47,6 +67,8 @@ class LifecycleStats:
     destroyed: int = 0
     leftovers_destroyed: int = 0
     replaced: int = 0
+    unknown_creates: int = 0
+    orphans_destroyed: int = 0
 
 
 class SessionLifecycle:
@@ -71,6 +93,9 @@ class SessionLifecycle:
         self._sleep = sleep
         self._lens_id = settings.lens_id
         self.backoff = Backoff(base=settings.retry_base, cap=settings.retry_cap, jitter=1.0)
+        # Unknown creates may be on file (a crash during a create): look until a search settles them.
+        self.unknown_creates_pending = True
+        self._in_flight: PendingCreate | None = None
 
     async def destroy_leftovers(self) -> list[str]:
         """Destroy sessions (and delete lenses) recorded by an earlier run that did not end cleanly.
@@ -86,10 +111,67 @@ class SessionLifecycle:
             if await self._destroy(record.session_id, reason="leftover of an earlier run"):
                 destroyed.append(record.session_id)
                 self.stats.leftovers_destroyed += 1
+        destroyed += await self.reap_unknown_creates()
         for lens in state.lenses:
             if lens.lens_id != self._lens_id:
                 await self._delete_lens(lens.lens_id)
         return destroyed
+
+    async def reap_unknown_creates(self) -> list[str]:
+        """Destroy sessions made by creates whose answer was lost (module doc). A pending create is
+        settled once a search ran after the service must have answered it and every match is gone."""
+        if not self.settings.reap_unknown_creates or not self.unknown_creates_pending:
+            return []
+        try:
+            state = self.store.load()
+        except StateFileError as exc:
+            log.error("lens_state_file_unreadable", error=str(exc))
+            return []
+        pending = [p for p in state.pending_creates if p != self._in_flight]
+        if not pending:
+            self.unknown_creates_pending = False
+            return []
+        try:
+            listed = await self.client.list_sessions()
+        except LensAuthError:
+            raise
+        except LensError as exc:
+            log.warning("lens_orphan_search_failed", error=str(exc), unknown_creates=len(pending))
+            return []
+        ours = {record.session_id for record in state.sessions} | {self.opening}
+        destroyed: list[str] = []
+        failed = False
+        candidates = orphans_of_unknown_creates(
+            listed,
+            pending,
+            ours,
+            listed_at=self._wall(),
+            clock_skew=self.settings.clock_skew,
+            create_timeout=self.settings.create_timeout,
+        )
+        for session_id in candidates:
+            if await self._destroy(session_id, reason="made by a create whose answer was lost"):
+                destroyed.append(session_id)
+                self.stats.orphans_destroyed += 1
+            else:
+                failed = True
+        now = self._wall()
+        settled = [] if failed else [p for p in pending if now >= p.until + self.settings.create_timeout]
+        if settled:
+            self.store.remove_pending_creates(settled)
+        self.unknown_creates_pending = len(settled) < len(pending)
+        return destroyed
+
+    async def reap_until_settled(self, interval: float) -> None:
+        """While unknown creates are pending (the service may register a late create after the first
+        search), search again every `interval` seconds. Runs beside streaming; bounded by settling."""
+        while self.settings.reap_unknown_creates and self.unknown_creates_pending:
+            await self._sleep(interval)
+            try:
+                await self.reap_unknown_creates()
+            except LensAuthError as exc:
+                log.error("lens_orphan_search_refused", error=str(exc))
+                return
 
     async def lens_id(self) -> str:
         """The configured lens, or the one registered from the config block (once per run)."""
@@ -109,7 +191,8 @@ class SessionLifecycle:
         while True:
             try:
                 lens_id = await self.lens_id()
-                info = await self.client.create_session(lens_id, retry=NO_RETRY)
+                await self.reap_unknown_creates()
+                info = await self._create(lens_id)
             except LensError as exc:
                 if isinstance(exc, LensAuthError) or not exc.retryable:
                     raise
@@ -117,7 +200,10 @@ class SessionLifecycle:
                 await self._wait_before_retry("lens_session_create_failed", exc)
                 continue
             try:
-                self.store.add_session(SessionRecord(info.session_id, info.lens_id, self._wall()))
+                self.store.add_session(
+                    SessionRecord(info.session_id, info.lens_id, self._wall()), resolves=self._in_flight
+                )
+                self._in_flight = None
             except OSError:
                 # Unrecorded, a crash would orphan it: give the runner slot back rather than stream.
                 await self._destroy(info.session_id, reason="could not be recorded")
@@ -139,6 +225,24 @@ class SessionLifecycle:
                 continue
             self.opening = None
             return info
+
+    async def _create(self, lens_id: str) -> SessionInfo:
+        """One create, recorded as pending before it is sent (module doc)."""
+        now = self._wall()
+        pending = PendingCreate(lens_id, now, now, in_flight=True)
+        self.store.add_pending_create(pending)
+        self._in_flight = pending
+        try:
+            return await self.client.create_session(lens_id, retry=NO_RETRY)
+        except LensError as exc:
+            unknown = isinstance(exc, LensTransportError | LensServerError | LensProtocolError)
+            self._in_flight = None
+            self.store.settle_pending_create(pending, outcome_known=not unknown)
+            if unknown:
+                self.stats.unknown_creates += 1
+                self.unknown_creates_pending = True
+                log.warning("lens_session_create_outcome_unknown", lens_id=lens_id, error=str(exc))
+            raise
 
     async def _wait_before_retry(self, event: str, exc: LensError) -> None:
         delay = self.backoff.next_delay()
@@ -220,3 +324,53 @@ class SessionLifecycle:
             return
         self.store.remove_lens(lens_id)
         log.info("lens_deleted", lens_id=lens_id)
+
+
+def orphans_of_unknown_creates(
+    listed: list[dict[str, Any]],
+    pending: list[PendingCreate],
+    ours: set[str | None],
+    *,
+    listed_at: float,
+    clock_skew: float,
+    create_timeout: float,
+) -> list[str]:
+    """Sessions of the org's list that a pending create may have made: same lens, registered within
+    the creates' span (plus the longest a create can be outstanding, give or take `clock_skew`), not
+    recorded by us, not ended, no client connected when the list says so. Pure; sans-I/O."""
+    out: list[str] = []
+    for item in listed:
+        session_id = item.get("session_id")
+        if not isinstance(session_id, str) or session_id in ours or status_of(item).is_terminal:
+            continue
+        registered = _registered_at(item, listed_at)
+        if registered is None:
+            continue  # nothing to match on: never destroy a session on a guess
+        if not any(
+            p.lens_id == item.get("lens_id")
+            and p.since - clock_skew <= registered <= p.until + create_timeout + clock_skew
+            for p in pending
+        ):
+            continue
+        connections = _number(item.get("num_active_connections"))
+        if connections is not None and connections > 0:
+            log.warning("lens_orphan_candidate_in_use", session_id=session_id, kept=True)
+            continue
+        out.append(session_id)
+    return out
+
+
+def _registered_at(item: dict[str, Any], listed_at: float) -> float | None:
+    """The full record carries `registration_timestamp`; the documented list item only
+    `session_duration_sec` (INFERRED: counted from registration), which gives it on our own clock."""
+    registered = _number(item.get("registration_timestamp"))
+    if registered is not None:
+        return registered
+    duration = _number(item.get("session_duration_sec"))
+    return listed_at - duration if duration is not None else None
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)

@@ -32,6 +32,7 @@ log = get_logger(__name__)
 
 SHUTDOWN_DESTROY_TIMEOUT = 10.0
 STABLE_CONNECTION_SECONDS = 10.0  # a connection that lasted this long resets the reconnect backoff
+ORPHAN_SEARCH_INTERVAL = 5.0  # while a lost create's session may still appear in the org's list
 
 
 class LensService:
@@ -64,6 +65,9 @@ class LensService:
                 register_config=dict(register.lens_config) if register else None,
                 ready_timeout=config.ready_timeout,
                 status_poll_interval=config.status_poll_interval,
+                reap_unknown_creates=config.reap_unknown_creates,
+                clock_skew=config.clock_skew,
+                create_timeout=config.connect_timeout + config.read_timeout,
             ),
         )
         self.windower = Windower(
@@ -118,7 +122,17 @@ class LensService:
             while True:
                 self.session = await self.lifecycle.open()
                 self.sessions_opened += 1
-                gone = await self._stream_session(self.session)
+                reaper = (
+                    asyncio.create_task(self.lifecycle.reap_until_settled(ORPHAN_SEARCH_INTERVAL))
+                    if self.lifecycle.unknown_creates_pending
+                    else None
+                )
+                try:
+                    gone = await self._stream_session(self.session)
+                finally:
+                    if reaper is not None:
+                        reaper.cancel()
+                        await asyncio.gather(reaper, return_exceptions=True)
                 log.warning("lens_session_lost", session_id=self.session.session_id, reason=gone)
                 self.running.clear()
                 await self.lifecycle.close(self.session.session_id)

@@ -12,7 +12,7 @@ from lens_helpers import LENS_ID, live_sessions, runner_toml
 
 from edge_agent.emulators.archetype import ArchetypeEmulator
 from edge_agent.lens.client import LensClient
-from edge_agent.lens.store import SessionRecord, SessionStore
+from edge_agent.lens.store import PendingCreate, SessionRecord, SessionStore
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,3 +67,26 @@ async def test_lens_command_errors(emulator: ArchetypeEmulator, tmp_path: Path) 
     assert code == 77 and "refused the API key" in err and "wrong-key-123" not in err
     code, _, err = await edge_agent("lens", "--config", str(tmp_path / "missing.toml"), "list")
     assert code == 78 and "missing.toml" in err
+
+
+async def test_cleanup_destroys_what_a_lost_create_made(emulator: ArchetypeEmulator, tmp_path: Path) -> None:
+    """A create sent 10 s ago whose answer never came (on file as pending): cleanup finds the session
+    it made in the org's list and destroys it; a session of another lens made then is left alone."""
+    state_dir = tmp_path / "state"
+    config = tmp_path / "agent.toml"
+    config.write_text(runner_toml(emulator.base_url, emulator.api_key, str(state_dir)))
+    sent = time.time() - 10.0  # older than connect + read timeouts (7 s): the search settles it
+    SessionStore(state_dir).add_pending_create(PendingCreate(LENS_ID, sent, sent, in_flight=True))
+    async with LensClient(emulator.base_url, emulator.api_key) as client:
+        lost = await client.create_session(LENS_ID)
+        other_lens = await client.register_lens("another-bench", {})
+        unrelated = await client.create_session(other_lens)
+        code, out, err = await edge_agent("lens", "--config", str(config), "cleanup")
+        assert code == 0, err
+        assert f"destroyed {lost.session_id} (made by a create whose answer was lost)" in out
+        assert [s["session_id"] for s in live_sessions(emulator)] == [unrelated.session_id]
+        assert SessionStore(state_dir).load().pending_creates == []
+        code, out, _ = await edge_agent("lens", "--config", str(config), "cleanup")
+        assert code == 0 and "no recorded sessions" in out
+        await client.destroy_session(unrelated.session_id)
+        await client.delete_lens(other_lens)
