@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextvars
 import os
 import re
+import string
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -176,6 +177,29 @@ class LensSection(Section):
     anomaly_clear_after: Duration = 2.0
 
 
+# Anomaly fields a description block template may name (the evidence summary's, plus the issue title).
+DESCRIPTION_FIELDS = (
+    "id", "bench", "run_id", "title", "rule_id", "source", "channel", "kind", "description", "severity",
+    "priority", "measure", "threshold", "peak_value", "peak_excursion", "samples", "started_at", "opened_at",
+    "peak_at", "label", "scores",
+)  # fmt: skip
+
+
+def _template_fields(value: Any) -> list[str]:
+    """Every `{field}` named by the strings of a block template (nested tables and arrays too)."""
+    if isinstance(value, str):
+        names = []
+        for _, field_name, _, _ in string.Formatter().parse(value):
+            if field_name is not None:
+                names.append(re.split(r"[.\[]", field_name, maxsplit=1)[0])
+        return names
+    if isinstance(value, dict):
+        return [name for item in value.values() for name in _template_fields(item)]
+    if isinstance(value, list):
+        return [name for item in value for name in _template_fields(item)]
+    return []
+
+
 class AtlasSection(Section):
     enabled: bool = True
     url: str | None = Field(
@@ -187,6 +211,25 @@ class AtlasSection(Section):
     connect_timeout: Duration = 10.0
     read_timeout: Duration = 30.0
     upload_timeout: Duration = 120.0
+    description_blocks: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Issue description blocks; strings are templates of anomaly fields ({channel}, ...)."
+        " Empty sends []. INFERRED: the block grammar is not public.",
+    )
+
+    @field_validator("description_blocks")
+    @classmethod
+    def _known_template_fields(cls, blocks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        try:
+            names = _template_fields(blocks)
+        except ValueError as exc:  # an unbalanced brace
+            raise ValueError(f"not a template: {exc}") from None
+        unknown = sorted({name for name in names if name not in DESCRIPTION_FIELDS})
+        if "" in unknown:
+            raise ValueError("a template uses {} without a field name")
+        if unknown:
+            raise ValueError(f"unknown field(s) {unknown}; known: {', '.join(DESCRIPTION_FIELDS)}")
+        return blocks
 
     @property
     def api_base(self) -> str:

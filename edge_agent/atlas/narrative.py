@@ -82,6 +82,29 @@ def issue_tags(anomaly: Anomaly, bench: str) -> list[str]:
     return list(dict.fromkeys(t for t in tags if t))
 
 
+def render_description(blocks: Sequence[Mapping[str, Any]], fields: Mapping[str, Any]) -> list[Any]:
+    """The configured description blocks with every string formatted from the anomaly's fields
+    (`atlas.description_blocks`; names checked when the config loads). A field without a value (a
+    lens anomaly has no threshold) renders empty, never as `None`. No blocks: `[]`, the only value
+    the public docs show."""
+    values = {name: "" if value is None else value for name, value in fields.items()}
+    return [_render(block, values) for block in blocks]
+
+
+def _render(value: Any, fields: Mapping[str, Any]) -> Any:
+    if isinstance(value, str):
+        try:
+            return value.format_map(fields)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError):
+            # e.g. `{threshold:.2f}` on a lens anomaly (no threshold): keep the template, not lose the issue
+            return value
+    if isinstance(value, Mapping):
+        return {key: _render(item, fields) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_render(item, fields) for item in value]
+    return value
+
+
 def iso(wall: float | None) -> str | None:
     if wall is None or not math.isfinite(wall):
         return None

@@ -44,6 +44,7 @@ from edge_agent.atlas.narrative import (
     issue_title,
     opening_comment,
     part_comment,
+    render_description,
     run_title,
 )
 from edge_agent.config import EdgeAgentConfig
@@ -310,13 +311,15 @@ class Reporter:
             deps=session_deps,
             priority=EVIDENCE_PRIORITY,
         )
+        title = issue_title(anomaly, self.bench)
         issue = JobSpec(
             KIND_ISSUE,
             self._issues_group(),
             {
                 "anomaly_id": anomaly.id,
-                "title": issue_title(anomaly, self.bench),
-                "description": [],  # the block grammar is not public (research/atlas-api.md)
+                "title": title,
+                # [] unless blocks are configured: the grammar is not public (research/atlas-api.md)
+                "description": self._description(summary, title),
                 "priority": anomaly.priority,
                 "tags": issue_tags(anomaly, self.bench),
                 "repeat": repeat,
@@ -607,7 +610,7 @@ class Reporter:
                 {
                     "anomaly_id": anomaly_id,
                     "title": title,
-                    "description": [],
+                    "description": self._description(summary, title),
                     "priority": summary.get("priority"),
                     "tags": [
                         t for t in (self.bench, summary.get("channel") or "lens", summary.get("rule_id")) if t
@@ -630,6 +633,9 @@ class Reporter:
         return ids[1]
 
     # -- reading ------------------------------------------------------------------------------------
+
+    def _description(self, summary: dict[str, Any], title: str) -> list[Any]:
+        return render_description(self.config.atlas.description_blocks, {**summary, "title": title})
 
     def _summary(self, anomaly: Anomaly, **extra: Any) -> dict[str, Any]:
         run_id = self.run.run_id if self.run is not None else None

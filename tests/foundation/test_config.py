@@ -75,6 +75,12 @@ def test_config_path_precedence() -> None:
         ("[[rules]]\nchannel='v'\nkind='limits'\n", "rules[0]", "needs min or max"),
         ("[[rules]]\nchannel='v'\nkind='limits'\nmin=1\nhold='soon'\n", "rules[0].hold", "not a duration"),
         ("[control]\nlisten='nowhere'\n", "control.listen", "HOST:PORT"),
+        (
+            "[[atlas.description_blocks]]\ntype='p'\ntext='{chanel} high'\n",
+            "atlas.description_blocks",
+            "unknown field(s) ['chanel']",
+        ),
+        ("[[atlas.description_blocks]]\ntext='{channel'\n", "atlas.description_blocks", "not a template"),
         ("[agent\n", "(syntax)", "line 1"),
     ],
 )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from reporter_helpers import TOKEN, Bench, fault, files_containing, issues, make_bench, sessions, wait_for
 
+from edge_agent.config import DESCRIPTION_FIELDS
 from edge_agent.detect import AnomalyClosed, AnomalyOpened
 from edge_agent.emulators.atlas import AtlasEmulator
 
@@ -103,3 +104,34 @@ async def test_repeat_while_open_comments_then_new_issue_after_resolve(
     await wait_for(lambda: len(issues(emulator)[1]["comments"]) == 2)
     await bench.stop()
     assert len(sessions(emulator)) == 1
+
+
+async def test_configured_description_blocks_are_filled_from_the_anomaly(
+    emulator: AtlasEmulator, tmp_path: Path
+) -> None:
+    """`atlas.description_blocks`: strings are templates of the anomaly's fields; the block's shape is
+    the user's (the grammar is not public), sent as configured."""
+    blocks = [
+        {"type": "heading", "text": "{title}"},
+        {
+            "type": "paragraph",
+            "text": "{channel} on {bench}: peak {peak_value} ({measure}), {threshold}",
+            "meta": {"anomaly": "{id}", "severity": "{severity}", "level": 2},
+        },
+        {"type": "list", "items": ["started {started_at}", "lens label: {label}"]},
+        {"type": "every-field", "text": " ".join(f"{{{name}}}" for name in DESCRIPTION_FIELDS)},
+    ]
+    bench = await make_bench(emulator, tmp_path, atlas={"description_blocks": blocks})
+    anomaly_id = await _one_fault(bench)
+    await bench.outbox.drain(10.0)
+    await wait_for(lambda: len(issues(emulator)) == 1)
+    (issue,) = issues(emulator)
+    heading, paragraph, items, every = issue["description"]
+    unrendered = [name for name in DESCRIPTION_FIELDS if f"{{{name}}}" in every["text"]]
+    assert unrendered == [] and anomaly_id in every["text"]  # every documented field renders
+    assert heading == {"type": "heading", "text": issue["title"]}
+    assert paragraph["text"] == "supply_v on bench-07: peak 13.5 (value), max 12.6"
+    assert paragraph["meta"] == {"anomaly": anomaly_id, "severity": "high", "level": 2}
+    assert items["type"] == "list" and items["items"][0].startswith("started 20")
+    assert items["items"][1] == "lens label: "  # a limits anomaly has no label: empty, not "None"
+    await bench.stop()
