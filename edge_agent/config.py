@@ -148,6 +148,11 @@ class LensSection(Section):
         "hold", description="A missing/NaN value: repeat the last value, use 0, or drop the sample."
     )
     scaling: dict[str, ChannelScale] = Field(default_factory=dict, description="Fixed z-score per channel.")
+    max_gap: Duration = Field(
+        0.0,
+        ge=0,
+        description="A pause between frames longer than this starts a new window (0: only a dropout does).",
+    )
     max_windows_per_second: float = Field(1.0, gt=0)
     max_in_flight: int = Field(20, ge=1)
     queue_windows: int = Field(

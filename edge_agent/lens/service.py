@@ -77,7 +77,7 @@ class LensService:
             config.step_size,
             missing=config.missing,
             scaling={name: Scale(s.mean, s.std) for name, s in config.scaling.items()},
-            max_gap=max_gap,
+            max_gap=max_gap if max_gap is not None else config.max_gap,
         )
         self.pacer: WindowPacer[Window] = WindowPacer(
             config.max_windows_per_second, config.max_in_flight, config.queue_windows

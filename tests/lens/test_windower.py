@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge_agent.config import LensSection
 from edge_agent.frames import Frame, LinkEvent, LinkState, SerialEvent, StepEdge, StepMarker
+from edge_agent.lens.service import LensService
 from edge_agent.lens.windower import Scale, Window, Windower
 
 CHANNELS = ("a", "b", "c")
@@ -91,6 +94,15 @@ def test_time_gap_resets_and_other_sources_are_ignored() -> None:
     assert [x.data[0] for x in out] == []  # 1.0 was cut off by the gap; 99.0 by the next gap
     out = w.feed([frame(20001, {"a": 4.0})])
     assert [x.data[0] for x in out] == [[3.0, 4.0]]
+
+
+@pytest.mark.parametrize(("configured", "expected"), [("500ms", 0.5), ("0s", None)])
+def test_lens_max_gap_comes_from_the_config(tmp_path: Path, configured: str, expected: float | None) -> None:
+    section = LensSection.model_validate(
+        {"api_key": "k", "lens_id": "lns-x", "channels": ["a"], "max_gap": configured}
+    )
+    service = LensService(section, tmp_path, lambda _: None, source="bench")
+    assert service.windower.max_gap == expected
 
 
 def test_bad_configuration_is_refused() -> None:
