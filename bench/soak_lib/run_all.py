@@ -251,6 +251,8 @@ def notes(runs: list[dict[str, Any]]) -> list[str]:
         return []
     detector_cost = 100.0 * 5000 / statistics.median(detect)
     reader = statistics.median(reader_3m)
+    whole = statistics.median(agent_3m)
+    detect_rate = statistics.median(detect)
     return [
         "",
         "## Notes",
@@ -258,9 +260,9 @@ def notes(runs: list[dict[str, Any]]) -> list[str]:
         "- Whole-agent CPU at 3 Mbaud equivalent: the < 5 % target is the serial reader's (issue 2, at"
         f" 921,600 baud), and the reader meets it at 3 Mbaud too ({reader:.2f} % median). The whole agent"
         " also runs every frame through the detector, the evidence ring and the lens windower: the"
-        f" whole-agent median is {statistics.median(agent_3m):.2f} %, {statistics.median(agent_3m) - reader:.2f}"
+        f" whole-agent median is {whole:.2f} %, {whole - reader:.2f}"
         " points above the reader alone. For scale, the detector benchmark's heavier set-up (8 channels x 5"
-        f" rules, {statistics.median(detect):,.0f} frames/s) would cost {detector_cost:.1f} % of a core on its"
+        f" rules, {detect_rate:,.0f} frames/s) would cost {detector_cost:.1f} % of a core on its"
         " own at 5,000 frames/s. A 5 % budget for the whole agent at 3 Mbaud would need per-read (not"
         " per-frame) detection; at 921,600 baud it is met.",
         "- 'An hour of anomalies': 1,800 out-of-limits excursions written as fast as the agent debounces"
