@@ -122,11 +122,14 @@ class Outbox:
         while True:
             if not self._tasks and not self._claiming:
                 left = end - loop.time()
-                paused_past_end = self._pause_until - self._clock() > left
+                # Read the clock before asking what is ready: a job that comes due between the two
+                # questions is then either ready or still counted as due later, never neither (that
+                # gap once ended a drain with a retry 60 ms away).
+                now = self._clock()
+                paused_past_end = self._pause_until - now > left
                 if paused_past_end or not await self._call(self._store.has_ready):
                     # A job backing off after a transient failure (a 503, a dropped connection) is
                     # retried if its turn comes before the end: a short outage at shutdown loses nothing.
-                    now = self._clock()
                     due = await self._call(self._store.next_due, now)
                     if due is None:
                         return True
