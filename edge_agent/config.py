@@ -285,6 +285,51 @@ class EvidenceSection(Section):
     max_duration: Duration = 300.0
 
 
+GroupBy = Literal["bench", "source", "channels"]
+
+
+class IncidentsSection(Section):
+    """How related anomalies become one incident (one Atlas issue): see edge_agent/incidents/."""
+
+    group_by: GroupBy = Field(
+        "bench",
+        description="Anomalies that may form one incident: the whole bench, one source, or channel groups.",
+    )
+    channel_groups: list[list[str]] = Field(
+        default_factory=list,
+        description="group_by = channels: lists of channels that fail together; others are a group each.",
+    )
+    join_window: Duration = Field(
+        10.0,
+        description="An anomaly starting this long after the incident's last activity still joins it;"
+        " also the quiet time after which an incident closes.",
+    )
+    update_after: Duration = Field(
+        5.0, description="Members that join are reported in one comment per this many seconds."
+    )
+    repeat_window: Duration = Field(
+        1800.0,
+        description="A new incident like one whose issue is still open becomes a comment on it only"
+        " within this long since that issue's last activity.",
+    )
+
+    @model_validator(mode="after")
+    def _groups_are_disjoint(self) -> IncidentsSection:
+        seen: dict[str, int] = {}
+        for index, group in enumerate(self.channel_groups):
+            if not group:
+                raise ValueError(f"channel_groups[{index}] is empty")
+            for channel in group:
+                if channel in seen and seen[channel] != index:
+                    raise ValueError(
+                        f"channel {channel!r} is in channel_groups[{seen[channel]}] and [{index}]"
+                    )
+                seen[channel] = index
+        if self.group_by == "channels" and not self.channel_groups:
+            raise ValueError("group_by = 'channels' needs channel_groups")
+        return self
+
+
 class PlanStep(Section):
     title: str = Field(min_length=1, max_length=100)
     description: str = ""
@@ -378,6 +423,7 @@ class EdgeAgentConfig(BaseSettings):
     atlas: AtlasSection = Field(default_factory=AtlasSection)
     rules: list[RuleSection] = Field(default_factory=list)
     evidence: EvidenceSection = Field(default_factory=EvidenceSection)
+    incidents: IncidentsSection = Field(default_factory=IncidentsSection)
     steps: StepsSection = Field(default_factory=StepsSection)
     outbox: OutboxSection = Field(default_factory=OutboxSection)
     control: ControlSection = Field(default_factory=ControlSection)

@@ -1,0 +1,282 @@
+"""The incident grouper (sans-I/O): anomaly events in, incident events out.
+
+A physical fault trips several channels at once, and the lens sees it too; the test engineer wants one
+Atlas issue for it, filed at its first anomaly and growing as more channels join. The rules:
+
+- Every anomaly has a grouping key: the bench (`group_by = "bench"`, the default), its source
+  (`"source"`), or its channel group (`"channels"`: `channel_groups` lists channels that fail together;
+  any other channel is a group of its own). Lens anomalies (no channel) and whole-source dropouts
+  (channel `*`) are about every channel of their source, so under `"channels"` they join the most
+  recently active incident of their source, and an incident they opened alone is joined by the next
+  anomaly of that source, whatever its group.
+- An anomaly that opens joins an incident of its key when their spans overlap (the incident has a
+  member still open) or when it started within `join_window` of the incident's last activity (the
+  end of its last member). Otherwise it opens a new incident, of which it is the lead.
+- An incident closes when every member has ended and `join_window` has passed since the last end, so
+  the quiet period is exactly the time in which a new anomaly could still have joined.
+- Members that join are reported in batches: the first join starts a batch, which is emitted as one
+  `IncidentGrew` `update_after` seconds later (or folded into `IncidentClosed`).
+
+Times are the anomalies' own (`*_mono`, on their source's timeline: the device's clock where there is
+one). `tick(now_of)` takes each source's "now" from the caller, so the quiet period runs on the same
+clock as the anomalies, whatever the replay speed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from edge_agent.config import IncidentsSection
+from edge_agent.detect.anomaly import Anomaly, AnomalyClosed, AnomalyEvent, AnomalyOpened, AnomalyUpdated
+from edge_agent.detect.tracker import uuid4_str
+from edge_agent.incidents.model import (
+    SEVERITY_RANK,
+    Incident,
+    IncidentClosed,
+    IncidentCloseReason,
+    IncidentEvent,
+    IncidentGrew,
+    IncidentOpened,
+    highest_severity,
+)
+
+WHOLE_SOURCE_CHANNELS = frozenset({"", "*"})  # lens anomalies, whole-source dropouts
+WILDCARD_GROUP_SUFFIX = "|*"
+
+
+@dataclass(slots=True)
+class _Live:
+    """An incident being built: mutable, private to the grouper."""
+
+    id: str
+    group: str
+    members: dict[str, Anomaly]  # anomaly id -> latest snapshot, in join order
+    started_mono: float
+    started_wall: float
+    opened_mono: float
+    opened_wall: float
+    open_ids: set[str] = field(default_factory=set)
+    last_end_mono: float = -math.inf
+    last_end_wall: float = 0.0
+    pending: list[str] = field(default_factory=list)  # joined since the last report
+    pending_since: float = math.inf
+    reported_rank: int = 0
+
+    def accepts(self, anomaly: Anomaly, join_window: float) -> bool:
+        return bool(self.open_ids) or anomaly.started_mono <= self.last_end_mono + join_window
+
+    def activity(self) -> tuple[float, float]:
+        """Most recently active first: an incident with open members, then the one that ended last;
+        among those, the one whose latest member opened last."""
+        latest_open = max(m.opened_mono for m in self.members.values())
+        return (math.inf if self.open_ids else self.last_end_mono, latest_open)
+
+    def sources(self) -> set[str]:
+        return {m.source for m in self.members.values()}
+
+    def snapshot(
+        self,
+        closed_mono: float | None = None,
+        closed_wall: float | None = None,
+        reason: IncidentCloseReason | None = None,
+    ) -> Incident:
+        ended = not self.open_ids and self.last_end_mono > -math.inf
+        return Incident(
+            id=self.id,
+            group=self.group,
+            members=tuple(self.members.values()),
+            started_mono=self.started_mono,
+            started_wall=self.started_wall,
+            opened_mono=self.opened_mono,
+            opened_wall=self.opened_wall,
+            ended_mono=self.last_end_mono if ended else None,
+            ended_wall=self.last_end_wall if ended else None,
+            closed_mono=closed_mono,
+            closed_wall=closed_wall,
+            close_reason=reason,
+        )
+
+
+def _end_of(anomaly: Anomaly) -> tuple[float, float]:
+    """When a closed anomaly stopped holding (its first clear sample), else when it was closed."""
+    if anomaly.ended_mono is not None and anomaly.ended_wall is not None:
+        return anomaly.ended_mono, anomaly.ended_wall
+    return (
+        anomaly.closed_mono if anomaly.closed_mono is not None else anomaly.opened_mono,
+        anomaly.closed_wall if anomaly.closed_wall is not None else anomaly.opened_wall,
+    )
+
+
+class IncidentGrouper:
+    def __init__(
+        self,
+        *,
+        group_by: str = "bench",
+        channel_groups: Sequence[Sequence[str]] = (),
+        join_window: float = 10.0,
+        update_after: float = 5.0,
+        new_id: Callable[[], str] = uuid4_str,
+    ) -> None:
+        if group_by not in ("bench", "source", "channels"):
+            raise ValueError(f"group_by must be bench, source or channels, not {group_by!r}")
+        for name, value in (("join_window", join_window), ("update_after", update_after)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, not {value!r}")
+        self.group_by = group_by
+        self.join_window = join_window
+        self.update_after = update_after
+        self.new_id = new_id
+        self._group_of_channel = {
+            channel: f"g{index}" for index, group in enumerate(channel_groups) for channel in group
+        }
+        self._live: dict[str, _Live] = {}  # incident id -> incident, in the order they opened
+        self._incident_of: dict[str, str] = {}  # anomaly id -> incident id, for members of live incidents
+
+    @classmethod
+    def from_section(
+        cls, section: IncidentsSection, new_id: Callable[[], str] = uuid4_str
+    ) -> IncidentGrouper:
+        return cls(
+            group_by=section.group_by,
+            channel_groups=section.channel_groups,
+            join_window=section.join_window,
+            update_after=section.update_after,
+            new_id=new_id,
+        )
+
+    # -- grouping keys ------------------------------------------------------------------------------
+
+    def group_of(self, anomaly: Anomaly) -> str:
+        if self.group_by == "bench":
+            return "bench"
+        if self.group_by == "source":
+            return anomaly.source
+        channel = anomaly.channel
+        if channel in WHOLE_SOURCE_CHANNELS:
+            return anomaly.source + WILDCARD_GROUP_SUFFIX
+        group = self._group_of_channel.get(channel, f"c:{channel}")
+        return f"{anomaly.source}|{group}"
+
+    def _candidates(self, anomaly: Anomaly, group: str) -> list[_Live]:
+        if self.group_by != "channels":
+            return [live for live in self._live.values() if live.group == group]
+        if group.endswith(WILDCARD_GROUP_SUFFIX):  # about the whole source: any incident of it
+            return [live for live in self._live.values() if anomaly.source in live.sources()]
+        wildcard = anomaly.source + WILDCARD_GROUP_SUFFIX
+        return [live for live in self._live.values() if live.group in (group, wildcard)]
+
+    # -- inputs -------------------------------------------------------------------------------------
+
+    def on_events(self, events: Sequence[AnomalyEvent]) -> list[IncidentEvent]:
+        out: list[IncidentEvent] = []
+        for event in events:
+            if isinstance(event, AnomalyOpened):
+                self._on_open(event.anomaly, out)
+            elif isinstance(event, AnomalyUpdated):
+                self._update(event.anomaly)
+            elif isinstance(event, AnomalyClosed):
+                live = self._update(event.anomaly)
+                if live is not None:
+                    live.open_ids.discard(event.anomaly.id)
+                    end_mono, end_wall = _end_of(event.anomaly)
+                    if end_mono > live.last_end_mono:
+                        live.last_end_mono, live.last_end_wall = end_mono, end_wall
+        return out
+
+    def _update(self, anomaly: Anomaly) -> _Live | None:
+        incident_id = self._incident_of.get(anomaly.id)
+        live = self._live.get(incident_id) if incident_id is not None else None
+        if live is not None:
+            live.members[anomaly.id] = anomaly
+        return live
+
+    def _on_open(self, anomaly: Anomaly, out: list[IncidentEvent]) -> None:
+        if anomaly.id in self._incident_of:
+            return
+        # An incident whose quiet period is over by this anomaly's start is closed first: it must not
+        # take in an anomaly that came after it ended, however late the tick that would close it runs.
+        for live in list(self._live.values()):
+            quiet_until = live.last_end_mono + self.join_window
+            if not live.open_ids and anomaly.started_mono > quiet_until:
+                out.append(self._close(live, quiet_until, anomaly.opened_wall, "quiet"))
+        group = self.group_of(anomaly)
+        window = self.join_window
+        joinable = [live for live in self._candidates(anomaly, group) if live.accepts(anomaly, window)]
+        if not joinable:
+            live = _Live(
+                id=self.new_id(),
+                group=group,
+                members={anomaly.id: anomaly},
+                started_mono=anomaly.started_mono,
+                started_wall=anomaly.started_wall,
+                opened_mono=anomaly.opened_mono,
+                opened_wall=anomaly.opened_wall,
+                open_ids={anomaly.id},
+                reported_rank=SEVERITY_RANK[anomaly.severity],
+            )
+            self._live[live.id] = live
+            self._incident_of[anomaly.id] = live.id
+            out.append(IncidentOpened(live.snapshot()))
+            return
+        live = max(joinable, key=_Live.activity)
+        live.members[anomaly.id] = anomaly
+        live.open_ids.add(anomaly.id)
+        self._incident_of[anomaly.id] = live.id
+        if anomaly.started_mono < live.started_mono:
+            live.started_mono, live.started_wall = anomaly.started_mono, anomaly.started_wall
+        if live.group.endswith(WILDCARD_GROUP_SUFFIX) and not group.endswith(WILDCARD_GROUP_SUFFIX):
+            live.group = group  # a lens-only incident takes the group of the first channel that joins it
+        if not live.pending:
+            live.pending_since = anomaly.opened_mono
+        live.pending.append(anomaly.id)
+
+    def tick(self, now_of: Callable[[str], float], now_wall: float) -> list[IncidentEvent]:
+        """Report due batches of joins and close incidents whose quiet period is over. `now_of(source)`
+        is that source's "now" on its own timeline."""
+        out: list[IncidentEvent] = []
+        for live in list(self._live.values()):
+            now = max((now_of(source) for source in live.sources()), default=-math.inf)
+            if not live.open_ids and now >= live.last_end_mono + self.join_window:
+                out.append(self._close(live, now, now_wall, "quiet"))
+            elif live.pending and now >= live.pending_since + self.update_after:
+                joined, raised = self._take_pending(live)
+                out.append(IncidentGrew(live.snapshot(), joined, raised))
+        return out
+
+    def close_all(self, now_mono: float, now_wall: float) -> list[IncidentEvent]:
+        """Shutdown: close every incident now (call after the detector closed its anomalies)."""
+        return [self._close(live, now_mono, now_wall, "shutdown") for live in list(self._live.values())]
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def open_incidents(self) -> list[Incident]:
+        return [live.snapshot() for live in self._live.values()]
+
+    def incident_of(self, anomaly_id: str) -> str | None:
+        return self._incident_of.get(anomaly_id)
+
+    def __len__(self) -> int:
+        return len(self._live)
+
+    # -- internals ----------------------------------------------------------------------------------
+
+    def _take_pending(self, live: _Live) -> tuple[tuple[Anomaly, ...], bool]:
+        joined = tuple(live.members[anomaly_id] for anomaly_id in live.pending)
+        rank = SEVERITY_RANK[highest_severity(tuple(live.members.values()))]
+        raised = rank > live.reported_rank
+        live.reported_rank = max(rank, live.reported_rank)
+        live.pending = []
+        live.pending_since = math.inf
+        return joined, raised
+
+    def _close(
+        self, live: _Live, now_mono: float, now_wall: float, reason: IncidentCloseReason
+    ) -> IncidentClosed:
+        joined, raised = self._take_pending(live)
+        del self._live[live.id]
+        for anomaly_id in live.members:
+            self._incident_of.pop(anomaly_id, None)
+        closed_mono = max(now_mono, live.last_end_mono) if live.last_end_mono > -math.inf else now_mono
+        return IncidentClosed(live.snapshot(closed_mono, now_wall, reason), joined, raised)

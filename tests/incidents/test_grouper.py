@@ -1,0 +1,266 @@
+"""The incident grouper: one incident per physical event, whatever order the anomalies arrive in."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import replace
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge_agent.detect.anomaly import Anomaly, AnomalyClosed, AnomalyKey, AnomalyOpened, AnomalyUpdated
+from edge_agent.incidents import IncidentClosed, IncidentGrew, IncidentGrouper, IncidentOpened, signature_of
+
+T0 = 1_000.0
+WALL0 = 1_700_000_000.0
+
+
+def anomaly(
+    channel: str,
+    start: float,
+    *,
+    source: str = "bench",
+    kind: str = "rule:limits",
+    severity: str = "medium",
+    hold: float = 0.0,
+    ident: str | None = None,
+) -> Anomaly:
+    rule = "lens" if kind == "lens" else f"rule:{kind}"
+    return Anomaly(
+        id=ident or f"{source}-{channel or 'lens'}-{start:g}",
+        key=AnomalyKey(rule, source, channel),
+        kind=kind,
+        description=f"{channel} misbehaving",
+        severity=severity,  # type: ignore[arg-type]
+        priority=severity,  # type: ignore[arg-type]
+        measure="value",
+        threshold="max 1",
+        started_mono=T0 + start,
+        started_wall=WALL0 + start,
+        opened_mono=T0 + start + hold,
+        opened_wall=WALL0 + start + hold,
+        peak_value=2.0,
+        peak_excursion=1.0,
+        peak_mono=T0 + start,
+        peak_wall=WALL0 + start,
+        samples=1,
+    )
+
+
+def closed(a: Anomaly, end: float, clear_after: float = 1.0) -> AnomalyClosed:
+    return AnomalyClosed(
+        replace(
+            a,
+            ended_mono=T0 + end,
+            ended_wall=WALL0 + end,
+            closed_mono=T0 + end + clear_after,
+            closed_wall=WALL0 + end + clear_after,
+            close_reason="cleared",
+        )
+    )
+
+
+def at(t: float):  # noqa: ANN201 - a now_of for every source
+    return lambda source: T0 + t
+
+
+def ids() -> itertools.count[int]:
+    return itertools.count(1)
+
+
+def grouper(**kwargs: object) -> IncidentGrouper:
+    counter = ids()
+    options = {"join_window": 10.0, "update_after": 5.0, **kwargs}
+    return IncidentGrouper(new_id=lambda: f"inc{next(counter)}", **options)  # type: ignore[arg-type]
+
+
+def test_one_fault_on_six_channels_and_the_lens_is_one_incident_reported_in_one_batch() -> None:
+    g = grouper()
+    lead = anomaly("supply_v", 0.0, severity="high")
+    others = [anomaly(ch, 0.2 + 0.1 * i) for i, ch in enumerate(["current_a", "temp_c", "p1", "p2", "p3"])]
+    lens = anomaly("", 0.8, kind="lens", severity="high")
+    events = g.on_events([AnomalyOpened(lead)])
+    assert [type(e) for e in events] == [IncidentOpened]
+    opened = events[0]
+    assert isinstance(opened, IncidentOpened)
+    assert opened.incident.lead == lead and opened.incident.severity == "high"
+    assert g.on_events([AnomalyOpened(a) for a in others]) == []
+    assert g.on_events([AnomalyOpened(lens)]) == []
+    assert g.tick(at(4.0), WALL0 + 4.0) == []  # the batch waits update_after after its first join
+    grew = g.tick(at(5.3), WALL0 + 5.3)
+    assert len(grew) == 1 and isinstance(grew[0], IncidentGrew)
+    assert [a.channel for a in grew[0].joined] == ["current_a", "temp_c", "p1", "p2", "p3", ""]
+    assert grew[0].severity_raised is False
+    assert grew[0].incident.channels == ("supply_v", "current_a", "temp_c", "p1", "p2", "p3")
+    # Every member ends; the incident closes join_window after the last end, not before.
+    ends = [closed(a, 6.0 + i) for i, a in enumerate([lead, *others, lens])]
+    assert g.on_events(ends) == []
+    last_end = 6.0 + len(ends) - 1
+    assert g.tick(at(last_end + 9.9), WALL0 + last_end + 9.9) == []
+    done = g.tick(at(last_end + 10.0), WALL0 + last_end + 10.0)
+    assert len(done) == 1 and isinstance(done[0], IncidentClosed)
+    incident = done[0].incident
+    assert incident.close_reason == "quiet" and done[0].joined == ()
+    assert incident.ended_mono == T0 + last_end
+    assert all(m.closed_mono is not None for m in incident.members)
+    assert len(g) == 0
+
+
+def test_anomalies_further_apart_than_the_join_window_are_two_incidents() -> None:
+    g = grouper()
+    first = anomaly("supply_v", 0.0)
+    g.on_events([AnomalyOpened(first), closed(first, 2.0)])
+    second = anomaly("supply_v", 12.5)
+    events = g.on_events([AnomalyOpened(second)])
+    # The first incident's quiet period ended at 12.0: it closes before the second opens.
+    assert [type(e) for e in events] == [IncidentClosed, IncidentOpened]
+    assert events[0].incident.members == (closed(first, 2.0).anomaly,)
+    assert events[1].incident.lead == second
+
+
+def test_an_anomaly_within_the_join_window_after_the_last_end_joins() -> None:
+    g = grouper()
+    first = anomaly("supply_v", 0.0)
+    g.on_events([AnomalyOpened(first), closed(first, 2.0)])
+    late = anomaly("temp_c", 11.5, hold=3.0)  # started within the window, confirmed after it
+    assert g.on_events([AnomalyOpened(late)]) == []
+    assert g.tick(at(11.9), WALL0) == []  # a member is open again: no close
+    (only,) = g.open_incidents()
+    assert only.channels == ("supply_v", "temp_c")
+
+
+def test_a_member_that_started_before_the_lead_moves_the_incident_start() -> None:
+    g = grouper()
+    g.on_events([AnomalyOpened(anomaly("supply_v", 5.0))])
+    g.on_events([AnomalyOpened(anomaly("temp_c", 1.0, hold=5.0, kind="rule:stuck"))])
+    (only,) = g.open_incidents()
+    assert only.started_mono == T0 + 1.0 and only.lead.channel == "supply_v"
+
+
+def test_a_more_severe_member_raises_the_severity_and_says_so_once() -> None:
+    g = grouper()
+    g.on_events([AnomalyOpened(anomaly("temp_c", 0.0, severity="low"))])
+    g.on_events([AnomalyOpened(anomaly("supply_v", 1.0, severity="high"))])
+    (grew,) = g.tick(at(6.0), WALL0)
+    assert isinstance(grew, IncidentGrew) and grew.severity_raised and grew.incident.severity == "high"
+    assert grew.incident.priority == "high"
+    g.on_events([AnomalyOpened(anomaly("current_a", 7.0, severity="medium"))])
+    (again,) = g.tick(at(12.0), WALL0)
+    assert isinstance(again, IncidentGrew) and not again.severity_raised
+
+
+def test_joins_not_yet_reported_are_folded_into_the_close() -> None:
+    g = grouper(update_after=30.0)
+    a = anomaly("supply_v", 0.0)
+    b = anomaly("temp_c", 0.5, severity="high")
+    g.on_events([AnomalyOpened(a), AnomalyOpened(b), closed(a, 1.0), closed(b, 1.5)])
+    (done,) = g.tick(at(11.5), WALL0)
+    assert isinstance(done, IncidentClosed)
+    assert [m.channel for m in done.joined] == ["temp_c"] and done.severity_raised
+
+
+def test_updates_refresh_the_member_snapshot() -> None:
+    g = grouper()
+    a = anomaly("supply_v", 0.0)
+    g.on_events([AnomalyOpened(a)])
+    g.on_events([AnomalyUpdated(replace(a, peak_value=9.0, samples=40))])
+    (only,) = g.open_incidents()
+    assert only.lead.peak_value == 9.0 and only.lead.samples == 40
+
+
+def test_shutdown_closes_every_incident_with_its_pending_joins() -> None:
+    g = grouper()
+    a, b = anomaly("supply_v", 0.0), anomaly("temp_c", 0.1)
+    g.on_events([AnomalyOpened(a), AnomalyOpened(b)])
+    (done,) = g.close_all(T0 + 1.0, WALL0 + 1.0)
+    assert isinstance(done, IncidentClosed) and done.incident.close_reason == "shutdown"
+    assert [m.channel for m in done.joined] == ["temp_c"]
+    assert g.open_incidents() == []
+
+
+def test_group_by_source_keeps_two_ports_apart() -> None:
+    g = grouper(group_by="source")
+    g.on_events([AnomalyOpened(anomaly("supply_v", 0.0, source="a"))])
+    events = g.on_events([AnomalyOpened(anomaly("supply_v", 0.1, source="b"))])
+    assert [type(e) for e in events] == [IncidentOpened]
+    assert {i.group for i in g.open_incidents()} == {"a", "b"}
+
+
+def test_channel_groups_and_whole_source_members() -> None:
+    g = grouper(group_by="channels", channel_groups=[["supply_v", "current_a"], ["temp_c"]])
+    # The lens sees the fault first: its incident is joined by the next channel of the source.
+    g.on_events([AnomalyOpened(anomaly("", 0.0, kind="lens"))])
+    assert g.on_events([AnomalyOpened(anomaly("supply_v", 0.3))]) == []
+    assert g.on_events([AnomalyOpened(anomaly("current_a", 0.4))]) == []
+    # temp_c is another group: its own incident; a later whole-source dropout joins the latest one.
+    (opened,) = g.on_events([AnomalyOpened(anomaly("temp_c", 0.5))])
+    assert isinstance(opened, IncidentOpened)
+    assert g.on_events([AnomalyOpened(anomaly("*", 0.6, kind="rule:dropout"))]) == []
+    incidents = {i.group: i for i in g.open_incidents()}
+    assert set(incidents) == {"bench|g0", "bench|g1"}
+    assert incidents["bench|g0"].channels == ("supply_v", "current_a")
+    assert incidents["bench|g1"].channels == ("temp_c", "*")
+    # An ungrouped channel is a group of its own.
+    (own,) = g.on_events([AnomalyOpened(anomaly("vibration_g", 0.7))])
+    assert isinstance(own, IncidentOpened) and own.incident.group == "bench|c:vibration_g"
+
+
+def test_the_signature_is_the_leads_kind_source_and_channel() -> None:
+    a = anomaly("supply_v", 0.0)
+    assert signature_of(a) == "rule:limits|bench|supply_v"
+    assert signature_of(replace(a, key=AnomalyKey("rule7:limits", "bench", "supply_v"))) == signature_of(a)
+
+
+# -- properties -------------------------------------------------------------------------------------
+
+spans = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "c", "d", ""]),  # channel ("" = lens)
+        st.floats(0.0, 200.0),  # start
+        st.floats(0.0, 20.0),  # duration
+        st.sampled_from(["low", "medium", "high"]),
+    ),
+    min_size=1,
+    max_size=25,
+)
+
+
+@settings(max_examples=200)
+@given(spans, st.floats(0.0, 30.0), st.sampled_from(["bench", "source", "channels"]))
+def test_every_anomaly_is_in_exactly_one_incident_and_incidents_of_a_group_never_touch(
+    raw: list[tuple[str, float, float, str]], window: float, group_by: str
+) -> None:
+    """Fed like the tracker feeds it (opens and closes in time order, ticks between), the grouper
+    puts every anomaly in exactly one incident, closes every incident once, and two incidents of the
+    same group are never closer than the join window (else they would be one)."""
+    g = grouper(join_window=window, update_after=2.0, group_by=group_by, channel_groups=[["a", "b"]])
+    made = [
+        anomaly(ch, start, severity=sev, ident=f"x{i}", source="s", kind="lens" if ch == "" else "rule:limits")
+        for i, (ch, start, _, sev) in enumerate(raw)
+    ]
+    timeline: list[tuple[float, int, object]] = []
+    for a, (_, start, duration, _) in zip(made, raw, strict=True):
+        timeline.append((start, 0, AnomalyOpened(a)))
+        timeline.append((start + duration, 1, closed(a, start + duration, clear_after=0.0)))
+    timeline.sort(key=lambda item: (item[0], item[1]))
+    events = []
+    for t, _, event in timeline:
+        events += g.tick(at(t), WALL0 + t)
+        events += g.on_events([event])  # type: ignore[list-item]
+    events += g.tick(at(1e9), WALL0)
+    assert len(g) == 0
+    opened = [e.incident.id for e in events if isinstance(e, IncidentOpened)]
+    finals = [e.incident for e in events if isinstance(e, IncidentClosed)]
+    assert sorted(opened) == sorted(i.id for i in finals)  # every incident opened once, closed once
+    membership = [m.id for i in finals for m in i.members]
+    assert sorted(membership) == sorted(a.id for a in made)  # every anomaly in exactly one incident
+    for i in finals:
+        assert i.ended_mono is not None and i.closed_mono is not None
+        assert i.closed_mono >= i.ended_mono + window - 1e-9
+    by_group: dict[str, list] = {}
+    for i in finals:
+        by_group.setdefault(i.group, []).append(i)
+    for group in by_group.values():
+        group.sort(key=lambda i: i.started_mono)
+        for earlier, later in itertools.pairwise(group):
+            assert later.lead.started_mono >= earlier.ended_mono + window - 1e-9
