@@ -1,22 +1,18 @@
 """Atlas REST client (aiohttp): sessions and their files, issues and comments, test runs, cards, steps.
 
-Discipline (the same as the lens client's):
-- Per-phase timeouts, never aiohttp's single 300 s total: `connect_timeout` to connect, `read_timeout`
-  between bytes of an answer; an upload gets `upload_timeout` instead, because the server says nothing
-  until it has the whole body.
-- Failures are the typed exceptions of `edge_agent.atlas.errors`, which say whether a retry may help
-  and whether the request may have been acted on (`outcome_unknown`).
-- POST creates are sent once: Atlas has no idempotency keys, so a blind retry after a lost answer could
-  make a duplicate. The durable outbox decides, after looking for the result with `find_issue_by_tag` /
-  `find_attachment_by_name`. Reads and updates (GET/PUT/PATCH/DELETE) are idempotent and are retried a
-  few times here, with backoff, honouring a short `Retry-After`.
-- `outcome_unknown` is conservative: a refused connection or a connect timeout sent nothing (False);
-  any disconnect after that is True, even the common case of a pooled keep-alive connection the
-  server had already closed, because from here that cannot be told from a server that took the
-  request and died. The cost is one lookup by the outbox before it re-sends.
-- Redirects are not followed: aiohttp would turn a redirected POST into a GET.
-- The token lives in the session's headers only; server text is scrubbed of it before it reaches an
-  exception or a log line.
+Every request goes through the shared transport (`edge_agent.http`), which decides what an answer
+means (any 2xx is success, 204 included), follows same-origin redirects only, reads `Retry-After`,
+scrubs the token out of server text and retries idempotent calls a few times. This module holds only
+Atlas's calls, its enumerations and limits, and its answer shapes; failures are the typed exceptions
+of `edge_agent.atlas.errors` (`retryable`, `outcome_unknown`, `retry_after`).
+
+- POST creates are sent once: Atlas has no idempotency keys, so a blind retry after a lost answer
+  could make a duplicate. The durable outbox decides, after looking for the result with
+  `find_issue_by_tag` / `find_attachment_by_name`. Reads and updates (GET/PUT/PATCH/DELETE) are
+  idempotent and are retried a few times by the transport.
+- An update answered without a body (204, or an empty 200) succeeded: the object is read back with a
+  GET rather than the PATCH being sent again.
+- Look-ups do not depend on list order (not documented): they page through within a bound.
 
 Inputs with documented limits are checked before sending (comment 1..10,000 characters and at most 10
 attachments, step title at most 100 characters, the enumerations), so a bad request fails at once with
@@ -26,31 +22,16 @@ attachments, step title at most 100 characters, the enumerations), so a bad requ
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-import aiohttp
 from pydantic import BaseModel, ValidationError
 
-from edge_agent.atlas.errors import (
-    LOGIN_HINT,
-    AtlasError,
-    AtlasProtocolError,
-    AtlasRequestError,
-    AtlasRetryableError,
-    Detail,
-    http_error,
-    invalid,
-    parse_retry_after,
-    scrub,
-)
+from edge_agent.atlas.errors import LOGIN_HINT, AtlasProtocolError, from_failure, invalid
 from edge_agent.atlas.models import (
     EXECUTION_STATUSES,
     ISSUE_PRIORITIES,
@@ -64,20 +45,22 @@ from edge_agent.atlas.models import (
     Step,
     TestRun,
 )
-from edge_agent.backoff import Backoff
 from edge_agent.config import AtlasSection
+from edge_agent.http import NO_RETRY as NO_RETRY
+from edge_agent.http import Failure, RetryPolicy, Transport
 from edge_agent.logs import get_logger
 
 log = get_logger(__name__)
 
-USER_AGENT = "edge-agent"
 IDEMPOTENT_METHODS = frozenset({"GET", "PUT", "PATCH", "DELETE"})
 MAX_COMMENT_CHARS = 10_000
 MAX_COMMENT_ATTACHMENTS = 10
 MAX_STEP_TITLE_CHARS = 100
 MAX_ISSUE_PAGE = 1000
 MAX_COMMENT_PAGE = 1000
-MAX_DETAIL_CHARS = 500  # of a non-JSON error body kept in an exception
+# A look-up by tag reads at most this many issues (10 GETs of 1000): bounded cost after an ambiguous
+# create, enough for years of a bench's issues; a tenant with more is told in the log.
+MAX_ISSUE_SCAN = 10_000
 
 _M = TypeVar("_M", bound=BaseModel)
 
@@ -85,18 +68,7 @@ _M = TypeVar("_M", bound=BaseModel)
 UploadFile = tuple[str, bytes | Path, str]
 
 
-@dataclass(slots=True, frozen=True)
-class AtlasRetryPolicy:
-    """In-client retries of idempotent calls. A `Retry-After` longer than `max_retry_after` is not
-    slept on here: the error goes up and the caller (the outbox) schedules the wait durably."""
-
-    attempts: int = 3
-    base: float = 0.5
-    cap: float = 5.0
-    max_retry_after: float = 10.0
-
-
-NO_RETRY = AtlasRetryPolicy(attempts=1)
+AtlasRetryPolicy = RetryPolicy  # the transport's in-call retries, under the name callers know
 
 
 def atlas_timestamp(value: datetime | float) -> str:
@@ -174,17 +146,18 @@ class AtlasClient:
         if not api_base.startswith(("http://", "https://")):
             raise ValueError("no Atlas URL configured: set atlas.url or ATLAS_URL, or run `atlas login`")
         self.api_base = api_base.rstrip("/")
-        self._token = token
         self.retry = retry or AtlasRetryPolicy()
-        self._sleep = sleep
-        self._clock = clock
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=read_timeout
+        self._upload_timeout = upload_timeout
+        self.transport = Transport(
+            self.api_base,
+            token,
+            service="atlas",
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retry=self.retry,
+            sleep=sleep,
+            clock=clock,
         )
-        self._upload_timeout = aiohttp.ClientTimeout(
-            total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=upload_timeout
-        )
-        self._http_session: aiohttp.ClientSession | None = None
 
     @classmethod
     def from_config(cls, section: AtlasSection, **kwargs: Any) -> AtlasClient:
@@ -210,17 +183,12 @@ class AtlasClient:
         await self.close()
 
     async def close(self) -> None:
-        if self._http_session is not None:
-            await self._http_session.close()
-            self._http_session = None
+        await self.transport.close()
 
-    def _http(self) -> aiohttp.ClientSession:
-        if self._http_session is None or self._http_session.closed:
-            self._http_session = aiohttp.ClientSession(
-                timeout=self._timeout,
-                headers={"Authorization": f"Bearer {self._token}", "User-Agent": USER_AGENT},
-            )
-        return self._http_session
+    @property
+    def server_clock_offset(self) -> float | None:
+        """Atlas's clock minus this host's, from the latest answer's `Date` header (None before one)."""
+        return self.transport.clock_offset
 
     # -- sessions ---------------------------------------------------------------------------------
 
@@ -236,7 +204,7 @@ class AtlasClient:
         return self._page(Session, await self.call("GET", "/sessions"), "GET", "/sessions").items
 
     async def delete_session(self, session_id: str) -> None:
-        await self.call("DELETE", f"/sessions/{_seg(session_id)}")
+        await self.call("DELETE", f"/sessions/{_seg(session_id)}", need_body=False)
 
     async def upload_files(self, session_id: str, files: Sequence[UploadFile]) -> list[Attachment]:
         """One multipart POST, one `files` part per file, in order; one attachment per file back.
@@ -249,12 +217,11 @@ class AtlasClient:
         problems += [f"file {i}: empty file name" for i, (name, _, _) in enumerate(files) if not name]
         if problems:
             raise invalid("POST", path, problems)
-        with contextlib.ExitStack() as stack:
-            form = aiohttp.FormData()
-            for name, content, content_type in files:
-                data: Any = stack.enter_context(content.open("rb")) if isinstance(content, Path) else content
-                form.add_field("files", data, filename=name, content_type=content_type)
-            body = await self.call("POST", path, data=form, phase_timeouts=self._upload_timeout)
+        missing = [name for name, content, _ in files if isinstance(content, Path) and not content.is_file()]
+        if missing:
+            raise FileNotFoundError(f"no such file to upload: {', '.join(missing)}")
+        parts = [("files", name, content, content_type) for name, content, content_type in files]
+        body = await self.call("POST", path, files=parts, read_timeout=self._upload_timeout)
         if not isinstance(body, list):
             raise AtlasProtocolError(
                 "POST", path, reason="expected a list of attachments", outcome_unknown=True
@@ -262,7 +229,8 @@ class AtlasClient:
         return [self._model(Attachment, item, "POST", path) for item in body]
 
     async def delete_attachment(self, session_id: str, attachment_id: str) -> None:
-        await self.call("DELETE", f"/sessions/{_seg(session_id)}/attachments/{_seg(attachment_id)}")
+        path = f"/sessions/{_seg(session_id)}/attachments/{_seg(attachment_id)}"
+        await self.call("DELETE", path, need_body=False)
 
     async def find_attachment_by_name(self, session_id: str, name: str) -> Attachment | None:
         """The session's attachment called `name` that has an id (the newest one if an ambiguous
@@ -380,15 +348,29 @@ class AtlasClient:
             "owner": owner,
             "resolution_summary": resolution_summary,
         }
-        return self._model(Issue, await self._patch(path, fields, problems), "PATCH", path)
+        body = await self._patch(path, fields, problems)
+        return await self.get_issue(issue_id) if body is None else self._model(Issue, body, "PATCH", path)
 
-    async def find_issue_by_tag(self, tag: str, *, recent: int = 200) -> Issue | None:
-        """The newest issue carrying `tag` among the `recent` newest issues (any status), or None.
+    async def find_issue_by_tag(self, tag: str, *, max_items: int = MAX_ISSUE_SCAN) -> Issue | None:
+        """An issue carrying `tag` (any status), or None: the outbox's look-up after a create of unknown
+        outcome (`edge-agent:<anomaly-id>` tags).
 
-        The outbox's lookup after a create of unknown outcome (`edge-agent:<anomaly-id>` tags). Relies on
-        the list being newest first (INFERRED); `recent` bounds the cost when the tenant is large.
+        The list's order is not documented, so nothing is assumed of it: pages of 1000 are read until
+        one comes back short or `max_items` issues were read, stopping at the first match. A look-up
+        that the bound stopped says so in the log (a match beyond it would be missed).
         """
-        async for issue in self.iter_issues(page_size=min(max(recent, 1), MAX_ISSUE_PAGE), max_items=recent):
+        page_size = min(max(max_items, 1), MAX_ISSUE_PAGE)
+        read = 0
+        async for issue in self.iter_issues(page_size=page_size, max_items=max_items + 1):
+            if read >= max_items:
+                log.warning(
+                    "atlas_issue_lookup_bounded",
+                    tag=tag,
+                    issues_read=read,
+                    note="more issues than the look-up reads; a match beyond them is not seen",
+                )
+                return None
+            read += 1
             if tag in issue.tags:
                 return issue
         return None
@@ -491,18 +473,33 @@ class AtlasClient:
             "title": title,
             "description": description,
         }
-        return self._model(Step, await self._patch(path, fields, problems), "PATCH", path)
+        body = await self._patch(path, fields, problems)
+        if body is None:
+            return await self._read_step(run_id, card_id, step_id)
+        return self._model(Step, body, "PATCH", path)
 
     # -- plumbing ---------------------------------------------------------------------------------
 
     async def _patch(self, path: str, fields: dict[str, Any], problems: list[str]) -> Any:
-        """PATCH only the fields given (None = leave as is); local problems raise before sending."""
+        """PATCH only the fields given (None = leave as is); local problems raise before sending.
+        None when the server answered without a body (204): the update was applied all the same."""
         body = {k: v for k, v in fields.items() if v is not None}
         if not body:
             problems.append("nothing to update")
         if problems:
             raise invalid("PATCH", path, problems)
-        return await self.call("PATCH", path, json_body=body)
+        return await self.call("PATCH", path, json_body=body, need_body=False)
+
+    async def _read_step(self, run_id: str, card_id: str, step_id: str) -> Step:
+        """A step as the server holds it, read through its run (steps have no GET of their own)."""
+        run = await self.get_test_run(run_id)
+        for card in run.test_cards:
+            if card.uuid == card_id:
+                for step in card.test_steps:
+                    if step.uuid == step_id:
+                        return step
+        path = f"/test-runs/{_seg(run_id)}"
+        raise AtlasProtocolError("GET", path, reason=f"step {step_id} is not in card {card_id} of the run")
 
     async def call(
         self,
@@ -511,123 +508,29 @@ class AtlasClient:
         *,
         json_body: Any = None,
         params: Sequence[tuple[str, str]] | None = None,
-        data: aiohttp.FormData | None = None,
-        phase_timeouts: aiohttp.ClientTimeout | None = None,
+        files: Sequence[tuple[str, str, bytes | Path, str]] = (),
+        read_timeout: float | None = None,
         retry: AtlasRetryPolicy | None = None,
+        need_body: bool = True,
     ) -> Any:
-        """One API call: the decoded JSON body (None for a 204). Idempotent methods are retried by
-        `retry` (default: the client's policy); POST is sent exactly once."""
+        """One API call: the decoded JSON body (None for an empty answer when `need_body` is False).
+        Idempotent methods are retried by `retry` (default: the client's policy); POST is sent once."""
         method = method.upper()
         policy = retry or self.retry
-        attempts = policy.attempts if method in IDEMPOTENT_METHODS else 1
-        backoff = Backoff(base=policy.base, cap=policy.cap, jitter=0.5)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self._once(method, path, json_body, params, data, phase_timeouts)
-            except AtlasError as exc:
-                wait = backoff.next_delay()
-                if exc.retry_after is not None:
-                    wait = max(wait, exc.retry_after)
-                if not exc.retryable or attempt >= attempts or wait > policy.max_retry_after:
-                    raise
-                log.warning(
-                    "atlas_api_retry",
-                    method=method,
-                    path=path,
-                    attempt=attempt,
-                    delay=round(wait, 3),
-                    status=exc.status,
-                    error=str(exc),
-                )
-                await self._sleep(wait)
-
-    async def _once(
-        self,
-        method: str,
-        path: str,
-        json_body: Any,
-        params: Sequence[tuple[str, str]] | None,
-        data: aiohttp.FormData | None,
-        phase_timeouts: aiohttp.ClientTimeout | None,
-    ) -> Any:
-        started = time.monotonic()
         try:
-            async with self._http().request(
-                method,
-                self.api_base + path,
-                json=json_body,
-                params=params,
-                data=data,
-                timeout=phase_timeouts or self._timeout,
-                allow_redirects=False,
-            ) as response:
-                status = response.status
-                text = await response.text(errors="replace")
-                retry_after_header = response.headers.get("Retry-After")
-                location = response.headers.get("Location", "")
-        # The order matters: a connect timeout is also a ServerTimeoutError, and it sent nothing.
-        except aiohttp.ConnectionTimeoutError:
-            raise self._no_answer(method, path, "connect timed out", sent=False) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise self._no_answer(
-                method, path, f"cannot connect ({exc.strerror or 'refused'})", sent=False
-            ) from None
-        except (aiohttp.ServerTimeoutError, TimeoutError):
-            raise self._no_answer(method, path, "timed out waiting for the answer", sent=True) from None
-        except aiohttp.ClientError as exc:
-            raise self._no_answer(
-                method, path, f"connection lost ({type(exc).__name__})", sent=True
-            ) from None
-        log.debug(
-            "atlas_api_call",
-            method=method,
-            path=path,
-            status=status,
-            ms=round((time.monotonic() - started) * 1000, 1),
-        )
-        if status == 204:
-            return None
-        if 200 <= status < 300:
-            try:
-                return json.loads(text) if text.strip() else None
-            except ValueError:
-                raise AtlasProtocolError(
-                    method, path, status=status, reason="answer is not JSON", outcome_unknown=method != "GET"
-                ) from None
-        if 300 <= status < 400:
-            # The token must not follow a redirect to another host, and a POST must not become a GET.
-            raise AtlasRequestError(
+            reply = await self.transport.request(
                 method,
                 path,
-                status=status,
-                reason=f"redirected to {scrub(location, self._token)!s}; set ATLAS_URL to the final address",
+                json_body=json_body,
+                params=params,
+                files=files,
+                read_timeout=read_timeout,
+                retry=policy if method in IDEMPOTENT_METHODS else NO_RETRY,
+                need_body=need_body,
             )
-        raise http_error(
-            method,
-            path,
-            status,
-            self._detail(text),
-            parse_retry_after(retry_after_header, self._clock()),
-        )
-
-    def _no_answer(self, method: str, path: str, reason: str, *, sent: bool) -> AtlasRetryableError:
-        return AtlasRetryableError(method, path, reason=reason, outcome_unknown=sent)
-
-    def _detail(self, text: str) -> Detail:
-        """The FastAPI-style `detail` (string or 422 list), else the start of the raw text."""
-        try:
-            body = json.loads(text)
-        except ValueError:
-            body = None
-        if isinstance(body, dict) and "detail" in body:
-            raw = body["detail"]
-            detail: Detail = raw if isinstance(raw, str | list) else json.dumps(raw)
-        else:
-            detail = text.strip()[:MAX_DETAIL_CHARS] or None
-        cleaned: Detail = scrub(detail, self._token)
-        return cleaned
+        except Failure as failure:
+            raise from_failure(failure) from None
+        return reply.body
 
     def _model(self, model: type[_M], body: Any, method: str, path: str) -> _M:
         try:

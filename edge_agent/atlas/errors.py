@@ -11,23 +11,26 @@ the path. None of them ever carries the token: server text is scrubbed before it
   A refused connection, a connect timeout, a 408/425/429 and a rejected request are known not to have
   created anything.
 - `retry_after`: seconds the server asked us to wait (`Retry-After`, delta-seconds or HTTP date).
+
+What a status means is not decided here but by the shared transport (`edge_agent.http`); this module
+gives its verdicts Atlas's names (`from_failure`) and reads Atlas's FastAPI-style `detail`.
 """
 
 from __future__ import annotations
 
-import email.utils
+import json
 from collections.abc import Sequence
 from typing import Any
 
+from edge_agent.http import Failure, HttpError, Kind
+from edge_agent.http import parse_retry_after as parse_retry_after  # the one parser, re-exported
+
 Detail = str | list[Any] | None
 
-# The outbox's retry set (outbox/policy.py): 409 usually means "already there", hence outcome unknown.
-RETRY_STATUSES = frozenset({408, 409, 425, 429})
-NOT_PROCESSED_STATUSES = frozenset({408, 425, 429})
 LOGIN_HINT = "run `atlas login` again or set ATLAS_TOKEN (or atlas.token / atlas.token_file)"
 
 
-class AtlasError(Exception):
+class AtlasError(HttpError):
     """Base of every Atlas failure."""
 
     retryable: bool = False
@@ -77,11 +80,12 @@ class AtlasValidationError(AtlasError):
 
 
 class AtlasNotFound(AtlasError):
-    """404: the session, issue, run, card or step does not exist (any more)."""
+    """404 (or 410): the session, issue, run, card or step does not exist (any more)."""
 
 
 class AtlasRequestError(AtlasError):
-    """Any other 4xx (400, 405, 413, ...): the request itself is wrong. Never retried."""
+    """Any other 4xx (400, 405, 413, ...), or a redirect that is not followed (to another origin, too
+    many hops): the request itself is wrong. Never retried."""
 
 
 class AtlasRetryableError(AtlasError):
@@ -113,57 +117,36 @@ def detail_text(detail: Detail) -> str:
     return "; ".join(items)
 
 
-def scrub(value: Any, secret: str) -> Any:
-    """`value` with every occurrence of `secret` replaced (servers echo inputs in error bodies)."""
-    if not secret:
-        return value
-    if isinstance(value, str):
-        return value.replace(secret, "***")
-    if isinstance(value, dict):
-        return {k: scrub(v, secret) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [scrub(v, secret) for v in value]
-    return value
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """`Retry-After` as seconds from `now` (Unix time): delta-seconds or an HTTP date; None if absent/bad."""
-    if value is None:
-        return None
-    text = value.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if seconds == seconds else None  # NaN is not a delay
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT; a zoneless one is malformed
-        return None
-    return max(0.0, when.timestamp() - now)
-
-
-def http_error(method: str, path: str, status: int, detail: Detail, retry_after: float | None) -> AtlasError:
-    """The exception a non-success HTTP answer maps to."""
-    if status in (401, 403):
-        return AtlasAuthError(method, path, status=status, detail=detail)
-    if status == 404:
-        return AtlasNotFound(method, path, status=status, detail=detail)
-    if status == 422:
-        return AtlasValidationError(method, path, status=status, detail=detail)
-    if status in RETRY_STATUSES or status >= 500:
+def from_failure(failure: Failure) -> AtlasError:
+    """The transport's verdict under Atlas's exception names, with Atlas's `detail` when the body has
+    one (FastAPI: a string, or a list of 422 items), else the server's (scrubbed, cut) text."""
+    detail = _detail(failure)
+    kw: dict[str, Any] = {"status": failure.status, "detail": detail, "reason": failure.reason}
+    if failure.kind is Kind.AUTH:
+        return AtlasAuthError(failure.method, failure.path, **kw)
+    if failure.kind is Kind.NOT_FOUND:
+        return AtlasNotFound(failure.method, failure.path, **kw)
+    if failure.kind is Kind.INVALID:
+        return AtlasValidationError(failure.method, failure.path, **kw)
+    if failure.kind is Kind.PROTOCOL:
+        return AtlasProtocolError(failure.method, failure.path, outcome_unknown=failure.outcome_unknown, **kw)
+    if failure.retryable:
         return AtlasRetryableError(
-            method,
-            path,
-            status=status,
-            detail=detail,
-            retry_after=retry_after,
-            outcome_unknown=status not in NOT_PROCESSED_STATUSES,
+            failure.method,
+            failure.path,
+            retry_after=failure.retry_after,
+            outcome_unknown=failure.outcome_unknown,
+            **kw,
         )
-    return AtlasRequestError(method, path, status=status, detail=detail)
+    return AtlasRequestError(failure.method, failure.path, **kw)
+
+
+def _detail(failure: Failure) -> Detail:
+    body = failure.body
+    if isinstance(body, dict) and "detail" in body:
+        raw = body["detail"]
+        return raw if isinstance(raw, str | list) else json.dumps(raw)
+    return failure.text or None
 
 
 def invalid(method: str, path: str, problems: Sequence[str]) -> AtlasValidationError:

@@ -1,33 +1,28 @@
-"""Archetype lens REST client (aiohttp): lenses, sessions, `events/process` and the SSE consumer.
+"""Archetype lens REST client: lenses, sessions, `events/process` and the SSE consumer.
 
-Every call has its own connect and read timeouts (aiohttp's default is one 300 s total). Failures
-become the typed exceptions of `edge_agent.lens.errors`. Retries: transport failures, 5xx and 429
-(after `Retry-After`) are retried with capped, jittered exponential backoff up to `attempts`
-times; 401/403 and other 4xx are raised at once (a wrong key does not get better by repetition).
+Every request goes through the shared transport (`edge_agent.http`): it decides what an answer means
+(any 2xx is success: a destroy answered 204 is done), follows same-origin redirects only, reads
+`Retry-After` in both forms, retries what may be retried and scrubs the key out of server text.
+Failures become the typed exceptions of `edge_agent.lens.errors`. This module adds what is the lens
+API's own: failures reported inside a 200 (`{"errors": [...]}`, e.g. "Failed to allocate lens
+runner"), the list shapes, and the SSE framing.
 
 The create reply echoes the caller's API key in `api_key`; it is removed from the reply before
-anything else sees it.
+anything else sees it, and its value is added to the secrets scrubbed from server text.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 
-import aiohttp
-
-from edge_agent.backoff import Backoff
-from edge_agent.lens.errors import (
-    LensError,
-    LensProtocolError,
-    LensTransportError,
-    error_texts,
-    http_error,
-)
+from edge_agent.http import Failure, Transport
+from edge_agent.http import RetryPolicy as RetryPolicy
+from edge_agent.lens.errors import LensProtocolError, error_texts, from_failure, http_error
 from edge_agent.lens.sse import SseEvent, SseParser
 from edge_agent.lens.status import SessionStatus, status_of
 from edge_agent.logs import get_logger
@@ -35,17 +30,12 @@ from edge_agent.logs import get_logger
 log = get_logger(__name__)
 
 ECHOED_SECRET_KEYS = ("api_key", "apiKey")
-USER_AGENT = "edge-agent"
-
-
-@dataclass(slots=True)
-class RetryPolicy:
-    attempts: int = 4
-    base: float = 0.5
-    cap: float = 10.0
-
-
+# Retries inside one call: transport failures, 5xx, 429 (after a Retry-After up to 30 s; a longer one
+# goes up to the caller, which waits it out). 401/403 and other 4xx are raised at once.
+DEFAULT_RETRY = RetryPolicy(attempts=4, base=0.5, cap=10.0, max_retry_after=30.0, jitter=1.0)
 NO_RETRY = RetryPolicy(attempts=1)
+# events/process events that only read: safe to send again after an answer was lost.
+READ_ONLY_EVENTS = frozenset({"session.status", "session.validate", "session.get"})
 
 
 @dataclass(slots=True, frozen=True)
@@ -85,23 +75,36 @@ class LensClient:
         read_timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not api_key:
             raise ValueError("no lens API key configured (lens.api_key, lens.api_key_file or ATAI_API_KEY)")
         self.api_url = api_url.rstrip("/")
-        self._key = api_key
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
-        self.retry = retry or RetryPolicy()
-        self._sleep = sleep
-        self._timeout = aiohttp.ClientTimeout(
-            total=None, connect=connect_timeout, sock_connect=connect_timeout, sock_read=read_timeout
+        self.retry = retry or DEFAULT_RETRY
+        self.transport = Transport(
+            self.api_url,
+            api_key,
+            service="lens",
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retry=self.retry,
+            sleep=sleep,
+            clock=clock,
         )
-        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"LensClient({self.api_url!r})"  # never the key
 
     @property
     def auth_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self._key}", "User-Agent": USER_AGENT}
+        return self.transport.auth_headers
+
+    @property
+    def server_clock_offset(self) -> float | None:
+        """The service's clock minus this host's, from the latest answer's `Date` header."""
+        return self.transport.clock_offset
 
     async def __aenter__(self) -> LensClient:
         return self
@@ -110,14 +113,7 @@ class LensClient:
         await self.close()
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self._timeout, headers=self.auth_headers)
-        return self._session
+        await self.transport.close()
 
     # -- lenses -----------------------------------------------------------------------------------
 
@@ -131,6 +127,7 @@ class LensClient:
             "POST",
             "/lens/register",
             json_body={"lens_config": {"lens_name": lens_name, "lens_config": lens_config}},
+            idempotent=False,
         )
         lens_id = body.get("lens_id") if isinstance(body, dict) else None
         if not isinstance(lens_id, str) or not lens_id:
@@ -138,17 +135,25 @@ class LensClient:
         return lens_id
 
     async def delete_lens(self, lens_id: str) -> None:
-        await self.call("POST", "/lens/delete", json_body={"lens_id": lens_id})
+        await self.call("POST", "/lens/delete", json_body={"lens_id": lens_id}, need_body=False)
 
     # -- sessions ---------------------------------------------------------------------------------
 
     async def create_session(self, lens_id: str, retry: RetryPolicy | None = None) -> SessionInfo:
-        body = await self.call("POST", "/lens/sessions/create", json_body={"lens_id": lens_id}, retry=retry)
+        body = await self.call(
+            "POST", "/lens/sessions/create", json_body={"lens_id": lens_id}, retry=retry, idempotent=False
+        )
         return self._session_info(body, lens_id)
 
     async def destroy_session(self, session_id: str, retry: RetryPolicy | None = None) -> dict[str, Any]:
+        """The destroyed session's record; {} when the service answered without one (204): done all
+        the same. Destroying twice is harmless, so a lost answer is simply asked again."""
         body = await self.call(
-            "POST", "/lens/sessions/destroy", json_body={"session_id": session_id}, retry=retry
+            "POST",
+            "/lens/sessions/destroy",
+            json_body={"session_id": session_id},
+            retry=retry,
+            need_body=False,
         )
         return body if isinstance(body, dict) else {}
 
@@ -171,6 +176,7 @@ class LensClient:
             "/lens/sessions/events/process",
             json_body={"session_id": session_id, "event": event},
             retry=retry,
+            idempotent=event.get("type") in READ_ONLY_EVENTS,
         )
         if not isinstance(body, dict):
             raise LensProtocolError("events/process answered something that is not a JSON object")
@@ -181,7 +187,7 @@ class LensClient:
 
     def _session_info(self, body: Any, lens_id: str) -> SessionInfo:
         if not isinstance(body, dict) or not isinstance(body.get("session_id"), str):
-            raise LensProtocolError("session create answered without a session_id")
+            raise LensProtocolError("session create answered without a session_id", outcome_unknown=True)
         session_id = body["session_id"]
         endpoint = body.get("session_endpoint")
         if not isinstance(endpoint, str) or not endpoint:
@@ -202,17 +208,15 @@ class LensClient:
         headers = {"Accept": "text/event-stream"}
         if last_event_id:
             headers["Last-Event-ID"] = last_event_id
-        url = f"{self.api_url}/lens/sessions/consumer/{quote(session_id)}"
+        parser = SseParser()
         try:
-            async with self._http().get(url, headers=headers) as response:
-                if response.status != 200:
-                    raise await self._http_failure(response, f"GET /lens/sessions/consumer/{session_id}")
-                parser = SseParser()
-                async for chunk in response.content.iter_any():
-                    for event in parser.feed(chunk):
-                        yield event
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise LensTransportError(f"SSE consumer for {session_id}: {_describe(exc)}") from None
+            async for chunk in self.transport.iter_chunks(
+                "GET", f"/lens/sessions/consumer/{quote(session_id)}", headers=headers
+            ):
+                for event in parser.feed(chunk):
+                    yield event
+        except Failure as failure:
+            raise from_failure(failure) from None
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -224,73 +228,40 @@ class LensClient:
         json_body: Any = None,
         params: dict[str, str] | None = None,
         retry: RetryPolicy | None = None,
+        idempotent: bool = True,
+        need_body: bool = True,
     ) -> Any:
-        """One API call with the retry policy; returns the decoded JSON body."""
-        policy = retry or self.retry
-        backoff = Backoff(base=policy.base, cap=policy.cap, jitter=1.0)
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                return await self._once(method, path, json_body, params)
-            except LensError as exc:
-                if not exc.retryable or attempt >= policy.attempts:
-                    raise
-                delay = backoff.next_delay()
-                if exc.retry_after is not None:
-                    delay = max(delay, exc.retry_after)
-                log.warning(
-                    "lens_api_retry",
-                    method=method,
-                    path=path,
-                    attempt=attempt,
-                    delay=round(delay, 3),
-                    error=str(exc),
-                )
-                await self._sleep(delay)
-
-    async def _once(self, method: str, path: str, json_body: Any, params: dict[str, str] | None) -> Any:
-        summary = f"{method} {path}"
+        """One API call with the retry policy; returns the decoded JSON body, without an echoed key.
+        `idempotent=False`: retried only when nothing can have been applied (refused, 429)."""
         try:
-            async with self._http().request(
-                method, self.api_url + path, json=json_body, params=params
-            ) as response:
-                if response.status not in (200, 201):
-                    raise await self._http_failure(response, summary)
-                text = await response.text()
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise LensTransportError(f"{summary}: {_describe(exc)}") from None
-        try:
-            body = strip_secrets(json.loads(text)) if text.strip() else {}
-        except ValueError:
-            raise LensProtocolError(
-                f"{summary}: answer is not JSON", message=self._scrub(text[:200])
-            ) from None
+            reply = await self.transport.request(
+                method,
+                path,
+                json_body=json_body,
+                params=params,
+                retry=retry or self.retry,
+                idempotent=idempotent,
+                need_body=need_body,
+            )
+        except Failure as failure:
+            raise from_failure(failure) from None
+        body = self._forget_echoed_key(reply.body) if reply.body is not None else {}
         errors, message = error_texts(body)
         if errors:
             # The API also reports failures inside a 200 (e.g. "Failed to allocate lens runner").
-            raise http_error(200, summary, self._scrub_all(errors), self._scrub(message), None)
+            scrub = self.transport.scrubber.scrub
+            raise http_error(
+                reply.status, f"{method} {path}", [scrub(e) for e in errors], message and scrub(message), None
+            )
         return body
 
-    async def _http_failure(self, response: aiohttp.ClientResponse, summary: str) -> LensError:
-        text = await response.text(errors="replace")
-        try:
-            body: Any = strip_secrets(json.loads(text))
-        except ValueError:
-            body = {"message": text[:200]} if text.strip() else {}
-        errors, message = error_texts(body)
-        return http_error(
-            response.status, summary, self._scrub_all(errors), self._scrub(message), _retry_after(response)
-        )
-
-    def _scrub(self, text: str | None) -> str | None:
-        """Servers echo inputs in error text; the key must not ride along into an exception."""
-        if text is None:
-            return None
-        return text.replace(self._key, "***")
-
-    def _scrub_all(self, texts: list[str]) -> list[str]:
-        return [t.replace(self._key, "***") for t in texts]
+    def _forget_echoed_key(self, body: Any) -> Any:
+        if isinstance(body, dict):
+            for key in ECHOED_SECRET_KEYS:
+                value = body.get(key)
+                if isinstance(value, str):
+                    self.transport.scrubber.add(value)
+        return strip_secrets(body)
 
 
 def _items(body: Any, key: str) -> list[dict[str, Any]]:
@@ -300,19 +271,3 @@ def _items(body: Any, key: str) -> list[dict[str, Any]]:
     if not isinstance(body, list):
         raise LensProtocolError(f"expected a list of {key}")
     return [item for item in body if isinstance(item, dict)]
-
-
-def _retry_after(response: aiohttp.ClientResponse) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # an HTTP-date: rare for APIs; the backoff covers it
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
-        return "timed out"
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

@@ -1,7 +1,9 @@
 """Typed failures of the lens API. Each carries the HTTP status (None for transport failures) and
 what the server said (`errors` items and `message`), never a credential.
 
-Which of them a caller may retry is decided here, once: `retryable` and `retry_after`.
+What an HTTP status means is decided by the shared transport (`edge_agent.http`: `classify`); this
+module names its verdicts for the lens API (`from_failure`) and reads what only the lens API says:
+failures inside a 200 answer, runner shortages and unknown sessions, whatever the status.
 """
 
 from __future__ import annotations
@@ -9,12 +11,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-_NO_RUNNER_MARKERS = ("allocate lens runner", "no free runner", "runner slot")
+from edge_agent.http import Failure, HttpError, Kind, classify
+
+# Runner errors, whatever the status they come with (a 200 included): the service had no runner for
+# the session. "Failed to fetch session_runner!" is D-sev's (no node assigned), the others are seen.
+_NO_RUNNER_MARKERS = ("allocate lens runner", "no free runner", "runner slot", "session_runner")
 _UNKNOWN_SESSION_MARKERS = ("unknown session", "session not found", "no such session")
 
 
-class LensError(Exception):
-    """Base of every lens failure."""
+class LensError(HttpError):
+    """Base of every lens failure. `outcome_unknown`: the request may have been applied (a create
+    answered 5xx or lost after sending may have made a session)."""
 
     retryable: bool = False
 
@@ -26,11 +33,13 @@ class LensError(Exception):
         errors: Sequence[str] = (),
         message: str | None = None,
         retry_after: float | None = None,
+        outcome_unknown: bool = False,
     ) -> None:
         self.status = status
         self.errors = list(errors)
         self.message = message
         self.retry_after = retry_after
+        self.outcome_unknown = outcome_unknown
         detail = "; ".join(self.errors) or (message or "")
         text = summary if status is None else f"{summary} (HTTP {status})"
         super().__init__(f"{text}: {detail}" if detail else text)
@@ -61,13 +70,14 @@ class LensRateLimited(LensHttpError):
 
 
 class LensServerError(LensHttpError):
-    """5xx: the service is unwell; try again with backoff."""
+    """5xx (or 408/409/425): the service is unwell or busy; try again with backoff."""
 
     retryable = True
 
 
 class LensNoRunner(LensHttpError):
-    """Session create found no free runner slot (orphaned sessions or a small quota). Retry later."""
+    """The service had no runner for the session: no free slot (orphaned sessions or a small quota), or
+    "Failed to fetch session_runner!"; also when it says so inside a 200. Retry later, with backoff."""
 
     retryable = True
 
@@ -77,7 +87,7 @@ class LensNotFound(LensHttpError):
 
 
 class LensRequestError(LensHttpError):
-    """Any other 4xx: the request itself is wrong. Not retried."""
+    """Any other 4xx (413 too), or a redirect not followed: the request itself is wrong. Not retried."""
 
 
 class LensProtocolError(LensError):
@@ -109,20 +119,45 @@ def http_error(
 ) -> LensHttpError:
     """The exception class an HTTP failure maps to."""
     kind: type[LensHttpError]
+    verdict = classify(status)
     text = " ".join([*errors, message or ""]).lower()
-    if status in (401, 403):
+    if verdict.kind is Kind.AUTH:
         kind = LensAuthError
     elif status == 429:
         kind = LensRateLimited
     elif any(marker in text for marker in _NO_RUNNER_MARKERS):
         kind = LensNoRunner
-    elif status >= 500:
+    elif verdict.kind is Kind.TRANSIENT:
         kind = LensServerError
-    elif status == 404 or any(marker in text for marker in _UNKNOWN_SESSION_MARKERS):
+    elif verdict.kind is Kind.NOT_FOUND or any(marker in text for marker in _UNKNOWN_SESSION_MARKERS):
         kind = LensNotFound
     else:
         kind = LensRequestError
-    return kind(summary, status=status, errors=errors, message=message, retry_after=retry_after)
+    return kind(
+        summary,
+        status=status,
+        errors=errors,
+        message=message,
+        retry_after=retry_after,
+        outcome_unknown=verdict.outcome_unknown,
+    )
+
+
+def from_failure(failure: Failure) -> LensError:
+    """The transport's verdict under the lens API's exception names."""
+    summary = f"{failure.method} {failure.path}"
+    if failure.status is None:
+        return LensTransportError(f"{summary}: {failure.reason}", outcome_unknown=failure.outcome_unknown)
+    if failure.kind is Kind.PROTOCOL:
+        return LensProtocolError(
+            f"{summary}: {failure.reason}", status=failure.status, outcome_unknown=failure.outcome_unknown
+        )
+    errors, message = error_texts(failure.body)
+    if failure.body is None or not (errors or message):
+        message = failure.text or None
+    if failure.reason:
+        summary = f"{summary}: {failure.reason}"
+    return http_error(failure.status, summary, errors, message, failure.retry_after)
 
 
 def is_unknown_session(text: str) -> bool:

@@ -25,14 +25,7 @@ from typing import Any
 
 from edge_agent.backoff import Backoff
 from edge_agent.lens.client import NO_RETRY, LensClient, RetryPolicy, SessionInfo
-from edge_agent.lens.errors import (
-    LensAuthError,
-    LensError,
-    LensNotFound,
-    LensProtocolError,
-    LensServerError,
-    LensTransportError,
-)
+from edge_agent.lens.errors import LensAuthError, LensError, LensNotFound
 from edge_agent.lens.status import SessionStatus, status_of
 from edge_agent.lens.store import LensRecord, PendingCreate, SessionRecord, SessionStore, StateFileError
 from edge_agent.logs import get_logger
@@ -235,7 +228,9 @@ class SessionLifecycle:
         try:
             return await self.client.create_session(lens_id, retry=NO_RETRY)
         except LensError as exc:
-            unknown = isinstance(exc, LensTransportError | LensServerError | LensProtocolError)
+            # The transport knows: a refused connection or a 429 made nothing; a 5xx, a timeout after
+            # sending or an unreadable success may have made a session.
+            unknown = exc.outcome_unknown
             self._in_flight = None
             self.store.settle_pending_create(pending, outcome_known=not unknown)
             if unknown:

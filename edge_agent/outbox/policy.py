@@ -17,17 +17,15 @@ Choices (documented in the README section of the outbox):
 
 from __future__ import annotations
 
-import email.utils
 import random
 from dataclasses import dataclass
 from enum import StrEnum
 
 from edge_agent.backoff import Backoff
 from edge_agent.config import OutboxSection
+from edge_agent.http import Kind, classify
+from edge_agent.http import parse_retry_after as parse_retry_after  # the one parser, re-exported
 from edge_agent.outbox.model import DeliveryError, Permanent, Retryable
-
-RETRY_STATUSES = frozenset({408, 409, 425, 429})
-AUTH_STATUSES = frozenset({401, 403})
 
 DEFAULT_MAX_ATTEMPTS = 10_000
 DEFAULT_MAX_AGE = 7 * 24 * 3600.0
@@ -41,28 +39,13 @@ class Verdict(StrEnum):
 
 
 def classify_status(status: int) -> Verdict:
-    """What to do about a non-2xx HTTP answer."""
-    if status in AUTH_STATUSES:
+    """What to do about a non-2xx HTTP answer: the shared transport's table (edge_agent.http.errors)."""
+    kind = classify(status).kind
+    if kind is Kind.AUTH:
         return Verdict.AUTH
-    if status in RETRY_STATUSES or status >= 500:
+    if kind.retryable:
         return Verdict.RETRY
     return Verdict.PERMANENT
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """`Retry-After` as seconds from `now` (wall clock): delta-seconds or an HTTP date; None if absent/bad."""
-    if value is None:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # RFC 9110 dates are GMT
-        return None
-    return max(0.0, when.timestamp() - now)
 
 
 def error_for_status(status: int, body: str, retry_after: float | None = None) -> DeliveryError:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+import structlog
 from atlas_client_helpers import SYSTEM_ID, count_requests, requests_seen
 
 from edge_agent.atlas import (
@@ -183,12 +184,14 @@ async def test_find_issue_by_tag_among_many(atlas: AtlasClient) -> None:
         await atlas.create_issue(f"noise {i}", tags=["edge-agent", f"edge-agent:noise-{i}"])
     await atlas.patch_issue(target.uuid, status="resolved")  # any status is searched
 
-    found = await atlas.find_issue_by_tag("edge-agent:anomaly-42", recent=200)
+    found = await atlas.find_issue_by_tag("edge-agent:anomaly-42", max_items=200)
     assert found is not None and found.uuid == target.uuid
-    # Outside the `recent` window (151st newest) it is not looked at.
-    assert await atlas.find_issue_by_tag("edge-agent:anomaly-42", recent=150) is None
-    assert await atlas.find_issue_by_tag("edge-agent:absent", recent=1000) is None
-    newest = await atlas.find_issue_by_tag("edge-agent:noise-149", recent=1)
+    # Beyond the bound (the 151st issue read) it is not looked at, and the log says the bound stopped it.
+    with structlog.testing.capture_logs() as logs:
+        assert await atlas.find_issue_by_tag("edge-agent:anomaly-42", max_items=150) is None
+    assert [e["issues_read"] for e in logs if e["event"] == "atlas_issue_lookup_bounded"] == [150]
+    assert await atlas.find_issue_by_tag("edge-agent:absent", max_items=1000) is None
+    newest = await atlas.find_issue_by_tag("edge-agent:noise-149", max_items=1)
     assert newest is not None and newest.title == "noise 149"
 
 

@@ -8,8 +8,6 @@ import asyncio
 import io
 import json
 import socket
-from datetime import UTC, datetime
-from email.utils import format_datetime
 
 import pytest
 from atlas_client_helpers import SYSTEM_ID, SleepRecorder, count_requests, requests_seen
@@ -140,16 +138,11 @@ async def test_429_retry_after_typed_and_honoured(
     assert long_err.value.retry_after == 120.0 and requests_seen(atlas_emulator) == 5
 
 
-def test_retry_after_parsing() -> None:
-    now = 1_776_076_200.0
-    assert parse_retry_after("5", now) == 5.0
-    assert parse_retry_after(" 2.5 ", now) == 2.5
-    assert parse_retry_after("-3", now) == 0.0
-    date = format_datetime(datetime.fromtimestamp(now + 42, UTC), usegmt=True)
-    assert parse_retry_after(date, now) == pytest.approx(42.0)
-    assert parse_retry_after(format_datetime(datetime.fromtimestamp(now - 60, UTC), usegmt=True), now) == 0.0
-    for bad in (None, "", "soon", "nan", "Mon, 13 Apr 2026 10:30:00"):
-        assert parse_retry_after(bad, now) is None
+def test_retry_after_is_the_one_parser() -> None:
+    # Its forms are tested with the transport (tests/http); Atlas re-exports it, it does not have its own.
+    import edge_agent.http
+
+    assert parse_retry_after is edge_agent.http.parse_retry_after
 
 
 async def test_refused_connection_is_retryable_and_known_unsent(
