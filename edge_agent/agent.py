@@ -22,6 +22,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import ProcessCollector
+
 from edge_agent.atlas.client import AtlasClient
 from edge_agent.atlas.errors import AtlasAuthError
 from edge_agent.atlas.narrative import anomaly_summary
@@ -40,7 +42,16 @@ from edge_agent.metrics import Metrics
 from edge_agent.outbox import Outbox
 from edge_agent.serial.reader import SerialReader
 from edge_agent.service.looplag import LoopLagMonitor
-from edge_agent.service.metric_sources import lens_source, outbox_source, process_source, serial_source
+from edge_agent.service.metric_sources import (
+    FilesystemSource,
+    info_source,
+    lens_source,
+    outbox_source,
+    process_source,
+    serial_source,
+    steps_source,
+    supervisor_source,
+)
 from edge_agent.service.notify import SystemdNotifier
 from edge_agent.service.watchdog import Watchdog
 from edge_agent.steps.tracker import StepTracker
@@ -111,6 +122,13 @@ class Agent:
             self.metrics.add_source("lens", lens_source(self.lens))
         self.metrics.add_async_source("outbox", outbox_source(self.outbox))
         self.metrics.add_source("process", process_source(self.loop_lag, self.watchdog))
+        self.metrics.add_source("components", supervisor_source(self.supervisor))
+        self.metrics.add_source("steps", steps_source(self.steps))
+        self.metrics.add_source("info", info_source(config.agent.bench))
+        self.metrics.add_async_source("state_dir", FilesystemSource(self.state_dir))
+        # The client library's process_* metrics (RSS, CPU seconds, start time, open fds): a few small
+        # reads of /proc at scrape time, no disk I/O.
+        ProcessCollector(registry=self.metrics.registry)
         self.control: ControlServer | None = None
         if config.control.enabled:
             token = config.control.token.get_secret_value() if config.control.token else None

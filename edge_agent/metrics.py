@@ -10,7 +10,9 @@ inference label) are counted here with `inc()`; they are rare, a dict update eac
 Every metric name and its labels are fixed in `SCHEMA`, so a dashboard can rely on them; a sample
 for an unknown name or with the wrong labels is a programming error (`inc`/`set` raise; a source
 that yields one is reported in `edge_agent_metrics_source_errors_total` and skipped).
-Samples with the same name and labels from several sources are summed.
+Samples with the same name and labels from several sources are summed. Besides SCHEMA, the agent
+registers the client library's standard `process_*` collector (RSS, CPU seconds, start time, open
+file descriptors) on the same registry.
 
 Each `Metrics` owns its own `CollectorRegistry`: no process-global state, so tests (and two agents
 in one process) never see each other's numbers.
@@ -66,6 +68,7 @@ SCHEMA: dict[str, MetricSpec] = {
     "anomalies_opened_total": MetricSpec("counter", "Anomalies opened.", ("kind", "severity")),
     "anomalies_open": MetricSpec("gauge", "Anomalies open now."),
     "step_outcomes_total": MetricSpec("counter", "Test-step outcomes decided, by status.", ("status",)),
+    "step_running": MetricSpec("gauge", "1 while a test step is running."),
     # outbox
     "outbox_jobs": MetricSpec("gauge", "Outbox jobs, by state.", ("state",)),
     "outbox_enqueued_total": MetricSpec("counter", "Jobs persisted."),
@@ -73,7 +76,30 @@ SCHEMA: dict[str, MetricSpec] = {
     "outbox_failed_total": MetricSpec("counter", "Jobs failed for good."),
     "outbox_retries_total": MetricSpec("counter", "Delivery attempts retried."),
     "outbox_shed_total": MetricSpec("counter", "Jobs shed, by reason.", ("reason",)),
+    "outbox_blocked": MetricSpec(
+        "gauge", "1 while the whole queue is paused, by reason (auth: Atlas refuses the token).", ("reason",)
+    ),
+    "outbox_oldest_waiting_seconds": MetricSpec(
+        "gauge", "Age of the oldest job not yet delivered (0 when none waits)."
+    ),
     # process
+    "info": MetricSpec(
+        "gauge",
+        "Always 1: the bench name the agent is configured with, and its version.",
+        ("agent_bench", "version"),
+    ),
+    "component_restarts_total": MetricSpec(
+        "counter", "Restarts of a supervised component after it failed.", ("component",)
+    ),
+    "component_failed": MetricSpec(
+        "gauge", "1 when a component stopped for good (e.g. an API key refused).", ("component",)
+    ),
+    "state_dir_filesystem_avail_bytes": MetricSpec(
+        "gauge", "Bytes the agent may still write on the state directory's filesystem.", ("path",)
+    ),
+    "state_dir_filesystem_size_bytes": MetricSpec(
+        "gauge", "Size of the state directory's filesystem.", ("path",)
+    ),
     "event_loop_lag_seconds": MetricSpec("gauge", "Worst event-loop lag of the last few seconds."),
     "watchdog_withheld_total": MetricSpec("counter", "Watchdog pings withheld (loop lag or no progress)."),
     "metrics_source_errors_total": MetricSpec(

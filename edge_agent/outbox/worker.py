@@ -195,6 +195,22 @@ class Outbox:
     async def counts(self) -> dict[str, int]:
         return await self._call(self._store.counts)
 
+    async def backlog(self) -> tuple[dict[str, int], float]:
+        """For the metrics: depth by state, and the age in seconds of the oldest job not yet
+        delivered (0 when none waits), in one trip to the database thread."""
+
+        def read() -> tuple[dict[str, int], float]:
+            oldest = self._store.oldest_live_created_at()
+            age = 0.0 if oldest is None else max(0.0, self._clock() - oldest)
+            return self._store.counts(), age
+
+        return await self._call(read)
+
+    @property
+    def blocked_reason(self) -> str | None:
+        """Why the whole queue is paused (`auth`: Atlas refuses the token), or None while it is not."""
+        return None if self._blocked is None else str(self._blocked.get("reason"))
+
     @property
     def counters(self) -> dict[str, int]:
         """Since the database was created: enqueued, delivered, adopted, retries, failed, purged,

@@ -5,6 +5,10 @@ at scrape time (see `edge_agent.metrics`). The supervisor registers them:
     metrics.add_source("lens", lens_source(lens_service))
     metrics.add_async_source("outbox", outbox_source(outbox))
     metrics.add_source("process", process_source(lag_monitor, watchdog))
+    metrics.add_source("components", supervisor_source(supervisor))
+    metrics.add_source("steps", steps_source(step_tracker))
+    metrics.add_source("info", info_source(bench))
+    metrics.add_async_source("state_dir", FilesystemSource(state_dir))
 
 What no component counts is counted with `Metrics.inc`: `lens_inferences_total{label}` per inference,
 `anomalies_opened_total{kind,severity}` per opened anomaly, `step_outcomes_total{status}` per step
@@ -13,9 +17,13 @@ outcome; `anomalies_open` with `Metrics.set` (or a source reading the tracker).
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge_agent import __version__
 from edge_agent.metrics import Sample
 
 if TYPE_CHECKING:
@@ -24,6 +32,8 @@ if TYPE_CHECKING:
     from edge_agent.serial.reader import SerialReader
     from edge_agent.service.looplag import LoopLagMonitor
     from edge_agent.service.watchdog import Watchdog
+    from edge_agent.steps.tracker import StepTracker
+    from edge_agent.supervisor import Supervisor
 
 # LensService.counters() key -> lens_windows_dropped_total{reason}
 LENS_DROP_REASONS = {
@@ -48,6 +58,9 @@ OUTBOX_COUNTERS = {
     "failed": "outbox_failed_total",
     "retries": "outbox_retries_total",
 }
+# Why the whole outbox can be paused: each reason is always exposed (0 or 1), so an alert on it has a
+# series to look at from the first scrape, not only after the first pause.
+OUTBOX_BLOCK_REASONS = ("auth",)
 
 
 def serial_samples(
@@ -104,9 +117,18 @@ def lens_source(service: LensService) -> Callable[[], Iterable[Sample]]:
     return lambda: lens_samples(service.counters(), service.running.is_set())
 
 
-def outbox_samples(counters: dict[str, int], depth: dict[str, int]) -> list[Sample]:
+def outbox_samples(
+    counters: dict[str, int],
+    depth: dict[str, int],
+    *,
+    oldest_waiting: float = 0.0,
+    blocked: str | None = None,
+) -> list[Sample]:
     # `Outbox.counts()` names every state, zeros included, so each series exists from the start.
     samples = [Sample("outbox_jobs", {"state": state}, count) for state, count in depth.items()]
+    samples.append(Sample("outbox_oldest_waiting_seconds", {}, oldest_waiting))
+    for reason in sorted({*OUTBOX_BLOCK_REASONS, *([blocked] if blocked else [])}):
+        samples.append(Sample("outbox_blocked", {"reason": reason}, 1.0 if reason == blocked else 0.0))
     for key, value in counters.items():
         if key in OUTBOX_COUNTERS:
             samples.append(Sample(OUTBOX_COUNTERS[key], {}, value))
@@ -117,7 +139,8 @@ def outbox_samples(counters: dict[str, int], depth: dict[str, int]) -> list[Samp
 
 def outbox_source(outbox: Outbox) -> Callable[[], Awaitable[Iterable[Sample]]]:
     async def collect() -> Iterable[Sample]:
-        return outbox_samples(outbox.counters, await outbox.counts())
+        depth, oldest = await outbox.backlog()
+        return outbox_samples(outbox.counters, depth, oldest_waiting=oldest, blocked=outbox.blocked_reason)
 
     return collect
 
@@ -132,3 +155,50 @@ def process_source(
         return samples
 
     return collect
+
+
+def supervisor_source(supervisor: Supervisor) -> Callable[[], Iterable[Sample]]:
+    def collect() -> Iterable[Sample]:
+        samples = []
+        for name, state in list(supervisor.components.items()):
+            labels = {"component": name}
+            samples.append(Sample("component_restarts_total", labels, state.restarts))
+            samples.append(Sample("component_failed", labels, 1.0 if state.state == "failed" else 0.0))
+        return samples
+
+    return collect
+
+
+def steps_source(tracker: StepTracker) -> Callable[[], Iterable[Sample]]:
+    return lambda: [Sample("step_running", {}, 0.0 if tracker.running_step is None else 1.0)]
+
+
+def info_source(bench: str) -> Callable[[], Iterable[Sample]]:
+    """The bench name the agent was configured with: an alert compares it with the `bench` label the
+    scrape config gives the target, so a target pointed at the wrong PC is noticed."""
+    sample = Sample("info", {"agent_bench": bench, "version": __version__}, 1.0)
+    return lambda: [sample]
+
+
+class FilesystemSource:
+    """Free and total bytes of the filesystem holding `path` (the state directory: outbox, evidence,
+    recordings). `statvfs` runs on a worker thread, never on the event loop: on a network or failing
+    disk it can hang, and a hung one is not started again until it returns, so a wedged filesystem
+    holds one thread, not one per scrape (the scrape itself is bounded by `Metrics.refresh_timeout`
+    and serves the last answer)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._pending: asyncio.Future[os.statvfs_result] | None = None
+
+    async def __call__(self) -> Iterable[Sample]:
+        if self._pending is None or self._pending.done():
+            self._pending = asyncio.ensure_future(asyncio.to_thread(os.statvfs, self.path))
+        # shield: a scrape that times out must not cancel the shared answer another scrape awaits.
+        stat = await asyncio.shield(self._pending)
+        labels = {"path": str(self.path)}
+        return [
+            # f_bavail: what an unprivileged process (the agent's user) may still use.
+            Sample("state_dir_filesystem_avail_bytes", labels, stat.f_bavail * stat.f_frsize),
+            Sample("state_dir_filesystem_size_bytes", labels, stat.f_blocks * stat.f_frsize),
+        ]

@@ -333,6 +333,12 @@ class StepTracker:
         log.info("step_ended", step=result["step"], status=outcome.execution_status)
         return result
 
+    @property
+    def running_step(self) -> str | None:
+        """The name of the step running now, or None between steps."""
+        current = self.state.get("current")
+        return str(current["name"]) if current else None
+
     def status(self) -> dict[str, Any]:
         run = self.state.get("run") or {}
         return {
