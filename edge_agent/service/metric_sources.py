@@ -61,6 +61,9 @@ OUTBOX_COUNTERS = {
 # Why the whole outbox can be paused: each reason is always exposed (0 or 1), so an alert on it has a
 # series to look at from the first scrape, not only after the first pause.
 OUTBOX_BLOCK_REASONS = ("auth",)
+# Why jobs are shed (store.py). Exposed at 0 before the first shed: `increase()` needs a sample before
+# the jump, or the first shed of an agent's life would never reach an alert.
+OUTBOX_SHED_REASONS = ("quota_jobs", "quota_disk", "dependency_shed")
 
 
 def serial_samples(
@@ -129,11 +132,13 @@ def outbox_samples(
     samples.append(Sample("outbox_oldest_waiting_seconds", {}, oldest_waiting))
     for reason in sorted({*OUTBOX_BLOCK_REASONS, *([blocked] if blocked else [])}):
         samples.append(Sample("outbox_blocked", {"reason": reason}, 1.0 if reason == blocked else 0.0))
+    shed = dict.fromkeys(OUTBOX_SHED_REASONS, 0)
     for key, value in counters.items():
         if key in OUTBOX_COUNTERS:
             samples.append(Sample(OUTBOX_COUNTERS[key], {}, value))
         elif key.startswith("shed."):
-            samples.append(Sample("outbox_shed_total", {"reason": key[5:]}, value))
+            shed[key[5:]] = value
+    samples += [Sample("outbox_shed_total", {"reason": reason}, count) for reason, count in shed.items()]
     return samples
 
 

@@ -40,6 +40,8 @@ async def test_refused_token_shows_as_blocked_and_the_backlog_ages(
     # Before anything went wrong the series is there, at 0: the alert has something to compare.
     assert await scrape(metrics, "outbox_blocked", reason="auth") == 0
     assert await scrape(metrics, "outbox_oldest_waiting_seconds") == 0
+    # Shed reasons too: increase() needs a 0 before the first shed to see it.
+    assert metrics.value("outbox_shed_total", reason="quota_disk") == 0
 
     enqueued_at = time.monotonic()
     for i in range(3):

@@ -106,9 +106,10 @@ async def test_a_hung_filesystem_holds_one_thread_and_never_the_loop(
         if metrics.value("state_dir_filesystem_size_bytes", path=str(tmp_path)):
             break
         await asyncio.sleep(0.02)
-    assert metrics.value("state_dir_filesystem_size_bytes", path=str(tmp_path)) == shutil.disk_usage(
-        tmp_path
-    ).total
+    assert (
+        metrics.value("state_dir_filesystem_size_bytes", path=str(tmp_path))
+        == shutil.disk_usage(tmp_path).total
+    )
 
 
 class Boom(Exception):
