@@ -15,9 +15,10 @@ Admin (no auth, loopback), besides common.py's /_emulator/faults, /state, /refus
   POST /_emulator/sessions/{id}/destroy | /expire | /fail     server-side session endings
   POST /_emulator/websockets/drop  [{"session_id": ...}]      cut open session websockets now
 
-Deviation on purpose: every output goes both to the SSE consumers and to the `session.read`
-mailboxes. The real service routes a lens's outputs to one of the two (§5.1), chosen by the lens's
-output_streams; the emulator serves both so a client can use either against any lens.
+Outputs go both to the SSE consumers and to the `session.read` mailboxes by default, so a client can
+use either against any lens. The real service routes a lens's outputs to one of the two (§5.1),
+chosen by the lens's output_streams: the `lens_routes` fault switch ({lens_id: "sse" | "session_read"})
+makes a lens do that. The `clock_offset` switch moves every timestamp the service makes (and Date).
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ from aiohttp import WSMsgType, web
 
 from edge_agent.config import EmulatorSection
 from edge_agent.emulators.archetype_core import (
+    BOTH,
     DESTROYED,
     RUNNING,
+    SESSION_READ,
     STALE,
     Event,
     LensService,
@@ -112,6 +115,7 @@ class ArchetypeEmulator:
             buffer_windows=settings.buffer_windows,
             inference_interval=settings.inference_interval,
             seed=seed,
+            route_of=lambda lens_id: self.faults.settings.lens_routes.get(lens_id, BOTH),
         )
         now = time.time()
         for lens in settings.lenses:
@@ -175,9 +179,10 @@ class ArchetypeEmulator:
 
     def state(self) -> dict[str, Any]:
         """Everything the emulator holds, JSON-serialisable, never the api key."""
-        state = self.service.state(time.time())
+        state = self.service.state(self.faults.now())
         state["faults"] = self.faults.settings.model_dump()
         state["injected"] = dict(self.faults.injected)
+        state["requests"] = dict(self.faults.requests)
         state["open_websockets"] = len(self._sockets)
         state["sse_readers"] = sum(len(readers) for readers in self._sse.values())
         return state
@@ -193,7 +198,7 @@ class ArchetypeEmulator:
         self._end(session_id, STALE)
 
     async def fail_session(self, session_id: str) -> None:
-        if self.service.fail_session(session_id, time.time()) is not None:
+        if self.service.fail_session(session_id, self.faults.now()) is not None:
             self._stop_outputs(session_id)
 
     def drop_websockets(self, session_id: str | None = None) -> int:
@@ -206,7 +211,7 @@ class ArchetypeEmulator:
     def _end(self, session_id: str, status: str) -> LensSession | None:
         session = self.service.sessions.get(session_id)
         was_live = session is not None and session.live
-        session = self.service.end_session(session_id, status, time.time())
+        session = self.service.end_session(session_id, status, self.faults.now())
         if was_live:
             self._stop_outputs(session_id)
             log.info("lens_session_ended", session_id=session_id, status=status)
@@ -239,7 +244,7 @@ class ArchetypeEmulator:
         while True:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
             settings = self.faults.settings
-            for session_id in self.service.due_to_expire(time.time(), settings.session_expire_after):
+            for session_id in self.service.due_to_expire(self.faults.now(), settings.session_expire_after):
                 self.faults.injected["session_expire"] += 1
                 self._end(session_id, STALE)
             if settings.ws_drop_every > 0:
@@ -254,8 +259,8 @@ class ArchetypeEmulator:
         self._drivers[session.session_id] = asyncio.create_task(self._drive(session))
 
     async def _drive(self, session: LensSession) -> None:
-        await asyncio.sleep(max(0.0, session.ready_at - time.time()))
-        session.refresh(time.time())
+        await asyncio.sleep(max(0.0, session.ready_at - self.faults.now()))
+        session.refresh(self.faults.now())
         wakeup = self._wakeups[session.session_id]
         interval = self.service.inference_interval
         while session.status == RUNNING:
@@ -265,8 +270,8 @@ class ArchetypeEmulator:
                 continue
             # The model "takes" one interval per window: that is the ~1 inference/s pace (§7).
             await asyncio.sleep(interval)
-            output = session.infer(time.time(), query_time_sec=interval)
-            if output is not None:
+            output = session.infer(self.faults.now(), query_time_sec=interval)
+            if output is not None and session.route() != SESSION_READ:
                 for reader in self._sse.get(session.session_id, set()):
                     _offer(reader, output)
 
@@ -313,7 +318,7 @@ class ArchetypeEmulator:
 
     async def _lens_register(self, request: web.Request) -> web.Response:
         try:
-            lens = self.service.register_lens(await _json_body(request), time.time())
+            lens = self.service.register_lens(await _json_body(request), self.faults.now())
         except RequestError as exc:
             return _error(exc)
         return web.json_response(lens.metadata())
@@ -326,8 +331,12 @@ class ArchetypeEmulator:
 
     async def _session_create(self, request: web.Request) -> web.Response:
         try:
+            faults = self.faults.settings
             session = self.service.create_session(
-                await _json_body(request), time.time(), no_free_runner=self.faults.settings.no_free_runner
+                await _json_body(request),
+                self.faults.now(),
+                no_free_runner=faults.no_free_runner,
+                runner_error=faults.runner_error_text,
             )
         except RequestError as exc:
             return _error(exc)
@@ -350,7 +359,7 @@ class ArchetypeEmulator:
                 raise RequestError(404, "session_not_found", f"Unknown session id: {session_id}")
         except RequestError as exc:
             return _error(exc)
-        return web.json_response(session.destroy_item(time.time()))
+        return web.json_response(session.destroy_item(self.faults.now()))
 
     async def _sessions_metadata(self, request: web.Request) -> web.Response:
         try:
@@ -358,7 +367,7 @@ class ArchetypeEmulator:
         except RequestError as exc:
             return _error(exc)
         items = self.service.sessions_metadata(
-            shard, per_shard, request.query.get("session_id", ""), time.time()
+            shard, per_shard, request.query.get("session_id", ""), self.faults.now()
         )
         return web.json_response(items)
 
@@ -375,7 +384,7 @@ class ArchetypeEmulator:
     def _dispatch(self, session_id: str, event: Any) -> Event:
         session = self.service.sessions.get(session_id)
         was_live = session is not None and session.live
-        reply = self.service.handle_event(session_id, event, time.time())
+        reply = self.service.handle_event(session_id, event, self.faults.now())
         if session is not None and was_live:
             if not session.live:
                 self._stop_outputs(session_id)
@@ -390,7 +399,7 @@ class ArchetypeEmulator:
 
     async def _sse_consumer(self, request: web.Request) -> web.StreamResponse:
         session_id = request.match_info["session_id"]
-        session = self.service.live_session(session_id, time.time())
+        session = self.service.live_session(session_id, self.faults.now())
         if session is None:
             return _error(RequestError(404, "session_not_found", f"Unknown session id: {session_id}"))
         after = _parse_last_event_id(request.headers.get("Last-Event-ID"))
@@ -420,7 +429,7 @@ class ArchetypeEmulator:
                 "event_data": {"session_id": session_id, "reader_id": reader_id},
             }
             await send(start, session.next_frame_id())
-            if after is not None:
+            if after is not None and session.route() != SESSION_READ:
                 # Resume: what was produced after the client's last id (retained outputs only).
                 for output in list(session.outputs):
                     if output.event_id > after:
@@ -517,7 +526,7 @@ class ArchetypeEmulator:
             else:
                 await self.fail_session(session_id)
             self.faults.injected[f"session_{action}"] += 1
-            return web.json_response(self.service.sessions[session_id].state(time.time()))
+            return web.json_response(self.service.sessions[session_id].state(self.faults.now()))
 
         async def drop(request: web.Request) -> web.Response:
             body: Any = {}

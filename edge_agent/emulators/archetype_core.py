@@ -14,6 +14,7 @@ import math
 import random
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,14 @@ DEFAULT_LENS_CONFIG: dict[str, Any] = {
 }
 
 Event = dict[str, Any]
+# Where a lens delivers its outputs: the real service routes them to the SSE consumer or to the
+# `session.read` mailboxes, never both (§5.1); "both" is the emulator's lenient default.
+Route = str
+BOTH, SESSION_READ, SSE = "both", "session_read", "sse"
+
+
+def _both() -> Route:
+    return BOTH
 
 
 def prefixed(status: str) -> str:
@@ -116,6 +125,7 @@ class LensSession:
     mailboxes: dict[str, deque[Event]] = field(default_factory=dict)
     outputs: deque[Output] = field(default_factory=deque)
     last_frame_id: int = 0
+    route: Callable[[], Route] = _both
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -187,6 +197,8 @@ class LensSession:
         self.outputs.append(output)
         while len(self.outputs) > self.retain_outputs:
             self.outputs.popleft()
+        if self.route() == SSE:
+            return output  # an SSE-routed lens leaves the mailboxes empty (§5.1)
         for mailbox in self.mailboxes.values():
             if len(mailbox) >= self.retain_outputs:
                 mailbox.popleft()
@@ -203,7 +215,8 @@ class LensSession:
         self.counts.reads += 1
         mailbox = self.mailboxes.get(client_id)
         if mailbox is None:
-            mailbox = deque(output.event for output in self.outputs)
+            replay = self.outputs if self.route() != SSE else ()
+            mailbox = deque(output.event for output in replay)
             self.mailboxes[client_id] = mailbox
         if not mailbox:
             return None
@@ -323,6 +336,7 @@ class LensService:
         retain_outputs: int = 1000,
         org_id: str = "emulated-org",
         seed: int | None = None,
+        route_of: Callable[[str], Route] | None = None,
     ) -> None:
         self.model_factory = model_factory
         self.runner_slots = runner_slots
@@ -335,6 +349,7 @@ class LensService:
         self.lenses: dict[str, Lens] = {}
         self.sessions: dict[str, LensSession] = {}
         self._rng = random.Random(seed)
+        self.route_of = route_of or (lambda lens_id: BOTH)
 
     # -- lenses ------------------------------------------------------------------------------------
 
@@ -378,7 +393,9 @@ class LensService:
     def slots_in_use(self) -> int:
         return sum(1 for s in self.sessions.values() if s.status in SLOT_HOLDING)
 
-    def create_session(self, body: Any, now: float, *, no_free_runner: bool = False) -> LensSession:
+    def create_session(
+        self, body: Any, now: float, *, no_free_runner: bool = False, runner_error: str = ""
+    ) -> LensSession:
         """RequestError for a bad request; NoRunner when every runner slot is held (the adapter
         answers that 200 `{"errors": [...]}`: the official client checks `"errors" in response` on
         a 2xx, §2.2)."""
@@ -391,7 +408,7 @@ class LensService:
         used = {s.runner for s in self.sessions.values() if s.status in SLOT_HOLDING}
         free = [i for i in range(self.runner_slots) if _runner_name(i) not in used]
         if no_free_runner or not free:
-            raise NoRunner(NO_RUNNER_ERROR)
+            raise NoRunner(runner_error or NO_RUNNER_ERROR)
         stamp = time.strftime("%y%m%d", time.gmtime(now))
         session_id = f"lsn-{stamp}{self._rng.getrandbits(96):024x}"
         session = LensSession(
@@ -407,6 +424,7 @@ class LensService:
             retain_outputs=self.retain_outputs,
             last_event_timestamp=now,
             last_update_timestamp=now,
+            route=lambda: self.route_of(lens.lens_id),
         )
         self.sessions[session_id] = session
         return session

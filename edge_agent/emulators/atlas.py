@@ -27,15 +27,16 @@ from pydantic import BaseModel, ValidationError
 
 from edge_agent.config import EmulatorSection
 from edge_agent.emulators import atlas_models as m
-from edge_agent.emulators.atlas_store import AtlasStore, InvalidReference, Json, NotFound
+from edge_agent.emulators.atlas_store import AtlasStore, InvalidReference, Json, NotFound, Quirks
 from edge_agent.emulators.common import (
     ADMIN_PREFIX,
     EmulatorServer,
     FaultInjector,
+    FaultSettings,
     Handler,
     add_admin_routes,
     bearer_auth_middleware,
-    iso_now,
+    iso_at,
 )
 from edge_agent.logs import get_logger
 
@@ -112,6 +113,15 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if exc.status < 400:
             raise
         return _json({"detail": exc.reason}, exc.status)
+
+
+def _quirks(settings: FaultSettings) -> Quirks:
+    return Quirks(
+        oldest_first=settings.list_order == "oldest_first",
+        null_attachment_id=settings.null_attachment_id,
+        null_issue_status=settings.null_issue_status,
+        soft_delete_comments=settings.soft_delete_comments,
+    )
 
 
 def _unauthorized() -> web.Response:
@@ -411,7 +421,13 @@ class AtlasEmulator:
         self.settings = settings
         self.token = settings.atlas_token.get_secret_value()
         self.faults = FaultInjector(settings.faults, seed=seed)
-        self.store = AtlasStore(iso_now, time.monotonic, report_delay=report_delay, report_polls=report_polls)
+        self.store = AtlasStore(
+            lambda: iso_at(self.faults.now()),
+            time.monotonic,
+            report_delay=report_delay,
+            report_polls=report_polls,
+            quirks=lambda: _quirks(self.faults.settings),
+        )
         self.app = web.Application(
             client_max_size=MAX_REQUEST_BYTES,
             middlewares=[
@@ -462,6 +478,7 @@ class AtlasEmulator:
             "api_url": self.api_url,
             "faults": self.faults.settings.model_dump(),
             "faults_injected": dict(self.faults.injected),
+            "requests": dict(self.faults.requests),
             **self.store.snapshot(),
         }
 

@@ -154,6 +154,19 @@ class Comment:
     created_at: str
     updated_at: str
     is_edited: bool = False
+    is_deleted: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class Quirks:
+    """Answers the pages allow but the emulator does not give by default (fault switches, common.py):
+    lists oldest first, a null `attachment_id` (that file not attached), a null issue `status`,
+    deleted comments kept in the list with `is_deleted: true`."""
+
+    oldest_first: bool = False
+    null_attachment_id: bool = False
+    null_issue_status: bool = False
+    soft_delete_comments: bool = False
 
 
 @dataclass(slots=True)
@@ -365,9 +378,11 @@ class AtlasStore:
         *,
         report_delay: float = 1.0,
         report_polls: int = 0,
+        quirks: Callable[[], Quirks] = Quirks,
     ) -> None:
         self._now = now
         self._clock = clock
+        self._quirks = quirks
         self.report_delay = report_delay
         self.report_polls = report_polls
         self.sessions: dict[str, Session] = {}
@@ -397,9 +412,14 @@ class AtlasStore:
         self.sessions[session.session_id] = session
         return session.render(self._session_attachments(session))
 
+    def _ordered(self, items: Iterable[_T]) -> list[_T]:
+        """Newest first (INFERRED default), or oldest first with the quirk on."""
+        in_creation_order = list(items)
+        return in_creation_order if self._quirks().oldest_first else in_creation_order[::-1]
+
     def list_sessions(self) -> Json:
         # The list omits `attachments`: only the single-session GET carries them (sessions page).
-        return _envelope([s.render(None) for s in reversed(self.sessions.values())])
+        return _envelope([s.render(None) for s in self._ordered(self.sessions.values())])
 
     def get_session(self, session_id: str) -> Json:
         session = _get(self.sessions, session_id)
@@ -430,6 +450,10 @@ class AtlasStore:
         created = []
         for name, content_type, data in files:
             attachment = Attachment(_new_id(), name, session_id, content_type, data, self._now())
+            if self._quirks().null_attachment_id:
+                # The page allows a null id: the file is described but not attached (nothing to link).
+                created.append({**attachment.render(), "attachment_id": None})
+                continue
             self.attachments[attachment.attachment_id] = attachment
             session.attachment_ids.append(attachment.attachment_id)
             created.append(attachment.render())
@@ -456,7 +480,7 @@ class AtlasStore:
             "uuid": issue.uuid,
             "title": f.title,
             "description": f.description,
-            "status": f.status,
+            "status": None if self._quirks().null_issue_status else f.status,
             "priority": f.priority,
             "tags": f.tags,
             "owner": f.owner,
@@ -483,7 +507,7 @@ class AtlasStore:
         # INFERRED: newest first.
         matches = [
             self._render_issue(issue)
-            for issue in reversed(self.issues.values())
+            for issue in self._ordered(self.issues.values())
             if (not query.status or issue.fields.status in query.status)
             and (not query.priority or issue.fields.priority in query.priority)
         ]
@@ -527,12 +551,13 @@ class AtlasStore:
             "created_at": comment.created_at,
             "updated_at": comment.updated_at,
             "is_edited": comment.is_edited,
-            "is_deleted": False,
+            "is_deleted": comment.is_deleted,
             "reactions": [],
         }
 
     def list_comments(self, issue_id: str, query: m.CommentListQuery) -> Json:
         issue = _get(self.issues, issue_id)
+        # Comments are listed oldest first (a thread); the quirk does not apply to them.
         return _page([self._render_comment(c) for c in issue.comments], query.limit, query.offset)
 
     def add_comment(self, issue_id: str, body: m.CommentCreate) -> Json:
@@ -558,10 +583,13 @@ class AtlasStore:
         return self._render_comment(comment)
 
     def delete_comment(self, issue_id: str, comment_id: str) -> None:
-        # INFERRED: Atlas has an `is_deleted` flag (a soft delete); the emulator drops the comment from
-        # the list, which is what a client reading the list afterwards can rely on either way.
+        # INFERRED: Atlas has an `is_deleted` flag (a soft delete). By default the emulator drops the
+        # comment from the list; with the quirk on it stays there, flagged, as the flag suggests.
         issue, comment = self._comment(issue_id, comment_id)
-        issue.comments.remove(comment)
+        if self._quirks().soft_delete_comments:
+            comment.is_deleted = True
+        else:
+            issue.comments.remove(comment)
 
     def issue_files(self, issue_id: str, query: m.IssueFilesQuery) -> list[Json]:
         issue = _get(self.issues, issue_id)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # helper modules are imported by name
 
 from edge_agent.config import EmulatorSection
 from edge_agent.emulators.archetype import ArchetypeEmulator
