@@ -251,12 +251,15 @@ class IssueHandler:
 
 
 async def find_marked_comment(client: AtlasClient, issue_id: str, marker: str) -> str | None:
-    """The id of the issue's comment carrying `marker` as a line, or None (also when the issue is gone)."""
+    """The id of the issue's comment carrying `marker` as a line, or None (also when the issue is gone).
+
+    Every page is read (the list's order is not relied on) up to MAX_COMMENT_PAGES; a deleted comment
+    (`is_deleted`) does not count: what it said is no longer there, so it must be posted again."""
     try:
         for page_no in range(MAX_COMMENT_PAGES):
             page = await client.list_comments(issue_id, limit=1000, offset=page_no * 1000)
             for comment in page.items:
-                if has_marker(comment.content, marker):
+                if not comment.is_deleted and has_marker(comment.content, marker):
                     return comment.uuid
             if len(page.items) < 1000:
                 return None
@@ -264,6 +267,8 @@ async def find_marked_comment(client: AtlasClient, issue_id: str, marker: str) -
         return None
     except AtlasError as err:
         raise delivery_error(err) from None
+    log.warning("atlas_comment_lookup_bounded", issue_id=issue_id, comments_read=MAX_COMMENT_PAGES * 1000,
+                note="a marker beyond them is not seen")  # fmt: skip
     return None
 
 

@@ -75,6 +75,8 @@ class Comment(AtlasModel):
     attachments: list[Any] = Field(default_factory=list)
     created_by: str | None = None
     created_at: str | None = None
+    # A soft delete (the issues page's `is_deleted`): the comment may still be listed, but it is gone.
+    is_deleted: bool = False
 
 
 class Step(AtlasModel):
