@@ -195,6 +195,11 @@ class IssueHandler:
             return None  # deleted in Atlas: a new issue it is
         except AtlasError as err:
             raise delivery_error(err) from None
+        if issue.status is None:
+            # The issues page allows a null status: unknown is not closed. A comment on an issue someone
+            # closed is seen and harmless; a second issue for the same fault is a duplicate.
+            log.info("atlas_issue_status_unknown", issue_id=issue.uuid, treated_as="open")
+            return issue.uuid
         return issue.uuid if issue.status in OPEN_STATUSES else None
 
     async def deliver(self, job: Job, deps: Mapping[int, Json]) -> Json:
