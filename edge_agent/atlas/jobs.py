@@ -98,7 +98,8 @@ class SessionHandler:
 
 class UploadHandler:
     """Payload `{files: [paths], names: [atlas names], session_id?}`: one multipart POST (the session
-    id from the session job's result when the payload has none).
+    id from the session job's result when the payload has none). Result `{attachment_ids, names,
+    missing, unattached}`: `unattached` names the files Atlas answered without an attachment id.
 
     Files that vanished from disk (a damaged state dir) are skipped and reported in the result: the
     issue still gets created, with what evidence exists, rather than failing with the upload.
@@ -131,7 +132,14 @@ class UploadHandler:
         except AtlasError as err:
             raise delivery_error(err) from None
         ids = [a.attachment_id for a in attachments if a.attachment_id]
-        return {"attachment_ids": ids, "names": [f[0] for f in present], "missing": missing}
+        # A null attachment_id (the page allows it) means that file is not attached: say which, so the
+        # result is not read as "uploaded with all its evidence".
+        unattached = [a.attachment_name for a in attachments if not a.attachment_id]
+        if unattached:
+            note = "Atlas answered no attachment id for these files; they are not linked"
+            log.warning("atlas_upload_not_attached", job_id=job.id, names=unattached, note=note)
+        names = [f[0] for f in present]
+        return {"attachment_ids": ids, "names": names, "missing": missing, "unattached": unattached}
 
     async def find_existing(self, job: Job, deps: Mapping[int, Json]) -> Json | None:
         session_id = resolve(job.payload, deps, "session_id")
