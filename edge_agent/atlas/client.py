@@ -83,6 +83,17 @@ def atlas_timestamp(value: datetime | float) -> str:
     return moment.isoformat(timespec="microseconds")
 
 
+def parse_atlas_timestamp(text: str | None) -> float | None:
+    """Unix time of an Atlas timestamp (no zone means UTC; a zone is honoured); None if unreadable."""
+    if not text:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return (moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)).timestamp()
+
+
 def truncate_comment(text: str, limit: int = MAX_COMMENT_CHARS) -> str:
     """`text` cut to `limit` characters with a visible note of how much was dropped."""
     if len(text) <= limit:

@@ -15,7 +15,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from edge_agent.atlas.client import MAX_COMMENT_ATTACHMENTS, AtlasClient, UploadFile, atlas_timestamp
+from edge_agent.atlas.client import (
+    MAX_COMMENT_ATTACHMENTS,
+    AtlasClient,
+    UploadFile,
+    atlas_timestamp,
+    parse_atlas_timestamp,
+)
 from edge_agent.atlas.errors import (
     AtlasAuthError,
     AtlasError,
@@ -83,17 +89,29 @@ class SessionHandler:
         return {"session_id": session.session_id}
 
     async def find_existing(self, job: Job, deps: Mapping[int, Json]) -> Json | None:
-        # Sessions carry no tags: the run's title, created no earlier than the run began, is the match.
+        """Sessions carry no tags: the run's title, created no earlier than the run began, is the match.
+
+        "The run began" (`not_before`) was taken on this host's clock and `session_created_at` is
+        Atlas's: the moment is moved onto Atlas's clock by the offset the list answer's `Date` header
+        gives, so an agent whose clock is minutes off still finds its session. Of several matches the
+        first made is taken, whatever order the list comes in."""
         title = job.payload["title"]
-        not_before = str(job.payload.get("not_before", ""))
         try:
             sessions = await self.client.list_sessions()
         except AtlasError as err:
             raise delivery_error(err) from None
+        since = parse_atlas_timestamp(job.payload.get("not_before"))
+        offset = self.client.server_clock_offset
+        if since is not None and offset is not None:
+            since += offset
+        matches: list[tuple[float, str]] = []
         for session in sessions:
-            if session.session_title == title and (session.session_created_at or "") >= not_before:
-                return {"session_id": session.session_id}
-        return None
+            created = parse_atlas_timestamp(session.session_created_at)
+            if session.session_title == title and (
+                since is None or (created is not None and created >= since)
+            ):
+                matches.append((created or 0.0, session.session_id))
+        return {"session_id": min(matches)[1]} if matches else None
 
 
 class UploadHandler:
