@@ -51,6 +51,10 @@ class FaultSettings(BaseModel):
     latency: float = Field(0.0, ge=0, description="Seconds added before every API answer.")
     error_rate: float = Field(0.0, ge=0, le=1, description="Share of requests answered with `error_status`.")
     error_status: int = Field(503, ge=500, le=599)
+    error_after_apply: bool = Field(
+        False,
+        description="Those errors come after the request was applied: the answer is lost, not the request.",
+    )
     rate_limit_rate: float = Field(0.0, ge=0, le=1, description="Share of requests answered 429.")
     retry_after: float = Field(1.0, ge=0, description="Retry-After seconds sent with a 429.")
     retry_after_date: bool = Field(False, description="429s carry Retry-After as an HTTP date, not seconds.")
@@ -191,6 +195,9 @@ class FaultInjector:
             )
         if roll < s.rate_limit_rate + s.error_rate:
             self.injected[str(s.error_status)] += 1
+            if s.error_after_apply:
+                self.injected["applied_then_error"] += 1
+                await handler(request)
             return web.json_response(
                 {"detail": "injected server error", "errors": ["injected server error"]},
                 status=s.error_status,
