@@ -118,8 +118,9 @@ async def test_session_expiry_switch_is_survived(emulator: ArchetypeEmulator, st
         {"error_rate": 1.0, "error_status": 503},
         {"rate_limit_rate": 1.0, "retry_after": 0.3},
         {"no_free_runner": True},
+        {"no_free_runner": True, "runner_error_text": "Failed to fetch session_runner!"},
     ],
-    ids=["5xx", "429", "no-runner"],
+    ids=["5xx", "429", "no-runner", "runner-fetch"],
 )
 async def test_create_failures_are_retried(
     emulator: ArchetypeEmulator, state_dir: Path, fault: dict[str, Any]
@@ -130,9 +131,10 @@ async def test_create_failures_are_retried(
         run.service.lifecycle.backoff.cap = 0.3
         await wait_for(lambda: run.service.lifecycle.stats.create_failures >= 3, 15, "failing creates")
         assert live_sessions(emulator) == []
-        assert not run.task.done()
+        assert not run.task.done()  # retried inside the component, which never ended (no restart)
         await admin(emulator, "/faults", {"error_rate": 0, "rate_limit_rate": 0, "no_free_runner": False})
         await wait_for(lambda: len(run.inferences) >= 2, 15, "streaming after the fault cleared")
+        assert len(live_sessions(emulator)) == 1 and run.service.sessions_opened == 1
 
 
 async def test_429_retry_after_is_honoured(emulator: ArchetypeEmulator, state_dir: Path) -> None:
