@@ -45,7 +45,9 @@ def chunked(data: bytes, size: int) -> list[bytes]:
 
 def measure(fmt: str, lines: list[bytes], repeat: int, chunk: int) -> dict[str, float]:
     columns = ["t", *CHANNELS] if fmt == "csv" else []
-    port = SerialPort(name="bench", url="loop://", format=fmt, columns=columns, device_time="t")
+    port = SerialPort(
+        name="bench", url="loop://", format=fmt, columns=columns, device_time="t", device_time_unit="ms"
+    )
     chunks = chunked(b"".join(lines), chunk)
     best = float("inf")
     for _ in range(repeat):

@@ -30,6 +30,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -63,6 +64,11 @@ def parse_duration(value: object) -> object:
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 
+DeviceTimeUnit = Literal["auto", "s", "ms", "us", "ns"]
+# A device clock running ahead of the host by more than this is a step, not a sparse recording replayed
+# fast (README, "The device's clock"): 10 rows of a 1-row-a-minute logger, well under a 1 h DST/NTP step.
+DEFAULT_DEVICE_TIME_MAX_JUMP = 600.0
+
 
 class Section(BaseModel):
     """Base of every config table: unknown keys are errors (a typo must not be silently ignored)."""
@@ -89,7 +95,18 @@ class SerialPort(Section):
     format: Literal["csv", "jsonl", "kv"] = "csv"
     columns: list[str] = Field(default_factory=list, description="csv: column names; empty = header line.")
     delimiter: str = Field(",", min_length=1, max_length=1)
-    device_time: str | None = Field(None, description="Field carrying the device's own timestamp.")
+    device_time: str | None = Field(
+        None, description="Field carrying the device's own timestamp; rules then run on the device's clock."
+    )
+    device_time_unit: DeviceTimeUnit = Field(
+        "auto",
+        description="Unit of device_time: s, ms, us, ns, or auto (from the name's suffix _s/_ms/_us/_ns).",
+    )
+    device_time_max_jump: Duration = Field(
+        DEFAULT_DEVICE_TIME_MAX_JUMP,
+        gt=0,
+        description="Device time running ahead of the host by more than this (seconds) is a clock step.",
+    )
     max_line_bytes: int = Field(4096, ge=16)
     marker_regex: str = Field(
         DEFAULT_MARKER_REGEX, description="Step marker lines; groups edge, name, verdict."
@@ -102,6 +119,17 @@ class SerialPort(Section):
     def _stopbits(cls, value: float) -> float:
         if value not in (1, 1.5, 2):
             raise ValueError("stop bits are 1, 1.5 or 2")
+        return value
+
+    @field_validator("device_time_unit")
+    @classmethod
+    def _unit_known(cls, value: DeviceTimeUnit, info: ValidationInfo) -> DeviceTimeUnit:
+        # Imported here: edge_agent.serial's package imports this module (the decoders take a SerialPort).
+        from edge_agent.serial.clock import device_time_scale
+
+        field = info.data.get("device_time")
+        if field is not None:
+            device_time_scale(field, value)  # a name without a unit suffix needs the unit said
         return value
 
     @field_validator("marker_regex")

@@ -1,9 +1,12 @@
 """Sans-I/O line decoders: `feed(bytes, mono, wall) -> list[Frame | StepMarker]`.
 
 Each decoder owns a LineSplitter (bounded partial line), a MarkerMatcher (step markers) and a
-DecodeStats. A line is, in order: too long, not UTF-8, blank, a step marker, a `#` comment, or a
-data line for the format; a data line that does not decode is skipped and counted by reason, never
-raised. All frames decoded from one chunk share its receive times: that is when the host saw them.
+DecodeStats, and uses its source's SourceClock. A line is, in order: too long, not UTF-8, blank, a step
+marker, a `#` comment, or a data line for the format; a data line that does not decode is skipped and
+counted by reason, never raised. `mono` is the host's monotonic time of the read; each frame's `mono` is
+its time on the source's timeline (the device's clock, or its line's share of the read's arrival time:
+see `edge_agent.serial.clock`), each marker's the timeline's now when its line arrived. `wall` is the
+host's wall time of the read, for humans.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 from edge_agent.config import SerialPort
 from edge_agent.frames import Frame, StepMarker
+from edge_agent.serial.clock import SourceClock, chunk_tails
 from edge_agent.serial.lines import LineSplitter
 from edge_agent.serial.markers import MarkerMatcher
 from edge_agent.serial.stats import (
@@ -29,27 +33,43 @@ from edge_agent.serial.stats import (
 )
 
 Decoded = Frame | StepMarker
+Row = tuple[dict[str, float], float | None]  # channel values, device time
 
 
 class LineDecoder:
     """The shared line pipeline; subclasses decode one data line in `_decode`."""
 
-    def __init__(self, port: SerialPort) -> None:
+    def __init__(self, port: SerialPort, clock: SourceClock | None = None) -> None:
         self.source = port.name
         self.stats = DecodeStats()
         self.splitter = LineSplitter(port.max_line_bytes, self.stats)
+        self.clock = clock if clock is not None else SourceClock.for_port(port)
         self._markers = MarkerMatcher(port.name, port.marker_regex)
         self._device_time = port.device_time
 
     def feed(self, data: bytes, mono: float, wall: float) -> list[Decoded]:
-        return self._decode_lines(self.splitter.feed(data), mono, wall)
+        lines = self.splitter.feed(data)
+        if not lines:
+            self.clock.read_without_lines(mono)
+            return []
+        return self._decode_lines(lines, self._tails(data, lines), len(data), mono, wall)
 
-    def _decode_lines(self, lines: list[bytes], mono: float, wall: float) -> list[Decoded]:
+    @staticmethod
+    def _tails(data: bytes, lines: list[bytes]) -> list[int]:
+        return chunk_tails(lines, _after_last_line(data))
+
+    def _decode_lines(
+        self, lines: list[bytes], tails: list[int], chunk_len: int, mono: float, wall: float
+    ) -> list[Decoded]:
         out: list[Decoded] = []
         stats = self.stats
         markers = self._markers
         decode = self._decode
-        for raw in lines:
+        source = self.source
+        clock = self.clock
+        stamp = clock.stamp
+        hosts = clock.spread(mono, chunk_len, tails)
+        for raw, host in zip(lines, hosts, strict=True):
             try:
                 line = raw.decode()
             except UnicodeDecodeError:
@@ -60,7 +80,7 @@ class LineDecoder:
                 stats.skip(EMPTY)
                 continue
             if markers.could_match(line):
-                marker = markers.match(line, mono, wall)
+                marker = markers.match(line, clock.mark(host), wall)
                 if marker is not None:
                     if isinstance(marker, StepMarker):
                         stats.markers += 1
@@ -71,17 +91,18 @@ class LineDecoder:
             if line[0] == "#":
                 stats.comments += 1
                 continue
-            frame = decode(line, mono, wall)
-            if frame is not None:
+            row = decode(line)
+            if row is not None:
                 stats.frames += 1
-                out.append(frame)
+                values, device_time = row
+                out.append(Frame(source, stamp(host, device_time), wall, values, device_time))
         return out
 
     def reset(self) -> None:
         """The link dropped: the unterminated line is lost (counted `partial`)."""
         self.splitter.reset()
 
-    def _decode(self, line: str, mono: float, wall: float) -> Frame | None:
+    def _decode(self, line: str) -> Row | None:
         raise NotImplementedError
 
 
@@ -92,8 +113,8 @@ class CsvDecoder(LineDecoder):
     its header again) replaces the header, and an exact repeat of the header is counted, not an error.
     """
 
-    def __init__(self, port: SerialPort) -> None:
-        super().__init__(port)
+    def __init__(self, port: SerialPort, clock: SourceClock | None = None) -> None:
+        super().__init__(port, clock)
         self._delimiter = port.delimiter
         self._delimiter_bytes = port.delimiter.encode()
         # The batch path skips the marker check, so it is used only when no data row can start like
@@ -115,13 +136,18 @@ class CsvDecoder(LineDecoder):
 
     def feed(self, data: bytes, mono: float, wall: float) -> list[Decoded]:
         lines = self.splitter.feed(data)
-        if self.batch_enabled and self._width and not self._expect_header and lines:
-            frames = self._decode_batch(lines, mono, wall)
+        if not lines:
+            self.clock.read_without_lines(mono)
+            return []
+        if self.batch_enabled and self._width and not self._expect_header:
+            frames = self._decode_batch(lines, data, mono, wall)
             if frames is not None:
                 return frames
-        return self._decode_lines(lines, mono, wall)
+        return self._decode_lines(lines, self._tails(data, lines), len(data), mono, wall)
 
-    def _decode_batch(self, lines: list[bytes], mono: float, wall: float) -> list[Decoded] | None:
+    def _decode_batch(
+        self, lines: list[bytes], data: bytes, mono: float, wall: float
+    ) -> list[Decoded] | None:
         """Every line of a read parsed in one C-level pass when all are plain data rows (the common
         case at speed; ~10 % faster), else None and the per-line path decides, so a result never
         depends on how lines were batched. float() of bytes accepts exactly what float() of their
@@ -139,10 +165,20 @@ class CsvDecoder(LineDecoder):
         source, names, time_index = self.source, self._value_names, self._time_index
         frames: list[Decoded] = []
         append = frames.append
-        for start in range(0, len(numbers), width):
-            row = numbers[start : start + width]
-            device_time = None if time_index is None else row.pop(time_index)
-            append(Frame(source, mono, wall, dict(zip(names, row, strict=False)), device_time))
+        if time_index is None:
+            times = self.clock.stamp_chunk(mono, len(data), lines, _after_last_line(data), None)
+            for t, start in zip(times, range(0, len(numbers), width), strict=False):
+                row = numbers[start : start + width]
+                append(Frame(source, t, wall, dict(zip(names, row, strict=False))))
+        else:
+            device_times = numbers[time_index::width]
+            times = self.clock.stamp_chunk(mono, len(data), lines, _after_last_line(data), device_times)
+            for t, device_time, start in zip(
+                times, device_times, range(0, len(numbers), width), strict=False
+            ):
+                row = numbers[start : start + width]
+                del row[time_index]
+                append(Frame(source, t, wall, dict(zip(names, row, strict=False)), device_time))
         self.stats.frames += len(frames)
         return frames
 
@@ -158,7 +194,7 @@ class CsvDecoder(LineDecoder):
         super().reset()
         self._expect_header = self._header_mode
 
-    def _decode(self, line: str, mono: float, wall: float) -> Frame | None:
+    def _decode(self, line: str) -> Row | None:
         parts = line.split(self._delimiter)
         if self._width == 0 or self._expect_header:
             self._expect_header = False
@@ -179,9 +215,12 @@ class CsvDecoder(LineDecoder):
             return None
         device_time = None if self._time_index is None else numbers.pop(self._time_index)
         # Lengths already match (checked above); strict=True would cost ~15 % of this line's time.
-        return Frame(
-            self.source, mono, wall, dict(zip(self._value_names, numbers, strict=False)), device_time
-        )
+        return dict(zip(self._value_names, numbers, strict=False)), device_time
+
+
+def _after_last_line(data: bytes) -> int:
+    """Bytes of a read after its last newline: the start of the next line (or an over-long rest)."""
+    return len(data) - 1 - data.rfind(b"\n")
 
 
 _NUMBER_STARTS = "0123456789+-._ \t\r\x0b\x0cnNiI"
@@ -218,11 +257,11 @@ class JsonlDecoder(LineDecoder):
     """One JSON object per line. With `columns`, exactly those fields (each must be numeric); without,
     every number-valued field is a channel and other JSON types (strings, bools) are ignored."""
 
-    def __init__(self, port: SerialPort) -> None:
-        super().__init__(port)
+    def __init__(self, port: SerialPort, clock: SourceClock | None = None) -> None:
+        super().__init__(port, clock)
         self._columns = tuple(c for c in port.columns if c != port.device_time)
 
-    def _decode(self, line: str, mono: float, wall: float) -> Frame | None:
+    def _decode(self, line: str) -> Row | None:
         try:
             obj = json.loads(line)
         except (ValueError, RecursionError):
@@ -258,18 +297,18 @@ class JsonlDecoder(LineDecoder):
             if not values:
                 self.stats.skip(NOT_NUMERIC)
                 return None
-        return Frame(self.source, mono, wall, values, device_time)
+        return values, device_time
 
 
 class KvDecoder(LineDecoder):
     """`name=value name2=value2` separated by blanks (a trailing `,`/`;` on a pair is tolerated).
     Every value must be a number; with `columns`, only those names are kept and all must be present."""
 
-    def __init__(self, port: SerialPort) -> None:
-        super().__init__(port)
+    def __init__(self, port: SerialPort, clock: SourceClock | None = None) -> None:
+        super().__init__(port, clock)
         self._columns = tuple(c for c in port.columns if c != port.device_time)
 
-    def _decode(self, line: str, mono: float, wall: float) -> Frame | None:
+    def _decode(self, line: str) -> Row | None:
         values: dict[str, float] = {}
         for token in line.split():
             name, sep, text = token.rstrip(",;").partition("=")
@@ -293,11 +332,12 @@ class KvDecoder(LineDecoder):
         elif not values:
             self.stats.skip(NOT_NUMERIC)
             return None
-        return Frame(self.source, mono, wall, values, device_time)
+        return values, device_time
 
 
 _DECODERS: dict[str, type[LineDecoder]] = {"csv": CsvDecoder, "jsonl": JsonlDecoder, "kv": KvDecoder}
 
 
-def make_decoder(port: SerialPort) -> LineDecoder:
-    return _DECODERS[port.format](port)
+def make_decoder(port: SerialPort, clock: SourceClock | None = None) -> LineDecoder:
+    """The port's decoder, stamping frames on `clock` (default: a clock of its own for the port)."""
+    return _DECODERS[port.format](port, clock)

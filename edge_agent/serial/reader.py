@@ -36,6 +36,7 @@ from edge_agent.backoff import Backoff
 from edge_agent.config import SerialPort
 from edge_agent.frames import LinkEvent, LinkState, SerialEvent
 from edge_agent.logs import get_logger
+from edge_agent.serial.clock import SourceClock, byte_seconds
 from edge_agent.serial.decoders import LineDecoder, make_decoder
 from edge_agent.serial.pacing import ReadPacer
 
@@ -58,6 +59,13 @@ Clock = Callable[[], float]
 THREAD_READ_TIMEOUT = 0.25
 # Bytes per read: large enough that whatever has queued up since the last read is taken in one go.
 READ_SIZE = 65536
+# A kind of device-clock trouble is logged again only after this many frames without it.
+CLOCK_LOG_QUIET = 1000
+CLOCK_STEP_MEANING = {
+    "backwards": "device time went back (reboot, counter wrap, clock set): re-anchored on receive time",
+    "jumps": "device time jumped ahead of the host by more than device_time_max_jump: re-anchored",
+    "missing": "frames without a usable device time: placed by receive time",
+}
 
 
 @dataclass(slots=True)
@@ -97,12 +105,16 @@ class SerialReader:
         sink: Sink,
         *,
         decoder: LineDecoder | None = None,
+        clock: SourceClock | None = None,
         mono: Clock = time.monotonic,
         wall: Clock = time.time,
         io_mode: IoMode = "auto",
     ) -> None:
         self.port = port
-        self.decoder = decoder if decoder is not None else make_decoder(port)
+        self.decoder = decoder if decoder is not None else make_decoder(port, clock)
+        self.clock = self.decoder.clock  # the source's timeline: frames, markers and link events carry it
+        self._clock_logged = self.clock.stats.as_dict()
+        self._clock_quiet: dict[str, int] = {}  # kind -> frame count at its last step
         self.stats = ReaderStats()
         self._mono = mono
         self._wall = wall
@@ -292,18 +304,46 @@ class SerialReader:
             self._data_since_open = True
             self._backoff.reset()
         deliver = self._deliver
+        clock_stats = self.clock.stats
+        steps_before = clock_stats.backwards + clock_stats.jumps + clock_stats.missing
         for event in self.decoder.feed(data, self._mono(), self._wall()):
             deliver(event)
+        if clock_stats.backwards + clock_stats.jumps + clock_stats.missing != steps_before:
+            self._log_clock_steps()
+
+    def _log_clock_steps(self) -> None:
+        """One line per kind of clock trouble when it starts, and again when it comes back after
+        CLOCK_LOG_QUIET frames without it: a device whose clock steps now and then is logged each time,
+        one that sends no time at all is logged once (the counts are on /status and /metrics)."""
+        counts = self.clock.stats.as_dict()
+        frames = self.decoder.stats.frames
+        for kind, count in counts.items():
+            logged = self._clock_logged[kind]
+            if count == logged:
+                continue
+            quiet_since = self._clock_quiet.get(kind)
+            if quiet_since is None or frames - quiet_since >= CLOCK_LOG_QUIET:
+                self._log.warning(
+                    "serial.device_clock_" + kind,
+                    count=count,
+                    mode=self.clock.mode,
+                    field=self.port.device_time,
+                    meaning=CLOCK_STEP_MEANING[kind],
+                )
+            self._clock_logged[kind] = count
+            self._clock_quiet[kind] = frames
 
     def _link_up(self, device: str) -> None:
         self.stats.opens += 1
         self._data_since_open = False
-        mono = self._mono()
+        host = self._mono()
+        self.clock.opened(host, self._byte_time(device))
+        mono = self.clock.now(host)
         if self._down_since is not None:
             self._log.info(
                 "serial.port_recovered",
                 device=device,
-                down_seconds=round(mono - self._down_since, 3),
+                down_seconds=round(host - self._down_since, 3),
                 failed_opens=self._failed_opens_this_loss,
             )
         elif not self._ever_opened:
@@ -318,11 +358,20 @@ class SerialReader:
             return  # still the same loss: one event and one log line per gap
         self.decoder.reset()
         self.stats.losses += 1
-        mono = self._mono()
-        self._down_since = mono
+        host = self._mono()
+        self._down_since = host
+        mono = self.clock.now(host)
         event = "serial.port_lost" if self._ever_opened else "serial.port_unavailable"
         self._log.warning(event, device=device, reason=reason, retry_max_s=self.port.reconnect_max)
         self._deliver(LinkEvent(self.port.name, LinkState.DOWN, mono, self._wall(), reason))
+
+    def _byte_time(self, device: str) -> float | None:
+        """Seconds a byte takes on this link: a real port cannot deliver faster than its baud rate; a
+        pty or a network URL has no baud rate (None: a read's bytes are spread since the previous read)."""
+        if "://" in device or device.startswith("/dev/pts/"):
+            return None
+        port = self.port
+        return byte_seconds(port.baudrate, port.bytesize, port.parity, port.stopbits)
 
 
 class _ReaderProtocol(asyncio.Protocol):

@@ -35,6 +35,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stopbits", type=float, default=1)
     parser.add_argument("--rtscts", action="store_true", help="hardware flow control")
     parser.add_argument("--device-time", metavar="FIELD", help="field carrying the device's timestamp")
+    parser.add_argument(
+        "--device-time-unit",
+        choices=("auto", "s", "ms", "us", "ns"),
+        default="auto",
+        help="unit of --device-time (auto: from the name's suffix _s/_ms/_us/_ns)",
+    )
     parser.add_argument("--max-line-bytes", type=int, default=4096)
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
@@ -52,6 +58,7 @@ def port_from_args(args: argparse.Namespace) -> SerialPort:
         stopbits=args.stopbits,
         rtscts=args.rtscts,
         device_time=args.device_time,
+        device_time_unit=args.device_time_unit,
         max_line_bytes=args.max_line_bytes,
     )
 

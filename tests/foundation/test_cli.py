@@ -46,6 +46,15 @@ def test_check_config_error_exits_78_naming_file_and_field(tmp_path: Path) -> No
     assert "greater than 0" in result.stderr
 
 
+def test_check_config_device_time_without_a_unit_exits_78_naming_the_field(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[serial]]\nname = "bench"\nurl = "loop://"\ndevice_time = "ts"\n')
+    result = run(str(EXE), "check-config", "--config", str(bad), env=clean_env(tmp_path))
+    assert result.returncode == 78, result.stderr
+    assert str(bad) in result.stderr and "serial[0].device_time_unit" in result.stderr
+    assert "set device_time_unit" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_check_config_uses_env_path_and_reports_missing_file(tmp_path: Path) -> None:
     env = clean_env(tmp_path) | {"EDGE_AGENT_CONFIG": str(tmp_path / "missing.toml")}
     result = run(str(EXE), "check-config", env=env)

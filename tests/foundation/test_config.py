@@ -72,6 +72,21 @@ def test_config_path_precedence() -> None:
             "serial[0].marker_regex",
             "regular",
         ),
+        (
+            "[[serial]]\nname='a'\nurl='loop://'\ndevice_time='stamp'\n",
+            "serial[0].device_time_unit",
+            "the unit of device_time 'stamp' cannot be told",
+        ),
+        (
+            "[[serial]]\nname='a'\nurl='loop://'\ndevice_time='t_ms'\ndevice_time_unit='min'\n",
+            "serial[0].device_time_unit",
+            "'auto'",
+        ),
+        (
+            "[[serial]]\nname='a'\nurl='loop://'\ndevice_time_max_jump=0\n",
+            "serial[0].device_time_max_jump",
+            "greater",
+        ),
         ("[[rules]]\nchannel='v'\nkind='limits'\n", "rules[0]", "needs min or max"),
         ("[[rules]]\nchannel='v'\nkind='limits'\nmin=1\nhold='soon'\n", "rules[0].hold", "not a duration"),
         ("[control]\nlisten='nowhere'\n", "control.listen", "HOST:PORT"),

@@ -3,6 +3,7 @@ how the bytes are chunked never changes what decodes."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -29,13 +30,20 @@ def accounted(decoder: LineDecoder) -> int:
     return s.frames + s.markers + s.headers + s.comments + s.skipped_total - s.skipped.get("partial", 0)
 
 
-def feed_chunks(decoder: LineDecoder, data: bytes, cuts: list[int]) -> list[Frame | StepMarker]:
+def feed_chunks(
+    decoder: LineDecoder, data: bytes, cuts: list[int], *, keep_time: bool = False
+) -> list[Frame | StepMarker]:
+    """Events of `data` fed in pieces (read i at host time 1.0 + i). Their times depend on how the
+    bytes were read (edge_agent.serial.clock), so unless `keep_time` they are set to 1.0: what decodes
+    is what these properties are about. They never go back."""
     events: list[Frame | StepMarker] = []
     start = 0
-    for cut in [*sorted(cuts), len(data)]:
-        events += decoder.feed(data[start:cut], 1.0, 2.0)
+    for read, cut in enumerate([*sorted(cuts), len(data)]):
+        events += decoder.feed(data[start:cut], 1.0 + read, 2.0)
         start = cut
-    return events
+    times = [event.mono for event in events]
+    assert times == sorted(times)
+    return events if keep_time else [replace(event, mono=1.0) for event in events]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -43,7 +51,7 @@ def feed_chunks(decoder: LineDecoder, data: bytes, cuts: list[int]) -> list[Fram
 def test_random_bytes_never_crash_never_grow_and_every_line_is_accounted(
     fmt: str, chunks: list[bytes]
 ) -> None:
-    decoder = make_decoder(port(fmt, device_time="t"))
+    decoder = make_decoder(port(fmt, device_time="t", device_time_unit="ms"))
     for chunk in chunks:
         decoder.feed(chunk, 1.0, 2.0)
         assert decoder.splitter.buffered <= MAX_LINE
@@ -91,10 +99,10 @@ def test_chunking_never_changes_what_decodes(
 ) -> None:
     fmt, lines = fmt_and_lines
     stream = b"".join(lines)
-    whole = make_decoder(port(fmt, device_time="t"))
-    expected = whole.feed(stream, 1.0, 2.0)
+    whole = make_decoder(port(fmt, device_time="t", device_time_unit="ms"))
+    expected = feed_chunks(whole, stream, [])
     cuts = data.draw(st.lists(st.integers(min_value=0, max_value=len(stream)), max_size=30))
-    chunked = make_decoder(port(fmt, device_time="t"))
+    chunked = make_decoder(port(fmt, device_time="t", device_time_unit="ms"))
     assert feed_chunks(chunked, stream, cuts) == expected
     assert chunked.stats == whole.stats
     # Context never matters either: each line decodes in the stream exactly as it does on its own.
@@ -109,7 +117,7 @@ def _is_good(fmt: str, line: bytes) -> bool:
         return False
     if len(line.rstrip(b"\n")) > MAX_LINE or not text or text.startswith("#"):
         return False
-    decoder = make_decoder(port(fmt, device_time="t"))
+    decoder = make_decoder(port(fmt, device_time="t", device_time_unit="ms"))
     return len(decoder.feed(line, 0.0, 0.0)) == 1
 
 
@@ -117,7 +125,7 @@ def _is_good(fmt: str, line: bytes) -> bool:
 @given(lines=st.lists(_csv_good, min_size=1, max_size=30), cut=st.integers(min_value=1, max_value=5))
 def test_valid_csv_lines_each_become_exactly_their_frame(lines: list[str], cut: int) -> None:
     stream = "".join(line + "\n" for line in lines).encode()
-    decoder = make_decoder(port("csv", device_time="t"))
+    decoder = make_decoder(port("csv", device_time="t", device_time_unit="ms"))
     frames = feed_chunks(decoder, stream, list(range(0, len(stream), cut)))
     expected = []
     for line in lines:
@@ -131,10 +139,13 @@ def test_valid_csv_lines_each_become_exactly_their_frame(lines: list[str], cut: 
 def test_csv_batch_path_decides_exactly_like_the_line_path(data: st.DataObject, lines: list[bytes]) -> None:
     stream = b"".join(lines)
     cuts = data.draw(st.lists(st.integers(min_value=0, max_value=len(stream)), max_size=30))
-    batched = make_decoder(port("csv", device_time="t"))
-    per_line = make_decoder(port("csv", device_time="t"))
+    batched = make_decoder(port("csv", device_time="t", device_time_unit="ms"))
+    per_line = make_decoder(port("csv", device_time="t", device_time_unit="ms"))
     assert isinstance(batched, CsvDecoder) and isinstance(per_line, CsvDecoder)
     assert batched.batch_enabled
     per_line.batch_enabled = False
-    assert feed_chunks(batched, stream, cuts) == feed_chunks(per_line, stream, cuts)
+    # Times too: both paths place every frame at the same time on the device timeline.
+    assert feed_chunks(batched, stream, cuts, keep_time=True) == feed_chunks(
+        per_line, stream, cuts, keep_time=True
+    )
     assert batched.stats == per_line.stats

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -21,7 +22,13 @@ def port(**overrides: Any) -> SerialPort:
 
 
 def feed(decoder: LineDecoder, data: bytes) -> list[Frame | StepMarker]:
-    return decoder.feed(data, MONO, WALL)
+    """What decodes from one read at MONO. Each event's time is its place on the source timeline
+    (spread over the read's arrival, or the device's clock: tests/serial/test_clock.py); it never goes
+    back, and is set to MONO here so that these tests compare what was decoded."""
+    events = decoder.feed(data, MONO, WALL)
+    times = [event.mono for event in events]
+    assert times == sorted(times)
+    return [replace(event, mono=MONO) for event in events]
 
 
 def frames_of(events: list[Frame | StepMarker]) -> list[Frame]:
@@ -82,7 +89,7 @@ def test_csv_after_reset_a_data_line_is_still_data() -> None:
 
 
 def test_jsonl_takes_numeric_fields_and_device_time() -> None:
-    decoder = make_decoder(port(format="jsonl", device_time="ts"))
+    decoder = make_decoder(port(format="jsonl", device_time="ts", device_time_unit="s"))
     events = feed(decoder, b'{"ts": 5, "v": 12.1, "i": 2, "status": "ok", "on": true}\n')
     assert events == [Frame("bench", MONO, WALL, {"v": 12.1, "i": 2.0}, 5.0)]
 
@@ -100,7 +107,7 @@ def test_jsonl_with_columns_requires_them_and_null_is_a_missing_sample() -> None
 
 
 def test_jsonl_missing_device_time_field_gives_no_device_time() -> None:
-    decoder = make_decoder(port(format="jsonl", device_time="ts"))
+    decoder = make_decoder(port(format="jsonl", device_time="ts", device_time_unit="s"))
     assert feed(decoder, b'{"v": 1}\n') == [Frame("bench", MONO, WALL, {"v": 1.0}, None)]
 
 
@@ -108,7 +115,7 @@ def test_jsonl_missing_device_time_field_gives_no_device_time() -> None:
 
 
 def test_kv_pairs_with_device_time() -> None:
-    decoder = make_decoder(port(format="kv", device_time="t"))
+    decoder = make_decoder(port(format="kv", device_time="t", device_time_unit="s"))
     events = feed(decoder, b"t=7 temp=21.5 rh=40\r\nt=8, temp=21.6, rh=41\n")
     assert events == [
         Frame("bench", MONO, WALL, {"temp": 21.5, "rh": 40.0}, 7.0),

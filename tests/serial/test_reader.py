@@ -58,7 +58,9 @@ def captured_logs() -> Any:
 async def test_frames_and_markers_arrive_from_a_pty(make_pty: Any, until: Until, io_mode: str) -> None:
     pty = make_pty()
     events: list[SerialEvent] = []
-    reader = SerialReader(port(pty.path, device_time="t"), events.append, io_mode=io_mode)  # type: ignore[arg-type]
+    reader = SerialReader(
+        port(pty.path, device_time="t", device_time_unit="s"), events.append, io_mode=io_mode
+    )  # type: ignore[arg-type]
     async with running(reader):
         await until(lambda: links(events) == [LinkState.UP])
         await pty.write(b"t,v,i\r\n1,12.0,0.5\r\n#STEP START flash\r\n2,12.1,0.6\r\n#STEP END flash PASS\r\n")

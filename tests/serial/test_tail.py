@@ -30,7 +30,9 @@ async def wait_for_line(process: asyncio.subprocess.Process, needle: str, seen: 
 
 async def test_tail_prints_frames_markers_and_a_summary(make_pty: Any) -> None:
     pty = make_pty()
-    process = await run_tail(pty.path, "--device-time", "t", "--max-frames", "2", "--duration", "20")
+    process = await run_tail(
+        pty.path, "--device-time", "t", "--device-time-unit", "ms", "--max-frames", "2", "--duration", "20"
+    )
     seen: list[str] = []
     await wait_for_line(process, "LINK UP", seen)
     await pty.write(b"t,volts,amps\n100,12.5,0.25\n#STEP START flash\nbad,line,x\n1,2\n110,12.25,0.5\n")
