@@ -40,6 +40,7 @@ from edge_agent.lens.service import LensService
 from edge_agent.logs import get_logger
 from edge_agent.metrics import Metrics
 from edge_agent.outbox import Outbox
+from edge_agent.serial.clock import SourceClocks
 from edge_agent.serial.reader import SerialReader
 from edge_agent.service.looplag import LoopLagMonitor
 from edge_agent.service.metric_sources import (
@@ -85,9 +86,17 @@ class Agent:
         self._wall = wall
         self.started_wall = wall()
         self.supervisor = Supervisor()
-        self.detector = Detector(config.rules, config.lens if config.lens.enabled else None)
+        # Each port's timeline (the device's clock, or receive time spread over each read): frames, markers
+        # and link events carry it; `clocks.now(source, host_mono)` is what time-driven decisions use.
+        self.clocks = SourceClocks.for_ports(config.serial)
+        self.detector = Detector(
+            config.rules, config.lens if config.lens.enabled else None, source_now=self.clocks.now
+        )
         self.rings = EvidenceRings.from_config(config.evidence)
-        self.readers = {port.name: SerialReader(port, self._on_serial) for port in config.serial}
+        self.readers = {
+            port.name: SerialReader(port, self._on_serial, clock=self.clocks[port.name], mono=mono, wall=wall)
+            for port in config.serial
+        }
         self.lens: LensService | None = None
         if config.lens.enabled and config.lens.channels:
             source = config.lens.source or (config.serial[0].name if config.serial else "")
@@ -374,6 +383,7 @@ class Agent:
                 "decode": reader.decoder.stats.as_dict(),
                 "link": asdict(reader.stats),
                 "down_reason": self.link_reasons.get(name),
+                "clock": reader.clock.status(),
             }
         lens: dict[str, Any] | None = None
         if self.lens is not None:

@@ -58,6 +58,14 @@ SCHEMA: dict[str, MetricSpec] = {
     "serial_events_dropped_total": MetricSpec(
         "counter", "Frames/markers a full pipeline queue refused.", ("source",)
     ),
+    "serial_clock_steps_total": MetricSpec(
+        "counter",
+        "Device clock steps (backwards, jump) re-anchored on receive time, by kind.",
+        ("source", "kind"),
+    ),
+    "serial_frames_without_device_time_total": MetricSpec(
+        "counter", "Frames of a device_time port that carried no usable device time.", ("source",)
+    ),
     # lens
     "lens_windows_sent_total": MetricSpec("counter", "Windows sent to the lens session."),
     "lens_windows_dropped_total": MetricSpec("counter", "Windows not delivered, by reason.", ("reason",)),

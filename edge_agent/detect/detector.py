@@ -29,6 +29,12 @@ from edge_agent.frames import Frame, LinkEvent, LinkState
 
 NO_EVENTS: tuple[AnomalyEvent, ...] = ()
 LENS_RULE_ID = "lens"
+SourceNow = Callable[[str, float], float]
+
+
+def host_timeline(source: str, host_mono: float) -> float:
+    """The default mapping: every source's timeline is the host's monotonic clock."""
+    return host_mono
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +86,16 @@ class Detector:
         new_id: Callable[[], str] = uuid4_str,
         update_every: float | None = None,
         load_baseline: Callable[[Path], Mapping[str, RobustStats]] = load_baselines,
+        source_now: SourceNow = host_timeline,
     ) -> None:
         """Build every rule now, so a bad rule or baseline file fails at start-up (`RuleConfigError`),
-        not at the first frame. `load_baseline` reads a baseline file (the only I/O, at construction)."""
+        not at the first frame. `load_baseline` reads a baseline file (the only I/O, at construction).
+
+        Frames and link events carry times on their source's timeline (`edge_agent.serial.clock`);
+        `source_now(source, host_mono)` is that timeline's now, which every time-driven decision of a
+        source (dropout gaps, anomalies closing when samples stop) is made on."""
         self.tracker = AnomalyTracker(new_id=new_id, update_every=update_every)
+        self._source_now = source_now
         self._rules = [self._compile(i, section, load_baseline) for i, section in enumerate(rules)]
         self._plans: dict[str, _SourcePlan] = {}
         self._known_sources: set[str] = set()
@@ -183,9 +195,7 @@ class Detector:
             if not rule.section.source:
                 stand_in = self._watches.pop((rule.index, ""), None)
                 if stand_in is not None:
-                    event = stand_in.seen(mono, wall)
-                    if event is not None:
-                        events.append(event)
+                    events.extend(stand_in.seen(mono, wall))
         return events
 
     def _plan_for(self, source: str) -> _SourcePlan:
@@ -219,10 +229,10 @@ class Detector:
             events = self._ensure_source(frame.source, mono, wall) or None
             plan = self._plan_for(frame.source)
         for watch in plan.any_frame:
-            event = watch.seen(mono, wall)
-            if event is not None:
+            found = watch.seen(mono, wall)
+            if found:
                 events = events or []
-                events.append(event)
+                events.extend(found)
         values = frame.values
         for channel, checks, watches in plan.channels:
             value = values.get(channel)
@@ -230,10 +240,10 @@ class Detector:
             if value is None or value - value != 0.0:
                 continue
             for watch in watches:
-                event = watch.seen(mono, wall)
-                if event is not None:
+                found = watch.seen(mono, wall)
+                if found:
                     events = events or []
-                    events.append(event)
+                    events.extend(found)
             for check, slot in checks:
                 verdict = check.observe(value, mono, wall)
                 if verdict is None or not (verdict or slot.live):
@@ -262,8 +272,10 @@ class Detector:
         return events
 
     def on_inference(self, inference: InferenceLike, now_mono: float, now_wall: float) -> list[AnomalyEvent]:
-        """A lens output received at `now_*`. Its window's wall times are mapped onto the monotonic clock
-        by their age at receipt, so the anomaly's times line up with the frames it is about."""
+        """A lens output received at host time `now_*`. Its window's wall times are mapped onto the lens
+        source's timeline by their age at receipt, so the anomaly's times line up with the frames it is
+        about (exactly at 1x; a recording replayed faster than real time ages 1 s of its timeline per
+        host second here, as the lens itself only sees about one window a second)."""
         check = self._lens
         spec = self._lens_spec
         if check is None or spec is None:
@@ -272,8 +284,9 @@ class Detector:
         active = check.is_anomalous(inference)
         if not active and not slot.live:
             return []
-        end_mono, end_wall = _at(inference.window_end, now_mono, now_wall)
-        start_mono, start_wall = _at(inference.window_start, now_mono, now_wall)
+        source_now = self._source_now(inference.source, now_mono)
+        end_mono, end_wall = _at(inference.window_end, source_now, now_wall)
+        start_mono, start_wall = _at(inference.window_start, source_now, now_wall)
         score = check.score_of(inference)
         value = score if score is not None and math.isfinite(score) else 1.0
         event = slot.observe(
@@ -283,19 +296,34 @@ class Detector:
         return [] if event is None else [event]
 
     def tick(self, now_mono: float, now_wall: float) -> list[AnomalyEvent]:
-        """Time passes: dropout gaps, anomalies clear for long enough, progress updates. Call it often
-        (every 100-250 ms): it bounds how late a dropout is seen and a quiet anomaly closes."""
+        """Host time `now_mono` passes: dropout gaps, anomalies clear for long enough, progress updates,
+        each judged on its own source's now. Call it often (every 100-250 ms): it bounds how late a
+        dropout is seen and a quiet anomaly closes."""
+        now_of = self._now_of(now_mono)
         events: list[AnomalyEvent] = []
-        for watch in list(self._watches.values()):
-            event = watch.check(now_mono, now_wall)
+        for (_, source), watch in list(self._watches.items()):
+            event = watch.check(now_of(source), now_wall)
             if event is not None:
                 events.append(event)
-        events.extend(self.tracker.tick(now_mono, now_wall))
+        events.extend(self.tracker.tick(now_mono, now_wall, now_of))
         return events
 
     def close_all(self, now_mono: float, now_wall: float) -> list[AnomalyClosed]:
-        """Shutdown: close every open anomaly now (reason "shutdown")."""
-        return self.tracker.close_all(now_mono, now_wall)
+        """Shutdown: close every open anomaly now (reason "shutdown"), at its source's now."""
+        return self.tracker.close_all(now_mono, now_wall, self._now_of(now_mono))
+
+    def _now_of(self, host_mono: float) -> Callable[[str], float]:
+        """Each source's now at one host instant (looked up once per source per tick)."""
+        source_now = self._source_now
+        cache: dict[str, float] = {}
+
+        def now_of(source: str) -> float:
+            now = cache.get(source)
+            if now is None:
+                now = cache[source] = source_now(source, host_mono)
+            return now
+
+        return now_of
 
     def open_anomalies(self) -> list[Anomaly]:
         return self.tracker.open_anomalies()

@@ -5,16 +5,23 @@ on its tick, `seen(...)` on every frame that carries the channel (any frame of t
 "*"), and `link_down/link_up` on serial link events. An unplug opens at once, past the debounce: it is a
 fact reported by the port, not a noisy measurement. After the link comes back the gap clock restarts,
 so the port gets `dropout_after` seconds to deliver its first frame.
+
+Times are the source's timeline (`edge_agent.serial.clock`): with a device clock, frames can arrive
+faster than that timeline runs on the host (a recording replayed at 200x, a device that buffered), so
+no tick sees the gap. `seen` then finds it in the frames' own times, and gives the same anomaly a tick
+at 1x would have: from the last frame before the gap to the first after it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 from edge_agent.detect.anomaly import AnomalyEvent
 from edge_agent.detect.tracker import Slot
 
 ANY_CHANNEL = "*"
+_NONE: tuple[AnomalyEvent, ...] = ()
 
 
 class DropoutWatch:
@@ -33,14 +40,36 @@ class DropoutWatch:
         self.link_text = ""
         self._gap_text = f"no frame for >= {after:.6g}s"
 
-    def seen(self, mono: float, wall: float) -> AnomalyEvent | None:
+    def seen(self, mono: float, wall: float) -> Sequence[AnomalyEvent]:
         """A frame carrying the channel arrived: the gap (if any) is over."""
+        last = self.last_mono
+        slot = self.slot
+        events: list[AnomalyEvent] | None = None
+        if last is not None and mono - last >= self.after and not self.link_down and not slot.is_open:
+            events = self._gap_between_frames(last, mono, wall)
         self.last_mono = mono
         self.last_wall = wall
         self.link_down = False
-        if self.slot.live:
-            return self.slot.observe(False, 0.0, 0.0, self._gap_text, mono, wall)
-        return None
+        if slot.live:
+            event = slot.observe(False, 0.0, 0.0, self._gap_text, mono, wall)
+            if event is not None:
+                events = events or []
+                events.append(event)
+        return events or _NONE
+
+    def _gap_between_frames(self, last: float, mono: float, wall: float) -> list[AnomalyEvent]:
+        """The condition held from `dropout_after` past the last frame until this one."""
+        text, slot = self._gap_text, self.slot
+        out: list[AnomalyEvent] = []
+        began = last + self.after
+        began_wall = self.last_wall + self.after
+        for at, at_wall in ((began, began_wall), (mono, wall)):
+            event = slot.observe(
+                True, at - last, at - began, text, at, at_wall, onset_mono=last, onset_wall=self.last_wall,
+            )  # fmt: skip
+            if event is not None:
+                out.append(event)
+        return out
 
     def check(self, now_mono: float, now_wall: float) -> AnomalyEvent | None:
         last = self.last_mono

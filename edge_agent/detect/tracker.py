@@ -308,18 +308,27 @@ class AnomalyTracker:
         """Convenience form of `slot(key, spec).observe(...)` for callers off the hot path."""
         return self.slot(key, spec).observe(active, value, excursion, threshold, mono, wall)
 
-    def tick(self, now_mono: float, now_wall: float) -> list[AnomalyEvent]:
-        """Close anomalies clear for long enough, emit due progress updates."""
+    def tick(
+        self, now_mono: float, now_wall: float, now_of: Callable[[str], float] | None = None
+    ) -> list[AnomalyEvent]:
+        """Close anomalies clear for long enough, emit due progress updates. `now_of(source)`, when
+        given, is the now of each key's source timeline (else `now_mono` is every source's now)."""
         events: list[AnomalyEvent] = []
         for slot in list(self._open.values()):
-            event = slot._tick(now_mono, now_wall)
+            now = now_mono if now_of is None else now_of(slot.key.source)
+            event = slot._tick(now, now_wall)
             if event is not None:
                 events.append(event)
         return events
 
-    def close_all(self, now_mono: float, now_wall: float) -> list[AnomalyClosed]:
+    def close_all(
+        self, now_mono: float, now_wall: float, now_of: Callable[[str], float] | None = None
+    ) -> list[AnomalyClosed]:
         """Close every open anomaly (shutdown) and forget every running streak."""
-        closed = [slot._close(now_mono, now_wall, "shutdown") for slot in list(self._open.values())]
+        closed = []
+        for slot in list(self._open.values()):
+            now = now_mono if now_of is None else max(now_of(slot.key.source), slot._last_mono)
+            closed.append(slot._close(now, now_wall, "shutdown"))
         for slot in self._slots.values():
             slot._count = 0
             slot.live = False

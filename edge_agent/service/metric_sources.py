@@ -29,6 +29,7 @@ from edge_agent.metrics import Sample
 if TYPE_CHECKING:
     from edge_agent.lens.service import LensService
     from edge_agent.outbox import Outbox
+    from edge_agent.serial.clock import SourceClock
     from edge_agent.serial.reader import SerialReader
     from edge_agent.service.looplag import LoopLagMonitor
     from edge_agent.service.watchdog import Watchdog
@@ -85,6 +86,18 @@ def serial_samples(
     return samples
 
 
+def clock_samples(source: str, clock: SourceClock) -> list[Sample]:
+    """Device-clock trouble of a port's timeline (nothing for a port without device_time)."""
+    if clock.mode != "device":
+        return []
+    stats = clock.stats
+    return [
+        Sample("serial_clock_steps_total", {"source": source, "kind": "backwards"}, stats.backwards),
+        Sample("serial_clock_steps_total", {"source": source, "kind": "jump"}, stats.jumps),
+        Sample("serial_frames_without_device_time_total", {"source": source}, stats.missing),
+    ]
+
+
 def serial_source(reader: SerialReader) -> Callable[[], Iterable[Sample]]:
     def collect() -> Iterable[Sample]:
         link, decode = reader.stats, reader.decoder.stats
@@ -96,7 +109,7 @@ def serial_source(reader: SerialReader) -> Callable[[], Iterable[Sample]]:
             link.opens,
             link.dropped,
             reader.is_up,
-        )
+        ) + clock_samples(reader.port.name, reader.clock)
 
     return collect
 
