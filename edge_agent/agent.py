@@ -120,7 +120,13 @@ class Agent:
                 state_dir=self.state_dir,
             )
         self.steps = StepTracker(
-            config=config, outbox=self.outbox, client=self.atlas, state_dir=self.state_dir
+            config=config,
+            outbox=self.outbox,
+            client=self.atlas,
+            state_dir=self.state_dir,
+            mono=mono,
+            wall=wall,
+            timelines=self.clocks.all_now,
         )
         self.loop_lag = LoopLagMonitor()
         self.watchdog = Watchdog.from_environment(self.notifier, self.loop_lag, self._progressing)

@@ -14,9 +14,11 @@ from enum import StrEnum
 class Frame:
     """One decoded sample row from one source.
 
-    `mono` is the host's monotonic receive time (for intervals and ordering), `wall` the host's
-    Unix time at receive (for humans and the cloud), `device_time` the device's own clock when a
-    configured field carries it (in the device's units), `values` the numeric channels by name.
+    `mono` is the frame's time on its source's timeline, in monotonic seconds (for intervals and
+    ordering; edge_agent.serial.clock): the device's clock anchored at the host's receive time when the
+    port has `device_time`, else the host's receive time spread over the read the line came in. `wall`
+    is the host's Unix time of that read (for humans and the cloud), `device_time` the device's own
+    clock as sent (in the device's units), `values` the numeric channels by name.
     """
 
     source: str
@@ -38,7 +40,8 @@ class Verdict(StrEnum):
 
 @dataclass(slots=True, frozen=True)
 class StepMarker:
-    """A `#STEP START name` / `#STEP END name [PASS|FAIL]` line seen in a serial stream."""
+    """A `#STEP START name` / `#STEP END name [PASS|FAIL]` line seen in a serial stream; `mono` is on
+    its source's timeline, like the frames around it."""
 
     source: str
     edge: StepEdge
@@ -55,7 +58,7 @@ class LinkState(StrEnum):
 
 @dataclass(slots=True, frozen=True)
 class LinkEvent:
-    """The serial link of `source` went down or came back up."""
+    """The serial link of `source` went down or came back up (`mono`: its source's timeline then)."""
 
     source: str
     state: LinkState

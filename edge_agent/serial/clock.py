@@ -299,5 +299,9 @@ class SourceClocks:
         clock = self._clocks.get(source)
         return host_mono if clock is None else clock.now(host_mono)
 
+    def all_now(self, host_mono: float) -> dict[str, float]:
+        """Every source's timeline at host monotonic time `host_mono`."""
+        return {source: clock.now(host_mono) for source, clock in self._clocks.items()}
+
     def status(self) -> dict[str, dict[str, Any]]:
         return {source: clock.status() for source, clock in self._clocks.items()}

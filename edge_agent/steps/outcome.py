@@ -5,13 +5,14 @@
   them: Atlas means that field for this status);
 - `passed` otherwise. A PASS verdict never hides an anomaly: the worse of the two wins.
 
-Spans are closed intervals on one clock (monotonic seconds); an anomaly still open has `end` None and
-overlaps everything from its start on.
+Spans are closed intervals on their source's timeline (edge_agent.serial.clock: monotonic seconds on
+the device's clock or the host's); an anomaly still open has `end` None and overlaps everything from
+its start on. A step's bounds can be given per source (`per_source`), each on that source's timeline.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 MAX_NOTE_CHARS = 2000  # Atlas documents no limit for `exception`; a note is for a human to read
@@ -24,6 +25,7 @@ class AnomalySpan:
     label: str  # what a human reads in the note: "supply_v on bench: supply_v outside [11.4, 12.6]"
     start: float
     end: float | None = None
+    source: str = ""  # whose timeline start and end are on ("" : unknown, compared with the step's own)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,10 +43,16 @@ def _name(span: AnomalySpan) -> str:
 
 
 def step_outcome(
-    start: float, end: float, anomalies: Sequence[AnomalySpan], verdict: str | None = None
+    start: float,
+    end: float,
+    anomalies: Sequence[AnomalySpan],
+    verdict: str | None = None,
+    per_source: Mapping[str, tuple[float, float]] | None = None,
 ) -> Outcome:
-    """The step [start, end]'s outcome given the anomalies and the verdict its end marker carried."""
-    hit = [a for a in anomalies if overlaps(start, end, a)]
+    """The step [start, end]'s outcome given the anomalies and the verdict its end marker carried.
+    `per_source[s]`, when present, is the step's [start, end] on source s's timeline."""
+    bounds = per_source or {}
+    hit = [a for a in anomalies if overlaps(*bounds.get(a.source, (start, end)), a)]
     high = [a for a in hit if a.severity == "high"]
     failed_by_verdict = (verdict or "").upper() == "FAIL"
     if high or failed_by_verdict:

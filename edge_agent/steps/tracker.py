@@ -50,7 +50,12 @@ class StepTracker:
         state_dir: Path,
         mono: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        timelines: Callable[[float], dict[str, float]] | None = None,
     ) -> None:
+        """`timelines(host_mono)`: each source's timeline at that host time (`SourceClocks.all_now`).
+        A step's bounds are kept on every source's timeline, so that anomalies (on their source's) are
+        compared with the step on the same clock, whether the step came from the API (host time) or
+        from a marker (its source's timeline)."""
         self.config = config
         self.section = config.steps
         self.outbox = outbox
@@ -58,6 +63,7 @@ class StepTracker:
         self.path = Path(state_dir) / "steps" / STATE_FILE
         self._mono = mono
         self._wall = wall
+        self._timelines = timelines or (lambda host_mono: {})
         self.bench = config.agent.bench
         self._spans: dict[str, AnomalySpan] = {}
         self._completed: list[dict[str, Any]] = []
@@ -109,7 +115,15 @@ class StepTracker:
         """A clean shutdown ends the running step (its outcome says so); the state is kept either way."""
         current = self.state.get("current")
         if clean and current:
-            await self._end(str(current["name"]), None, self._mono(), self._wall(), note="agent shut down")
+            host = self._mono()
+            await self._end(
+                str(current["name"]),
+                None,
+                host,
+                self._wall(),
+                note="agent shut down",
+                on=self._timelines(host),
+            )
 
     def _save(self) -> None:
         write_json_atomic(self.path, self.state)
@@ -220,20 +234,24 @@ class StepTracker:
     # -- inputs -------------------------------------------------------------------------------------
 
     async def start_step(self, name: str, card: str | None = None) -> dict[str, Any]:
-        return await self._start(name, card, self._mono(), self._wall())
+        host = self._mono()
+        return await self._start(name, card, host, self._wall(), self._timelines(host))
 
     async def end_step(self, name: str, verdict: str | None = None) -> dict[str, Any]:
-        return await self._end(name, verdict, self._mono(), self._wall())
+        host = self._mono()
+        return await self._end(name, verdict, host, self._wall(), on=self._timelines(host))
 
     async def on_marker(self, marker: StepMarker) -> None:
         if self.section.source == "api":
             self.ignored_markers += 1  # the sequencer owns the steps; a stray marker must not fork them
             return
+        # The marker's time is on its source's timeline; the other sources' are their nows.
+        on = {**self._timelines(self._mono()), marker.source: marker.mono}
         if marker.edge is StepEdge.START:
-            await self._start(marker.name, None, marker.mono, marker.wall)
+            await self._start(marker.name, None, marker.mono, marker.wall, on)
         else:
             verdict = marker.verdict.value if marker.verdict is not None else None
-            await self._end(marker.name, verdict, marker.mono, marker.wall)
+            await self._end(marker.name, verdict, marker.mono, marker.wall, on=on)
 
     def on_anomaly_events(self, events: Sequence[AnomalyEvent]) -> None:
         changed = False
@@ -244,7 +262,7 @@ class StepTracker:
                 end = a.ended_mono if a.ended_mono is not None else a.closed_mono
             changed = changed or not isinstance(event, AnomalyUpdated)
             self._spans[a.id] = AnomalySpan(
-                a.id, a.severity, f"{where(a)}: {a.description}", a.started_mono, end
+                a.id, a.severity, f"{where(a)}: {a.description}", a.started_mono, end, a.source
             )
         if changed and self.state:
             self._save_spans()
@@ -266,11 +284,14 @@ class StepTracker:
                 continue
             self._spans[key] = span if span.end is not None else replace(span, end=now)
 
-    async def _start(self, name: str, card: str | None, mono: float, wall: float) -> dict[str, Any]:
+    async def _start(
+        self, name: str, card: str | None, mono: float, wall: float, on: dict[str, float]
+    ) -> dict[str, Any]:
         current = self.state.get("current")
         if current:
             # A start without the previous end: the previous step ends here, and says so.
-            await self._end(str(current["name"]), None, mono, wall, note=f"ended by the start of {name!r}")
+            note = f"ended by the start of {name!r}"
+            await self._end(str(current["name"]), None, mono, wall, note=note, on=on)
         title, card_title = self._title_for(name, card)
         if not self.atlas_disabled:
             try:
@@ -279,19 +300,31 @@ class StepTracker:
                 log.error("steps_enqueue_failed", step=title, error=str(exc))
         else:
             self.state["steps"].setdefault(title, {"card": card_title})
-        self.state["current"] = {"name": name, "title": title, "card": card_title, "mono": mono, "wall": wall}
+        self.state["current"] = {
+            "name": name, "title": title, "card": card_title, "mono": mono, "wall": wall, "on": on,
+        }  # fmt: skip
         self._save()
         return {"step": title, "card": card_title, "started_wall": wall}
 
     async def _end(
-        self, name: str, verdict: str | None, mono: float, wall: float, note: str = ""
+        self,
+        name: str,
+        verdict: str | None,
+        mono: float,
+        wall: float,
+        note: str = "",
+        on: dict[str, float] | None = None,
     ) -> dict[str, Any]:
         current = self.state.get("current")
         if not current or current["name"] != name:
             running = current["name"] if current else None
             log.warning("steps_end_without_start", step=name, running=running)
             return {"error": f"step {name!r} is not running", "running": running}
-        outcome = step_outcome(float(current["mono"]), mono, list(self._spans.values()), verdict)
+        # The step on each source's timeline: (start, end) where both ends are known there.
+        started_on: dict[str, float] = current.get("on") or {}
+        ended_on = on or {}
+        bounds = {s: (started_on[s], ended_on[s]) for s in started_on.keys() & ended_on.keys()}
+        outcome = step_outcome(float(current["mono"]), mono, list(self._spans.values()), verdict, bounds)
         exception = outcome.exception
         if note:
             exception = f"{note}; {exception}" if exception else note
@@ -328,7 +361,11 @@ class StepTracker:
         self._save()
         self._completed = [*self._completed[-(MAX_COMPLETED_SHOWN - 1) :], result]
         # Steps run one after another: anomalies over before this end cannot touch a later step.
-        self._spans = {k: s for k, s in self._spans.items() if s.end is None or s.end >= mono}
+        self._spans = {
+            k: s
+            for k, s in self._spans.items()
+            if s.end is None or s.end >= bounds.get(s.source, (0.0, mono))[1]
+        }
         self._save_spans()
         log.info("step_ended", step=result["step"], status=outcome.execution_status)
         return result

@@ -65,3 +65,14 @@ def test_properties(start: float, length: float, anomalies: list[AnomalySpan], v
     assert step_outcome(start, end, hit, verdict) == outcome
     worse = step_outcome(start, end, [*anomalies, AnomalySpan("new", "high", "y", start, end)], verdict)
     assert RANK[worse.execution_status] >= RANK[outcome.execution_status]
+
+
+def test_per_source_bounds_compare_each_span_on_its_own_timeline() -> None:
+    """A step at host [10, 20] is [1010, 1020] on source dev's clock: dev's spans are judged there."""
+    on_dev = AnomalySpan("d1", "high", "v on dev", 1015, 1016, source="dev")
+    on_host = AnomalySpan("h1", "low", "v on other", 15, 16, source="other")
+    per_source = {"dev": (1010.0, 1020.0)}
+    outcome = step_outcome(10, 20, [on_dev, on_host], per_source=per_source)
+    assert outcome.execution_status == "failed" and "d1" in (outcome.exception or "")
+    assert "h1" in (outcome.exception or "")  # no bounds for "other": the step's own
+    assert step_outcome(10, 20, [on_dev]).execution_status == "passed"  # on the wrong clock: missed
