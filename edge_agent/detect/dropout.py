@@ -25,7 +25,7 @@ _NONE: tuple[AnomalyEvent, ...] = ()
 
 
 class DropoutWatch:
-    __slots__ = ("_gap_text", "after", "last_mono", "last_wall", "link_down", "link_text", "slot")
+    __slots__ = ("_due", "_gap_text", "after", "last_mono", "last_wall", "link_down", "link_text", "slot")
 
     measure = "seconds without frames"
 
@@ -35,6 +35,7 @@ class DropoutWatch:
         self.after = after
         self.slot = slot
         self.last_mono: float | None = None  # None: the gap clock starts at the first check
+        self._due = math.inf  # last_mono + after: a frame from then on ends a gap no tick may have seen
         self.last_wall = 0.0
         self.link_down = False
         self.link_text = ""
@@ -42,13 +43,21 @@ class DropoutWatch:
 
     def seen(self, mono: float, wall: float) -> Sequence[AnomalyEvent]:
         """A frame carrying the channel arrived: the gap (if any) is over."""
+        if mono < self._due and not self.slot.live:  # the per-frame case: nothing to decide
+            self.last_mono = mono
+            self.last_wall = wall
+            self._due = mono + self.after
+            self.link_down = False
+            return _NONE
+        return self._seen_after_gap(mono, wall)
+
+    def _seen_after_gap(self, mono: float, wall: float) -> Sequence[AnomalyEvent]:
         last = self.last_mono
         slot = self.slot
         events: list[AnomalyEvent] | None = None
-        if last is not None and mono - last >= self.after and not self.link_down and not slot.is_open:
+        if last is not None and mono >= self._due and not self.link_down and not slot.is_open:
             events = self._gap_between_frames(last, mono, wall)
-        self.last_mono = mono
-        self.last_wall = wall
+        self._set_last(mono, wall)
         self.link_down = False
         if slot.live:
             event = slot.observe(False, 0.0, 0.0, self._gap_text, mono, wall)
@@ -56,6 +65,11 @@ class DropoutWatch:
                 events = events or []
                 events.append(event)
         return events or _NONE
+
+    def _set_last(self, mono: float, wall: float) -> None:
+        self.last_mono = mono
+        self.last_wall = wall
+        self._due = mono + self.after
 
     def _gap_between_frames(self, last: float, mono: float, wall: float) -> list[AnomalyEvent]:
         """The condition held from `dropout_after` past the last frame until this one."""
@@ -74,8 +88,7 @@ class DropoutWatch:
     def check(self, now_mono: float, now_wall: float) -> AnomalyEvent | None:
         last = self.last_mono
         if last is None:
-            self.last_mono = now_mono
-            self.last_wall = now_wall
+            self._set_last(now_mono, now_wall)
             return None
         gap = max(0.0, now_mono - last)
         if self.link_down:
@@ -96,14 +109,12 @@ class DropoutWatch:
         self.link_down = True
         self.link_text = f"serial link down: {reason}" if reason else "serial link down"
         if self.last_mono is None:
-            self.last_mono = mono
-            self.last_wall = wall
+            self._set_last(mono, wall)
         return self.check(mono, wall)
 
     def on_link_up(self, mono: float, wall: float) -> AnomalyEvent | None:
         self.link_down = False
-        self.last_mono = mono
-        self.last_wall = wall
+        self._set_last(mono, wall)
         if self.slot.live:
             return self.slot.observe(False, 0.0, 0.0, self._gap_text, mono, wall)
         return None
