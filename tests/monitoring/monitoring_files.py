@@ -79,19 +79,18 @@ def selectors(expr: str) -> list[Selector]:
     return found
 
 
-# What Grafana puts in place of its variables when it sends a query.
+# What Grafana puts in place of its variables when it sends a query (the bench variable: two chosen).
 GRAFANA_VARIABLES = {
     "$__rate_interval": "1m",
     "$__interval": "30s",
     "$__range": "6h",
-    "${bench}": "bench-03|bench-04",
-    "$bench": "bench-03|bench-04",
 }
+CHOSEN_BENCHES = "bench-03|bench-04"
 _LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.+),\s*(?P<label>[a-zA-Z_]\w*)\)$")
 
 
-def grafana_to_promql(expr: str) -> str:
-    for variable, value in GRAFANA_VARIABLES.items():
+def grafana_to_promql(expr: str, benches: str = CHOSEN_BENCHES) -> str:
+    for variable, value in {**GRAFANA_VARIABLES, "${bench}": benches, "$bench": benches}.items():
         expr = expr.replace(variable, value)
     if "$" in expr.replace("$1", ""):
         raise ValueError(f"unknown Grafana variable in {expr!r}")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import yaml
 from monitoring_files import (
+    CHOSEN_BENCHES,
     PROMETHEUS_SERIES,
     dashboard_queries,
     grafana_to_promql,
@@ -79,7 +80,7 @@ def test_every_query_is_scoped_to_the_chosen_benches() -> None:
             continue  # the variable's own query lists the benches
         for selector in selectors(grafana_to_promql(expr)):
             benches = [m for m in selector.matchers if m[0] == "bench"]
-            assert benches == [("bench", "Re", "bench-03|bench-04")], (where, selector)
+            assert benches == [("bench", "Re", CHOSEN_BENCHES)], (where, selector)
             # Series other jobs have too: only the edge-agent job's, only the edge-agent alerts.
             if selector.name == "ALERTS":
                 assert ("alertname", "Re", "EdgeAgent.*") in selector.matchers, (where, selector)

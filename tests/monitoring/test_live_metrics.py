@@ -7,13 +7,11 @@ inferences, an anomaly, a running step), then scraped at /metrics. The expositio
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from agent_harness import AgentProcess, NotifySocket, Pty, config_toml
+from live_agent import Exposition, live_bench
 from monitoring_files import (
     PROMETHEUS_SERIES,
     TARGET_LABELS,
@@ -24,100 +22,16 @@ from monitoring_files import (
     run_promtool,
     selectors,
 )
-from prometheus_client.parser import text_string_to_metric_families
-
-from edge_agent.config import EmulatorSection
-from edge_agent.emulators.archetype import ArchetypeEmulator
-from edge_agent.emulators.atlas import AtlasEmulator
-
-ATAI_KEY = "live-atai-key"
-ATLAS_TOKEN = "live-atlas-token"
-WAIT = 30.0
 
 
-@dataclass(frozen=True)
-class Exposition:
-    text: str
-    # sample name -> label name -> the values seen
-    series: dict[str, dict[str, set[str]]]
-
-
-def parse(text: str) -> Exposition:
-    series: dict[str, dict[str, set[str]]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = series.setdefault(sample.name, {})
-            for label, value in sample.labels.items():
-                labels.setdefault(label, set()).add(value)
-    return Exposition(text, series)
-
-
-def wanted(expo: Exposition) -> list[str]:
-    """What is still missing from a scrape for every metric family the rules and panels use to have a
-    sample (counters with labels appear with their first event)."""
-    checks = {
-        "a frame": "edge_agent_serial_frames_total",
-        "a decode error": "edge_agent_serial_decode_errors_total",
-        "an inference": "edge_agent_lens_inferences_total",
-        "an anomaly": "edge_agent_anomalies_opened_total",
-        "the state disk": "edge_agent_state_dir_filesystem_avail_bytes",
-        "the process collector": "process_resident_memory_bytes",
-    }
-    missing = [what for what, name in checks.items() if name not in expo.series]
-    if "edge_agent_step_running 1.0" not in expo.text:
-        missing.append("a running step")
-    return missing
-
-
-async def run_and_scrape(tmp: Path) -> Exposition:
-    settings = EmulatorSection.model_validate(
-        {"api_key": ATAI_KEY, "atlas_token": ATLAS_TOKEN, "atlas_port": 0, "warmup": 0.2,
-         "inference_interval": 0.05, "baseline_windows": 2}
-    )  # fmt: skip
-    archetype = ArchetypeEmulator(settings, port=0, seed=7)
-    await archetype.start()
-    pty, notify = Pty(), NotifySocket()
-    notify.start()
-    agent: AgentProcess | None = None
-    try:
-        async with AtlasEmulator(settings, seed=7) as atlas:
-            config = tmp / "agent.toml"
-            config.write_text(
-                config_toml(
-                    state_dir=tmp / "state", serial_url=pty.path, lens_url=archetype.base_url,
-                    lens_key=ATAI_KEY, atlas_url=atlas.base_url, atlas_token=ATLAS_TOKEN, bench="bench-live",
-                )
-            )  # fmt: skip
-            home = tmp / "home"
-            home.mkdir()
-            agent = AgentProcess(config, notify, home)
-            await agent.start()
-            await agent.wait_ready(within=WAIT)
-            pty.start_writing(rate_hz=100.0)
-            code, body = await agent.post("/steps/start", {"name": "soak"})
-            assert code == 200, body
-            deadline = time.monotonic() + WAIT
-            expo = Exposition("", {})
-            while missing := wanted(expo):
-                assert time.monotonic() < deadline, f"after {WAIT}s still no {missing}:\n{agent.output()}"
-                pty.write_now(b"1,not-a-number,25\n")  # a decode error
-                pty.supply_v = 13.5  # over the limits rule's max: an anomaly
-                await asyncio.sleep(0.3)
-                code, text = await agent.get("/metrics")
-                assert code == 200, text
-                expo = parse(text)
-            return expo
-    finally:
-        if agent is not None:
-            await agent.close()
-        await pty.close()
-        await notify.close()
-        await archetype.stop()
+async def scrape_exercised_agent(tmp: Path) -> Exposition:
+    async with live_bench(tmp) as bench:
+        return await bench.exercise()
 
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Exposition]:
-    yield asyncio.run(run_and_scrape(tmp_path_factory.mktemp("live-agent")))
+    yield asyncio.run(scrape_exercised_agent(tmp_path_factory.mktemp("live-agent")))
 
 
 def check_selectors(where: str, expr: str, expo: Exposition) -> list[str]:

@@ -183,7 +183,15 @@ def test_example_scrape_config_is_valid_and_labels_every_target_with_its_bench(t
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert f"SUCCESS: {len(alert_rules())} rules found" in checked.stdout, checked.stdout
 
-    discovered = run_promtool("check", "service-discovery", SCRAPE_CONFIG.name, "edge-agent", cwd=tmp_path)
+    discovered = run_promtool(
+        # Static targets are there at once; promtool otherwise waits 30 s for more to be discovered.
+        "check",
+        "service-discovery",
+        "--timeout=3s",
+        SCRAPE_CONFIG.name,
+        "edge-agent",
+        cwd=tmp_path,
+    )
     assert discovered.returncode == 0, discovered.stdout + discovered.stderr
     targets = json.loads(discovered.stdout)
     benches = {t["labels"]["instance"]: t["labels"].get("bench") for t in targets}
