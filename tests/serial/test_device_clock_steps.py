@@ -1,10 +1,12 @@
 """The whole agent (in process) on a real pty whose device clock steps back (a reboot) and jumps ahead (an
 NTP step of two hours) during a run: both are counted on /status and /metrics, and the anomalies that
-span them keep the durations they had in real time."""
+span them keep the durations they had in real time. The reader logs each kind of trouble when it starts."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -15,8 +17,11 @@ import aiohttp
 import pytest
 
 from edge_agent.agent import Agent
-from edge_agent.config import load_config
+from edge_agent.config import SerialPort, load_config
 from edge_agent.detect.anomaly import AnomalyClosed, AnomalyEvent
+from edge_agent.frames import Frame
+from edge_agent.logs import setup_logging
+from edge_agent.serial.reader import SerialReader
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -122,3 +127,34 @@ async def test_device_clock_steps_are_counted_and_anomalies_keep_real_durations(
         # 40 rows of 20 ms, and the step between them: about 0.8 s, never negative, never two hours.
         assert 0.6 <= anomaly.ended_mono - anomaly.started_mono <= 1.2, anomaly
         assert anomaly.closed_mono is not None and anomaly.closed_mono >= anomaly.ended_mono
+
+
+async def test_each_kind_of_clock_trouble_is_logged_when_it_starts_not_per_frame(
+    make_pty: Callable[[], Any], until: Callable[..., Any]
+) -> None:
+    stream = io.StringIO()
+    setup_logging("info", json=True, stream=stream)
+    try:
+        pty = make_pty()
+        port = SerialPort(name="bench", url=pty.path, format="kv", device_time="t_ms", reconnect_min=0.05)
+        frames: list[Frame] = []
+        reader = SerialReader(port, lambda e: frames.append(e) if isinstance(e, Frame) else None)
+        task = asyncio.create_task(reader.run())
+        try:
+            await until(lambda: reader.is_up, 5.0)
+            # Back twice within a few frames (one condition), then 20 frames without their time.
+            lines = ["t_ms=5000 v=1", "t_ms=6000 v=1", "t_ms=10 v=1", "t_ms=20 v=1", "t_ms=5 v=1"]
+            lines += [f"v={n}" for n in range(20)]
+            await pty.write(("\n".join(lines) + "\n").encode())
+            await until(lambda: len(frames) == len(lines), 5.0)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(task, 2.0)
+    finally:
+        setup_logging("info", json=True, stream=io.StringIO())
+    records = [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+    steps = [r for r in records if str(r["event"]).startswith("serial.device_clock_")]
+    assert [r["event"] for r in steps] == ["serial.device_clock_backwards", "serial.device_clock_missing"]
+    assert steps[0]["field"] == "t_ms" and steps[0]["source"] == "bench"
+    assert reader.clock.stats.as_dict() == {"backwards": 2, "jumps": 0, "missing": 20}
