@@ -356,12 +356,16 @@ class Agent:
         for name, reader in self.readers.items():
             checks[f"serial:{name}"] = "ok" if reader.is_up else "port not open"
         if self.lens is not None:
-            checks["lens"] = "ok" if self.lens.running.is_set() else "no running session"
+            problem = self.lens.routing.problem()
+            checks["lens"] = "no running session" if not self.lens.running.is_set() else problem or "ok"
+            switched = self.lens.routing.summary()
+            if switched is not None:
+                checks["lens_output"] = switched  # "ok: ...": says what happened, counts as ok
         if self.reporter is not None:
             checks["outbox"] = (
                 "ok" if self.outbox.healthy() else "not delivering (Atlas unreachable or refusing)"
             )
-        ok = self.ready and all(v == "ok" for v in checks.values())
+        ok = self.ready and all(v == "ok" or v.startswith("ok:") for v in checks.values())
         return ok, checks
 
     def frame_rates(self) -> dict[str, float]:
@@ -397,6 +401,7 @@ class Agent:
             lens = {
                 "session_id": session.session_id if session is not None else None,
                 "running": self.lens.running.is_set(),
+                "reader": self.lens.routing.status(time.monotonic()),
                 "inferences": dict(self.inference_labels),
                 "counters": self.lens.counters(),
             }

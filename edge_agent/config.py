@@ -186,7 +186,17 @@ class LensSection(Section):
     queue_windows: int = Field(
         20, ge=1, description="Windows kept waiting; beyond this the oldest is dropped."
     )
-    reader: Literal["session_read", "sse"] = "session_read"
+    reader: Literal["auto", "session_read", "sse"] = Field(
+        "auto",
+        description="Where the lens's outputs are read: session_read (polled on the websocket), sse (the"
+        " consumer stream), or auto: session_read, switching to sse if no output comes (no_output_after).",
+    )
+    no_output_after: Duration = Field(
+        120.0,
+        gt=0,
+        description="reader = auto: windows accepted and no output for this long means the lens routes its"
+        " outputs to the other reader. Above the lens's warm-up (n-shot processing ~60-70 s, probes 90 s).",
+    )
     read_interval: Duration = 1.0
     client_id: str = Field("", description="session.read client id; empty = generated once and persisted.")
     sensor_id: str = ""

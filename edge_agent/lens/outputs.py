@@ -39,8 +39,13 @@ IGNORED_OUTPUT_TYPES = frozenset(
 )
 
 
+# SSE framing, not lens outputs: an SSE consumer gets these even when the lens routes elsewhere.
+SSE_ENVELOPE_TYPES = frozenset({"sse.stream.start", "sse.stream.heartbeat", "sse.stream.end"})
+
+
 @dataclass(slots=True)
 class OutputStats:
+    messages: int = 0  # lens outputs of any type (not SSE framing): the route's proof of life
     results: int = 0
     unlabelled: int = 0  # inference.result without a readable label
     unmatched: int = 0  # results whose window span could not be found
@@ -101,6 +106,8 @@ class OutputHandler:
     def handle(self, message: dict[str, Any], session_id: str, now_wall: float) -> None:
         kind = message.get("type")
         kind = kind if isinstance(kind, str) else ""
+        if kind not in SSE_ENVELOPE_TYPES:
+            self.stats.messages += 1
         if kind == "inference.result":
             self._result(message, session_id, now_wall)
             return

@@ -22,6 +22,7 @@ from edge_agent.lens.lifecycle import LifecycleSettings, SessionLifecycle
 from edge_agent.lens.outputs import OutputHandler
 from edge_agent.lens.pacer import WindowPacer
 from edge_agent.lens.protocol import LensInference
+from edge_agent.lens.routing import SESSION_READ, SSE, OutputRouting
 from edge_agent.lens.sse_reader import SseReader
 from edge_agent.lens.store import SessionStore
 from edge_agent.lens.streamer import SessionGone, StreamDropped, Streamer, StreamSettings
@@ -33,6 +34,7 @@ log = get_logger(__name__)
 SHUTDOWN_DESTROY_TIMEOUT = 10.0
 STABLE_CONNECTION_SECONDS = 10.0  # a connection that lasted this long resets the reconnect backoff
 ORPHAN_SEARCH_INTERVAL = 5.0  # while a lost create's session may still appear in the org's list
+ROUTING_CHECK_INTERVAL = 1.0  # how often reader = auto looks for outputs (a tenth of the wait if shorter)
 
 
 class LensService:
@@ -83,13 +85,14 @@ class LensService:
             config.max_windows_per_second, config.max_in_flight, config.queue_windows
         )
         self.outputs = OutputHandler(source, on_inference)
+        self.routing = OutputRouting(config.reader, config.no_output_after)
         self.streamer = Streamer(
             self.pacer,
             self.outputs,
             StreamSettings(
                 sensor_id=config.sensor_id or source,
                 client_id=self.store.client_id(config.client_id),
-                poll_reads=config.reader == "session_read",
+                poll_reads=self.routing.reader == SESSION_READ,
                 read_interval=config.read_interval,
                 heartbeat_interval=config.heartbeat_interval,
                 connect_timeout=config.connect_timeout,
@@ -97,7 +100,7 @@ class LensService:
                 record_latency=record_latency,
             ),
         )
-        self.sse = SseReader(self.client, self.outputs) if config.reader == "sse" else None
+        self.sse = SseReader(self.client, self.outputs)
         self.session: SessionInfo | None = None
         self.sessions_opened = 0
         self.running = asyncio.Event()  # set while a session is streaming
@@ -146,7 +149,8 @@ class LensService:
     async def _stream_session(self, session: SessionInfo) -> str:
         """Stream on the session until the server no longer has it; returns why."""
         reconnect = Backoff(base=0.2, cap=15.0, jitter=1.0)
-        sse_task = asyncio.create_task(self.sse.run(session.session_id)) if self.sse is not None else None
+        reader = _Reader(self, session.session_id)
+        watcher = asyncio.create_task(self._watch_routing(reader))
         try:
             while True:
                 started = time.monotonic()
@@ -167,10 +171,22 @@ class LensService:
                                 retry_in=round(delay, 2))  # fmt: skip
                     await asyncio.sleep(delay)
         finally:
-            if sse_task is not None:
-                sse_task.cancel()
-                # gather, not a suppress(CancelledError): our own cancellation must still propagate.
-                await asyncio.gather(sse_task, return_exceptions=True)
+            watcher.cancel()
+            # gather, not a suppress(CancelledError): our own cancellation must still propagate.
+            await asyncio.gather(watcher, return_exceptions=True)
+            await reader.stop()
+
+    async def _watch_routing(self, reader: _Reader) -> None:
+        """Feed the routing core the counters; switch readers when it says (reader = auto)."""
+        reader.apply()
+        interval = min(ROUTING_CHECK_INTERVAL, self.routing.no_output_after / 10)
+        while not self.routing.settled:
+            await asyncio.sleep(interval)
+            switched = self.routing.observe(
+                time.monotonic(), self.streamer.stats.updates_accepted, self.outputs.stats.messages
+            )
+            if switched is not None:
+                reader.apply()
 
     async def _shutdown(self) -> None:
         try:
@@ -204,4 +220,32 @@ class LensService:
         out["outputs_unmatched"] = self.outputs.stats.unmatched
         for kind, count in self.outputs.stats.errors.items():
             out[f"outputs_error_{kind}"] = count
+        out["outputs_messages"] = self.outputs.stats.messages
+        out["routing_switches"] = len(self.routing.switches)
         return out
+
+
+class _Reader:
+    """The output reader of one session, as the routing says: `session.read` polls on the streamer's
+    socket, or the SSE consumer task."""
+
+    def __init__(self, service: LensService, session_id: str) -> None:
+        self.service = service
+        self.session_id = session_id
+        self.sse_task: asyncio.Task[None] | None = None
+
+    def apply(self) -> None:
+        reader = self.service.routing.reader
+        self.service.streamer.settings.poll_reads = reader == SESSION_READ
+        self.service.streamer.wake()
+        if reader == SSE and self.sse_task is None:
+            self.sse_task = asyncio.create_task(self.service.sse.run(self.session_id))
+        elif reader != SSE and self.sse_task is not None:
+            self.sse_task.cancel()
+            self.sse_task = None
+
+    async def stop(self) -> None:
+        if self.sse_task is not None:
+            self.sse_task.cancel()
+            await asyncio.gather(self.sse_task, return_exceptions=True)
+            self.sse_task = None

@@ -64,6 +64,7 @@ class StreamStats:
     connects: int = 0
     drops: int = 0
     updates_sent: int = 0
+    updates_accepted: int = 0
     updates_refused: int = 0  # answered, but the lens did not queue the window (its buffer was full)
     update_errors: int = 0
     reads_sent: int = 0
@@ -142,6 +143,10 @@ class Streamer:
     def offer(self, window: Window) -> None:
         """Queue a window for sending. Never blocks; called from the frame path."""
         self.pacer.offer(window)
+        self._wake.set()
+
+    def wake(self) -> None:
+        """Look at the settings again now (the output reader was switched)."""
         self._wake.set()
 
     async def stream(self, endpoint: str, session_id: str, api_key: str) -> None:
@@ -280,7 +285,9 @@ class Streamer:
         self._wake.set()
         if kind == UPDATE:
             self.pacer.acked()
-            if not update_accepted(reply):
+            if update_accepted(reply):
+                self.stats.updates_accepted += 1
+            else:
                 self.outputs.ledger.forget(pending.seq)
                 if reply.error is not None:
                     self.stats.update_errors += 1
