@@ -141,6 +141,7 @@ class SessionLifecycle:
             listed_at=self._wall(),
             clock_skew=self.settings.clock_skew,
             create_timeout=self.settings.create_timeout,
+            server_offset=self.client.server_clock_offset or 0.0,
         )
         for session_id in candidates:
             if await self._destroy(session_id, reason="made by a create whose answer was lost"):
@@ -329,16 +330,20 @@ def orphans_of_unknown_creates(
     listed_at: float,
     clock_skew: float,
     create_timeout: float,
+    server_offset: float = 0.0,
 ) -> list[str]:
     """Sessions of the org's list that a pending create may have made: same lens, registered within
     the creates' span (plus the longest a create can be outstanding, give or take `clock_skew`), not
-    recorded by us, not ended, no client connected when the list says so. Pure; sans-I/O."""
+    recorded by us, not ended, no client connected when the list says so. Pure; sans-I/O.
+
+    `server_offset` (the service's clock minus ours, from its `Date` header) moves a
+    `registration_timestamp` onto our clock, so the match does not need the two clocks to agree."""
     out: list[str] = []
     for item in listed:
         session_id = item.get("session_id")
         if not isinstance(session_id, str) or session_id in ours or status_of(item).is_terminal:
             continue
-        registered = _registered_at(item, listed_at)
+        registered = _registered_at(item, listed_at, server_offset)
         if registered is None:
             continue  # nothing to match on: never destroy a session on a guess
         if not any(
@@ -355,12 +360,12 @@ def orphans_of_unknown_creates(
     return out
 
 
-def _registered_at(item: dict[str, Any], listed_at: float) -> float | None:
-    """The full record carries `registration_timestamp`; the documented list item only
-    `session_duration_sec` (INFERRED: counted from registration), which gives it on our own clock."""
+def _registered_at(item: dict[str, Any], listed_at: float, server_offset: float) -> float | None:
+    """On our clock. The full record carries `registration_timestamp` (the service's clock); the
+    documented list item only `session_duration_sec` (INFERRED: counted from registration)."""
     registered = _number(item.get("registration_timestamp"))
     if registered is not None:
-        return registered
+        return registered - server_offset
     duration = _number(item.get("session_duration_sec"))
     return listed_at - duration if duration is not None else None
 

@@ -153,6 +153,26 @@ def test_orphan_match_is_by_lens_time_and_state() -> None:
     )
     assert found == ["in-span", "in-span-by-duration", "late-but-within-timeout", "idle"]
 
+    # The service's clock 10 minutes ahead (its Date header says so): its timestamps are moved back.
+    def shifted(entry: dict[str, Any]) -> dict[str, Any]:
+        stamp = entry.get("registration_timestamp")
+        return entry if stamp is None else entry | {"registration_timestamp": stamp + 600.0}
+
+    ahead = [shifted(entry) for entry in listed]
+    skewed = orphans_of_unknown_creates(
+        ahead,
+        pending,
+        {"ours", None},
+        listed_at=1100.0,
+        clock_skew=2.0,
+        create_timeout=7.0,
+        server_offset=600.0,
+    )
+    assert skewed == found
+    assert orphans_of_unknown_creates(
+        ahead, pending, {"ours", None}, listed_at=1100.0, clock_skew=2.0, create_timeout=7.0
+    ) == ["in-span-by-duration"]  # without the offset only the duration-based item still matches
+
 
 async def test_search_off_leaves_the_unknown_session_alone(state_dir: Path) -> None:
     """`reap_unknown_creates = false`: the operator shares the lens and accepts the risk of orphans."""
