@@ -147,7 +147,13 @@ class Agent:
         self.control: ControlServer | None = None
         if config.control.enabled:
             token = config.control.token.get_secret_value() if config.control.token else None
-            app = create_control_app(self, self.metrics, token)
+            app = create_control_app(
+                self,
+                self.metrics,
+                token,
+                listen=config.control.listen,
+                allowed_hosts=config.control.allowed_hosts,
+            )
             self.control = ControlServer(app, config.control.listen)
         self._anomalies: asyncio.Queue[Sequence[AnomalyEvent]] = asyncio.Queue(ANOMALY_QUEUE_LIMIT)
         self._markers: asyncio.Queue[StepMarker] = asyncio.Queue(MARKER_QUEUE_LIMIT)
@@ -242,7 +248,12 @@ class Agent:
             self._last_tick_mono = self._mono()
 
     async def start(self) -> None:
-        """Open the durable state, start every component; READY=1 once the pipeline runs."""
+        """Open the durable state, start every component; READY=1 once the pipeline runs.
+
+        The control API's port is taken first: a busy one is a `FieldError` (exit 78) before anything
+        was opened, started or sent."""
+        if self.control is not None:
+            self.control.bind()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.notifier.status("starting")
         await self.outbox.start()

@@ -9,11 +9,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 
 from edge_agent import __version__
-from edge_agent.config import EX_CONFIG, ConfigError, config_path_from, load_config, masked_dump
+from edge_agent.config import EX_CONFIG, ConfigError, FieldError, config_path_from, load_config, masked_dump
+from edge_agent.config_sources import config_error
 from edge_agent.logs import LEVELS, setup_logging
 
 # name -> (module, one-line help). Order is the order `--help` lists them.
@@ -67,9 +69,12 @@ def configure_logging(args: argparse.Namespace, secrets: Sequence[str] = ()) -> 
 
 
 def check_config(args: argparse.Namespace) -> int:
+    from edge_agent import preflight  # the cores it builds are not needed by the other commands
+
     path = config_path_from(args.config)
     try:
         config = load_config(path)
+        preflight.check(config, path, create=False)
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return EX_CONFIG
@@ -91,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = module.main(args)
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
+        return EX_CONFIG
+    except FieldError as exc:
+        error = config_error(config_path_from(args.config), [(exc.field, exc.reason)], os.environ)
+        print(error.render(), file=sys.stderr)
         return EX_CONFIG
     except KeyboardInterrupt:
         return 130

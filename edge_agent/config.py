@@ -1,20 +1,23 @@
 """Configuration: one TOML file, overridden by `EDGE_AGENT_*` environment variables, secrets from
-env, files, systemd credentials and the Atlas CLI's `~/.atlas/`.
+env, files, systemd credentials and the Atlas CLI's `~/.atlas/` (`config_sources`).
 
 Precedence, highest first:
   1. `EDGE_AGENT_<SECTION>__<KEY>` environment variables (nested with `__`),
   2. the TOML file (`--config PATH`, else `$EDGE_AGENT_CONFIG`, else `/etc/edge-agent/config.toml`),
   3. defaults.
-Secrets (lens API key, Atlas token, control token) resolve, first hit wins: the explicit value
-(file or env above), the `*_file` setting, `$CREDENTIALS_DIRECTORY/<name>` (systemd
-`LoadCredential=`), the public env name (`ATAI_API_KEY`, `ATLAS_TOKEN`), then `~/.atlas/token`.
 
-Every error names the file, the field path and the reason (`ConfigError`); the CLI exits 78.
+Every error names the file, the field path and the reason (`ConfigError`); the CLI exits 78. A value
+that validates here must not kill `run` later: every number is finite and bounded on both sides (a
+duration is at most `MAX_DURATION_SECONDS`, a period or timeout at least `MIN_INTERVAL_SECONDS`, a
+count or size has a ceiling), except values in the bench's own units (limits, scaling), which only
+have to be finite. tests/foundation/test_config_bounds.py holds every numeric field to that.
 """
 
 from __future__ import annotations
 
 import contextvars
+import json
+import math
 import os
 import re
 import string
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -35,12 +39,25 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
 from pydantic_settings.sources.utils import parse_env_vars
 
-EX_CONFIG = 78
+# Re-exported (`as`): the CLI and the commands import the errors and env names from here.
+from edge_agent.config_errors import EX_CONFIG as EX_CONFIG
+from edge_agent.config_errors import ConfigError as ConfigError
+from edge_agent.config_errors import FieldError as FieldError
+from edge_agent.config_sources import CONFIG_PATH_ENV as CONFIG_PATH_ENV
+from edge_agent.config_sources import ENV_PREFIX as ENV_PREFIX
+from edge_agent.config_sources import (
+    env_field,
+    env_problems,
+    env_source,
+    home_dir,
+    http_url_problem,
+    resolve_secrets,
+)
+
 DEFAULT_CONFIG_PATH = Path("/etc/edge-agent/config.toml")
-CONFIG_PATH_ENV = "EDGE_AGENT_CONFIG"
-ENV_PREFIX = "EDGE_AGENT_"
 
 DEFAULT_MARKER_REGEX = r"^#STEP\s+(?P<edge>START|END)\s+(?P<name>\S.*?)(?:\s+(?P<verdict>PASS|FAIL))?\s*$"
 
@@ -62,7 +79,43 @@ def parse_duration(value: object) -> object:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+# No duration the agent uses means anything beyond a month-long soak, and larger ones overflow what
+# they end up in (a deque's maxlen, a timedelta, a socket timeout): refused here, not at run time.
+MAX_DURATION_SECONDS = 30 * 86400.0
+# A period or a timeout of 0 (or 1e-300) is a busy loop or an instant failure, never a setting.
+MIN_INTERVAL_SECONDS = 0.001
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0, le=MAX_DURATION_SECONDS)]
+"""Seconds, 0 allowed (0 = off or at once): a hold, a clear delay, a margin."""
+Interval = Annotated[
+    float, BeforeValidator(parse_duration), Field(ge=MIN_INTERVAL_SECONDS, le=MAX_DURATION_SECONDS)
+]
+"""Seconds, at least 1 ms: a period, a timeout, a backoff step."""
+
+
+def non_finite_path(value: Any, path: str = "") -> str | None:
+    """Where a float that is not finite sits inside free-form data (tables, arrays), or None. Such a
+    value passes the TOML parser (`inf`, `nan`) but not the JSON it is later sent as."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path or "(value)"
+    if isinstance(value, dict):
+        items: Any = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = non_finite_path(item, f"{path}[{key!r}]" if isinstance(key, str) else f"{path}[{key}]")
+        if found is not None:
+            return found
+    return None
+
+
+def _http_url(value: str) -> str:
+    problem = http_url_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
 
 DeviceTimeUnit = Literal["auto", "s", "ms", "us", "ns"]
 # A device clock running ahead of the host by more than this is a step, not a sparse recording replayed
@@ -71,9 +124,20 @@ DEFAULT_DEVICE_TIME_MAX_JUMP = 600.0
 
 
 class Section(BaseModel):
-    """Base of every config table: unknown keys are errors (a typo must not be silently ignored)."""
+    """Base of every config table: unknown keys are errors (a typo must not be silently ignored), and
+    no number is infinite or NaN: `allow_inf_nan=False` for typed numbers, the validator below for
+    numbers inside free-form tables (lens_config, description blocks, emulator faults)."""
 
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _finite_inside(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, dict | list):
+            where = non_finite_path(value)
+            if where is not None:
+                raise ValueError(f"{where} is not a finite number (JSON has no inf or nan)")
+        return value
 
 
 class AgentSection(Section):
@@ -86,7 +150,8 @@ class SerialPort(Section):
     url: str = Field(
         min_length=1, description="Any pyserial URL: /dev/tty*, by-id path, hwgrep://, socket://."
     )
-    baudrate: int = Field(115200, gt=0)
+    # 50 Mbaud is above every UART and USB bridge made; beyond it the termios call fails at open.
+    baudrate: int = Field(115200, gt=0, le=50_000_000)
     bytesize: Literal[5, 6, 7, 8] = 8
     parity: Literal["N", "E", "O", "M", "S"] = "N"
     stopbits: float = Field(1, description="1, 1.5 or 2")
@@ -107,12 +172,14 @@ class SerialPort(Section):
         gt=0,
         description="Device time running ahead of the host by more than this (seconds) is a clock step.",
     )
-    max_line_bytes: int = Field(4096, ge=16)
+    max_line_bytes: int = Field(
+        4096, ge=16, le=16 * 1024 * 1024, description="Longer lines are skipped and counted."
+    )
     marker_regex: str = Field(
         DEFAULT_MARKER_REGEX, description="Step marker lines; groups edge, name, verdict."
     )
-    reconnect_min: Duration = 0.2
-    reconnect_max: Duration = 5.0
+    reconnect_min: Interval = 0.2
+    reconnect_max: Interval = 5.0
 
     @field_validator("stopbits")
     @classmethod
@@ -146,8 +213,8 @@ class SerialPort(Section):
 
 
 class ChannelScale(Section):
-    mean: float = 0.0
-    std: float = Field(1.0, gt=0)
+    mean: float = Field(0.0, description="In the channel's own unit: any finite value.")
+    std: float = Field(1.0, gt=0, description="In the channel's own unit: any finite value > 0.")
 
 
 class LensRegister(Section):
@@ -161,7 +228,7 @@ class LensSection(Section):
     model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
 
     enabled: bool = True
-    api_url: str = "https://api.u1.archetypeai.app/v0.5"
+    api_url: Annotated[str, AfterValidator(_http_url)] = "https://api.u1.archetypeai.app/v0.5"
     api_key: SecretStr | None = None
     api_key_file: Path | None = None
     lens_id: str = ""
@@ -170,8 +237,9 @@ class LensSection(Section):
     )
     source: str = Field("", description="Serial source that feeds the lens; empty = the first port.")
     channels: list[str] = Field(default_factory=list, description="Channel order of the windows.")
-    window_size: int = Field(128, ge=1)
-    step_size: int = Field(128, ge=1)
+    # A window is sent as one JSON message: 65,536 samples a channel is far beyond what a lens takes.
+    window_size: int = Field(128, ge=1, le=65536)
+    step_size: int = Field(128, ge=1, le=65536)
     missing: Literal["hold", "zero", "skip"] = Field(
         "hold", description="A missing/NaN value: repeat the last value, use 0, or drop the sample."
     )
@@ -181,10 +249,10 @@ class LensSection(Section):
         ge=0,
         description="A pause between frames longer than this starts a new window (0: only a dropout does).",
     )
-    max_windows_per_second: float = Field(1.0, gt=0)
-    max_in_flight: int = Field(20, ge=1)
+    max_windows_per_second: float = Field(1.0, ge=0.001, le=1000)
+    max_in_flight: int = Field(20, ge=1, le=10_000)
     queue_windows: int = Field(
-        20, ge=1, description="Windows kept waiting; beyond this the oldest is dropped."
+        20, ge=1, le=10_000, description="Windows kept waiting; beyond this the oldest is dropped."
     )
     reader: Literal["auto", "session_read", "sse"] = Field(
         "auto",
@@ -197,14 +265,14 @@ class LensSection(Section):
         description="reader = auto: windows accepted and no output for this long means the lens routes its"
         " outputs to the other reader. Above the lens's warm-up (n-shot processing ~60-70 s, probes 90 s).",
     )
-    read_interval: Duration = 1.0
+    read_interval: Interval = 1.0
     client_id: str = Field("", description="session.read client id; empty = generated once and persisted.")
     sensor_id: str = ""
-    heartbeat_interval: Duration = 30.0
-    ready_timeout: Duration = 120.0
-    status_poll_interval: Duration = 1.0
-    connect_timeout: Duration = 10.0
-    read_timeout: Duration = 30.0
+    heartbeat_interval: Interval = 30.0
+    ready_timeout: Interval = 120.0
+    status_poll_interval: Interval = 1.0
+    connect_timeout: Interval = 10.0
+    read_timeout: Interval = 30.0
     reap_unknown_creates: bool = Field(
         True,
         description="After a session create whose answer was lost, destroy the session it may have made"
@@ -214,9 +282,13 @@ class LensSection(Section):
         60.0, description="Allowed difference between this host's clock and the lens service's (that match)."
     )
     anomaly_labels: list[str] = Field(default_factory=lambda: ["fault"])
-    min_score: float | None = None
+    min_score: float | None = Field(
+        None, description="Inference score below which an anomalous label is ignored."
+    )
     anomaly_severity: Literal["low", "medium", "high"] = "high"
-    anomaly_hold_windows: int = Field(1, ge=1, description="Anomalous inferences in a row before it opens.")
+    anomaly_hold_windows: int = Field(
+        1, ge=1, le=10_000, description="Anomalous inferences in a row before it opens."
+    )
     anomaly_clear_after: Duration = 2.0
 
 
@@ -245,15 +317,15 @@ def _template_fields(value: Any) -> list[str]:
 
 class AtlasSection(Section):
     enabled: bool = True
-    url: str | None = Field(
+    url: Annotated[str, AfterValidator(_http_url)] | None = Field(
         None, description="https://<tenant>.atlas.arenaphysica.com; else ATLAS_URL, ~/.atlas/url"
     )
     token: SecretStr | None = None
     token_file: Path | None = None
     session_title: str = "{bench} run {started:%Y-%m-%d %H:%M}"
-    connect_timeout: Duration = 10.0
-    read_timeout: Duration = 30.0
-    upload_timeout: Duration = 120.0
+    connect_timeout: Interval = 10.0
+    read_timeout: Interval = 30.0
+    upload_timeout: Interval = 120.0
     description_blocks: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Issue description blocks; strings are templates of anomaly fields ({channel}, ...)."
@@ -287,16 +359,16 @@ class RuleSection(Section):
     channel: str = Field(min_length=1)
     source: str = ""
     kind: RuleKind
-    min: float | None = None
-    max: float | None = None
-    max_rate: float | None = Field(None, gt=0, description="rate: units per second.")
+    min: float | None = Field(None, description="limits: in the channel's unit (any finite value).")
+    max: float | None = Field(None, description="limits: in the channel's unit (any finite value).")
+    max_rate: float | None = Field(None, gt=0, description="rate: the channel's units per second.")
     stuck_for: Duration | None = None
     dropout_after: Duration | None = None
     baseline_file: Path | None = None
     baseline_warmup: Duration = 30.0
-    baseline_k: float = Field(6.0, gt=0)
+    baseline_k: float = Field(6.0, gt=0, le=1000)
     hold: Duration = 0.0
-    hold_samples: int = Field(1, ge=1)
+    hold_samples: int = Field(1, ge=1, le=10_000_000)
     clear_after: Duration = 2.0
     severity: Severity = "medium"
 
@@ -317,10 +389,14 @@ class RuleSection(Section):
 
 
 class EvidenceSection(Section):
-    ring_seconds: Duration = 120.0
+    # The ring holds every frame of this span in memory: an hour is already far past one incident's
+    # evidence (pre + a part + post), and memory grows with it.
+    ring_seconds: Interval = Field(
+        120.0, le=3600.0, description="Frames kept in memory for evidence (at most 1 h)."
+    )
     pre: Duration = 10.0
     post: Duration = 5.0
-    max_duration: Duration = 300.0
+    max_duration: Interval = 300.0
 
 
 GroupBy = Literal["bench", "source", "channels"]
@@ -393,11 +469,17 @@ class StepsSection(Section):
 
 
 class OutboxSection(Section):
-    max_jobs: int = Field(100_000, ge=1)
-    max_disk_mb: float = Field(512.0, gt=0)
-    retry_base: Duration = 0.5
-    retry_cap: Duration = 60.0
+    max_jobs: int = Field(100_000, ge=1, le=100_000_000)
+    # 1 TiB: more than any bench PC's disk; above it the byte count stops meaning anything.
+    max_disk_mb: float = Field(512.0, ge=1, le=1024 * 1024)
+    retry_base: Interval = 0.5
+    retry_cap: Interval = 60.0
     drain_deadline: Duration = 20.0
+
+
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$"
+)
 
 
 class ControlSection(Section):
@@ -405,6 +487,20 @@ class ControlSection(Section):
     listen: str = "127.0.0.1:8321"
     token: SecretStr | None = None
     token_file: Path | None = None
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="DNS names clients may use to reach the API, besides IP addresses, localhost and the"
+        " listen host; any other Host header is refused (DNS rebinding).",
+    )
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hostnames(cls, names: list[str]) -> list[str]:
+        cleaned = [name.strip().lower().rstrip(".") for name in names]
+        bad = [name for name in cleaned if not _HOSTNAME_RE.match(name)]
+        if bad:
+            raise ValueError(f"not host names (no scheme, port or wildcard): {bad}")
+        return cleaned
 
     @field_validator("listen")
     @classmethod
@@ -429,12 +525,12 @@ class EmulatorSection(Section):
     atlas_port: int = Field(0, ge=0, le=65535, description="0 = a free port.")
     api_key: SecretStr = SecretStr("emulator-atai-key")
     atlas_token: SecretStr = SecretStr("emulator-atlas-token")
-    runner_slots: int = Field(2, ge=1)
+    runner_slots: int = Field(2, ge=1, le=1000)
     warmup: Duration = 2.0
-    inference_interval: Duration = 1.0
-    buffer_windows: int = Field(20, ge=1)
-    baseline_windows: int = Field(5, ge=1)
-    band_k: float = Field(4.0, gt=0)
+    inference_interval: Interval = 1.0
+    buffer_windows: int = Field(20, ge=1, le=10_000)
+    baseline_windows: int = Field(5, ge=1, le=10_000)
+    band_k: float = Field(4.0, gt=0, le=1000)
     normal_label: str = "normal"
     anomaly_label: str = "fault"
     lenses: list[EmulatedLens] = Field(
@@ -507,6 +603,16 @@ class _TomlDataSource(PydanticBaseSettingsSource):
         return dict(_load_inputs.get()[0])
 
 
+class EnvValueError(ValueError):
+    """A complex field's environment value (a list, a table) that is not JSON. A ValueError, so that
+    pydantic-settings' own handling is unchanged; `_validate` finds it under the SettingsError that
+    wraps it and names the variable."""
+
+    def __init__(self, key: str, value: str, reason: str) -> None:
+        self.key, self.value, self.reason = key, value, reason
+        super().__init__(f"{key}: {reason}")
+
+
 class _MappingEnvSource(EnvSettingsSource):
     """`EDGE_AGENT_*` variables from the mapping being loaded, without `EDGE_AGENT_CONFIG` (a path,
     not a field)."""
@@ -515,20 +621,11 @@ class _MappingEnvSource(EnvSettingsSource):
         environ = {k: v for k, v in _load_inputs.get()[1].items() if k != CONFIG_PATH_ENV}
         return parse_env_vars(environ, self.case_sensitive, self.env_ignore_empty, self.env_parse_none_str)
 
-
-class ConfigError(Exception):
-    """A configuration that cannot be used. `problems` are (field path, reason) pairs."""
-
-    def __init__(self, file: Path | None, problems: list[tuple[str, str]]) -> None:
-        self.file = file
-        self.problems = problems
-        super().__init__(self.render())
-
-    def render(self) -> str:
-        where = str(self.file) if self.file else "(no config file)"
-        lines = [f"configuration error in {where}:"]
-        lines += [f"  {field}: {reason}" for field, reason in self.problems]
-        return "\n".join(lines)
+    def decode_complex_value(self, field_name: str, field: Any, value: Any) -> Any:
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except json.JSONDecodeError as exc:
+            raise EnvValueError(field_name, str(value), f"not JSON ({exc})") from None
 
 
 def config_path_from(
@@ -552,27 +649,19 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def _env_name(loc: tuple[int | str, ...], environ: Mapping[str, str]) -> str | None:
-    """The EDGE_AGENT_ variable that supplied `loc`, if any (so the error points at it, not the file)."""
-    parts = [str(p) for p in loc if not isinstance(p, int)]
-    for cut in range(len(parts), 0, -1):
-        name = ENV_PREFIX + "__".join(parts[:cut]).upper()
-        if name in environ:
-            return name
-    return None
-
-
 def read_toml(path: Path) -> dict[str, Any]:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(path, [("(file)", "not found")]) from None
+    except IsADirectoryError:
+        raise ConfigError(path, [("(file)", "is a directory, not a TOML file")]) from None
     except OSError as exc:
         raise ConfigError(path, [("(file)", f"cannot be read: {exc.strerror}")]) from None
     try:
         return tomllib.loads(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise ConfigError(path, [("(file)", "is not UTF-8 text")]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, [("(file)", f"is not UTF-8 text (byte {exc.start})")]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, [("(syntax)", str(exc))]) from None
 
@@ -584,7 +673,8 @@ def load_config(
 ) -> EdgeAgentConfig:
     """Load and validate the configuration; raise `ConfigError` naming file, field and reason.
 
-    `path=None` loads defaults plus environment only (used by tools that need no file).
+    `path=None` loads defaults plus environment only (used by tools that need no file). `home` is
+    where `~/.atlas` is looked for (default: `$HOME`, else the password database, else nowhere).
     """
     env = dict(os.environ if environ is None else environ)
     document = read_toml(path) if path is not None else {}
@@ -593,35 +683,24 @@ def load_config(
         config = _validate(path, env)
     finally:
         _load_inputs.reset(token)
-    resolve_secrets(config, env, home if home is not None else Path.home(), path)
+    resolve_secrets(config, env, home if home is not None else home_dir(env), path)
     return config
 
 
-def _unknown_env_keys(env: Mapping[str, str]) -> list[tuple[str, str]]:
-    """`EDGE_AGENT_<X>` whose <X> names no section: pydantic-settings would silently ignore it."""
-    sections = set(EdgeAgentConfig.model_fields)
-    problems = []
-    for name in sorted(env):
-        if not name.startswith(ENV_PREFIX) or name == CONFIG_PATH_ENV:
-            continue
-        head = name[len(ENV_PREFIX) :].split("__", 1)[0].lower()
-        if head not in sections:
-            problems.append((head, f"unknown key (from environment variable {name})"))
-    return problems
-
-
 def _validate(path: Path | None, env: dict[str, str]) -> EdgeAgentConfig:
-    unknown = _unknown_env_keys(env)
-    if unknown:
-        raise ConfigError(path, unknown)
+    problems = env_problems(env, set(EdgeAgentConfig.model_fields))
+    if problems:
+        raise ConfigError(path, problems)
     try:
         return EdgeAgentConfig()
+    except SettingsError as exc:
+        raise ConfigError(path, [_settings_problem(exc, env)]) from None
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_url=False):
             loc = tuple(error["loc"])
             field = _field_path(loc)
-            source = _env_name(loc, env)
+            source = env_source(field, env)
             reason = error["msg"]
             if error["type"] == "extra_forbidden":
                 reason = "unknown key"
@@ -631,63 +710,22 @@ def _validate(path: Path | None, env: dict[str, str]) -> EdgeAgentConfig:
         raise ConfigError(path, problems) from None
 
 
-def _read_secret_file(path: Path, field: str, config_file: Path | None) -> SecretStr:
-    try:
-        text = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(config_file, [(field, f"cannot read {path}: {exc.strerror}")]) from None
-    if not text:
-        raise ConfigError(config_file, [(field, f"{path} is empty")])
-    return SecretStr(text)
-
-
-def _resolve_one(
-    explicit: SecretStr | None,
-    file_setting: Path | None,
-    file_field: str,
-    credential: str,
-    public_env: str | None,
-    home_file: Path | None,
-    env: Mapping[str, str],
-    config_file: Path | None,
-) -> SecretStr | None:
-    if explicit is not None and explicit.get_secret_value():
-        return explicit
-    if file_setting is not None:
-        return _read_secret_file(file_setting, file_field, config_file)
-    creds = env.get("CREDENTIALS_DIRECTORY")
-    if creds and (Path(creds) / credential).is_file():
-        return _read_secret_file(
-            Path(creds) / credential, f"$CREDENTIALS_DIRECTORY/{credential}", config_file
-        )
-    if public_env and env.get(public_env):
-        return SecretStr(env[public_env].strip())
-    if home_file is not None and home_file.is_file():
-        return _read_secret_file(home_file, str(home_file), config_file)
-    return None
-
-
-def resolve_secrets(
-    config: EdgeAgentConfig, env: Mapping[str, str], home: Path, config_file: Path | None
-) -> None:
-    """Fill the secret fields from their files, credentials and public env names (see module doc)."""
-    config.lens.api_key = _resolve_one(
-        config.lens.api_key, config.lens.api_key_file, "lens.api_key_file", "atai_api_key", "ATAI_API_KEY",
-        None, env, config_file,
-    )  # fmt: skip
-    config.atlas.token = _resolve_one(
-        config.atlas.token, config.atlas.token_file, "atlas.token_file", "atlas_token", "ATLAS_TOKEN",
-        home / ".atlas" / "token", env, config_file,
-    )  # fmt: skip
-    config.control.token = _resolve_one(
-        config.control.token, config.control.token_file, "control.token_file", "control_token", None,
-        None, env, config_file,
-    )  # fmt: skip
-    if not config.atlas.url:
-        if env.get("ATLAS_URL"):
-            config.atlas.url = env["ATLAS_URL"].strip()
-        elif (home / ".atlas" / "url").is_file():
-            config.atlas.url = (home / ".atlas" / "url").read_text(encoding="utf-8").strip() or None
+def _settings_problem(exc: SettingsError, env: Mapping[str, str]) -> tuple[str, str]:
+    """(field, reason) for an environment value pydantic-settings could not decode."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, EnvValueError):
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(cause, EnvValueError):
+        suffix = "__" + cause.key.upper()
+        for name in sorted(env):
+            if (
+                name.startswith(ENV_PREFIX)
+                and env[name] == cause.value
+                and (name.endswith(suffix) or name == ENV_PREFIX + cause.key.upper())
+            ):
+                return env_field(name), f"{cause.reason} (from environment variable {name})"
+        return cause.key, f"{cause.reason} (from the environment)"
+    return "(environment)", str(exc)
 
 
 def secret_values(config: EdgeAgentConfig) -> list[str]:

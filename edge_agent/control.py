@@ -1,10 +1,12 @@
 """The local control API (aiohttp): liveness, readiness, status, Prometheus metrics, and step
 start/end for a test sequencer.
 
-Loopback only by default. With a token configured, every route but `/healthz` needs
-`Authorization: Bearer <token>` (liveness stays open so that a container health check needs no
-secret). The agent's state comes from a `ControlBackend` the supervisor implements; this module
-only speaks HTTP.
+Loopback only by default. Every request first passes `control_guard` (a foreign `Host` or `Origin` is
+403, a POST that is not `application/json` is 415: what a web page on the bench PC could send). With
+a token configured, every route but `/healthz` then needs `Authorization: Bearer <token>` (liveness
+stays open so that a container health check needs no secret). The agent's state comes from a
+`ControlBackend` the supervisor implements; this module only speaks HTTP. Every error is a JSON
+`{"error": ...}`; a malformed request is a 4xx with the reason, never a 500.
 
     GET  /healthz       200 {"status": "ok"} while the process serves requests
     GET  /readyz        200 {"ready": true, "checks": {...}} or 503 with the checks that fail
@@ -12,21 +14,27 @@ only speaks HTTP.
     GET  /metrics       200 Prometheus text exposition
     POST /steps/start   {"name": str, "card": str | null}            -> 200 backend's answer
     POST /steps/end     {"name": str, "verdict": "PASS"|"FAIL"|null} -> 200 backend's answer
-                        422 bad body (with pydantic's detail), 409 a step-state conflict
+                        400 not JSON / not UTF-8, 413 larger than MAX_BODY_BYTES,
+                        422 JSON of the wrong shape (with pydantic's detail), 409 a step-state conflict
 """
 
 from __future__ import annotations
 
+import errno
 import hmac
 import inspect
 import ipaddress
 import json
-from collections.abc import Awaitable, Callable, Mapping
+import socket
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, Literal, Protocol, TypeVar
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from edge_agent.config_errors import FieldError
+from edge_agent.control_guard import HostPolicy, guard_middleware, refuse
 from edge_agent.logs import get_logger
 from edge_agent.metrics import Metrics
 
@@ -125,15 +133,49 @@ async def _metrics(request: web.Request) -> web.Response:
 
 
 async def _body(request: web.Request, model: type[BaseModel]) -> BaseModel | web.Response:
+    """The body as `model`, or the 4xx that says why not. The content type was checked by the guard.
+    pydantic parses the bytes itself (`model_validate_json`): its parser has a nesting limit, so a
+    body of 10,000 nested arrays is a 400 like any other malformed JSON, not a RecursionError."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        return _too_large()
     try:
-        raw = await request.json()
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        return _json({"error": "body is not JSON", "detail": []}, status=422)
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:  # a chunked body that grew past client_max_size
+        return _too_large()
     try:
-        return model.model_validate(raw)
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _json({"error": f"body is not UTF-8 (byte {exc.start})", "detail": []}, status=400)
+    try:
+        return model.model_validate_json(raw)
     except ValidationError as exc:
         detail = exc.errors(include_url=False, include_context=False, include_input=False)
+        if any(item["type"] == "json_invalid" for item in detail):
+            return _json({"error": "body is not JSON", "detail": detail}, status=400)
         return _json({"error": "invalid request body", "detail": detail}, status=422)
+
+
+def _too_large() -> web.Response:
+    response = _json({"error": f"body larger than {MAX_BODY_BYTES} bytes", "detail": []}, status=413)
+    response.force_close()  # do not read the rest of a body we refuse
+    return response
+
+
+@web.middleware
+async def _json_errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """aiohttp's own errors (404, 405, 413) as JSON like ours; an unexpected exception is a 500 whose
+    answer says nothing of it (the log has it)."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return refuse(exc.status, exc.reason)
+    except Exception as exc:
+        log.error("control_request_failed", method=request.method, path=request.path, exc_info=exc)
+        return refuse(500, "internal error")
 
 
 async def _step_call(request: web.Request, model: type[StepStart] | type[StepEnd]) -> web.Response:
@@ -161,8 +203,19 @@ async def _step_end(request: web.Request) -> web.Response:
     return await _step_call(request, StepEnd)
 
 
-def create_control_app(backend: ControlBackend, metrics: Metrics, token: str | None) -> web.Application:
-    middlewares = [_bearer_middleware(token)] if token else []
+def create_control_app(
+    backend: ControlBackend,
+    metrics: Metrics,
+    token: str | None,
+    *,
+    listen: str = "127.0.0.1:8321",
+    allowed_hosts: Iterable[str] = (),
+) -> web.Application:
+    """`listen` and `allowed_hosts` name the hosts a request's `Host` may carry (see control_guard)."""
+    policy = HostPolicy.of(parse_listen(listen)[0], allowed_hosts)
+    middlewares: list[Middleware] = [_json_errors, guard_middleware(policy)]
+    if token:
+        middlewares.append(_bearer_middleware(token))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[BACKEND_KEY] = backend
     app[METRICS_KEY] = metrics
@@ -194,29 +247,61 @@ def is_loopback(host: str) -> bool:
 
 
 class ControlServer:
-    """Serves a control app on `listen` until `stop()`."""
+    """Serves a control app on `listen` until `stop()`. `bind()` takes the port (the agent does it
+    before anything else starts, so that a busy port is a clear config error and not a crash halfway
+    through start-up); `start()` binds if that was not done and serves."""
 
     def __init__(self, app: web.Application, listen: str = "127.0.0.1:8321") -> None:
         self.app = app
+        self.listen = listen
         self.host, self._requested_port = parse_listen(listen)
+        self._sockets: list[socket.socket] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
+
+    def bind(self) -> None:
+        """Listen on every address `host` resolves to; `FieldError("control.listen", ...)` if not."""
+        if self._sockets:
+            return
+        try:
+            infos = socket.getaddrinfo(
+                self.host, self._requested_port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+        except socket.gaierror as exc:
+            raise FieldError("control.listen", f"cannot resolve {self.host!r}: {exc.strerror}") from None
+        port = self._requested_port
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind((address[0], port, *address[2:]))
+                sock.listen(128)
+                sock.setblocking(False)
+            except OSError as exc:
+                sock.close()
+                for taken in self._sockets:
+                    taken.close()
+                self._sockets = []
+                raise FieldError("control.listen", _bind_failure(self.listen, exc)) from None
+            port = port or sock.getsockname()[1]  # port 0: every address on the port the first one got
+            self._sockets.append(sock)
+        self.port = port
 
     async def start(self) -> None:
         if not is_loopback(self.host) and not self.app.get(PROTECTED_KEY, False):
             log.warning("control_api_exposed_without_token", host=self.host)
+        self.bind()
         runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, self.host, self._requested_port)
         try:
-            await site.start()
+            for sock in self._sockets:
+                await web.SockSite(runner, sock).start()
         except BaseException:
             await runner.cleanup()
             raise
         self._runner = runner
-        server = site._server  # aiohttp has no public accessor for the bound port (port 0)
-        sockets = getattr(server, "sockets", None) or ()
-        self.port = sockets[0].getsockname()[1] if sockets else self._requested_port
         log.info("control_api_listening", host=self.host, port=self.port)
 
     @property
@@ -228,3 +313,16 @@ class ControlServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        for sock in self._sockets:
+            sock.close()
+        self._sockets = []
+
+
+def _bind_failure(listen: str, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return f"{listen} is already in use (another edge-agent, or another program, listens there)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"cannot listen on {listen}: not an address of this machine"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"cannot listen on {listen}: not allowed (ports below 1024 need privileges)"
+    return f"cannot listen on {listen}: {exc.strerror}"

@@ -18,16 +18,18 @@ import sys
 import time
 from pathlib import Path
 
+from edge_agent import preflight
 from edge_agent.agent import Agent
 from edge_agent.config import (
     EX_CONFIG,
     ConfigError,
     EdgeAgentConfig,
+    FieldError,
     config_path_from,
     load_config,
     secret_values,
 )
-from edge_agent.detect.detector import RuleConfigError
+from edge_agent.config_sources import config_error
 from edge_agent.logs import SecretRedactor, get_logger, setup_logging
 from edge_agent.service.notify import SystemdNotifier
 
@@ -68,6 +70,7 @@ class Daemon:
     def _reload(self) -> EdgeAgentConfig | None:
         try:
             config = load_config(self.config_path)
+            preflight.check(config, self.config_path, create=True)
         except ConfigError as exc:
             log.error(
                 "reload_rejected", file=str(self.config_path), problems=[f"{f}: {r}" for f, r in exc.problems]
@@ -115,9 +118,13 @@ class Daemon:
 
 
 def main(args: argparse.Namespace) -> int:
+    """Exit 78 with one readable message for every configuration problem, whether the loader finds it,
+    the preflight (state directory, rules, evidence, lens parameters) or a component at start-up
+    (`FieldError`: the control API's port is taken). Everything else is a bug and keeps its traceback."""
     path = config_path_from(args.config)
     try:
         config = load_config(path)
+        preflight.check(config, path, create=True)
     except ConfigError as exc:
         print(exc.render(), file=sys.stderr)
         return EX_CONFIG
@@ -126,6 +133,9 @@ def main(args: argparse.Namespace) -> int:
     daemon = Daemon(path, config, redactor)
     try:
         return asyncio.run(daemon.run(args.duration))
-    except RuleConfigError as exc:
-        print(f"configuration error in {path}:\n  {exc}", file=sys.stderr)
+    except FieldError as exc:
+        print(config_error(path, [(exc.field, exc.reason)], os.environ).render(), file=sys.stderr)
+        return EX_CONFIG
+    except ConfigError as exc:
+        print(exc.render(), file=sys.stderr)
         return EX_CONFIG
