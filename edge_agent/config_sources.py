@@ -174,9 +174,7 @@ def _resolve_one(
         return _file_secret(file_setting, f"{field}_file", config_file)
     creds = env.get("CREDENTIALS_DIRECTORY")
     if creds and _exists(Path(creds) / credential):
-        return _file_secret(
-            Path(creds) / credential, f"{field} ($CREDENTIALS_DIRECTORY/{credential})", config_file
-        )
+        return _file_secret(Path(creds) / credential, field, config_file)
     if public_env and env.get(public_env):
         value = env[public_env].strip()
         if not header_safe(value):

@@ -293,7 +293,9 @@ class ControlServer:
         if not is_loopback(self.host) and not self.app.get(PROTECTED_KEY, False):
             log.warning("control_api_exposed_without_token", host=self.host)
         self.bind()
-        runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        # lingering_time=0: the body of a refused request (403, 413, 415) is not read to its end; the
+        # connection closes after the answer, so no page can keep the API reading megabytes it refuses.
+        runner = web.AppRunner(self.app, access_log=None, handle_signals=False, lingering_time=0)
         await runner.setup()
         try:
             for sock in self._sockets:
