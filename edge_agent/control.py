@@ -254,40 +254,16 @@ class ControlServer:
     def __init__(self, app: web.Application, listen: str = "127.0.0.1:8321") -> None:
         self.app = app
         self.listen = listen
-        self.host, self._requested_port = parse_listen(listen)
+        self.host, _ = parse_listen(listen)
         self._sockets: list[socket.socket] = []
         self._runner: web.AppRunner | None = None
         self.port = 0
 
     def bind(self) -> None:
         """Listen on every address `host` resolves to; `FieldError("control.listen", ...)` if not."""
-        if self._sockets:
-            return
-        try:
-            infos = socket.getaddrinfo(
-                self.host, self._requested_port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )
-        except socket.gaierror as exc:
-            raise FieldError("control.listen", f"cannot resolve {self.host!r}: {exc.strerror}") from None
-        port = self._requested_port
-        for family, kind, proto, _, address in dict.fromkeys(infos):
-            sock = socket.socket(family, kind, proto)
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                sock.bind((address[0], port, *address[2:]))
-                sock.listen(128)
-                sock.setblocking(False)
-            except OSError as exc:
-                sock.close()
-                for taken in self._sockets:
-                    taken.close()
-                self._sockets = []
-                raise FieldError("control.listen", _bind_failure(self.listen, exc)) from None
-            port = port or sock.getsockname()[1]  # port 0: every address on the port the first one got
-            self._sockets.append(sock)
-        self.port = port
+        if not self._sockets:
+            self._sockets = bind_listen(self.listen)
+            self.port = self._sockets[0].getsockname()[1]
 
     async def start(self) -> None:
         if not is_loopback(self.host) and not self.app.get(PROTECTED_KEY, False):
@@ -318,6 +294,41 @@ class ControlServer:
         for sock in self._sockets:
             sock.close()
         self._sockets = []
+
+
+def bind_listen(listen: str) -> list[socket.socket]:
+    """Listening sockets on every address the host of `listen` resolves to (port 0: the port the first
+    one got, for all); `FieldError("control.listen", reason)` when that cannot be done."""
+    host, port = parse_listen(listen)
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise FieldError("control.listen", f"cannot resolve {host!r}: {exc.strerror}") from None
+    sockets: list[socket.socket] = []
+    for family, kind, proto, _, address in dict.fromkeys(infos):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind((address[0], port, *address[2:]))
+            sock.listen(128)
+            sock.setblocking(False)
+        except OSError as exc:
+            sock.close()
+            for taken in sockets:
+                taken.close()
+            raise FieldError("control.listen", _bind_failure(listen, exc)) from None
+        port = port or sock.getsockname()[1]
+        sockets.append(sock)
+    return sockets
+
+
+def check_listen(listen: str) -> None:
+    """`FieldError` unless `listen` could be bound now (a config reload asks before it stops the
+    running agent, so that a reload onto a taken port is refused instead of ending the process)."""
+    for sock in bind_listen(listen):
+        sock.close()
 
 
 def _bind_failure(listen: str, exc: OSError) -> str:

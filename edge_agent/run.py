@@ -30,6 +30,7 @@ from edge_agent.config import (
     secret_values,
 )
 from edge_agent.config_sources import config_error
+from edge_agent.control import check_listen
 from edge_agent.logs import SecretRedactor, get_logger, setup_logging
 from edge_agent.service.notify import SystemdNotifier
 
@@ -71,6 +72,12 @@ class Daemon:
         try:
             config = load_config(self.config_path)
             preflight.check(config, self.config_path, create=True)
+            moved = config.control.listen != self.config.control.listen or not self.config.control.enabled
+            if config.control.enabled and moved:
+                check_listen(config.control.listen)  # the running agent holds the old one
+        except FieldError as exc:
+            log.error("reload_rejected", file=str(self.config_path), problems=[f"{exc.field}: {exc.reason}"])
+            return None
         except ConfigError as exc:
             log.error(
                 "reload_rejected", file=str(self.config_path), problems=[f"{f}: {r}" for f, r in exc.problems]

@@ -270,6 +270,13 @@ class AgentProcess:
             "READY=1 from the agent",
         )
         assert not self.exited, f"agent exited early ({self.returncode}):\n{self.output()}"
+        # READY=1 comes over the notify socket, the listening line over the stdout pipe: under load the
+        # datagram can win the race, and `control_url` needs the line.
+        await wait_for(
+            lambda: bool(self.events("control_api_listening")) or self.exited,
+            10,
+            "control_api_listening in the log",
+        )
 
     @property
     def exited(self) -> bool:
