@@ -178,6 +178,23 @@ def token_file_with_two_lines(tmp_path: Path) -> tuple[Setup, str, list[str]]:
     return Setup(write_config(tmp_path, atlas=f'token_file = "{token}"')), "atlas.token_file", [str(token)]
 
 
+def baseline_file_not_utf8(tmp_path: Path) -> tuple[Setup, str, list[str]]:
+    baseline = tmp_path / "baseline.json"
+    baseline.write_bytes(b'{"v": {"median": 1.0, "mad": 0.1, "note": "\xff"}}')
+    rule = f'[[rules]]\nchannel = "v"\nkind = "baseline"\nbaseline_file = "{baseline}"\n'
+    return Setup(write_config(tmp_path, rule)), "rules[0]", [str(baseline), "not UTF-8"]
+
+
+def atlas_url_env_not_a_url(tmp_path: Path) -> tuple[Setup, str, list[str]]:
+    setup = Setup(write_config(tmp_path), env={"ATLAS_URL": "tenant.atlas.example"})
+    return setup, "atlas.url", ["ATLAS_URL", "http"]
+
+
+def atlas_token_env_not_utf8(tmp_path: Path) -> tuple[Setup, str, list[str]]:
+    setup = Setup(write_config(tmp_path), env={"ATLAS_TOKEN": os.fsdecode(b"tok-\xe9")})
+    return setup, "atlas.token", ["ATLAS_TOKEN", "not UTF-8"]
+
+
 def credential_is_a_directory(tmp_path: Path) -> tuple[Setup, str, list[str]]:
     creds = tmp_path / "credentials"
     (creds / "atlas_token").mkdir(parents=True)
@@ -231,6 +248,9 @@ CASES: dict[str, Callable[[Path], tuple[Setup, str, list[str]]]] = {
     "lens_scaling_for_unknown_channel": lens_scaling_for_unknown_channel,
     "token_file_with_two_lines": token_file_with_two_lines,
     "credential_is_a_directory": credential_is_a_directory,
+    "baseline_file_not_utf8": baseline_file_not_utf8,
+    "atlas_url_env_not_a_url": atlas_url_env_not_a_url,
+    "atlas_token_env_not_utf8": atlas_token_env_not_utf8,
     "toml_not_utf8": toml_not_utf8,
     "toml_is_a_directory": toml_is_a_directory,
     "state_dir_is_a_file": state_dir_is_a_file,
