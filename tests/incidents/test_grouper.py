@@ -60,7 +60,7 @@ def closed(a: Anomaly, end: float, clear_after: float = 1.0) -> AnomalyClosed:
     )
 
 
-def at(t: float):  # noqa: ANN201 - a now_of for every source
+def at(t: float):
     return lambda source: T0 + t
 
 
@@ -235,7 +235,9 @@ def test_every_anomaly_is_in_exactly_one_incident_and_incidents_of_a_group_never
     same group are never closer than the join window (else they would be one)."""
     g = grouper(join_window=window, update_after=2.0, group_by=group_by, channel_groups=[["a", "b"]])
     made = [
-        anomaly(ch, start, severity=sev, ident=f"x{i}", source="s", kind="lens" if ch == "" else "rule:limits")
+        anomaly(
+            ch, start, severity=sev, ident=f"x{i}", source="s", kind="lens" if ch == "" else "rule:limits"
+        )
         for i, (ch, start, _, sev) in enumerate(raw)
     ]
     timeline: list[tuple[float, int, object]] = []
