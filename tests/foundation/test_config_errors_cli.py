@@ -104,8 +104,13 @@ def write_config(
     lens: str = "enabled = false",
     atlas: str = "",
 ) -> Path:
+    if state_dir is None:
+        # Made here: run and check-config run at the same time, and check-config removes a state
+        # directory that it had to create (one that run may be using).
+        state_dir = tmp_path / "state"
+        state_dir.mkdir(exist_ok=True)
     path = tmp_path / "agent.toml"
-    path.write_text(base_toml(state_dir or tmp_path / "state", extra, lens=lens, atlas=atlas))
+    path.write_text(base_toml(state_dir, extra, lens=lens, atlas=atlas))
     return path
 
 
