@@ -117,6 +117,7 @@ def _http_url(value: str) -> str:
         raise ValueError(problem)
     return value
 
+
 DeviceTimeUnit = Literal["auto", "s", "ms", "us", "ns"]
 # A device clock running ahead of the host by more than this is a step, not a sparse recording replayed
 # fast (README, "The device's clock"): 10 rows of a 1-row-a-minute logger, well under a 1 h DST/NTP step.
