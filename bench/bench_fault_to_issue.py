@@ -8,13 +8,15 @@ emulator in this process. The start time is `time.time()` just before the first 
 written; the end time is taken inside the emulator, when `POST /api/v1/issues` has stored the issue
 and is about to answer (the moment a `GET /issues` would first show it). Both clocks are this host's
 wall clock, so no clock offset enters. Each issue is resolved as soon as it is made, so the next
-anomaly of the same rule is a new issue, not a repeat comment.
+anomaly of the same rule is a new issue, not a repeat comment. Incidents are on (the grouper runs on
+every anomaly); the faults are scripted 0.6 s apart as separate events, so the join window is 0 s
+and each fault is the first anomaly of its own incident: the latency of filing an incident's issue.
 
 Measured twice: with the rules' `hold = 0` (the pipeline alone) and with `hold = 200ms` (the debounce
 of the shipped example rule): then the latency includes the hold by design, and the figure minus the
-hold is reported too. The path measured: pty -> reader/decoder -> rule -> reporter (open record,
-snapshot of the last `evidence.pre` = 10 s written to disk) -> outbox (SQLite, fsync) -> upload of
-the snapshot -> issue create.
+hold is reported too. The path measured: pty -> reader/decoder -> rule -> incident grouper ->
+reporter (open record, snapshot of the last `evidence.pre` = 10 s written to disk) -> outbox (SQLite,
+fsync) -> upload of the snapshot -> issue create.
 
 Usage: .venv/bin/python bench/bench_fault_to_issue.py [--anomalies 60]
 Writes bench/out/fault_to_issue.json.
@@ -84,6 +86,8 @@ columns = {json.dumps(COLUMNS)}
 device_time = "t_ms"
 [lens]
 enabled = false
+[incidents]
+join_window = "0s"
 [atlas]
 url = "{atlas_url}"
 token = "{TOKEN}"

@@ -34,6 +34,7 @@ from edge_agent.detect.anomaly import AnomalyEvent, AnomalyOpened
 from edge_agent.detect.detector import Detector
 from edge_agent.evidence import EvidenceRings
 from edge_agent.frames import Frame, LinkEvent, LinkState, SerialEvent, StepMarker
+from edge_agent.incidents import IncidentEvent, IncidentGrouper
 from edge_agent.lens.errors import LensAuthError
 from edge_agent.lens.protocol import LensInference
 from edge_agent.lens.service import LensService
@@ -92,6 +93,9 @@ class Agent:
         self.detector = Detector(
             config.rules, config.lens if config.lens.enabled else None, source_now=self.clocks.now
         )
+        self.incidents = IncidentGrouper.from_section(
+            config.incidents, clearing_since=self.detector.clearing_since
+        )
         self.rings = EvidenceRings.from_config(config.evidence)
         self.readers = {
             port.name: SerialReader(port, self._on_serial, clock=self.clocks[port.name], mono=mono, wall=wall)
@@ -118,6 +122,7 @@ class Agent:
                 client=self.atlas,
                 rings=self.rings,
                 state_dir=self.state_dir,
+                source_now=self.source_now,
             )
         self.steps = StepTracker(
             config=config,
@@ -155,7 +160,10 @@ class Agent:
                 allowed_hosts=config.control.allowed_hosts,
             )
             self.control = ControlServer(app, config.control.listen)
-        self._anomalies: asyncio.Queue[Sequence[AnomalyEvent]] = asyncio.Queue(ANOMALY_QUEUE_LIMIT)
+        # Anomaly events (for the steps) with the incident events they made (for the reporter), in order.
+        self._anomalies: asyncio.Queue[tuple[Sequence[AnomalyEvent], Sequence[IncidentEvent]]] = (
+            asyncio.Queue(ANOMALY_QUEUE_LIMIT)
+        )
         self._markers: asyncio.Queue[StepMarker] = asyncio.Queue(MARKER_QUEUE_LIMIT)
         self.counts: Counter[str] = Counter()
         self.inference_labels: Counter[str] = Counter()
@@ -202,14 +210,33 @@ class Agent:
         if events:
             self._emit(events)
 
+    def source_now(self, source: str, host_mono: float) -> float:
+        """`source`'s "now" on its own timeline, for what compares frame times with the present."""
+        return self.clocks.now(source, host_mono)
+
+    def _now_of(self, source: str) -> float:
+        return self.clocks.now(source, self._mono())
+
     def _emit(self, events: Sequence[AnomalyEvent]) -> None:
+        """Anomaly events, synchronously where they happen: grouped into incidents at once (a pure,
+        cheap call) so that the queue carries both in the order they happened."""
         for event in events:
             if isinstance(event, AnomalyOpened):
                 self.anomalies_opened[(event.anomaly.kind, event.anomaly.severity)] += 1
                 self.metrics.inc(
                     "anomalies_opened_total", kind=event.anomaly.kind, severity=event.anomaly.severity
                 )
-        self._put(self._anomalies, events, "anomaly_events_dropped")
+        incident_events = self.incidents.on_events(events)
+        self._count_incidents(incident_events)
+        self._put(self._anomalies, (events, incident_events), "anomaly_events_dropped")
+
+    def _emit_incidents(self, incident_events: Sequence[IncidentEvent]) -> None:
+        self._count_incidents(incident_events)
+        self._put(self._anomalies, ((), incident_events), "anomaly_events_dropped")
+
+    def _count_incidents(self, incident_events: Sequence[IncidentEvent]) -> None:
+        for event in incident_events:
+            self.counts["incident_events_" + type(event).__name__.removeprefix("Incident").lower()] += 1
 
     def _put(self, queue: asyncio.Queue[Any], item: Any, counter: str) -> None:
         try:
@@ -224,11 +251,11 @@ class Agent:
 
     async def _pump_anomalies(self) -> None:
         while True:
-            events = await self._anomalies.get()
+            events, incident_events = await self._anomalies.get()
             self._taken[0] += 1
             self.steps.on_anomaly_events(events)
-            if self.reporter is not None:
-                await self.reporter.on_events(events)
+            if self.reporter is not None and incident_events:
+                await self.reporter.on_events(incident_events)
 
     async def _pump_markers(self) -> None:
         while True:
@@ -242,6 +269,9 @@ class Agent:
             events = self.detector.tick(self._mono(), self._wall())
             if events:
                 self._emit(events)
+            incident_events = self.incidents.tick(self._now_of, self._wall())
+            if incident_events:
+                self._emit_incidents(incident_events)
             self.metrics.set("anomalies_open", len(self.detector.open_anomalies()))
             if self.reporter is not None:
                 await self.reporter.tick()
@@ -303,11 +333,13 @@ class Agent:
         await self._drain_queues()
         now_mono, now_wall = self._mono(), self._wall()
         closing: list[AnomalyEvent] = list(self.detector.close_all(now_mono, now_wall))
+        incident_events = self.incidents.on_events(closing)
+        incident_events += self.incidents.close_all(now_mono, now_wall)
         await self.supervisor.stop("anomalies")
         self.steps.on_anomaly_events(closing)
         await self.steps.close(clean=final)
         if self.reporter is not None:
-            await self.reporter.on_events(closing)
+            await self.reporter.on_events(incident_events)
             await self.reporter.close(clean=final)
         lens_stop = asyncio.create_task(self.supervisor.stop("lens"))
         drained = await self.outbox.drain(max(0.0, deadline - time.monotonic()))
@@ -325,10 +357,10 @@ class Agent:
         while not self._markers.empty():
             await self.steps.on_marker(self._markers.get_nowait())
         while not self._anomalies.empty():
-            events = self._anomalies.get_nowait()
+            events, incident_events = self._anomalies.get_nowait()
             self.steps.on_anomaly_events(events)
-            if self.reporter is not None:
-                await self.reporter.on_events(events)
+            if self.reporter is not None and incident_events:
+                await self.reporter.on_events(incident_events)
 
     # -- health ---------------------------------------------------------------------------------------
 
@@ -424,6 +456,17 @@ class Agent:
             "lens": lens,
             "open_anomalies": [
                 anomaly_summary(a, self.config.agent.bench) for a in self.detector.open_anomalies()
+            ],
+            "open_incidents": [
+                {
+                    "id": i.id,
+                    "group": i.group,
+                    "lead": f"{i.lead.kind} on {i.lead.channel or 'lens'} ({i.lead.source})",
+                    "severity": i.severity,
+                    "members": len(i.members),
+                    "channels": list(i.channels),
+                }
+                for i in self.incidents.open_incidents()
             ],
             "outbox": await self.outbox.status(),
             "reporter": self.reporter.status() if self.reporter is not None else None,

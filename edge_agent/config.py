@@ -415,7 +415,7 @@ class IncidentsSection(Section):
         description="group_by = channels: lists of channels that fail together; others are a group each.",
     )
     join_window: Duration = Field(
-        10.0,
+        30.0,
         description="An anomaly starting this long after the incident's last activity still joins it;"
         " also the quiet time after which an incident closes.",
     )

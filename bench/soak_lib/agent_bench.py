@@ -79,6 +79,10 @@ token = "emulator-atlas-token"
 ring_seconds = "30s"
 pre = "1s"
 post = "0s"
+[incidents]
+# Each scripted excursion is its own event (they come tens of ms apart): one incident, one issue each.
+join_window = "0s"
+update_after = "0s"
 [steps]
 system_id = "a1b2c3d4-e5f6-7890-abcd-ef1234567890"
 [outbox]
@@ -204,7 +208,7 @@ class AgentBench:
         n = 0
         for issue in self.atlas.store.issues.values():
             n += 1
-            n += sum(1 for c in issue.comments if "again (repeat" in c.content)
+            n += sum(1 for c in issue.comments if c.content.startswith("Detected again"))
         return n
 
     async def _fault_to_issue(self, count: int) -> list[float]:
@@ -280,7 +284,7 @@ class AgentBench:
         for _ in range(60):
             await asyncio.sleep(1.0)
             status = await self._status()
-            opened = int(status["reporter"]["anomalies_opened"])
+            opened = int(status["reporter"]["incidents_opened"])
             if opened >= sent:
                 break
         status = await self._status()

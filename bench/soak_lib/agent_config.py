@@ -90,6 +90,12 @@ pre = "3s"
 post = "2s"
 max_duration = "60s"
 
+[incidents]
+# The soak's faults are independent and at least 8 s apart; the rules that one fault trips (a step's
+# edges trip the rate rule too) overlap it and still join its incident.
+join_window = "1s"
+update_after = "1s"
+
 [steps]
 system_id = "a1b2c3d4-e5f6-7890-abcd-ef1234567890"
 

@@ -1,10 +1,11 @@
 """The soak's verdict: the oracle (what the simulated bench injected) against what Atlas holds, the lens
 emulator's sessions, the agent's resource samples and its counters and logs.
 
-Openings: every anomaly the agent reported reaches Atlas exactly once, either as an issue (tagged
-`edge-agent:<anomaly-id>`) or, under the repeat rule, as a comment carrying the marker line
-`edge-agent:<anomaly-id>:open` on the open issue of the same (rule, channel). Each opening's evidence
-JSON (an attachment) says which rule, channel and times.
+Openings: every incident the agent reported reaches Atlas exactly once, either as an issue (its first
+tag `edge-agent:<incident-id>`) or, under the repeat rule, as a comment carrying the marker line
+`edge-agent:<incident-id>:open` on the open issue of the same fault (which then carries the repeat's
+tag too). Each opening's evidence JSON (an attachment) says which rule and channel led it, and when.
+The other rules a fault trips (a step's edges trip the rate rule) are members of its incident.
 
 Matching: an opening is explained by a fault on its channel (device-level faults: channel `*`)
 whose [start, end] (host monotonic, the oracle's scheduled times) overlaps the anomaly's
@@ -44,6 +45,7 @@ class Opening:
     summary: dict[str, Any]
     fault: str | None = None
     primary: bool = False
+    member_kinds: set[str] = field(default_factory=set)  # rules of its members on the lead's channel
 
 
 @dataclass
@@ -92,6 +94,24 @@ def _marker_ids(content: str) -> list[str]:
     return ids
 
 
+def _final_members(run: SoakRun) -> dict[str, list[dict[str, Any]]]:
+    """Incident id -> every member, from the evidence JSON of its closing comment."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for issue in run.atlas_state.get("issues", []):
+        for comment in issue.get("comments", []):
+            for aid in run.comment_attachments.get(comment.get("uuid", ""), []):
+                try:
+                    parsed = json.loads(run.attachments.get(aid) or b"")
+                except ValueError:
+                    continue
+                incident = parsed.get("incident") if isinstance(parsed, dict) else None
+                if isinstance(incident, dict) and isinstance(incident.get("members"), list):
+                    key = str(incident.get("id"))
+                    if len(incident["members"]) > len(out.get(key, [])):  # the final JSON, not the snapshot
+                        out[key] = incident["members"]
+    return out
+
+
 def _evidence(run: SoakRun, attachment_ids: list[str]) -> dict[str, Any] | None:
     for aid in attachment_ids:
         data = run.attachments.get(aid)
@@ -100,19 +120,26 @@ def _evidence(run: SoakRun, attachment_ids: list[str]) -> dict[str, Any] | None:
                 parsed = json.loads(data)
             except ValueError:
                 continue
-            if isinstance(parsed, dict) and isinstance(parsed.get("anomaly"), dict):
-                summary: dict[str, Any] = parsed["anomaly"]
-                return summary
+            if isinstance(parsed, dict) and isinstance(parsed.get("incident"), dict):
+                incident: dict[str, Any] = parsed["incident"]
+                members = incident.get("members") or [{}]
+                # The lead's rule and channel, the incident's span.
+                return {
+                    **members[0],
+                    **{k: incident.get(k) for k in ("started_mono", "started_wall", "ended_wall")},
+                }
     return None
 
 
 def collect_openings(run: SoakRun) -> tuple[list[Opening], list[str]]:
-    """Every anomaly opening in Atlas, and the problems found on the way (duplicates, no evidence)."""
+    """Every incident opening in Atlas, and the problems found on the way (duplicates, no evidence)."""
     problems: list[str] = []
     openings: list[Opening] = []
     seen: Counter[str] = Counter()
+    finals = _final_members(run)
     for issue in run.atlas_state.get("issues", []):
-        tags = [t for t in issue.get("tags", []) if t.startswith(TAG)]
+        # The first agent tag is the incident that filed the issue; repeats added theirs after it.
+        tags = [t for t in issue.get("tags", []) if t.startswith(TAG)][:1]
         ids = [(issue.get("attachment_ids") or [], t[len(TAG) :], "issue") for t in tags]
         for comment in issue.get("comments", []):
             for aid in _marker_ids(comment.get("content", "")):
@@ -129,6 +156,11 @@ def collect_openings(run: SoakRun) -> tuple[list[Opening], list[str]]:
                 )
                 summary = {}
             kind = str(summary.get("kind", "?")).removeprefix("rule:")
+            kinds = {kind} | {
+                str(m.get("kind", "?")).removeprefix("rule:")
+                for m in finals.get(anomaly_id, [])
+                if m.get("channel") == summary.get("channel")
+            }
             started = float(summary.get("started_mono") or 0.0)
             ended_wall, started_wall = summary.get("ended_wall"), summary.get("started_wall")
             ended = started
@@ -145,6 +177,7 @@ def collect_openings(run: SoakRun) -> tuple[list[Opening], list[str]]:
                     ended,
                     len(attachments),
                     summary,
+                    member_kinds=kinds,
                 )
             )
     for anomaly_id, n in seen.items():
@@ -210,7 +243,7 @@ def check_faults(run: SoakRun, records: list[dict[str, Any]], report: Report) ->
                 continue
             if _overlaps(f["start_mono"], f["end_mono"], o.started, o.ended, TOLERANCE):
                 o.fault = f["id"]
-                o.primary = o.rule_kind == f.get("expected_rule")
+                o.primary = f.get("expected_rule") in o.member_kinds
                 if o.primary:
                     results[f["id"]].append(o)
                 break

@@ -1,6 +1,6 @@
-"""Outbox handlers for the reporter's Atlas job kinds: session create, evidence upload, issue (or the
-repeat comment), comment. Each one can tell after an attempt of unknown outcome whether that attempt
-made something (`find_existing`), so an outage, a timeout or a SIGKILL never makes a duplicate.
+"""Outbox handlers for the reporter's Atlas job kinds: session create, evidence upload, issue (filed, or
+joined as a repeat), issue update, comment. Each one can tell after an attempt of unknown outcome whether
+that attempt made something (`find_existing`), so an outage, a timeout or a SIGKILL never makes a duplicate.
 
 Ids a job needs (session, attachments, issue) come from its payload when they were known at enqueue
 time, else from the results of the jobs it depends on: `<name>` in the payload wins over the result of
@@ -29,7 +29,8 @@ from edge_agent.atlas.errors import (
     AtlasRetryableError,
     detail_text,
 )
-from edge_agent.atlas.narrative import anomaly_tag, has_marker
+from edge_agent.atlas.models import Issue
+from edge_agent.atlas.narrative import agent_tag, comment_marker, has_marker
 from edge_agent.logs import get_logger
 from edge_agent.outbox import DeliveryError, Job, Json, Outbox, Permanent, Retryable
 
@@ -39,6 +40,7 @@ KIND_SESSION = "atlas.session"
 KIND_UPLOAD = "atlas.upload"
 KIND_ISSUE = "atlas.issue"
 KIND_COMMENT = "atlas.comment"
+KIND_ISSUE_UPDATE = "atlas.issue_update"
 
 OPEN_STATUSES = frozenset({"open", "in_progress"})
 # How far back a comment look-up reads (pages of 1000): a thread longer than that is not a bench's.
@@ -181,11 +183,34 @@ def _attachment_ids(payload: Mapping[str, Any], deps: Mapping[int, Json]) -> lis
     return [str(a) for a in payload.get("attachment_ids", [])]
 
 
+SEVERITY_ORDER = {"low": 0, "medium": 1, "high": 2}
+
+
+def _issue_status_open(status: str | None) -> bool:
+    """An issue a repeat may join. A null status is unknown (the field is nullable), not closed: the
+    agent would rather add to an issue a human can still see than file the same fault twice."""
+    return status is None or status in OPEN_STATUSES
+
+
+def _via(deps: Mapping[int, Json], payload: Mapping[str, Any]) -> str | None:
+    """How the incident's issue job ended: "create" (it filed the issue) or "repeat" (it joined the
+    open issue of the same fault); None when unknown (the issue was found by its tag)."""
+    for result in deps.values():
+        via = result.get("via")
+        if isinstance(via, str):
+            return via
+    via = payload.get("via")
+    return via if isinstance(via, str) else None
+
+
 class IssueHandler:
-    """Payload `{anomaly_id, title, priority, tags, description, session_id?,
-    repeat?, comment}`. Creates the anomaly's issue; or, when `repeat` names the issue of an earlier
-    anomaly of the same (rule, source, channel) and Atlas says that issue is still open or in progress
-    now, comments on it (`comment`, with the new evidence) instead. Result `{issue_id, via}`."""
+    """Payload `{incident_id, title, description, priority, tags, session_id?, repeat?, lookup_first?}`.
+
+    Files the incident's issue, or, when `repeat` names the issue of an earlier incident of the same
+    fault and Atlas says it is still open (or says nothing: a null status), joins it: the incident's
+    tags (its unique `edge-agent:<incident-id>` among them) are added and its priority raised if
+    higher. Either way the issue then carries the incident's tag, which is how every later look-up
+    finds it. Result `{issue_id, via: "create" | "repeat"}`."""
 
     def __init__(self, client: AtlasClient, job_lookup: JobLookup) -> None:
         self.client = client
@@ -202,31 +227,30 @@ class IssueHandler:
                 return str(job.result["issue_id"])
             if job is not None and job.state.value in ("pending", "in_flight"):
                 # Same group, so this cannot happen unless the group scheme changes: wait, visibly.
-                raise Retryable(425, 1.0, "previous issue not created yet", outcome_unknown=False)
-        previous = repeat.get("anomaly_id")
+                raise Retryable(425, 1.0, "previous issue not filed yet", outcome_unknown=False)
+        previous = repeat.get("incident_id")
         if isinstance(previous, str) and previous:
-            found = await self.client.find_issue_by_tag(anomaly_tag(previous))
+            try:
+                found = await self.client.find_issue_by_tag(agent_tag(previous))
+            except AtlasError as err:
+                raise delivery_error(err) from None
             return found.uuid if found is not None else None
         return None
 
-    async def _open_issue(self, repeat: Mapping[str, Any] | None) -> str | None:
-        if not repeat:
-            return None
+    async def _join(self, issue_id: str, payload: Mapping[str, Any]) -> bool:
+        """Add the incident to the still-open issue `issue_id`; False if it is closed or gone."""
         try:
-            issue_id = await self._previous_issue(repeat)
-            if issue_id is None:
-                return None
             issue = await self.client.get_issue(issue_id)
+            if not _issue_status_open(issue.status):
+                return False
+            if issue.status is None:
+                log.info("atlas_issue_status_unknown", issue_id=issue.uuid, treated_as="open")
+            await _merge_into_issue(self.client, issue, payload, retitle=False)
         except AtlasNotFound:
-            return None  # deleted in Atlas: a new issue it is
+            return False  # deleted in Atlas: a new issue it is
         except AtlasError as err:
             raise delivery_error(err) from None
-        if issue.status is None:
-            # The issues page allows a null status: unknown is not closed. A comment on an issue someone
-            # closed is seen and harmless; a second issue for the same fault is a duplicate.
-            log.info("atlas_issue_status_unknown", issue_id=issue.uuid, treated_as="open")
-            return issue.uuid
-        return issue.uuid if issue.status in OPEN_STATUSES else None
+        return True
 
     async def deliver(self, job: Job, deps: Mapping[int, Json]) -> Json:
         payload = job.payload
@@ -234,24 +258,20 @@ class IssueHandler:
             found = await self.find_existing(job, deps)
             if found is not None:
                 return found
-        attachment_ids = _attachment_ids(payload, deps)
-        open_issue = await self._open_issue(payload.get("repeat"))
+        repeat = payload.get("repeat")
+        if repeat:
+            previous = await self._previous_issue(repeat)
+            if previous is not None and await self._join(previous, payload):
+                return {"issue_id": previous, "via": "repeat"}
+        session_id = resolve(payload, deps, "session_id")
         try:
-            if open_issue is not None:
-                comment = await self.client.add_comment(
-                    open_issue,
-                    str(payload["comment"]),
-                    attachment_ids=attachment_ids[:MAX_COMMENT_ATTACHMENTS],
-                )
-                return {"issue_id": open_issue, "via": "comment", "comment_id": comment.uuid}
-            session_id = resolve(payload, deps, "session_id")
             issue = await self.client.create_issue(
                 str(payload["title"]),
                 description=list(payload.get("description", [])),
                 priority=payload.get("priority"),
                 tags=list(payload.get("tags", [])),
                 session_ids=[session_id],
-                attachment_ids=attachment_ids,
+                attachment_ids=_attachment_ids(payload, deps),
             )
         except AtlasError as err:
             raise delivery_error(err) from None
@@ -260,25 +280,80 @@ class IssueHandler:
     async def find_existing(self, job: Job, deps: Mapping[int, Json]) -> Json | None:
         payload = job.payload
         try:
-            issue = await self.client.find_issue_by_tag(anomaly_tag(str(payload["anomaly_id"])))
+            issue = await self.client.find_issue_by_tag(agent_tag(str(payload["incident_id"])))
         except AtlasError as err:
             raise delivery_error(err) from None
-        if issue is not None:
-            return {"issue_id": issue.uuid, "via": "create"}
+        if issue is None:
+            return None
         repeat = payload.get("repeat")
-        if not repeat:
-            return None
-        # The lost attempt may have been the repeat comment: look for its marker on the old issue.
+        previous = await self._previous_issue(repeat) if repeat else None
+        return {"issue_id": issue.uuid, "via": "repeat" if issue.uuid == previous else "create"}
+
+
+async def _merge_into_issue(
+    client: AtlasClient, issue: Issue, payload: Mapping[str, Any], *, retitle: bool
+) -> None:
+    """PATCH what the incident adds to `issue`: tags (union; PATCH replaces the list), a higher
+    priority, and the title when `retitle`. Nothing is sent when nothing changes (idempotent)."""
+    fields: dict[str, Any] = {}
+    tags = list(dict.fromkeys([*issue.tags, *payload.get("tags", [])]))
+    if tags != list(issue.tags):
+        fields["tags"] = tags
+    wanted = payload.get("priority")
+    if isinstance(wanted, str) and SEVERITY_ORDER.get(wanted, -1) > SEVERITY_ORDER.get(
+        issue.priority or "", -1
+    ):
+        fields["priority"] = wanted
+    title = payload.get("title")
+    if retitle and isinstance(title, str) and title and title != issue.title:
+        fields["title"] = title
+    if fields:
+        await client.patch_issue(issue.uuid, **fields)
+
+
+async def _incident_issue(client: AtlasClient, job: Job, deps: Mapping[int, Json]) -> str:
+    """The incident's issue id: in the payload, in the issue job's result, or by the incident's tag
+    (the issue job's result is gone: purged, or a crash before it was recorded)."""
+    payload = job.payload
+    if payload.get("issue_id") is None:
+        for result in deps.values():
+            if result.get("issue_id") is not None:
+                return str(result["issue_id"])
+        tag_of = payload.get("issue_incident_id") or payload.get("incident_id")
         try:
-            previous = await self._previous_issue(repeat)
+            found = await client.find_issue_by_tag(agent_tag(str(tag_of)))
         except AtlasError as err:
             raise delivery_error(err) from None
-        if previous is None:
-            return None
-        comment_id = await find_marked_comment(self.client, previous, str(payload["marker"]))
-        if comment_id is None:
-            return None
-        return {"issue_id": previous, "via": "comment", "comment_id": comment_id}
+        if found is None:
+            raise Retryable(425, 30.0, f"issue of incident {tag_of} not found yet", outcome_unknown=False)
+        return found.uuid
+    return str(payload["issue_id"])
+
+
+class IssueUpdateHandler:
+    """Payload `{incident_id, tags, priority, title, issue_id? | issue_incident_id?, via?}`: members
+    joined. Adds their tags, raises the priority, and retitles an issue this incident filed itself
+    (never a repeat's: that issue's title is its first incident's). Idempotent: it reads the issue and
+    PATCHes only the difference."""
+
+    def __init__(self, client: AtlasClient) -> None:
+        self.client = client
+
+    async def deliver(self, job: Job, deps: Mapping[int, Json]) -> Json:
+        issue_id = await _incident_issue(self.client, job, deps)
+        try:
+            issue = await self.client.get_issue(issue_id)
+            await _merge_into_issue(
+                self.client, issue, job.payload, retitle=_via(deps, job.payload) == "create"
+            )
+        except AtlasNotFound as err:
+            raise Permanent(404, detail_text(err.detail), f"issue {issue_id} no longer exists") from None
+        except AtlasError as err:
+            raise delivery_error(err) from None
+        return {"issue_id": issue_id}
+
+    async def find_existing(self, job: Job, deps: Mapping[int, Json]) -> Json | None:
+        return None  # re-reading and re-merging is the look-up: deliver is idempotent
 
 
 async def find_marked_comment(client: AtlasClient, issue_id: str, marker: str) -> str | None:
@@ -304,40 +379,38 @@ async def find_marked_comment(client: AtlasClient, issue_id: str, marker: str) -
 
 
 class CommentHandler:
-    """Payload `{anomaly_id, marker, content, issue_id? | issue_anomaly_id?, skip_if_commented?}`; the
-    issue and the attachments otherwise come from the deps (the issue job, the upload job).
+    """Payload `{incident_id, part, content, content_if_repeat?, attach?, issue_id? | issue_incident_id?}`;
+    the issue and the attachments otherwise come from the deps (the issue job, the upload job).
 
-    `skip_if_commented`: the opening comment of an anomaly whose issue job turned out to be a repeat
-    comment on an open issue (that comment already said it all) is not posted again."""
+    `content_if_repeat` replaces `content` when the incident's issue job joined an earlier issue;
+    `attach`: "always" attaches the upload dep's files, "if_repeat" only on a repeat (a new issue
+    carries its snapshot itself). The marker line `edge-agent:<incident-id>:<part>` is in the content."""
 
     def __init__(self, client: AtlasClient) -> None:
         self.client = client
 
-    async def _issue(self, job: Job, deps: Mapping[int, Json]) -> tuple[str, bool]:
+    def _content(self, job: Job, deps: Mapping[int, Json]) -> tuple[str, list[str]]:
         payload = job.payload
-        skip = bool(payload.get("skip_if_commented")) and any(
-            r.get("via") == "comment" for r in deps.values()
+        repeat = _via(deps, payload) == "repeat"
+        content = str(
+            payload["content_if_repeat"]
+            if repeat and payload.get("content_if_repeat")
+            else payload["content"]
         )
-        tag_of = payload.get("issue_anomaly_id")
-        if payload.get("issue_id") is None and isinstance(tag_of, str):
-            # The issue job's result is gone (purged, or a crash before it was recorded): by its tag.
-            try:
-                found = await self.client.find_issue_by_tag(anomaly_tag(tag_of))
-            except AtlasError as err:
-                raise delivery_error(err) from None
-            if found is None:
-                raise Retryable(425, 30.0, f"issue of anomaly {tag_of} not found yet", outcome_unknown=False)
-            return found.uuid, False
-        return str(resolve(payload, deps, "issue_id")), skip
+        attach = payload.get("attach")
+        wanted = attach == "always" or (attach == "if_repeat" and repeat)
+        attachments = _attachment_ids(payload, deps)[:MAX_COMMENT_ATTACHMENTS] if wanted else []
+        return content, attachments
+
+    def _marker(self, job: Job) -> str:
+        return comment_marker(str(job.payload["incident_id"]), str(job.payload["part"]))
 
     async def deliver(self, job: Job, deps: Mapping[int, Json]) -> Json:
-        issue_id, skip = await self._issue(job, deps)
-        if skip:
-            return {"issue_id": issue_id, "skipped": True}
-        attachment_ids = _attachment_ids(job.payload, deps)[:MAX_COMMENT_ATTACHMENTS]
+        issue_id = await _incident_issue(self.client, job, deps)
+        content, attachment_ids = self._content(job, deps)
         try:
             comment = await self.client.add_comment(
-                issue_id, str(job.payload["content"]), attachment_ids=attachment_ids, truncate=True
+                issue_id, content, attachment_ids=attachment_ids, truncate=True
             )
         except AtlasNotFound as err:
             # The issue was deleted in Atlas: nothing left to comment on, and retrying cannot help.
@@ -347,10 +420,8 @@ class CommentHandler:
         return {"issue_id": issue_id, "comment_id": comment.uuid}
 
     async def find_existing(self, job: Job, deps: Mapping[int, Json]) -> Json | None:
-        issue_id, skip = await self._issue(job, deps)
-        if skip:
-            return {"issue_id": issue_id, "skipped": True}
-        comment_id = await find_marked_comment(self.client, issue_id, str(job.payload["marker"]))
+        issue_id = await _incident_issue(self.client, job, deps)
+        comment_id = await find_marked_comment(self.client, issue_id, self._marker(job))
         return None if comment_id is None else {"issue_id": issue_id, "comment_id": comment_id}
 
 
@@ -358,6 +429,7 @@ def register_reporter_handlers(outbox: Outbox, client: AtlasClient) -> None:
     outbox.register(KIND_SESSION, SessionHandler(client))
     outbox.register(KIND_UPLOAD, UploadHandler(client))
     outbox.register(KIND_ISSUE, IssueHandler(client, outbox.job))
+    outbox.register(KIND_ISSUE_UPDATE, IssueUpdateHandler(client))
     outbox.register(KIND_COMMENT, CommentHandler(client))
 
 

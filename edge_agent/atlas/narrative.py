@@ -1,7 +1,8 @@
-"""What the reporter writes for humans (pure): session and issue titles, tags, the JSON summary of an
-anomaly and the comment narratives (what, where, when, values versus limits).
+"""Shared pieces of what the reporter writes for humans (pure): run titles, the unique tag and comment
+markers, the JSON summary of one anomaly, numbers and the comment frame. The incident's own texts
+(title, tags, narratives) are in incident_text.py.
 
-Every comment the agent posts carries a marker line `edge-agent:<anomaly-id>:<part>`: after a comment
+Every comment the agent posts carries a marker line `edge-agent:<incident-id>:<part>`: after a comment
 POST of unknown outcome, the outbox looks for that line among the issue's comments instead of posting
 twice (Atlas has no idempotency keys).
 """
@@ -17,19 +18,20 @@ from edge_agent.atlas.client import MAX_COMMENT_CHARS, truncate_comment
 from edge_agent.detect.anomaly import Anomaly
 
 TAG_PREFIX = "edge-agent:"
-DEFAULT_TITLE_TEMPLATE = "{bench} run {started:%Y-%m-%d %H:%M}"
 # Atlas documents no limit on issue titles; a readable title fits on one line of its UI.
 MAX_ISSUE_TITLE_CHARS = 200
+DEFAULT_TITLE_TEMPLATE = "{bench} run {started:%Y-%m-%d %H:%M}"
 
 
-def anomaly_tag(anomaly_id: str) -> str:
-    """The unique tag of the issue an anomaly created: what `find_issue_by_tag` looks for."""
-    return f"{TAG_PREFIX}{anomaly_id}"
+def agent_tag(incident_id: str) -> str:
+    """The unique tag of the issue an incident filed (or joined as a repeat): what `find_issue_by_tag`
+    looks for."""
+    return f"{TAG_PREFIX}{incident_id}"
 
 
-def comment_marker(anomaly_id: str, part: str) -> str:
-    """The line that identifies one comment of one anomaly (`open`, `close`, `part2`, ...)."""
-    return f"{TAG_PREFIX}{anomaly_id}:{part}"
+def comment_marker(incident_id: str, part: str) -> str:
+    """The line that identifies one comment of one incident (`open`, `grew1`, `part2`, `close`, ...)."""
+    return f"{TAG_PREFIX}{incident_id}:{part}"
 
 
 def has_marker(content: str, marker: str) -> bool:
@@ -47,39 +49,17 @@ def run_title(template: str, bench: str, started_wall: float) -> str:
     return title.strip() or DEFAULT_TITLE_TEMPLATE.format(bench=bench, started=started)
 
 
-def where(anomaly: Anomaly) -> str:
-    """`supply_v on bench`, `lens on bench`, `all channels on bench`."""
+def subject(anomaly: Anomaly) -> str:
+    """What an anomaly is about: its channel, `lens`, or `all channels` (a whole-source dropout)."""
     channel = anomaly.channel
     if not channel:
-        subject = "lens"
-    elif channel == "*":
-        subject = "all channels"
-    else:
-        subject = channel
-    return f"{subject} on {anomaly.source}" if anomaly.source else subject
+        return "lens"
+    return "all channels" if channel == "*" else channel
 
 
-def issue_title(anomaly: Anomaly, bench: str) -> str:
-    """`[bench-03] supply_v on bench: outside [11.4, 12.6] (peak 13.1, max 12.6)`."""
-    description = anomaly.description
-    prefix = f"{anomaly.channel} " if anomaly.channel and anomaly.channel != "*" else ""
-    if prefix and description.startswith(prefix):
-        description = description[len(prefix) :]
-    if anomaly.kind == "lens" and anomaly.label:
-        peak = f"label {anomaly.label}"
-    else:
-        peak = f"peak {_num(anomaly.peak_value)}, {anomaly.threshold}"
-    title = f"[{bench}] {where(anomaly)}: {description} ({peak})"
-    if len(title) > MAX_ISSUE_TITLE_CHARS:
-        title = title[: MAX_ISSUE_TITLE_CHARS - 1] + "…"
-    return title
-
-
-def issue_tags(anomaly: Anomaly, bench: str) -> list[str]:
-    """bench, channel (or `lens`), rule, and the unique `edge-agent:<id>` tag; no empties, no repeats."""
-    channel = anomaly.channel or "lens"
-    tags = [bench, channel, anomaly.rule_id, anomaly_tag(anomaly.id)]
-    return list(dict.fromkeys(t for t in tags if t))
+def where(anomaly: Anomaly) -> str:
+    """`supply_v on bench`, `lens on bench`, `all channels on bench`."""
+    return f"{subject(anomaly)} on {anomaly.source}" if anomaly.source else subject(anomaly)
 
 
 def render_description(blocks: Sequence[Mapping[str, Any]], fields: Mapping[str, Any]) -> list[Any]:
@@ -147,68 +127,18 @@ def anomaly_summary(anomaly: Anomaly, bench: str, **extra: Any) -> dict[str, Any
     return summary
 
 
-def _num(value: float) -> str:
+def num(value: float) -> str:
+    """A measured number for people: 6 significant digits; NaN and infinities spelled out."""
     if not math.isfinite(value):
         return str(value)
     return f"{value:.6g}"
 
 
-def _scores(scores: Mapping[str, float]) -> str:
-    top = sorted(scores.items(), key=lambda kv: -kv[1])[:5]
-    return ", ".join(f"{k} {_num(v)}" for k, v in top)
-
-
-def _facts(summary: Mapping[str, Any]) -> list[str]:
-    lines = [
-        f"What: {summary.get('description')} ({summary.get('kind')}, severity {summary.get('severity')})",
-        f"Where: bench {summary.get('bench')}, source {summary.get('source') or '-'},"
-        f" channel {summary.get('channel') or '-'} (rule {summary.get('rule_id')})",
-        f"When: started {summary.get('started_at')}, confirmed {summary.get('opened_at')}",
-        f"Peak: {summary.get('measure')} {_num(float(summary.get('peak_value') or 0.0))}"
-        f" at {summary.get('peak_at')} versus {summary.get('threshold')}"
-        f" (beyond by {_num(float(summary.get('peak_excursion') or 0.0))});"
-        f" {summary.get('samples')} anomalous samples",
-    ]
-    if summary.get("label"):
-        scores = summary.get("scores") or {}
-        lines.append(
-            f"Lens: label {summary.get('label')}" + (f"; scores {_scores(scores)}" if scores else "")
-        )
-    return lines
-
-
-def _finish(lines: Sequence[str], files: Sequence[str], marker: str) -> str:
+def finish_comment(lines: Sequence[str], files: Sequence[str], marker: str) -> str:
+    """The lines, the evidence file names, and the marker line last (never cut off by truncation)."""
     body = list(lines)
     if files:
         body.append("Evidence: " + ", ".join(files))
     text = "\n".join(body)
     tail = "\n\n" + marker
     return truncate_comment(text, MAX_COMMENT_CHARS - len(tail)) + tail
-
-
-def opening_comment(summary: Mapping[str, Any], files: Sequence[str], *, repeat: bool = False) -> str:
-    """Posted right after the issue (or, for a repeat, as the comment on the open issue)."""
-    head = "Anomaly detected again (repeat while this issue is open)." if repeat else "Anomaly detected."
-    lines = [head, *_facts(summary), "Status: still active; the full evidence follows when it clears."]
-    return _finish(lines, files, comment_marker(str(summary["id"]), "open"))
-
-
-def part_comment(summary: Mapping[str, Any], part: int, files: Sequence[str]) -> str:
-    """A long-running anomaly's evidence, part by part while it lasts."""
-    lines = [f"Anomaly still active: evidence part {part}.", *_facts(summary)]
-    return _finish(lines, files, comment_marker(str(summary["id"]), f"part{part}"))
-
-
-def closing_comment(summary: Mapping[str, Any], files: Sequence[str], *, note: str = "") -> str:
-    """The narrative when the anomaly is over: what, where, when, peak versus threshold, duration."""
-    started = summary.get("started_wall")
-    ended = summary.get("ended_wall") or summary.get("closed_wall")
-    reason = summary.get("close_reason") or "cleared"
-    lines = ["Anomaly over.", *_facts(summary)]
-    if isinstance(started, int | float) and isinstance(ended, int | float):
-        lines.append(f"Duration: {max(0.0, ended - started):.3f} s (ended {iso(ended)}, closed: {reason})")
-    else:
-        lines.append(f"Closed: {reason}")
-    if note:
-        lines.append(note)
-    return _finish(lines, files, comment_marker(str(summary["id"]), "close"))

@@ -328,6 +328,9 @@ class Detector:
     def open_anomalies(self) -> list[Anomaly]:
         return self.tracker.open_anomalies()
 
+    def clearing_since(self, anomaly_id: str) -> float | None:
+        return self.tracker.clearing_since(anomaly_id)
+
     def learned_baselines(self) -> dict[str, dict[str, RobustStats]]:
         """source -> channel -> baseline, for every baseline rule that has one (to save to a file)."""
         out: dict[str, dict[str, RobustStats]] = {}

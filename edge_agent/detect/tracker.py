@@ -206,6 +206,7 @@ class Slot:
         self._clear_mono = None
         self._next_update = math.inf if tracker.update_every is None else mono + tracker.update_every
         tracker._open[self.key] = self
+        tracker._open_by_id[self._open_id] = self
         return AnomalyOpened(self.snapshot())
 
     def _close(self, mono: float, wall: float, reason: CloseReason) -> AnomalyClosed:
@@ -214,6 +215,7 @@ class Slot:
             self._clear_wall = wall
         anomaly = self.snapshot(closed_mono=mono, closed_wall=wall, reason=reason)
         self._tracker._open.pop(self.key, None)
+        self._tracker._open_by_id.pop(anomaly.id, None)
         self._open_id = None
         self._clear_mono = None
         self._count = 0
@@ -285,6 +287,7 @@ class AnomalyTracker:
         self.update_every = update_every
         self._slots: dict[AnomalyKey, Slot] = {}
         self._open: dict[AnomalyKey, Slot] = {}
+        self._open_by_id: dict[str, Slot] = {}
 
     def slot(self, key: AnomalyKey, spec: AnomalySpec) -> Slot:
         """The slot of `key`, created with `spec` on first use (later specs are ignored)."""
@@ -339,3 +342,11 @@ class AnomalyTracker:
 
     def is_open(self, key: AnomalyKey) -> bool:
         return key in self._open
+
+    def clearing_since(self, anomaly_id: str) -> float | None:
+        """When the open anomaly `anomaly_id` stopped holding (its first clear sample), while it waits
+        out `clear_after` before it closes; None while it still holds (or is not open). Its span ends
+        there unless it becomes active again: what the incident grouper needs to tell a fault that
+        overlaps it from one that merely came before its close."""
+        slot = self._open_by_id.get(anomaly_id)
+        return slot._clear_mono if slot is not None else None

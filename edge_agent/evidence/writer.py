@@ -1,45 +1,47 @@
-"""Evidence files: a CSV of an anomaly's frames and a JSON summary, written atomically into
-`<state_dir>/evidence/` where they stay until the outbox has them in Atlas (the outbox deletes the
-files a finished job owns).
+"""Evidence files: a CSV of an incident's frames (every channel of every source involved) and a JSON
+summary, written atomically into a directory of the state dir, where they stay until the outbox has them
+in Atlas (the outbox deletes the files a finished job owns).
 
-Names are stable per anomaly and part (`<anomaly-id>.csv` / `.json`, then `<anomaly-id>.part2.csv`,
-...): after a crash the same evidence is rewritten to the same names, and the outbox finds an upload of
-unknown outcome among the session's attachments by name.
+The caller names the files (`stem`): on disk by incident id and part, so a restart finds them again and
+rewrites the same evidence to the same names; in Atlas the reporter gives them readable names.
 
-Atomic: each file is written to a hidden `.<name>.<random>.tmp` beside it, fsynced, renamed over the
-final name (`os.replace`) and the directory fsynced, so a reader (or a restart after power loss) sees
-either nothing or a whole file. The CSV is renamed into place before the JSON: a JSON file means its
-CSV is complete.
+CSV columns: `wall_time` (the host's UTC receive time), `offset_s` (seconds from `t0`, the incident's
+start, on the sources' timelines: the device's clock where it sends one, so pre frames are negative),
+`source`, `device_time` (as the device sent it), then every channel seen in the frames, in the order
+first seen. Frames of several sources are merged in time order; a channel a source does not have is
+empty in its rows.
 
-The I/O runs off the event loop (`write_evidence_async` uses `asyncio.to_thread`).
+Atomic through `edge_agent.state_files` (temp file, fsync, rename, directory fsync): the CSV is renamed
+into place before the JSON, so a JSON file means its CSV is complete. `write_evidence_async` runs the
+I/O off the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import csv
 import dataclasses
+import heapq
+import io
 import json
 import math
-import os
 import re
-import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any
 
 from edge_agent.evidence.planner import EvidenceWindow
 from edge_agent.frames import Frame
 from edge_agent.logs import SENSITIVE_KEYS
+from edge_agent.state_files import remove_stale_temps, write_atomic, write_atomic_stream
 
 EVIDENCE_DIR = "evidence"
-TMP_SUFFIX = ".tmp"
-FIXED_COLUMNS = ("wall_time", "mono_offset_s", "device_time")
-# Anomaly ids are uuid4 strings; anything that could leave the directory or hide a file is refused.
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+FIXED_COLUMNS = ("wall_time", "offset_s", "source", "device_time")
+# Stems are made from ids the agent generates; anything that could leave the directory or hide a file
+# is refused.
+_SAFE_STEM = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,199}$")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -57,80 +59,71 @@ def evidence_dir(state_dir: Path) -> Path:
     return Path(state_dir) / EVIDENCE_DIR
 
 
-def evidence_stem(anomaly_id: str, part: int = 1) -> str:
-    if not _SAFE_ID.match(anomaly_id) or ".." in anomaly_id:
-        raise ValueError(f"anomaly id {anomaly_id!r} cannot name a file (letters, digits, _ . - only)")
-    if part < 1:
-        raise ValueError("evidence parts count from 1")
-    return anomaly_id if part == 1 else f"{anomaly_id}.part{part}"
+def check_stem(stem: str) -> str:
+    if not _SAFE_STEM.match(stem) or ".." in stem:
+        raise ValueError(f"{stem!r} cannot name an evidence file (letters, digits, _ . - only)")
+    return stem
+
+
+def merge_by_time(streams: Iterable[Sequence[Frame]]) -> list[Frame]:
+    """Frames of several sources (each in time order) as one list in time order."""
+    return list(heapq.merge(*streams, key=lambda frame: frame.mono))
 
 
 def write_evidence(
-    state_dir: Path,
-    anomaly_summary: Mapping[str, Any],
+    directory: Path,
+    stem: str,
+    summary: Mapping[str, Any],
     frames: Sequence[Frame],
     *,
+    t0: float,
     window: EvidenceWindow | None = None,
-    t0: float | None = None,
 ) -> EvidenceFiles:
-    """Write `<stem>.csv` and `<stem>.json`; returns their paths.
-
-    The anomaly id is `anomaly_summary["id"]` (or `["anomaly_id"]`). `mono_offset_s` in the CSV is
-    seconds from `t0`: by default the anomaly's `started_mono` when the summary has it (so pre frames
-    are negative), else the first frame.
-    """
-    anomaly_id = str(anomaly_summary.get("id", anomaly_summary.get("anomaly_id", "")))
-    part = window.part if window is not None else 1
-    stem = evidence_stem(anomaly_id, part)
-    directory = evidence_dir(state_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    if t0 is None:
-        started = anomaly_summary.get("started_mono")
-        t0 = float(started) if isinstance(started, int | float) else (frames[0].mono if frames else 0.0)
+    """Write `<directory>/<stem>.csv` and `<stem>.json` (blocking); returns their paths."""
+    check_stem(stem)
+    directory = Path(directory)
     channels = list(dict.fromkeys(name for frame in frames for name in frame.values))
     csv_path = directory / f"{stem}.csv"
     json_path = directory / f"{stem}.json"
-    origin = t0
-    _atomic_write(csv_path, lambda out: _write_csv(out, frames, channels, origin))
+    write_atomic_stream(csv_path, lambda out: _write_csv(out, frames, channels, t0))
     document = {
-        "anomaly": _jsonable(anomaly_summary),
-        "evidence": _evidence_info(csv_path.name, frames, channels, window, part, t0),
+        "incident" if summary.get("kind") == "incident" else "anomaly": jsonable(summary),
+        "evidence": _evidence_info(csv_path.name, frames, channels, window, t0),
     }
     text = json.dumps(document, sort_keys=True, indent=2, allow_nan=False) + "\n"
-    _atomic_write(json_path, lambda out: out.write(text))
-    _fsync_dir(directory)
+    write_atomic(json_path, text.encode("utf-8"))
     return EvidenceFiles(csv_path, json_path, len(frames))
 
 
 async def write_evidence_async(
-    state_dir: Path,
-    anomaly_summary: Mapping[str, Any],
+    directory: Path,
+    stem: str,
+    summary: Mapping[str, Any],
     frames: Sequence[Frame],
     *,
+    t0: float,
     window: EvidenceWindow | None = None,
-    t0: float | None = None,
 ) -> EvidenceFiles:
-    return await asyncio.to_thread(write_evidence, state_dir, anomaly_summary, frames, window=window, t0=t0)
+    return await asyncio.to_thread(write_evidence, directory, stem, summary, frames, t0=t0, window=window)
 
 
-def remove_stale_tmp(state_dir: Path) -> int:
-    """Delete temporary files a crash left behind mid-write; returns how many."""
-    directory = evidence_dir(state_dir)
-    removed = 0
-    if directory.is_dir():
-        for path in directory.glob(f".*{TMP_SUFFIX}"):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-                removed += 1
-    return removed
+def remove_stale_tmp(directory: Path) -> int:
+    """Delete temporary files a crash left behind mid-write in `directory`; returns how many."""
+    return remove_stale_temps(directory)
 
 
 def wall_iso(wall: float) -> str:
     return datetime.fromtimestamp(wall, UTC).isoformat(timespec="microseconds")
 
 
-def _write_csv(out: TextIO, frames: Sequence[Frame], channels: list[str], t0: float) -> None:
-    writer = csv.writer(out, lineterminator="\n")
+def _cell(value: float) -> str:
+    # repr() round-trips a float exactly; non-finite readings are written as the device meant them.
+    return repr(value) if math.isfinite(value) else ("nan" if math.isnan(value) else str(value))
+
+
+def _write_csv(out: IO[bytes], frames: Sequence[Frame], channels: list[str], t0: float) -> None:
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="", write_through=False)
+    writer = csv.writer(text, lineterminator="\n")
     writer.writerow([*FIXED_COLUMNS, *channels])
     for frame in frames:
         values = frame.values
@@ -138,10 +131,13 @@ def _write_csv(out: TextIO, frames: Sequence[Frame], channels: list[str], t0: fl
             [
                 wall_iso(frame.wall),
                 f"{frame.mono - t0:.6f}",
+                frame.source,
                 "" if frame.device_time is None else repr(frame.device_time),
-                *(repr(values[c]) if c in values else "" for c in channels),
+                *(_cell(values[c]) if c in values else "" for c in channels),
             ]
         )
+    text.flush()
+    text.detach()  # the caller fsyncs and closes the underlying file
 
 
 def _evidence_info(
@@ -149,37 +145,36 @@ def _evidence_info(
     frames: Sequence[Frame],
     channels: list[str],
     window: EvidenceWindow | None,
-    part: int,
     t0: float,
 ) -> dict[str, Any]:
     info: dict[str, Any] = {
         "csv": csv_name,
-        "part": part,
-        "final": window.final if window is not None else True,
+        "part": window.part if window is not None else 0,
+        "final": window.final if window is not None else False,
         "frames": len(frames),
         "channels": channels,
         "sources": sorted({f.source for f in frames}),
-        "t0_mono": t0,
+        "t0": t0,
         "columns": [*FIXED_COLUMNS, *channels],
     }
     if window is not None:
-        info["window"] = {"start_mono": window.start, "end_mono": window.end}
+        info["window"] = {"start": window.start, "end": window.end}
     if frames:
         first, last = frames[0], frames[-1]
-        info["first_frame"] = {"mono": first.mono, "wall": wall_iso(first.wall)}
-        info["last_frame"] = {"mono": last.mono, "wall": wall_iso(last.wall)}
-    result: dict[str, Any] = _jsonable(info)
+        info["first_frame"] = {"t": first.mono, "wall": wall_iso(first.wall)}
+        info["last_frame"] = {"t": last.mono, "wall": wall_iso(last.wall)}
+    result: dict[str, Any] = jsonable(info)
     return result
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """A JSON-safe copy: dataclasses and mappings as objects, enums by value, datetimes in ISO, NaN and
     infinities as null (strict JSON has neither), and any key that names a secret left out."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         value = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
     if isinstance(value, Mapping):
         return {
-            str(k): _jsonable(v)
+            str(k): jsonable(v)
             for k, v in value.items()
             if not (isinstance(k, str) and k.lower() in SENSITIVE_KEYS)
         }
@@ -188,33 +183,10 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, Enum):
-        return _jsonable(value.value)
+        return jsonable(value.value)
     if isinstance(value, datetime):
         return value.isoformat()
     if isinstance(value, list | tuple | set | frozenset):
         items = sorted(value, key=repr) if isinstance(value, set | frozenset) else value
-        return [_jsonable(v) for v in items]
+        return [jsonable(v) for v in items]
     return str(value)
-
-
-def _atomic_write(path: Path, fill: Callable[[TextIO], object]) -> None:
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as out:
-            fill(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the renames durable (POSIX: a rename is in the directory, not in the file)."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -10,8 +10,9 @@ Atlas issue for it, filed at its first anomaly and growing as more channels join
   recently active incident of their source, and an incident they opened alone is joined by the next
   anomaly of that source, whatever its group.
 - An anomaly that opens joins an incident of its key when their spans overlap (the incident has a
-  member still open) or when it started within `join_window` of the incident's last activity (the
-  end of its last member). Otherwise it opens a new incident, of which it is the lead.
+  member that still holds) or when it started within `join_window` of the incident's last activity
+  (the end of its last member: its first clear sample, also while the tracker still waits out its
+  `clear_after`). Otherwise it opens a new incident, of which it is the lead.
 - An incident closes when every member has ended and `join_window` has passed since the last end, so
   the quiet period is exactly the time in which a new anomaly could still have joined.
 - Members that join are reported in batches: the first join starts a batch, which is emitted as one
@@ -64,14 +65,23 @@ class _Live:
     pending_since: float = math.inf
     reported_rank: int = 0
 
-    def accepts(self, anomaly: Anomaly, join_window: float) -> bool:
-        return bool(self.open_ids) or anomaly.started_mono <= self.last_end_mono + join_window
+    def span_end(self, clearing_since: Callable[[str], float | None]) -> float:
+        """Where the incident's activity ends as far as is known: +inf while a member still holds; a
+        member that is open but clearing (waiting out its `clear_after`) ended at its first clear
+        sample, unless it becomes active again."""
+        end = self.last_end_mono
+        for anomaly_id in self.open_ids:
+            since = clearing_since(anomaly_id)
+            if since is None:
+                return math.inf
+            end = max(end, since)
+        return end
 
-    def activity(self) -> tuple[float, float]:
-        """Most recently active first: an incident with open members, then the one that ended last;
-        among those, the one whose latest member opened last."""
+    def activity(self, clearing_since: Callable[[str], float | None]) -> tuple[float, float]:
+        """Most recently active first: an incident with a member that still holds, then the one that
+        ended last; among those, the one whose latest member opened last."""
         latest_open = max(m.opened_mono for m in self.members.values())
-        return (math.inf if self.open_ids else self.last_end_mono, latest_open)
+        return (self.span_end(clearing_since), latest_open)
 
     def sources(self) -> set[str]:
         return {m.source for m in self.members.values()}
@@ -118,7 +128,11 @@ class IncidentGrouper:
         join_window: float = 10.0,
         update_after: float = 5.0,
         new_id: Callable[[], str] = uuid4_str,
+        clearing_since: Callable[[str], float | None] = lambda anomaly_id: None,
     ) -> None:
+        """`clearing_since(anomaly_id)`: when an open anomaly stopped holding (the tracker's
+        `clearing_since`), None while it holds. Without it an open anomaly counts as holding until
+        its close, so a fault that starts during another's `clear_after` would join it."""
         if group_by not in ("bench", "source", "channels"):
             raise ValueError(f"group_by must be bench, source or channels, not {group_by!r}")
         for name, value in (("join_window", join_window), ("update_after", update_after)):
@@ -128,6 +142,7 @@ class IncidentGrouper:
         self.join_window = join_window
         self.update_after = update_after
         self.new_id = new_id
+        self.clearing_since = clearing_since
         self._group_of_channel = {
             channel: f"g{index}" for index, group in enumerate(channel_groups) for channel in group
         }
@@ -136,7 +151,10 @@ class IncidentGrouper:
 
     @classmethod
     def from_section(
-        cls, section: IncidentsSection, new_id: Callable[[], str] = uuid4_str
+        cls,
+        section: IncidentsSection,
+        new_id: Callable[[], str] = uuid4_str,
+        clearing_since: Callable[[str], float | None] = lambda anomaly_id: None,
     ) -> IncidentGrouper:
         return cls(
             group_by=section.group_by,
@@ -144,6 +162,7 @@ class IncidentGrouper:
             join_window=section.join_window,
             update_after=section.update_after,
             new_id=new_id,
+            clearing_since=clearing_since,
         )
 
     # -- grouping keys ------------------------------------------------------------------------------
@@ -170,20 +189,36 @@ class IncidentGrouper:
     # -- inputs -------------------------------------------------------------------------------------
 
     def on_events(self, events: Sequence[AnomalyEvent]) -> list[IncidentEvent]:
+        """The detector's events of one moment (one frame, one tick). Closes of members already known
+        are taken first: the tracker has already closed them when it reports the batch, so an anomaly
+        that opens in the same batch must see them ended, not holding."""
         out: list[IncidentEvent] = []
-        for event in events:
-            if isinstance(event, AnomalyOpened):
-                self._on_open(event.anomaly, out)
-            elif isinstance(event, AnomalyUpdated):
-                self._update(event.anomaly)
-            elif isinstance(event, AnomalyClosed):
-                live = self._update(event.anomaly)
-                if live is not None:
-                    live.open_ids.discard(event.anomaly.id)
-                    end_mono, end_wall = _end_of(event.anomaly)
-                    if end_mono > live.last_end_mono:
-                        live.last_end_mono, live.last_end_wall = end_mono, end_wall
+        early: set[int] = set()
+        if len(events) > 1:
+            early = {
+                index
+                for index, event in enumerate(events)
+                if isinstance(event, AnomalyClosed) and event.anomaly.id in self._incident_of
+            }
+            for index in sorted(early):
+                self._on_events_one(events[index], out)
+        for index, event in enumerate(events):
+            if index not in early:
+                self._on_events_one(event, out)
         return out
+
+    def _on_events_one(self, event: AnomalyEvent, out: list[IncidentEvent]) -> None:
+        if isinstance(event, AnomalyOpened):
+            self._on_open(event.anomaly, out)
+        elif isinstance(event, AnomalyUpdated):
+            self._update(event.anomaly)
+        elif isinstance(event, AnomalyClosed):
+            live = self._update(event.anomaly)
+            if live is not None:
+                live.open_ids.discard(event.anomaly.id)
+                end_mono, end_wall = _end_of(event.anomaly)
+                if end_mono > live.last_end_mono:
+                    live.last_end_mono, live.last_end_wall = end_mono, end_wall
 
     def _update(self, anomaly: Anomaly) -> _Live | None:
         incident_id = self._incident_of.get(anomaly.id)
@@ -203,7 +238,12 @@ class IncidentGrouper:
                 out.append(self._close(live, quiet_until, anomaly.opened_wall, "quiet"))
         group = self.group_of(anomaly)
         window = self.join_window
-        joinable = [live for live in self._candidates(anomaly, group) if live.accepts(anomaly, window)]
+        clearing = self.clearing_since
+        joinable = [
+            live
+            for live in self._candidates(anomaly, group)
+            if anomaly.started_mono <= live.span_end(clearing) + window
+        ]
         if not joinable:
             live = _Live(
                 id=self.new_id(),
@@ -220,7 +260,7 @@ class IncidentGrouper:
             self._incident_of[anomaly.id] = live.id
             out.append(IncidentOpened(live.snapshot()))
             return
-        live = max(joinable, key=_Live.activity)
+        live = max(joinable, key=lambda candidate: candidate.activity(clearing))
         live.members[anomaly.id] = anomaly
         live.open_ids.add(anomaly.id)
         self._incident_of[anomaly.id] = live.id

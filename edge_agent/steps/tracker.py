@@ -25,12 +25,13 @@ from typing import Any
 from edge_agent.atlas.client import MAX_STEP_TITLE_CHARS, AtlasClient
 from edge_agent.atlas.jobs import not_before
 from edge_agent.atlas.narrative import run_title, where
-from edge_agent.atlas.reporter import read_json, write_json_atomic
 from edge_agent.config import EdgeAgentConfig, PlanCard
 from edge_agent.detect.anomaly import AnomalyClosed, AnomalyEvent, AnomalyUpdated
 from edge_agent.frames import StepEdge, StepMarker
 from edge_agent.logs import get_logger
 from edge_agent.outbox import JobState, Outbox, OutboxError
+from edge_agent.state_files import read_json_state as _read_state
+from edge_agent.state_files import write_json as write_json_atomic
 from edge_agent.steps.jobs import KIND_CARD, KIND_OUTCOME, KIND_RUN, KIND_STEP, register_step_handlers
 from edge_agent.steps.outcome import AnomalySpan, step_outcome
 
@@ -86,7 +87,7 @@ class StepTracker:
         """`run_key`: the reporter's run id. The same key after a crash continues the saved state."""
         if self.client is not None:
             register_step_handlers(self.outbox, self.client)
-        saved = read_json(self.path)
+        saved = _read_state(self.path, what="steps")
         if isinstance(saved, dict) and saved.get("run_key") == run_key:
             self.state = saved
             self._restore_spans()

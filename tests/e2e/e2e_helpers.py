@@ -102,6 +102,11 @@ retry_base = "100ms"
 retry_cap = "{retry_cap}"
 drain_deadline = "15s"
 
+[incidents]
+# The faults these tests script are 0.5 s or more apart: each is its own physical event (own incident).
+join_window = "200ms"
+update_after = "200ms"
+
 [control]
 listen = "127.0.0.1:{control_port}"
 {extra}
@@ -221,28 +226,34 @@ def marker_lines(content: str) -> list[str]:
     return [line.strip() for line in content.splitlines() if line.strip().startswith(MARKER_PREFIX)]
 
 
-def detected_anomalies(state_dir: Path) -> list[str]:
-    """Anomaly ids the agent durably took on, in the order it did: one `atlas.issue` job per opened
-    anomaly (the reporter enqueues it in one batch with the evidence upload, right after the open
-    record; a restart re-enqueues it for an open record that has none). This is the agent's own
-    record, independent of what reached Atlas."""
-    ids: list[str] = []
-    for job in sorted(outbox_jobs(state_dir), key=lambda j: j["id"]):
+def detected_incidents(state_dir: Path) -> dict[str, list[str]]:
+    """Incident ids the agent durably took on, in the order it did, with the Atlas names of their
+    snapshot files: one `atlas.issue` job per opened incident (the reporter enqueues it in one batch
+    with the snapshot upload, right after the open record; a restart re-enqueues it for an open record
+    that has none). This is the agent's own record, independent of what reached Atlas."""
+    jobs = sorted(outbox_jobs(state_dir), key=lambda j: j["id"])
+    snapshots: dict[str, list[str]] = {}
+    for job in jobs:
+        names = job["payload"].get("names") or []
+        if job["kind"] == "atlas.upload" and names and str(names[0]).endswith("_open.csv"):
+            snapshots.setdefault(str(job["group"]).removeprefix("incident:"), sorted(names))
+    found: dict[str, list[str]] = {}
+    for job in jobs:
         if job["kind"] == "atlas.issue":
-            anomaly_id = str(job["payload"]["anomaly_id"])
-            if anomaly_id not in ids:
-                ids.append(anomaly_id)
-    return ids
+            incident_id = str(job["payload"]["incident_id"])
+            found.setdefault(incident_id, snapshots.get(incident_id, []))
+    return found
 
 
-def account(state: dict[str, Any], anomaly_ids: list[str]) -> dict[str, Any]:
-    """Check, on the Atlas emulator's state, that each anomaly was reported exactly once, with its
-    evidence, and that nothing is duplicated. An anomaly's report is its own issue (tagged
-    `edge-agent:<id>`, with the snapshot CSV + JSON attached from the run's session), or, when an
-    earlier anomaly of the same rule and channel still had an open issue, exactly one repeat comment on
-    that issue carrying the `edge-agent:<id>:open` marker and the same two attachments.
+def account(state: dict[str, Any], incidents: dict[str, list[str]]) -> dict[str, Any]:
+    """Check, on the Atlas emulator's state, that each incident was reported exactly once, with its
+    evidence, and that nothing is duplicated. An incident's report is its own issue (with the snapshot
+    CSV + JSON attached from the run's session), or, when an earlier incident of the same fault still
+    had an open issue, exactly one "detected again" comment on that issue carrying the
+    `edge-agent:<id>:open` marker and the same two attachments. Either way exactly one issue carries
+    the incident's tag `edge-agent:<id>` (a repeat adds its tag to the issue it joins).
 
-    Returns {anomaly id: (issue uuid, "issue" | "repeat", comment created_at or issue created_at)}."""
+    Returns {incident id: (issue uuid, "issue" | "repeat", comment created_at or issue created_at)}."""
     sessions = {s["session_id"]: s for s in state["sessions"]}
     session_attachments = {a["attachment_id"]: a for s in sessions.values() for a in s.get("attachments", [])}
     by_tag: dict[str, list[dict[str, Any]]] = {}
@@ -259,30 +270,26 @@ def account(state: dict[str, Any], anomaly_ids: list[str]) -> dict[str, Any]:
     duplicates = {m: n for m, n in seen.items() if n > 1}
     assert not duplicates, f"comments posted more than once: {duplicates}"
     duplicate_issues = {a: len(v) for a, v in by_tag.items() if len(v) > 1}
-    assert not duplicate_issues, f"issues created more than once: {duplicate_issues}"
-    unknown = set(by_tag) - set(anomaly_ids)
-    assert not unknown, f"issues for anomalies the agent has no record of: {sorted(unknown)}"
+    assert not duplicate_issues, f"issues tagged with an incident more than once: {duplicate_issues}"
+    unknown = set(by_tag) - set(incidents)
+    assert not unknown, f"issues for incidents the agent has no record of: {sorted(unknown)}"
 
     reports: dict[str, Any] = {}
-    for anomaly_id in anomaly_ids:
-        issues = by_tag.get(anomaly_id, [])
-        opening = f"{MARKER_PREFIX}{anomaly_id}:open"
-        if issues:
-            issue = issues[0]
-            assert len(issue["session_ids"]) == 1 and issue["session_ids"][0] in sessions, issue["title"]
-            names = sorted(session_attachments[a]["attachment_name"] for a in issue["attachment_ids"])
-            assert names == [f"{anomaly_id}.open.csv", f"{anomaly_id}.open.json"], (anomaly_id, names)
-            reports[anomaly_id] = (issue["uuid"], "issue", issue["created_at"])
+    for incident_id, snapshot in incidents.items():
+        tagged = by_tag.get(incident_id, [])
+        assert len(tagged) == 1, f"incident {incident_id}: tagged on {len(tagged)} issues"
+        (issue,) = tagged
+        assert len(issue["session_ids"]) == 1 and issue["session_ids"][0] in sessions, issue["title"]
+        names = sorted(session_attachments[a]["attachment_name"] for a in issue["attachment_ids"])
+        if names == snapshot:
+            reports[incident_id] = (issue["uuid"], "issue", issue["created_at"])
             continue
-        carriers = [
-            (issue, c)
-            for issue in state["issues"]
-            for c in issue["comments"]
-            if opening in marker_lines(c["content"]) and "again" in c["content"].splitlines()[0]
-        ]
-        assert len(carriers) == 1, f"anomaly {anomaly_id}: no issue and {len(carriers)} repeat comments"
-        issue, comment = carriers[0]
+        opening = f"{MARKER_PREFIX}{incident_id}:open"
+        carriers = [c for c in issue["comments"] if opening in marker_lines(c["content"])]
+        assert len(carriers) == 1, f"incident {incident_id}: not its issue and {len(carriers)} openings"
+        (comment,) = carriers
+        assert comment["content"].startswith("Detected again"), (incident_id, comment["content"][:80])
         names = sorted(a["attachment_name"] for a in comment["attachments"])
-        assert names == [f"{anomaly_id}.open.csv", f"{anomaly_id}.open.json"], (anomaly_id, names)
-        reports[anomaly_id] = (issue["uuid"], "repeat", comment["created_at"])
+        assert names == snapshot, (incident_id, names, snapshot)
+        reports[incident_id] = (issue["uuid"], "repeat", comment["created_at"])
     return reports

@@ -12,7 +12,7 @@ from e2e_helpers import (
     Sim,
     account,
     agent_config_toml,
-    detected_anomalies,
+    detected_incidents,
     fault_toml,
     get_json,
     outbox_jobs,
@@ -68,7 +68,7 @@ async def test_atlas_refusing_then_back_every_report_once_in_order(
         # During the outage: the anomalies are detected and held, nothing reached Atlas, and the
         # agent says it is not delivering.
         assert atlas.server.refusing
-        assert agent.reporter is not None and agent.reporter.counters["anomalies_opened"] == len(FAULTS)
+        assert agent.reporter is not None and agent.reporter.counters["incidents_opened"] == len(FAULTS)
         status = await get_json(agent.control.url + "/status")
         assert status["outbox"]["depth"].get("pending", 0) > 0
         assert agent.readiness()[1]["outbox"] != "ok"
@@ -91,9 +91,10 @@ async def test_atlas_refusing_then_back_every_report_once_in_order(
     assert drained
 
     state = atlas.state()
-    anomalies = detected_anomalies(state_dir)
-    assert len(anomalies) == len(FAULTS)
-    reports = account(state, anomalies)
+    incidents = detected_incidents(state_dir)
+    assert len(incidents) == len(FAULTS)
+    reports = account(state, incidents)
+    anomalies = list(incidents)
     assert sum(1 for r in reports.values() if r[1] == "issue") == 3
     assert sum(1 for r in reports.values() if r[1] == "repeat") == 3
     # Within a key: the first anomaly's issue, then the repeat comment on that very issue, later.

@@ -13,7 +13,7 @@ from e2e_helpers import (
     Sim,
     account,
     agent_config_toml,
-    detected_anomalies,
+    detected_incidents,
     fault_toml,
     get_json,
     outbox_jobs,
@@ -88,7 +88,7 @@ async def test_5xx_burst_429_retry_after_and_slow_uploads_then_everything_once(
         if sim.task is not None and not sim.task.done():
             await sim.stop()
     assert drained
-    anomalies = detected_anomalies(state_dir)
+    anomalies = detected_incidents(state_dir)
     assert len(anomalies) == len(FAULTS)
     reports = account(atlas.state(), anomalies)
     assert [r[1] for r in reports.values()] == ["issue"] * len(FAULTS)
@@ -122,7 +122,7 @@ async def test_422_on_a_bad_field_is_kept_failed_and_shown_on_status_reporting_g
     assert status["outbox"]["depth"].get("failed", 0) >= 1
     assert atlas.state()["test_runs"] == []
     # The refused test run does not hold up the anomalies: each is reported once.
-    anomalies = detected_anomalies(state_dir)
+    anomalies = detected_incidents(state_dir)
     assert len(anomalies) == len(FAULTS)
     account(atlas.state(), anomalies)
     # Kept: still in the outbox as failed after the stop (visible to the next start's /status).

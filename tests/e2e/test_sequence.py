@@ -93,7 +93,7 @@ async def test_scripted_fault_gives_one_issue_with_evidence_and_a_failed_step(
     header, *rows = evidence.strip().splitlines()
     column = header.split(",").index("supply_v")
     assert max(float(r.split(",")[column]) for r in rows) > 12.6
-    # The narrative comments (opening, closing) carry the anomaly's markers.
+    # The narrative comments (opening, closing) carry the incident's markers.
     contents = "\n".join(c["content"] for c in issue["comments"])
     assert f"{tag}:open" in contents and f"{tag}:close" in contents
 
@@ -114,5 +114,5 @@ async def test_clean_sequence_passes_every_step_and_opens_no_issue(
     assert state["issues"] == []
     assert set(_step_statuses(state).values()) == {"passed"}
     assert len(_step_statuses(state)) == len(STEPS)
-    assert agent.reporter is not None and agent.reporter.counters["anomalies_opened"] == 0
+    assert agent.reporter is not None and agent.reporter.counters["incidents_opened"] == 0
     assert agent.frames_total() > 300  # the bench really talked: ~7 s at 50 lines/s

@@ -1,4 +1,5 @@
-"""Evidence files: CSV and JSON content round-trip, stable names, atomic replacement, no secrets."""
+"""Evidence files: CSV and JSON content round-trip, several sources merged, stable names, atomic
+replacement, no secrets."""
 
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ import pytest
 from edge_agent.evidence import (
     EvidencePlanner,
     EvidenceRings,
-    evidence_dir,
-    evidence_stem,
+    check_stem,
+    merge_by_time,
     remove_stale_tmp,
     write_evidence,
     write_evidence_async,
@@ -26,6 +27,7 @@ from edge_agent.frames import Frame
 
 WALL0 = 1_776_076_200.0  # 2026-04-13T10:30:00Z
 ANOMALY_ID = "3f2b9c1e-8d4a-4b7e-9f00-1234567890ab"
+T0 = 100.0
 
 
 class Severity(Enum):
@@ -72,25 +74,26 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 def test_csv_and_json_round_trip(tmp_path: Path) -> None:
     frames = frames_around()
-    files = write_evidence(tmp_path, summary(), frames)
-    assert files.csv_path == evidence_dir(tmp_path) / f"{ANOMALY_ID}.csv"
-    assert files.json_path == evidence_dir(tmp_path) / f"{ANOMALY_ID}.json"
+    files = write_evidence(tmp_path, ANOMALY_ID, summary(), frames, t0=T0)
+    assert files.csv_path == tmp_path / f"{ANOMALY_ID}.csv"
+    assert files.json_path == tmp_path / f"{ANOMALY_ID}.json"
     assert files.frames == 31
 
     with files.csv_path.open(encoding="utf-8") as f:
         header = f.readline().strip().split(",")
-    assert header == ["wall_time", "mono_offset_s", "device_time", "supply_v", "current_a", "temp_c"]
+    assert header == ["wall_time", "offset_s", "source", "device_time", "supply_v", "current_a", "temp_c"]
     rows = read_csv(files.csv_path)
     assert len(rows) == 31
     for row, frame in zip(rows, frames, strict=True):
         assert datetime.fromisoformat(row["wall_time"]) == datetime.fromtimestamp(frame.wall, UTC)
-        assert float(row["mono_offset_s"]) == pytest.approx(frame.mono - 100.0, abs=1e-6)
+        assert float(row["offset_s"]) == pytest.approx(frame.mono - 100.0, abs=1e-6)
+        assert row["source"] == "bench"
         assert row["device_time"] == ("" if frame.device_time is None else repr(frame.device_time))
         for name, value in frame.values.items():
             assert float(row[name]) == value  # repr round-trips floats exactly
         if "temp_c" not in frame.values:
             assert row["temp_c"] == ""
-    assert float(rows[0]["mono_offset_s"]) == pytest.approx(-1.0)  # pre frames are negative
+    assert float(rows[0]["offset_s"]) == pytest.approx(-1.0)  # pre frames are negative
 
     doc = json.loads(files.json_path.read_text(encoding="utf-8"))
     anomaly = doc["anomaly"]
@@ -100,7 +103,7 @@ def test_csv_and_json_round_trip(tmp_path: Path) -> None:
     evidence = doc["evidence"]
     assert evidence["csv"] == f"{ANOMALY_ID}.csv" and evidence["frames"] == 31
     assert evidence["channels"] == ["supply_v", "current_a", "temp_c"]
-    assert evidence["first_frame"]["mono"] == 99.0 and evidence["final"] is True
+    assert evidence["first_frame"]["t"] == 99.0 and evidence["final"] is False
     raw = files.json_path.read_text(encoding="utf-8")
     assert raw == json.dumps(doc, sort_keys=True, indent=2) + "\n"  # sorted keys, strict JSON
 
@@ -113,7 +116,7 @@ def test_json_never_holds_secrets_or_non_json(tmp_path: Path) -> None:
         when=datetime(2026, 4, 13, 10, 30, tzinfo=UTC),
         tags={"b", "a"},
     )
-    files = write_evidence(tmp_path, extra, frames_around())
+    files = write_evidence(tmp_path, ANOMALY_ID, extra, frames_around(), t0=T0)
     text = files.json_path.read_text(encoding="utf-8")
     for secret in ("echoed-key-123", "Bearer abc", "t-456"):
         assert secret not in text
@@ -124,39 +127,59 @@ def test_json_never_holds_secrets_or_non_json(tmp_path: Path) -> None:
     assert doc["anomaly"]["tags"] == ["a", "b"]
 
 
-def test_names_stable_per_anomaly_and_part_and_rewrite_replaces(tmp_path: Path) -> None:
+def test_names_are_the_callers_and_a_rewrite_replaces(tmp_path: Path) -> None:
     planner = EvidencePlanner(pre=1.0, post=1.0, max_duration=1.0)
-    planner.open(ANOMALY_ID, "bench", started=100.0)
+    planner.open(ANOMALY_ID, ("bench",), started=100.0)
     planner.close(ANOMALY_ID, ended=101.5)
-    windows = planner.due(200.0)
+    windows = planner.due(lambda source: 200.0)
     assert [w.part for w in windows] == [1, 2]
     frames = frames_around()
     written = [
-        write_evidence(tmp_path, summary(), [f for f in frames if w.start <= f.mono <= w.end], window=w)
+        write_evidence(
+            tmp_path,
+            f"{ANOMALY_ID}.part{w.part}",
+            summary(),
+            [f for f in frames if w.start <= f.mono <= w.end],
+            t0=T0,
+            window=w,
+        )
         for w in windows
     ]
     assert [p.name for p in written[1].paths] == [f"{ANOMALY_ID}.part2.csv", f"{ANOMALY_ID}.part2.json"]
     part2 = json.loads(written[1].json_path.read_text(encoding="utf-8"))["evidence"]
-    assert (part2["part"], part2["final"], part2["window"]) == (
-        2,
-        True,
-        {"start_mono": 101.0, "end_mono": 102.5},
-    )
+    assert (part2["part"], part2["final"], part2["window"]) == (2, True, {"start": 101.0, "end": 102.5})
 
-    again = write_evidence(tmp_path, summary(), frames[:3])  # a rewrite after a crash: same name
+    again = write_evidence(tmp_path, f"{ANOMALY_ID}.part1", summary(), frames[:3], t0=T0)  # after a crash
     assert again.csv_path == written[0].csv_path and len(read_csv(again.csv_path)) == 3
-    assert sorted(p.name for p in evidence_dir(tmp_path).iterdir()) == sorted(
-        p.name for w in written for p in w.paths
-    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for w in written for p in w.paths)
 
 
-def test_unsafe_ids_refused(tmp_path: Path) -> None:
-    for bad in ("", "../x", "a/b", ".hidden", "x" * 200):
+def test_frames_of_several_sources_merge_in_time_order_with_a_source_column(tmp_path: Path) -> None:
+    a = [Frame("a", 100.0 + i, WALL0 + i, {"supply_v": 12.0 + i}) for i in range(3)]
+    b = [Frame("b", 100.5 + i, WALL0 + i, {"temp_c": 30.0 + i, "supply_v": 5.0}) for i in range(2)]
+    files = write_evidence(tmp_path, "two", summary(), merge_by_time([a, b]), t0=T0)
+    rows = read_csv(files.csv_path)
+    assert [(r["source"], r["offset_s"]) for r in rows] == [
+        ("a", "0.000000"), ("b", "0.500000"), ("a", "1.000000"), ("b", "1.500000"), ("a", "2.000000"),
+    ]  # fmt: skip
+    assert [r["temp_c"] for r in rows] == ["", "30.0", "", "31.0", ""]
+    assert json.loads(files.json_path.read_text())["evidence"]["sources"] == ["a", "b"]
+
+
+def test_non_finite_readings_are_written_as_the_device_meant_them(tmp_path: Path) -> None:
+    frames = [Frame("a", 100.0, WALL0, {"x": math.nan, "y": math.inf, "z": -math.inf})]
+    rows = read_csv(write_evidence(tmp_path, "nf", summary(), frames, t0=T0).csv_path)
+    assert (rows[0]["x"], rows[0]["y"], rows[0]["z"]) == ("nan", "inf", "-inf")
+
+
+def test_unsafe_stems_refused(tmp_path: Path) -> None:
+    for bad in ("", "../x", "a/b", ".hidden", "x" * 201, "a..b"):
         with pytest.raises(ValueError):
-            evidence_stem(bad)
+            check_stem(bad)
         with pytest.raises(ValueError):
-            write_evidence(tmp_path, {"id": bad}, [])
-    assert evidence_stem("abc", 3) == "abc.part3"
+            write_evidence(tmp_path, bad, {"id": bad}, [], t0=0.0)
+    assert check_stem("bench-03_supply_v_2026-12-01T21-31-05Z_limits")
+    assert not list(tmp_path.iterdir())
 
 
 class WatchingFrames(Sequence[Frame]):
@@ -192,9 +215,9 @@ class WatchingFrames(Sequence[Frame]):
 
 
 def test_no_partial_file_is_ever_visible(tmp_path: Path) -> None:
-    directory = evidence_dir(tmp_path)
+    directory = tmp_path / "evidence"
     ok = WatchingFrames(frames_around(), directory, fail=False)
-    write_evidence(tmp_path, summary(), ok)
+    write_evidence(directory, ANOMALY_ID, summary(), ok, t0=T0)
     assert ok.seen_mid_write is not None
     (tmp_name,) = ok.seen_mid_write  # mid-write only the hidden temporary exists
     assert tmp_name.startswith(f".{ANOMALY_ID}.csv.") and tmp_name.endswith(".tmp")
@@ -203,16 +226,16 @@ def test_no_partial_file_is_ever_visible(tmp_path: Path) -> None:
     other = "0e1f2a3b-0000-4000-8000-000000000001"
     failing = WatchingFrames(frames_around(), directory, fail=True)
     with pytest.raises(OSError, match="No space"):
-        write_evidence(tmp_path, summary(id=other), failing)
+        write_evidence(directory, other, summary(id=other), failing, t0=T0)
     names = sorted(p.name for p in directory.iterdir())
     assert names == [f"{ANOMALY_ID}.csv", f"{ANOMALY_ID}.json"]  # nothing of the failed one, no tmp
 
 
 def test_stale_tmp_files_removed(tmp_path: Path) -> None:
-    write_evidence(tmp_path, summary(), frames_around())
-    directory = evidence_dir(tmp_path)
+    directory = tmp_path / "evidence"
+    write_evidence(directory, ANOMALY_ID, summary(), frames_around(), t0=T0)
     (directory / f".{ANOMALY_ID}.csv.deadbeef.tmp").write_text("half", encoding="utf-8")
-    assert remove_stale_tmp(tmp_path) == 1
+    assert remove_stale_tmp(directory) == 1
     assert remove_stale_tmp(tmp_path / "nowhere") == 0
     assert sorted(p.name for p in directory.iterdir()) == [f"{ANOMALY_ID}.csv", f"{ANOMALY_ID}.json"]
 
@@ -222,12 +245,11 @@ async def test_ring_to_files_off_the_loop(tmp_path: Path) -> None:
     planner = EvidencePlanner(pre=2.0, post=1.0, max_duration=60.0, ring_seconds=30.0)
     for frame in frames_around():
         rings.add(frame)
-    planner.open(ANOMALY_ID, "bench", started=100.0)
+    planner.open(ANOMALY_ID, ("bench",), started=100.0)
     planner.close(ANOMALY_ID, ended=100.5)
-    (window,) = planner.due(101.5)
-    files = await write_evidence_async(
-        tmp_path, summary(), rings.slice(window.source, window.start, window.end), window=window
-    )
+    (window,) = planner.due(lambda source: 101.5)
+    frames = merge_by_time(rings.slice(s, window.start, window.end) for s in window.sources)
+    files = await write_evidence_async(tmp_path, ANOMALY_ID, summary(), frames, t0=T0, window=window)
     rows = read_csv(files.csv_path)
-    assert float(rows[0]["mono_offset_s"]) == pytest.approx(-1.0)  # the ring held only 1 s of pre
-    assert float(rows[-1]["mono_offset_s"]) == pytest.approx(1.5, abs=1e-6)
+    assert float(rows[0]["offset_s"]) == pytest.approx(-1.0)  # the ring held only 1 s of pre
+    assert float(rows[-1]["offset_s"]) == pytest.approx(1.5, abs=1e-6)

@@ -16,6 +16,7 @@ from edge_agent.detect import AnomalyEvent, Detector
 from edge_agent.emulators.atlas import AtlasEmulator
 from edge_agent.evidence import EvidenceRings
 from edge_agent.frames import Frame
+from edge_agent.incidents import IncidentEvent, IncidentGrouper, IncidentOpened
 from edge_agent.outbox import Outbox
 
 TOKEN = "reporter-test-token-9d3e71"
@@ -72,6 +73,7 @@ def make_config(state_dir: Path, **sections: Any) -> EdgeAgentConfig:
              "clear_after": "0.5s"},
         ],
         "evidence": {"ring_seconds": "60s", "pre": "2s", "post": "1s", "max_duration": "30s"},
+        "incidents": {"join_window": "1s", "update_after": "0.5s"},
         "outbox": {"retry_base": "50ms", "retry_cap": "500ms", "drain_deadline": "10s"},
     }  # fmt: skip
     data.update(sections)
@@ -93,7 +95,7 @@ def make_client(emulator: AtlasEmulator, read_timeout: float = 5.0) -> AtlasClie
 
 @dataclass
 class Bench:
-    """One agent's reporting half: rings, detector, outbox, reporter, on one state dir."""
+    """One agent's reporting half: rings, detector, incident grouper, outbox, reporter, on one state dir."""
 
     config: EdgeAgentConfig
     clock: Clock
@@ -102,10 +104,13 @@ class Bench:
     reporter: Reporter
     rings: EvidenceRings
     detector: Detector
+    incidents: IncidentGrouper
     frames: list[Frame] = field(default_factory=list)
+    incident_events: list[IncidentEvent] = field(default_factory=list)
 
     async def feed(self, values: Sequence[dict[str, float]], period: float = 0.1) -> list[AnomalyEvent]:
-        """Frames one `period` apart; the detector's events go to the reporter as the agent would."""
+        """Frames one `period` apart; the detector's events go through the incident grouper to the
+        reporter as the agent would send them."""
         events: list[AnomalyEvent] = []
         for row in values:
             self.clock.mono += period
@@ -114,16 +119,26 @@ class Bench:
             self.rings.add(frame)
             got = list(self.detector.on_frame(frame))
             got += self.detector.tick(self.clock.mono, self.clock.now_wall())
-            if got:
-                await self.reporter.on_events(got)
-                events += got
+            grouped = self.incidents.on_events(got)
+            grouped += self.incidents.tick(lambda source: self.clock.mono, self.clock.now_wall())
+            if grouped:
+                await self.reporter.on_events(grouped)
+                self.incident_events += grouped
+            events += got
         await self.reporter.tick()
         return events
+
+    def opened_incidents(self) -> list[str]:
+        return [e.incident.id for e in self.incident_events if isinstance(e, IncidentOpened)]
 
     async def idle(self, seconds: float, period: float = 0.1) -> list[AnomalyEvent]:
         return await self.feed([NORMAL] * max(1, round(seconds / period)), period)
 
     async def stop(self, clean: bool = True) -> None:
+        closing = list(self.detector.close_all(self.clock.mono, self.clock.now_wall()))
+        grouped = self.incidents.on_events(closing)
+        grouped += self.incidents.close_all(self.clock.mono, self.clock.now_wall())
+        await self.reporter.on_events(grouped)
         await self.reporter.close(clean)
         await self.outbox.drain(10.0)
         await self.outbox.close()
@@ -160,7 +175,8 @@ async def make_bench(
     )  # fmt: skip
     await reporter.start()
     detector = Detector(config.rules)
-    return Bench(config, clock, outbox, client, reporter, rings, detector)
+    incidents = IncidentGrouper.from_section(config.incidents, clearing_since=detector.clearing_since)
+    return Bench(config, clock, outbox, client, reporter, rings, detector, incidents)
 
 
 async def wait_for(predicate: Callable[[], bool], within: float = 10.0, what: str = "") -> None:

@@ -1,4 +1,4 @@
-"""Reporter under Atlas faults and agent restarts: every anomaly reaches Atlas once, with its evidence."""
+"""Reporter under Atlas faults and agent restarts: every incident reaches Atlas once, with its evidence."""
 
 from __future__ import annotations
 
@@ -8,19 +8,20 @@ from pathlib import Path
 
 from reporter_helpers import TOKEN, Bench, Clock, fault, issues, make_bench, sessions, wait_for
 
-from edge_agent.atlas.reporter import OPEN_DIR, REPORTER_DIR, SNAPSHOT_LOST
+from edge_agent.atlas.records import OPEN_DIR, REPORTER_DIR
+from edge_agent.atlas.recovery import SNAPSHOT_LOST
 from edge_agent.config import EmulatorSection
-from edge_agent.detect import AnomalyOpened
 from edge_agent.emulators.atlas import AtlasEmulator
 
 
-async def _two_anomalies(bench: Bench) -> list[str]:
-    """A high one on supply_v, then a low one on temp_c: two keys, two issues."""
+async def _two_incidents(bench: Bench) -> list[str]:
+    """A high one on supply_v, then, after the quiet period, a low one on temp_c: two issues."""
     await bench.idle(3.0)
-    ids = [e.anomaly.id for e in await bench.feed([fault()] * 5) if isinstance(e, AnomalyOpened)]
-    await bench.idle(2.5)
-    ids += [e.anomaly.id for e in await bench.feed([fault(12.0, 90.0)] * 5) if isinstance(e, AnomalyOpened)]
-    await bench.idle(2.5)
+    await bench.feed([fault()] * 5)
+    await bench.idle(3.0)
+    await bench.feed([fault(12.0, 90.0)] * 5)
+    await bench.idle(3.0)
+    ids = bench.opened_incidents()
     assert len(ids) == 2
     return ids
 
@@ -32,8 +33,8 @@ def _assert_once_with_evidence(emulator: AtlasEmulator, ids: list[str]) -> None:
     for issue in found:
         assert len(issue["attachment_ids"]) == 2
         markers = [c["content"].splitlines()[-1] for c in issue["comments"]]
-        anomaly = next(t for t in issue["tags"] if t.startswith("edge-agent:"))
-        assert markers == [f"{anomaly}:open", f"{anomaly}:close"]  # in order, no repeats
+        incident = next(t for t in issue["tags"] if t.startswith("edge-agent:"))
+        assert markers == [f"{incident}:open", f"{incident}:close"]  # in order, no repeats
         assert len(issue["comments"][1]["attachments"]) == 2
 
 
@@ -58,7 +59,7 @@ async def test_connection_refused_for_a_while_then_everything_once(
 ) -> None:
     bench = await make_bench(emulator, tmp_path)
     await emulator.server.refuse_for(2.5)
-    ids = await _two_anomalies(bench)
+    ids = await _two_incidents(bench)
     assert issues(emulator) == []
     await _settle(bench, emulator, ids)
     _assert_once_with_evidence(emulator, ids)
@@ -69,13 +70,14 @@ async def test_connection_refused_for_a_while_then_everything_once(
 async def test_5xx_and_429_with_retry_after_are_retried(emulator: AtlasEmulator, tmp_path: Path) -> None:
     emulator.faults.update({"error_rate": 0.4, "error_status": 503})
     bench = await make_bench(emulator, tmp_path)
-    ids = await _two_anomalies(bench)
+    ids = await _two_incidents(bench)
     await _settle(bench, emulator, ids)
     _assert_once_with_evidence(emulator, ids)
     assert emulator.faults.injected["503"] > 0
     emulator.faults.update({"error_rate": 0.0, "rate_limit_rate": 1.0, "retry_after": 1.0})
-    more = [e.anomaly.id for e in await bench.feed([fault()] * 5) if isinstance(e, AnomalyOpened)]
-    await bench.idle(2.5)
+    await bench.feed([fault()] * 5)
+    await bench.idle(3.0)
+    more = bench.opened_incidents()[2:]
     await asyncio.sleep(0.3)
     assert emulator.faults.injected["429"] > 0
     emulator.faults.update({"rate_limit_rate": 0.0})
@@ -92,7 +94,7 @@ async def test_5xx_and_429_with_retry_after_are_retried(emulator: AtlasEmulator,
 async def test_slow_uploads_arrive_whole(emulator: AtlasEmulator, tmp_path: Path) -> None:
     emulator.faults.update({"upload_bytes_per_sec": 40_000.0, "path_prefix": "/api/v1/sessions"})
     bench = await make_bench(emulator, tmp_path)
-    ids = await _two_anomalies(bench)
+    ids = await _two_incidents(bench)
     await _settle(bench, emulator, ids)
     _assert_once_with_evidence(emulator, ids)
     assert emulator.faults.injected["slow_upload"] > 0
@@ -104,7 +106,7 @@ async def test_unknown_outcome_timeouts_make_no_duplicate(emulator: AtlasEmulato
     bench = await make_bench(emulator, tmp_path, read_timeout=0.3)
     await bench.outbox.drain(5.0)  # the session exists first
     emulator.faults.update({"latency": 0.6, "methods": ["POST"]})
-    ids = await _two_anomalies(bench)
+    ids = await _two_incidents(bench)
     await asyncio.sleep(1.5)
     emulator.faults.update({"latency": 0.0})
     await _settle(bench, emulator, ids)
@@ -114,13 +116,14 @@ async def test_unknown_outcome_timeouts_make_no_duplicate(emulator: AtlasEmulato
     await bench.stop()
 
 
-async def test_restart_after_crash_continues_run_and_closes_left_anomalies(
+async def test_restart_after_crash_continues_run_and_closes_left_incidents(
     emulator: AtlasEmulator, tmp_path: Path
 ) -> None:
     clock = Clock()
     bench = await make_bench(emulator, tmp_path, clock)
     await bench.idle(3.0)
-    (opened,) = [e for e in await bench.feed([fault()] * 5) if isinstance(e, AnomalyOpened)]
+    await bench.feed([fault()] * 5)
+    (opened,) = bench.opened_incidents()
     await bench.outbox.drain(5.0)
     # "SIGKILL": no reporter.close, no drain; the outbox is just let go.
     await bench.outbox.close()
@@ -128,7 +131,7 @@ async def test_restart_after_crash_continues_run_and_closes_left_anomalies(
     again = await make_bench(emulator, tmp_path, clock)
     run = again.reporter.run
     assert run is not None and run.restarts == 1
-    await _settle(again, emulator, [opened.anomaly.id])
+    await _settle(again, emulator, [opened])
     (issue,) = issues(emulator)
     assert "agent restarted" in issue["comments"][1]["content"]
     assert len(sessions(emulator)) == 1
@@ -146,7 +149,7 @@ async def test_auth_failure_blocks_the_queue_and_loses_nothing(
     bench = await make_bench(emulator, tmp_path)
     real = emulator.token
     emulator.token = "rotated-token-the-agent-does-not-have"
-    ids = await _two_anomalies(bench)
+    ids = await _two_incidents(bench)
     await bench.outbox.drain(1.0)
     status = await bench.outbox.status()
     assert status["blocked"] is not None and status["blocked"]["status"] == 401
@@ -160,13 +163,14 @@ async def test_auth_failure_blocks_the_queue_and_loses_nothing(
 async def test_killed_after_queuing_the_close_comment_makes_no_second_one(
     emulator: AtlasEmulator, tmp_path: Path
 ) -> None:
-    """A SIGKILL between enqueuing an anomaly's closing comment and removing its open record must not
+    """A SIGKILL between enqueuing an incident's closing comment and removing its open record must not
     make the restart queue a second closing comment."""
     clock = Clock()
     bench = await make_bench(emulator, tmp_path, clock)
     await bench.idle(3.0)
-    (opened,) = [e for e in await bench.feed([fault()] * 5) if isinstance(e, AnomalyOpened)]
-    record = tmp_path / REPORTER_DIR / OPEN_DIR / f"{opened.anomaly.id}.json"
+    await bench.feed([fault()] * 5)
+    (opened,) = bench.opened_incidents()
+    record = tmp_path / REPORTER_DIR / OPEN_DIR / f"{opened}.json"
     saved = record.read_bytes()
     await bench.idle(12.0)  # clears, closes, and past `post`: the closing comment is queued
     assert not record.exists()
@@ -174,9 +178,9 @@ async def test_killed_after_queuing_the_close_comment_makes_no_second_one(
     await bench.outbox.close()
     await bench.client.close()
     again = await make_bench(emulator, tmp_path, clock)
-    await _settle(again, emulator, [opened.anomaly.id])
+    await _settle(again, emulator, [opened])
     (issue,) = issues(emulator)
-    closing = [c for c in issue["comments"] if f"edge-agent:{opened.anomaly.id}:close" in c["content"]]
+    closing = [c for c in issue["comments"] if f"edge-agent:{opened}:close" in c["content"]]
     assert len(closing) == 1
     assert not record.exists()
     await again.stop()
@@ -186,34 +190,37 @@ async def test_killed_before_the_snapshot_was_written_still_uploads_the_summary(
     emulator: AtlasEmulator, tmp_path: Path
 ) -> None:
     """A SIGKILL after the open record is written but before the snapshot and the open batch: the
-    frames died with the process, the summary did not. The restart reports the anomaly with the
+    frames died with the process, the summary did not. The restart reports the incident with the
     summary uploaded (and a header-only CSV), saying the frames were lost, not with no evidence."""
     settings = EmulatorSection.model_validate({"host": "127.0.0.1", "atlas_port": 0, "atlas_token": TOKEN})
     async with AtlasEmulator(settings, seed=8) as elsewhere:  # the first life reports nowhere we look
         first = await make_bench(elsewhere, tmp_path / "first")
         await first.idle(3.0)
-        (opened,) = [e for e in await first.feed([fault()] * 5) if isinstance(e, AnomalyOpened)]
-        anomaly_id = opened.anomaly.id
-        record = json.loads((tmp_path / "first" / REPORTER_DIR / OPEN_DIR / f"{anomaly_id}.json").read_text())
+        await first.feed([fault()] * 5)
+        (incident_id,) = first.opened_incidents()
+        record_path = tmp_path / "first" / REPORTER_DIR / OPEN_DIR / f"{incident_id}.json"
+        record = json.loads(record_path.read_text())
         record["issue_job"] = None  # as first written, before the open batch was enqueued
         await first.outbox.close()
         await first.client.close()
     state_dir = tmp_path / "second"
     (state_dir / REPORTER_DIR / OPEN_DIR).mkdir(parents=True)
-    (state_dir / REPORTER_DIR / OPEN_DIR / f"{anomaly_id}.json").write_text(json.dumps(record))
+    (state_dir / REPORTER_DIR / OPEN_DIR / f"{incident_id}.json").write_text(json.dumps(record))
     again = await make_bench(emulator, state_dir)
-    # The opening comment's text came from the lost process; the restart posts the closing note only.
-    await _settle(again, emulator, [anomaly_id], comments=1)
+    # The record keeps the opening text's facts: the restart posts the opening and the closing comment.
+    await _settle(again, emulator, [incident_id], comments=2)
     (issue,) = issues(emulator)
-    assert f"edge-agent:{anomaly_id}" in issue["tags"]
+    assert f"edge-agent:{incident_id}" in issue["tags"]
     by_id = {a["attachment_id"]: a["attachment_name"] for s in sessions(emulator) for a in s["attachments"]}
     by_name = {by_id[i]: i for i in issue["attachment_ids"]}
-    assert sorted(by_name) == [f"{anomaly_id}.open.csv", f"{anomaly_id}.open.json"]
-    document = json.loads(emulator.attachment_bytes(by_name[f"{anomaly_id}.open.json"]))
-    assert document["anomaly"]["id"] == anomaly_id and document["anomaly"]["channel"] == "supply_v"
-    assert document["anomaly"]["evidence"] == SNAPSHOT_LOST
+    name = record["name"]
+    assert sorted(by_name) == [f"{name}_open.csv", f"{name}_open.json"]
+    document = json.loads(emulator.attachment_bytes(by_name[f"{name}_open.json"]))
+    incident = document["incident"]
+    assert incident["id"] == incident_id and incident["members"][0]["channel"] == "supply_v"
+    assert incident["evidence"] == SNAPSHOT_LOST
     assert document["evidence"]["frames"] == 0
-    csv_text = emulator.attachment_bytes(by_name[f"{anomaly_id}.open.csv"]).decode()
+    csv_text = emulator.attachment_bytes(by_name[f"{name}_open.csv"]).decode()
     assert len(csv_text.splitlines()) == 1  # the header, no invented frames
     assert again.reporter.counters["snapshots_lost_at_crash"] == 1
     assert "agent restarted" in issue["comments"][-1]["content"]

@@ -1,18 +1,34 @@
-"""Reporter against the real Atlas emulator over loopback, with a real Outbox in tmp_path and anomalies
-made by the real Detector from frames."""
+"""Reporter against the real Atlas emulator over loopback, with a real Outbox in tmp_path, anomalies made
+by the real Detector from frames and grouped by the real IncidentGrouper."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import re
 from pathlib import Path
+from typing import Any
 
-from reporter_helpers import TOKEN, Bench, fault, files_containing, issues, make_bench, sessions, wait_for
+from reporter_helpers import (
+    NORMAL,
+    TOKEN,
+    Bench,
+    fault,
+    files_containing,
+    issues,
+    make_bench,
+    sessions,
+    wait_for,
+)
 
 from edge_agent.config import DESCRIPTION_FIELDS
 from edge_agent.detect import AnomalyClosed, AnomalyOpened
 from edge_agent.emulators.atlas import AtlasEmulator
+from edge_agent.incidents import IncidentClosed
+
+NAME = re.compile(r"^bench-07_supply_v_\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ_limits")
 
 
 def _csv_rows(data: bytes) -> list[dict[str, str]]:
@@ -24,50 +40,62 @@ def _attachment_names(emulator: AtlasEmulator, ids: list[str]) -> list[str]:
     return [by_id[i]["attachment_name"] for i in ids]
 
 
-async def _one_fault(bench: Bench, samples: int = 5) -> str:
+async def _one_fault(bench: Bench, samples: int = 5, **row: float) -> str:
+    """One over-voltage (plus whatever `row` adds); returns the incident id once it is closed."""
     await bench.idle(3.0)
-    events = await bench.feed([fault()] * samples)
-    opened = [e for e in events if isinstance(e, AnomalyOpened)]
-    assert len(opened) == 1
-    events = await bench.idle(2.5)  # clears (0.5 s) and lets `post` (1 s) pass
+    before = len(bench.opened_incidents())
+    events = await bench.feed([{**fault(), **row}] * samples)
+    assert any(isinstance(e, AnomalyOpened) for e in events)
+    events = await bench.idle(3.0)  # clears (0.5 s), the quiet period (1 s) and `post` (1 s) pass
     assert any(isinstance(e, AnomalyClosed) for e in events)
-    return opened[0].anomaly.id
+    (incident_id,) = bench.opened_incidents()[before:]
+    assert any(isinstance(e, IncidentClosed) and e.incident.id == incident_id for e in bench.incident_events)
+    return incident_id
+
+
+async def _settled(emulator: AtlasEmulator, bench: Bench, count: int, comments: list[int]) -> list[Any]:
+    await bench.outbox.drain(10.0)
+    await wait_for(
+        lambda: len(issues(emulator)) == count and [len(i["comments"]) for i in issues(emulator)] == comments,
+        what=f"{count} issues with {comments} comments",
+    )
+    return issues(emulator)
 
 
 async def test_one_anomaly_one_issue_with_snapshot_and_closing_evidence(
     emulator: AtlasEmulator, tmp_path: Path
 ) -> None:
     bench = await make_bench(emulator, tmp_path)
-    anomaly_id = await _one_fault(bench)
-    await bench.outbox.drain(10.0)
-    await wait_for(lambda: len(issues(emulator)) == 1 and len(issues(emulator)[0]["comments"]) == 2)
-    (issue,) = issues(emulator)
+    incident_id = await _one_fault(bench)
+    (issue,) = await _settled(emulator, bench, 1, [2])
     (session,) = sessions(emulator)
     assert session["session_title"].startswith("bench-07 run ")
     assert issue["priority"] == "high"
     assert issue["description"] == []
-    assert set(issue["tags"]) == {"bench-07", "supply_v", "rule0:limits", f"edge-agent:{anomaly_id}"}
+    assert set(issue["tags"]) == {"bench-07", "supply_v", "rule0:limits", f"edge-agent:{incident_id}"}
     assert issue["session_ids"] == [session["session_id"]]
-    assert _attachment_names(emulator, issue["attachment_ids"]) == [
-        f"{anomaly_id}.open.csv",
-        f"{anomaly_id}.open.json",
-    ]
-    assert "supply_v" in issue["title"] and "bench-07" in issue["title"]
+    snapshot_names = _attachment_names(emulator, issue["attachment_ids"])
+    assert [n[-9:] for n in snapshot_names] == ["_open.csv", "open.json"]
+    assert all(NAME.match(n) for n in snapshot_names), snapshot_names  # readable, not an id
+    assert "supply_v" in issue["title"] and "bench-07" in issue["title"] and "more" not in issue["title"]
     # The snapshot: frames from `pre` (2 s) before the start up to the open, byte-faithful values.
     snap = _csv_rows(emulator.attachment_bytes(issue["attachment_ids"][0]))
     started = next(f for f in bench.frames if f.values["supply_v"] > 12.6)
     expected = [f for f in bench.frames if started.mono - 2.0 <= f.mono <= started.mono + 10]
     assert [float(r["supply_v"]) for r in snap] == [f.values["supply_v"] for f in expected[: len(snap)]]
-    assert float(snap[-1]["supply_v"]) == 13.5 and float(snap[0]["mono_offset_s"]) <= -1.9
+    assert float(snap[-1]["supply_v"]) == 13.5 and float(snap[0]["offset_s"]) <= -1.9
+    assert {r["source"] for r in snap} == {"bench"}
     summary = json.loads(emulator.attachment_bytes(issue["attachment_ids"][1]))
-    assert summary["anomaly"]["id"] == anomaly_id and summary["anomaly"]["severity"] == "high"
+    assert summary["incident"]["id"] == incident_id and summary["incident"]["severity"] == "high"
+    assert [m["channel"] for m in summary["incident"]["members"]] == ["supply_v"]
     opening, closing = issue["comments"]
-    assert f"edge-agent:{anomaly_id}:open" in opening["content"]
-    assert f"edge-agent:{anomaly_id}:close" in closing["content"]
-    for words in ("Anomaly over", "Peak: value 13.5", "max 12.6", "Duration:", "supply_v"):
-        assert words in closing["content"]
+    assert opening["content"].splitlines()[-1] == f"edge-agent:{incident_id}:open"
+    assert closing["content"].splitlines()[-1] == f"edge-agent:{incident_id}:close"
+    for words in ("Incident over", "Timeline", "peak 13.5 vs max 12.6", "Duration:", "supply_v"):
+        assert words in closing["content"], words
     names = [a["attachment_name"] for a in closing["attachments"]]
-    assert names == [f"{anomaly_id}.csv", f"{anomaly_id}.json"]
+    assert [n[-4:] for n in names] == [".csv", "json"] and all(NAME.match(n) for n in names)
+    assert names[0] != snapshot_names[0]
     full = _csv_rows(emulator.attachment_bytes(closing["attachments"][0]["attachment_id"]))
     values = [float(r["supply_v"]) for r in full]
     assert values.count(13.5) == 5 and values[0] == 12.0 and values[-1] == 12.0  # pre and post around
@@ -77,61 +105,159 @@ async def test_one_anomaly_one_issue_with_snapshot_and_closing_evidence(
     assert files_containing(tmp_path, TOKEN.encode()) == []
 
 
-async def test_repeat_while_open_comments_then_new_issue_after_resolve(
+async def test_a_fault_on_two_channels_in_one_read_is_one_issue_with_both_in_one_csv(
+    emulator: AtlasEmulator, tmp_path: Path
+) -> None:
+    """Both channels trip on the same frame (the reporter race of issue 10: several channels at once):
+    one issue, both channels and rules in its tags, one evidence CSV with both, one timeline."""
+    bench = await make_bench(emulator, tmp_path)
+    incident_id = await _one_fault(bench, temp_c=95.0)
+    (issue,) = await _settled(emulator, bench, 1, [3])
+    assert set(issue["tags"]) == {
+        "bench-07", "supply_v", "temp_c", "rule0:limits", "rule1:limits", f"edge-agent:{incident_id}",
+    }  # fmt: skip
+    assert issue["priority"] == "high"
+    _, grew, closing = issue["comments"]
+    assert grew["content"].splitlines()[-1] == f"edge-agent:{incident_id}:grew1"
+    assert "1 more anomaly joined" in grew["content"] and "temp_c" in grew["content"]
+    assert issue["title"].endswith("+1 more")  # retitled by the update
+    full = _csv_rows(emulator.attachment_bytes(closing["attachments"][0]["attachment_id"]))
+    assert {"supply_v", "temp_c"} <= set(full[0]) and [float(r["temp_c"]) for r in full].count(95.0) == 5
+    timeline = closing["content"]
+    assert timeline.index("supply_v on bench") < timeline.index("temp_c on bench")  # lead first
+    await bench.stop()
+
+
+async def test_a_channel_joining_after_the_first_report_is_one_comment_and_new_tags(
+    emulator: AtlasEmulator, tmp_path: Path
+) -> None:
+    bench = await make_bench(emulator, tmp_path)
+    await bench.idle(3.0)
+    await bench.feed([fault()] * 8)  # supply_v opens the incident
+    await bench.feed([fault(temp_c=90.0)] * 8)  # temp_c joins while supply_v is still out
+    await bench.idle(3.0)
+    (incident_id,) = bench.opened_incidents()
+    (issue,) = await _settled(emulator, bench, 1, [3])
+    assert {"temp_c", "rule1:limits"} <= set(issue["tags"])
+    assert "temp_c" in issue["comments"][1]["content"]
+    assert issue["comments"][2]["content"].splitlines()[-1] == f"edge-agent:{incident_id}:close"
+    await bench.stop()
+
+
+async def test_repeat_within_the_window_comments_then_new_issue_after_resolve(
     emulator: AtlasEmulator, tmp_path: Path
 ) -> None:
     bench = await make_bench(emulator, tmp_path)
     first = await _one_fault(bench)
     second = await _one_fault(bench)
-    await bench.outbox.drain(10.0)
-    await wait_for(lambda: len(issues(emulator)) == 1 and len(issues(emulator)[0]["comments"]) == 4)
-    (issue,) = issues(emulator)
+    (issue,) = await _settled(emulator, bench, 1, [4])
     contents = [c["content"] for c in issue["comments"]]
-    assert f"edge-agent:{first}:open" in contents[0]
-    assert f"edge-agent:{second}:open" in contents[2] and "again" in contents[2]
-    assert [a["attachment_name"] for a in issue["comments"][2]["attachments"]] == [
-        f"{second}.open.csv",
-        f"{second}.open.json",
-    ]
-    assert f"edge-agent:{second}:close" in contents[3]
+    assert contents[0].endswith(f"edge-agent:{first}:open")
+    assert contents[2].endswith(f"edge-agent:{second}:open") and "Detected again" in contents[2]
+    names = [a["attachment_name"] for a in issue["comments"][2]["attachments"]]
+    assert [n[-9:] for n in names] == ["_open.csv", "open.json"]
+    assert contents[3].endswith(f"edge-agent:{second}:close")
+    assert f"edge-agent:{second}" in issue["tags"]  # the repeat's tag finds this issue too
     # Resolved in Atlas: the next repeat is a new issue.
     emulator.store.issues[issue["uuid"]].fields.status = "resolved"
     third = await _one_fault(bench)
-    await bench.outbox.drain(10.0)
-    await wait_for(lambda: len(issues(emulator)) == 2)
+    await _settled(emulator, bench, 2, [4, 2])
     new = issues(emulator)[1]
-    assert f"edge-agent:{third}" in new["tags"]
-    await wait_for(lambda: len(issues(emulator)[1]["comments"]) == 2)
+    assert f"edge-agent:{third}" in new["tags"] and f"edge-agent:{third}" not in issues(emulator)[0]["tags"]
     await bench.stop()
     assert len(sessions(emulator)) == 1
 
 
-async def test_configured_description_blocks_are_filled_from_the_anomaly(
+async def test_beyond_the_repeat_window_a_new_issue_names_the_earlier_one(
     emulator: AtlasEmulator, tmp_path: Path
 ) -> None:
-    """`atlas.description_blocks`: strings are templates of the anomaly's fields; the block's shape is
-    the user's (the grammar is not public), sent as configured."""
+    bench = await make_bench(emulator, tmp_path, incidents={"join_window": "1s", "repeat_window": "20s"})
+    await _one_fault(bench)
+    (first,) = await _settled(emulator, bench, 1, [2])
+    await bench.feed([NORMAL] * 250)  # 25 s of normal frames: past the repeat window
+    await _one_fault(bench)
+    first_again, second = await _settled(emulator, bench, 2, [2, 2])
+    assert first_again["uuid"] == first["uuid"]
+    assert f"filed before as issue {first['uuid']}" in second["comments"][0]["content"]
+    await bench.stop()
+
+
+async def test_configured_description_blocks_are_filled_from_the_lead_anomaly(
+    emulator: AtlasEmulator, tmp_path: Path
+) -> None:
+    """`atlas.description_blocks`: strings are templates of the lead anomaly's fields (`{id}` is the
+    incident's); the block's shape is the user's (the grammar is not public), sent as configured."""
     blocks = [
         {"type": "heading", "text": "{title}"},
         {
             "type": "paragraph",
             "text": "{channel} on {bench}: peak {peak_value} ({measure}), {threshold}",
-            "meta": {"anomaly": "{id}", "severity": "{severity}", "level": 2},
+            "meta": {"incident": "{id}", "severity": "{severity}", "level": 2},
         },
         {"type": "list", "items": ["started {started_at}", "lens label: {label}"]},
         {"type": "every-field", "text": " ".join(f"{{{name}}}" for name in DESCRIPTION_FIELDS)},
     ]
     bench = await make_bench(emulator, tmp_path, atlas={"description_blocks": blocks})
-    anomaly_id = await _one_fault(bench)
-    await bench.outbox.drain(10.0)
-    await wait_for(lambda: len(issues(emulator)) == 1)
-    (issue,) = issues(emulator)
+    incident_id = await _one_fault(bench)
+    (issue,) = await _settled(emulator, bench, 1, [2])
     heading, paragraph, items, every = issue["description"]
     unrendered = [name for name in DESCRIPTION_FIELDS if f"{{{name}}}" in every["text"]]
-    assert unrendered == [] and anomaly_id in every["text"]  # every documented field renders
+    assert unrendered == [] and incident_id in every["text"]  # every documented field renders
     assert heading == {"type": "heading", "text": issue["title"]}
     assert paragraph["text"] == "supply_v on bench-07: peak 13.5 (value), max 12.6"
-    assert paragraph["meta"] == {"anomaly": anomaly_id, "severity": "high", "level": 2}
+    assert paragraph["meta"] == {"incident": incident_id, "severity": "high", "level": 2}
     assert items["type"] == "list" and items["items"][0].startswith("started 20")
     assert items["items"][1] == "lens label: "  # a limits anomaly has no label: empty, not "None"
+    await bench.stop()
+
+
+async def test_ticks_and_new_incidents_at_once_never_trip_over_each_other(
+    emulator: AtlasEmulator, tmp_path: Path
+) -> None:
+    """Issue 10 point 7: the tick learned issue ids by walking the repeat threads across awaits while a
+    second channel's incident added a thread (`dictionary changed size during iteration`), which
+    restarted the tick component when several channels tripped at once. Here every job look-up the
+    tick makes lets another incident of a new fault arrive in the middle of it (the real outbox, only
+    slowed down): every incident is filed, and no tick fails."""
+    from dataclasses import replace
+
+    from edge_agent.detect.anomaly import AnomalyKey
+    from edge_agent.incidents import IncidentOpened
+
+    bench = await make_bench(emulator, tmp_path)
+    await bench.idle(3.0)
+    await bench.feed([fault()] * 5)  # one real incident: its anomaly is the template
+    (template,) = [e.incident for e in bench.incident_events if isinstance(e, IncidentOpened)]
+    waiting = [
+        IncidentOpened(
+            replace(
+                template,
+                id=f"race-{i}",
+                members=(
+                    replace(template.lead, id=f"a{i}", key=AnomalyKey(f"rule{i}:limits", "bench", f"ch{i}")),
+                ),
+            )
+        )
+        for i in range(20)
+    ]
+    arrivals: list[asyncio.Task[None]] = []
+    real_job = bench.outbox.job
+
+    async def job_with_an_arrival(job_id: int):  # type: ignore[no-untyped-def]
+        if waiting:  # a new fault's incident arrives while this look-up is in flight
+            arrivals.append(asyncio.create_task(bench.reporter.on_events([waiting.pop()])))
+            await asyncio.sleep(0.01)
+        return await real_job(job_id)
+
+    bench.outbox.job = job_with_an_arrival  # type: ignore[method-assign]
+    for _ in range(200):  # bounded: each tick lets one more arrive
+        await bench.reporter.tick()
+        if not waiting and all(t.done() for t in arrivals):
+            break
+        await asyncio.sleep(0)
+    await asyncio.gather(*arrivals)  # raises what a handling raised
+    bench.outbox.job = real_job  # type: ignore[method-assign]
+    await bench.outbox.drain(20.0)
+    await wait_for(lambda: len(issues(emulator)) == 21, within=20.0, what="21 issues")
+    assert bench.reporter.counters["incidents_opened"] == 21
     await bench.stop()

@@ -1,0 +1,235 @@
+"""What an incident's issue says (pure): its title, tags, JSON summary and the comment narratives.
+
+The issue a test engineer reads is the product: one per physical event. Its title names the lead
+channel (the anomaly that opened it) and how many more joined; its tags name the bench, every channel
+and rule involved and the unique `edge-agent:<incident-id>`; its comments tell the story in order: the
+first anomaly (at once), the members that joined (one comment per batch), evidence parts of a long
+incident, and at the end the timeline: which channel first, in what order, peaks against thresholds,
+how long.
+
+Every comment carries a marker line `edge-agent:<incident-id>:<part>` (narrative.comment_marker), so a
+comment POST of unknown outcome is looked up, not posted twice.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from edge_agent.atlas.narrative import (
+    MAX_ISSUE_TITLE_CHARS,
+    agent_tag,
+    anomaly_summary,
+    comment_marker,
+    finish_comment,
+    iso,
+    num,
+    subject,
+)
+from edge_agent.detect.anomaly import Anomaly
+from edge_agent.incidents import Incident
+
+# How many members a comment lists one by one; a longer incident lists the first ones and counts the rest.
+MAX_LISTED_MEMBERS = 40
+
+
+def _subject(member: Mapping[str, Any]) -> str:
+    channel = member.get("channel") or ""
+    return "lens" if not channel else ("all channels" if channel == "*" else str(channel))
+
+
+def incident_title(incident: Incident, bench: str) -> str:
+    """`[bench-03] supply_v on bench: outside [11.4, 12.6] (peak 13.1, max 12.6) +5 more`: the lead's
+    title and how many more channels (or the lens) joined."""
+    lead = incident.lead
+    description = lead.description
+    prefix = f"{lead.channel} " if lead.channel and lead.channel != "*" else ""
+    if prefix and description.startswith(prefix):
+        description = description[len(prefix) :]
+    if lead.kind == "lens" and lead.label:
+        peak = f"label {lead.label}"
+    else:
+        peak = f"peak {num(lead.peak_value)}, {lead.threshold}"
+    others = {subject(m) for m in incident.members} - {subject(lead)}
+    more = f" +{len(others)} more" if others else ""
+    head = f"[{bench}] {subject(lead)}"
+    if lead.source:
+        head += f" on {lead.source}"
+    title = f"{head}: {description} ({peak}){more}"
+    if len(title) > MAX_ISSUE_TITLE_CHARS:
+        keep = MAX_ISSUE_TITLE_CHARS - len(more) - 1
+        title = title[:keep] + "…" + more
+    return title
+
+
+def incident_tags(incident: Incident, bench: str) -> list[str]:
+    """bench, every channel (`lens` for the lens), every rule, the unique `edge-agent:<incident-id>`."""
+    tags = [bench]
+    tags += [m.channel or "lens" for m in incident.members]
+    tags += [m.rule_id for m in incident.members]
+    tags.append(agent_tag(incident.id))
+    return list(dict.fromkeys(t for t in tags if t))
+
+
+def incident_summary(incident: Incident, bench: str, **extra: Any) -> dict[str, Any]:
+    """The incident as its evidence JSON and its open record keep it (no secrets in it)."""
+    summary: dict[str, Any] = {
+        "id": incident.id,
+        "kind": "incident",
+        "bench": bench,
+        "group": incident.group,
+        "signature": incident.signature,
+        "severity": incident.severity,
+        "priority": incident.priority,
+        "sources": list(incident.sources),
+        "channels": list(incident.channels),
+        "started_mono": incident.started_mono,
+        "started_wall": incident.started_wall,
+        "started_at": iso(incident.started_wall),
+        "opened_wall": incident.opened_wall,
+        "opened_at": iso(incident.opened_wall),
+        "ended_wall": incident.ended_wall,
+        "ended_at": iso(incident.ended_wall),
+        "closed_wall": incident.closed_wall,
+        "closed_at": iso(incident.closed_wall),
+        "close_reason": incident.close_reason,
+        "title": incident_title(incident, bench),
+        "members": [anomaly_summary(m, bench) for m in incident.members],
+    }
+    summary.update(extra)
+    return summary
+
+
+def member_line(member: Mapping[str, Any], t0: float | None) -> str:
+    """One member in a list: `+0.210 s  current_a (rule1:limits, high): peak 2.9 vs max 2.5, 0.8 s`."""
+    started = member.get("started_wall")
+    offset = f"+{started - t0:.3f} s" if isinstance(started, int | float) and t0 is not None else "       ?"
+    if member.get("kind") == "lens":
+        label = member.get("label") or "?"
+        what = f"lens label {label} (score {num(_float(member.get('peak_value')))})"
+    else:
+        what = (
+            f"{member.get('measure')} peak {num(_float(member.get('peak_value')))}"
+            f" vs {member.get('threshold')}"
+        )
+    ended = member.get("ended_wall")
+    lasted = (
+        f", lasted {max(0.0, ended - started):.3f} s"
+        if isinstance(ended, int | float) and isinstance(started, int | float)
+        else ", still active"
+    )
+    return (
+        f"{offset}  {_subject(member)} on {member.get('source') or '-'}"
+        f" ({member.get('rule_id')}, {member.get('severity')}): {what}{lasted}"
+    )
+
+
+def _float(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else math.nan
+
+
+def _members_block(members: Sequence[Mapping[str, Any]], t0: float | None) -> list[str]:
+    lines = [member_line(m, t0) for m in members[:MAX_LISTED_MEMBERS]]
+    if len(members) > MAX_LISTED_MEMBERS:
+        lines.append(f"… and {len(members) - MAX_LISTED_MEMBERS} more (all of them in the JSON summary)")
+    return lines
+
+
+def _t0(summary: Mapping[str, Any]) -> float | None:
+    started = summary.get("started_wall")
+    return float(started) if isinstance(started, int | float) else None
+
+
+def opening_comment(
+    summary: Mapping[str, Any],
+    files: Sequence[str],
+    *,
+    context: Sequence[str] = (),
+    previous: Mapping[str, Any] | None = None,
+) -> str:
+    """Posted right after the issue is filed: what opened it, at once; more follows as it grows.
+    `previous`: the earlier issue of the same fault, filed more than the repeat window ago."""
+    lead = summary["members"][0]
+    lines = [
+        f"Incident detected on bench {summary.get('bench')}, started {summary.get('started_at')}.",
+        "First anomaly: " + member_line(lead, _t0(summary)),
+        f"What: {lead.get('description')} ({lead.get('kind')}, severity {lead.get('severity')})",
+    ]
+    if lead.get("label"):
+        lines.append(f"Lens: label {lead.get('label')}")
+    lines += list(context)
+    if previous:
+        lines.append(
+            f"The same fault was filed before as issue {previous.get('issue_id') or '(not yet in Atlas)'}"
+            f" (incident {previous.get('incident_id')}, last active {previous.get('last_activity_at')}),"
+            " longer ago than the repeat window: this is a new issue."
+        )
+    lines.append("Status: active; channels that join are added here, the timeline follows when it is over.")
+    return finish_comment(lines, files, comment_marker(str(summary["id"]), "open"))
+
+
+def repeat_comment(summary: Mapping[str, Any], files: Sequence[str], *, context: Sequence[str] = ()) -> str:
+    """Posted on a still-open issue of the same fault within the repeat window, instead of a new issue."""
+    lead = summary["members"][0]
+    lines = [
+        f"Detected again (incident {summary.get('id')}, started {summary.get('started_at')}):"
+        " the same fault as this issue, within the repeat window.",
+        "First anomaly: " + member_line(lead, _t0(summary)),
+        *context,
+        "Status: active; the timeline follows when it is over.",
+    ]
+    return finish_comment(lines, files, comment_marker(str(summary["id"]), "open"))
+
+
+def grew_comment(
+    summary: Mapping[str, Any], joined: Sequence[Mapping[str, Any]], batch: int, *, severity_raised: bool
+) -> str:
+    """One comment for the members that joined since the last one."""
+    count = len(summary.get("members") or [])
+    lines = [
+        f"{len(joined)} more anomal{'y' if len(joined) == 1 else 'ies'} joined this incident"
+        f" (now {count} on {len(summary.get('channels') or [])} channel(s)):",
+        *_members_block(joined, _t0(summary)),
+    ]
+    if severity_raised:
+        lines.append(f"Severity raised to {summary.get('severity')}.")
+    return finish_comment(lines, [], comment_marker(str(summary["id"]), f"grew{batch}"))
+
+
+def part_comment(summary: Mapping[str, Any], part: int, files: Sequence[str]) -> str:
+    """A long incident's evidence, part by part while it lasts."""
+    channels = ", ".join(summary.get("channels") or []) or "the lens"
+    lines = [
+        f"Incident still active: evidence part {part}"
+        f" ({len(summary.get('members') or [])} anomalies so far on {channels})."
+    ]
+    return finish_comment(lines, files, comment_marker(str(summary["id"]), f"part{part}"))
+
+
+def closing_comment(summary: Mapping[str, Any], files: Sequence[str], *, note: str = "") -> str:
+    """The narrative when the incident is over: the timeline (which channel first, in what order),
+    peaks against thresholds, how long, why it closed."""
+    members: list[Mapping[str, Any]] = list(summary.get("members") or [])
+    t0 = _t0(summary)
+    ordered = sorted(members, key=lambda m: _float(m.get("started_wall")))
+    lines = [
+        f"Incident over: {len(members)} anomal{'y' if len(members) == 1 else 'ies'} on"
+        f" {len(summary.get('channels') or [])} channel(s) of {', '.join(summary.get('sources') or [])},"
+        f" severity {summary.get('severity')}.",
+        f"Timeline (t = 0 at {summary.get('started_at')}, the first anomaly's start):",
+        *_members_block(ordered, t0),
+    ]
+    ended = summary.get("ended_wall") or summary.get("closed_wall")
+    reason = summary.get("close_reason") or "quiet"
+    if t0 is not None and isinstance(ended, int | float):
+        lines.append(f"Duration: {max(0.0, ended - t0):.3f} s (ended {iso(ended)}; closed: {reason})")
+    else:
+        lines.append(f"Closed: {reason}")
+    if note:
+        lines.append(note)
+    return finish_comment(lines, files, comment_marker(str(summary["id"]), "close"))
+
+
+def anomaly_members(incident: Incident, bench: str, members: Sequence[Anomaly]) -> list[dict[str, Any]]:
+    return [anomaly_summary(m, bench) for m in members]
