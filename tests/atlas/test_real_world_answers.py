@@ -27,7 +27,7 @@ from edge_agent.atlas.jobs import (
     not_before,
     register_reporter_handlers,
 )
-from edge_agent.atlas.narrative import anomaly_tag, comment_marker
+from edge_agent.atlas.narrative import agent_tag, comment_marker
 from edge_agent.config import OutboxSection
 from edge_agent.emulators import atlas_models as m
 from edge_agent.emulators.atlas import AtlasEmulator
@@ -203,12 +203,12 @@ async def test_a_lost_issue_answer_on_an_oldest_first_tenant_makes_no_duplicate(
     )  # fmt: skip
     async with rig(atlas_emulator, tmp_path) as r:
         session = await r.client.create_session("run")
-        payload = {"anomaly_id": "a-1", "title": "supply_v high", "priority": "high", "description": [],
-                   "tags": ["edge-agent", anomaly_tag("a-1")], "session_id": session.session_id}  # fmt: skip
+        payload = {"incident_id": "a-1", "title": "supply_v high", "priority": "high", "description": [],
+                   "tags": ["edge-agent", agent_tag("a-1")], "session_id": session.session_id}  # fmt: skip
         job = await r.deliver(KIND_ISSUE, payload)
     # The create was applied but its answer lost (503): the look-up found it past the 200 newest.
     assert atlas_emulator.faults.injected["applied_then_error"] == 1
-    assert issues_tagged(atlas_emulator, anomaly_tag("a-1")) == [job.result["issue_id"]]  # type: ignore[index]
+    assert issues_tagged(atlas_emulator, agent_tag("a-1")) == [job.result["issue_id"]]  # type: ignore[index]
     assert job.state is JobState.DONE and requests(atlas_emulator, "POST", "/issues") == 1
 
 
@@ -228,23 +228,23 @@ async def test_find_issue_by_tag_does_not_depend_on_the_order(
 # -- nullable fields ------------------------------------------------------------------------------------
 
 
-async def test_a_null_status_is_not_closed_so_a_repeat_comments_on_the_issue(
+async def test_a_null_status_is_not_closed_so_a_repeat_joins_the_issue(
     atlas_emulator: AtlasEmulator, tmp_path: Path
 ) -> None:
     async with rig(atlas_emulator, tmp_path) as r:
         session = await r.client.create_session("run")
         first = await r.client.create_issue(
-            "supply_v high", tags=[anomaly_tag("a-1")], session_ids=[session.session_id]
+            "supply_v high", tags=[agent_tag("a-1")], session_ids=[session.session_id]
         )
         atlas_emulator.faults.update({"null_issue_status": True})
-        marker = comment_marker("a-2", "open")
-        payload = {"anomaly_id": "a-2", "title": "supply_v high", "priority": "high", "marker": marker,
-                   "tags": [anomaly_tag("a-2")], "description": [], "session_id": session.session_id,
-                   "repeat": {"issue_id": first.uuid}, "comment": f"again\n{marker}"}  # fmt: skip
+        payload = {"incident_id": "a-2", "title": "supply_v high", "priority": "high",
+                   "tags": [agent_tag("a-2")], "description": [], "session_id": session.session_id,
+                   "repeat": {"issue_id": first.uuid}}  # fmt: skip
         job = await r.deliver(KIND_ISSUE, payload)
-    assert job.result is not None and job.result["via"] == "comment" and job.result["issue_id"] == first.uuid
+    assert job.result is not None and job.result["via"] == "repeat" and job.result["issue_id"] == first.uuid
     assert len(atlas_emulator.store.issues) == 1
-    assert [c.content for c in atlas_emulator.store.issues[first.uuid].comments] == [f"again\n{marker}"]
+    # The repeat's tag is on the issue it joined, so every later look-up of incident a-2 finds it.
+    assert atlas_emulator.store.issues[first.uuid].fields.tags == [agent_tag("a-1"), agent_tag("a-2")]
 
 
 async def test_a_null_attachment_id_is_reported_as_not_attached(
@@ -296,7 +296,7 @@ async def test_a_deleted_marked_comment_does_not_count_as_posted(
 
     assert await find_marked_comment(atlas, issue.uuid, marker) is None
     handler = CommentHandler(atlas)
-    job = _job("atlas.comment", {"anomaly_id": "a-1", "marker": marker, "content": f"closed\n{marker}",
+    job = _job("atlas.comment", {"incident_id": "a-1", "part": "close", "content": f"closed\n{marker}",
                                  "issue_id": issue.uuid})  # fmt: skip
     assert await handler.find_existing(job, {}) is None  # so the outbox posts it again
     posted = await handler.deliver(job, {})
