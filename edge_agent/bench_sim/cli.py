@@ -7,17 +7,23 @@ scenario repeats with `--loop`); `--loop` alone repeats until SIGINT/SIGTERM. SI
 "cable" for --unplug-for seconds and replugs it on a new /dev/pts/N behind the same link.
 
 `--scenario list` prints the built-in scenarios.
+
+`--write plant-day|plant-fault --out FILE.csv` writes a long plant recording instead of running
+(`edge_agent/bench_sim/plant.py`: a pump skid's 10 channels; `--hours` of normal data with a
+maintenance stop, or a breakdown with its rows in the `--oracle` file), for `--replay` and `backtest`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from edge_agent.bench_sim import plant
 from edge_agent.bench_sim.feed import Feed
 from edge_agent.bench_sim.model import BenchModel
 from edge_agent.bench_sim.player import ScenarioPlayer
@@ -28,6 +34,8 @@ from edge_agent.bench_sim.scenario import BUILTIN_DESCRIPTIONS, ScenarioError, b
 from edge_agent.logs import get_logger
 
 DEFAULT_LINK = "/tmp/edge-agent-sim/ttyBENCH0"
+DEFAULT_RATE = 50.0
+PLANT_RECORDINGS = ("plant-day", "plant-fault")
 EX_USAGE = 2
 log = get_logger(__name__)
 
@@ -40,7 +48,9 @@ def _positive(text: str) -> float:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rate", type=_positive, default=50.0, help="sample lines per second (default 50)")
+    parser.add_argument(
+        "--rate", type=_positive, default=None, help="sample lines per second (default 50; --write: 1)"
+    )
     parser.add_argument(
         "--scenario", default="demo", metavar="NAME|FILE",
         help=f"built-in ({', '.join(BUILTIN_DESCRIPTIONS)}), a TOML file, or 'list' (default demo)",
@@ -67,6 +77,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--unplug-for", type=_positive, default=2.0, metavar="S",
         help="how long an unplug lasts (SIGUSR1, --unplug-every; default 2)",
     )  # fmt: skip
+    parser.add_argument(
+        "--write", choices=PLANT_RECORDINGS, metavar="KIND",
+        help=f"write a plant recording ({', '.join(PLANT_RECORDINGS)}) to --out and exit",
+    )  # fmt: skip
+    parser.add_argument("--out", metavar="FILE", help="--write: the CSV file to write")
+    parser.add_argument(
+        "--hours", type=_positive, default=24.0, help="--write plant-day: hours of data (default 24)"
+    )
 
 
 def _list_scenarios() -> int:
@@ -92,9 +110,10 @@ def build_feed(args: argparse.Namespace) -> tuple[Feed, dict[str, Any]]:
         return Feed(replay, replay.header), info
     scenario = load_scenario(args.scenario, seed=args.seed, duration=args.duration)
     model = BenchModel(args.seed)
-    player = ScenarioPlayer(scenario, model, args.rate, args.seed, duration=args.duration, loop=args.loop)
+    rate = args.rate or DEFAULT_RATE
+    player = ScenarioPlayer(scenario, model, rate, args.seed, duration=args.duration, loop=args.loop)
     info = {
-        "mode": "simulate", "scenario": scenario.name, "seed": args.seed, "rate": args.rate,
+        "mode": "simulate", "scenario": scenario.name, "seed": args.seed, "rate": rate,
         "scenario_length_s": player.length, "duration_s": player.end_time, "loop": args.loop,
         "columns": ["t_ms", *model.names],
     }  # fmt: skip
@@ -116,9 +135,35 @@ async def _run(args: argparse.Namespace, feed: Feed, info: dict[str, Any]) -> di
             oracle.close()
 
 
+def _write_recording(args: argparse.Namespace) -> int:
+    """`--write`: a plant recording at `--rate` rows/s (1 unless given), its oracle records beside it."""
+    if not args.out:
+        print("edge-agent simulate: --write needs --out FILE", file=sys.stderr)
+        return EX_USAGE
+    rate = args.rate or 1.0
+    if args.write == "plant-day":
+        recording = plant.normal(args.seed, hours=args.hours, rate=rate)
+    else:
+        recording = plant.pump_fault(args.seed, rate=rate)
+    out = Path(args.out)
+    try:
+        recording.write_csv(out)
+        if args.oracle:
+            Path(args.oracle).write_text(
+                "".join(json.dumps(r) + "\n" for r in recording.oracle_records()), encoding="utf-8"
+            )
+    except OSError as exc:
+        print(f"edge-agent simulate: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return EX_USAGE
+    print(f"wrote {out}: {len(recording)} rows x {len(recording.names)} channels, seed {args.seed}")
+    return 0
+
+
 def main(args: argparse.Namespace) -> int:
     if args.scenario == "list":
         return _list_scenarios()
+    if args.write:
+        return _write_recording(args)
     try:
         feed, info = build_feed(args)
     except (ScenarioError, ReplayError, ValueError) as exc:
