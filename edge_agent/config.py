@@ -365,11 +365,33 @@ class RuleSection(Section):
     max_rate: float | None = Field(None, gt=0, description="rate: the channel's units per second.")
     stuck_for: Duration | None = None
     dropout_after: Duration | None = None
-    baseline_file: Path | None = None
-    baseline_warmup: Duration = 30.0
-    baseline_k: float = Field(6.0, gt=0, le=1000)
+    baseline_file: Path | None = Field(
+        None,
+        description="baseline: a fixed band from this JSON file (channel -> median, mad), not learned.",
+    )
+    baseline_warmup: Duration = Field(
+        7200.0,
+        description="baseline: no verdict until this much data was seen (at start and after a relearn).",
+    )
+    baseline_k: float = Field(10.0, gt=0, le=1000, description="baseline: band half-width in robust sigmas.")
+    baseline_window: Duration = Field(
+        14400.0,
+        description="baseline: the band is learned from this much recent data; 0 = learn once (static).",
+    )
+    baseline_update: Duration = Field(
+        120.0, gt=0, description="baseline: the band is recomputed this often (one block of samples)."
+    )
+    baseline_relearn_after: Duration = Field(
+        600.0,
+        description="baseline: a gap in the data longer than this forgets the band (learn anew); 0 = never.",
+    )
     hold: Duration = 0.0
-    hold_samples: int = Field(1, ge=1, le=10_000_000)
+    hold_samples: int | None = Field(
+        None,
+        ge=1,
+        le=10_000_000,
+        description="Active samples in a row before it opens; default 3 for baseline, 1 for the others.",
+    )
     clear_after: Duration = 2.0
     severity: Severity = "medium"
 

@@ -6,9 +6,21 @@ instances are made per source lazily, on the first frame (or link event) of a so
 channel of another.
 
 Hot path (`on_frame`): per configured channel one dict lookup, the checks, and the tracker only when a
-check is active or its key is live (streak running or anomaly open). Values that are not finite (NaN,
-inf) are treated as missing: no check sees them and they do not count as a frame for a dropout rule of
-that channel. Returns a shared empty tuple when nothing happened, so a quiet frame allocates nothing.
+check is active or its key is live (streak running or anomaly open). Returns a shared empty tuple when
+nothing happened, so a quiet frame allocates nothing.
+
+Values that are not ordinary numbers have one meaning for every rule:
+- NaN is a missing sample: no check sees it, and it does not count as a frame for a dropout rule of
+  that channel (a channel that only sends NaN is in dropout).
+- ±inf is an off-scale reading (a meter's "OL"): the checks see the largest finite float with that
+  sign, so it is past any limit, a rate into or out of it is the largest finite rate, a stuck
+  channel pinned off-scale is stuck, and it counts as a frame for dropout.
+- Finite extremes (1e308, subnormals) are ordinary numbers; whatever a check derives from them
+  (a difference, a rate, a distance past a threshold) is clamped to a finite float
+  (`edge_agent.detect.checks.clamp`), so no anomaly ever holds NaN or ±inf.
+- Lens scores that are NaN or ±inf are no score (`LensLabelCheck.score_of`): a `min_score` is then not
+  met, the anomaly's value is 1.0, and such scores are left out of the anomaly's `scores`. A lens
+  window time that is not finite, in the future or over a day old is not believed (`_at`).
 """
 
 from __future__ import annotations
@@ -21,13 +33,26 @@ from pathlib import Path
 from edge_agent.config import LensSection, RuleSection
 from edge_agent.detect.anomaly import Anomaly, AnomalyClosed, AnomalyEvent, AnomalyKey, Severity
 from edge_agent.detect.baseline import BaselineFileError, RobustStats, load_baselines
-from edge_agent.detect.checks import BaselineCheck, LimitsCheck, RateCheck, StuckCheck, ValueCheck
+from edge_agent.detect.checks import (
+    MAX_FLOAT,
+    BaselineCheck,
+    LimitsCheck,
+    RateCheck,
+    StuckCheck,
+    ValueCheck,
+)
 from edge_agent.detect.dropout import ANY_CHANNEL, DropoutWatch
 from edge_agent.detect.lens_labels import InferenceLike, LensLabelCheck
 from edge_agent.detect.tracker import AnomalySpec, AnomalyTracker, Debounce, Slot, uuid4_str
 from edge_agent.frames import Frame, LinkEvent, LinkState
 
 NO_EVENTS: tuple[AnomalyEvent, ...] = ()
+# `hold_samples` when a rule does not set it. A baseline band is a statistical threshold: a lone
+# heavy-tailed sample or spike crosses it now and then, so it must hold for 3 samples in a row
+# (README "Baseline defaults" for the measurements); every other rule opens on its first sample.
+DEFAULT_HOLD_SAMPLES = {"baseline": 3}
+# A lens output's window time older than this is not believed (see `_at`).
+MAX_WINDOW_AGE = 86_400.0
 LENS_RULE_ID = "lens"
 SourceNow = Callable[[str, float], float]
 
@@ -121,7 +146,10 @@ class Detector:
     ) -> _CompiledRule:
         where = f"rules[{index}] ({section.kind} on {section.channel})"
         try:
-            debounce = Debounce(section.hold, section.hold_samples, section.clear_after)
+            hold_samples = section.hold_samples
+            if hold_samples is None:
+                hold_samples = DEFAULT_HOLD_SAMPLES.get(section.kind, 1)
+            debounce = Debounce(section.hold, hold_samples, section.clear_after)
             make_check = self._check_factory(section, load_baseline)
             if make_check is None:
                 if section.dropout_after is None or not section.dropout_after > 0:
@@ -169,7 +197,10 @@ class Detector:
                     where = section.baseline_file
                     raise BaselineFileError(f"{where}: no entry for channel {section.channel!r}")
                 stats = table[section.channel]
-            return lambda: BaselineCheck(section.baseline_k, section.baseline_warmup, stats)
+            return lambda: BaselineCheck(
+                section.baseline_k, section.baseline_warmup, stats, window=section.baseline_window,
+                update=section.baseline_update, relearn_after=section.baseline_relearn_after,
+            )  # fmt: skip
         return None
 
     def _add_watch(self, rule: _CompiledRule, source: str) -> DropoutWatch:
@@ -236,9 +267,13 @@ class Detector:
         values = frame.values
         for channel, checks, watches in plan.channels:
             value = values.get(channel)
-            # `value - value` is 0.0 exactly for finite floats and NaN for NaN and ±inf.
-            if value is None or value - value != 0.0:
+            if value is None:
                 continue
+            # `value - value` is 0.0 exactly for finite floats and NaN for NaN and ±inf.
+            if value - value != 0.0:
+                if value != value:
+                    continue  # NaN: a missing sample
+                value = MAX_FLOAT if value > 0.0 else -MAX_FLOAT  # ±inf: off-scale
             for watch in watches:
                 found = watch.seen(mono, wall)
                 if found:
@@ -288,10 +323,13 @@ class Detector:
         end_mono, end_wall = _at(inference.window_end, source_now, now_wall)
         start_mono, start_wall = _at(inference.window_start, source_now, now_wall)
         score = check.score_of(inference)
-        value = score if score is not None and math.isfinite(score) else 1.0
+        value = 1.0 if score is None else score
+        scores = inference.scores
+        if not all(math.isfinite(x) for x in scores.values()):
+            scores = {name: x for name, x in scores.items() if math.isfinite(x)}
         event = slot.observe(
             active, value, value, check.threshold, end_mono, end_wall,
-            onset_mono=start_mono, onset_wall=start_wall, label=inference.label, scores=inference.scores,
+            onset_mono=start_mono, onset_wall=start_wall, label=inference.label, scores=scores,
         )  # fmt: skip
         return [] if event is None else [event]
 
@@ -343,10 +381,12 @@ class Detector:
 
 
 def _at(wall_time: float | None, now_mono: float, now_wall: float) -> tuple[float, float]:
-    """(mono, wall) of a past wall-clock instant, by its age at `now`; `now` itself if unknown or future."""
+    """(mono, wall) of a past wall-clock instant, by its age at `now`; `now` itself when the time is
+    unknown, not finite, in the future, or older than `MAX_WINDOW_AGE` (no lens answers about a window
+    that old: the time is garbage, and 1e308 or -1e308 would be no date at all)."""
     if wall_time is None or not math.isfinite(wall_time):
         return now_mono, now_wall
     age = now_wall - wall_time
-    if age <= 0:
+    if not 0 < age <= MAX_WINDOW_AGE:
         return now_mono, now_wall
     return now_mono - age, wall_time

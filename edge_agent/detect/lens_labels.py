@@ -4,11 +4,12 @@ A label is anomalous when it is one of the configured `anomaly_labels` (compared
 surrounding blanks ignored: lenses are configured by hand and "Fault" vs "fault" must not hide a
 fault); `unknown` never is, even if listed, since it is what a lens says when it cannot tell. With
 `min_score` set, an anomalous label also needs a score >= min_score, and a label without a score does
-not pass (a threshold that cannot be checked is not met).
+not pass (a threshold that cannot be checked is not met). A NaN or infinite score is no score.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
@@ -48,14 +49,16 @@ class LensLabelCheck:
         return f"lens says {self.threshold}"
 
     def score_of(self, inference: InferenceLike) -> float | None:
+        """The label's score; None when there is none, or when it is NaN or ±inf (not a score)."""
         scores = inference.scores
         score = scores.get(inference.label)
         if score is None:
             wanted = _norm(inference.label)
             for name, value in scores.items():
                 if _norm(name) == wanted:
-                    return value
-        return score
+                    score = value
+                    break
+        return score if score is not None and math.isfinite(score) else None
 
     def is_anomalous(self, inference: InferenceLike) -> bool:
         if _norm(inference.label) not in self.labels:

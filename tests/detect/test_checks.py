@@ -1,25 +1,14 @@
-"""Value checks (limits, rate, stuck, baseline) and the baseline statistics: cases and properties."""
+"""Value checks (limits, rate, stuck): cases and properties. The baseline band: test_baseline.py."""
 
 from __future__ import annotations
 
 import math
-import statistics
-from pathlib import Path
 
 import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from edge_agent.detect.baseline import (
-    BaselineFileError,
-    RobustStats,
-    WarmupSampler,
-    dump_baselines,
-    load_baselines,
-    parse_baselines,
-    robust_stats,
-)
-from edge_agent.detect.checks import BaselineCheck, LimitsCheck, RateCheck, StuckCheck
+from edge_agent.detect.checks import LimitsCheck, RateCheck, StuckCheck
 
 FINITE = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False, allow_infinity=False)
 
@@ -171,116 +160,3 @@ def test_stuck_matches_a_reference(samples: list[tuple[float, float]], stuck_for
             last, since = value, t
         assert since is not None
         assert check.observe(value, t, t) is (t - since >= stuck_for)
-
-
-# -- baseline -----------------------------------------------------------------------------------------
-
-
-def test_robust_stats_ignore_a_spike() -> None:
-    stats = robust_stats([10.0, 10.1, 9.9, 10.0, 10.2, 9.8, 1000.0])
-    assert stats.median == 10.0 and stats.mad == pytest.approx(0.1)
-    low, high = stats.band(3.0)
-    assert low == pytest.approx(10.0 - 3 * 1.4826 * 0.1) and high == pytest.approx(10.0 + 3 * 1.4826 * 0.1)
-
-
-def test_robust_stats_mad_zero_falls_back_to_mean_deviation_then_a_floor() -> None:
-    quantised = robust_stats([25.0] * 9 + [25.1])
-    assert quantised.sigma() == pytest.approx(0.01 * 1.2533)
-    constant = robust_stats([12.0] * 10)
-    assert constant.mad == 0.0 and constant.sigma() == pytest.approx(12e-6)
-    low, high = constant.band(6.0)
-    assert low < 12.0 < high
-    assert RobustStats(0.0, 0.0).sigma() > 0
-    with pytest.raises(ValueError):
-        robust_stats([])
-
-
-@given(samples=st.lists(FINITE, min_size=1, max_size=200), k=st.floats(min_value=0.1, max_value=20))
-def test_band_contains_the_median_and_is_never_empty(samples: list[float], k: float) -> None:
-    stats = robust_stats(samples)
-    low, high = stats.band(k)
-    assert low < stats.median < high
-    assert stats.median == statistics.median(samples)
-
-
-@given(n=st.integers(0, 5000), capacity=st.integers(2, 64))
-def test_warmup_sampler_is_bounded_and_evenly_spaced(n: int, capacity: int) -> None:
-    sampler = WarmupSampler(capacity)
-    for i in range(n):
-        sampler.add(float(i))
-    kept = sampler.samples()
-    assert len(kept) < capacity and sampler.seen == n
-    if n:
-        # One stride from the first sample to the last one kept: the warm-up is covered evenly.
-        stride = int(kept[1] - kept[0]) if len(kept) > 1 else n
-        assert kept == [float(i) for i in range(0, n, stride)]
-
-
-def test_baseline_learns_after_warmup_then_flags_departures() -> None:
-    check = BaselineCheck(k=4.0, warmup=2.0, min_samples=10)
-    t = 0.0
-    for i in range(200):  # 2 s at 100 Hz of a noisy 12 V supply
-        t = i * 0.01
-        assert check.observe(12.0 + (0.01 if i % 2 else -0.01), t, t) is None
-    assert check.learning
-    assert check.observe(12.0, 2.0, 2.0) is None  # completes the warm-up
-    assert not check.learning and check.stats is not None
-    assert check.stats.median == pytest.approx(12.0, abs=0.011)
-    assert check.observe(12.01, 2.01, 2.01) is False
-    assert check.observe(12.5, 2.02, 2.02) is True
-    assert check.threshold.startswith("above baseline band [") and check.excursion > 0
-    assert check.observe(11.5, 2.03, 2.03) is True and check.threshold.startswith("below")
-
-
-def test_baseline_warmup_waits_for_enough_samples() -> None:
-    check = BaselineCheck(k=4.0, warmup=1.0, min_samples=5)
-    for t in (0.0, 5.0, 10.0, 15.0):
-        assert check.observe(1.0, t, t) is None
-    assert check.learning
-    assert check.observe(1.0, 20.0, 20.0) is None
-    assert not check.learning
-
-
-def test_baseline_given_stats_needs_no_warmup() -> None:
-    check = BaselineCheck(k=3.0, warmup=30.0, stats=RobustStats(median=5.0, mad=0.1))
-    assert check.observe(5.2, 0.0, 0.0) is False
-    assert check.observe(5.5, 0.0, 0.0) is True
-
-
-def test_baseline_file_round_trip(tmp_path: Path) -> None:
-    path = tmp_path / "baseline.json"
-    path.write_text(dump_baselines({"temp_c": RobustStats(25.0, 0.2), "supply_v": RobustStats(12.0, 0.01)}))
-    assert load_baselines(path) == {"temp_c": RobustStats(25.0, 0.2), "supply_v": RobustStats(12.0, 0.01)}
-
-
-@pytest.mark.parametrize(
-    ("text", "reason"),
-    [
-        ("{not json", "not valid JSON"),
-        ("[1, 2]", "expected an object"),
-        ('{"v": 3}', "is not an object"),
-        ('{"v": {"median": 1}}', "v.mad must be a finite number"),
-        ('{"v": {"median": "x", "mad": 1}}', "v.median must be a finite number"),
-        ('{"v": {"median": 1, "mad": -1}}', "v.mad must be >= 0"),
-        ('{"v": {"median": true, "mad": 1}}', "v.median must be a finite number"),
-    ],
-)
-def test_baseline_file_errors_name_file_and_reason(tmp_path: Path, text: str, reason: str) -> None:
-    path = tmp_path / "baseline.json"
-    path.write_text(text)
-    with pytest.raises(BaselineFileError) as info:
-        load_baselines(path)
-    assert str(path) in str(info.value) and reason in str(info.value)
-
-
-def test_baseline_file_missing_or_binary(tmp_path: Path) -> None:
-    with pytest.raises(BaselineFileError, match="cannot be read"):
-        load_baselines(tmp_path / "nope.json")
-    binary = tmp_path / "b.json"
-    binary.write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(BaselineFileError, match="not UTF-8"):
-        load_baselines(binary)
-
-
-def test_parse_baselines_accepts_ints() -> None:
-    assert parse_baselines({"v": {"median": 1, "mad": 0}}) == {"v": RobustStats(1.0, 0.0)}

