@@ -26,7 +26,16 @@ def make_rules() -> list[RuleSection]:
             {"kind": "limits", "min": -5.0, "max": 5.0, "hold_samples": 3},
             {"kind": "rate", "max_rate": 5000.0},
             {"kind": "stuck", "stuck_for": 5.0},
-            {"kind": "baseline", "baseline_warmup": 1.0, "baseline_k": 8.0, "hold": 0.05},
+            # A band learned after 1 s, then recomputed every 10 s (10,000-sample blocks at 1 kHz) from
+            # the last 10 min: 12x more often than the default, so the cost of updates is in the figure.
+            {
+                "kind": "baseline",
+                "baseline_warmup": 1.0,
+                "baseline_update": 10.0,
+                "baseline_window": 600.0,
+                "baseline_k": 8.0,
+                "hold": 0.05,
+            },
             {"kind": "dropout", "dropout_after": 1.0},
         ):
             rules.append(RuleSection.model_validate({"channel": channel, **kwargs}))

@@ -378,8 +378,8 @@ class RuleSection(Section):
         14400.0,
         description="baseline: the band is learned from this much recent data; 0 = learn once (static).",
     )
-    baseline_update: Duration = Field(
-        120.0, gt=0, description="baseline: the band is recomputed this often (one block of samples)."
+    baseline_update: Interval = Field(
+        120.0, description="baseline: the band is recomputed this often (one block of samples)."
     )
     baseline_relearn_after: Duration = Field(
         600.0,

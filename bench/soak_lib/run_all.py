@@ -28,6 +28,10 @@ SCRIPTS: list[tuple[str, list[str], str]] = [
     ("bench_outbox.py", ["--jobs", "1000", "--backlog", "5000"], "outbox"),
 ]
 OPTIONAL: tuple[str, list[str], str] = ("bench_fault_to_issue.py", [], "fault_to_issue")
+# Deterministic figures (counts on seeded data, not timings): measured in the first run only.
+ONCE: list[tuple[str, list[str], str]] = [
+    ("bench_baseline.py", ["--seeds", "20", "--sweep-seeds", "4", "--fault-seeds", "10"], "baseline"),
+]
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ E2E = ("serial", "end_to_end", "modes", "fd")
 LAT = ("lens", "streamer", "latency_pty_to_socket")
 THR = ("lens", "streamer", "throughput")
 OB = ("outbox", "outbox")
+BL = ("baseline", "baseline")
 FIGURES: list[Figure] = [
     Figure(
         "Serial",
@@ -115,6 +120,38 @@ FIGURES: list[Figure] = [
         "frames/s",
         path("detect", "scenarios", "quiet", "frames_per_s"),
     ),
+    Figure(
+        "Baseline",
+        "false anomalies, default baseline rule on 10 channels, 240 h of generated plant data (10 seeds)",
+        "anomalies",
+        path(*BL, "chosen", "false_anomalies_total"),
+        ("<", 1),
+    ),
+    Figure(
+        "Baseline",
+        "margin: smallest k that would give a false anomaly in those 240 h (hold 3; default k 10)",
+        "k",
+        path(*BL, "chosen", "k_star_all_seeds", "h3"),
+    ),
+    Figure(
+        "Baseline",
+        "pump fault: onset to the first anomaly, worst of 10 seeds",
+        "s",
+        path(*BL, "chosen", "fault_first_detection_s_max"),
+    ),
+    Figure(
+        "Baseline",
+        "pump fault: onset to an anomaly on every one of its 7 channels, worst of 10 seeds",
+        "s",
+        path(*BL, "chosen", "fault_all_channels_s_max"),
+    ),
+    Figure(
+        "Baseline",
+        "detector, 10 ch x default baseline rule, 1 Hz plant day (per CPU second)",
+        "frames/s",
+        path(*BL, "chosen", "detector_frames_per_s_10ch_baseline"),
+    ),
+    Figure("Baseline", "generate 24 h x 10 ch of plant data", "s", path(*BL, "generate_24h_s")),
     Figure(
         "Lens",
         "window-to-socket latency p50 (100 Hz, default pacing)",
@@ -273,6 +310,52 @@ def notes(runs: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def baseline_table(runs: list[dict[str, Any]]) -> list[str]:
+    """bench_baseline.py's method comparison: how the baseline band and its defaults were chosen."""
+    data = next((r["baseline"]["baseline"] for r in runs if "baseline" in r.get("baseline", {})), None)
+    if data is None:
+        return []
+    methods = data["methods"]
+    days, faults = methods[0]["days"], methods[0]["fault_runs"]
+    ks = [f"{k:g}" for k in data["ks"]]
+    lines = [
+        "",
+        "## bench_baseline.py: choosing the baseline band",
+        "",
+        f"Generated plant data (bench_sim/plant.py): {days} normal days of 24 h at 1 Hz x 10 channels"
+        f" (seeds 0-{days - 1}) and {faults} pump-fault runs (7 channels, precursor spikes, restart"
+        " transient). k* = the smallest k with no false anomaly at that hold (the margin of a default k);"
+        " false anomalies are per 24 h (mean, worst day); the delay is from the fault's onset to the"
+        " anomaly on each fault channel (worst), `missed` = fault channels never flagged during the fault.",
+        "",
+        "| Method | k* (hold 1/2/3/5) | "
+        + " | ".join(f"false/24 h, k {k} hold 3" for k in ks)
+        + " | delay (s), k 10 hold 3 | missed, k 10 hold 3 |",
+        "|---|---|" + "---|" * len(ks) + "---|---|",
+    ]
+    for m in methods:
+        stars = " / ".join(_fmt(m["k_star"][f"h{h}"]) for h in data["holds"])
+        cells = []
+        for k in ks:
+            per_day = m["false_per_day"][f"k{k}_h3"]
+            cells.append(f"{statistics.mean(per_day):.2f} ({max(per_day)})")
+        delays = m["fault_delay_s"]["k10_h3"]
+        worst = _fmt(max(delays)) if delays else "—"
+        missed = m["fault_channels_missed"]["k10_h3"]
+        lines.append(f"| {m['method']} | {stars} | {' | '.join(cells)} | {worst} | {missed} |")
+    chosen = data["chosen"]
+    by_channel = ", ".join(f"{c} {_fmt(v)}" for c, v in sorted(chosen["fault_delay_s_by_channel"].items()))
+    lines += [
+        "",
+        f"Defaults ({', '.join(f'{k} {v:g}' for k, v in data['defaults'].items())}) through the Detector:"
+        f" {chosen['false_anomalies_total']} false anomalies in {chosen['hours']:.0f} h"
+        f" ({len(chosen['seeds'])} seeds), k* over those seeds {_fmt(chosen['k_star_all_seeds']['h3'])}"
+        f" at hold 3; fault: {chosen['fault_false_before_onset']} anomalies before the onset (precursors),"
+        f" {chosen['fault_channels_missed']} fault channels missed, worst delay per channel: {by_channel} s.",
+    ]
+    return lines
+
+
 def machine() -> dict[str, Any]:
     cpu = next(
         (
@@ -330,6 +413,8 @@ def one_run(index: int) -> dict[str, Any]:
     scripts = list(SCRIPTS)
     if (BENCH / OPTIONAL[0]).exists():
         scripts.append(OPTIONAL)
+    if index == 0:
+        scripts += ONCE
     for script, args, name in scripts:
         ok, seconds = run_script(script, args)
         print(f"run {index + 1}: {script} {'ok' if ok else 'FAILED'} ({seconds:.0f} s)", flush=True)
@@ -410,6 +495,7 @@ def render(runs: list[dict[str, Any]], info: dict[str, Any], wall: float, note: 
             lines.append(
                 f"| {key} | {_fmt(min(values))} | {_fmt(statistics.median(values))} | {_fmt(max(values))} |"
             )
+    lines += baseline_table(runs)
     lines += notes(runs)
     if note:
         lines.append(f"- {note}")
