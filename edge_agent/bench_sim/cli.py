@@ -85,6 +85,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--hours", type=_positive, default=24.0, help="--write plant-day: hours of data (default 24)"
     )
+    parser.add_argument(
+        "--lead-in", type=_positive, default=3 * 3600.0, metavar="S",
+        help="--write plant-fault: seconds of normal data before the fault (default 10800)",
+    )  # fmt: skip
 
 
 def _list_scenarios() -> int:
@@ -144,7 +148,9 @@ def _write_recording(args: argparse.Namespace) -> int:
     if args.write == "plant-day":
         recording = plant.normal(args.seed, hours=args.hours, rate=rate)
     else:
-        recording = plant.pump_fault(args.seed, rate=rate)
+        recording = plant.pump_fault(
+            args.seed, lead_in_s=args.lead_in, precursor_s=min(600.0, args.lead_in / 2), rate=rate
+        )
     out = Path(args.out)
     try:
         recording.write_csv(out)

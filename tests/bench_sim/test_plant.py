@@ -173,13 +173,14 @@ def test_the_csv_replays_and_decodes_to_the_same_numbers(tmp_path: Path) -> None
 def test_simulate_writes_a_recording_and_its_oracle(tmp_path: Path) -> None:
     out, oracle = tmp_path / "fault.csv", tmp_path / "fault.jsonl"
     command = [sys.executable, "-m", "edge_agent", "simulate", "--write", "plant-fault", "--out", str(out),
-               "--oracle", str(oracle), "--seed", "4"]  # fmt: skip
+               "--oracle", str(oracle), "--seed", "4", "--lead-in", "1200", "--rate", "2"]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     lines = out.read_text().splitlines()
-    expected = plant.pump_fault(4)
+    expected = plant.pump_fault(4, lead_in_s=1200, precursor_s=600, rate=2.0)
+    assert lines[1:] == [line.rstrip("\n") for line in list(expected.lines())[1:]]
     assert len(lines) == len(expected) + 1 and lines[0].startswith("t_ms,flow_m3h,")
     (record,) = [json.loads(line) for line in oracle.read_text().splitlines()]
     assert record["onset_row"] == expected.fault.onset_row if expected.fault else False
-    missing = subprocess.run(command[:6], capture_output=True, text=True, timeout=60, check=False)
+    missing = subprocess.run(command[:6], capture_output=True, text=True, timeout=60, check=False)  # no --out
     assert missing.returncode == 2 and "--write needs --out FILE" in missing.stderr
