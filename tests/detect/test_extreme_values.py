@@ -153,20 +153,20 @@ EXTREMES = [
 VALUES = st.one_of(st.sampled_from(EXTREMES), st.floats(), st.floats(-100.0, 100.0))
 THRESHOLDS = st.one_of(st.sampled_from([1e308, -1e308, 5e-324, 0.0, MAX]), st.floats(-1e3, 1e3))
 POSITIVE = st.one_of(st.sampled_from([5e-324, 1e-300, 1e308, MAX]), st.floats(1e-6, 1e3))
+K = st.one_of(st.sampled_from([5e-324, 1e-300, 1000.0]), st.floats(1e-6, 1e3))  # config allows (0, 1000]
 DT = st.sampled_from([0.0, 1e-9, 1e-3, 0.05, 0.5, 2.0, 700.0])
 
 
 @st.composite
 def rule_sets(draw: st.DrawFn) -> list[dict[str, Any]]:
     low, high = sorted((draw(THRESHOLDS), draw(THRESHOLDS)))
-    if low == high:
-        high = math.inf
+    bounds: dict[str, float] = {"min": low, "max": high} if low < high else {"max": high}
     return [
-        {"channel": "v", "kind": "limits", "min": low, "max": high, "hold_samples": draw(st.integers(1, 3))},
+        {"channel": "v", "kind": "limits", **bounds, "hold_samples": draw(st.integers(1, 3))},
         {"channel": "v", "kind": "rate", "max_rate": draw(POSITIVE)},
         {"channel": "v", "kind": "stuck", "stuck_for": draw(st.sampled_from([0.001, 1.0]))},
         {"channel": "v", "kind": "dropout", "dropout_after": 1.0},
-        {"channel": "v", "kind": "baseline", "baseline_k": draw(POSITIVE), "baseline_warmup": 0.5,
+        {"channel": "v", "kind": "baseline", "baseline_k": draw(K), "baseline_warmup": 0.5,
          "baseline_update": 0.5, "baseline_window": 2.0, "baseline_relearn_after": 100.0,
          "hold_samples": draw(st.integers(1, 3))},
         {"channel": "*", "kind": "dropout", "dropout_after": 1.0},
