@@ -63,8 +63,8 @@ def rules() -> list[RuleSection]:
         {"channel": "ch0", "kind": "limits", "max": 5.0, "hold": "100ms", "clear_after": "100ms"},
         {"channel": "ch1", "kind": "rate", "max_rate": 100.0, "hold_samples": 3, "clear_after": "100ms"},
         {"channel": "ch2", "kind": "stuck", "stuck_for": "500ms", "clear_after": "100ms"},
-        {"channel": "ch5", "kind": "baseline", "baseline_warmup": "1s", "baseline_k": 6.0, "hold_samples": 2,
-         "clear_after": "100ms"},
+        {"channel": "ch5", "kind": "baseline", "baseline_warmup": "1s", "baseline_update": "1s",
+         "baseline_window": "10s", "baseline_k": 6.0, "hold_samples": 2, "clear_after": "100ms"},
         {"channel": "*", "kind": "dropout", "dropout_after": "1s", "clear_after": "100ms"},
     ] + [{"channel": ch, "kind": "limits", "min": -100.0, "max": 100.0} for ch in CHANNELS[3:]]  # fmt: skip
     return [RuleSection.model_validate(spec) for spec in specs]
