@@ -4,8 +4,9 @@ Each open incident has a record (`reporter/open/<id>.json`, records.py) from bef
 enqueued until its closing comment is. At the next start every record left is closed as "agent
 restarted": its issue is made sure of (the issue job the record names, else one found in the outbox,
 else the open batch enqueued now, looking for the incident's tag before filing), and a closing comment
-says that the end and the evidence after the snapshot are unknown. A record whose closing comment is
-already queued (killed between enqueuing it and removing the record) is only removed.
+says that the end and the evidence after the snapshot are unknown; the JSON summary of the members the
+record knew is attached to it (with a header-only CSV: the frames died with the process). A record whose
+closing comment is already queued (killed between enqueuing it and removing the record) is only removed.
 
 If the snapshot was never written (killed between the record and the snapshot), the summary that
 survived in the record is uploaded instead, with a header-only CSV, so the issue still says what was
@@ -34,6 +35,10 @@ RESTART_NOTE = (
     "Closed by the agent at restart: the process ended while this incident was open, so its end and"
     " the evidence after the snapshot are unknown."
 )
+FRAMES_LOST_AT_RESTART = (
+    "lost: the agent process ended while this incident was open; its members are the ones recorded by"
+    " then, the frames after the snapshot were in that process's memory only"
+)
 SNAPSHOT_LOST = (
     "lost: the agent stopped after recording this incident but before writing its snapshot; the frames"
     " were in that process's memory only, this summary is what was kept"
@@ -60,16 +65,19 @@ async def recover_open_incidents(reporter: Reporter) -> None:
             ]
             issue_job = found[-1] if found else await _enqueue_open(reporter, summary, record)
         closing = {**summary, "close_reason": "agent restarted", "closed_wall": reporter.wall_now()}
+        # The members known at the crash (the record is rewritten as they join) are the final summary;
+        # the frames after the snapshot died with the process, which the file says.
+        files, names = await _write_summary(reporter, closing, str(record.get("name") or incident_id))
         try:
             await reporter.outbox.enqueue_many(
                 evidence_batch(
                     incident_id=incident_id,
                     issue=await reporter.issue_ref(incident_id, issue_job),
                     session=await reporter.session_ref(),
-                    files=[],
-                    names=[],
+                    files=files,
+                    names=names,
                     part="close",
-                    content=closing_comment(closing, [], note=RESTART_NOTE),
+                    content=closing_comment(closing, names, note=RESTART_NOTE),
                 )
             )
         except (OutboxError, ValueError) as exc:
@@ -123,6 +131,26 @@ async def _enqueue_open(reporter: Reporter, summary: dict[str, Any], record: dic
         log.error("reporter_enqueue_failed", incident_id=incident_id, error=str(exc))
         return None
     return ids[1]
+
+
+async def _write_summary(
+    reporter: Reporter, summary: dict[str, Any], name: str
+) -> tuple[list[str], list[str]]:
+    incident_id = str(summary["id"])
+    started = summary.get("started_mono")
+    try:
+        written = await write_evidence_async(
+            reporter.evidence_dir,
+            incident_id,
+            {**summary, "evidence": FRAMES_LOST_AT_RESTART},
+            [],
+            t0=float(started) if isinstance(started, int | float) else 0.0,
+        )
+    except (OSError, ValueError) as exc:
+        reporter.counters["evidence_errors"] += 1
+        log.error("evidence_write_failed", incident_id=incident_id, error=str(exc))
+        return [], []
+    return [str(p) for p in written.paths], [f"{name}.csv", f"{name}.json"]
 
 
 async def _write_lost_snapshot(reporter: Reporter, summary: dict[str, Any], incident_id: str) -> None:

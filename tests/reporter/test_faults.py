@@ -9,7 +9,7 @@ from pathlib import Path
 from reporter_helpers import TOKEN, Bench, Clock, fault, issues, make_bench, sessions, wait_for
 
 from edge_agent.atlas.records import OPEN_DIR, REPORTER_DIR
-from edge_agent.atlas.recovery import SNAPSHOT_LOST
+from edge_agent.atlas.recovery import FRAMES_LOST_AT_RESTART, SNAPSHOT_LOST
 from edge_agent.config import EmulatorSection
 from edge_agent.emulators.atlas import AtlasEmulator
 
@@ -124,6 +124,7 @@ async def test_restart_after_crash_continues_run_and_closes_left_incidents(
     bench = await make_bench(emulator, tmp_path, clock)
     await bench.idle(3.0)
     await bench.feed([fault()] * 5)
+    await bench.feed([fault(temp_c=90.0)] * 10)  # temp_c joins and is reported (update_after 0.5 s)
     (opened,) = bench.opened_incidents()
     await bench.outbox.drain(5.0)
     # "SIGKILL": no reporter.close, no drain; the outbox is just let go.
@@ -132,9 +133,16 @@ async def test_restart_after_crash_continues_run_and_closes_left_incidents(
     again = await make_bench(emulator, tmp_path, clock)
     run = again.reporter.run
     assert run is not None and run.restarts == 1
-    await _settle(again, emulator, [opened])
+    await _settle(again, emulator, [opened], comments=3)
     (issue,) = issues(emulator)
-    assert "agent restarted" in issue["comments"][1]["content"]
+    closing = issue["comments"][2]
+    assert "agent restarted" in closing["content"]
+    # The members the record knew at the crash are in the closing evidence; the frames after the
+    # snapshot are not, and the file says so.
+    (summary_json,) = [a for a in closing["attachments"] if a["attachment_name"].endswith(".json")]
+    incident = json.loads(emulator.attachment_bytes(summary_json["attachment_id"]))["incident"]
+    assert [m["channel"] for m in incident["members"]] == ["supply_v", "temp_c"]
+    assert incident["evidence"] == FRAMES_LOST_AT_RESTART and incident["close_reason"] == "agent restarted"
     assert len(sessions(emulator)) == 1
     # A clean shutdown ends the run: the next start is a new run with a new session.
     await again.stop(clean=True)
