@@ -10,6 +10,11 @@
 The per-frame fan-out is a plain function call on the serial reader's callback (no queue, no
 task switch); everything that may wait on I/O (the reporter, the steps, the lens socket) sits behind
 a bounded queue or its own task, so the serial side never waits on the cloud.
+
+Each consumer of anomaly events (the steps, the reporter) sits behind an `IsolatedConsumer`: one whose
+write fails (a full disk) keeps its events and gets them again until it takes them, while the other
+goes on (consumers.py). Disk full is tracked by the agent's `StateFileHealth` (state_files.py): logged
+once, on /readyz, /status and `edge_agent_disk_full`, cleared when the failed writes succeed.
 """
 
 from __future__ import annotations
@@ -29,12 +34,13 @@ from edge_agent.atlas.errors import AtlasAuthError
 from edge_agent.atlas.narrative import anomaly_summary
 from edge_agent.atlas.reporter import Reporter
 from edge_agent.config import EdgeAgentConfig
+from edge_agent.consumers import IsolatedConsumer
 from edge_agent.control import ControlServer, StepStateError, create_control_app
-from edge_agent.detect.anomaly import AnomalyEvent, AnomalyOpened
+from edge_agent.detect.anomaly import Anomaly, AnomalyEvent, AnomalyOpened
 from edge_agent.detect.detector import Detector
 from edge_agent.evidence import EvidenceRings
 from edge_agent.frames import Frame, LinkEvent, LinkState, SerialEvent, StepMarker
-from edge_agent.incidents import IncidentEvent, IncidentGrouper
+from edge_agent.incidents import IncidentEvent, IncidentGrouper, IncidentOpened
 from edge_agent.lens.errors import LensAuthError
 from edge_agent.lens.protocol import LensInference
 from edge_agent.lens.service import LensService
@@ -46,16 +52,19 @@ from edge_agent.serial.reader import SerialReader
 from edge_agent.service.looplag import LoopLagMonitor
 from edge_agent.service.metric_sources import (
     FilesystemSource,
+    consumers_source,
     info_source,
     lens_source,
     outbox_source,
     process_source,
     serial_source,
+    state_source,
     steps_source,
     supervisor_source,
 )
 from edge_agent.service.notify import SystemdNotifier
 from edge_agent.service.watchdog import Watchdog
+from edge_agent.state_files import StateFileHealth, ensure_private_dir_async
 from edge_agent.steps.tracker import StepTracker
 from edge_agent.supervisor import Supervisor
 
@@ -67,6 +76,10 @@ TICK_SECONDS = 0.25
 TICK_STALL_SECONDS = 5.0
 ANOMALY_QUEUE_LIMIT = 10_000
 MARKER_QUEUE_LIMIT = 10_000
+# Events a consumer could not take yet (disk full) are kept up to this many bytes per consumer.
+CONSUMER_BACKLOG_BYTES = 8 * 1024 * 1024
+# A state write that failed (disk full) is tried again at most this often from the tick.
+STATE_RETRY_SECONDS = 1.0
 
 
 class Agent:
@@ -86,6 +99,7 @@ class Agent:
         self._mono = mono
         self._wall = wall
         self.started_wall = wall()
+        self.state_health = StateFileHealth(wall=wall)
         self.supervisor = Supervisor()
         # Each port's timeline (the device's clock, or receive time spread over each read): frames, markers
         # and link events carry it; `clocks.now(source, host_mono)` is what time-driven decisions use.
@@ -104,8 +118,10 @@ class Agent:
         self.lens: LensService | None = None
         if config.lens.enabled and config.lens.channels:
             source = config.lens.source or (config.serial[0].name if config.serial else "")
-            self.lens = LensService(config.lens, self.state_dir, self._on_inference, source=source)
-        self.outbox = Outbox(self.state_dir, config.outbox)
+            self.lens = LensService(
+                config.lens, self.state_dir, self._on_inference, source=source, health=self.state_health
+            )
+        self.outbox = Outbox(self.state_dir, config.outbox, health=self.state_health)
         self.atlas: AtlasClient | None = None
         self.reporter: Reporter | None = None
         if config.atlas.enabled and config.atlas.url and config.atlas.token is not None:
@@ -132,7 +148,22 @@ class Agent:
             mono=mono,
             wall=wall,
             timelines=self.clocks.all_now,
+            health=self.state_health,
         )
+        # The steps take anomaly events, the reporter incident events; each behind its own isolation.
+        self.steps_feed: IsolatedConsumer[AnomalyEvent] = IsolatedConsumer(
+            "steps", self.steps.on_anomaly_events, anomaly_event_bytes, budget_bytes=CONSUMER_BACKLOG_BYTES
+        )
+        self.reporter_feed: IsolatedConsumer[IncidentEvent] | None = None
+        if self.reporter is not None:
+            self.reporter_feed = IsolatedConsumer(
+                "reporter",
+                self.reporter.on_events,
+                incident_event_bytes,
+                budget_bytes=CONSUMER_BACKLOG_BYTES,
+                fatal=(AtlasAuthError,),
+            )
+        self._next_state_retry = 0.0
         self.loop_lag = LoopLagMonitor()
         self.watchdog = Watchdog.from_environment(self.notifier, self.loop_lag, self._progressing)
         self.metrics = Metrics()
@@ -149,6 +180,8 @@ class Agent:
         # The client library's process_* metrics (RSS, CPU seconds, start time, open fds): a few small
         # reads of /proc at scrape time, no disk I/O.
         ProcessCollector(registry=self.metrics.registry)
+        self.metrics.add_source("state", state_source(self.state_health))
+        self.metrics.add_source("consumers", consumers_source(self._feeds()))
         self.control: ControlServer | None = None
         if config.control.enabled:
             token = config.control.token.get_secret_value() if config.control.token else None
@@ -251,11 +284,29 @@ class Agent:
 
     async def _pump_anomalies(self) -> None:
         while True:
-            events, incident_events = await self._anomalies.get()
-            self._taken[0] += 1
-            self.steps.on_anomaly_events(events)
-            if self.reporter is not None and incident_events:
-                await self.reporter.on_events(incident_events)
+            due = [d for c in self._feeds() if (d := c.retry_in()) is not None]
+            item: tuple[Sequence[AnomalyEvent], Sequence[IncidentEvent]] | None = None
+            try:
+                async with asyncio.timeout(min(due) if due else None):
+                    item = await self._anomalies.get()
+            except TimeoutError:
+                pass
+            for feed in self._feeds():
+                await feed.retry_due()
+            if item is not None:
+                self._taken[0] += 1
+                await self._hand_over(*item)
+
+    def _feeds(self) -> list[IsolatedConsumer[Any]]:
+        return [self.steps_feed] + ([self.reporter_feed] if self.reporter_feed is not None else [])
+
+    async def _hand_over(
+        self, events: Sequence[AnomalyEvent], incident_events: Sequence[IncidentEvent]
+    ) -> None:
+        """Every consumer gets its events; one that fails keeps them for a retry (consumers.py)."""
+        await self.steps_feed.offer(events)
+        if self.reporter_feed is not None and incident_events:
+            await self.reporter_feed.offer(incident_events)
 
     async def _pump_markers(self) -> None:
         while True:
@@ -275,6 +326,10 @@ class Agent:
             self.metrics.set("anomalies_open", len(self.detector.open_anomalies()))
             if self.reporter is not None:
                 await self.reporter.tick()
+            now = self._mono()
+            if self.steps.unsaved and now >= self._next_state_retry:
+                self._next_state_retry = now + STATE_RETRY_SECONDS
+                await self.steps.flush()
             self._last_tick_mono = self._mono()
 
     async def start(self) -> None:
@@ -284,7 +339,7 @@ class Agent:
         was opened, started or sent."""
         if self.control is not None:
             self.control.bind()
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        await ensure_private_dir_async(self.state_dir)
         self.notifier.status("starting")
         await self.outbox.start()
         if self.reporter is not None:
@@ -336,10 +391,15 @@ class Agent:
         incident_events = self.incidents.on_events(closing)
         incident_events += self.incidents.close_all(now_mono, now_wall)
         await self.supervisor.stop("anomalies")
-        self.steps.on_anomaly_events(closing)
+        await self._hand_over(closing, incident_events)
+        for consumer in self._feeds():
+            await consumer.retry_due(force=True)
+            if consumer.waiting:
+                # Kept in memory only: said loudly; the reporter closes what it recorded at the next start.
+                log.error("anomaly_events_not_taken_at_stop", consumer=consumer.name, events=consumer.waiting)
         await self.steps.close(clean=final)
+        await self.steps.flush()
         if self.reporter is not None:
-            await self.reporter.on_events(incident_events)
             await self.reporter.close(clean=final)
         lens_stop = asyncio.create_task(self.supervisor.stop("lens"))
         drained = await self.outbox.drain(max(0.0, deadline - time.monotonic()))
@@ -357,10 +417,7 @@ class Agent:
         while not self._markers.empty():
             await self.steps.on_marker(self._markers.get_nowait())
         while not self._anomalies.empty():
-            events, incident_events = self._anomalies.get_nowait()
-            self.steps.on_anomaly_events(events)
-            if self.reporter is not None and incident_events:
-                await self.reporter.on_events(incident_events)
+            await self._hand_over(*self._anomalies.get_nowait())
 
     # -- health ---------------------------------------------------------------------------------------
 
@@ -408,6 +465,17 @@ class Agent:
             checks["outbox"] = (
                 "ok" if self.outbox.healthy() else "not delivering (Atlas unreachable or refusing)"
             )
+        health = self.state_health.status()
+        checks["disk"] = (
+            "ok"
+            if not health["disk_full"]
+            else f"full: {len(health['writes_waiting_for_space'])} state write(s) waiting for space"
+        )
+        for consumer in self._feeds():
+            if consumer.waiting:
+                checks[f"events:{consumer.name}"] = (
+                    f"{consumer.waiting} anomaly event(s) kept for a retry: {consumer.last_error}"
+                )
         ok = self.ready and all(v == "ok" or v.startswith("ok:") for v in checks.values())
         return ok, checks
 
@@ -471,6 +539,8 @@ class Agent:
             "outbox": await self.outbox.status(),
             "reporter": self.reporter.status() if self.reporter is not None else None,
             "steps": self.steps.status(),
+            "state_files": self.state_health.status(),
+            "consumers": {c.name: c.status() for c in self._feeds()},
             "counts": dict(self.counts),
             # For leak checks (bench/soak): a task count that grows while the agent runs is a leak.
             "asyncio_tasks": len(asyncio.all_tasks()),
@@ -483,6 +553,22 @@ class Agent:
 
     async def end_step(self, name: str, verdict: str | None) -> dict[str, Any]:
         return _or_conflict(await self.steps.end_step(name, verdict))
+
+
+def anomaly_bytes(a: Anomaly) -> int:
+    """A generous estimate of an anomaly's memory (the object, its strings and scores), for the
+    consumers' byte budget."""
+    strings = (a.id, a.kind, a.description, a.measure, a.threshold, a.label or "", *a.key)
+    return 1024 + sum(len(text) for text in strings) * 2 + 160 * len(a.scores)
+
+
+def anomaly_event_bytes(event: AnomalyEvent) -> int:
+    return anomaly_bytes(event.anomaly)
+
+
+def incident_event_bytes(event: IncidentEvent) -> int:
+    joined = event.joined if not isinstance(event, IncidentOpened) else ()
+    return 512 + sum(anomaly_bytes(a) for a in (*event.incident.members, *joined))
 
 
 def _or_conflict(answer: dict[str, Any]) -> dict[str, Any]:

@@ -90,6 +90,24 @@ SCHEMA: dict[str, MetricSpec] = {
     "outbox_oldest_waiting_seconds": MetricSpec(
         "gauge", "Age of the oldest job not yet delivered (0 when none waits)."
     ),
+    "outbox_commits_lost_total": MetricSpec(
+        "counter", "Outbox commits found missing from the database at start (a damaged -wal file)."
+    ),
+    "outbox_jobs_restored_total": MetricSpec(
+        "counter", "Jobs of lost commits put back from the outbox's commit journal."
+    ),
+    "outbox_jobs_lost_total": MetricSpec("counter", "Jobs of lost commits that could not be put back."),
+    "outbox_groups_held": MetricSpec("gauge", "Ordered job groups whose head waits (retry, outage, deps)."),
+    # state files and disk
+    "disk_full": MetricSpec("gauge", "1 while a state write waits for disk space."),
+    "state_write_failures_total": MetricSpec("counter", "State-file writes refused for lack of space."),
+    "state_files_damaged_total": MetricSpec("counter", "Damaged state files found and set aside."),
+    "anomaly_events_waiting": MetricSpec(
+        "gauge", "Anomaly events a consumer could not take yet (kept for a retry).", ("consumer",)
+    ),
+    "anomaly_events_dropped_total": MetricSpec(
+        "counter", "Anomaly events a consumer's full backlog could not keep.", ("consumer",)
+    ),
     # process
     "info": MetricSpec(
         "gauge",

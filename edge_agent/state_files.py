@@ -103,6 +103,10 @@ class StateFileHealth:
         if first:
             log.error("disk_full", path=str(path), error=str(exc), kept_for_retry=True)
 
+    def note_no_space(self, path: Path, error: str) -> None:
+        """A write refused for lack of space that is not an OSError (SQLite's SQLITE_FULL)."""
+        self.note_write_failed(path, OSError(errno.ENOSPC, error))
+
     def note_write_ok(self, path: Path) -> None:
         if not self._full:  # the common case: no lock, no work
             return
@@ -137,6 +141,14 @@ class StateFileHealth:
 
 
 STATE_HEALTH = StateFileHealth()
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """An error that means the disk (or the quota) is full."""
+    if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS:
+        return True
+    text = str(exc).lower()
+    return "disk is full" in text or "no space left" in text
 
 
 def _age(since: float | None, now: float) -> float | None:

@@ -27,7 +27,7 @@ from edge_agent.backoff import Backoff
 from edge_agent.lens.client import NO_RETRY, LensClient, RetryPolicy, SessionInfo
 from edge_agent.lens.errors import LensAuthError, LensError, LensNotFound
 from edge_agent.lens.status import SessionStatus, status_of
-from edge_agent.lens.store import LensRecord, PendingCreate, SessionRecord, SessionStore, StateFileError
+from edge_agent.lens.store import LensRecord, LensState, PendingCreate, SessionRecord, SessionStore
 from edge_agent.logs import get_logger
 
 log = get_logger(__name__)
@@ -93,12 +93,10 @@ class SessionLifecycle:
     async def destroy_leftovers(self) -> list[str]:
         """Destroy sessions (and delete lenses) recorded by an earlier run that did not end cleanly.
         Records whose destroy fails for a transient reason are kept for the next try."""
-        try:
-            state = self.store.load()
-        except StateFileError as exc:
-            # The unreadable file was moved aside (not lost); its sessions need `edge-agent lens sessions`.
-            log.error("lens_state_file_unreadable", error=str(exc))
-            return []
+        state = await self._load()
+        if state.records_lost_at is not None:
+            await self._search_for_lost_records()
+            state = await self._load()
         destroyed: list[str] = []
         for record in state.sessions:
             if await self._destroy(record.session_id, reason="leftover of an earlier run"):
@@ -110,16 +108,39 @@ class SessionLifecycle:
                 await self._delete_lens(lens.lens_id)
         return destroyed
 
+    async def _load(self) -> LensState:
+        return await asyncio.to_thread(self.store.load)
+
+    async def _search_for_lost_records(self) -> None:
+        """The record was damaged and set aside (store doc): what it listed is searched for in the
+        org's session list as unknown creates of our lens, at any time up to the damage."""
+        lens_id = self.settings.lens_id
+        if not lens_id:
+            # A lens registered by the lost record's process has an id nobody knows now.
+            log.error(
+                "lens_records_lost",
+                detail="the lens state file was damaged; a lens registered by the earlier process"
+                " and its sessions cannot be identified: see `edge-agent lens sessions`",
+            )
+            await asyncio.to_thread(self.store.fold_lost_records, None)
+            return
+        await asyncio.to_thread(self.store.fold_lost_records, lens_id)
+        self.unknown_creates_pending = True
+        if not self.settings.reap_unknown_creates:
+            log.error(
+                "lens_records_lost",
+                detail="the lens state file was damaged and lens.reap_unknown_creates is off: sessions"
+                " of the earlier process may hold runner slots; see `edge-agent lens sessions`",
+            )
+        else:
+            log.warning("lens_records_lost", detail="searching the org's sessions for them", lens_id=lens_id)
+
     async def reap_unknown_creates(self) -> list[str]:
         """Destroy sessions made by creates whose answer was lost (module doc). A pending create is
         settled once a search ran after the service must have answered it and every match is gone."""
         if not self.settings.reap_unknown_creates or not self.unknown_creates_pending:
             return []
-        try:
-            state = self.store.load()
-        except StateFileError as exc:
-            log.error("lens_state_file_unreadable", error=str(exc))
-            return []
+        state = await self._load()
         pending = [p for p in state.pending_creates if p != self._in_flight]
         if not pending:
             self.unknown_creates_pending = False
@@ -152,7 +173,7 @@ class SessionLifecycle:
         now = self._wall()
         settled = [] if failed else [p for p in pending if now >= p.until + self.settings.create_timeout]
         if settled:
-            self.store.remove_pending_creates(settled)
+            await asyncio.to_thread(self.store.remove_pending_creates, settled)
         self.unknown_creates_pending = len(settled) < len(pending)
         return destroyed
 
@@ -174,7 +195,7 @@ class SessionLifecycle:
         lens_id = await self.client.register_lens(
             self.settings.register_name, dict(self.settings.register_config or {})
         )
-        self.store.add_lens(LensRecord(lens_id, self._wall()))
+        await asyncio.to_thread(self.store.add_lens, LensRecord(lens_id, self._wall()))
         log.info("lens_registered", lens_id=lens_id, lens_name=self.settings.register_name)
         self._lens_id = lens_id
         return lens_id
@@ -194,8 +215,10 @@ class SessionLifecycle:
                 await self._wait_before_retry("lens_session_create_failed", exc)
                 continue
             try:
-                self.store.add_session(
-                    SessionRecord(info.session_id, info.lens_id, self._wall()), resolves=self._in_flight
+                await asyncio.to_thread(
+                    self.store.add_session,
+                    SessionRecord(info.session_id, info.lens_id, self._wall()),
+                    resolves=self._in_flight,
                 )
                 self._in_flight = None
             except OSError:
@@ -224,7 +247,7 @@ class SessionLifecycle:
         """One create, recorded as pending before it is sent (module doc)."""
         now = self._wall()
         pending = PendingCreate(lens_id, now, now, in_flight=True)
-        self.store.add_pending_create(pending)
+        await asyncio.to_thread(self.store.add_pending_create, pending)
         self._in_flight = pending
         try:
             return await self.client.create_session(lens_id, retry=NO_RETRY)
@@ -233,7 +256,7 @@ class SessionLifecycle:
             # sending or an unreadable success may have made a session.
             unknown = exc.outcome_unknown
             self._in_flight = None
-            self.store.settle_pending_create(pending, outcome_known=not unknown)
+            await asyncio.to_thread(self.store.settle_pending_create, pending, outcome_known=not unknown)
             if unknown:
                 self.stats.unknown_creates += 1
                 self.unknown_creates_pending = True
@@ -297,7 +320,7 @@ class SessionLifecycle:
                 "lens_session_destroy_failed", session_id=session_id, error=str(exc), kept_for_retry=True
             )
             return False
-        self.store.remove_session(session_id)
+        await asyncio.to_thread(self.store.remove_session, session_id)
         self.stats.destroyed += 1
         log.info("lens_session_destroyed", session_id=session_id, reason=reason)
         return True
@@ -318,7 +341,7 @@ class SessionLifecycle:
         except LensError as exc:
             log.warning("lens_delete_failed", lens_id=lens_id, error=str(exc), kept_for_retry=True)
             return
-        self.store.remove_lens(lens_id)
+        await asyncio.to_thread(self.store.remove_lens, lens_id)
         log.info("lens_deleted", lens_id=lens_id)
 
 

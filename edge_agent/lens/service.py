@@ -28,6 +28,7 @@ from edge_agent.lens.store import SessionStore
 from edge_agent.lens.streamer import SessionGone, StreamDropped, Streamer, StreamSettings
 from edge_agent.lens.windower import Scale, Window, Windower
 from edge_agent.logs import get_logger
+from edge_agent.state_files import StateFileHealth
 
 log = get_logger(__name__)
 
@@ -47,6 +48,7 @@ class LensService:
         source: str,
         max_gap: float | None = None,
         record_latency: bool = False,
+        health: StateFileHealth | None = None,
     ) -> None:
         if not config.channels:
             raise ValueError("lens.channels is empty: name the channels that make a window")
@@ -56,7 +58,7 @@ class LensService:
         self.client = LensClient(
             config.api_url, key, connect_timeout=config.connect_timeout, read_timeout=config.read_timeout
         )
-        self.store = SessionStore(state_dir)
+        self.store = SessionStore(state_dir, health=health)
         register = config.register_spec
         self.lifecycle = SessionLifecycle(
             self.client,
@@ -91,7 +93,7 @@ class LensService:
             self.outputs,
             StreamSettings(
                 sensor_id=config.sensor_id or source,
-                client_id=self.store.client_id(config.client_id),
+                client_id=config.client_id,  # else the persisted one, read in run() (off the loop)
                 poll_reads=self.routing.reader == SESSION_READ,
                 read_interval=config.read_interval,
                 heartbeat_interval=config.heartbeat_interval,
@@ -120,6 +122,8 @@ class LensService:
 
     async def run(self) -> None:
         try:
+            client_id = await asyncio.to_thread(self.store.client_id, self.config.client_id)
+            self.streamer.settings.client_id = client_id
             await self.lifecycle.destroy_leftovers()
             replace_backoff = Backoff(base=1.0, cap=60.0, jitter=1.0)
             while True:

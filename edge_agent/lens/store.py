@@ -2,12 +2,21 @@
 
 A session that outlives its agent keeps one of the account's runner slots until its TTL (a day)
 runs out, so the id is written *before* streaming starts and removed only after destroy succeeded;
-the next start destroys whatever is still listed. Writes are atomic (temp file, fsync, rename,
-fsync of the directory) so a crash leaves the old or the new file, never half of one.
+the next start destroys whatever is still listed. Writes go through `edge_agent.state_files` (atomic,
+0600) so a crash leaves the old or the new file, never half of one.
 
 A create whose answer never arrived (timeout, reset, 5xx, unreadable reply) may still have made a
 session that nobody knows the id of. Such a create is kept as a `PendingCreate` (lens and send time)
 until a listing of the org's sessions has been searched for it (lifecycle.reap_unknown_creates).
+
+A damaged file (not UTF-8, not JSON, empty, not our shape) is set aside as
+`lens_sessions.json.damaged-<UTC>` (state_files) and the agent starts with an empty record; but the
+sessions it listed are still alive somewhere. So the fresh record carries `records_lost_at`: the
+lifecycle turns it into an unknown create of its lens spanning all time up to then, and the org's
+session list is searched for them like for any lost create answer.
+
+Methods are blocking (one small file, read-modify-write under a lock so concurrent callers in worker
+threads never lose each other's change); the agent calls them through `asyncio.to_thread`.
 
 Only ids and times are stored: never a key (the create reply's echoed `api_key` is dropped by the
 client before it gets here).
@@ -15,14 +24,15 @@ client before it gets here).
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import secrets
-import tempfile
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from edge_agent.state_files import StateFileHealth, read_json_state, set_aside, write_json
 
 STATE_FILE_NAME = "lens_sessions.json"
 _FORMAT_VERSION = 1
@@ -61,39 +71,46 @@ class LensState:
     lenses: list[LensRecord]
     client_id: str
     pending_creates: list[PendingCreate] = field(default_factory=list)
-
-
-class StateFileError(Exception):
-    """The state file exists but cannot be read as ours; it is kept aside, never silently lost."""
+    # When a damaged record was set aside (Unix s): the sessions it listed are unknown (module doc).
+    records_lost_at: float | None = None
 
 
 class SessionStore:
-    """Reads and rewrites `state_dir/lens_sessions.json`. Not thread-safe; one agent per state dir."""
+    """Reads and rewrites `state_dir/lens_sessions.json`; one agent per state dir."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        *,
+        health: StateFileHealth | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self.path = Path(state_dir) / STATE_FILE_NAME
+        self.health = health
+        self._wall = wall_clock
+        self._lock = threading.RLock()
 
     def load(self) -> LensState:
-        try:
-            raw = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return LensState(sessions=[], lenses=[], client_id="", pending_creates=[])
-        try:
-            doc = json.loads(raw)
-            return LensState(
-                sessions=[SessionRecord(**_fields(item, SessionRecord)) for item in doc.get("sessions", [])],
-                lenses=[LensRecord(**_fields(item, LensRecord)) for item in doc.get("lenses", [])],
-                client_id=str(doc.get("client_id", "")),
-                pending_creates=[
-                    PendingCreate(**_fields(item, PendingCreate)) for item in doc.get("pending_creates", [])
-                ],
-            )
-        except (ValueError, TypeError, AttributeError) as exc:
-            # Keep the unreadable file for a human rather than overwrite the only list of orphans.
-            aside = self.path.with_suffix(".corrupt")
-            with contextlib.suppress(OSError):
-                os.replace(self.path, aside)
-            raise StateFileError(f"{self.path} is not a lens state file ({exc}); moved to {aside}") from None
+        """The record; a damaged file is set aside and replaced by an empty record that says so."""
+        with self._lock:
+            existed = self.path.exists()
+            doc = read_json_state(self.path, what="lens sessions", health=self.health)
+            if doc is None:
+                # There and read as nothing: damaged, now set aside (one agent per state dir).
+                lost = self._wall() if existed else None
+                state = LensState(sessions=[], lenses=[], client_id="", records_lost_at=lost)
+                if lost is not None:
+                    self.save(state)
+                return state
+            try:
+                return _state_of(doc)
+            except (ValueError, TypeError, AttributeError, KeyError) as exc:
+                set_aside(
+                    self.path, f"not a lens state file ({exc})", what="lens sessions", health=self.health
+                )
+                state = LensState(sessions=[], lenses=[], client_id="", records_lost_at=self._wall())
+                self.save(state)
+                return state
 
     def save(self, state: LensState) -> None:
         doc = {
@@ -102,98 +119,118 @@ class SessionStore:
             "sessions": [asdict(s) for s in state.sessions],
             "lenses": [asdict(lens) for lens in state.lenses],
             "pending_creates": [asdict(p) for p in state.pending_creates],
+            "records_lost_at": state.records_lost_at,
         }
-        atomic_write_json(self.path, doc)
+        with self._lock:
+            write_json(self.path, doc, health=self.health)
+
+    def fold_lost_records(self, lens_id: str | None) -> bool:
+        """Turn `records_lost_at` into an unknown create of `lens_id` spanning all time up to then, so
+        the org's session list is searched for what the damaged record listed (None: no lens to
+        search for, just forget it). True if there was one."""
+        with self._lock:
+            state = self.load()
+            if state.records_lost_at is None:
+                return False
+            lost = state.records_lost_at
+            if lens_id:
+                state.pending_creates = [*state.pending_creates, PendingCreate(lens_id, 0.0, lost)]
+            state.records_lost_at = None
+            self.save(state)
+            return True
 
     def add_session(self, record: SessionRecord, resolves: PendingCreate | None = None) -> None:
         """Record a session; `resolves` is the pending create it answered, dropped in the same write."""
-        state = self.load()
-        state.sessions = [s for s in state.sessions if s.session_id != record.session_id] + [record]
-        if resolves is not None:
-            state.pending_creates = [p for p in state.pending_creates if p != resolves]
-        self.save(state)
-
-    def remove_session(self, session_id: str) -> None:
-        state = self.load()
-        kept = [s for s in state.sessions if s.session_id != session_id]
-        if len(kept) != len(state.sessions):
-            state.sessions = kept
+        with self._lock:
+            state = self.load()
+            state.sessions = [s for s in state.sessions if s.session_id != record.session_id] + [record]
+            if resolves is not None:
+                state.pending_creates = [p for p in state.pending_creates if p != resolves]
             self.save(state)
 
+    def remove_session(self, session_id: str) -> None:
+        with self._lock:
+            state = self.load()
+            kept = [s for s in state.sessions if s.session_id != session_id]
+            if len(kept) != len(state.sessions):
+                state.sessions = kept
+                self.save(state)
+
     def add_pending_create(self, pending: PendingCreate) -> None:
-        state = self.load()
-        state.pending_creates = [*state.pending_creates, pending]
-        self.save(state)
+        with self._lock:
+            state = self.load()
+            state.pending_creates = [*state.pending_creates, pending]
+            self.save(state)
 
     def settle_pending_create(self, pending: PendingCreate, *, outcome_known: bool) -> None:
         """Known outcome (an answer, or a refusal that made no session): forget the create. Unknown:
         fold it into the lens's one interval of unknown creates, so a long outage with a retry a
         minute keeps one record per lens, not thousands."""
-        state = self.load()
-        rest = [p for p in state.pending_creates if p != pending]
-        if not outcome_known:
-            interval = [p for p in rest if p.lens_id == pending.lens_id and not p.in_flight]
-            rest = [p for p in rest if p not in interval]
-            merged = [pending, *interval]
-            since, until = min(p.since for p in merged), max(p.until for p in merged)
-            rest.append(PendingCreate(pending.lens_id, since, until, in_flight=False))
-        state.pending_creates = rest
-        self.save(state)
+        with self._lock:
+            state = self.load()
+            rest = [p for p in state.pending_creates if p != pending]
+            if not outcome_known:
+                interval = [p for p in rest if p.lens_id == pending.lens_id and not p.in_flight]
+                rest = [p for p in rest if p not in interval]
+                merged = [pending, *interval]
+                since, until = min(p.since for p in merged), max(p.until for p in merged)
+                rest.append(PendingCreate(pending.lens_id, since, until, in_flight=False))
+            state.pending_creates = rest
+            self.save(state)
 
     def remove_pending_creates(self, resolved: list[PendingCreate]) -> None:
-        state = self.load()
-        kept = [p for p in state.pending_creates if p not in resolved]
-        if len(kept) != len(state.pending_creates):
-            state.pending_creates = kept
-            self.save(state)
+        with self._lock:
+            state = self.load()
+            kept = [p for p in state.pending_creates if p not in resolved]
+            if len(kept) != len(state.pending_creates):
+                state.pending_creates = kept
+                self.save(state)
 
     def add_lens(self, record: LensRecord) -> None:
-        state = self.load()
-        state.lenses = [lens for lens in state.lenses if lens.lens_id != record.lens_id] + [record]
-        self.save(state)
+        with self._lock:
+            state = self.load()
+            state.lenses = [lens for lens in state.lenses if lens.lens_id != record.lens_id] + [record]
+            self.save(state)
 
     def remove_lens(self, lens_id: str) -> None:
-        state = self.load()
-        kept = [lens for lens in state.lenses if lens.lens_id != lens_id]
-        if len(kept) != len(state.lenses):
-            state.lenses = kept
-            self.save(state)
+        with self._lock:
+            state = self.load()
+            kept = [lens for lens in state.lenses if lens.lens_id != lens_id]
+            if len(kept) != len(state.lenses):
+                state.lenses = kept
+                self.save(state)
 
     def client_id(self, configured: str = "") -> str:
         """The `session.read` client id: the configured one, else one generated once and kept, so a
         restarted agent reads as the same client."""
         if configured:
             return configured
-        state = self.load()
-        if not state.client_id:
-            state.client_id = "edge-agent-" + secrets.token_hex(8)
-            self.save(state)
-        return state.client_id
+        with self._lock:
+            state = self.load()
+            if not state.client_id:
+                state.client_id = "edge-agent-" + secrets.token_hex(8)
+                self.save(state)
+            return state.client_id
+
+
+def _state_of(doc: Any) -> LensState:
+    if not isinstance(doc, dict):
+        raise TypeError("the top level is not an object")
+    lost = doc.get("records_lost_at")
+    if lost is not None and (isinstance(lost, bool) or not isinstance(lost, int | float)):
+        raise TypeError("records_lost_at is not a time")
+    return LensState(
+        sessions=[SessionRecord(**_fields(item, SessionRecord)) for item in doc.get("sessions", [])],
+        lenses=[LensRecord(**_fields(item, LensRecord)) for item in doc.get("lenses", [])],
+        client_id=str(doc.get("client_id", "")),
+        pending_creates=[
+            PendingCreate(**_fields(item, PendingCreate)) for item in doc.get("pending_creates", [])
+        ],
+        records_lost_at=None if lost is None else float(lost),
+    )
 
 
 def _fields(item: Any, kind: type[SessionRecord] | type[LensRecord] | type[PendingCreate]) -> dict[str, Any]:
     if not isinstance(item, dict):
         raise TypeError("record is not an object")
     return {name: item[name] for name in kind.__dataclass_fields__}
-
-
-def atomic_write_json(path: Path, doc: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = json.dumps(doc, indent=2, sort_keys=True).encode("utf-8")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    # The rename itself is durable only once the directory entry is on disk.
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

@@ -16,6 +16,8 @@ from edge_agent.outbox.model import (
     OutboxError,
     Permanent,
     Retryable,
+    Unsatisfiable,
+    Waiting,
 )
 from edge_agent.outbox.policy import (
     RetryPolicy,
@@ -24,7 +26,7 @@ from edge_agent.outbox.policy import (
     error_for_status,
     parse_retry_after,
 )
-from edge_agent.outbox.recovery import RecoveryReport
+from edge_agent.outbox.recovery import RecoveryReport, RestoreReport
 from edge_agent.outbox.worker import Outbox
 
 __all__ = [
@@ -39,9 +41,12 @@ __all__ = [
     "OutboxError",
     "Permanent",
     "RecoveryReport",
+    "RestoreReport",
     "RetryPolicy",
     "Retryable",
+    "Unsatisfiable",
     "Verdict",
+    "Waiting",
     "classify_status",
     "error_for_status",
     "parse_retry_after",

@@ -1,9 +1,19 @@
 """The outbox's vocabulary: jobs, their states, the errors a handler raises, and the handler protocol.
 
 The outbox is generic: it knows nothing about Atlas. A *kind* names a handler (the Atlas reporter
-registers "upload_evidence", "create_issue", ...); a *group* is an ordering key (an anomaly id): jobs of
-one group are delivered strictly in id order. A job may need the *results* of earlier jobs (an issue
-needs the session id and the attachment ids): those are its `deps`, and the handler receives them.
+registers "upload_evidence", "create_issue", ...); a *group* is an ordering key (an anomaly id). A job
+may need the *results* of earlier jobs (an issue needs the session id and the attachment ids): those
+are its `deps`, and the handler receives them.
+
+What a group guarantees: its jobs are delivered in id order, one at a time, and a job that is waiting
+to be retried (an outage, a 5xx) holds the rest of its group. Two kinds of job never hold it:
+- one that can never be delivered: failed for good (rejected, given up, `Unsatisfiable`, a failed or
+  shed dependency) is skipped, with its reason kept on /status, and its dependants fail with it; the
+  rest of the group goes on in order;
+- one waiting for a prerequisite (`Waiting`: "the issue this comment is for is not there yet") steps
+  aside: later jobs of its group go ahead (order is kept among them), and it is delivered when its
+  prerequisite appears or fails after the policy's `prerequisite_wait`. A job that must come after it
+  declares it as a dependency, not only by sharing the group.
 """
 
 from __future__ import annotations
@@ -53,6 +63,7 @@ class Job:
     updated_at: float
     size_bytes: int
     files: tuple[str, ...]
+    waiting_since: float | None = None  # waiting for a prerequisite since (outbox clock): stepped aside
 
 
 @dataclass(slots=True, frozen=True)
@@ -104,6 +115,18 @@ class Retryable(DeliveryError):
         super().__init__(self.message)
 
 
+class Waiting(Retryable):
+    """The job's prerequisite is not there yet (the issue a comment is for has not been found, the
+    previous issue of a repeat is not made yet). Not an outage: the queue is not paused. The job steps
+    aside in its group (module doc), is tried again after `retry_after` (or the backoff), and fails
+    with this message as its reason once it has waited the policy's `prerequisite_wait`.
+
+    A `Retryable` with status 425 (Too Early) from a handler is read the same way."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(425, retry_after, message, outcome_unknown=False)
+
+
 class Permanent(DeliveryError):
     """Never retry: the job is kept as `failed` with the server's answer for a human (on /status).
 
@@ -115,6 +138,14 @@ class Permanent(DeliveryError):
         self.body = body[:MAX_BODY_CHARS]
         self.message = message or (f"HTTP {status}" if status is not None else "rejected")
         super().__init__(self.message)
+
+
+class Unsatisfiable(Permanent):
+    """The job can never be delivered: what it needs can never exist (its issue was never created,
+    a payload it needs can never be produced). Fails at once with `reason`; never retried."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(None, "", reason)
 
 
 class JobHandler(Protocol):

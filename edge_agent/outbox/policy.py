@@ -12,7 +12,14 @@ Choices (documented in the README section of the outbox):
   `max_retry_after` (a server asking for a day must not stall evidence for a day without a human).
 - Give up (job `failed`, reason recorded) after `max_attempts` attempts or `max_age` seconds since the
   job was created, whichever comes first. Defaults are generous: 7 days, 10,000 attempts (at the default
-  60 s cap that is about 7 days of attempts too).
+  60 s cap that is about 7 days of attempts too). Ages are on the outbox clock (clock.py): time the
+  agent spent trying, blind to wall-clock steps and to downtime.
+- A job waiting for a prerequisite (`Waiting`, or a 425 from a handler) fails after
+  `prerequisite_wait` (5 minutes) of waiting. It holds nothing meanwhile (it steps aside in its group),
+  so the bound only decides how long a late prerequisite is still welcome: long enough for an issue
+  whose evidence upload is slow, short enough that a comment for an issue that was never made is on
+  /status as failed (with its reason) within minutes, not a week. An outage does not count: a look-up
+  without an answer is an ordinary retry.
 """
 
 from __future__ import annotations
@@ -27,9 +34,12 @@ from edge_agent.http import Kind, classify
 from edge_agent.http import parse_retry_after as parse_retry_after  # the one parser, re-exported
 from edge_agent.outbox.model import DeliveryError, Permanent, Retryable
 
+WAITING_STATUS = 425  # Too Early: what a handler answers when a job's prerequisite is not there yet
+
 DEFAULT_MAX_ATTEMPTS = 10_000
 DEFAULT_MAX_AGE = 7 * 24 * 3600.0
 DEFAULT_MAX_RETRY_AFTER = 3600.0
+DEFAULT_PREREQUISITE_WAIT = 300.0
 
 
 class Verdict(StrEnum):
@@ -67,6 +77,7 @@ class RetryPolicy:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     max_age: float = DEFAULT_MAX_AGE
     max_retry_after: float = DEFAULT_MAX_RETRY_AFTER
+    prerequisite_wait: float = DEFAULT_PREREQUISITE_WAIT
 
     @classmethod
     def from_section(
@@ -76,6 +87,7 @@ class RetryPolicy:
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
         max_age: float = DEFAULT_MAX_AGE,
         max_retry_after: float = DEFAULT_MAX_RETRY_AFTER,
+        prerequisite_wait: float = DEFAULT_PREREQUISITE_WAIT,
     ) -> RetryPolicy:
         return cls(
             base=section.retry_base,
@@ -83,6 +95,7 @@ class RetryPolicy:
             max_attempts=max_attempts,
             max_age=max_age,
             max_retry_after=max_retry_after,
+            prerequisite_wait=prerequisite_wait,
         )
 
     def delay(self, failures: int, retry_after: float | None, rng: random.Random) -> float:
@@ -92,6 +105,9 @@ class RetryPolicy:
         if retry_after is not None:
             wait = max(wait, min(retry_after, self.max_retry_after))
         return wait
+
+    def waited_too_long(self, waiting_since: float, now: float) -> bool:
+        return now - waiting_since >= self.prerequisite_wait
 
     def give_up_reason(self, attempts: int, created_at: float, now: float) -> str | None:
         if attempts >= self.max_attempts:

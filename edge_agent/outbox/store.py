@@ -10,6 +10,15 @@ Every state change is one transaction. Quota (`max_jobs` rows, `max_disk_bytes` 
 evidence files) is enforced when jobs are added: oldest delivered jobs are purged first (not needed by
 a waiting job), then shed tombstones, then failed jobs, then waiting jobs of the lowest priority,
 oldest first. Every shed job is logged and counted by reason; its dependants are shed with it.
+
+Times are on the outbox's own clock (clock.py: running time, carried across restarts, blind to
+wall-clock steps); each transaction records it and a sequence number in `meta`, and appends a line to
+the commit journal (journal.py), which lets `open` find and put back commits a damaged `-wal` lost.
+
+Order within a group: a job is ready when no earlier live job of its group holds the group. A job
+waiting for a prerequisite (`waiting_since` set: the handler said what it needs is not there) steps
+aside: it no longer holds its group, is delivered when its prerequisite appears, and fails after the
+policy's `prerequisite_wait`. A job that fails for good is skipped; the rest keep their order.
 """
 
 from __future__ import annotations
@@ -18,13 +27,15 @@ import contextlib
 import json
 import os
 import sqlite3
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from edge_agent.logs import get_logger
+from edge_agent.outbox.clock import OutboxClock
+from edge_agent.outbox.journal import COMPACT_BYTES, CommitJournal, CommitRecord
+from edge_agent.outbox.journal import SUFFIX as JOURNAL_SUFFIX
 from edge_agent.outbox.model import (
     BatchRef,
     Job,
@@ -32,7 +43,15 @@ from edge_agent.outbox.model import (
     JobState,
     Json,
 )
-from edge_agent.outbox.recovery import RecoveryReport, find_problem, quarantine, salvage_rows
+from edge_agent.outbox.recovery import (
+    RecoveryReport,
+    RestoreReport,
+    find_problem,
+    quarantine,
+    restore_lost_commits,
+    salvage_rows,
+)
+from edge_agent.state_files import FILE_MODE, StateFileHealth, ensure_private_dir, is_no_space
 
 log = get_logger(__name__)
 
@@ -55,7 +74,10 @@ COLUMNS = (
     "updated_at",
     "size_bytes",
 )
-_SELECT = "SELECT " + ", ".join(f"j.{c}" for c in COLUMNS) + " FROM jobs AS j"
+# Columns added since the first layout: an older database gets them (ALTER TABLE) when opened.
+ADDED_COLUMNS = {"waiting_since": "REAL"}
+ALL_COLUMNS = (*COLUMNS, *ADDED_COLUMNS)
+_SELECT = "SELECT " + ", ".join(f"j.{c}" for c in ALL_COLUMNS) + " FROM jobs AS j"
 _LIVE = "('pending', 'in_flight')"
 
 _SCHEMA = f"""
@@ -88,15 +110,19 @@ CREATE TABLE IF NOT EXISTS job_deps (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS job_deps_by_dep ON job_deps(dep_id);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value REAL NOT NULL) WITHOUT ROWID;
 """
 
-# Ready = waiting, due, first live job of its group, every dependency delivered. Walks the (state, id)
-# index in id order so it stops after `limit` hits instead of sorting every waiting job.
+# A live job that holds its group: one waiting for a prerequisite has stepped aside (module doc).
+_HOLDS = f"state IN {_LIVE} AND waiting_since IS NULL"
+# Ready = waiting, due, no earlier job holds its group, every dependency delivered. Walks the
+# (state, id) index in id order so it stops after `limit` hits instead of sorting every waiting job.
 _READY = f"""
 {_SELECT} INDEXED BY jobs_by_state
 WHERE j.state = 'pending' AND j.next_attempt_at <= :now
   AND NOT EXISTS (
-    SELECT 1 FROM jobs AS e WHERE e.grp = j.grp AND e.id < j.id AND e.state IN {_LIVE})
+    SELECT 1 FROM jobs AS e WHERE e.grp = j.grp AND e.id < j.id AND e.state IN {_LIVE}
+    AND e.waiting_since IS NULL)
   AND NOT EXISTS (
     SELECT 1 FROM job_deps AS d JOIN jobs AS x ON x.id = d.dep_id
     WHERE d.job_id = j.id AND x.state != 'done')
@@ -127,6 +153,7 @@ def _row_to_job(row: Sequence[Any]) -> Job:
         created,
         updated,
         size,
+        *added,
     ) = row
     return Job(
         id=int(job_id),
@@ -146,6 +173,7 @@ def _row_to_job(row: Sequence[Any]) -> Job:
         updated_at=float(updated),
         size_bytes=int(size),
         files=tuple(str(f) for f in json.loads(files)),
+        waiting_since=float(added[0]) if added and added[0] is not None else None,
     )
 
 
@@ -174,7 +202,8 @@ class JobStore:
         max_disk_bytes: int,
         files_root: Path | None = None,
         synchronous: str = "FULL",
-        clock: Callable[[], float] = time.time,
+        clock: OutboxClock | None = None,
+        health: StateFileHealth | None = None,
     ) -> None:
         self.path = Path(path)
         self.max_jobs = max_jobs
@@ -182,19 +211,28 @@ class JobStore:
         # Evidence is deleted only below this directory: a payload must not be able to delete /etc.
         self.files_root = (files_root or self.path.parent).resolve()
         self._synchronous = synchronous
-        self._clock = clock
+        self.clock = clock or OutboxClock()
+        self.health = health
+        self.journal = CommitJournal(
+            self.path.with_name(self.path.name + JOURNAL_SUFFIX),
+            sync=synchronous.upper() in ("FULL", "EXTRA"),
+        )
+        self._entry: CommitRecord | None = None  # what the open transaction will journal
+        self._seq = 0
         self._con: sqlite3.Connection | None = None
         self.rows = 0
         self.bytes = 0
         self.counters: dict[str, int] = {}
         self.recovery: RecoveryReport | None = None
+        self.restored: RestoreReport | None = None
 
     # --- opening ----------------------------------------------------------------------------------
 
     def open(self) -> RecoveryReport | None:
         """Open (creating, or recovering a damaged file). Never raises for a damaged database; raises
         sqlite3.OperationalError for an environment problem (locked by another agent, permissions)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(self.path.parent)
+        _private_file(self.path)  # SQLite gives -wal and -shm the database file's mode
         problem = find_problem(self.path, COLUMNS)
         if problem is None:
             try:
@@ -205,7 +243,7 @@ class JobStore:
             except sqlite3.DatabaseError as exc:  # damage quick_check did not see
                 self.close()
                 problem = f"{type(exc).__name__}: {exc}"
-        moved = quarantine(self.path, self.path.parent / "quarantine", self._clock())
+        moved = quarantine(self.path, self.path.parent / "quarantine")
         salvaged, unreadable = salvage_rows(moved, COLUMNS)
         self.recovery = RecoveryReport(problem=problem, quarantined=str(moved), unreadable=unreadable)
         self._connect(salvaged)
@@ -213,23 +251,62 @@ class JobStore:
         return self.recovery
 
     def _connect(self, salvaged: list[tuple[Any, ...]]) -> None:
+        _private_file(self.path)
         con = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._con = con
         con.execute("PRAGMA journal_mode=WAL")
         con.execute(f"PRAGMA synchronous={self._synchronous}")
         con.execute("PRAGMA busy_timeout=5000")
         con.executescript(_SCHEMA)
+        present = {str(r[1]) for r in con.execute("PRAGMA table_info(jobs)")}
+        for name, kind in ADDED_COLUMNS.items():
+            if name not in present:
+                con.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
         self.counters = {str(k): int(v) for k, v in con.execute("SELECT name, value FROM counters")}
+        meta = {str(k): float(v) for k, v in con.execute("SELECT name, value FROM meta")}
+        self.clock.resume(meta.get("clock"))
+        self._seq = int(meta.get("seq", 0))
+        self.journal.open()
+        witnessed = self.journal.read()
+        # Commits the database lost (a damaged -wal) are put back from the journal (journal.py).
+        # After a quarantine the new file knows no sequence: every record is checked against it.
+        since = 0 if self.recovery is not None else self._seq
+        self._seq = max(self._seq, max((r.seq for r in witnessed.records), default=0))
         with self._tx():
             if self.recovery is not None:
                 self.recovery.salvaged = self._insert_salvaged(salvaged)
                 self._bump("corrupt_recovered")
+            self.restored = restore_lost_commits(
+                self._db,
+                witnessed.records,
+                since,
+                witnessed.unreadable,
+                quarantined=self.recovery is not None,
+            )
+            if self.restored is not None:
+                for name, value in self.restored.counts().items():
+                    self._bump(name, value)
             # A job in flight when the last process died may or may not have reached the server:
             # it goes back to waiting with attempt_started still set, so find_existing runs first.
             con.execute("UPDATE jobs SET state = 'pending' WHERE state = 'in_flight'")
         self._sweep_files()
         row = con.execute("SELECT COUNT(*), COALESCE(SUM(size_bytes), 0) FROM jobs").fetchone()
         self.rows, self.bytes = int(row[0]), int(row[1])
+        if self.restored is not None or self.recovery is not None or self.journal.size > COMPACT_BYTES:
+            self.compact()
+
+    def compact(self) -> bool:
+        """Copy the WAL into the main file and empty the journal (journal.py); False if SQLite could
+        not checkpoint all of it now (the journal is kept, and tried again later)."""
+        busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        if busy:
+            return False
+        try:
+            self.journal.reset()
+        except OSError as exc:
+            log.warning("outbox_journal_reset_failed", error=str(exc))
+            return False
+        return True
 
     def _insert_salvaged(self, rows: list[tuple[Any, ...]]) -> int:
         saved = 0
@@ -260,8 +337,11 @@ class JobStore:
 
     def close(self) -> None:
         if self._con is not None:
+            with contextlib.suppress(sqlite3.Error, OSError):
+                self.compact()
             self._con.close()
             self._con = None
+        self.journal.close()
 
     # --- plumbing ---------------------------------------------------------------------------------
 
@@ -274,15 +354,52 @@ class JobStore:
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         db = self._db
-        totals, counters = (self.rows, self.bytes), dict(self.counters)
-        db.execute("BEGIN IMMEDIATE")
+        totals, counters, seq = (self.rows, self.bytes), dict(self.counters), self._seq
+        entry = self._entry = CommitRecord(seq + 1)
         try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            (self.rows, self.bytes), self.counters = totals, counters  # the mirror follows the rollback
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                self._seq += 1
+                db.executemany(
+                    "INSERT INTO meta (name, value) VALUES (?, ?)"
+                    " ON CONFLICT(name) DO UPDATE SET value = excluded.value",
+                    [("seq", self._seq), ("clock", self.clock.now())],
+                )
+            except BaseException:
+                db.execute("ROLLBACK")
+                (self.rows, self.bytes), self.counters = totals, counters  # the mirror follows the rollback
+                self._seq = seq
+                raise
+            db.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            self._note_write_failed(exc)
             raise
-        db.execute("COMMIT")
+        finally:
+            self._entry = None
+        self._note_write_ok()
+        try:
+            self.journal.append(entry)
+        except OSError as exc:  # committed, but unwitnessed: a later -wal loss of it would go unseen
+            log.warning("outbox_journal_append_failed", seq=entry.seq, error=str(exc))
+            if self.health is not None:
+                self.health.note_write_failed(self.journal.path, exc)
+            return
+        if self.journal.size > COMPACT_BYTES:
+            with contextlib.suppress(sqlite3.Error):
+                self.compact()
+
+    def _touch(self, *job_ids: int) -> None:
+        if self._entry is not None:
+            self._entry.touched.extend(job_ids)
+
+    def _note_write_failed(self, exc: sqlite3.OperationalError) -> None:
+        if self.health is not None and is_sqlite_full(exc):
+            self.health.note_no_space(self.path, str(exc))
+
+    def _note_write_ok(self) -> None:
+        if self.health is not None:
+            self.health.note_write_ok(self.path)
 
     def _bump(self, name: str, by: int = 1) -> None:
         self._db.execute(
@@ -306,7 +423,7 @@ class JobStore:
     def add(self, specs: Sequence[JobSpec]) -> list[int]:
         """Persist jobs in one transaction (all or none) and enforce the quota. Raises ValueError for a
         malformed spec (unknown dependency, bad payload); nothing is written then."""
-        now = self._clock()
+        now = self.clock.now()
         ids: list[int] = []
         unlink: list[str] = []
         with self._tx() as db:
@@ -336,6 +453,11 @@ class JobStore:
                 )
                 job_id = int(cursor.lastrowid or 0)
                 ids.append(job_id)
+                if self._entry is not None:
+                    self._entry.added.append(
+                        [job_id, spec.kind, spec.group, payload, _dumps(deps), _dumps(files), spec.priority,
+                         now, size]
+                    )  # fmt: skip
                 db.executemany(
                     "INSERT INTO job_deps (job_id, dep_id) VALUES (?, ?)", [(job_id, d) for d in deps]
                 )
@@ -440,9 +562,10 @@ class JobStore:
             kind, grp, files, size = row
             self._db.execute(
                 "UPDATE jobs SET state = 'shed', payload = '{}', files = '[]', size_bytes = 0,"
-                " attempt_started = 0, last_error = ?, updated_at = ? WHERE id = ?",
+                " attempt_started = 0, waiting_since = NULL, last_error = ?, updated_at = ? WHERE id = ?",
                 (why, now, current),
             )
+            self._touch(current)
             self.bytes -= int(size)
             unlink += json.loads(files)
             self._bump(f"shed.{why}")
@@ -474,6 +597,7 @@ class JobStore:
                     " updated_at = ? WHERE id = ?",
                     (now, job.id),
                 )
+                self._touch(job.id)
                 results: dict[int, Json] = {}
                 for dep in job.deps:
                     found = db.execute("SELECT result FROM jobs WHERE id = ?", (dep,)).fetchone()
@@ -492,10 +616,10 @@ class JobStore:
         return float(row[0]) if row and row[0] is not None else None
 
     def has_ready(self) -> bool:
-        return bool(self._db.execute(_READY, {"now": self._clock(), "limit": 1}).fetchall())
+        return bool(self._db.execute(_READY, {"now": self.clock.now(), "limit": 1}).fetchall())
 
     def mark_done(self, job_id: int, result: Json, *, adopted: bool = False) -> None:
-        now = self._clock()
+        now = self.clock.now()
         with self._tx() as db:
             row = db.execute("SELECT files, payload FROM jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
@@ -507,26 +631,38 @@ class JobStore:
             # `files` stays listed until deleted after the commit; a crash in between is swept at open.
             db.execute(
                 "UPDATE jobs SET state = 'done', result = ?, attempt_started = 0, last_error = NULL,"
-                " size_bytes = ?, updated_at = ? WHERE id = ?",
+                " waiting_since = NULL, size_bytes = ?, updated_at = ? WHERE id = ?",
                 (encoded, size, now, job_id),
             )
+            self._touch(job_id)
             self.bytes += size - int(old)
             self._bump("adopted" if adopted else "delivered")
         self._unlink(json.loads(files))
 
-    def mark_retry(self, job_id: int, next_at: float, error: str, *, outcome_unknown: bool) -> None:
-        now = self._clock()
+    def mark_retry(
+        self,
+        job_id: int,
+        next_at: float,
+        error: str,
+        *,
+        outcome_unknown: bool,
+        waiting_since: float | None = None,
+    ) -> None:
+        """Back to waiting until `next_at`. `waiting_since`: the job waits for a prerequisite since
+        then, and steps aside in its group (module doc); once set it stays until the job ends."""
+        now = self.clock.now()
         with self._tx() as db:
             db.execute(
                 "UPDATE jobs SET state = 'pending', next_attempt_at = ?, last_error = ?, attempt_started = ?,"
-                " updated_at = ? WHERE id = ?",
-                (next_at, error[:1000], int(outcome_unknown), now, job_id),
+                " waiting_since = COALESCE(waiting_since, ?), updated_at = ? WHERE id = ?",
+                (next_at, error[:1000], int(outcome_unknown), waiting_since, now, job_id),
             )
+            self._touch(job_id)
             self._bump("retries")
 
     def mark_failed(self, job_id: int, failure: Json) -> list[int]:
         """Fail a job and every live job depending on it, transitively; returns the dependants failed."""
-        now = self._clock()
+        now = self.clock.now()
         cascaded: list[int] = []
         with self._tx():
             self._fail_one(job_id, failure, now)
@@ -543,9 +679,10 @@ class JobStore:
     def _fail_one(self, job_id: int, failure: Json, now: float) -> None:
         self._db.execute(
             "UPDATE jobs SET state = 'failed', failure = ?, attempt_started = 0, last_error = ?,"
-            " updated_at = ? WHERE id = ?",
+            " waiting_since = NULL, updated_at = ? WHERE id = ?",
             (_dumps(failure), str(failure.get("reason", ""))[:1000], now, job_id),
         )
+        self._touch(job_id)
 
     def release_in_flight(self) -> int:
         """Shutdown: jobs cut off mid-attempt wait again, their outcome unknown (attempt_started kept)."""
@@ -577,6 +714,68 @@ class JobStore:
         row = self._db.execute(f"SELECT MIN(created_at) FROM jobs WHERE state IN {_LIVE}").fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
+    def group_heads(self, now: float, limit: int = 1000) -> list[Json]:
+        """The job holding each group that has jobs behind it, with why it is not being delivered now
+        (`why` None: it is due and ready). For /status (the worker adds queue-wide pauses)."""
+        rows = self._db.execute(
+            f"SELECT j.id, j.kind, j.grp, j.state, j.attempts, j.next_attempt_at, j.last_error, j.created_at,"
+            f" (SELECT COUNT(*) FROM jobs AS b WHERE b.grp = j.grp AND b.id > j.id AND b.state IN {_LIVE})"
+            f" FROM jobs AS j WHERE j.{_HOLDS} AND NOT EXISTS ("
+            f"  SELECT 1 FROM jobs AS e WHERE e.grp = j.grp AND e.id < j.id AND e.{_HOLDS})"
+            f" ORDER BY j.id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        heads: list[Json] = []
+        for job_id, kind, grp, state, attempts, next_at, last_error, created, behind in rows:
+            if not behind:
+                continue
+            blockers = self._db.execute(
+                "SELECT x.id, x.state FROM job_deps AS d JOIN jobs AS x ON x.id = d.dep_id"
+                " WHERE d.job_id = ? AND x.state != 'done' ORDER BY x.id LIMIT 5",
+                (job_id,),
+            ).fetchall()
+            why: str | None = None
+            if state == JobState.IN_FLIGHT:
+                why = f"being delivered (attempt {attempts})"
+            elif blockers:
+                why = "waiting for " + ", ".join(f"job {b} ({st})" for b, st in blockers)
+            elif next_at > now:
+                why = f"retry in {next_at - now:.1f} s after: {last_error or 'a failed attempt'}"
+            heads.append(
+                {
+                    "group": grp,
+                    "behind": int(behind),
+                    "head": {
+                        "id": job_id,
+                        "kind": kind,
+                        "state": state,
+                        "attempts": attempts,
+                        "last_error": last_error,
+                        "age_s": round(max(0.0, now - created), 3),
+                    },
+                    "why": why,
+                }
+            )
+        return heads
+
+    def waiting_for_prerequisites(self, now: float, wait: float, limit: int = 20) -> list[Json]:
+        rows = self._db.execute(
+            f"SELECT id, kind, grp, waiting_since, last_error FROM jobs"
+            f" WHERE state IN {_LIVE} AND waiting_since IS NOT NULL ORDER BY id LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [
+            {
+                "id": job_id,
+                "kind": kind,
+                "group": grp,
+                "waiting_s": round(max(0.0, now - since), 3),
+                "gives_up_in_s": round(max(0.0, since + wait - now), 3),
+                "last_error": last_error,
+            }
+            for job_id, kind, grp, since, last_error in rows
+        ]
+
     def failures(self, limit: int = 20) -> list[Json]:
         rows = self._db.execute(
             "SELECT id, kind, grp, attempts, failure, updated_at FROM jobs WHERE state = 'failed'"
@@ -594,3 +793,19 @@ class JobStore:
             }
             for r in rows
         ]
+
+
+def _private_file(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (it would use 0644 less the umask, and gives
+    its -wal and -shm the database's mode), or tighten an existing one."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        os.fchmod(fd, FILE_MODE)
+    finally:
+        os.close(fd)
+
+
+def is_sqlite_full(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and (
+        getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or is_no_space(exc)
+    )

@@ -12,6 +12,13 @@ backoff period during an outage, not 10,000 requests and 20,000 fsyncs.
 
 401/403 (`blocked_auth`): a bad token is not a bad job. The queue pauses, `/status` reports
 `blocked: auth` with the server's answer, and one job probes every `retry_cap` until it succeeds.
+
+Groups (model.py): a job waiting for a prerequisite (`Waiting`) steps aside and fails after the
+policy's `prerequisite_wait`; `/status` lists each held group (its head, the head's state, why it
+waits) and each job waiting for a prerequisite. All times are on the outbox clock (clock.py).
+
+A full disk: an outcome (delivered, retry, failed) that cannot be recorded is kept in memory and
+recorded again until it is (the job stays in flight meanwhile, so it is neither sent again nor lost).
 """
 
 from __future__ import annotations
@@ -20,14 +27,17 @@ import asyncio
 import contextlib
 import functools
 import random
+import sqlite3
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edge_agent.backoff import Backoff
 from edge_agent.config import OutboxSection
 from edge_agent.logs import get_logger
+from edge_agent.outbox.clock import OutboxClock
 from edge_agent.outbox.model import (
     Job,
     JobHandler,
@@ -38,13 +48,15 @@ from edge_agent.outbox.model import (
     Permanent,
     Retryable,
 )
-from edge_agent.outbox.policy import RetryPolicy, is_auth_failure
+from edge_agent.outbox.policy import WAITING_STATUS, RetryPolicy, is_auth_failure
 from edge_agent.outbox.recovery import RecoveryReport
 from edge_agent.outbox.store import JobStore
+from edge_agent.state_files import StateFileHealth
 
 log = get_logger(__name__)
 
 DB_FILE_NAME = "outbox.sqlite3"
+MAX_SHOWN = 20  # entries of each list on /status
 # Safety net for the sleep between scheduling rounds: wall-clock jumps must not park the queue for long.
 MAX_IDLE_WAIT = 30.0
 _T = TypeVar("_T")
@@ -63,16 +75,20 @@ class Outbox:
         attempt_timeout: float = 300.0,
         policy: RetryPolicy | None = None,
         synchronous: str = "FULL",
-        clock: Callable[[], float] = time.time,
+        mono: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
         rng: random.Random | None = None,
         db_name: str = DB_FILE_NAME,
+        health: StateFileHealth | None = None,
     ) -> None:
         self.section = section
         self.policy = policy or RetryPolicy.from_section(section)
         self._handlers: dict[str, JobHandler] = dict(handlers or {})
         self._concurrency = max(1, concurrency)
         self._attempt_timeout = attempt_timeout
-        self._clock = clock
+        self.clock = OutboxClock(mono, wall)
+        self._clock = self.clock.now
+        self._wall = wall
         self._rng = rng or random.Random()
         self._store = JobStore(
             Path(state_dir) / db_name,
@@ -80,7 +96,8 @@ class Outbox:
             max_disk_bytes=int(section.max_disk_mb * 1024 * 1024),
             files_root=Path(state_dir),
             synchronous=synchronous,
-            clock=clock,
+            clock=self.clock,
+            health=health,
         )
         self._executor: ThreadPoolExecutor | None = None
         self._loop_task: asyncio.Task[None] | None = None
@@ -232,8 +249,14 @@ class Outbox:
 
         snap = await self._call(snapshot)
         recovery = self._store.recovery
+        restored = self._store.restored
         return {
             **snap,
+            "held_groups": (await self.held_groups())[:MAX_SHOWN],
+            "waiting_for_prerequisites": await self._call(
+                self._store.waiting_for_prerequisites, self._clock(), self.policy.prerequisite_wait, MAX_SHOWN
+            ),
+            "lost_commits": restored.as_dict() if restored else None,
             "in_flight": len(self._tasks),
             "blocked": dict(self._blocked) if self._blocked else None,
             "paused_for_s": max(0.0, self._pause_until - self._clock()),
@@ -243,6 +266,23 @@ class Outbox:
             "quota": {"max_jobs": self._store.max_jobs, "max_disk_bytes": self._store.max_disk_bytes},
             "recovery": recovery.as_dict() if recovery else None,
         }
+
+    async def held_groups(self) -> list[Json]:
+        """Each group whose head is not being delivered now, with the head and why (worker doc)."""
+        now = self._clock()
+        heads = await self._call(self._store.group_heads, now)
+        pause: str | None = None
+        if self._blocked is not None:
+            pause = f"queue paused: Atlas refuses the credential (HTTP {self._blocked.get('status')})"
+        elif self._pause_until > now:
+            pause = f"queue paused {self._pause_until - now:.1f} s more: Atlas unreachable or overloaded"
+        held = []
+        for head in heads:
+            if pause is not None and head["head"]["state"] != JobState.IN_FLIGHT:
+                head["why"] = pause + (f"; {head['why']}" if head["why"] else "")
+            if head["why"] is not None:
+                held.append(head)
+        return held
 
     # --- the delivery loop ------------------------------------------------------------------------
 
@@ -314,7 +354,7 @@ class Outbox:
             if job.kind not in self._missing_handlers:
                 self._missing_handlers.add(job.kind)
                 log.error("outbox_no_handler", kind=job.kind, job_id=job.id)
-            await self._call(
+            await self._record(
                 self._store.mark_retry,
                 job.id,
                 self._clock() + self.policy.cap,
@@ -341,20 +381,19 @@ class Outbox:
         except Retryable as err:
             # A failed look-up leaves the earlier unknown outcome unknown.
             unknown = err.outcome_unknown if sending else True
-            await self._retry(job, err.status, err.retry_after, err.message, unknown)
+            if err.status == WAITING_STATUS:
+                await self._wait_for_prerequisite(job, err, unknown)
+            else:
+                await self._retry(job, err.status, err.retry_after, err.message, unknown)
         except Permanent as err:
             if is_auth_failure(err):
                 await self._block_auth(job, err, unknown=job.attempt_started and not sending)
             else:
-                self._service_ok()
+                if err.status is not None:
+                    self._service_ok()
+                reason = "rejected by server" if err.status is not None else err.message
                 await self._fail(
-                    job,
-                    {
-                        "reason": "rejected by server",
-                        "status": err.status,
-                        "body": err.body,
-                        "error": err.message,
-                    },
+                    job, {"reason": reason, "status": err.status, "body": err.body, "error": err.message}
                 )
         except TimeoutError:
             await self._retry(job, None, None, f"no outcome within {self._attempt_timeout:g} s", True)
@@ -364,10 +403,52 @@ class Outbox:
                 job, None, None, f"handler error: {type(exc).__name__}: {exc}", True, service=False
             )
         else:
-            await self._call(self._store.mark_done, job.id, result, adopted=adopted)
+            await self._record(self._store.mark_done, job.id, result, adopted=adopted)
             if adopted:
                 log.info("outbox_job_adopted", job_id=job.id, kind=job.kind, group=job.group)
             self._service_ok()
+
+    async def _record(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """Record an attempt's outcome; while the disk refuses (SQLITE_FULL, an I/O error) keep it
+        and try again, so a delivered job is neither sent again nor left in flight for good. Closing
+        the outbox cancels this: the job then waits at the next start with its outcome unknown."""
+        backoff = Backoff(0.25, 5.0)
+        while True:
+            try:
+                return await self._call(fn, *args, **kwargs)
+            except (sqlite3.OperationalError, OSError) as exc:
+                delay = backoff.next_delay()
+                if backoff.attempts == 1:
+                    log.error("outbox_outcome_not_recorded", error=str(exc), kept_in_memory=True)
+                await asyncio.sleep(delay)
+
+    async def _wait_for_prerequisite(self, job: Job, err: Retryable, unknown: bool) -> None:
+        """The handler says what the job needs is not there yet (model.py `Waiting`)."""
+        now = self._clock()
+        since = job.waiting_since if job.waiting_since is not None else now
+        if self.policy.waited_too_long(since, now):
+            reason = f"prerequisite never appeared within {self.policy.prerequisite_wait:g} s: {err.message}"
+            await self._fail(job, {"reason": reason, "status": None, "body": None, "error": err.message})
+            return
+        delay = self.policy.delay(job.attempts, err.retry_after, self._rng)
+        delay = min(delay, max(0.0, since + self.policy.prerequisite_wait - now))
+        await self._record(
+            self._store.mark_retry,
+            job.id,
+            now + delay,
+            err.message,
+            outcome_unknown=unknown,
+            waiting_since=since,
+        )
+        if job.waiting_since is None:
+            log.warning(
+                "outbox_job_waiting_for_prerequisite",
+                job_id=job.id,
+                kind=job.kind,
+                group=job.group,
+                error=err.message[:200],
+                gives_up_in_s=self.policy.prerequisite_wait,
+            )
 
     def _service_ok(self) -> None:
         if self._blocked is not None:
@@ -392,7 +473,7 @@ class Outbox:
             await self._fail(job, {"reason": reason, "status": status, "body": None, "error": message})
             return
         delay = self.policy.delay(job.attempts, retry_after, self._rng)
-        await self._call(
+        await self._record(
             self._store.mark_retry, job.id, now + delay, message, outcome_unknown=outcome_unknown
         )
         if service and (status is None or status >= 500 or status == 429):
@@ -416,12 +497,12 @@ class Outbox:
             log.error("outbox_blocked_auth", status=err.status, body=err.body[:500])
         self._blocked = {"reason": "auth", "status": err.status, "body": err.body, "since": now}
         self._pause_until = now + self.policy.cap
-        await self._call(
+        await self._record(
             self._store.mark_retry, job.id, now + self.policy.cap, err.message, outcome_unknown=unknown
         )
 
     async def _fail(self, job: Job, failure: Json) -> None:
-        cascaded = await self._call(self._store.mark_failed, job.id, failure)
+        cascaded = await self._record(self._store.mark_failed, job.id, failure)
         log.error(
             "outbox_job_failed",
             job_id=job.id,

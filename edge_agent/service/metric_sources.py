@@ -21,18 +21,20 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edge_agent import __version__
 from edge_agent.metrics import Sample
 
 if TYPE_CHECKING:
+    from edge_agent.consumers import IsolatedConsumer
     from edge_agent.lens.service import LensService
     from edge_agent.outbox import Outbox
     from edge_agent.serial.clock import SourceClock
     from edge_agent.serial.reader import SerialReader
     from edge_agent.service.looplag import LoopLagMonitor
     from edge_agent.service.watchdog import Watchdog
+    from edge_agent.state_files import StateFileHealth
     from edge_agent.steps.tracker import StepTracker
     from edge_agent.supervisor import Supervisor
 
@@ -58,6 +60,9 @@ OUTBOX_COUNTERS = {
     "adopted": "outbox_delivered_total",
     "failed": "outbox_failed_total",
     "retries": "outbox_retries_total",
+    "commits_lost": "outbox_commits_lost_total",
+    "jobs_restored": "outbox_jobs_restored_total",
+    "jobs_lost": "outbox_jobs_lost_total",
 }
 # Why the whole outbox can be paused: each reason is always exposed (0 or 1), so an alert on it has a
 # series to look at from the first scrape, not only after the first pause.
@@ -158,7 +163,32 @@ def outbox_samples(
 def outbox_source(outbox: Outbox) -> Callable[[], Awaitable[Iterable[Sample]]]:
     async def collect() -> Iterable[Sample]:
         depth, oldest = await outbox.backlog()
-        return outbox_samples(outbox.counters, depth, oldest_waiting=oldest, blocked=outbox.blocked_reason)
+        samples = outbox_samples(outbox.counters, depth, oldest_waiting=oldest, blocked=outbox.blocked_reason)
+        samples.append(Sample("outbox_groups_held", {}, len(await outbox.held_groups())))
+        return samples
+
+    return collect
+
+
+def state_source(health: StateFileHealth) -> Callable[[], Iterable[Sample]]:
+    def collect() -> Iterable[Sample]:
+        return [
+            Sample("disk_full", {}, 1.0 if health.disk_full else 0.0),
+            Sample("state_write_failures_total", {}, health.write_failures_total),
+            Sample("state_files_damaged_total", {}, health.damaged_total),
+        ]
+
+    return collect
+
+
+def consumers_source(consumers: Iterable[IsolatedConsumer[Any]]) -> Callable[[], Iterable[Sample]]:
+    def collect() -> Iterable[Sample]:
+        samples: list[Sample] = []
+        for consumer in consumers:
+            labels = {"consumer": consumer.name}
+            samples.append(Sample("anomaly_events_waiting", labels, consumer.waiting))
+            samples.append(Sample("anomaly_events_dropped_total", labels, consumer.dropped))
+        return samples
 
     return collect
 

@@ -11,11 +11,16 @@ step outcomes are still computed (and shown on /status) but not sent, and the re
 and reported in `status()["atlas"]`.
 
 The state (run, cards, steps, the running step) is kept in `<state_dir>/steps/state.json` under the
-reporter's run id: an agent restarted after a crash continues the same Atlas test run.
+reporter's run id: an agent restarted after a crash continues the same Atlas test run. The memory copy
+is the truth while the process runs; each change is written through (off the event loop,
+`state_files`). A write that fails (disk full) never loses the change nor stops the caller: the state
+stays marked unsaved, `/status` says so, and `flush()` (the agent's tick) writes it once space returns.
+A damaged file is set aside (`state_files`) and the tracker starts a fresh state: a new Atlas test run.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, replace
@@ -30,8 +35,13 @@ from edge_agent.detect.anomaly import AnomalyClosed, AnomalyEvent, AnomalyUpdate
 from edge_agent.frames import StepEdge, StepMarker
 from edge_agent.logs import get_logger
 from edge_agent.outbox import JobState, Outbox, OutboxError
-from edge_agent.state_files import read_json_state as _read_state
-from edge_agent.state_files import write_json as write_json_atomic
+from edge_agent.state_files import (
+    StateFileHealth,
+    dump_json,
+    read_json_state_async,
+    set_aside_async,
+    write_atomic_async,
+)
 from edge_agent.steps.jobs import KIND_CARD, KIND_OUTCOME, KIND_RUN, KIND_STEP, register_step_handlers
 from edge_agent.steps.outcome import AnomalySpan, step_outcome
 
@@ -52,6 +62,7 @@ class StepTracker:
         mono: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         timelines: Callable[[float], dict[str, float]] | None = None,
+        health: StateFileHealth | None = None,
     ) -> None:
         """`timelines(host_mono)`: each source's timeline at that host time (`SourceClocks.all_now`).
         A step's bounds are kept on every source's timeline, so that anomalies (on their source's) are
@@ -80,6 +91,12 @@ class StepTracker:
                 " Atlas needs a system to create a test run; outcomes are kept locally only"
             )
         self.ignored_markers = 0
+        self.health = health
+        self._save_lock = asyncio.Lock()
+        self._unsaved = False  # the memory state has changes the file does not (a write failed)
+        self._save_error: str | None = None
+        self._unsaved_since: float | None = None
+        self.save_failures = 0
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -87,7 +104,11 @@ class StepTracker:
         """`run_key`: the reporter's run id. The same key after a crash continues the saved state."""
         if self.client is not None:
             register_step_handlers(self.outbox, self.client)
-        saved = _read_state(self.path, what="steps")
+        saved = await read_json_state_async(self.path, what="steps", health=self.health)
+        if saved is not None and not isinstance(saved, dict):
+            await set_aside_async(
+                self.path, "not a steps state (top level not an object)", what="steps", health=self.health
+            )
         if isinstance(saved, dict) and saved.get("run_key") == run_key:
             self.state = saved
             self._restore_spans()
@@ -101,7 +122,7 @@ class StepTracker:
                 "steps": {},
             }
             self.state["current"] = None
-            self._save()
+            await self._save()
         if self.atlas_disabled:
             log.warning("steps_atlas_disabled", reason=self.atlas_disabled)
             return
@@ -126,8 +147,46 @@ class StepTracker:
                 on=self._timelines(host),
             )
 
-    def _save(self) -> None:
-        write_json_atomic(self.path, self.state)
+    async def _save(self) -> None:
+        """Write the state through. Writers queue on a lock and each writes the latest state, so an
+        older snapshot never lands after a newer one. A failed write keeps the change (module doc)."""
+        self._unsaved = True
+        async with self._save_lock:
+            if not self._unsaved:
+                return  # a writer that queued before us already wrote what we changed
+            try:
+                data = dump_json(self.state)  # encoded here: the thread must not see the dict change
+            except (TypeError, ValueError) as exc:
+                self._note_unsaved(f"state not encodable: {exc}")
+                return
+            self._unsaved = False
+            try:
+                await write_atomic_async(self.path, data, health=self.health)
+            except OSError as exc:
+                self._unsaved = True
+                self._note_unsaved(str(exc))
+                return
+        if self._save_error is not None:
+            log.warning("steps_state_saved_again", after_failures=self.save_failures)
+            self._save_error = None
+            self._unsaved_since = None
+
+    def _note_unsaved(self, error: str) -> None:
+        self.save_failures += 1
+        if self._save_error is None:
+            self._unsaved_since = self._mono()
+            log.error("steps_state_not_saved", path=str(self.path), error=error, kept_in_memory=True)
+        self._save_error = error
+
+    @property
+    def unsaved(self) -> bool:
+        return self._unsaved
+
+    async def flush(self) -> bool:
+        """Write the state if an earlier write failed; True when the file is current."""
+        if self._unsaved:
+            await self._save()
+        return not self._unsaved
 
     # -- Atlas objects ------------------------------------------------------------------------------
 
@@ -143,7 +202,7 @@ class StepTracker:
             job = await self.outbox.job(job_id)
             if job is not None and job.state is JobState.DONE and job.result and job.result.get(key):
                 entry[key] = job.result[key]
-                self._save()
+                await self._save()
                 return {key: entry[key]}, ()
             if job is not None:
                 return {}, (job_id,)
@@ -172,7 +231,7 @@ class StepTracker:
                 "not_before": not_before(started),
             }
             run["job"] = await self._enqueue(KIND_RUN, payload, ())
-        self._save()
+        await self._save()
 
     async def _ensure_card(
         self, title: str, description: str = "", order: int | None = None
@@ -183,7 +242,7 @@ class StepTracker:
             fields, deps = await self._ref(self.state["run"], "run_id")
             payload = {"title": title, "description": description, "order": order, **fields}
             card = cards[title] = {"job": await self._enqueue(KIND_CARD, payload, deps)}
-            self._save()
+            await self._save()
         return dict(card)
 
     async def _ensure_step(
@@ -201,7 +260,7 @@ class StepTracker:
                 deps += run_deps
             payload = {"title": title, "description": description, "order": order, **fields}
             step = steps[title] = {"job": await self._enqueue(KIND_STEP, payload, deps), "card": card_title}
-            self._save()
+            await self._save()
         return dict(step)
 
     # -- mapping names to steps ---------------------------------------------------------------------
@@ -254,7 +313,7 @@ class StepTracker:
             verdict = marker.verdict.value if marker.verdict is not None else None
             await self._end(marker.name, verdict, marker.mono, marker.wall, on=on)
 
-    def on_anomaly_events(self, events: Sequence[AnomalyEvent]) -> None:
+    async def on_anomaly_events(self, events: Sequence[AnomalyEvent]) -> None:
         changed = False
         for event in events:
             a = event.anomaly
@@ -266,13 +325,13 @@ class StepTracker:
                 a.id, a.severity, f"{where(a)}: {a.description}", a.started_mono, end, a.source
             )
         if changed and self.state:
-            self._save_spans()
+            await self._save_spans()
 
-    def _save_spans(self) -> None:
+    async def _save_spans(self) -> None:
         """The running step's anomalies are durable: an agent killed mid-step and restarted must still
         count what it saw before the crash in that step's outcome."""
         self.state["spans"] = {k: asdict(s) for k, s in self._spans.items()}
-        self._save()
+        await self._save()
 
     def _restore_spans(self) -> None:
         # Spans still open at the crash end at the restart (the reporter closes those anomalies then too).
@@ -304,7 +363,7 @@ class StepTracker:
         self.state["current"] = {
             "name": name, "title": title, "card": card_title, "mono": mono, "wall": wall, "on": on,
         }  # fmt: skip
-        self._save()
+        await self._save()
         return {"step": title, "card": card_title, "started_wall": wall}
 
     async def _end(
@@ -359,7 +418,7 @@ class StepTracker:
                 log.error("steps_enqueue_failed", step=current["title"], error=str(exc))
                 result["error"] = str(exc)
         self.state["current"] = None
-        self._save()
+        await self._save()
         self._completed = [*self._completed[-(MAX_COMPLETED_SHOWN - 1) :], result]
         # Steps run one after another: anomalies over before this end cannot touch a later step.
         self._spans = {
@@ -367,7 +426,7 @@ class StepTracker:
             for k, s in self._spans.items()
             if s.end is None or s.end >= bounds.get(s.source, (0.0, mono))[1]
         }
-        self._save_spans()
+        await self._save_spans()
         log.info("step_ended", step=result["step"], status=outcome.execution_status)
         return result
 
@@ -386,4 +445,12 @@ class StepTracker:
             "current": self.state.get("current"),
             "completed": list(self._completed),
             "ignored_markers": self.ignored_markers,
+            "state_file": {
+                "saved": not self._unsaved,
+                "error": self._save_error,
+                "unsaved_for_s": None
+                if self._unsaved_since is None
+                else round(self._mono() - self._unsaved_since, 3),
+                "failed_writes": self.save_failures,
+            },
         }

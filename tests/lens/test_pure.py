@@ -34,8 +34,9 @@ from edge_agent.lens.protocol import (
 )
 from edge_agent.lens.sse import SseParser
 from edge_agent.lens.status import SessionStatus, parse_status, status_of
-from edge_agent.lens.store import LensRecord, SessionRecord, SessionStore, StateFileError
+from edge_agent.lens.store import LensRecord, PendingCreate, SessionRecord, SessionStore
 from edge_agent.lens.windower import Window
+from edge_agent.state_files import StateFileHealth
 
 
 @pytest.mark.parametrize(
@@ -211,13 +212,29 @@ def test_session_store_round_trip_and_atomicity(tmp_path: Path) -> None:
     assert sorted(os.listdir(tmp_path / "state")) == ["lens_sessions.json"]  # no temp files left
 
 
-def test_corrupt_state_file_is_kept_aside(tmp_path: Path) -> None:
-    store = SessionStore(tmp_path)
-    store.path.write_text("{not json", encoding="utf-8")
-    with pytest.raises(StateFileError):
-        store.load()
-    assert (tmp_path / "lens_sessions.corrupt").read_text(encoding="utf-8") == "{not json"
-    assert store.load().sessions == []
+@pytest.mark.parametrize(
+    "content",
+    [b"\xff\xfe garbage", b"{not json", b"", b'{"sessions": [{"session_id": 1}]}', b"[1, 2]"],
+    ids=["not-utf8", "not-json", "empty", "wrong-record", "wrong-top-level"],
+)
+def test_damaged_state_file_is_set_aside_and_the_loss_recorded_for_the_orphan_search(
+    tmp_path: Path, content: bytes
+) -> None:
+    health = StateFileHealth()
+    store = SessionStore(tmp_path, health=health, wall_clock=lambda: 1234.5)
+    store.path.write_bytes(content)
+    state = store.load()  # never raises: a damaged record must not stop the agent
+    assert state.sessions == [] and state.records_lost_at == 1234.5
+    (aside,) = tmp_path.glob("lens_sessions.json.damaged-*")
+    assert aside.read_bytes() == content
+    assert health.damaged_total == 1
+    # The loss is durable until the lifecycle turns it into a search of the org's sessions.
+    assert SessionStore(tmp_path).load().records_lost_at == 1234.5
+    assert store.fold_lost_records("lns-a") is True
+    state = store.load()
+    assert state.records_lost_at is None
+    assert state.pending_creates == [PendingCreate("lns-a", 0.0, 1234.5)]
+    assert store.fold_lost_records("lns-a") is False
 
 
 def test_outputs_become_inferences_with_window_spans() -> None:

@@ -24,7 +24,7 @@ async def _tracker(bench: Bench, tmp_path: Path) -> StepTracker:
 
 
 async def _feed(bench: Bench, tracker: StepTracker, rows: list[dict[str, float]]) -> None:
-    tracker.on_anomaly_events(await bench.feed(rows))
+    await tracker.on_anomaly_events(await bench.feed(rows))
 
 
 def _steps(emulator: AtlasEmulator) -> dict[str, dict[str, Any]]:
