@@ -96,7 +96,9 @@ SCHEMA: dict[str, MetricSpec] = {
     "outbox_jobs_restored_total": MetricSpec(
         "counter", "Jobs of lost commits put back from the outbox's commit journal."
     ),
-    "outbox_jobs_lost_total": MetricSpec("counter", "Jobs of lost commits that could not be put back."),
+    "outbox_commits_unrecoverable_total": MetricSpec(
+        "counter", "Lost outbox commits whose journal line was damaged too (their jobs are unknown)."
+    ),
     "outbox_groups_held": MetricSpec("gauge", "Ordered job groups whose head waits (retry, outage, deps)."),
     # state files and disk
     "disk_full": MetricSpec("gauge", "1 while a state write waits for disk space."),

@@ -18,8 +18,11 @@ a sequence above the database's are commits the database lost:
 
 Each of these is logged as an error, counted (durable counters), and on /status (`recovery`).
 
-Cost and bounds: one extra append and `fdatasync` per transaction (the database already does one),
-measured in bench/bench_outbox.py. The journal only needs to cover what is not yet in the main file,
+Cost and bounds: one extra append per transaction, and one `fdatasync` for a transaction that adds
+jobs (the database already does one per transaction); measured in bench/bench_outbox.py. The lines of
+the other transactions (claims, outcomes) are not synced: a kill cannot lose them (the kernel has
+them), only a power cut can, and then only if the same power cut also tore the fsynced WAL frames.
+The journal only needs to cover what is not yet in the main file,
 so when it passes `COMPACT_BYTES` the outbox checkpoints the WAL into the main file (`TRUNCATE`) and
 empties the journal; it is also emptied at a clean close. Its size stays around `COMPACT_BYTES`.
 
@@ -121,7 +124,8 @@ class CommitJournal:
         return JournalRead(records, unreadable)
 
     def append(self, record: CommitRecord) -> None:
-        """Raises OSError (disk full): the caller logs it; the commit itself already happened."""
+        """Raises OSError (disk full): the caller logs it; the commit itself already happened. Synced
+        when the record adds jobs (module doc)."""
         if self._fd is None:
             raise RuntimeError("commit journal is not open")
         data = encode(record)
@@ -132,7 +136,7 @@ class CommitJournal:
                 os.ftruncate(self._fd, self.size)
             raise OSError(28, "No space left on device (short write to the commit journal)")
         self.size += written
-        if self.sync:
+        if self.sync and record.added:
             os.fdatasync(self._fd)
 
     def reset(self) -> None:

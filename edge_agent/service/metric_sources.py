@@ -62,7 +62,7 @@ OUTBOX_COUNTERS = {
     "retries": "outbox_retries_total",
     "commits_lost": "outbox_commits_lost_total",
     "jobs_restored": "outbox_jobs_restored_total",
-    "jobs_lost": "outbox_jobs_lost_total",
+    "commits_unrecoverable": "outbox_commits_unrecoverable_total",
 }
 # Why the whole outbox can be paused: each reason is always exposed (0 or 1), so an alert on it has a
 # series to look at from the first scrape, not only after the first pause.
