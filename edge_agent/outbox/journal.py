@@ -16,15 +16,15 @@ a sequence above the database's are commits the database lost:
   so its handler looks for what an attempt may have made before sending again: no duplicate either;
 - a lost commit whose record is unreadable too is counted as unrecoverable (its jobs are unknown).
 
-Each of these is logged as an error, counted (durable counters), and on /status (`recovery`).
+Each of these is logged as an error, counted (durable counters), and on /status (`lost_commits`).
 
 Cost and bounds: one extra append per transaction, and one `fdatasync` for a transaction that adds
 jobs (the database already does one per transaction); measured in bench/bench_outbox.py. The lines of
 the other transactions (claims, outcomes) are not synced: a kill cannot lose them (the kernel has
 them), only a power cut can, and then only if the same power cut also tore the fsynced WAL frames.
-The journal only needs to cover what is not yet in the main file,
-so when it passes `COMPACT_BYTES` the outbox checkpoints the WAL into the main file (`TRUNCATE`) and
-empties the journal; it is also emptied at a clean close. Its size stays around `COMPACT_BYTES`.
+The journal only needs to cover what is not yet in the main file, so when it passes `COMPACT_BYTES`
+the outbox checkpoints the WAL into the main file (`TRUNCATE`) and empties the journal; it is also
+emptied at a clean close. Its size stays around `COMPACT_BYTES`.
 
 What it cannot see: a commit whose journal line was never written (the process killed between COMMIT
 and the append, or the append refused by a full disk, which is logged) AND whose WAL frames are then
