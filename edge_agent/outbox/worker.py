@@ -293,14 +293,22 @@ class Outbox:
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
     async def _run(self) -> None:
+        failing: str | None = None  # the loop's error while it lasts: logged once, not every second
         while not self._stopping:
             self._wakeup.clear()
             try:
                 claimed_at = await self._dispatch()
                 wait = await self._idle_wait(claimed_at)
-            except Exception:  # disk full, I/O error: keep the agent alive and try again
-                log.exception("outbox_loop_error")
+            except Exception as exc:  # disk full, I/O error: keep the agent alive and try again
+                error = f"{type(exc).__name__}: {exc}"
+                if error != failing:
+                    log.exception("outbox_loop_error")
+                failing = error
                 wait = 1.0
+            else:
+                if failing is not None:
+                    log.warning("outbox_loop_recovered", was=failing)
+                failing = None
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), wait)
 
