@@ -18,7 +18,7 @@ from edge_agent.outbox import Outbox, OutboxError
 from edge_agent.state_files import StateFileHealth
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "state"))
-from state_helpers import fill_up, free_up, small_tmpfs  # noqa: E402
+from state_helpers import fill_up, free_up, small_tmpfs
 
 SECTION = OutboxSection.model_validate({"retry_base": 0.05, "retry_cap": 0.3, "drain_deadline": 5.0})
 

@@ -49,7 +49,7 @@ async def test_api_steps_use_the_timeline_of_the_anomalies_they_are_compared_wit
         await tracker.start("run-1", 1.7e9)
         host.mono = 10.0
         await tracker.start_step("during")
-        tracker.on_anomaly_events(anomaly_events(1010.2, 1010.5))
+        await tracker.on_anomaly_events(anomaly_events(1010.2, 1010.5))
         host.mono = 11.0
         assert (await tracker.end_step("during"))["execution_status"] == "failed"
         host.mono = 20.0
@@ -58,7 +58,7 @@ async def test_api_steps_use_the_timeline_of_the_anomalies_they_are_compared_wit
         assert (await tracker.end_step("after"))["execution_status"] == "passed"
         # A marker of dev carries dev's time: the same comparison, with no mapping needed for dev.
         await tracker.on_marker(StepMarker("dev", StepEdge.START, "marked", 1030.0, 1.7e9))
-        tracker.on_anomaly_events(anomaly_events(1030.5, 1030.6))
+        await tracker.on_anomaly_events(anomaly_events(1030.5, 1030.6))
         host.mono = 31.0
         await tracker.on_marker(StepMarker("dev", StepEdge.END, "marked", 1031.0, 1.7e9))
         assert tracker.status()["completed"][-1]["execution_status"] == "failed"
