@@ -166,7 +166,7 @@ def ensure_private_dir(path: Path) -> None:
     if mode != DIR_MODE:
         try:
             os.chmod(path, DIR_MODE)
-        except PermissionError as exc:  # not ours (e.g. a shared mount): usable, but say it is open
+        except OSError as exc:  # not ours, or a read-only mount: whether it is usable is not ours to say
             log.warning("state_dir_mode_not_private", path=str(path), mode=oct(mode), error=str(exc))
 
 
