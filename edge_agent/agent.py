@@ -139,6 +139,7 @@ class Agent:
                 rings=self.rings,
                 state_dir=self.state_dir,
                 source_now=self.source_now,
+                health=self.state_health,
             )
         self.steps = StepTracker(
             config=config,

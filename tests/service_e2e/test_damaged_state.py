@@ -2,7 +2,7 @@
 with its lens record not UTF-8 and its steps state empty. Before: every start exited 1 (a crash loop
 under systemd) and the previous lens session stayed alive. Now the agent starts, each damaged file is
 set aside and reported (/status, the log, `edge_agent_state_files_damaged_total`), the previous
-process's lens session is found in the org's session list and destroyed, and the anomalies before
+process's lens session is found in the org's session list and destroyed, and the incidents before
 and after the restart each reach Atlas exactly once."""
 
 from __future__ import annotations
@@ -12,7 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from agent_harness import AgentFactory, Pty, wait_for
-from test_disk_full import make_anomaly, reports_by_anomaly
+from test_disk_full import (  # it puts tests/e2e on sys.path for e2e_helpers
+    SEPARATE_INCIDENTS,
+    account,
+    detected_incidents,
+    incidents_in_atlas,
+    make_anomaly,
+)
 from test_run import live_lens_sessions, scrape, wait_for_port_up
 
 from edge_agent.emulators.archetype import ArchetypeEmulator
@@ -45,14 +51,14 @@ async def test_damaged_state_after_a_kill_the_agent_starts_reports_it_and_reaps_
     tmp_path: Path,
 ) -> None:
     state_dir = tmp_path / "state"
-    config = make_config()
+    config = make_config() + SEPARATE_INCIDENTS
     agent = await run_agent(config)
     await wait_for_port_up(agent)
     pty.start_writing()
     await wait_for(lambda: len(live_lens_sessions(archetype)) == 1, 20, "a live lens session")
     (orphan,) = [s["session_id"] for s in live_lens_sessions(archetype)]
-    before = await make_anomaly(agent, pty)
-    await wait_for(lambda: before in reports_by_anomaly(atlas), 20, "the first anomaly's report")
+    await make_anomaly(agent, pty)
+    await wait_for(lambda: len(incidents_in_atlas(atlas)) == 1, 20, "the first incident's issue")
 
     agent.signal(signal.SIGKILL)
     assert await agent.wait_exit(10) == -signal.SIGKILL
@@ -83,10 +89,12 @@ async def test_damaged_state_after_a_kill_the_agent_starts_reports_it_and_reaps_
     assert (await scrape(agent))[DAMAGED] == 2.0
     assert len(agent.events("state_file_damaged")) == 2
 
-    after = await make_anomaly(agent, pty)
-    await wait_for(lambda: after in reports_by_anomaly(atlas), 20, "the second anomaly's report")
-    reports = reports_by_anomaly(atlas)
-    assert {k: reports[k] for k in (before, after)} == {before: 1, after: 1}, reports
+    await make_anomaly(agent, pty)
+    await wait_for(lambda: len(incidents_in_atlas(atlas)) == 2, 20, "the second incident's issue")
     agent.signal(signal.SIGTERM)
     assert await agent.wait_exit(25) == 0, agent.output()
     assert live_lens_sessions(archetype) == []
+    incidents = detected_incidents(state_dir)  # the agent's own record, across both processes
+    assert len(incidents) == 2
+    account(atlas.state(), incidents)  # each once, with its evidence; no duplicate issue or comment
+    assert set(incidents_in_atlas(atlas).values()) == {1}

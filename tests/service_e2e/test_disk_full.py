@@ -3,28 +3,29 @@ only, as on CI) fills up while an anomaly opens. Before: the step tracker's stat
 before the reporter saw the event, the event batch was dropped, and the anomaly was never filed, also
 after space returned. Now each consumer of the event is isolated and keeps what it could not take; the
 full disk is reported once (log, /readyz, /status, `edge_agent_disk_full`) and cleared when the writes
-succeed again; and the anomalies before, during and after the fault each reach Atlas exactly once."""
+succeed again; and the incidents (one per anomaly here) before, during and after the fault each reach
+Atlas exactly once, with their evidence."""
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Any
 
-import pytest
 from agent_harness import AgentFactory, AgentProcess, Pty, wait_for
 from test_run import scrape, wait_for_port_up, wait_for_status
 
 from edge_agent.emulators.atlas import AtlasEmulator
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "state"))
+sys.path.insert(0, str(Path(__file__).parents[1] / "e2e"))
+from e2e_helpers import account, detected_incidents
 from state_helpers import fill_up, free_up, small_tmpfs
 
 DISK_FULL = ("edge_agent_disk_full", ())
-
-
-class ReporterDropsARetriedOpen(AssertionError):
-    """The one known failure: the reporter does not take a retried open (see the xfail)."""
+# The anomalies these tests make are seconds apart: each is its own physical event (its own incident).
+SEPARATE_INCIDENTS = '\n[incidents]\njoin_window = "200ms"\nupdate_after = "200ms"\n'
 
 
 async def make_anomaly(agent: AgentProcess, pty: Pty) -> str:
@@ -40,48 +41,44 @@ async def make_anomaly(agent: AgentProcess, pty: Pty) -> str:
     return str(opened)
 
 
-def reports_by_anomaly(atlas: AtlasEmulator) -> dict[str, int]:
-    """Anomaly id -> how many opening reports Atlas holds for it: each anomaly's opening narrative is one
-    comment marked `edge-agent:<id>:open`, on its own issue or, for a repeat of the same rule and
-    channel while that issue is open, on the earlier anomaly's issue."""
+def incidents_in_atlas(atlas: AtlasEmulator) -> dict[str, int]:
+    """Incident id -> how many issues carry its `edge-agent:<id>` tag (its own, or the one it joined)."""
     counts: dict[str, int] = {}
     for issue in atlas.state()["issues"]:
-        for comment in issue["comments"]:
-            for line in comment["content"].splitlines():
-                line = line.strip()
-                if line.startswith("edge-agent:") and line.endswith(":open"):
-                    key = line.removeprefix("edge-agent:").removesuffix(":open")
-                    counts[key] = counts.get(key, 0) + 1
+        for tag in issue.get("tags", []):
+            if isinstance(tag, str) and tag.startswith("edge-agent:"):
+                key = tag.removeprefix("edge-agent:")
+                counts[key] = counts.get(key, 0) + 1
     return counts
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ReporterDropsARetriedOpen,
-    reason="the agent keeps and re-offers the event; the reporter (being rewritten) ignores the retry",
-)
+def opened_incidents(status: dict[str, Any]) -> int:
+    return int(status["counts"].get("incident_events_opened", 0))
+
+
 async def test_disk_full_while_an_anomaly_opens_loses_nothing_and_is_reported_once(
     run_agent: AgentFactory, make_config: Any, pty: Pty, atlas: AtlasEmulator, tmp_path: Path
 ) -> None:
     with small_tmpfs(tmp_path / "state", "8m") as state_dir:
-        agent = await run_agent(make_config(lens_url=None))
+        agent = await run_agent(make_config(lens_url=None) + SEPARATE_INCIDENTS)
         await wait_for_port_up(agent)
         pty.start_writing()
 
-        before = await make_anomaly(agent, pty)
-        await wait_for(lambda: before in reports_by_anomaly(atlas), 15, "the first anomaly's report")
+        await make_anomaly(agent, pty)
+        await wait_for(lambda: len(incidents_in_atlas(atlas)) == 1, 15, "the first incident's issue")
 
         fill_up(state_dir)
-        during = await make_anomaly(agent, pty)
+        await make_anomaly(agent, pty)
         status = await wait_for_status(
             agent, lambda s: s["state_files"]["disk_full"], 10, "the full disk on /status"
         )
+        assert opened_incidents(status) == 2
         assert status["steps"]["state_file"]["saved"] is False
-        assert status["steps"]["state_file"]["error"] and "No space" in status["steps"]["state_file"]["error"]
+        assert "No space" in str(status["steps"]["state_file"]["error"])
         code, ready = await agent.get("/readyz")
         assert code == 503 and ready["checks"]["disk"].startswith("full"), ready
         assert (await scrape(agent))[DISK_FULL] == 1.0
-        assert during not in reports_by_anomaly(atlas)  # nothing could be persisted for it yet
+        assert len(incidents_in_atlas(atlas)) == 1  # nothing could be persisted for the second yet
 
         free_up(state_dir)
         await wait_for_status(
@@ -98,19 +95,21 @@ async def test_disk_full_while_an_anomaly_opens_loses_nothing_and_is_reported_on
         assert ready["checks"]["disk"] == "ok", ready
         assert (await scrape(agent))[DISK_FULL] == 0.0
 
-        after = await make_anomaly(agent, pty)
-        await wait_for(lambda: after in reports_by_anomaly(atlas), 20, "the last anomaly's report")
+        await make_anomaly(agent, pty)
+        await wait_for(lambda: len(incidents_in_atlas(atlas)) == 3, 20, "an issue for every incident")
+        assert opened_incidents(await agent.status()) == 3
+        agent.signal(signal.SIGTERM)
+        assert await agent.wait_exit(25) == 0, agent.output()
         assert len(agent.events("disk_full")) == 1  # reported once, not per failed write
         assert len(agent.events("disk_space_returned")) == 1
         assert not agent.events("consumer_backlog_full_event_dropped"), agent.output()
-        # Each consumer kept the event it could not take and was given it again once space returned.
-        kept = {e["consumer"] for e in agent.events("consumer_failed_event_kept")}
-        assert "reporter" in kept, agent.output()
-        reports = reports_by_anomaly(atlas)
-        if during not in reports and reports.get(before) == reports.get(after) == 1:
-            raise ReporterDropsARetriedOpen(
-                f"anomaly {during} was given to the reporter again after the disk-full error, but was"
-                " never reported: Reporter._on_open marks the anomaly tracked before its first write, so"
-                " the retry returns at once (atlas/reporter.py, the lead's rewrite)"
-            )
-        assert {k: reports.get(k) for k in (before, during, after)} == {before: 1, during: 1, after: 1}
+        # The agent's own record (its outbox) against what Atlas holds: each incident once, with its
+        # snapshot evidence, no duplicate issue or comment.
+        incidents = detected_incidents(state_dir)
+        assert len(incidents) == 3
+        reports = account(atlas.state(), incidents)
+        assert sorted(kind for _, kind, _ in reports.values()) in (
+            ["issue"] * 3,
+            ["issue", "repeat", "repeat"],
+        )
+        assert set(incidents_in_atlas(atlas).values()) == {1}
