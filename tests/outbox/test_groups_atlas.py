@@ -1,10 +1,9 @@
-"""Issue 12, item 1 (the outbox half), with a real outbox, the reporter's job handlers and the real
-Atlas emulator on 127.0.0.1.
+"""Issue 12, item 1 (the outbox half), with a real outbox, the reporter's job handlers and batch
+builders (atlas/jobs.py, atlas/batches.py) and the real Atlas emulator on 127.0.0.1.
 
-Before: the closing comment of an anomaly whose issue was never made (its open record could not be
-written) looked for the issue by tag every 30 s for 7 days, holding its (rule, channel) group; the
-next anomaly of that key waited behind it, its issue job waited for its upload, and every later issue
-of the run waited behind that one in the run's issue group (14 jobs pending, also after a restart).
+Before: a comment whose incident's issue was never made (its open record could not be written) looked
+for the issue by tag every 30 s for 7 days, holding its group: every later job of that group (the
+evidence uploads and comments after it) waited behind it, also after a restart.
 
 Now a job waiting for a prerequisite steps aside in its group and fails after `prerequisite_wait` with
 the reason; a job whose dependency fails or is refused fails at once; the order of the rest is kept;
@@ -20,21 +19,17 @@ from typing import Any
 import pytest
 
 from edge_agent.atlas import AtlasClient
-from edge_agent.atlas.jobs import (
-    KIND_COMMENT,
-    KIND_ISSUE,
-    KIND_SESSION,
-    KIND_UPLOAD,
-    register_reporter_handlers,
-)
-from edge_agent.atlas.narrative import anomaly_tag, comment_marker
+from edge_agent.atlas.batches import Ref, evidence_batch, incident_group, open_batch
+from edge_agent.atlas.jobs import KIND_SESSION, register_reporter_handlers
+from edge_agent.atlas.narrative import agent_tag, comment_marker
 from edge_agent.config import EmulatorSection, OutboxSection
 from edge_agent.emulators.atlas import AtlasEmulator
-from edge_agent.outbox import BatchRef, JobSpec, JobState, Outbox, RetryPolicy
+from edge_agent.outbox import JobSpec, JobState, Outbox, RetryPolicy
 
 TOKEN = "groups-test-atlas-credential"
 WAIT = 15.0
 PREREQUISITE_WAIT = 2.0
+ISSUES = "issues:run-1"
 
 
 @pytest.fixture
@@ -64,36 +59,36 @@ def evidence(tmp_path: Path, name: str) -> str:
     return str(path)
 
 
-def anomaly_jobs(tmp_path: Path, anomaly: str, group: str, session_job: int) -> list[JobSpec]:
-    """The reporter's opening batch: evidence upload, issue (run's issue group), opening comment."""
-    return [
-        JobSpec(
-            KIND_UPLOAD,
-            group,
-            {"files": [evidence(tmp_path, anomaly)], "names": [f"{anomaly}.csv"]},
-            deps=(session_job,),
-        ),
-        JobSpec(
-            KIND_ISSUE,
-            "issues:run-1",
-            {
-                "anomaly_id": anomaly,
-                "title": f"issue {anomaly}",
-                "description": [],
-                "priority": "high",
-                "tags": [anomaly_tag(anomaly)],
-                "marker": comment_marker(anomaly, "open"),
-                "comment": f"opened {anomaly}",
-            },
-            deps=(session_job, BatchRef(0)),
-        ),
-        JobSpec(
-            KIND_COMMENT,
-            group,
-            {"anomaly_id": anomaly, "marker": comment_marker(anomaly, "open"), "content": f"open {anomaly}"},
-            deps=(BatchRef(1),),
-        ),
-    ]
+def opening(tmp_path: Path, incident: str, session_job: int, priority: str = "high") -> list[JobSpec]:
+    """The reporter's opening batch: snapshot upload, issue (the run's issue group), opening comment."""
+    return open_batch(
+        incident_id=incident,
+        issues_group=ISSUES,
+        session=Ref(deps=(session_job,)),
+        files=[evidence(tmp_path, f"{incident}-open")],
+        names=[f"{incident}_open.csv"],
+        issue={
+            "title": f"issue {incident}",
+            "description": [],
+            "priority": priority,
+            "tags": [agent_tag(incident)],
+        },
+        repeat=None,
+        opening=f"opened {incident}\n{comment_marker(incident, 'open')}",
+        repeat_text="",
+    )
+
+
+def later_evidence(tmp_path: Path, incident: str, session_job: int, part: str, issue: Ref) -> list[JobSpec]:
+    return evidence_batch(
+        incident_id=incident,
+        issue=issue,
+        session=Ref(deps=(session_job,)),
+        files=[evidence(tmp_path, f"{incident}-{part}")],
+        names=[f"{incident}_{part}.csv"],
+        part=part,
+        content=f"{part} of {incident}\n{comment_marker(incident, part)}",
+    )
 
 
 async def until(predicate: Any, what: str) -> None:
@@ -111,78 +106,85 @@ async def state_of(outbox: Outbox, job_id: int) -> JobState:
     return job.state
 
 
-async def test_a_comment_whose_issue_never_existed_steps_aside_fails_with_its_reason_and_holds_nothing(
+async def test_comments_whose_issue_never_existed_step_aside_fail_with_their_reason_and_hold_nothing(
     tmp_path: Path, outbox: Outbox, emulator: AtlasEmulator
 ) -> None:
     session = await outbox.enqueue(KIND_SESSION, "run:run-1", {"title": "bench run", "not_before": ""})
-    a = await outbox.enqueue_many(anomaly_jobs(tmp_path, "anomaly-a", "key:supply_v", session))
-    # B's open record could not be written: no issue job exists, only its closing comment, by tag.
-    stuck = await outbox.enqueue(
-        KIND_COMMENT,
-        "key:supply_v",
-        {
-            "anomaly_id": "anomaly-b",
-            "marker": comment_marker("anomaly-b", "close"),
-            "content": "closed b",
-            "issue_anomaly_id": "anomaly-b",
-        },
-    )
-    c = await outbox.enqueue_many(anomaly_jobs(tmp_path, "anomaly-c", "key:supply_v", session))
-    d = await outbox.enqueue_many(anomaly_jobs(tmp_path, "anomaly-d", "key:temp_c", session))
+    a = await outbox.enqueue_many(opening(tmp_path, "incident-a", session))
+    # B's open record could not be written: it has no issue job, only its later evidence, which finds
+    # its issue by tag. Its group: upload, comment (waits), upload, comment (waits).
+    by_tag = Ref(fields={"issue_incident_id": "incident-b"})
+    b_part = await outbox.enqueue_many(later_evidence(tmp_path, "incident-b", session, "part2", by_tag))
+    b_close = await outbox.enqueue_many(later_evidence(tmp_path, "incident-b", session, "close", by_tag))
+    c = await outbox.enqueue_many(opening(tmp_path, "incident-c", session))
+    stuck = [b_part[1], b_close[1]]
 
     async def rest_delivered() -> bool:
-        return all([await state_of(outbox, j) is JobState.DONE for j in (*a, *c, *d)])
+        ids = (*a, *c, b_part[0], b_close[0])
+        return all([await state_of(outbox, j) is JobState.DONE for j in ids])
 
-    await until(rest_delivered, "every job but the stuck comment")
-    # Everything behind it went ahead while it was still waiting (it does not hold its group) ...
-    assert await state_of(outbox, stuck) is JobState.PENDING
-    status = await outbox.status()
-    (waiting,) = status["waiting_for_prerequisites"]
-    assert waiting["id"] == stuck and "anomaly-b" in waiting["last_error"]
-    assert 0 < waiting["gives_up_in_s"] <= PREREQUISITE_WAIT
+    await until(rest_delivered, "every job but B's two comments")
+    # B's closing upload went ahead while B's earlier comment was still waiting (it holds nothing) ...
+    assert [await state_of(outbox, j) for j in stuck] == [JobState.PENDING] * 2
+    waiting = (await outbox.status())["waiting_for_prerequisites"]
+    assert [w["id"] for w in waiting] == stuck
+    assert all(
+        "incident-b" in w["last_error"] and 0 < w["gives_up_in_s"] <= PREREQUISITE_WAIT for w in waiting
+    )
+    assert {w["group"] for w in waiting} == {incident_group("incident-b")}
 
-    # ... and it fails with the reason after the bound, not after 7 days.
+    # ... and each fails with the reason after the bound, not after 7 days.
     async def stuck_failed() -> bool:
-        return await state_of(outbox, stuck) is JobState.FAILED
+        return all([await state_of(outbox, j) is JobState.FAILED for j in stuck])
 
-    await until(stuck_failed, "the stuck comment to fail")
-    failure = next(f for f in (await outbox.status())["failures"] if f["id"] == stuck)
-    assert "prerequisite never appeared" in failure["reason"] and "anomaly-b" in failure["reason"]
+    await until(stuck_failed, "B's comments to fail")
+    failures = {f["id"]: f["reason"] for f in (await outbox.status())["failures"]}
+    for job in stuck:
+        assert "prerequisite never appeared" in failures[job] and "incident-b" in failures[job]
     assert (await outbox.status())["waiting_for_prerequisites"] == []
 
-    # Atlas holds each issue once, in the order the anomalies opened, each with its opening comment.
-    issues = emulator.state()["issues"]
-    assert [i["title"] for i in issues] == ["issue anomaly-a", "issue anomaly-c", "issue anomaly-d"]
-    for issue in issues:
+    # Atlas holds each issue once, in the order the incidents opened, each with its opening comment;
+    # B's evidence is in the session (uploaded), its comments nowhere.
+    state = emulator.state()
+    assert [i["title"] for i in state["issues"]] == ["issue incident-a", "issue incident-c"]
+    for issue in state["issues"]:
         name = issue["title"].removeprefix("issue ")
-        assert [c["content"] for c in issue["comments"]] == [f"open {name}"]
+        assert [c["content"].splitlines()[0] for c in issue["comments"]] == [f"opened {name}"]
+    (run_session,) = state["sessions"]
+    names = sorted(att["attachment_name"] for att in run_session["attachments"])
+    assert "incident-b_part2.csv" in names and "incident-b_close.csv" in names
 
 
 async def test_a_refused_job_fails_its_dependants_at_once_and_its_groups_go_on_in_order(
     tmp_path: Path, outbox: Outbox, emulator: AtlasEmulator
 ) -> None:
     # X's issue can never be delivered (a priority Atlas does not know: the client refuses it before
-    # sending): it fails with the reason, its opening comment, which needs the issue, fails at once with
-    # it; Y, behind X in both groups, is delivered, in order.
+    # sending): it fails with the reason, and every job that needs the issue fails at once with it; Y,
+    # behind X in the run's issue group, is delivered, in order.
     session = await outbox.enqueue(KIND_SESSION, "run:run-1", {"title": "bench run", "not_before": ""})
-    doomed = anomaly_jobs(tmp_path, "anomaly-x", "key:supply_v", session)
-    doomed[1].payload["priority"] = "urgent"
-    x = await outbox.enqueue_many(doomed)
-    y = await outbox.enqueue_many(anomaly_jobs(tmp_path, "anomaly-y", "key:supply_v", session))
+    x = await outbox.enqueue_many(opening(tmp_path, "incident-x", session, priority="urgent"))
+    x += await outbox.enqueue_many(
+        later_evidence(tmp_path, "incident-x", session, "close", Ref(deps=(x[1],)))
+    )
+    y = await outbox.enqueue_many(opening(tmp_path, "incident-y", session))
 
     async def settled() -> bool:
         states = [await state_of(outbox, j) for j in (*x, *y)]
         return all(s in (JobState.DONE, JobState.FAILED) for s in states)
 
     await until(settled, "every job settled")
-    assert [await state_of(outbox, j) for j in x] == [JobState.DONE, JobState.FAILED, JobState.FAILED]
+    # upload done; issue refused; its opening comment fails with it; the closing upload (no dependency
+    # on the issue) is delivered, after it in the group; the closing comment fails with the issue.
+    states = [await state_of(outbox, j) for j in x]
+    assert states == [JobState.DONE, JobState.FAILED, JobState.FAILED, JobState.DONE, JobState.FAILED]
     assert [await state_of(outbox, j) for j in y] == [JobState.DONE] * 3
     failures = {f["id"]: f for f in (await outbox.status())["failures"]}
     assert "priority must be one of" in failures[x[1]]["reason"]
     assert failures[x[2]]["reason"] == f"dependency failed (job {x[1]})"
+    assert failures[x[4]]["reason"] == f"dependency failed (job {x[1]})"
     issues = emulator.state()["issues"]
-    assert [i["title"] for i in issues] == ["issue anomaly-y"]
-    assert [c["content"] for c in issues[0]["comments"]] == ["open anomaly-y"]
+    assert [i["title"] for i in issues] == ["issue incident-y"]
+    assert [c["content"].splitlines()[0] for c in issues[0]["comments"]] == ["opened incident-y"]
 
 
 async def test_a_held_group_says_why_on_status(
