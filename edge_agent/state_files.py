@@ -375,6 +375,7 @@ def set_aside(path: Path, reason: str, *, what: str, health: StateFileHealth | N
         try:
             os.rename(path, candidate)
             with contextlib.suppress(OSError):
+                os.chmod(candidate, FILE_MODE)  # kept for a human, as private as what it replaced
                 fsync_dir(path.parent)
             aside = candidate
         except OSError as exc:

@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 from agent_harness import AgentFactory, Pty, wait_for
-from test_disk_full import (  # it puts tests/e2e on sys.path for e2e_helpers
+from test_disk_full import (  # it puts tests/e2e and tests/state on sys.path
     SEPARATE_INCIDENTS,
     account,
     detected_incidents,
     incidents_in_atlas,
     make_anomaly,
+    modes_not_private,
 )
 from test_run import live_lens_sessions, scrape, wait_for_port_up
 
@@ -98,3 +99,5 @@ async def test_damaged_state_after_a_kill_the_agent_starts_reports_it_and_reaps_
     assert len(incidents) == 2
     account(atlas.state(), incidents)  # each once, with its evidence; no duplicate issue or comment
     assert set(incidents_in_atlas(atlas).values()) == {1}
+    # Every file the agent left in its state directory is 0600, every folder 0700 (item 8).
+    assert modes_not_private(state_dir) == []

@@ -21,7 +21,7 @@ from edge_agent.emulators.atlas import AtlasEmulator
 sys.path.insert(0, str(Path(__file__).parents[1] / "state"))
 sys.path.insert(0, str(Path(__file__).parents[1] / "e2e"))
 from e2e_helpers import account, detected_incidents
-from state_helpers import fill_up, free_up, small_tmpfs
+from state_helpers import fill_up, free_up, modes_not_private, small_tmpfs
 
 DISK_FULL = ("edge_agent_disk_full", ())
 # The anomalies these tests make are seconds apart: each is its own physical event (its own incident).
@@ -113,3 +113,5 @@ async def test_disk_full_while_an_anomaly_opens_loses_nothing_and_is_reported_on
             ["issue", "repeat", "repeat"],
         )
         assert set(incidents_in_atlas(atlas).values()) == {1}
+        # Every file the agent left in its state directory is 0600, every folder 0700 (item 8).
+        assert modes_not_private(state_dir) == []

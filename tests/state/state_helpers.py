@@ -60,3 +60,14 @@ def fill_up(directory: Path, *, leave: int = 0) -> int:
 
 def free_up(directory: Path) -> None:
     (directory / FILLER).unlink(missing_ok=True)
+
+
+def modes_not_private(root: Path) -> list[str]:
+    """Every file under `root` that is not 0600 and every folder that is not 0700 (`root` included)."""
+    wrong = []
+    for path in [root, *sorted(root.rglob("*"))]:
+        mode = path.stat().st_mode & 0o777
+        want = 0o700 if path.is_dir() else 0o600
+        if mode != want:
+            wrong.append(f"{path.relative_to(root.parent)}: {oct(mode)}")
+    return wrong

@@ -224,3 +224,21 @@ async def test_the_async_twins_run_in_a_worker_thread(
     monkeypatch.setattr(Path, "read_bytes", spy_read)
     assert await read_json_state_async(tmp_path / "b.json", what="test", health=health) == {"x": 1}
     assert read_threads and loop_thread not in read_threads
+
+
+def test_the_outbox_database_its_wal_shm_and_journal_are_0600_whatever_the_umask(
+    tmp_path: Path, umask: None
+) -> None:
+    from edge_agent.outbox import JobSpec
+    from edge_agent.outbox.store import JobStore
+
+    os.umask(0o000)
+    store = JobStore(tmp_path / "state" / "outbox.sqlite3", max_jobs=10, max_disk_bytes=10**6)
+    store.open()
+    try:
+        store.add([JobSpec("item", "g", {"key": "a"})])
+        names = ["outbox.sqlite3", "outbox.sqlite3-wal", "outbox.sqlite3-shm", "outbox.sqlite3.commits"]
+        assert {n: oct(mode(tmp_path / "state" / n)) for n in names} == {n: oct(0o600) for n in names}
+        assert mode(tmp_path / "state") == 0o700
+    finally:
+        store.close()
