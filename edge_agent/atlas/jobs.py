@@ -32,7 +32,7 @@ from edge_agent.atlas.errors import (
 from edge_agent.atlas.models import Issue
 from edge_agent.atlas.narrative import agent_tag, comment_marker, has_marker
 from edge_agent.logs import get_logger
-from edge_agent.outbox import DeliveryError, Job, Json, Outbox, Permanent, Retryable
+from edge_agent.outbox import DeliveryError, Job, Json, Outbox, Permanent, Retryable, Waiting
 
 log = get_logger(__name__)
 
@@ -227,7 +227,7 @@ class IssueHandler:
                 return str(job.result["issue_id"])
             if job is not None and job.state.value in ("pending", "in_flight"):
                 # Same group, so this cannot happen unless the group scheme changes: wait, visibly.
-                raise Retryable(425, 1.0, "previous issue not filed yet", outcome_unknown=False)
+                raise Waiting("previous issue not filed yet", 1.0)
         previous = repeat.get("incident_id")
         if isinstance(previous, str) and previous:
             try:
@@ -325,7 +325,7 @@ async def _incident_issue(client: AtlasClient, job: Job, deps: Mapping[int, Json
         except AtlasError as err:
             raise delivery_error(err) from None
         if found is None:
-            raise Retryable(425, 30.0, f"issue of incident {tag_of} not found yet", outcome_unknown=False)
+            raise Waiting(f"issue of incident {tag_of} not found yet", 30.0)
         return found.uuid
     return str(payload["issue_id"])
 

@@ -145,6 +145,7 @@ async def _write_summary(
             {**summary, "evidence": FRAMES_LOST_AT_RESTART},
             [],
             t0=float(started) if isinstance(started, int | float) else 0.0,
+            health=reporter.health,
         )
     except (OSError, ValueError) as exc:
         reporter.counters["evidence_errors"] += 1

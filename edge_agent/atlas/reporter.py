@@ -114,6 +114,7 @@ class Reporter:
         self.rings = rings
         self.state_dir = Path(state_dir)
         self.evidence_dir = evidence_dir(self.state_dir)
+        self.health = health
         self.records = ReporterRecords(self.state_dir, health)
         self.bench = config.agent.bench
         self.repeat_window = config.incidents.repeat_window
@@ -445,8 +446,9 @@ class Reporter:
         counted and the jobs go on without the files (the summary still says what happened)."""
         try:
             written = await write_evidence_async(
-                self.evidence_dir, disk_stem, summary, frames, t0=incident.started_mono, window=window
-            )
+                self.evidence_dir, disk_stem, summary, frames, t0=incident.started_mono, window=window,
+                health=self.health,
+            )  # fmt: skip
         except (OSError, ValueError) as exc:
             self.counters["evidence_errors"] += 1
             log.error("evidence_write_failed", incident_id=incident.id, stem=disk_stem, error=str(exc))

@@ -35,7 +35,7 @@ from typing import IO, Any
 from edge_agent.evidence.planner import EvidenceWindow
 from edge_agent.frames import Frame
 from edge_agent.logs import SENSITIVE_KEYS
-from edge_agent.state_files import remove_stale_temps, write_atomic, write_atomic_stream
+from edge_agent.state_files import StateFileHealth, remove_stale_temps, write_atomic, write_atomic_stream
 
 EVIDENCE_DIR = "evidence"
 FIXED_COLUMNS = ("wall_time", "offset_s", "source", "device_time")
@@ -78,20 +78,22 @@ def write_evidence(
     *,
     t0: float,
     window: EvidenceWindow | None = None,
+    health: StateFileHealth | None = None,
 ) -> EvidenceFiles:
-    """Write `<directory>/<stem>.csv` and `<stem>.json` (blocking); returns their paths."""
+    """Write `<directory>/<stem>.csv` and `<stem>.json` (blocking); returns their paths. `health`: where
+    a write that fails for lack of space is counted (state_files)."""
     check_stem(stem)
     directory = Path(directory)
     channels = list(dict.fromkeys(name for frame in frames for name in frame.values))
     csv_path = directory / f"{stem}.csv"
     json_path = directory / f"{stem}.json"
-    write_atomic_stream(csv_path, lambda out: _write_csv(out, frames, channels, t0))
+    write_atomic_stream(csv_path, lambda out: _write_csv(out, frames, channels, t0), health=health)
     document = {
         "incident" if summary.get("kind") == "incident" else "anomaly": jsonable(summary),
         "evidence": _evidence_info(csv_path.name, frames, channels, window, t0),
     }
     text = json.dumps(document, sort_keys=True, indent=2, allow_nan=False) + "\n"
-    write_atomic(json_path, text.encode("utf-8"))
+    write_atomic(json_path, text.encode("utf-8"), health=health)
     return EvidenceFiles(csv_path, json_path, len(frames))
 
 
@@ -103,8 +105,11 @@ async def write_evidence_async(
     *,
     t0: float,
     window: EvidenceWindow | None = None,
+    health: StateFileHealth | None = None,
 ) -> EvidenceFiles:
-    return await asyncio.to_thread(write_evidence, directory, stem, summary, frames, t0=t0, window=window)
+    return await asyncio.to_thread(
+        write_evidence, directory, stem, summary, frames, t0=t0, window=window, health=health
+    )
 
 
 def remove_stale_tmp(directory: Path) -> int:
