@@ -40,7 +40,7 @@ from edge_agent.detect.anomaly import Anomaly, AnomalyEvent, AnomalyOpened
 from edge_agent.detect.detector import Detector
 from edge_agent.evidence import EvidenceRings
 from edge_agent.frames import Frame, LinkEvent, LinkState, SerialEvent, StepMarker
-from edge_agent.incidents import IncidentEvent, IncidentGrouper, IncidentOpened
+from edge_agent.incidents import IncidentClosed, IncidentEvent, IncidentGrew, IncidentGrouper, IncidentOpened
 from edge_agent.lens.errors import LensAuthError
 from edge_agent.lens.protocol import LensInference
 from edge_agent.lens.service import LensService
@@ -140,6 +140,7 @@ class Agent:
                 state_dir=self.state_dir,
                 source_now=self.source_now,
                 health=self.state_health,
+                step_context=self._step_context,
             )
         self.steps = StepTracker(
             config=config,
@@ -150,10 +151,12 @@ class Agent:
             wall=wall,
             timelines=self.clocks.all_now,
             health=self.state_health,
+            incident_of=self.incidents.incident_of,
         )
-        # The steps take anomaly events, the reporter incident events; each behind its own isolation.
-        self.steps_feed: IsolatedConsumer[AnomalyEvent] = IsolatedConsumer(
-            "steps", self.steps.on_anomaly_events, anomaly_event_bytes, budget_bytes=CONSUMER_BACKLOG_BYTES
+        # The steps take anomaly events (and the incident events that say which issue each is in), the
+        # reporter incident events; each behind its own isolation.
+        self.steps_feed: IsolatedConsumer[AnomalyEvent | IncidentEvent] = IsolatedConsumer(
+            "steps", self.steps.on_anomaly_events, event_bytes, budget_bytes=CONSUMER_BACKLOG_BYTES
         )
         self.reporter_feed: IsolatedConsumer[IncidentEvent] | None = None
         if self.reporter is not None:
@@ -298,6 +301,9 @@ class Agent:
                 self._taken[0] += 1
                 await self._hand_over(*item)
 
+    async def _step_context(self) -> list[str]:
+        return await self.steps.context_lines()
+
     def _feeds(self) -> list[IsolatedConsumer[Any]]:
         return [self.steps_feed] + ([self.reporter_feed] if self.reporter_feed is not None else [])
 
@@ -305,7 +311,7 @@ class Agent:
         self, events: Sequence[AnomalyEvent], incident_events: Sequence[IncidentEvent]
     ) -> None:
         """Every consumer gets its events; one that fails keeps them for a retry (consumers.py)."""
-        await self.steps_feed.offer(events)
+        await self.steps_feed.offer([*events, *incident_events])
         if self.reporter_feed is not None and incident_events:
             await self.reporter_feed.offer(incident_events)
 
@@ -565,6 +571,12 @@ def anomaly_bytes(a: Anomaly) -> int:
 
 def anomaly_event_bytes(event: AnomalyEvent) -> int:
     return anomaly_bytes(event.anomaly)
+
+
+def event_bytes(event: AnomalyEvent | IncidentEvent) -> int:
+    if isinstance(event, IncidentOpened | IncidentGrew | IncidentClosed):
+        return incident_event_bytes(event)
+    return anomaly_event_bytes(event)
 
 
 def incident_event_bytes(event: IncidentEvent) -> int:

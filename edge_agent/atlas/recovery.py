@@ -121,8 +121,8 @@ async def _enqueue_open(reporter: Reporter, summary: dict[str, Any], record: dic
             "tags": list(dict.fromkeys(t for t in tags if t)),
         },
         repeat=record.get("repeat") if isinstance(record.get("repeat"), dict) else None,
-        opening=opening_comment(summary, names),
-        repeat_text=repeat_comment(summary, names),
+        opening=opening_comment(summary, names, context=record.get("context") or []),
+        repeat_text=repeat_comment(summary, names, context=record.get("context") or []),
         lookup_first=True,
     )
     try:

@@ -27,7 +27,7 @@ import re
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -107,6 +107,7 @@ class Reporter:
         wall: Callable[[], float] = time.time,
         source_now: Callable[[str, float], float] | None = None,
         health: StateFileHealth | None = None,
+        step_context: Callable[[], Awaitable[list[str]]] | None = None,
     ) -> None:
         self.config = config
         self.outbox = outbox
@@ -121,6 +122,7 @@ class Reporter:
         self._mono = mono
         self._wall = wall
         self._source_now = source_now or (lambda source, host_mono: host_mono)
+        self._step_context = step_context
         self.process_id = uuid.uuid4().hex
         self.planner = EvidencePlanner.from_config(config.evidence, close_delay=config.incidents.join_window)
         self.run: RunRecord | None = None
@@ -300,6 +302,9 @@ class Reporter:
             f"{incident.id}.open", f"{name}_open", summary, frames, incident
         )
         title = incident_title(incident, self.bench)
+        # The test step running when it opened, so the issue and the step point at each other.
+        context = await self._step_context() if self._step_context is not None else []
+        record["context"] = context
         specs = open_batch(
             incident_id=incident.id,
             issues_group=self.issues_group(),
@@ -314,8 +319,8 @@ class Reporter:
                 "tags": incident_tags(incident, self.bench),
             },
             repeat=repeat,
-            opening=opening_comment(summary, names, previous=previous),
-            repeat_text=repeat_comment(summary, names),
+            opening=opening_comment(summary, names, previous=previous, context=context),
+            repeat_text=repeat_comment(summary, names, context=context),
         )
         ids = await self.outbox.enqueue_many(specs)
         self.counters["incidents_opened"] += 1

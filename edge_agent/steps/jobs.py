@@ -10,12 +10,18 @@ from edge_agent.atlas.client import AtlasClient
 from edge_agent.atlas.errors import AtlasError
 from edge_agent.atlas.jobs import delivery_error, resolve
 from edge_agent.atlas.models import Card, TestRun
-from edge_agent.outbox import Job, Json, Outbox
+from edge_agent.atlas.narrative import agent_tag
+from edge_agent.outbox import Job, Json, Outbox, Waiting
+from edge_agent.steps.outcome import ISSUE_PLACEHOLDER
 
 KIND_RUN = "atlas.test_run"
 KIND_CARD = "atlas.test_card"
 KIND_STEP = "atlas.test_step"
 KIND_OUTCOME = "atlas.step_outcome"
+# An outcome whose note names an issue not filed yet waits this many tries, this far apart, then says
+# "pending" instead: the step's outcome is worth more than the link.
+ISSUE_WAIT_ATTEMPTS = 5
+ISSUE_WAIT_SECONDS = 5.0
 
 
 class RunHandler:
@@ -112,19 +118,40 @@ class StepHandler:
 
 
 class OutcomeHandler:
-    """Payload `{run_id?, card_id?, step_id?, execution_status, exception?, started_at, ended_at}`."""
+    """Payload `{run_id?, card_id?, step_id?, execution_status, exception?, started_at, ended_at}`.
+
+    The `exception` note names each anomaly's Atlas issue as `{issue:<incident-id>}`: the issue is found
+    by the incident's tag when the PATCH is sent. An issue not filed yet (Atlas was down, its job is
+    behind) is waited for a few tries; after that the note says "issue pending (incident ...)" rather
+    than hold the step's outcome back."""
 
     def __init__(self, client: AtlasClient) -> None:
         self.client = client
 
+    async def _note(self, job: Job) -> str | None:
+        note = job.payload.get("exception")
+        if not isinstance(note, str):
+            return None
+        names: dict[str, str] = {}
+        for incident_id in dict.fromkeys(ISSUE_PLACEHOLDER.findall(note)):
+            try:
+                found = await self.client.find_issue_by_tag(agent_tag(incident_id))
+            except AtlasError as err:
+                raise delivery_error(err) from None
+            if found is None and job.attempts < ISSUE_WAIT_ATTEMPTS:
+                raise Waiting(f"issue of incident {incident_id} not filed yet", ISSUE_WAIT_SECONDS)
+            names[incident_id] = found.uuid if found is not None else f"pending (incident {incident_id})"
+        return ISSUE_PLACEHOLDER.sub(lambda m: names.get(m.group(1), m.group(0)), note)
+
     async def deliver(self, job: Job, deps: Mapping[int, Json]) -> Json:
         p = job.payload
         ids = [str(resolve(p, deps, name)) for name in ("run_id", "card_id", "step_id")]
+        note = await self._note(job)
         try:
             step = await self.client.patch_step(
                 *ids,
                 execution_status=str(p["execution_status"]),
-                exception=p.get("exception"),
+                exception=note,
                 started_at=float(p["started_at"]),
                 ended_at=float(p["ended_at"]),
             )

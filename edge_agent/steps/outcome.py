@@ -2,7 +2,7 @@
 
 - `failed` when a high-severity anomaly overlapped the step, or the step's own verdict says FAIL;
 - `passed_with_exception` when only lower-severity anomalies overlapped it (the `exception` note names
-  them: Atlas means that field for this status);
+  them and the Atlas issue each one is in: Atlas means that field for this status);
 - `passed` otherwise. A PASS verdict never hides an anomaly: the worse of the two wins.
 
 Spans are closed intervals on their source's timeline (edge_agent.serial.clock: monotonic seconds on
@@ -12,6 +12,7 @@ its start on. A step's bounds can be given per source (`per_source`), each on th
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ class AnomalySpan:
     start: float
     end: float | None = None
     source: str = ""  # whose timeline start and end are on ("" : unknown, compared with the step's own)
+    incident_id: str = ""  # the incident (one Atlas issue) it belongs to, once known
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +40,20 @@ def overlaps(start: float, end: float, span: AnomalySpan) -> bool:
     return span.start <= end and (span.end is None or span.end >= start)
 
 
+ISSUE_PLACEHOLDER = re.compile(r"\{issue:([A-Za-z0-9][A-Za-z0-9_.-]*)\}")
+
+
+def issue_placeholder(incident_id: str) -> str:
+    """Where the note names an incident's Atlas issue; the outcome job puts the issue's id there when it
+    is delivered (steps/jobs.py), since the issue may not be filed yet when the step ends."""
+    return f"{{issue:{incident_id}}}"
+
+
 def _name(span: AnomalySpan) -> str:
-    return f"{span.label} [{span.severity}, anomaly {span.anomaly_id}]"
+    where = (
+        f"issue {issue_placeholder(span.incident_id)}" if span.incident_id else f"anomaly {span.anomaly_id}"
+    )
+    return f"{span.label} [{span.severity}, {where}]"
 
 
 def step_outcome(

@@ -33,6 +33,7 @@ from edge_agent.atlas.narrative import run_title, where
 from edge_agent.config import EdgeAgentConfig, PlanCard
 from edge_agent.detect.anomaly import AnomalyClosed, AnomalyEvent, AnomalyUpdated
 from edge_agent.frames import StepEdge, StepMarker
+from edge_agent.incidents import IncidentClosed, IncidentEvent, IncidentGrew, IncidentOpened
 from edge_agent.logs import get_logger
 from edge_agent.outbox import JobState, Outbox, OutboxError
 from edge_agent.state_files import (
@@ -63,6 +64,7 @@ class StepTracker:
         wall: Callable[[], float] = time.time,
         timelines: Callable[[float], dict[str, float]] | None = None,
         health: StateFileHealth | None = None,
+        incident_of: Callable[[str], str | None] | None = None,
     ) -> None:
         """`timelines(host_mono)`: each source's timeline at that host time (`SourceClocks.all_now`).
         A step's bounds are kept on every source's timeline, so that anomalies (on their source's) are
@@ -76,6 +78,8 @@ class StepTracker:
         self._mono = mono
         self._wall = wall
         self._timelines = timelines or (lambda host_mono: {})
+        # Which live incident an anomaly joined (the grouper knows at once; its events say so later).
+        self._incident_of = incident_of or (lambda anomaly_id: None)
         self.bench = config.agent.bench
         self._spans: dict[str, AnomalySpan] = {}
         self._completed: list[dict[str, Any]] = []
@@ -313,19 +317,59 @@ class StepTracker:
             verdict = marker.verdict.value if marker.verdict is not None else None
             await self._end(marker.name, verdict, marker.mono, marker.wall, on=on)
 
-    async def on_anomaly_events(self, events: Sequence[AnomalyEvent]) -> None:
+    async def on_anomaly_events(self, events: Sequence[AnomalyEvent | IncidentEvent]) -> None:
+        """Anomaly events make the spans a step's outcome is judged on; incident events say which
+        incident (one Atlas issue) each anomaly is in, so the outcome's note can name the issue."""
         changed = False
         for event in events:
+            if isinstance(event, IncidentOpened | IncidentGrew | IncidentClosed):
+                for member in event.incident.members:
+                    span = self._spans.get(member.id)
+                    if span is not None and span.incident_id != event.incident.id:
+                        self._spans[member.id] = replace(span, incident_id=event.incident.id)
+                        changed = True
+                continue
             a = event.anomaly
             end = None
             if isinstance(event, AnomalyClosed):
                 end = a.ended_mono if a.ended_mono is not None else a.closed_mono
             changed = changed or not isinstance(event, AnomalyUpdated)
+            known = self._spans.get(a.id)
             self._spans[a.id] = AnomalySpan(
-                a.id, a.severity, f"{where(a)}: {a.description}", a.started_mono, end, a.source
-            )
+                a.id, a.severity, f"{where(a)}: {a.description}", a.started_mono, end, a.source,
+                known.incident_id if known is not None else "",
+            )  # fmt: skip
         if changed and self.state:
             await self._save_spans()
+
+    async def context_lines(self) -> list[str]:
+        """What an issue filed now says about the test: the run, card and step running, with their Atlas
+        ids where Atlas has them already (else "pending": their jobs are still on the way)."""
+        current = self.state.get("current") if self.state else None
+        if not current:
+            return []
+        step = self.state["steps"].get(current["title"], {})
+        card = self.state["cards"].get(current["card"], {})
+        run = self.state["run"]
+        ids = [
+            await self._known_id(entry, key)
+            for entry, key in ((run, "run_id"), (card, "card_id"), (step, "step_id"))
+        ]
+        shown = [i or "pending" for i in ids]
+        return [
+            f"Test step running: {current['title']} (card {current['card']}).",
+            f"Atlas: test run {shown[0]}, card {shown[1]}, step {shown[2]}.",
+        ]
+
+    async def _known_id(self, entry: dict[str, Any], key: str) -> str | None:
+        if entry.get(key):
+            return str(entry[key])
+        job_id = entry.get("job")
+        if isinstance(job_id, int):
+            job = await self.outbox.job(job_id)
+            if job is not None and job.state is JobState.DONE and job.result and job.result.get(key):
+                return str(job.result[key])
+        return None
 
     async def _save_spans(self) -> None:
         """The running step's anomalies are durable: an agent killed mid-step and restarted must still
@@ -384,6 +428,10 @@ class StepTracker:
         started_on: dict[str, float] = current.get("on") or {}
         ended_on = on or {}
         bounds = {s: (started_on[s], ended_on[s]) for s in started_on.keys() & ended_on.keys()}
+        for key, span in list(self._spans.items()):
+            incident_id = span.incident_id or self._incident_of(span.anomaly_id)
+            if incident_id and incident_id != span.incident_id:
+                self._spans[key] = replace(span, incident_id=incident_id)
         outcome = step_outcome(float(current["mono"]), mono, list(self._spans.values()), verdict, bounds)
         exception = outcome.exception
         if note:

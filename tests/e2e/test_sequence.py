@@ -99,6 +99,14 @@ async def test_scripted_fault_gives_one_issue_with_evidence_and_a_failed_step(
 
     statuses = _step_statuses(state)
     assert statuses == {"power_on": "passed", "load_test": "failed", "cool_down": "passed"}
+    # The issue and the step point at each other: the issue's opening comment names the step that was
+    # running (with its Atlas id), the failed step's exception names the issue's Atlas id.
+    steps = {s["title"]: s for card in state["test_runs"][0]["test_cards"] for s in card["test_steps"]}
+    load_test = steps["load_test"]
+    opening = issue["comments"][0]["content"]
+    assert "Test step running: load_test" in opening and load_test["uuid"] in opening
+    assert f"issue {issue['uuid']}" in (load_test["exception"] or "")
+    assert "anomaly " not in (load_test["exception"] or "")  # no internal ids
     # The agent's own view agrees with Atlas.
     assert [c["execution_status"] for c in agent.steps.status()["completed"]] == [
         "passed",
