@@ -53,6 +53,7 @@ from edge_agent.service.looplag import LoopLagMonitor
 from edge_agent.service.metric_sources import (
     FilesystemSource,
     consumers_source,
+    evidence_source,
     info_source,
     lens_source,
     outbox_source,
@@ -176,6 +177,7 @@ class Agent:
         if self.lens is not None:
             self.metrics.add_source("lens", lens_source(self.lens))
         self.metrics.add_async_source("outbox", outbox_source(self.outbox))
+        self.metrics.add_source("evidence", evidence_source(self.rings))
         self.metrics.add_source("process", process_source(self.loop_lag, self.watchdog))
         self.metrics.add_source("components", supervisor_source(self.supervisor))
         self.metrics.add_source("steps", steps_source(self.steps))
@@ -545,6 +547,7 @@ class Agent:
             ],
             "outbox": await self.outbox.status(),
             "reporter": self.reporter.status() if self.reporter is not None else None,
+            "evidence": self.rings.status(),
             "steps": self.steps.status(),
             "state_files": self.state_health.status(),
             "consumers": {c.name: c.status() for c in self._feeds()},

@@ -411,11 +411,24 @@ class RuleSection(Section):
         return self
 
 
+# 64 MiB holds the default 2 min of the fastest ordinary source (8 channels at 3 Mbaud, 5,000 lines/s:
+# 88 bytes a row, ~53 MB) or of four 921,600-baud ones; wider or faster input is cut by bytes (and the
+# evidence says so) instead of growing the process.
+DEFAULT_EVIDENCE_MEMORY_MB = 64.0
+
+
 class EvidenceSection(Section):
     # The ring holds every frame of this span in memory: an hour is already far past one incident's
     # evidence (pre + a part + post), and memory grows with it.
     ring_seconds: Interval = Field(
         120.0, le=3600.0, description="Frames kept in memory for evidence (at most 1 h)."
+    )
+    memory_mb: float = Field(
+        DEFAULT_EVIDENCE_MEMORY_MB,
+        ge=1.0,
+        le=64 * 1024,
+        description="Memory budget of the evidence ring, all sources together (MiB); the oldest frames"
+        " of the source holding the most are dropped first.",
     )
     pre: Duration = 10.0
     post: Duration = 5.0

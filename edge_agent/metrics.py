@@ -77,6 +77,26 @@ SCHEMA: dict[str, MetricSpec] = {
     "anomalies_open": MetricSpec("gauge", "Anomalies open now."),
     "step_outcomes_total": MetricSpec("counter", "Test-step outcomes decided, by status.", ("status",)),
     "step_running": MetricSpec("gauge", "1 while a test step is running."),
+    # evidence ring
+    "evidence_ring_bytes": MetricSpec("gauge", "Bytes the evidence ring holds, by source.", ("source",)),
+    "evidence_ring_budget_bytes": MetricSpec(
+        "gauge", "The evidence ring's memory budget (evidence.memory_mb)."
+    ),
+    "evidence_ring_span_seconds": MetricSpec(
+        "gauge", "Seconds of frames the evidence ring holds, by source.", ("source",)
+    ),
+    "evidence_ring_evicted_blocks_total": MetricSpec(
+        "counter", "Blocks of frames dropped from the evidence ring, by reason (time, memory).", ("reason",)
+    ),
+    "evidence_slices_cut_total": MetricSpec(
+        "counter",
+        "Evidence slices that came out shorter than asked because the ring had dropped their start,"
+        " by reason (memory: the byte budget; time: older than ring_seconds).",
+        ("reason",),
+    ),
+    "evidence_frames_not_kept_total": MetricSpec(
+        "counter", "Frames wider than the whole evidence memory budget, not kept."
+    ),
     # outbox
     "outbox_jobs": MetricSpec("gauge", "Outbox jobs, by state.", ("state",)),
     "outbox_enqueued_total": MetricSpec("counter", "Jobs persisted."),

@@ -1,9 +1,11 @@
-"""Evidence: the per-source ring of recent frames (ring.py, sans-I/O), the planner that says which
+"""Evidence: the per-source ring of recent frames, columnar and bounded in bytes (ring.py, columns.py,
+sans-I/O), the planner that says which
 span of which sources' frames is due when (planner.py, sans-I/O), and the atomic CSV + JSON writer
 (writer.py)."""
 
+from edge_agent.evidence.columns import ABSENT, Coverage, MergedSlices, RingSlice
 from edge_agent.evidence.planner import SCHEDULING_SLACK, EvidencePlanner, EvidenceWindow
-from edge_agent.evidence.ring import DEFAULT_MAX_FRAMES_PER_SECOND, EvidenceRings, FrameRing
+from edge_agent.evidence.ring import EvidenceRings, SourceRing
 from edge_agent.evidence.writer import (
     EvidenceFiles,
     check_stem,
@@ -15,13 +17,16 @@ from edge_agent.evidence.writer import (
 )
 
 __all__ = [
-    "DEFAULT_MAX_FRAMES_PER_SECOND",
+    "ABSENT",
     "SCHEDULING_SLACK",
+    "Coverage",
     "EvidenceFiles",
     "EvidencePlanner",
     "EvidenceRings",
     "EvidenceWindow",
-    "FrameRing",
+    "MergedSlices",
+    "RingSlice",
+    "SourceRing",
     "check_stem",
     "evidence_dir",
     "merge_by_time",

@@ -1,101 +1,305 @@
-"""Sans-I/O evidence ring: the last `seconds` of frames per source, bounded by time and by count.
+"""Sans-I/O evidence rings: the last `seconds` of every source's frames, bounded in bytes.
 
-Every frame passes through here, so `add` is a dict lookup, a deque append and (when frames expire) a
-few poplefts: no logging, no allocation beyond the deque's own blocks. The count bound is the memory
-bound: a source that floods frames (or a device clock that stalls `mono`) cannot grow the ring beyond
-`max_frames`, whatever the time bound says. `deque(maxlen=...)` drops the oldest frame itself.
+Each source's frames are stored columnar (edge_agent/evidence/columns.py): blocks of about
+`block_bytes` whose `array('d')` columns are allocated whole, filled row by row, and dropped whole from
+the old end. One memory budget (`evidence.memory_mb`) covers every source together: what the blocks
+really occupy (`sys.getsizeof` of every array, the columns dict and the block object) is charged when a
+block is made and given back when it is sealed short or dropped. Two bounds apply, whichever is hit
+first:
+
+- time: a block whose newest row is older than the source's newest frame minus `seconds` is dropped
+  (so the ring keeps at least `seconds`, plus at most one block);
+- bytes: before a block is made, blocks are dropped until it fits, each time the oldest block of the
+  source that holds the most bytes. A source that floods (wide lines, a fast port) is cut before a
+  quiet one loses anything, and no source's history is cut below what the others hold.
+
+A row wider than the whole budget is not kept (counted). Whatever was dropped for memory is remembered
+per source (`evicted_until`), so a slice that reaches back into it says so (`Coverage.cut_by`), and
+`slices_cut_by_memory` counts how often evidence came out shorter than asked.
+
+The per-frame path (`add`) is a dict lookup and an array store per channel, two for the times, and one
+comparison for the time bound; blocks are made, sealed and dropped only every few hundred frames.
+Frames are assumed to arrive in `mono` order (each source's timeline never goes back:
+edge_agent/serial/clock.py).
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
+from typing import Any
 
-from edge_agent.config import EvidenceSection
+from edge_agent.config import DEFAULT_EVIDENCE_MEMORY_MB, EvidenceSection
+from edge_agent.evidence.columns import Block, Coverage, CutBy, RingSlice
 from edge_agent.frames import Frame
 
-# A 921,600-baud link carries about 2,300 short CSV lines a second at most; 2,000/s of ring per second
-# of history keeps the worst realistic source whole while bounding memory (a frame with a handful of
-# channels is a few hundred bytes: 120 s * 2,000/s is ~240k frames, tens of MB per source).
-DEFAULT_MAX_FRAMES_PER_SECOND = 2000
+# 256 KiB blocks: ~3,300 rows of 8 channels (0.65 s at 5,000 lines/s), so the time bound overshoots by
+# little; the ~80-byte header of each column is < 1 % of a block, still ~7 % for 270-channel lines
+# (~120 rows a block); and one block is small against the budget (at most 1/16 of it, see below).
+DEFAULT_BLOCK_BYTES = 256 * 1024
+MAX_BLOCK_ROWS = 4096  # a slow source's block still seals within a bounded number of rows
+_NO_EXPIRY = math.inf
+MIB = 1024 * 1024
 
 
-class FrameRing:
-    """One source's recent frames, oldest first. Frames are assumed to arrive in `mono` order."""
+class SourceRing:
+    """One source's blocks, oldest first; the last one is open (being written) unless it was evicted."""
 
-    __slots__ = ("_frames", "max_frames", "seconds")
+    __slots__ = ("_blocks", "_current", "_expire_after", "_owner", "evicted_until", "nbytes", "source")
 
-    def __init__(self, seconds: float, max_frames: int) -> None:
-        if seconds <= 0 or max_frames < 1:
-            raise ValueError("a ring needs seconds > 0 and max_frames >= 1")
-        self.seconds = seconds
-        self.max_frames = max_frames
-        self._frames: deque[Frame] = deque(maxlen=max_frames)
+    def __init__(self, source: str, owner: EvidenceRings) -> None:
+        self.source = source
+        self._owner = owner
+        self._blocks: deque[Block] = deque()
+        self._current: Block | None = None
+        self._expire_after = _NO_EXPIRY  # a frame newer than this makes the oldest block expire
+        self.nbytes = 0
+        # The newest time of any frame dropped, per reason: a slice starting at or before it is cut.
+        self.evicted_until: dict[CutBy, float] = {"memory": -math.inf, "time": -math.inf}
 
     def add(self, frame: Frame) -> None:
-        frames = self._frames
-        frames.append(frame)
-        horizon = frame.mono - self.seconds
-        while frames[0].mono < horizon:
-            frames.popleft()
+        block = self._current
+        if block is not None:
+            row = block.used
+            if row < block.capacity and (frame.device_time is None or block.device is not None):
+                columns = block.columns
+                for name, value in frame.values.items():
+                    column = columns.get(name)
+                    if column is None:
+                        break  # a channel this block lacks: the partial row is cut off when it seals
+                    column[row] = value
+                else:
+                    block.mono[row] = frame.mono
+                    block.wall[row] = frame.wall
+                    if frame.device_time is not None:
+                        block.device[row] = frame.device_time  # type: ignore[index]
+                    block.used = row + 1
+                    if frame.mono > self._expire_after:
+                        self._expire(frame.mono)
+                    return
+        self._start_block(frame)
 
-    def slice(self, start_mono: float, end_mono: float) -> list[Frame]:
-        """Frames with start <= mono <= end, oldest first.
+    def _start_block(self, frame: Frame) -> None:
+        """Seal the open block and make one that fits `frame` (its channels, and the previous block's
+        while the union stays narrow, so optional fields do not end a block every other line)."""
+        owner = self._owner
+        previous = self._current
+        names: list[str] = list(frame.values)
+        device_time = frame.device_time is not None
+        if previous is not None:
+            self._seal(previous)
+            union = list(dict.fromkeys([*previous.columns, *names]))
+            if len(union) <= 2 * len(names) + 8:
+                names = union
+                device_time = device_time or previous.device is not None
+        self._current = None
+        row_bytes = 8 * (2 + int(device_time) + len(names))
+        capacity = max(1, min(MAX_BLOCK_ROWS, owner.block_bytes // row_bytes))
+        if not owner.make_room(Block.cost(names, capacity, device_time)):
+            capacity = 1
+            if not owner.make_room(Block.cost(names, 1, device_time)):
+                owner.frames_not_kept += 1
+                self.evicted_until["memory"] = max(self.evicted_until["memory"], frame.mono)
+                return
+        block = Block(names, capacity, device_time)
+        self._blocks.append(block)
+        self._current = block
+        self._charge(block.nbytes)
+        owner.settle(self)
+        self._reset_expiry()
+        if self._current is block:
+            self.add(frame)
 
-        Scans from the newest end: evidence windows sit at the recent end of the ring, so this touches
-        only the frames it returns plus one.
-        """
-        picked: list[Frame] = []
-        for frame in reversed(self._frames):
-            if frame.mono < start_mono:
+    def _seal(self, block: Block) -> None:
+        self._charge(-block.seal())
+        if block is self._current:
+            self._current = None
+        self._reset_expiry()
+
+    def _charge(self, nbytes: int) -> None:
+        self.nbytes += nbytes
+        self._owner.nbytes += nbytes
+
+    def _reset_expiry(self) -> None:
+        blocks = self._blocks
+        oldest = blocks[0] if blocks else None
+        if oldest is None or oldest is self._current or oldest.used == 0:
+            self._expire_after = _NO_EXPIRY
+        else:
+            self._expire_after = oldest.mono[oldest.used - 1] + self._owner.seconds
+
+    def _expire(self, newest: float) -> None:
+        horizon = newest - self._owner.seconds
+        blocks = self._blocks
+        while blocks and blocks[0] is not self._current and blocks[0].mono[blocks[0].used - 1] < horizon:
+            self.evict_oldest("time")
+        self._reset_expiry()
+
+    def evict_oldest(self, reason: CutBy) -> None:
+        block = self._blocks.popleft()
+        if block is self._current:
+            self._current = None
+        if block.used:
+            last = block.mono[block.used - 1]
+            self.evicted_until[reason] = max(self.evicted_until[reason], last)
+        self._charge(-block.nbytes)
+        self._owner.blocks_evicted[reason] += 1
+        self._reset_expiry()
+
+    def has_blocks(self) -> bool:
+        return bool(self._blocks)
+
+    def slice(self, start: float, end: float) -> RingSlice:
+        """Frames with start <= mono <= end, oldest first; sealed blocks are shared, the open one's
+        rows copied. The slice's coverage says whether the ring had already dropped part of the span."""
+        segments: list[tuple[Block, int, int]] = []
+        for block in self._blocks:
+            used = block.used
+            if not used or block.mono[used - 1] < start:
+                continue
+            if block.mono[0] > end:
                 break
-            if frame.mono <= end_mono:
-                picked.append(frame)
-        picked.reverse()
-        return picked
+            lo, hi = block.bounds(start, end)
+            if lo < hi:
+                if block is self._current:
+                    segments.append((block.copy_rows(lo, hi), 0, hi - lo))
+                else:
+                    segments.append((block, lo, hi))
+        cut_by: CutBy | None = None
+        if self.evicted_until["memory"] >= start:
+            cut_by = "memory"
+        elif self.evicted_until["time"] >= start:
+            cut_by = "time"
+        covered_from = segments[0][0].mono[segments[0][1]] if segments else None
+        return RingSlice(self.source, segments, Coverage(self.source, start, covered_from, cut_by))
 
     @property
     def oldest_mono(self) -> float | None:
-        return self._frames[0].mono if self._frames else None
+        for block in self._blocks:
+            if block.used:
+                return block.mono[0]
+        return None
 
     @property
     def newest_mono(self) -> float | None:
-        return self._frames[-1].mono if self._frames else None
+        for block in reversed(self._blocks):
+            if block.used:
+                return block.mono[block.used - 1]
+        return None
+
+    @property
+    def blocks(self) -> int:
+        return len(self._blocks)
 
     def __len__(self) -> int:
-        return len(self._frames)
+        return sum(block.used for block in self._blocks)
 
 
 class EvidenceRings:
-    """A `FrameRing` per source, made on the source's first frame."""
+    """A `SourceRing` per source (made on its first frame) under one byte budget."""
 
-    __slots__ = ("_rings", "max_frames", "seconds")
+    __slots__ = (
+        "_rings",
+        "block_bytes",
+        "blocks_evicted",
+        "budget",
+        "frames_not_kept",
+        "nbytes",
+        "seconds",
+        "slices_cut",
+    )
 
-    def __init__(self, seconds: float, max_frames_per_second: int = DEFAULT_MAX_FRAMES_PER_SECOND) -> None:
-        if seconds <= 0 or max_frames_per_second < 1:
-            raise ValueError("evidence rings need seconds > 0 and max_frames_per_second >= 1")
+    def __init__(
+        self,
+        seconds: float,
+        memory_bytes: int = int(DEFAULT_EVIDENCE_MEMORY_MB * MIB),
+        block_bytes: int = DEFAULT_BLOCK_BYTES,
+    ) -> None:
+        if not (seconds > 0 and math.isfinite(seconds)) or memory_bytes < 1 or block_bytes < 1:
+            raise ValueError("evidence rings need seconds > 0, memory_bytes >= 1 and block_bytes >= 1")
         self.seconds = seconds
-        self.max_frames = max(1, int(seconds * max_frames_per_second))
-        self._rings: dict[str, FrameRing] = {}
+        self.budget = memory_bytes
+        # Blocks of at most 1/16 of the budget, so a small budget still holds several blocks.
+        self.block_bytes = max(1, min(block_bytes, memory_bytes // 16))
+        self.nbytes = 0
+        self.frames_not_kept = 0
+        self.blocks_evicted: dict[CutBy, int] = {"memory": 0, "time": 0}
+        self.slices_cut: dict[CutBy, int] = {"memory": 0, "time": 0}
+        self._rings: dict[str, SourceRing] = {}
 
     @classmethod
-    def from_config(
-        cls, section: EvidenceSection, max_frames_per_second: int = DEFAULT_MAX_FRAMES_PER_SECOND
-    ) -> EvidenceRings:
-        return cls(section.ring_seconds, max_frames_per_second)
+    def from_config(cls, section: EvidenceSection) -> EvidenceRings:
+        return cls(section.ring_seconds, int(section.memory_mb * MIB))
 
     def add(self, frame: Frame) -> None:
         ring = self._rings.get(frame.source)
         if ring is None:
-            ring = self._rings[frame.source] = FrameRing(self.seconds, self.max_frames)
+            ring = self._rings[frame.source] = SourceRing(frame.source, self)
         ring.add(frame)
 
-    def slice(self, source: str, start_mono: float, end_mono: float) -> list[Frame]:
+    def slice(self, source: str, start_mono: float, end_mono: float) -> RingSlice:
         ring = self._rings.get(source)
-        return ring.slice(start_mono, end_mono) if ring is not None else []
+        if ring is None:
+            return RingSlice(source, [], Coverage(source, start_mono, None, None))
+        piece = ring.slice(start_mono, end_mono)
+        cut_by = piece.coverage()[0].cut_by
+        if cut_by is not None:
+            self.slices_cut[cut_by] += 1
+        return piece
 
-    def ring(self, source: str) -> FrameRing | None:
+    def make_room(self, nbytes: int) -> bool:
+        """Drop blocks until `nbytes` more fit the budget: each time the oldest block of the source
+        holding the most. False if it cannot fit even with every other block gone."""
+        if nbytes > self.budget:
+            return False
+        while self.nbytes + nbytes > self.budget:
+            victim = max(
+                (ring for ring in self._rings.values() if ring.has_blocks()),
+                key=lambda ring: ring.nbytes,
+                default=None,
+            )
+            if victim is None:
+                return False
+            victim.evict_oldest("memory")
+        return True
+
+    def settle(self, requester: SourceRing) -> None:
+        """After a block is made: its real size may exceed the estimate by a few bytes of dict slack;
+        drop old blocks (never the one just made) until the budget holds again."""
+        while self.nbytes > self.budget:
+            candidates = [
+                ring
+                for ring in self._rings.values()
+                if ring.has_blocks() and (ring is not requester or ring.blocks > 1)
+            ]
+            if not candidates:
+                return
+            max(candidates, key=lambda ring: ring.nbytes).evict_oldest("memory")
+
+    def ring(self, source: str) -> SourceRing | None:
         return self._rings.get(source)
 
     @property
     def sources(self) -> list[str]:
         return list(self._rings)
+
+    def status(self) -> dict[str, Any]:
+        """For /status and the metrics: bytes held against the budget, span per source, what the
+        bounds dropped and how often evidence came out shorter than asked."""
+        sources: dict[str, Any] = {}
+        for name, ring in list(self._rings.items()):
+            oldest, newest = ring.oldest_mono, ring.newest_mono
+            sources[name] = {
+                "bytes": ring.nbytes,
+                "frames": len(ring),
+                "span_s": round(newest - oldest, 3) if oldest is not None and newest is not None else 0.0,
+            }
+        return {
+            "budget_bytes": self.budget,
+            "bytes": self.nbytes,
+            "ring_seconds": self.seconds,
+            "sources": sources,
+            "blocks_evicted": dict(self.blocks_evicted),
+            "frames_not_kept": self.frames_not_kept,
+            "slices_cut": dict(self.slices_cut),
+        }

@@ -11,6 +11,10 @@ start, on the sources' timelines: the device's clock where it sends one, so pre 
 first seen. Frames of several sources are merged in time order; a channel a source does not have is
 empty in its rows.
 
+Frames come as a list, or as ring slices (edge_agent/evidence/columns.py) that are walked lazily in the
+writer's thread: a slice knows its channels and sources without a pass, and its coverage (how much of
+the asked span the ring still held) goes into the JSON (`evidence.coverage`).
+
 Atomic through `edge_agent.state_files` (temp file, fsync, rename, directory fsync): the CSV is renamed
 into place before the JSON, so a JSON file means its CSV is complete. `write_evidence_async` runs the
 I/O off the event loop.
@@ -32,6 +36,7 @@ from enum import Enum
 from pathlib import Path
 from typing import IO, Any
 
+from edge_agent.evidence.columns import ColumnarFrames, Coverage, MergedSlices, RingSlice
 from edge_agent.evidence.planner import EvidenceWindow
 from edge_agent.frames import Frame
 from edge_agent.logs import SENSITIVE_KEYS
@@ -65,8 +70,13 @@ def check_stem(stem: str) -> str:
     return stem
 
 
-def merge_by_time(streams: Iterable[Sequence[Frame]]) -> list[Frame]:
-    """Frames of several sources (each in time order) as one list in time order."""
+def merge_by_time(streams: Iterable[Sequence[Frame]]) -> Sequence[Frame]:
+    """Frames of several sources (each in time order) as one sequence in time order (at equal times,
+    the earlier stream's first). Ring slices merge lazily (`MergedSlices`: walked by the writer in its
+    thread, never all in memory as frames); other sequences into a list."""
+    streams = list(streams)
+    if all(isinstance(stream, RingSlice) for stream in streams):
+        return MergedSlices(stream for stream in streams if isinstance(stream, RingSlice))
     return list(heapq.merge(*streams, key=lambda frame: frame.mono))
 
 
@@ -84,13 +94,13 @@ def write_evidence(
     a write that fails for lack of space is counted (state_files)."""
     check_stem(stem)
     directory = Path(directory)
-    channels = list(dict.fromkeys(name for frame in frames for name in frame.values))
+    channels, sources = _channels_and_sources(frames)
     csv_path = directory / f"{stem}.csv"
     json_path = directory / f"{stem}.json"
     write_atomic_stream(csv_path, lambda out: _write_csv(out, frames, channels, t0), health=health)
     document = {
         "incident" if summary.get("kind") == "incident" else "anomaly": jsonable(summary),
-        "evidence": _evidence_info(csv_path.name, frames, channels, window, t0),
+        "evidence": _evidence_info(csv_path.name, frames, channels, sources, window, t0),
     }
     text = json.dumps(document, sort_keys=True, indent=2, allow_nan=False) + "\n"
     write_atomic(json_path, text.encode("utf-8"), health=health)
@@ -145,10 +155,35 @@ def _write_csv(out: IO[bytes], frames: Sequence[Frame], channels: list[str], t0:
     text.detach()  # the caller fsyncs and closes the underlying file
 
 
+def _channels_and_sources(frames: Sequence[Frame]) -> tuple[list[str], list[str]]:
+    if isinstance(frames, ColumnarFrames):
+        return frames.channels(), frames.sources()
+    channels = list(dict.fromkeys(name for frame in frames for name in frame.values))
+    return channels, sorted({frame.source for frame in frames})
+
+
+def coverage_info(coverage: Sequence[Coverage]) -> dict[str, Any]:
+    """`complete`: every source held the whole span asked for; else `cut_by` (memory: the ring's byte
+    budget had dropped the start; time: older than ring_seconds) and `covered_from`, the time from
+    which every source's frames are complete, with each source's own figures."""
+    cut = [c for c in coverage if c.cut_by is not None]
+    info: dict[str, Any] = {"complete": not cut}
+    if cut:
+        info["cut_by"] = "memory" if any(c.cut_by == "memory" for c in cut) else "time"
+        starts = [c.covered_from for c in cut if c.covered_from is not None]
+        info["covered_from"] = max(starts) if starts else None
+    info["sources"] = {
+        c.source: {"requested_from": c.requested_start, "covered_from": c.covered_from, "cut_by": c.cut_by}
+        for c in coverage
+    }
+    return info
+
+
 def _evidence_info(
     csv_name: str,
     frames: Sequence[Frame],
     channels: list[str],
+    sources: list[str],
     window: EvidenceWindow | None,
     t0: float,
 ) -> dict[str, Any]:
@@ -158,12 +193,14 @@ def _evidence_info(
         "final": window.final if window is not None else False,
         "frames": len(frames),
         "channels": channels,
-        "sources": sorted({f.source for f in frames}),
+        "sources": sources,
         "t0": t0,
         "columns": [*FIXED_COLUMNS, *channels],
     }
     if window is not None:
         info["window"] = {"start": window.start, "end": window.end}
+    if isinstance(frames, ColumnarFrames):
+        info["coverage"] = coverage_info(frames.coverage())
     if frames:
         first, last = frames[0], frames[-1]
         info["first_frame"] = {"t": first.mono, "wall": wall_iso(first.wall)}

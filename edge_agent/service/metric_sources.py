@@ -4,6 +4,7 @@ at scrape time (see `edge_agent.metrics`). The supervisor registers them:
     metrics.add_source(f"serial:{reader.port.name}", serial_source(reader))
     metrics.add_source("lens", lens_source(lens_service))
     metrics.add_async_source("outbox", outbox_source(outbox))
+    metrics.add_source("evidence", evidence_source(rings))
     metrics.add_source("process", process_source(lag_monitor, watchdog))
     metrics.add_source("components", supervisor_source(supervisor))
     metrics.add_source("steps", steps_source(step_tracker))
@@ -28,6 +29,7 @@ from edge_agent.metrics import Sample
 
 if TYPE_CHECKING:
     from edge_agent.consumers import IsolatedConsumer
+    from edge_agent.evidence import EvidenceRings
     from edge_agent.lens.service import LensService
     from edge_agent.outbox import Outbox
     from edge_agent.serial.clock import SourceClock
@@ -136,6 +138,26 @@ def lens_samples(counters: dict[str, float], streaming: bool) -> list[Sample]:
 
 def lens_source(service: LensService) -> Callable[[], Iterable[Sample]]:
     return lambda: lens_samples(service.counters(), service.running.is_set())
+
+
+def evidence_samples(status: dict[str, Any]) -> list[Sample]:
+    """From `EvidenceRings.status()`; both reasons always exposed, so an alert has a series at 0."""
+    samples = [Sample("evidence_ring_budget_bytes", {}, status["budget_bytes"])]
+    for source, ring in status["sources"].items():
+        samples.append(Sample("evidence_ring_bytes", {"source": source}, ring["bytes"]))
+        samples.append(Sample("evidence_ring_span_seconds", {"source": source}, ring["span_s"]))
+    for reason in ("time", "memory"):
+        evicted = status["blocks_evicted"].get(reason, 0)
+        samples.append(Sample("evidence_ring_evicted_blocks_total", {"reason": reason}, evicted))
+        samples.append(
+            Sample("evidence_slices_cut_total", {"reason": reason}, status["slices_cut"].get(reason, 0))
+        )
+    samples.append(Sample("evidence_frames_not_kept_total", {}, status["frames_not_kept"]))
+    return samples
+
+
+def evidence_source(rings: EvidenceRings) -> Callable[[], Iterable[Sample]]:
+    return lambda: evidence_samples(rings.status())
 
 
 def outbox_samples(

@@ -253,3 +253,50 @@ async def test_ring_to_files_off_the_loop(tmp_path: Path) -> None:
     rows = read_csv(files.csv_path)
     assert float(rows[0]["offset_s"]) == pytest.approx(-1.0)  # the ring held only 1 s of pre
     assert float(rows[-1]["offset_s"]) == pytest.approx(1.5, abs=1e-6)
+
+
+def test_ring_slices_write_what_a_list_writes_and_say_how_much_they_cover(tmp_path: Path) -> None:
+    """Two sources through the ring, one cut by the memory budget: the CSV is byte for byte what the
+    same frames as a list give; the JSON says the evidence is not complete, why, and from when."""
+    rings = EvidenceRings(seconds=300.0, memory_bytes=256 * 1024)
+    fast: list[Frame] = []
+    slow: list[Frame] = []
+    for i in range(20_000):  # "fast": 20 s at 1 kHz, 8 channels: ~1.6 MB, six times the budget
+        t = 90.0 + i / 1000
+        fast.append(Frame("fast", t, WALL0 + t, {f"ch{c}": i + c / 8 for c in range(8)}))
+        rings.add(fast[-1])
+        if i % 100 == 0:
+            slow.append(Frame("slow", t + 0.0005, WALL0 + t, {"temp_c": 20.0 + i / 1000}, float(i)))
+            rings.add(slow[-1])
+    start, end = 95.0, 109.0  # an incident at 100 s: 5 s of pre, 9 s of incident and post
+    fast_slice, slow_slice = rings.slice("fast", start, end), rings.slice("slow", start, end)
+    oldest_fast = fast_slice[0].mono
+    assert oldest_fast > start  # the budget dropped the start of "fast"
+    from_ring = write_evidence(
+        tmp_path / "ring", ANOMALY_ID, summary(), merge_by_time([fast_slice, slow_slice]), t0=T0
+    )
+    kept = [f for f in fast if f.mono >= oldest_fast and f.mono <= end]
+    from_list = write_evidence(
+        tmp_path / "list",
+        ANOMALY_ID,
+        summary(),
+        merge_by_time([kept, [f for f in slow if start <= f.mono <= end]]),
+        t0=T0,
+    )
+    assert from_ring.csv_path.read_bytes() == from_list.csv_path.read_bytes()
+    assert from_ring.frames == from_list.frames == len(kept) + 140
+    evidence = json.loads(from_ring.json_path.read_text())["evidence"]
+    assert evidence["coverage"] == {
+        "complete": False,
+        "cut_by": "memory",
+        "covered_from": oldest_fast,
+        "sources": {
+            "fast": {"requested_from": start, "covered_from": oldest_fast, "cut_by": "memory"},
+            "slow": {"requested_from": start, "covered_from": 95.0005, "cut_by": None},
+        },
+    }
+    assert evidence["sources"] == ["fast", "slow"] and evidence["frames"] == from_ring.frames
+    assert "coverage" not in json.loads(from_list.json_path.read_text())["evidence"]  # a list says nothing
+    assert rings.slices_cut == {"memory": 1, "time": 0}
+    whole = write_evidence(tmp_path / "ring", "recent", summary(), rings.slice("slow", 100.0, 109.0), t0=T0)
+    assert json.loads(whole.json_path.read_text())["evidence"]["coverage"]["complete"] is True
