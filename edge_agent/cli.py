@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "emulate": ("edge_agent.emulators.cli", "run the Archetype lens and Atlas emulators"),
     "healthcheck": ("edge_agent.service.healthcheck", "probe the control API /healthz (container health)"),
     "lens": ("edge_agent.lens.cli", "list lenses and sessions, destroy sessions"),
+    "backtest": ("edge_agent.backtest.cli", "the incidents a recording would have filed (rules offline)"),
 }
 
 

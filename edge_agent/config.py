@@ -706,11 +706,15 @@ def load_config(
     path: Path | None,
     environ: Mapping[str, str] | None = None,
     home: Path | None = None,
+    *,
+    secrets: bool = True,
 ) -> EdgeAgentConfig:
     """Load and validate the configuration; raise `ConfigError` naming file, field and reason.
 
     `path=None` loads defaults plus environment only (used by tools that need no file). `home` is
     where `~/.atlas` is looked for (default: `$HOME`, else the password database, else nowhere).
+    `secrets=False` leaves the secrets unresolved (their files unread): for tools that talk to no
+    service, such as `edge-agent backtest` on a laptop where the bench's credential files do not exist.
     """
     env = dict(os.environ if environ is None else environ)
     document = read_toml(path) if path is not None else {}
@@ -719,7 +723,8 @@ def load_config(
         config = _validate(path, env)
     finally:
         _load_inputs.reset(token)
-    resolve_secrets(config, env, home if home is not None else home_dir(env), path)
+    if secrets:
+        resolve_secrets(config, env, home if home is not None else home_dir(env), path)
     return config
 
 

@@ -15,7 +15,7 @@ from edge_agent.detect.anomaly import (
     priority_for,
 )
 from edge_agent.detect.baseline import BaselineFileError, RobustStats, dump_baselines, load_baselines
-from edge_agent.detect.detector import Detector, LensAnomalyOptions, RuleConfigError
+from edge_agent.detect.detector import Detector, LensAnomalyOptions, RuleConfigError, SourcePlan
 from edge_agent.detect.lens_labels import InferenceLike, LensLabelCheck
 from edge_agent.detect.tracker import AnomalySpec, AnomalyTracker, Debounce
 
@@ -38,6 +38,7 @@ __all__ = [
     "RobustStats",
     "RuleConfigError",
     "Severity",
+    "SourcePlan",
     "dump_baselines",
     "load_baselines",
     "priority_for",

@@ -26,7 +26,7 @@ Values that are not ordinary numbers have one meaning for every rule:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,8 +94,10 @@ class _CompiledRule:
 
 
 @dataclass(slots=True)
-class _SourcePlan:
-    """Everything one source's frames touch, flattened for the per-frame loop."""
+class SourcePlan:
+    """Everything one source's frames touch, flattened for the per-frame loop, in the order `on_frame`
+    runs it: the any-frame dropout watches, then per channel (in rule order of first mention) its
+    dropout watches and its checks with their tracker slots."""
 
     channels: list[tuple[str, list[tuple[ValueCheck, Slot]], list[DropoutWatch]]]
     any_frame: list[DropoutWatch]
@@ -112,23 +114,28 @@ class Detector:
         update_every: float | None = None,
         load_baseline: Callable[[Path], Mapping[str, RobustStats]] = load_baselines,
         source_now: SourceNow = host_timeline,
+        sources: Collection[str] | None = None,
     ) -> None:
         """Build every rule now, so a bad rule or baseline file fails at start-up (`RuleConfigError`),
         not at the first frame. `load_baseline` reads a baseline file (the only I/O, at construction).
 
         Frames and link events carry times on their source's timeline (`edge_agent.serial.clock`);
         `source_now(source, host_mono)` is that timeline's now, which every time-driven decision of a
-        source (dropout gaps, anomalies closing when samples stop) is made on."""
+        source (dropout gaps, anomalies closing when samples stop) is made on.
+        `sources`: the only sources that will send frames (None: any). A dropout rule bound to another
+        source is still checked but never watched, so it cannot report that source silent (`edge-agent
+        backtest` replays one source of a bench configured with several)."""
         self.tracker = AnomalyTracker(new_id=new_id, update_every=update_every)
         self._source_now = source_now
         self._rules = [self._compile(i, section, load_baseline) for i, section in enumerate(rules)]
-        self._plans: dict[str, _SourcePlan] = {}
+        self._plans: dict[str, SourcePlan] = {}
         self._known_sources: set[str] = set()
         # (rule index, source) -> watch; source "" stands in for an any-source rule until a source appears.
         self._watches: dict[tuple[int, str], DropoutWatch] = {}
         for rule in self._rules:
-            if rule.make_check is None:
-                self._add_watch(rule, rule.section.source)
+            bound = rule.section.source
+            if rule.make_check is None and (sources is None or not bound or bound in sources):
+                self._add_watch(rule, bound)
         self._lens: LensLabelCheck | None = None
         self._lens_spec: AnomalySpec | None = None
         if lens is not None and lens.anomaly_labels:
@@ -229,7 +236,7 @@ class Detector:
                     events.extend(stand_in.seen(mono, wall))
         return events
 
-    def _plan_for(self, source: str) -> _SourcePlan:
+    def _plan_for(self, source: str) -> SourcePlan:
         by_channel: dict[str, tuple[list[tuple[ValueCheck, Slot]], list[DropoutWatch]]] = {}
         any_frame: list[DropoutWatch] = []
         for rule in self._rules:
@@ -245,9 +252,20 @@ class Detector:
                 continue
             slot = self.tracker.slot(AnomalyKey(rule.rule_id, source, section.channel), rule.spec)
             by_channel.setdefault(section.channel, ([], []))[0].append((rule.make_check(), slot))
-        plan = _SourcePlan([(ch, checks, watches) for ch, (checks, watches) in by_channel.items()], any_frame)
+        plan = SourcePlan([(ch, checks, watches) for ch, (checks, watches) in by_channel.items()], any_frame)
         self._plans[source] = plan
         return plan
+
+    def source_plan(self, source: str, mono: float, wall: float) -> tuple[SourcePlan, list[AnomalyEvent]]:
+        """`source`'s plan, made as its first frame at `mono`/`wall` would make it (with the events that
+        retiring a stand-in dropout watch gives, as `on_frame` would return them). For a batch runner
+        (`edge-agent backtest`) that evaluates the same checks on many samples at once and feeds their
+        slots and watches itself; the objects are the ones `on_frame` and `tick` use."""
+        plan = self._plans.get(source)
+        if plan is not None:
+            return plan, []
+        events = self._ensure_source(source, mono, wall)
+        return self._plan_for(source), events
 
     # -- inputs -------------------------------------------------------------------------------------
 
@@ -257,8 +275,8 @@ class Detector:
         mono = frame.mono
         wall = frame.wall
         if plan is None:
-            events = self._ensure_source(frame.source, mono, wall) or None
-            plan = self._plan_for(frame.source)
+            plan, first = self.source_plan(frame.source, mono, wall)
+            events = first or None
         for watch in plan.any_frame:
             found = watch.seen(mono, wall)
             if found:

@@ -1,0 +1,482 @@
+"""The backtest engine: a recording's blocks through the live rules, tracker and incident grouper.
+
+It gives what the live path gives for the same frames, fed one by one to `Detector.on_frame`, with
+`Detector.tick` at every tick of the agent (`TICK_SECONDS` apart on the source's timeline, from the
+first row) and the incident grouper after both, as `edge-agent run` replaying the recording at 1x
+would. The objects are the live ones (the `Detector`'s checks, slots and dropout watches, the
+`IncidentGrouper`); only the work that cannot change anything is skipped:
+
+- the checks' verdicts come in numpy batches (`verdicts.py`); a slot is fed only its active samples and,
+  while it is live (a streak running or an anomaly open), the samples after them, in the order
+  `on_frame` would feed them (rows in order, the source plan's order within a row) - a quiet channel
+  costs no Python per sample;
+- a dropout watch is told of its channel's frames lazily (its last frame is set before each tick) and
+  fed `seen` only while its slot is live;
+- a tick runs only when it can do something: an incident is live, a dropout watch is live or due.
+  Every other tick is a no-op in the live code, so skipping it changes nothing.
+
+End of the recording: the ticks go on (without dropout checks: the end of a file is not a silent
+device) until what was clearing has closed and every incident's quiet period has passed, then what is
+still open is closed there (reason "shutdown", reported as the end of the recording).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge_agent.backtest.recording import Block, PlacedMarker
+from edge_agent.backtest.rows import AnomalyRows, RowBook
+from edge_agent.backtest.steps import StepReplay
+from edge_agent.backtest.verdicts import Batch, Floats, Ints, Samples, Verdicts, batch_for
+from edge_agent.config import EdgeAgentConfig
+from edge_agent.detect.anomaly import AnomalyEvent, AnomalyOpened
+from edge_agent.detect.detector import Detector
+from edge_agent.detect.dropout import ANY_CHANNEL, DropoutWatch
+from edge_agent.detect.tracker import Slot
+from edge_agent.incidents import IncidentClosed, IncidentEvent, IncidentGrew, IncidentGrouper, IncidentOpened
+
+TICK_SECONDS = 0.25  # edge_agent.agent.TICK_SECONDS (a test holds them equal)
+
+_TRIGGER, _MARKER, _CHECK, _WATCH = 0, 1, 2, 3
+
+
+def tick_time(t0: float, k: int) -> float:
+    """The k-th tick after the first row (the live reference in the tests uses this same function)."""
+    return t0 + k * TICK_SECONDS
+
+
+def end_horizon(config: EdgeAgentConfig) -> float:
+    """How long after the last row the ticks go on: everything clearing closes, every batch of joins is
+    reported and every quiet period passes within it."""
+    clear = max((rule.clear_after for rule in config.rules), default=0.0)
+    incidents = config.incidents
+    return clear + incidents.join_window + incidents.update_after + 2 * TICK_SECONDS
+
+
+@dataclass(slots=True)
+class _CheckEntry:
+    index: int
+    sub: int  # its place within a row, as on_frame feeds them
+    batch: Batch
+    slot: Slot
+    channel: str
+    verdicts: Verdicts | None = None
+    active_pos: Ints = field(default_factory=lambda: np.empty(0, np.int64))
+    values: Floats = field(default_factory=lambda: np.empty(0))  # the channel's column in the block
+
+
+@dataclass(slots=True)
+class _WatchEntry:
+    index: int
+    sub: int
+    watch: DropoutWatch
+    channel: str
+    times: Floats = field(default_factory=lambda: np.empty(0))
+    at: Ints = field(default_factory=lambda: np.empty(0, np.int64))
+    gap_starts: Floats = field(default_factory=lambda: np.empty(0))
+    carried: tuple[float, int | None] | None = None  # last frame before this block (time, row)
+    queued: bool = False
+    last_row: int | None = None
+
+
+@dataclass(slots=True)
+class IncidentRecord:
+    closed: IncidentClosed
+    opened_row: int | None
+    updates: int  # IncidentGrew events: the comments the agent would add
+    rows: dict[str, AnomalyRows]  # member anomaly id -> its rows
+
+
+class BacktestEngine:
+    def __init__(self, config: EdgeAgentConfig, source: str, *, keep_events: bool = False) -> None:
+        anomaly_ids = itertools.count(1)
+        incident_ids = itertools.count(1)
+        self.detector = Detector(config.rules, None, new_id=lambda: f"a{next(anomaly_ids)}", sources={source})
+        self.grouper = IncidentGrouper.from_section(config.incidents, new_id=lambda: f"i{next(incident_ids)}")
+        self.steps = StepReplay(config.steps.source)
+        self.rows = RowBook()
+        self.source = source
+        self.channels = sorted(
+            {r.channel for r in config.rules if r.source in ("", source) and r.channel != ANY_CHANNEL}
+        )
+        self.horizon = end_horizon(config)
+        self.keep_events = keep_events
+        self.anomaly_events: list[AnomalyEvent] = []
+        self.incident_events: list[IncidentEvent] = []
+        self.incidents: list[IncidentRecord] = []
+        self.anomalies_opened = 0
+        self.frames = 0
+        self._opened: dict[str, tuple[int | None, int]] = {}  # incident id -> (opened row, updates)
+        self._checks: list[_CheckEntry] = []
+        self._watches: list[_WatchEntry] = []
+        self._t0: float | None = None
+        self._k = 0  # the next tick
+        self._last_t = 0.0  # time of the last frame so far
+        self._last_row: int | None = None
+        self._block: Block | None = None
+        self._heap: list[tuple[int, int, int, int, int, int]] = []
+        self._seq = itertools.count()
+        self._finished = False
+
+    # -- blocks -------------------------------------------------------------------------------------
+
+    def feed(self, block: Block) -> None:
+        """The next block of the recording (in file order)."""
+        n = len(block)
+        if n and self._t0 is None:
+            self._start(block)
+        self._block = block
+        if n:
+            self._setup(block)
+            self._run_ticks(float(block.t[0]))
+            self._push_live()
+        for index, placed in enumerate(block.markers):
+            self._push(placed.before, -1, _MARKER, index, 0)
+        heap = self._heap
+        while heap:
+            at, _, _, kind, index, pos = heapq.heappop(heap)
+            if kind == _MARKER:
+                self._marker(block.markers[index])
+                continue
+            self._run_ticks(float(block.t[at]))
+            if kind == _CHECK:
+                self._feed_check(self._checks[index], pos)
+            elif kind == _WATCH:
+                self._feed_watch(self._watches[index], pos)
+        if n:
+            self._run_ticks(float(block.t[-1]))
+            self._last_t = float(block.t[-1])
+            self._last_row = int(block.rows[-1])
+            self.frames += n
+            for entry in self._watches:
+                if entry.times.size:
+                    entry.carried = (float(entry.times[-1]), int(block.rows[entry.at[-1]]))
+
+    def finish(self) -> None:
+        """The recording ended: tail ticks without dropout checks, then close what is still open."""
+        if self._finished:
+            return
+        self._finished = True
+        if self._t0 is None:
+            return
+        self._block = None
+        end = self._last_t + self.horizon
+        tracker = self.detector.tracker
+        while len(self.grouper):
+            now = tick_time(self._t0, self._k)
+            if now > end:
+                break
+            for event in tracker.tick(now, now):
+                self._emit(event, None)
+            self._on_incidents(self.grouper.tick(_at(now), now), None)
+            self._k += 1
+        for closed in self.detector.close_all(end, end):
+            self._emit(closed, None)
+        self._on_incidents(self.grouper.close_all(end, end), None)
+        self.steps.finish(self._last_t, self._last_row)
+
+    # -- set-up -------------------------------------------------------------------------------------
+
+    def _start(self, block: Block) -> None:
+        t0 = float(block.t[0])
+        self._t0 = t0
+        plan, events = self.detector.source_plan(self.source, t0, t0)
+        virtual = (t0, None)  # a watch not yet told of a frame gets its gap clock set by the first tick
+        sub = itertools.count()
+        for watch in plan.any_frame:
+            self._watches.append(
+                _WatchEntry(len(self._watches), next(sub), watch, ANY_CHANNEL, carried=virtual)
+            )
+        for channel, checks, watches in plan.channels:
+            for watch in watches:
+                self._watches.append(
+                    _WatchEntry(len(self._watches), next(sub), watch, channel, carried=virtual)
+                )
+            for check, slot in checks:
+                self._checks.append(
+                    _CheckEntry(len(self._checks), next(sub), batch_for(check), slot, channel)
+                )
+        for event in events:
+            self._emit(event, int(block.rows[0]))
+
+    def _setup(self, block: Block) -> None:
+        samples: dict[str, Samples] = {}
+        for channel in self.channels:
+            values = block.values[channel]
+            finite = np.isfinite(values)
+            if finite.all():  # views, no copies
+                samples[channel] = Samples(np.arange(len(block)), block.t, values, block.rows)
+            else:
+                at = np.flatnonzero(finite)
+                samples[channel] = Samples(at, block.t[at], values[at], block.rows[at])
+        for entry in self._checks:
+            sample = samples[entry.channel]
+            verdicts = entry.batch.evaluate(sample)
+            entry.verdicts = verdicts
+            entry.active_pos = np.flatnonzero(verdicts.active)
+            entry.values = block.values[entry.channel]
+        for index, watch_entry in enumerate(self._watches):
+            if watch_entry.channel == ANY_CHANNEL:
+                at = np.arange(len(block))
+            else:
+                at = samples[watch_entry.channel].at
+            watch_entry.at = at
+            watch_entry.times = block.t[at]
+            watch_entry.queued = False
+            self._gaps(index, watch_entry, block)
+
+    def _gaps(self, index: int, entry: _WatchEntry, block: Block) -> None:
+        """Where this channel goes `dropout_after` without a frame: the tick loop must run before the
+        frame that ends such a gap (a trigger), and may skip to the gap's start + dropout_after."""
+        after = entry.watch.after
+        times = entry.times
+        carried = [entry.carried[0]] if entry.carried is not None else []
+        starts = np.concatenate((carried, times))
+        ends = np.concatenate((starts[1:], [math.inf]))
+        gaps = np.flatnonzero(ends - starts >= after)
+        entry.gap_starts = starts[gaps]
+        ending = gaps + 1 - len(carried)  # the frame (in this block) that ends each gap
+        for j in ending[(ending >= 0) & (ending < times.size)].tolist():
+            self._push(int(entry.at[j]), -2, _TRIGGER, index, 0)
+
+    def _push(self, at: int, sub: int, kind: int, index: int, pos: int) -> None:
+        heapq.heappush(self._heap, (at, sub, next(self._seq), kind, index, pos))
+
+    def _push_check(self, index: int, pos: int) -> None:
+        entry = self._checks[index]
+        assert entry.verdicts is not None
+        self._push(int(entry.verdicts.at[pos]), entry.sub, _CHECK, index, pos)
+
+    def _push_watch(self, index: int, pos: int) -> None:
+        entry = self._watches[index]
+        entry.queued = True
+        self._push(int(entry.at[pos]), entry.sub, _WATCH, index, pos)
+
+    def _push_live(self) -> None:
+        """Each check's first sample to feed in this block (its first verdict while its slot is live
+        across the block boundary, else its first active one); live dropout watches likewise."""
+        for index, entry in enumerate(self._checks):
+            assert entry.verdicts is not None
+            if entry.slot.live and entry.verdicts.at.size:
+                self._push_check(index, 0)
+            elif entry.active_pos.size:
+                self._push_check(index, int(entry.active_pos[0]))
+        for index, watch_entry in enumerate(self._watches):
+            if watch_entry.watch.slot.live and not watch_entry.queued and watch_entry.at.size:
+                self._push_watch(index, 0)
+
+    # -- feeding ------------------------------------------------------------------------------------
+
+    def _feed_check(self, entry: _CheckEntry, pos: int) -> None:
+        verdicts = entry.verdicts
+        block = self._block
+        assert verdicts is not None and block is not None
+        at = int(verdicts.at[pos])
+        t = float(block.t[at])
+        row = int(block.rows[at])
+        slot = entry.slot
+        active = bool(verdicts.active[pos])
+        was_live = slot.live
+        if active:
+            batch = entry.batch
+            onset: float | None = None
+            onset_row: int | None = None
+            if batch.asks_check:
+                check = batch.check
+                verdict = check.observe(float(entry.values[at]), t, t)
+                assert verdict is True, "a batch and its check disagree"
+                value, excursion, threshold = check.value, check.excursion, check.threshold
+                onset = check.onset_mono
+            else:
+                assert verdicts.value is not None and verdicts.excursion is not None
+                value = float(verdicts.value[pos])
+                excursion = float(verdicts.excursion[pos])
+                threshold = batch.check.threshold if verdicts.thresholds is None else verdicts.thresholds[pos]
+                if verdicts.onset_t is not None and not math.isnan(verdicts.onset_t[pos]):
+                    onset = float(verdicts.onset_t[pos])
+                    onset_row = None if verdicts.onset_row is None else int(verdicts.onset_row[pos])
+            event = slot.observe(True, value, excursion, threshold, t, t, onset_mono=onset, onset_wall=onset)
+            self.rows.observe(slot.key, was_live, True, excursion, t, row, _moment(onset, onset_row))
+        elif was_live:
+            event = slot.observe(False, 0.0, 0.0, "", t, t)
+            self.rows.observe(slot.key, was_live, False, 0.0, t, row)
+        else:  # a tick closed it since this sample was queued: on_frame would not feed it
+            event = None
+        if event is not None:
+            self._emit(event, row)
+        self._next_check(entry, pos)
+
+    def _next_check(self, entry: _CheckEntry, pos: int) -> None:
+        verdicts = entry.verdicts
+        assert verdicts is not None
+        index = entry.index
+        if entry.slot.live:
+            if pos + 1 < verdicts.at.size:
+                self._push_check(index, pos + 1)
+            return
+        k = int(np.searchsorted(entry.active_pos, pos, side="right"))
+        if k < entry.active_pos.size:
+            self._push_check(index, int(entry.active_pos[k]))
+
+    def _feed_watch(self, entry: _WatchEntry, pos: int) -> None:
+        block = self._block
+        assert block is not None
+        at = int(entry.at[pos])
+        t = float(block.t[at])
+        row = int(block.rows[at])
+        slot = entry.watch.slot
+        was_live = slot.live
+        event = entry.watch.seen(t, t)
+        entry.last_row = row
+        if was_live:
+            self.rows.observe(slot.key, was_live, False, 0.0, t, row)
+        if event is not None:
+            self._emit(event, row)
+        entry.queued = False
+        if slot.live and pos + 1 < entry.at.size:
+            self._push_watch(entry.index, pos + 1)
+
+    def _marker(self, placed: PlacedMarker) -> None:
+        block = self._block
+        assert block is not None
+        before = placed.before
+        if before > 0:
+            t = float(block.t[before - 1])
+        elif self._t0 is not None and self._last_row is not None:
+            t = self._last_t
+        else:
+            t = float(block.t[0]) if len(block) else 0.0
+        self._run_ticks(t)
+        after = int(block.rows[before]) if before < len(block) else None
+        last = int(block.rows[before - 1]) if before > 0 else self._last_row
+        self.steps.on_marker(placed.marker, t, after, last, placed.line)
+
+    # -- ticks --------------------------------------------------------------------------------------
+
+    def _run_ticks(self, until: float) -> None:
+        """Every tick before `until` that can change anything, in order; the others are skipped."""
+        t0 = self._t0
+        if t0 is None:
+            return
+        while True:
+            now = tick_time(t0, self._k)
+            if not now < until:
+                return
+            self._sync_watches(now)
+            if self._tick_needed(now):
+                self._tick(now)
+                self._k += 1
+                continue
+            due = min(self._next_due(), until)
+            skip = math.floor((due - t0) / TICK_SECONDS) - 1  # one early: a no-op tick is harmless
+            self._k = max(self._k + 1, skip)
+
+    def _sync_watches(self, now: float) -> None:
+        """Each watch's last frame as of `now` (what `seen` on every frame up to it would have set)."""
+        for entry in self._watches:
+            k = int(np.searchsorted(entry.times, now, side="right")) - 1
+            watch = entry.watch
+            if k >= 0:
+                watch.last_mono = watch.last_wall = float(entry.times[k])
+                entry.last_row = int(self._block.rows[entry.at[k]]) if self._block is not None else None
+            elif entry.carried is not None and entry.carried[1] is not None:
+                watch.last_mono = watch.last_wall = entry.carried[0]
+                entry.last_row = entry.carried[1]
+
+    def _tick_needed(self, now: float) -> bool:
+        if len(self.grouper):
+            return True
+        for entry in self._watches:
+            watch = entry.watch
+            last = watch.last_mono
+            if watch.slot.live or last is None or max(0.0, now - last) >= watch.after:
+                return True
+        return False
+
+    def _next_due(self) -> float:
+        due = math.inf
+        for entry in self._watches:
+            last = entry.watch.last_mono
+            assert last is not None
+            k = int(np.searchsorted(entry.gap_starts, last, side="left"))
+            start = float(entry.gap_starts[k]) if k < entry.gap_starts.size else math.inf
+            if entry.last_row is None:  # its last time was set by a tick, not by a frame
+                start = min(start, last)
+            due = min(due, start + entry.watch.after)
+        return due
+
+    def _tick(self, now: float) -> None:
+        block = self._block
+        row: int | None = None
+        if block is not None:
+            k = int(np.searchsorted(block.t, now, side="right"))
+            row = int(block.rows[k]) if k < len(block) else None
+        before = []
+        for entry in self._watches:
+            watch = entry.watch
+            last = watch.last_mono
+            gap = None if last is None else max(0.0, now - last)
+            before.append((entry, watch.slot.live, gap, last))
+        events = self.detector.tick(now, now)
+        for entry, was_live, gap, last in before:
+            watch = entry.watch
+            if gap is None:
+                continue
+            if gap >= watch.after:
+                onset = (last, entry.last_row) if last is not None else None
+                self.rows.observe(watch.slot.key, was_live, True, gap - watch.after, now, row, onset)
+            elif was_live:
+                self.rows.observe(watch.slot.key, was_live, False, 0.0, now, row)
+        for event in events:
+            self._emit(event, row)
+        self._on_incidents(self.grouper.tick(_at(now), now), row)
+        if block is not None:
+            for index, entry in enumerate(self._watches):
+                if entry.watch.slot.live and not entry.queued:
+                    k = int(np.searchsorted(entry.times, now, side="right"))
+                    if k < entry.times.size:
+                        self._push_watch(index, k)
+
+    # -- events -------------------------------------------------------------------------------------
+
+    def _emit(self, event: AnomalyEvent, row: int | None) -> None:
+        if isinstance(event, AnomalyOpened):
+            self.anomalies_opened += 1
+        self.rows.on_event(event, row)
+        if self.keep_events:
+            self.anomaly_events.append(event)
+        self.steps.on_anomaly_event(event)
+        self._on_incidents(self.grouper.on_events((event,)), row)
+
+    def _on_incidents(self, events: list[IncidentEvent], row: int | None) -> None:
+        for event in events:
+            if self.keep_events:
+                self.incident_events.append(event)
+            incident = event.incident
+            if isinstance(event, IncidentOpened):
+                self._opened[incident.id] = (row, 0)
+            elif isinstance(event, IncidentGrew):
+                opened_row, updates = self._opened.get(incident.id, (None, 0))
+                self._opened[incident.id] = (opened_row, updates + 1)
+            elif isinstance(event, IncidentClosed):
+                opened_row, updates = self._opened.pop(incident.id, (None, 0))
+                rows = {}
+                for member in incident.members:
+                    rows[member.id] = self.rows.by_anomaly.get(member.id, AnomalyRows(None, None, None))
+                    self.rows.forget(member.id)
+                self.incidents.append(IncidentRecord(event, opened_row, updates, rows))
+
+
+def _at(now: float) -> Callable[[str], float]:
+    """The grouper's `now_of`: one source, so every source's now is the tick's."""
+    return lambda _source: now
+
+
+def _moment(t: float | None, row: int | None) -> tuple[float, int | None] | None:
+    return None if t is None else (t, row)

@@ -1,0 +1,111 @@
+"""The live reference for the backtest: the same recording through the live decoder, `Detector.on_frame`
+frame by frame and `Detector.tick` at every tick of the agent, and the incident grouper after both."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edge_agent.backtest.engine import end_horizon, tick_time
+from edge_agent.config import EdgeAgentConfig, SerialPort, load_config
+from edge_agent.detect import AnomalyEvent, Detector
+from edge_agent.frames import Frame
+from edge_agent.incidents import IncidentEvent, IncidentGrouper
+from edge_agent.serial.decoders import make_decoder
+
+
+class ReplayClock:
+    """The timeline of a 1x replay (edge_agent/backtest/timeline.py's rule, stated once more, plainly)."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+        self.last_t: float | None = None
+        self.last_dev: float | None = None
+        self.offset = 0.0
+
+    def stamp(self, device: float | None) -> float:
+        held = 0.0 if self.last_t is None else self.last_t
+        if device is None or not math.isfinite(device):
+            t = held
+        elif self.last_dev is None:
+            self.offset = 0.0 - device * self.scale
+            t = held
+            self.last_dev = device
+        elif device < self.last_dev:
+            t = held
+            self.offset = t - device * self.scale
+            self.last_dev = device
+        else:
+            t = max(device * self.scale + self.offset, held)
+            self.last_dev = device
+        self.last_t = t
+        return t
+
+
+@dataclass
+class LiveRun:
+    anomaly_events: list[AnomalyEvent] = field(default_factory=list)
+    incident_events: list[IncidentEvent] = field(default_factory=list)
+    frames: int = 0
+
+
+def live_run(config: EdgeAgentConfig, port: SerialPort, data: bytes, scale: float) -> LiveRun:
+    anomaly_ids = itertools.count(1)
+    incident_ids = itertools.count(1)
+    detector = Detector(config.rules, None, new_id=lambda: f"a{next(anomaly_ids)}", sources={port.name})
+    grouper = IncidentGrouper.from_section(config.incidents, new_id=lambda: f"i{next(incident_ids)}")
+    decoder = make_decoder(port)
+    clock = ReplayClock(scale)
+    run = LiveRun()
+
+    def anomalies(events: list[AnomalyEvent] | tuple[AnomalyEvent, ...]) -> None:
+        run.anomaly_events.extend(events)
+        run.incident_events.extend(grouper.on_events(list(events)))
+
+    def tick(now: float, watches: bool = True) -> None:
+        anomalies(detector.tick(now, now) if watches else detector.tracker.tick(now, now))
+        run.incident_events.extend(grouper.tick(lambda _source: now, now))
+
+    t0: float | None = None
+    k = 0
+    last_t = 0.0
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    for line in lines:
+        for item in decoder.feed(line + b"\n", 0.0, 0.0):
+            if not isinstance(item, Frame):
+                continue
+            t = clock.stamp(item.device_time)
+            if t0 is None:
+                t0 = t
+            while tick_time(t0, k) < t:
+                tick(tick_time(t0, k))
+                k += 1
+            run.frames += 1
+            last_t = t
+            anomalies(detector.on_frame(Frame(port.name, t, t, item.values, item.device_time)))
+    if t0 is None:
+        return run
+    end = last_t + end_horizon(config)
+    while tick_time(t0, k) <= end:
+        tick(tick_time(t0, k), watches=False)
+        k += 1
+    anomalies(detector.close_all(end, end))
+    run.incident_events.extend(grouper.close_all(end, end))
+    return run
+
+
+def config_of(
+    serial: list[dict[str, Any]], rules: list[dict[str, Any]], **sections: dict[str, Any]
+) -> EdgeAgentConfig:
+    """A validated config from plain data (through the environment variables the loader reads)."""
+    env = {"EDGE_AGENT_SERIAL": json.dumps(serial), "EDGE_AGENT_RULES": json.dumps(rules)}
+    for section, values in sections.items():
+        for key, value in values.items():
+            env[f"EDGE_AGENT_{section.upper()}__{key.upper()}"] = json.dumps(value)
+    return load_config(None, environ=env, home=Path("/nonexistent"))
