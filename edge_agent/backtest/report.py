@@ -230,6 +230,14 @@ def to_text(report: dict[str, Any]) -> str:
         " counted; bad rows are); times are seconds from the first row",
         "",
     ]
+    if "column" in time and rec["frames"] and rec["rows_without_time"] == rec["frames"]:
+        lines += [f"WARNING: no frame has a number in the time column {time['column']}: all are at t = 0", ""]
+    elif rec["rows_without_time"] or rec["rows_time_went_back"]:
+        lines += [
+            f"note: {rec['rows_without_time']} frame(s) without a time and {rec['rows_time_went_back']} whose"
+            " time went back were held at the time before them (as the agent's clock holds them)",
+            "",
+        ]
     incidents = report["incidents"]
     if not incidents:
         lines.append("No incident would have been filed.")

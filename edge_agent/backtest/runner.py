@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_agent.backtest.engine import BacktestEngine, IncidentRecord
-from edge_agent.backtest.recording import EX_USAGE, RecordingError, RecordingReader
+from edge_agent.backtest.recording import CHUNK_BYTES, EX_USAGE, RecordingError, RecordingReader
 from edge_agent.backtest.steps import StepResult
 from edge_agent.backtest.timeline import unit_scale
 from edge_agent.config import EdgeAgentConfig, SerialPort
@@ -25,6 +25,7 @@ class BacktestOptions:
     rate: float | None = None  # no time column: rows are 1/rate seconds apart
     format: str | None = None  # csv, jsonl, kv; default: the port's
     keep_events: bool = False  # keep every anomaly and incident event (tests compare them)
+    chunk_bytes: int = CHUNK_BYTES  # read size: a block is the complete lines of one read
 
 
 @dataclass(slots=True)
@@ -104,8 +105,9 @@ def run_backtest(
     scale = time_scale(port, options)
     engine = BacktestEngine(config, port.name, keep_events=options.keep_events)
     reader = RecordingReader(
-        path, port, engine.channels, scale=scale, rate=None if scale is not None else options.rate
-    )
+        path, port, engine.channels, scale=scale, rate=None if scale is not None else options.rate,
+        chunk_bytes=options.chunk_bytes,
+    )  # fmt: skip
     first_device: float | None = None
     last_device: float | None = None
     first_t: float | None = None
@@ -119,8 +121,6 @@ def run_backtest(
             last_device = float(block.device[-1])
         engine.feed(block)
     engine.finish()
-    if scale is not None and reader.data_rows and not reader.rows_with_time:
-        raise RecordingError(f"{path}: no row has a value in the time column {port.device_time!r}")
     timeline = reader.device_timeline
     return BacktestResult(
         path=path,

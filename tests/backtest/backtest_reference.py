@@ -107,5 +107,6 @@ def config_of(
     env = {"EDGE_AGENT_SERIAL": json.dumps(serial), "EDGE_AGENT_RULES": json.dumps(rules)}
     for section, values in sections.items():
         for key, value in values.items():
-            env[f"EDGE_AGENT_{section.upper()}__{key.upper()}"] = json.dumps(value)
+            text = value if isinstance(value, str) else json.dumps(value)
+            env[f"EDGE_AGENT_{section.upper()}__{key.upper()}"] = text
     return load_config(None, environ=env, home=Path("/nonexistent"))

@@ -1,0 +1,157 @@
+"""The backtest engine gives exactly what the live path gives: the same recording through the live
+decoder, `Detector.on_frame` frame by frame with `Detector.tick` at every tick of the agent, and the
+incident grouper (tests/backtest/reference.py) -> the same anomaly events (keys, start/open/end times,
+peaks, sample counts: the whole snapshots, in order), the same incident events, the same decode counts.
+
+Random recordings with NaN/inf, gaps, repeated values, spikes, clock steps back, bad lines and markers;
+random rules of every kind and incident settings; read in blocks as small as a few lines, so every
+state the batches carry from block to block is crossed too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from backtest_reference import config_of, live_run
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from edge_agent.backtest.runner import BacktestOptions, run_backtest
+from edge_agent.serial.decoders import make_decoder
+
+CHANNELS = ("a", "b", "c")
+# Steps between rows, in units of the time column: milliseconds, or seconds in binary fractions (with
+# values moving by 0.5, rates, gaps and stuck times then land exactly on the thresholds: the boundaries).
+STEPS = {"t_ms": (0, 1, 10, 40, 100, 250, 700, 1500, 4000), "t_s": (0, 0.25, 0.5, 1, 2, 4)}
+BACK = {"t_ms": -300, "t_s": -0.5}
+
+token = st.one_of(
+    st.sampled_from(["same"] * 6 + ["noise"] * 6 + ["spike", "-spike", "nan", "inf", "-inf"]),
+    st.sampled_from([" 1.5", "1_0", "+nan", "1e3", "x", "1.2.3", "Infinity", "-0", "1e500", "#"]),
+)
+data_row = st.tuples(
+    st.integers(0, 8),  # the step after the previous row: STEPS[...][n], 7 goes back, 8 is no time ("nan")
+    st.tuples(token, token, token),
+)
+other_line = st.sampled_from(
+    ["", "# a comment", "1,2", "#STEP START s1", "#STEP END s1 PASS", "#STEP START s2", "#STEP END s2",
+     "t_ms,a,b,c", "\xff\xfe,1,2,3", "1,2,3,4,5"]
+)  # fmt: skip
+line = st.one_of(data_row, data_row, data_row, data_row, data_row, data_row, other_line)
+
+
+def render(lines: list[Any], fmt: str, column: str) -> bytes:
+    t: float = 0
+    prev = [1.0, 2.0, 3.0]
+    steps = STEPS[column]
+    out = [f"{column},a,b,c"] if fmt == "csv" else []
+    for item in lines:
+        if isinstance(item, str):
+            out.append(item)
+            continue
+        step, tokens = item
+        if step == 8:
+            time_text = "nan"
+        else:
+            t += BACK[column] if step == 7 else steps[step % len(steps)]
+            time_text = repr(t)
+        fields = []
+        for i, tok in enumerate(tokens):
+            if tok == "same":
+                text = repr(prev[i])
+            elif tok == "noise":
+                prev[i] += 0.5 if (int(t) + i + len(out)) % 3 else -0.5
+                text = repr(prev[i])
+            elif tok in ("spike", "-spike"):
+                text = "60.0" if tok == "spike" else "-60.0"
+            else:
+                text = tok
+            fields.append(text)
+        if fmt == "csv":
+            out.append(",".join([time_text, *fields]))
+        else:
+            obj: dict[str, Any] = {column: _json_value(time_text)}
+            obj.update({ch: _json_value(text) for ch, text in zip(CHANNELS, fields, strict=True)})
+            out.append(json.dumps(obj))
+    return ("\n".join(out) + "\n").encode("utf-8", "surrogateescape")
+
+
+def _json_value(text: str) -> Any:
+    try:
+        value = float(text)
+    except ValueError:
+        return text
+    return value if math.isfinite(value) else text  # JSON has no NaN: the decoder reads numeric strings
+
+
+def rule_for(kind: str, channel: str, draw: Any) -> dict[str, Any]:
+    rule: dict[str, Any] = {"channel": channel, "kind": kind}
+    if kind == "limits":
+        rule.update(min=draw(st.sampled_from([-5.0, 0.5])), max=draw(st.sampled_from([5.0, 1.0, 3.5])))
+    elif kind == "rate":
+        rule["max_rate"] = draw(st.sampled_from([1.0, 2.0, 20.0, 500.0]))
+    elif kind == "stuck":
+        rule["stuck_for"] = draw(st.sampled_from([0.05, 0.3, 0.5, 1.0, 3.0]))
+    elif kind == "baseline":
+        rule.update(
+            baseline_warmup=draw(st.sampled_from([0.0, 0.2, 1.0])),
+            baseline_k=draw(st.sampled_from([1.0, 3.0])),
+        )
+    else:
+        rule["dropout_after"] = draw(st.sampled_from([0.3, 1.0, 2.0, 2.5]))
+    rule["hold"] = draw(st.sampled_from([0.0, 0.0, 0.1, 0.5]))
+    rule["hold_samples"] = draw(st.sampled_from([1, 1, 2, 3]))
+    rule["clear_after"] = draw(st.sampled_from([0.0, 0.25, 1.0, 2.0]))
+    rule["severity"] = draw(st.sampled_from(["low", "medium", "high"]))
+    return rule
+
+
+@st.composite
+def scenarios(draw: Any) -> tuple[list[dict[str, Any]], dict[str, Any], bytes, str, str, int]:
+    fmt = draw(st.sampled_from(["csv", "csv", "jsonl"]))
+    column = draw(st.sampled_from(["t_ms", "t_s"]))
+    # Half of them long: the boundaries need runs of rows (repeats, gaps) that short lists rarely hold.
+    lines = draw(st.lists(line, max_size=150) | st.lists(line, min_size=40, max_size=150))
+    kinds = ["limits", "rate", "stuck", "baseline", "dropout"]
+    rules = []
+    for _ in range(draw(st.integers(1, 9))):
+        channel = draw(st.sampled_from([*CHANNELS, "*", "zz"]))
+        kind = "dropout" if channel == "*" else draw(st.sampled_from(kinds))
+        rules.append(rule_for(kind, channel, draw))
+    group_by = draw(st.sampled_from(["bench", "source", "channels"]))
+    incidents: dict[str, Any] = {
+        "group_by": group_by,
+        "join_window": draw(st.sampled_from([0.0, 0.5, 2.0, 10.0])),
+        "update_after": draw(st.sampled_from([0.0, 1.0, 5.0])),
+    }
+    if group_by == "channels":
+        incidents["channel_groups"] = [["a", "b"]]
+    chunk = draw(st.sampled_from([16, 64, 300, 1 << 20]))
+    return rules, incidents, render(lines, fmt, column), fmt, column, chunk
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(scenarios())
+def test_backtest_gives_what_the_live_detector_and_grouper_give(
+    tmp_path_factory: Any, scenario: tuple[list[dict[str, Any]], dict[str, Any], bytes, str, str, int]
+) -> None:
+    rules, incidents, data, fmt, column, chunk = scenario
+    port = {"name": "bench", "url": "loop://", "format": fmt, "device_time": column}
+    config = config_of([port], rules, incidents=incidents)
+    path: Path = tmp_path_factory.mktemp("rec") / "recording"
+    path.write_bytes(data)
+
+    result = run_backtest(config, path, BacktestOptions(keep_events=True, chunk_bytes=chunk))
+    live = live_run(config, config.serial[0], data, 1e-3 if column == "t_ms" else 1.0)
+
+    assert result.frames == live.frames
+    assert result.anomaly_events == live.anomaly_events
+    assert result.incident_events == live.incident_events
+    # Bad lines are counted exactly as the live decoder counts them.
+    decoder = make_decoder(config.serial[0])
+    for raw in data.split(b"\n")[:-1]:
+        decoder.feed(raw + b"\n", 0.0, 0.0)
+    assert result.decode == decoder.stats.as_dict()
