@@ -143,9 +143,9 @@ def test_cli_prints_and_writes_the_incidents_that_would_have_been_filed(tmp_path
 def test_step_outcomes_from_markers(tmp_path: Path) -> None:
     """Steps with nothing in them pass; a lower-severity anomaly passes with an exception naming it; a
     START without an END is ended by the next START; a step running at the end says so."""
-    lines = ["t_ms,supply_v,current_a,temp_c", "#STEP START quiet"]
-    lines += rows(0, 20) + ["#STEP END quiet", "#STEP START warm"] + rows(200, 5, a=2.2) + rows(250, 20)
-    lines += ["#STEP START next"] + rows(500, 10) + ["#STEP END nobody", "#STEP START last"] + rows(700, 3)
+    lines = ["t_ms,supply_v,current_a,temp_c", "#STEP START quiet", *rows(0, 20), "#STEP END quiet"]
+    lines += ["#STEP START warm", *rows(200, 5, a=2.2), *rows(250, 20)]
+    lines += ["#STEP START next", *rows(500, 10), "#STEP END nobody", "#STEP START last", *rows(700, 3)]
     rec = tmp_path / "steps.csv"
     rec.write_text("\n".join(lines) + "\n")
     done = run(tmp_path, str(rec), "--json", "-")
@@ -197,9 +197,8 @@ def test_an_unreadable_recording_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_recordings_without_a_time_column_jsonl_and_the_source_option(tmp_path: Path) -> None:
-    two_ports = CONFIG.replace(
-        '[atlas]', '[[serial]]\nname = "psu"\nurl = "/dev/ttyUSB1"\nformat = "jsonl"\ndevice_time = "t_s"\n\n[atlas]'
-    )  # fmt: skip
+    psu = '[[serial]]\nname = "psu"\nurl = "/dev/ttyUSB1"\nformat = "jsonl"\ndevice_time = "t_s"\n\n'
+    two_ports = CONFIG.replace("[atlas]", psu + "[atlas]")
     rec = tmp_path / "psu.jsonl"
     rec.write_text("".join(json.dumps({"t_s": i * 0.5, "supply_v": 13.0 if i in (3, 4) else 12.0}) + "\n"
                            for i in range(10)))  # fmt: skip
