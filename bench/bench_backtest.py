@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from common import update_results
 
-from edge_agent.backtest import BacktestOptions, run_backtest
+from edge_agent.backtest.runner import BacktestOptions, run_backtest
 from edge_agent.config import EdgeAgentConfig, load_config
 
 CHANNELS = [f"ch{i}" for i in range(10)]

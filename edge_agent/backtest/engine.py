@@ -68,6 +68,7 @@ class _CheckEntry:
     channel: str
     verdicts: Verdicts | None = None
     active_pos: Ints = field(default_factory=lambda: np.empty(0, np.int64))
+    clear_t: float | None = None  # its open anomaly has been clear since (None: not clearing)
     values: Floats = field(default_factory=lambda: np.empty(0))  # the channel's column in the block
 
 
@@ -80,6 +81,8 @@ class _WatchEntry:
     times: Floats = field(default_factory=lambda: np.empty(0))
     at: Ints = field(default_factory=lambda: np.empty(0, np.int64))
     gap_starts: Floats = field(default_factory=lambda: np.empty(0))
+    gap_ends: Ints = field(default_factory=lambda: np.empty(0, np.int64))  # samples that end a gap
+    clear_t: float | None = None
     carried: tuple[float, int | None] | None = None  # last frame before this block (time, row)
     queued: bool = False
     last_row: int | None = None
@@ -242,7 +245,8 @@ class BacktestEngine:
         gaps = np.flatnonzero(ends - starts >= after)
         entry.gap_starts = starts[gaps]
         ending = gaps + 1 - len(carried)  # the frame (in this block) that ends each gap
-        for j in ending[(ending >= 0) & (ending < times.size)].tolist():
+        entry.gap_ends = ending[(ending >= 0) & (ending < times.size)]
+        for j in entry.gap_ends.tolist():
             self._push(int(entry.at[j]), -2, _TRIGGER, index, 0)
 
     def _push(self, at: int, sub: int, kind: int, index: int, pos: int) -> None:
@@ -310,19 +314,34 @@ class BacktestEngine:
             event = None
         if event is not None:
             self._emit(event, row)
+        if active or not slot.is_open:
+            entry.clear_t = None
+        elif entry.clear_t is None:
+            entry.clear_t = t
         self._next_check(entry, pos)
 
     def _next_check(self, entry: _CheckEntry, pos: int) -> None:
+        """The next sample this slot must see: while it is live, the next verdict - but while its open
+        anomaly clears, the clear samples before the one that can close it change nothing (the slot
+        only notes their time), so it skips to that one, or to the next active sample if sooner."""
         verdicts = entry.verdicts
-        assert verdicts is not None
+        block = self._block
+        assert verdicts is not None and block is not None
         index = entry.index
-        if entry.slot.live:
-            if pos + 1 < verdicts.at.size:
-                self._push_check(index, pos + 1)
-            return
         k = int(np.searchsorted(entry.active_pos, pos, side="right"))
-        if k < entry.active_pos.size:
-            self._push_check(index, int(entry.active_pos[k]))
+        next_active = int(entry.active_pos[k]) if k < entry.active_pos.size else verdicts.at.size
+        if not entry.slot.live:
+            if next_active < verdicts.at.size:
+                self._push_check(index, next_active)
+            return
+        following = pos + 1
+        if entry.clear_t is not None:
+            closes = entry.clear_t + entry.slot.spec.debounce.clear_after
+            row = int(np.searchsorted(block.t, closes, side="left")) - 1  # one early: float rounding
+            candidate = int(np.searchsorted(verdicts.at, row, side="left"))
+            following = max(following, min(candidate, next_active))
+        if following < verdicts.at.size:
+            self._push_check(index, following)
 
     def _feed_watch(self, entry: _WatchEntry, pos: int) -> None:
         block = self._block
@@ -339,8 +358,23 @@ class BacktestEngine:
         if event is not None:
             self._emit(event, row)
         entry.queued = False
-        if slot.live and pos + 1 < entry.at.size:
-            self._push_watch(entry.index, pos + 1)
+        if not slot.is_open:
+            entry.clear_t = None
+        elif entry.clear_t is None:
+            entry.clear_t = t
+        if not slot.live:
+            return
+        # As for a check: skip the frames that cannot close it, but not past the end of the next gap
+        # (a tick in that gap may make it active again, and the frame after it must be seen).
+        following = pos + 1
+        if entry.clear_t is not None:
+            closes = entry.clear_t + slot.spec.debounce.clear_after
+            candidate = int(np.searchsorted(entry.times, closes, side="left")) - 1
+            g = int(np.searchsorted(entry.gap_ends, pos, side="right"))
+            gap_end = int(entry.gap_ends[g]) if g < entry.gap_ends.size else entry.at.size
+            following = max(following, min(candidate, gap_end))
+        if following < entry.at.size:
+            self._push_watch(entry.index, following)
 
     def _marker(self, placed: PlacedMarker) -> None:
         block = self._block
@@ -431,6 +465,7 @@ class BacktestEngine:
             if gap >= watch.after:
                 onset = (last, entry.last_row) if last is not None else None
                 self.rows.observe(watch.slot.key, was_live, True, gap - watch.after, now, row, onset)
+                entry.clear_t = None
             elif was_live:
                 self.rows.observe(watch.slot.key, was_live, False, 0.0, now, row)
         for event in events:

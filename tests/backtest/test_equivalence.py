@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import pytest
 from backtest_reference import config_of, live_run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -155,3 +156,49 @@ def test_backtest_gives_what_the_live_detector_and_grouper_give(
     for raw in data.split(b"\n")[:-1]:
         decoder.feed(raw + b"\n", 0.0, 0.0)
     assert result.decode == decoder.stats.as_dict()
+
+
+def same_as_live(
+    tmp_path: Path, rules: list[dict[str, Any]], data: bytes, chunk: int = 1 << 20, **incidents: Any
+) -> Any:
+    port = {"name": "bench", "url": "loop://", "device_time": "t_s"}
+    config = config_of([port], rules, incidents=incidents or {"join_window": 1.0})
+    path = tmp_path / "rec.csv"
+    path.write_bytes(data)
+    result = run_backtest(config, path, BacktestOptions(keep_events=True, chunk_bytes=chunk))
+    live = live_run(config, config.serial[0], data, 1.0)
+    assert result.anomaly_events == live.anomaly_events
+    assert result.incident_events == live.incident_events
+    return result
+
+
+def csv_rows(times: Any, value: Any = lambda t: 1.0) -> bytes:
+    return b"".join(f"{t!r},{value(t)!r}\n".encode() for t in times)
+
+
+def test_a_dropout_that_comes_back_while_it_clears(tmp_path: Path) -> None:
+    """Frames return (the dropout starts clearing), then stop again before clear_after: the tick in the
+    second gap makes it active again, and the frame after that gap is its new first clear frame."""
+    times = [i * 0.01 for i in range(100)] + [2.0 + i * 0.01 for i in range(50)]
+    times += [3.2 + i * 0.01 for i in range(300)]  # a 0.7 s gap at 2.49 s, 0.5 s after the frames came back
+    data = b"t_s,a\n" + csv_rows(times)
+    result = same_as_live(
+        tmp_path, [{"channel": "a", "kind": "dropout", "dropout_after": 0.3, "clear_after": 2.0}], data
+    )
+    [closed] = [e.anomaly for e in result.anomaly_events if type(e).__name__ == "AnomalyClosed"]
+    # Active at the ticks at 1.5 and 1.75 s, clear from 2.0 s, active again at 3.0 s, clear from 3.2 s.
+    assert closed.ended_mono == 3.2 and closed.samples == 3 and closed.closed_mono == pytest.approx(5.2)
+
+
+def test_an_anomaly_clearing_across_blocks_and_closed_by_a_tick(tmp_path: Path) -> None:
+    """Rows once a minute: the anomaly clears at a row and closes on a tick between rows; read in
+    blocks of a few rows, so the clearing slot crosses block boundaries."""
+    times = [60.0 * i for i in range(40)]
+    data = b"t_s,a\n" + csv_rows(times, lambda t: 9.0 if 600 <= t < 900 else 1.0)
+    rules = [{"channel": "a", "kind": "limits", "max": 5.0, "clear_after": 90.0}]
+    result = same_as_live(tmp_path, rules, data, chunk=64, join_window=30.0, update_after=10.0)
+    [closed] = [e.anomaly for e in result.anomaly_events if type(e).__name__ == "AnomalyClosed"]
+    assert (
+        closed.ended_mono == 900.0 and closed.closed_mono == 990.0
+    )  # a tick, between the rows at 960 and 1020
+    assert [type(e).__name__ for e in result.incident_events] == ["IncidentOpened", "IncidentClosed"]
