@@ -26,6 +26,7 @@ SCRIPTS: list[tuple[str, list[str], str]] = [
     ("bench_serial_e2e.py", ["--seconds", "4", "--modes", "fd", "--full-lines", "100000"], "serial"),
     ("bench_lens.py", ["--events", "300", "--latency-seconds", "10"], "lens"),
     ("bench_outbox.py", ["--jobs", "1000", "--backlog", "5000"], "outbox"),
+    ("bench_backtest.py", ["--rows", "1000000", "--repeat", "3"], "backtest"),
 ]
 OPTIONAL: tuple[str, list[str], str] = ("bench_fault_to_issue.py", [], "fault_to_issue")
 # Deterministic figures (counts on seeded data, not timings): measured in the first run only.
@@ -152,6 +153,20 @@ FIGURES: list[Figure] = [
         path(*BL, "chosen", "detector_frames_per_s_10ch_baseline"),
     ),
     Figure("Baseline", "generate 24 h x 10 ch of plant data", "s", path(*BL, "generate_24h_s")),
+    Figure(
+        "Backtest",
+        "edge-agent backtest, 10 ch x 5 rules, 1 M rows, quiet",
+        "frames/s",
+        path("backtest", "backtest", "scenarios", "quiet", "frames_per_s"),
+        (">=", 200_000),
+    ),
+    Figure(
+        "Backtest",
+        "edge-agent backtest, 10 ch x 5 rules, 1 M rows, with faults",
+        "frames/s",
+        path("backtest", "backtest", "scenarios", "faults", "frames_per_s"),
+        (">=", 200_000),
+    ),
     Figure(
         "Lens",
         "window-to-socket latency p50 (100 Hz, default pacing)",
