@@ -43,7 +43,7 @@ from edge_agent.incidents import IncidentClosed, IncidentEvent, IncidentGrew, In
 
 TICK_SECONDS = 0.25  # edge_agent.agent.TICK_SECONDS (a test holds them equal)
 
-_TRIGGER, _MARKER, _CHECK, _WATCH = 0, 1, 2, 3
+_MARKER, _CHECK, _WATCH = 1, 2, 3
 
 
 def tick_time(t0: float, k: int) -> float:
@@ -84,7 +84,8 @@ class _WatchEntry:
     gap_ends: Ints = field(default_factory=lambda: np.empty(0, np.int64))  # samples that end a gap
     clear_t: float | None = None
     carried: tuple[float, int | None] | None = None  # last frame before this block (time, row)
-    queued: bool = False
+    queued: bool = False  # a sample of it is in the heap to be seen
+    fed: int = -1  # the last sample (position in this block) seen or noted
     last_row: int | None = None
 
 
@@ -232,6 +233,7 @@ class BacktestEngine:
             watch_entry.at = at
             watch_entry.times = block.t[at]
             watch_entry.queued = False
+            watch_entry.fed = -1
             self._gaps(index, watch_entry, block)
 
     def _gaps(self, index: int, entry: _WatchEntry, block: Block) -> None:
@@ -242,12 +244,14 @@ class BacktestEngine:
         carried = [entry.carried[0]] if entry.carried is not None else []
         starts = np.concatenate((carried, times))
         ends = np.concatenate((starts[1:], [math.inf]))
-        gaps = np.flatnonzero(ends - starts >= after)
+        # A tick judges a gap as `now - last >= after`, `seen` as `frame >= last + after`: in floats the
+        # two can differ by a rounding, so a frame that ends a gap by either is seen.
+        gaps = np.flatnonzero((ends - starts >= after) | (ends >= starts + after))
         entry.gap_starts = starts[gaps]
         ending = gaps + 1 - len(carried)  # the frame (in this block) that ends each gap
         entry.gap_ends = ending[(ending >= 0) & (ending < times.size)]
-        for j in entry.gap_ends.tolist():
-            self._push(int(entry.at[j]), -2, _TRIGGER, index, 0)
+        for j in entry.gap_ends.tolist():  # seen by the watch, which may find the gap in the frame times
+            self._push(int(entry.at[j]), entry.sub, _WATCH, index, j)
 
     def _push(self, at: int, sub: int, kind: int, index: int, pos: int) -> None:
         heapq.heappush(self._heap, (at, sub, next(self._seq), kind, index, pos))
@@ -346,16 +350,33 @@ class BacktestEngine:
     def _feed_watch(self, entry: _WatchEntry, pos: int) -> None:
         block = self._block
         assert block is not None
+        if pos <= entry.fed:  # queued twice (as the end of a gap and as the next while live)
+            return
+        self._note_frames(entry, pos)
         at = int(entry.at[pos])
         t = float(block.t[at])
         row = int(block.rows[at])
-        slot = entry.watch.slot
-        was_live = slot.live
-        event = entry.watch.seen(t, t)
+        watch = entry.watch
+        slot = watch.slot
+        was_live, was_open = slot.live, slot.is_open
+        last = watch.last_mono
+        onset = (last, entry.last_row) if last is not None else None
+        events = list(watch.seen(t, t))
+        entry.fed = pos
         entry.last_row = row
+        if onset is not None and t >= onset[0] + watch.after and not was_open:
+            # `seen` found the gap in the frame times: active from `dropout_after` past the last frame
+            # (between the rows: this row) and at this frame, from the last frame on; an anomaly that
+            # opened at the first of the two is reported as it was then.
+            began = onset[0] + watch.after
+            self.rows.observe(slot.key, was_live, True, 0.0, began, row, onset)
+            while events and isinstance(events[0], AnomalyOpened) and events[0].anomaly.opened_mono < t:
+                self._emit(events.pop(0), row)
+            self.rows.observe(slot.key, True, True, t - began, t, row, onset)
+            was_live = True
         if was_live:
             self.rows.observe(slot.key, was_live, False, 0.0, t, row)
-        if event is not None:
+        for event in events:
             self._emit(event, row)
         entry.queued = False
         if not slot.is_open:
@@ -412,16 +433,28 @@ class BacktestEngine:
             self._k = max(self._k + 1, skip)
 
     def _sync_watches(self, now: float) -> None:
-        """Each watch's last frame as of `now` (what `seen` on every frame up to it would have set)."""
+        """Each watch told of its last frame as of `now` (every frame up to it that ends a gap has been
+        seen already: they are queued; the others `seen` would only have noted)."""
         for entry in self._watches:
-            k = int(np.searchsorted(entry.times, now, side="right")) - 1
-            watch = entry.watch
-            if k >= 0:
-                watch.last_mono = watch.last_wall = float(entry.times[k])
-                entry.last_row = int(self._block.rows[entry.at[k]]) if self._block is not None else None
-            elif entry.carried is not None and entry.carried[1] is not None:
-                watch.last_mono = watch.last_wall = entry.carried[0]
-                entry.last_row = entry.carried[1]
+            self._note_frames(entry, int(np.searchsorted(entry.times, now, side="right")))
+
+    def _note_frames(self, entry: _WatchEntry, upto: int) -> None:
+        """The watch's last frame: the one before position `upto` of this block (or the last before the
+        block), unless it already knows a later one."""
+        watch = entry.watch
+        known = -math.inf if watch.last_mono is None else watch.last_mono
+        if upto - 1 > entry.fed and self._block is not None:
+            k = upto - 1
+            t = float(entry.times[k])
+            if t >= known:
+                watch.note_frame(t, t)
+                entry.last_row = int(self._block.rows[entry.at[k]])
+            entry.fed = k
+        elif upto == 0 and entry.fed < 0:
+            carried = entry.carried  # the last frame of an earlier block (row None: no frame yet)
+            if carried is not None and carried[1] is not None and carried[0] > known:
+                watch.note_frame(carried[0], carried[0])
+                entry.last_row = carried[1]
 
     def _tick_needed(self, now: float) -> bool:
         if len(self.grouper):

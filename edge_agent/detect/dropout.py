@@ -51,6 +51,13 @@ class DropoutWatch:
             return _NONE
         return self._seen_after_gap(mono, wall)
 
+    def note_frame(self, mono: float, wall: float) -> None:
+        """The last frame carrying the channel was at `mono`, and it ended no gap: what `seen` does on its
+        per-frame path. For a batch runner (`edge-agent backtest`) that calls `seen` only on the frames
+        that can change anything (after a gap, or while the slot is live) and notes the others here."""
+        self._set_last(mono, wall)
+        self.link_down = False
+
     def _seen_after_gap(self, mono: float, wall: float) -> Sequence[AnomalyEvent]:
         last = self.last_mono
         slot = self.slot

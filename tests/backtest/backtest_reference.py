@@ -1,5 +1,6 @@
-"""The live reference for the backtest: the same recording through the live decoder, `Detector.on_frame`
-frame by frame and `Detector.tick` at every tick of the agent, and the incident grouper after both."""
+"""The live reference for the backtest: the same recording through the live decoder (its SourceClock
+stamping each frame as a 1x replay delivers it), `Detector.on_frame` frame by frame and `Detector.tick`
+at every tick of the agent on the source's timeline, and the incident grouper after both."""
 
 from __future__ import annotations
 
@@ -18,32 +19,23 @@ from edge_agent.incidents import IncidentEvent, IncidentGrouper
 from edge_agent.serial.decoders import make_decoder
 
 
-class ReplayClock:
-    """The timeline of a 1x replay (edge_agent/backtest/timeline.py's rule, stated once more, plainly)."""
-
-    def __init__(self, scale: float) -> None:
-        self.scale = scale
-        self.last_t: float | None = None
-        self.last_dev: float | None = None
-        self.offset = 0.0
-
-    def stamp(self, device: float | None) -> float:
-        held = 0.0 if self.last_t is None else self.last_t
-        if device is None or not math.isfinite(device):
-            t = held
-        elif self.last_dev is None:
-            self.offset = 0.0 - device * self.scale
-            t = held
-            self.last_dev = device
-        elif device < self.last_dev:
-            t = held
-            self.offset = t - device * self.scale
-            self.last_dev = device
-        else:
-            t = max(device * self.scale + self.offset, held)
-            self.last_dev = device
-        self.last_t = t
-        return t
+def replay_host_times(port: SerialPort, lines: list[bytes], scale: float) -> list[float]:
+    """The host monotonic time each line arrives at when the recording is replayed at 1x from host time
+    0: a frame arrives its device time's advance after the previous one (a device time that goes back,
+    or none, arrives at once); other lines arrive with the line before them."""
+    decoder = make_decoder(port)
+    host = 0.0
+    last_device: float | None = None
+    out = []
+    for line in lines:
+        for item in decoder.feed(line + b"\n", 0.0, 0.0):
+            device = item.device_time if isinstance(item, Frame) else None
+            if device is not None and math.isfinite(device):
+                if last_device is not None and device > last_device:
+                    host += (device - last_device) * scale
+                last_device = device
+        out.append(host)
+    return out
 
 
 @dataclass
@@ -58,8 +50,7 @@ def live_run(config: EdgeAgentConfig, port: SerialPort, data: bytes, scale: floa
     incident_ids = itertools.count(1)
     detector = Detector(config.rules, None, new_id=lambda: f"a{next(anomaly_ids)}", sources={port.name})
     grouper = IncidentGrouper.from_section(config.incidents, new_id=lambda: f"i{next(incident_ids)}")
-    decoder = make_decoder(port)
-    clock = ReplayClock(scale)
+    decoder = make_decoder(port)  # with the port's own SourceClock, as the agent's reader has
     run = LiveRun()
 
     def anomalies(events: list[AnomalyEvent] | tuple[AnomalyEvent, ...]) -> None:
@@ -76,11 +67,11 @@ def live_run(config: EdgeAgentConfig, port: SerialPort, data: bytes, scale: floa
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()
-    for line in lines:
-        for item in decoder.feed(line + b"\n", 0.0, 0.0):
+    for line, host in zip(lines, replay_host_times(port, lines, scale), strict=True):
+        for item in decoder.feed(line + b"\n", host, host):
             if not isinstance(item, Frame):
                 continue
-            t = clock.stamp(item.device_time)
+            t = item.mono
             if t0 is None:
                 t0 = t
             while tick_time(t0, k) < t:
