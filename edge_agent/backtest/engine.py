@@ -34,10 +34,11 @@ from edge_agent.backtest.recording import Block, PlacedMarker
 from edge_agent.backtest.rows import AnomalyRows, RowBook
 from edge_agent.backtest.steps import StepReplay
 from edge_agent.backtest.verdicts import Batch, Floats, Ints, Samples, Verdicts, batch_for
+from edge_agent.backtest.watches import Watches
 from edge_agent.config import EdgeAgentConfig
 from edge_agent.detect.anomaly import AnomalyEvent, AnomalyOpened
 from edge_agent.detect.detector import Detector
-from edge_agent.detect.dropout import ANY_CHANNEL, DropoutWatch
+from edge_agent.detect.dropout import ANY_CHANNEL
 from edge_agent.detect.tracker import Slot
 from edge_agent.incidents import IncidentClosed, IncidentEvent, IncidentGrew, IncidentGrouper, IncidentOpened
 
@@ -73,23 +74,6 @@ class _CheckEntry:
 
 
 @dataclass(slots=True)
-class _WatchEntry:
-    index: int
-    sub: int
-    watch: DropoutWatch
-    channel: str
-    times: Floats = field(default_factory=lambda: np.empty(0))
-    at: Ints = field(default_factory=lambda: np.empty(0, np.int64))
-    gap_starts: Floats = field(default_factory=lambda: np.empty(0))
-    gap_ends: Ints = field(default_factory=lambda: np.empty(0, np.int64))  # samples that end a gap
-    clear_t: float | None = None
-    carried: tuple[float, int | None] | None = None  # last frame before this block (time, row)
-    queued: bool = False  # a sample of it is in the heap to be seen
-    fed: int = -1  # the last sample (position in this block) seen or noted
-    last_row: int | None = None
-
-
-@dataclass(slots=True)
 class IncidentRecord:
     closed: IncidentClosed
     opened_row: int | None
@@ -118,7 +102,7 @@ class BacktestEngine:
         self.frames = 0
         self._opened: dict[str, tuple[int | None, int]] = {}  # incident id -> (opened row, updates)
         self._checks: list[_CheckEntry] = []
-        self._watches: list[_WatchEntry] = []
+        self.watches = Watches(self.rows, self._push_watch_at, self._emit)
         self._t0: float | None = None
         self._k = 0  # the next tick
         self._last_t = 0.0  # time of the last frame so far
@@ -152,15 +136,13 @@ class BacktestEngine:
             if kind == _CHECK:
                 self._feed_check(self._checks[index], pos)
             elif kind == _WATCH:
-                self._feed_watch(self._watches[index], pos)
+                self.watches.feed(index, pos)
         if n:
             self._run_ticks(float(block.t[-1]))
             self._last_t = float(block.t[-1])
             self._last_row = int(block.rows[-1])
             self.frames += n
-            for entry in self._watches:
-                if entry.times.size:
-                    entry.carried = (float(entry.times[-1]), int(block.rows[entry.at[-1]]))
+            self.watches.carry(block)
 
     def finish(self) -> None:
         """The recording ended: tail ticks without dropout checks, then close what is still open."""
@@ -191,17 +173,12 @@ class BacktestEngine:
         t0 = float(block.t[0])
         self._t0 = t0
         plan, events = self.detector.source_plan(self.source, t0, t0)
-        virtual = (t0, None)  # a watch not yet told of a frame gets its gap clock set by the first tick
         sub = itertools.count()
         for watch in plan.any_frame:
-            self._watches.append(
-                _WatchEntry(len(self._watches), next(sub), watch, ANY_CHANNEL, carried=virtual)
-            )
+            self.watches.add(next(sub), watch, ANY_CHANNEL, t0)
         for channel, checks, watches in plan.channels:
             for watch in watches:
-                self._watches.append(
-                    _WatchEntry(len(self._watches), next(sub), watch, channel, carried=virtual)
-                )
+                self.watches.add(next(sub), watch, channel, t0)
             for check, slot in checks:
                 self._checks.append(
                     _CheckEntry(len(self._checks), next(sub), batch_for(check), slot, channel)
@@ -225,46 +202,18 @@ class BacktestEngine:
             entry.verdicts = verdicts
             entry.active_pos = np.flatnonzero(verdicts.active)
             entry.values = block.values[entry.channel]
-        for index, watch_entry in enumerate(self._watches):
-            if watch_entry.channel == ANY_CHANNEL:
-                at = np.arange(len(block))
-            else:
-                at = samples[watch_entry.channel].at
-            watch_entry.at = at
-            watch_entry.times = block.t[at]
-            watch_entry.queued = False
-            watch_entry.fed = -1
-            self._gaps(index, watch_entry, block)
-
-    def _gaps(self, index: int, entry: _WatchEntry, block: Block) -> None:
-        """Where this channel goes `dropout_after` without a frame: the tick loop must run before the
-        frame that ends such a gap (a trigger), and may skip to the gap's start + dropout_after."""
-        after = entry.watch.after
-        times = entry.times
-        carried = [entry.carried[0]] if entry.carried is not None else []
-        starts = np.concatenate((carried, times))
-        ends = np.concatenate((starts[1:], [math.inf]))
-        # A tick judges a gap as `now - last >= after`, `seen` as `frame >= last + after`: in floats the
-        # two can differ by a rounding, so a frame that ends a gap by either is seen.
-        gaps = np.flatnonzero((ends - starts >= after) | (ends >= starts + after))
-        entry.gap_starts = starts[gaps]
-        ending = gaps + 1 - len(carried)  # the frame (in this block) that ends each gap
-        entry.gap_ends = ending[(ending >= 0) & (ending < times.size)]
-        for j in entry.gap_ends.tolist():  # seen by the watch, which may find the gap in the frame times
-            self._push(int(entry.at[j]), entry.sub, _WATCH, index, j)
+        self.watches.setup(block, {channel: sample.at for channel, sample in samples.items()})
 
     def _push(self, at: int, sub: int, kind: int, index: int, pos: int) -> None:
         heapq.heappush(self._heap, (at, sub, next(self._seq), kind, index, pos))
+
+    def _push_watch_at(self, at: int, sub: int, index: int, pos: int) -> None:
+        self._push(at, sub, _WATCH, index, pos)
 
     def _push_check(self, index: int, pos: int) -> None:
         entry = self._checks[index]
         assert entry.verdicts is not None
         self._push(int(entry.verdicts.at[pos]), entry.sub, _CHECK, index, pos)
-
-    def _push_watch(self, index: int, pos: int) -> None:
-        entry = self._watches[index]
-        entry.queued = True
-        self._push(int(entry.at[pos]), entry.sub, _WATCH, index, pos)
 
     def _push_live(self) -> None:
         """Each check's first sample to feed in this block (its first verdict while its slot is live
@@ -275,9 +224,7 @@ class BacktestEngine:
                 self._push_check(index, 0)
             elif entry.active_pos.size:
                 self._push_check(index, int(entry.active_pos[0]))
-        for index, watch_entry in enumerate(self._watches):
-            if watch_entry.watch.slot.live and not watch_entry.queued and watch_entry.at.size:
-                self._push_watch(index, 0)
+        self.watches.push_live()
 
     # -- feeding ------------------------------------------------------------------------------------
 
@@ -347,56 +294,6 @@ class BacktestEngine:
         if following < verdicts.at.size:
             self._push_check(index, following)
 
-    def _feed_watch(self, entry: _WatchEntry, pos: int) -> None:
-        block = self._block
-        assert block is not None
-        if pos <= entry.fed:  # queued twice (as the end of a gap and as the next while live)
-            return
-        self._note_frames(entry, pos)
-        at = int(entry.at[pos])
-        t = float(block.t[at])
-        row = int(block.rows[at])
-        watch = entry.watch
-        slot = watch.slot
-        was_live, was_open = slot.live, slot.is_open
-        last = watch.last_mono
-        onset = (last, entry.last_row) if last is not None else None
-        events = list(watch.seen(t, t))
-        entry.fed = pos
-        entry.last_row = row
-        if onset is not None and t >= onset[0] + watch.after and not was_open:
-            # `seen` found the gap in the frame times: active from `dropout_after` past the last frame
-            # (between the rows: this row) and at this frame, from the last frame on; an anomaly that
-            # opened at the first of the two is reported as it was then.
-            began = onset[0] + watch.after
-            self.rows.observe(slot.key, was_live, True, 0.0, began, row, onset)
-            while events and isinstance(events[0], AnomalyOpened) and events[0].anomaly.opened_mono < t:
-                self._emit(events.pop(0), row)
-            self.rows.observe(slot.key, True, True, t - began, t, row, onset)
-            was_live = True
-        if was_live:
-            self.rows.observe(slot.key, was_live, False, 0.0, t, row)
-        for event in events:
-            self._emit(event, row)
-        entry.queued = False
-        if not slot.is_open:
-            entry.clear_t = None
-        elif entry.clear_t is None:
-            entry.clear_t = t
-        if not slot.live:
-            return
-        # As for a check: skip the frames that cannot close it, but not past the end of the next gap
-        # (a tick in that gap may make it active again, and the frame after it must be seen).
-        following = pos + 1
-        if entry.clear_t is not None:
-            closes = entry.clear_t + slot.spec.debounce.clear_after
-            candidate = int(np.searchsorted(entry.times, closes, side="left")) - 1
-            g = int(np.searchsorted(entry.gap_ends, pos, side="right"))
-            gap_end = int(entry.gap_ends[g]) if g < entry.gap_ends.size else entry.at.size
-            following = max(following, min(candidate, gap_end))
-        if following < entry.at.size:
-            self._push_watch(entry.index, following)
-
     def _marker(self, placed: PlacedMarker) -> None:
         block = self._block
         assert block is not None
@@ -423,60 +320,17 @@ class BacktestEngine:
             now = tick_time(t0, self._k)
             if not now < until:
                 return
-            self._sync_watches(now)
+            self.watches.sync(now)
             if self._tick_needed(now):
                 self._tick(now)
                 self._k += 1
                 continue
-            due = min(self._next_due(), until)
+            due = min(self.watches.next_due(), until)
             skip = math.floor((due - t0) / TICK_SECONDS) - 1  # one early: a no-op tick is harmless
             self._k = max(self._k + 1, skip)
 
-    def _sync_watches(self, now: float) -> None:
-        """Each watch told of its last frame as of `now` (every frame up to it that ends a gap has been
-        seen already: they are queued; the others `seen` would only have noted)."""
-        for entry in self._watches:
-            self._note_frames(entry, int(np.searchsorted(entry.times, now, side="right")))
-
-    def _note_frames(self, entry: _WatchEntry, upto: int) -> None:
-        """The watch's last frame: the one before position `upto` of this block (or the last before the
-        block), unless it already knows a later one."""
-        watch = entry.watch
-        known = -math.inf if watch.last_mono is None else watch.last_mono
-        if upto - 1 > entry.fed and self._block is not None:
-            k = upto - 1
-            t = float(entry.times[k])
-            if t >= known:
-                watch.note_frame(t, t)
-                entry.last_row = int(self._block.rows[entry.at[k]])
-            entry.fed = k
-        elif upto == 0 and entry.fed < 0:
-            carried = entry.carried  # the last frame of an earlier block (row None: no frame yet)
-            if carried is not None and carried[1] is not None and carried[0] > known:
-                watch.note_frame(carried[0], carried[0])
-                entry.last_row = carried[1]
-
     def _tick_needed(self, now: float) -> bool:
-        if len(self.grouper):
-            return True
-        for entry in self._watches:
-            watch = entry.watch
-            last = watch.last_mono
-            if watch.slot.live or last is None or max(0.0, now - last) >= watch.after:
-                return True
-        return False
-
-    def _next_due(self) -> float:
-        due = math.inf
-        for entry in self._watches:
-            last = entry.watch.last_mono
-            assert last is not None
-            k = int(np.searchsorted(entry.gap_starts, last, side="left"))
-            start = float(entry.gap_starts[k]) if k < entry.gap_starts.size else math.inf
-            if entry.last_row is None:  # its last time was set by a tick, not by a frame
-                start = min(start, last)
-            due = min(due, start + entry.watch.after)
-        return due
+        return bool(len(self.grouper)) or self.watches.tick_needed(now)
 
     def _tick(self, now: float) -> None:
         block = self._block
@@ -484,32 +338,14 @@ class BacktestEngine:
         if block is not None:
             k = int(np.searchsorted(block.t, now, side="right"))
             row = int(block.rows[k]) if k < len(block) else None
-        before = []
-        for entry in self._watches:
-            watch = entry.watch
-            last = watch.last_mono
-            gap = None if last is None else max(0.0, now - last)
-            before.append((entry, watch.slot.live, gap, last))
+        before = self.watches.before_tick(now)
         events = self.detector.tick(now, now)
-        for entry, was_live, gap, last in before:
-            watch = entry.watch
-            if gap is None:
-                continue
-            if gap >= watch.after:
-                onset = (last, entry.last_row) if last is not None else None
-                self.rows.observe(watch.slot.key, was_live, True, gap - watch.after, now, row, onset)
-                entry.clear_t = None
-            elif was_live:
-                self.rows.observe(watch.slot.key, was_live, False, 0.0, now, row)
+        self.watches.after_tick(now, row, before)
         for event in events:
             self._emit(event, row)
         self._on_incidents(self.grouper.tick(_at(now), now), row)
         if block is not None:
-            for index, entry in enumerate(self._watches):
-                if entry.watch.slot.live and not entry.queued:
-                    k = int(np.searchsorted(entry.times, now, side="right"))
-                    if k < entry.times.size:
-                        self._push_watch(index, k)
+            self.watches.push_after_tick(now)
 
     # -- events -------------------------------------------------------------------------------------
 
