@@ -40,7 +40,14 @@ from edge_agent.detect.anomaly import AnomalyEvent, AnomalyOpened
 from edge_agent.detect.detector import Detector
 from edge_agent.detect.dropout import ANY_CHANNEL
 from edge_agent.detect.tracker import Slot
-from edge_agent.incidents import IncidentClosed, IncidentEvent, IncidentGrew, IncidentGrouper, IncidentOpened
+from edge_agent.incidents import (
+    Incident,
+    IncidentClosed,
+    IncidentEvent,
+    IncidentGrew,
+    IncidentGrouper,
+    IncidentOpened,
+)
 
 TICK_SECONDS = 0.25  # edge_agent.agent.TICK_SECONDS (a test holds them equal)
 
@@ -76,6 +83,7 @@ class _CheckEntry:
 @dataclass(slots=True)
 class IncidentRecord:
     closed: IncidentClosed
+    opened: Incident  # as it was when its issue would have been filed
     opened_row: int | None
     updates: int  # IncidentGrew events: the comments the agent would add
     rows: dict[str, AnomalyRows]  # member anomaly id -> its rows
@@ -86,7 +94,11 @@ class BacktestEngine:
         anomaly_ids = itertools.count(1)
         incident_ids = itertools.count(1)
         self.detector = Detector(config.rules, None, new_id=lambda: f"a{next(anomaly_ids)}", sources={source})
-        self.grouper = IncidentGrouper.from_section(config.incidents, new_id=lambda: f"i{next(incident_ids)}")
+        self.grouper = IncidentGrouper.from_section(
+            config.incidents,
+            new_id=lambda: f"i{next(incident_ids)}",
+            clearing_since=self.detector.clearing_since,  # as the agent wires them
+        )
         self.steps = StepReplay(config.steps.source)
         self.rows = RowBook()
         self.source = source
@@ -100,7 +112,7 @@ class BacktestEngine:
         self.incidents: list[IncidentRecord] = []
         self.anomalies_opened = 0
         self.frames = 0
-        self._opened: dict[str, tuple[int | None, int]] = {}  # incident id -> (opened row, updates)
+        self._opened: dict[str, tuple[Incident, int | None, int]] = {}  # id -> (at open, its row, updates)
         self._checks: list[_CheckEntry] = []
         self.watches = Watches(self.rows, self._push_watch_at, self._emit)
         self._t0: float | None = None
@@ -109,6 +121,8 @@ class BacktestEngine:
         self._last_row: int | None = None
         self._block: Block | None = None
         self._heap: list[tuple[int, int, int, int, int, int]] = []
+        self._pending: list[AnomalyEvent] = []  # events of the row (or tick) being processed
+        self._pending_row: int | None = None
         self._seq = itertools.count()
         self._finished = False
 
@@ -127,16 +141,22 @@ class BacktestEngine:
         for index, placed in enumerate(block.markers):
             self._push(placed.before, -1, _MARKER, index, 0)
         heap = self._heap
+        row_at = -1
         while heap:
             at, _, _, kind, index, pos = heapq.heappop(heap)
             if kind == _MARKER:
+                self._flush()
                 self._marker(block.markers[index])
                 continue
+            if at != row_at:  # a row's events reach the grouper together, after the whole row
+                self._flush()
+                row_at = at
             self._run_ticks(float(block.t[at]))
             if kind == _CHECK:
                 self._feed_check(self._checks[index], pos)
             elif kind == _WATCH:
                 self.watches.feed(index, pos)
+        self._flush()
         if n:
             self._run_ticks(float(block.t[-1]))
             self._last_t = float(block.t[-1])
@@ -151,6 +171,7 @@ class BacktestEngine:
         self._finished = True
         if self._t0 is None:
             return
+        self._flush()
         self._block = None
         end = self._last_t + self.horizon
         tracker = self.detector.tracker
@@ -160,10 +181,12 @@ class BacktestEngine:
                 break
             for event in tracker.tick(now, now):
                 self._emit(event, None)
+            self._flush()
             self._on_incidents(self.grouper.tick(_at(now), now), None)
             self._k += 1
         for closed in self.detector.close_all(end, end):
             self._emit(closed, None)
+        self._flush()
         self._on_incidents(self.grouper.close_all(end, end), None)
         self.steps.finish(self._last_t, self._last_row)
 
@@ -185,6 +208,7 @@ class BacktestEngine:
                 )
         for event in events:
             self._emit(event, int(block.rows[0]))
+        self._flush()
 
     def _setup(self, block: Block) -> None:
         samples: dict[str, Samples] = {}
@@ -343,6 +367,7 @@ class BacktestEngine:
         self.watches.after_tick(now, row, before)
         for event in events:
             self._emit(event, row)
+        self._flush()
         self._on_incidents(self.grouper.tick(_at(now), now), row)
         if block is not None:
             self.watches.push_after_tick(now)
@@ -350,13 +375,24 @@ class BacktestEngine:
     # -- events -------------------------------------------------------------------------------------
 
     def _emit(self, event: AnomalyEvent, row: int | None) -> None:
+        """An anomaly event, in order; the grouper and the steps get a row's (or a tick's) events
+        together, as the agent hands them over after `on_frame` (or `tick`) returns (`_flush`): the
+        grouper asks the tracker whether members are clearing, which the rest of the row may change."""
         if isinstance(event, AnomalyOpened):
             self.anomalies_opened += 1
         self.rows.on_event(event, row)
         if self.keep_events:
             self.anomaly_events.append(event)
-        self.steps.on_anomaly_event(event)
-        self._on_incidents(self.grouper.on_events((event,)), row)
+        self._pending.append(event)
+        self._pending_row = row
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        events, self._pending = self._pending, []
+        for event in events:
+            self.steps.on_anomaly_event(event)
+        self._on_incidents(self.grouper.on_events(events), self._pending_row)
 
     def _on_incidents(self, events: list[IncidentEvent], row: int | None) -> None:
         for event in events:
@@ -364,17 +400,17 @@ class BacktestEngine:
                 self.incident_events.append(event)
             incident = event.incident
             if isinstance(event, IncidentOpened):
-                self._opened[incident.id] = (row, 0)
+                self._opened[incident.id] = (incident, row, 0)
             elif isinstance(event, IncidentGrew):
-                opened_row, updates = self._opened.get(incident.id, (None, 0))
-                self._opened[incident.id] = (opened_row, updates + 1)
+                opened, opened_row, updates = self._opened.get(incident.id, (incident, None, 0))
+                self._opened[incident.id] = (opened, opened_row, updates + 1)
             elif isinstance(event, IncidentClosed):
-                opened_row, updates = self._opened.pop(incident.id, (None, 0))
+                opened, opened_row, updates = self._opened.pop(incident.id, (incident, None, 0))
                 rows = {}
                 for member in incident.members:
                     rows[member.id] = self.rows.by_anomaly.get(member.id, AnomalyRows(None, None, None))
                     self.rows.forget(member.id)
-                self.incidents.append(IncidentRecord(event, opened_row, updates, rows))
+                self.incidents.append(IncidentRecord(event, opened, opened_row, updates, rows))
 
 
 def _at(now: float) -> Callable[[str], float]:

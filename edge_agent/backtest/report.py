@@ -8,7 +8,7 @@ JSON shape (`edge-agent-backtest/1`; fields are only ever added):
                    "markers", "device_time_first", "device_time_last", "duration_s",
                    "rows_time_went_back", "rows_without_time"},
      "config": {"path", "bench", "rules", "incidents": {"group_by", "join_window", "update_after"}},
-     "incidents": [{"id", "title", "severity", "priority", "signature", "group",
+     "incidents": [{"id", "title", "filed_title", "tags", "severity", "priority", "signature", "group",
                     "lead": {"rule_id", "kind", "source", "channel"},
                     "members": [{"anomaly_id", "rule_id", "kind", "source", "channel", "severity",
                                  "description", "measure", "threshold", "peak_value", "peak_excursion",
@@ -20,6 +20,9 @@ JSON shape (`edge-agent-backtest/1`; fields are only ever added):
                 "verdict", "execution_status", "exception"}],
      "summary": {"incidents", "by_severity": {severity: n}, "anomalies", "steps": {status: n}},
      "run": {"seconds", "frames_per_s"}}
+
+`title` and `tags` are the issue's as they read at the end (the agent updates them as members join),
+`filed_title` the title it was filed with, at its first anomaly.
 
 Times: `*_s` are seconds on the recording's timeline from its first row (the device clock when there is
 a time column); `*_device_time` the same moment in the time column's own units. Rows: a moment that is
@@ -36,7 +39,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from edge_agent.atlas.narrative import issue_title
+from edge_agent.atlas.incident_text import incident_tags, incident_title
 from edge_agent.backtest.engine import IncidentRecord
 from edge_agent.backtest.rows import AnomalyRows
 from edge_agent.backtest.runner import BacktestResult
@@ -105,7 +108,9 @@ def incident_json(record: IncidentRecord, result: BacktestResult, bench: str) ->
     lead = incident.lead
     return {
         "id": incident.id,
-        "title": issue_title(lead, bench),
+        "title": incident_title(incident, bench),
+        "filed_title": incident_title(record.opened, bench),
+        "tags": incident_tags(incident, bench),
         "severity": incident.severity,
         "priority": incident.priority,
         "signature": incident.signature,
@@ -250,6 +255,7 @@ def to_text(report: dict[str, Any]) -> str:
             f" (t {_span(inc['start_s'], inc['end_s'])} s), filed at row {_fmt(inc['filed_row'])},"
             f" {len(inc['members'])} member(s), {inc['comments']} comment(s), closed: {inc['close_reason']}",
             f"   title: {inc['title']}",
+            f"   tags: {', '.join(inc['tags'])}",
         ]
         for k, m in enumerate(inc["members"], 1):
             subject = (

@@ -105,6 +105,9 @@ def test_cli_prints_and_writes_the_incidents_that_would_have_been_filed(tmp_path
 
     first, second = report["incidents"]
     assert first["severity"] == "high" and first["priority"] == "high"
+    assert first["filed_title"] == "[rig-7] supply_v on bench: outside [11.4, 12.6] (peak 13.5, max 12.6)"
+    assert first["title"] == first["filed_title"] + " +1 more"  # current_a joined
+    assert first["tags"][:3] == ["rig-7", "supply_v", "current_a"]
     assert first["lead"] == {"rule_id": "rule0:limits", "kind": "rule:limits", "source": "bench",
                              "channel": "supply_v"}  # fmt: skip
     assert [(m["rule_id"], m["channel"], m["severity"]) for m in first["members"]] == [

@@ -118,7 +118,7 @@ def scenarios(draw: Any) -> tuple[list[dict[str, Any]], dict[str, Any], bytes, s
     lines = draw(st.lists(line, max_size=150) | st.lists(line, min_size=40, max_size=150))
     kinds = ["limits", "rate", "stuck", "baseline", "dropout"]
     rules = []
-    for _ in range(draw(st.integers(1, 9))):
+    for _ in range(draw(st.integers(1, 16))):
         channel = draw(st.sampled_from([*CHANNELS, "*", "zz"]))
         kind = "dropout" if channel == "*" else draw(st.sampled_from(kinds))
         rules.append(rule_for(kind, channel, draw))
