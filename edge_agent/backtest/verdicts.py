@@ -194,29 +194,34 @@ class StuckBatch(Batch):
 
 
 class SequentialBatch(Batch):
-    """The real check, sample by sample: exact for any check, at per-sample Python speed."""
+    """The real check, sample by sample: exact for any check, at per-sample Python speed (what it
+    measures and leaves is kept for the active samples only: the others are fed as clear)."""
 
     def evaluate(self, samples: Samples) -> Verdicts:
         check = self.check
+        observe = check.observe
         at: list[int] = []
         active: list[bool] = []
-        value: list[float] = []
-        excursion: list[float] = []
-        onset_t: list[float] = []
-        thresholds: list[str] = []
+        measured: dict[int, tuple[float, float, str, float | None]] = {}
         for k, (t, v) in enumerate(zip(samples.t.tolist(), samples.v.tolist(), strict=True)):
-            verdict = check.observe(v, t, t)
+            verdict = observe(v, t, t)
             if verdict is None:
                 continue
-            at.append(int(samples.at[k]))
+            if verdict:
+                measured[len(at)] = (check.value, check.excursion, check.threshold, check.onset_mono)
+            at.append(k)
             active.append(verdict)
-            value.append(check.value)
-            excursion.append(check.excursion)
-            onset_t.append(math.nan if check.onset_mono is None else check.onset_mono)
-            thresholds.append(check.threshold)
+        count = len(at)
+        value, excursion, onset_t = np.zeros(count), np.zeros(count), np.full(count, math.nan)
+        thresholds = [""] * count
+        for index, (val, exc, threshold, onset) in measured.items():
+            value[index], excursion[index], thresholds[index] = val, exc, threshold
+            if onset is not None:
+                onset_t[index] = onset
+        positions = np.array(at, dtype=np.int64)
         return Verdicts(
-            np.array(at, dtype=np.int64), np.array(active, dtype=bool), value=np.array(value),
-            excursion=np.array(excursion), onset_t=np.array(onset_t), thresholds=thresholds,
+            samples.at[positions] if count else np.empty(0, np.int64), np.array(active, dtype=bool),
+            value=value, excursion=excursion, onset_t=onset_t, thresholds=thresholds,
         )  # fmt: skip
 
 
@@ -231,7 +236,9 @@ def batch_for(check: ValueCheck) -> Batch:
         return RateBatch(check)
     if kind is StuckCheck and isinstance(check, StuckCheck) and check.epsilon == 0.0:
         return StuckBatch(check)
-    if kind is BaselineCheck:
+    if kind is BaselineCheck and hasattr(check, "_sampler"):
+        # The band learned once from a warm-up and then fixed: a stateless test once learned. A baseline
+        # of another shape (a rolling band updated from the samples) goes sample by sample, exactly.
         assert isinstance(check, BaselineCheck)
         return BaselineBatch(check)
     return SequentialBatch(check)

@@ -14,13 +14,16 @@ import json
 import math
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from backtest_reference import config_of, live_run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from edge_agent.backtest import engine
 from edge_agent.backtest.runner import BacktestOptions, run_backtest
+from edge_agent.backtest.verdicts import SequentialBatch, batch_for
 from edge_agent.serial.decoders import make_decoder
 
 CHANNELS = ("a", "b", "c")
@@ -135,17 +138,23 @@ def scenarios(draw: Any) -> tuple[list[dict[str, Any]], dict[str, Any], bytes, s
 
 
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(scenarios())
+@given(scenarios(), st.booleans())
 def test_backtest_gives_what_the_live_detector_and_grouper_give(
-    tmp_path_factory: Any, scenario: tuple[list[dict[str, Any]], dict[str, Any], bytes, str, str, int]
+    tmp_path_factory: Any,
+    scenario: tuple[list[dict[str, Any]], dict[str, Any], bytes, str, str, int],
+    sample_by_sample: bool,
 ) -> None:
+    """`sample_by_sample`: every check through the exact fallback (`SequentialBatch`, what a check of
+    a shape the batches do not know gets), instead of its numpy batch."""
     rules, incidents, data, fmt, column, chunk = scenario
     port = {"name": "bench", "url": "loop://", "format": fmt, "device_time": column}
     config = config_of([port], rules, incidents=incidents)
     path: Path = tmp_path_factory.mktemp("rec") / "recording"
     path.write_bytes(data)
 
-    result = run_backtest(config, path, BacktestOptions(keep_events=True, chunk_bytes=chunk))
+    evaluator = SequentialBatch if sample_by_sample else batch_for
+    with patch.object(engine, "batch_for", evaluator):
+        result = run_backtest(config, path, BacktestOptions(keep_events=True, chunk_bytes=chunk))
     live = live_run(config, config.serial[0], data, 1e-3 if column == "t_ms" else 1.0)
 
     assert result.frames == live.frames
