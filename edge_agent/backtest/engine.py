@@ -37,6 +37,7 @@ from edge_agent.backtest.verdicts import Batch, Floats, Ints, Samples, Verdicts,
 from edge_agent.backtest.watches import Watches
 from edge_agent.config import EdgeAgentConfig
 from edge_agent.detect.anomaly import AnomalyEvent, AnomalyOpened
+from edge_agent.detect.checks import MAX_FLOAT
 from edge_agent.detect.detector import Detector
 from edge_agent.detect.dropout import ANY_CHANNEL
 from edge_agent.detect.tracker import Slot
@@ -212,20 +213,25 @@ class BacktestEngine:
 
     def _setup(self, block: Block) -> None:
         samples: dict[str, Samples] = {}
+        columns: dict[str, Floats] = {}
         for channel in self.channels:
+            # As Detector.on_frame: NaN is a missing sample; +-inf is an off-scale one, +-MAX_FLOAT.
             values = block.values[channel]
-            finite = np.isfinite(values)
-            if finite.all():  # views, no copies
+            if not np.isfinite(values).all():
+                values = np.clip(values, -MAX_FLOAT, MAX_FLOAT)
+            columns[channel] = values
+            present = ~np.isnan(values)
+            if present.all():  # views, no copies
                 samples[channel] = Samples(np.arange(len(block)), block.t, values, block.rows)
             else:
-                at = np.flatnonzero(finite)
+                at = np.flatnonzero(present)
                 samples[channel] = Samples(at, block.t[at], values[at], block.rows[at])
         for entry in self._checks:
             sample = samples[entry.channel]
             verdicts = entry.batch.evaluate(sample)
             entry.verdicts = verdicts
             entry.active_pos = np.flatnonzero(verdicts.active)
-            entry.values = block.values[entry.channel]
+            entry.values = columns[entry.channel]
         self.watches.setup(block, {channel: sample.at for channel, sample in samples.items()})
 
     def _push(self, at: int, sub: int, kind: int, index: int, pos: int) -> None:

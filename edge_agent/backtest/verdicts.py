@@ -1,6 +1,6 @@
 """The rules' verdicts over a block of samples at once: what each check's `observe` would answer.
 
-A `Batch` evaluates one check of one channel over that channel's finite samples of a block (those the
+A `Batch` evaluates one check of one channel over that channel's samples of a block (those the
 live `Detector` hands the check), carrying the check's state from block to block, and answers which
 samples gave a verdict (`observe` returned True or False, not None) and which of them were active.
 The engine feeds the tracker slot only where that matters (active samples, and clear ones while the
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.detect.checks import BaselineCheck, LimitsCheck, RateCheck, StuckCheck, ValueCheck
+from edge_agent.detect.checks import MAX_FLOAT, BaselineCheck, LimitsCheck, RateCheck, StuckCheck, ValueCheck
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
@@ -34,7 +34,8 @@ Bools = npt.NDArray[np.bool_]
 
 @dataclass(slots=True)
 class Samples:
-    """One channel's finite samples of a block: block frame index, time, value, data row."""
+    """One channel's samples of a block (what the Detector hands its checks: NaN left out, +-inf as
+    +-MAX_FLOAT): block frame index, time, value, data row."""
 
     at: Ints
     t: Floats
@@ -145,9 +146,10 @@ class RateBatch(Batch):
         rate = rate[has_ref]
         magnitude = np.abs(rate)
         active = magnitude > self.max_rate
-        with np.errstate(invalid="ignore"):
-            excursion = magnitude - self.max_rate
-        return Verdicts(samples.at[refs[has_ref]], active, value=rate, excursion=excursion)
+        # A difference or quotient that overflowed is reported as the largest finite rate (RateCheck).
+        excursion = np.clip(magnitude - self.max_rate, -MAX_FLOAT, MAX_FLOAT)
+        value = np.clip(rate, -MAX_FLOAT, MAX_FLOAT)
+        return Verdicts(samples.at[refs[has_ref]], active, value=value, excursion=excursion)
 
 
 class StuckBatch(Batch):
@@ -171,7 +173,7 @@ class StuckBatch(Batch):
             return _no_verdicts()
         prev_v = np.concatenate(([self.prev_v], v[:-1]))
         prev_t = np.concatenate(([self.prev_t], t[:-1]))
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore", over="ignore"):  # an overflowing difference is a change
             unchanged = (np.abs(v - prev_v) <= 0.0) & ((t - prev_t) < self.stuck_for)
         self.prev_v, self.prev_t = float(v[-1]), float(t[-1])
         if not unchanged.any():  # every sample a change (a noisy channel): nothing can be stuck

@@ -58,7 +58,7 @@ class Watches:
         self.entries.append(WatchEntry(len(self.entries), sub, watch, channel, carried=(t0, None)))
 
     def setup(self, block: Block, channel_at: dict[str, Ints]) -> None:
-        """A new block; `channel_at[channel]`: the block frames that carry a finite value of it."""
+        """A new block; `channel_at[channel]`: the block frames that carry a value of it (NaN: none)."""
         self._block = block
         for entry in self.entries:
             at = np.arange(len(block)) if entry.channel == ANY_CHANNEL else channel_at[entry.channel]
