@@ -85,33 +85,6 @@ class LimitsBatch(Batch):
         return Verdicts(samples.at, (v > self.high) | (v < self.low))
 
 
-class BaselineBatch(Batch):
-    """Warm-up through the real check, sample by sample; then the learned band, stateless."""
-
-    def __init__(self, check: BaselineCheck) -> None:
-        super().__init__(check)
-        self.baseline = check
-
-    @property
-    def asks_check(self) -> bool:
-        return True
-
-    def evaluate(self, samples: Samples) -> Verdicts:
-        check = self.baseline
-        start = 0
-        t, v = samples.t, samples.v
-        while check.learning and start < v.size:  # every warm-up sample (the learning one too) is None
-            observe = check.observe
-            stop = min(v.size, start + 4096)
-            for value, mono in zip(v[start:stop].tolist(), t[start:stop].tolist(), strict=True):
-                start += 1
-                observe(value, mono, mono)
-                if not check.learning:
-                    break
-        rest = v[start:]
-        return Verdicts(samples.at[start:], (rest > check.high) | (rest < check.low))
-
-
 class RateBatch(Batch):
     """|dv/dt| against the reference sample. On a non-decreasing timeline the reference is the first
     sample of the previous run of equal times, and only the first sample of each run gets a verdict."""
@@ -195,6 +168,59 @@ class StuckBatch(Batch):
         )  # fmt: skip
 
 
+class RollingBaselineBatch(Batch):
+    """The rolling (or static, or file) baseline band: the real check, called only on the samples that
+    can change it - the first at or after its next block boundary, the next one it keeps for the band,
+    one outside the band in force - and advanced past the others in one step (`BaselineCheck.skip`).
+    Between two boundaries the band is fixed, so "outside it" is one numpy comparison."""
+
+    def __init__(self, check: BaselineCheck) -> None:
+        super().__init__(check)
+        self.baseline = check
+
+    def evaluate(self, samples: Samples) -> Verdicts:
+        check = self.baseline
+        observe, skip = check.observe, check.skip
+        t, v = samples.t, samples.v
+        time, val = t.item, v.item  # a sample as a Python float: only the few observed are looked at
+        n = t.size
+        active = np.zeros(n, dtype=bool)
+        value, excursion = np.zeros(n), np.zeros(n)
+        thresholds = [""] * n
+        i = 0
+        while i < n:
+            end = check.next_boundary
+            at = time(i)
+            if at >= end:  # it crosses the boundary: observed alone, then the band is read again
+                if observe(val(i), at, at):
+                    active[i] = True
+                    value[i], excursion[i], thresholds[i] = check.value, check.excursion, check.threshold
+                i += 1
+                continue
+            stop = n if end == math.inf else int(np.searchsorted(t, end, side="left"))
+            low, high = check.low, check.high  # fixed until the next boundary
+            run = v[i:stop]
+            outside = (np.flatnonzero((run > high) | (run < low)) + i).tolist()
+            outside.append(stop)
+            o = 0
+            k = i
+            while k < stop:
+                target = min(outside[o], k + check.samples_until_kept - 1)
+                if target > k:
+                    skip(target - k, time(target - 1))
+                    k = target
+                    continue
+                if k == outside[o]:
+                    o += 1
+                at = time(k)
+                if observe(val(k), at, at):
+                    active[k] = True
+                    value[k], excursion[k], thresholds[k] = check.value, check.excursion, check.threshold
+                k += 1
+            i = k
+        return Verdicts(samples.at, active, value=value, excursion=excursion, thresholds=thresholds)
+
+
 class SequentialBatch(Batch):
     """The real check, sample by sample: exact for any check, at per-sample Python speed (what it
     measures and leaves is kept for the active samples only: the others are fed as clear)."""
@@ -238,11 +264,9 @@ def batch_for(check: ValueCheck) -> Batch:
         return RateBatch(check)
     if kind is StuckCheck and isinstance(check, StuckCheck) and check.epsilon == 0.0:
         return StuckBatch(check)
-    if kind is BaselineCheck and hasattr(check, "_sampler"):
-        # The band learned once from a warm-up and then fixed: a stateless test once learned. A baseline
-        # of another shape (a rolling band updated from the samples) goes sample by sample, exactly.
+    if kind is BaselineCheck:
         assert isinstance(check, BaselineCheck)
-        return BaselineBatch(check)
+        return RollingBaselineBatch(check)
     return SequentialBatch(check)
 
 

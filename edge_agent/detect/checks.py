@@ -316,6 +316,28 @@ class BaselineCheck(ValueCheck):
     def describe(self, channel: str) -> str:
         return f"{channel} outside its baseline band (k={_num(self.k)})"
 
+    # A batch runner (`edge-agent backtest`) calls `observe` only on the samples that can change
+    # anything - one at or after `next_boundary`, the `samples_until_kept`-th from now, one outside
+    # [low, high] - and `skip`s the others: what `observe` would have done with them, in one step.
+
+    @property
+    def next_boundary(self) -> float:
+        """The time from which the next sample closes a block (or starts a segment)."""
+        return self._block_end
+
+    @property
+    def samples_until_kept(self) -> int:
+        """Which sample from now is the next one kept for the band (1: the next one)."""
+        return self._countdown
+
+    def skip(self, count: int, last_mono: float) -> None:
+        """`count` samples, the last at `last_mono`, all before `next_boundary`, none of them kept
+        (`count < samples_until_kept`) and none outside the band: their effect on the check."""
+        if not 0 <= count < self._countdown:
+            raise ValueError(f"cannot skip {count} samples: the {self._countdown}th from now is kept")
+        self._countdown -= count
+        self._last = last_mono
+
     def observe(self, value: float, mono: float, wall: float) -> bool | None:
         if mono >= self._block_end:
             self._boundary(mono)
