@@ -100,9 +100,13 @@ def rule_for(kind: str, channel: str, draw: Any) -> dict[str, Any]:
     elif kind == "stuck":
         rule["stuck_for"] = draw(st.sampled_from([0.05, 0.3, 0.5, 1.0, 3.0]))
     elif kind == "baseline":
+        # Blocks of a second or so, so that the band forms, rolls, and relearns within a recording.
         rule.update(
-            baseline_warmup=draw(st.sampled_from([0.0, 0.2, 1.0])),
+            baseline_warmup=draw(st.sampled_from([0.0, 0.5, 1.0, 3.0])),
             baseline_k=draw(st.sampled_from([1.0, 3.0])),
+            baseline_update=draw(st.sampled_from([0.25, 0.5, 1.0, 2.0])),
+            baseline_window=draw(st.sampled_from([0.0, 2.0, 6.0])),
+            baseline_relearn_after=draw(st.sampled_from([0.0, 1.5, 5.0])),
         )
     else:
         rule["dropout_after"] = draw(st.sampled_from([0.3, 1.0, 2.0, 2.5]))
