@@ -383,20 +383,24 @@ def check_lens(run: SoakRun, report: Report) -> None:
     )
 
 
-def _growth(values: list[float]) -> tuple[float, float, float] | None:
-    """(median right after warm-up, median of the last 20 %, growth) over one process's samples."""
+def _growth(values: list[float], floor: bool = False) -> tuple[float, float, float] | None:
+    """(level right after warm-up, level over the last 20 %, growth) over one process's samples. The
+    level is the median, or with `floor` the minimum: fds and tasks come and go with each outbox
+    attempt and websocket, so a burst of work (an incident closing near the end) lifts the median for
+    seconds, while a leak lifts the floor."""
     if len(values) < 10:
         return None
     n = len(values)
-    head = statistics.median(values[: max(3, n // 5)])
-    tail = statistics.median(values[-max(3, n // 5) :])
+    level = min if floor else statistics.median
+    head = level(values[: max(3, n // 5)])
+    tail = level(values[-max(3, n // 5) :])
     return head, tail, (tail - head) / head if head else 0.0
 
 
 def check_resources(run: SoakRun, report: Report, warmup: float) -> None:
     """On the longest-lived agent process (the last one: kills stop at 75 % of the chaos phase),
-    from `warmup` seconds after its start: RSS, fds, asyncio tasks. Absolute slack of 2 fds and 3 tasks,
-    which come and go with each websocket and outbox attempt."""
+    from `warmup` seconds after its start: RSS (median), fds and asyncio tasks (floor). Absolute slack of
+    2 fds and 3 tasks, which come and go with each websocket and outbox attempt."""
     by_inc: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for s in run.samples:
         by_inc[s["incarnation"]].append(s)
@@ -417,7 +421,7 @@ def check_resources(run: SoakRun, report: Report, warmup: float) -> None:
     )
     parts, ok = [], True
     for name, values, slack in (("RSS MB", rss, 0.0), ("fds", fds, 2.0), ("tasks", tasks, 3.0)):
-        g = _growth(values)
+        g = _growth(values, floor=name != "RSS MB")
         if g is None:
             parts.append(f"{name}: too few samples ({len(values)})")
             ok = False
