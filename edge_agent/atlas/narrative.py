@@ -109,6 +109,9 @@ def anomaly_summary(anomaly: Anomaly, bench: str, **extra: Any) -> dict[str, Any
         "peak_excursion": anomaly.peak_excursion,
         "samples": anomaly.samples,
         "started_mono": anomaly.started_mono,
+        # On the source's timeline, like started_mono (the device's clock where it sends one).
+        "peak_mono": anomaly.peak_mono,
+        "ended_mono": anomaly.ended_mono,
         "started_wall": anomaly.started_wall,
         "started_at": iso(anomaly.started_wall),
         "opened_wall": anomaly.opened_wall,

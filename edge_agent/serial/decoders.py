@@ -110,7 +110,8 @@ class CsvDecoder(LineDecoder):
     """Delimited numbers. Columns from the config, else the first data line is the header.
 
     In header mode a line of nothing but non-numbers right after a reset (device rebooted and printed
-    its header again) replaces the header, and an exact repeat of the header is counted, not an error.
+    its header again) replaces the header. An exact repeat of the header (the configured columns, or
+    the one read) is counted as a header, not an error, in either mode.
     """
 
     def __init__(self, port: SerialPort, clock: SourceClock | None = None) -> None:
@@ -208,7 +209,9 @@ class CsvDecoder(LineDecoder):
         try:
             numbers = list(map(float, parts))
         except ValueError:
-            if self._header_mode and tuple(p.strip() for p in parts) == self._columns:
+            # The header line again (a device prints it at every reset), also when the columns come
+            # from the config: a header, not a decode error.
+            if tuple(p.strip() for p in parts) == self._columns:
                 self.stats.headers += 1
             else:
                 self.stats.skip(NOT_NUMERIC)

@@ -269,3 +269,12 @@ def test_csv_batch_with_a_marker_or_bad_row_falls_back_to_per_line_decoding() ->
         StepMarker("bench", StepEdge.START, "s", MONO, WALL),
     ]
     assert decoder.stats.skipped == {"not_numeric": 1}
+
+
+def test_the_header_line_with_configured_columns_is_a_header_not_a_decode_error() -> None:
+    """A device prints its header at every reset; with the columns in the config the line is still a
+    header (counted as one), not a not_numeric skip that would read as a bad cable."""
+    decoder = make_decoder(SerialPort(name="b", url="loop://", columns=["t_ms", "v"], device_time="t_ms"))
+    items = decoder.feed(b"t_ms,v\n1,2.5\nt_ms,v\n2,2.6\n", 0.0, 0.0)
+    assert [i.values for i in items if isinstance(i, Frame)] == [{"v": 2.5}, {"v": 2.6}]
+    assert decoder.stats.headers == 2 and decoder.stats.skipped.get("not_numeric", 0) == 0
