@@ -32,6 +32,7 @@ OPTIONAL: tuple[str, list[str], str] = ("bench_fault_to_issue.py", [], "fault_to
 # Deterministic figures (counts on seeded data, not timings): measured in the first run only.
 ONCE: list[tuple[str, list[str], str]] = [
     ("bench_baseline.py", ["--seeds", "20", "--sweep-seeds", "4", "--fault-seeds", "10"], "baseline"),
+    ("bench_false_incidents.py", ["--days", "10"], "false_incidents"),
 ]
 
 
@@ -153,6 +154,21 @@ FIGURES: list[Figure] = [
         path(*BL, "chosen", "detector_frames_per_s_10ch_baseline"),
     ),
     Figure("Baseline", "generate 24 h x 10 ch of plant data", "s", path(*BL, "generate_24h_s")),
+    Figure(
+        "Incidents",
+        "false incidents per 24 h: default baseline rule on 10 channels, 10 generated plant days"
+        " (seeds 100-109) through edge-agent backtest",
+        "incidents",
+        path("false_incidents", "false_incidents", "false_incidents_per_24h"),
+        ("<", 0.1),
+    ),
+    Figure(
+        "Incidents",
+        "the same seeds' pump breakdown (7 channels, precursors, restart transient) filed as exactly"
+        " one incident",
+        "of 10",
+        path("false_incidents", "false_incidents", "breakdowns_filed_as_one_incident"),
+    ),
     Figure(
         "Backtest",
         "edge-agent backtest, 10 ch x 5 rules, 1 M rows, quiet",
