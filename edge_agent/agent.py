@@ -31,6 +31,7 @@ from prometheus_client import ProcessCollector
 
 from edge_agent.atlas.client import AtlasClient
 from edge_agent.atlas.errors import AtlasAuthError
+from edge_agent.atlas.incident_text import incident_title
 from edge_agent.atlas.narrative import anomaly_summary
 from edge_agent.atlas.reporter import Reporter
 from edge_agent.config import EdgeAgentConfig
@@ -44,6 +45,7 @@ from edge_agent.incidents import IncidentClosed, IncidentEvent, IncidentGrew, In
 from edge_agent.lens.errors import LensAuthError
 from edge_agent.lens.protocol import LensInference
 from edge_agent.lens.service import LensService
+from edge_agent.live import PUBLIC_PATHS, LiveBoard, LivePage, state_parts
 from edge_agent.logs import get_logger
 from edge_agent.metrics import Metrics
 from edge_agent.outbox import Outbox
@@ -189,6 +191,14 @@ class Agent:
         self.metrics.add_source("state", state_source(self.state_health))
         self.metrics.add_source("consumers", consumers_source(self._feeds()))
         self.control: ControlServer | None = None
+        # The live page (on the control API): its decimating tap is fed every frame from the fan-out.
+        self.live: LivePage | None = None
+        self._tap: Callable[[Frame], None] | None = None
+        if config.control.enabled and config.control.live_page:
+            bench = config.agent.bench
+            board = LiveBoard(offset=wall() - mono(), title=lambda incident: incident_title(incident, bench))
+            self.live = LivePage(board, lambda: state_parts(self, board), config.agent.bench, mono=mono)
+            self._tap = board.decimator.on_frame
         if config.control.enabled:
             token = config.control.token.get_secret_value() if config.control.token else None
             app = create_control_app(
@@ -197,6 +207,8 @@ class Agent:
                 token,
                 listen=config.control.listen,
                 allowed_hosts=config.control.allowed_hosts,
+                add_routes=self.live.add_routes if self.live is not None else None,
+                open_paths=PUBLIC_PATHS if self.live is not None else (),
             )
             self.control = ControlServer(app, config.control.listen)
         # Anomaly events (for the steps) with the incident events they made (for the reporter), in order.
@@ -222,6 +234,8 @@ class Agent:
         """Every serial event, synchronously from the reader: must stay cheap and never block."""
         if type(event) is Frame:
             self.rings.add(event)
+            if self._tap is not None:
+                self._tap(event)
             events = self.detector.on_frame(event)
             if events:
                 self._emit(events)
@@ -245,6 +259,10 @@ class Agent:
     def _on_inference(self, inference: LensInference) -> None:
         self.inference_labels[inference.label] += 1
         self.metrics.inc("lens_inferences_total", label=inference.label)
+        if self.live is not None:
+            anomalous = inference.label in self.config.lens.anomaly_labels
+            score = inference.scores.get(inference.label)
+            self.live.board.on_inference(inference.label, score, inference.received_at, anomalous)
         events = self.detector.on_inference(inference, self._mono(), self._wall())
         if events:
             self._emit(events)
@@ -267,6 +285,8 @@ class Agent:
                 )
         incident_events = self.incidents.on_events(events)
         self._count_incidents(incident_events)
+        if self.live is not None:
+            self.live.board.on_anomaly_events(events)
         self._put(self._anomalies, (events, incident_events), "anomaly_events_dropped")
 
     def _emit_incidents(self, incident_events: Sequence[IncidentEvent]) -> None:
@@ -274,6 +294,8 @@ class Agent:
         self._put(self._anomalies, ((), incident_events), "anomaly_events_dropped")
 
     def _count_incidents(self, incident_events: Sequence[IncidentEvent]) -> None:
+        if self.live is not None and incident_events:
+            self.live.board.on_incident_events(incident_events)
         for event in incident_events:
             self.counts["incident_events_" + type(event).__name__.removeprefix("Incident").lower()] += 1
 
@@ -551,6 +573,7 @@ class Agent:
             "steps": self.steps.status(),
             "state_files": self.state_health.status(),
             "consumers": {c.name: c.status() for c in self._feeds()},
+            "live": self.live.status() if self.live is not None else None,
             "counts": dict(self.counts),
             # For leak checks (bench/soak): a task count that grows while the agent runs is a leak.
             "asyncio_tasks": len(asyncio.all_tasks()),

@@ -528,6 +528,11 @@ class ControlSection(Section):
         description="DNS names clients may use to reach the API, besides IP addresses, localhost and the"
         " listen host; any other Host header is refused (DNS rebinding).",
     )
+    live_page: bool = Field(
+        True,
+        description="The live bench page at the API's `/` (same address and token); false serves no page"
+        " and feeds no frame to its tap.",
+    )
 
     @field_validator("allowed_hosts")
     @classmethod

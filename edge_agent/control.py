@@ -14,6 +14,7 @@ stays open so that a container health check needs no secret). The agent's state 
     GET  /metrics       200 Prometheus text exposition
     POST /steps/start   {"name": str, "card": str | null}            -> 200 backend's answer
     POST /steps/end     {"name": str, "verdict": "PASS"|"FAIL"|null} -> 200 backend's answer
+    GET  /, /live/...   the live bench page (edge_agent.live.server), when the agent adds it
                         400 not JSON / not UTF-8, 413 larger than MAX_BODY_BYTES,
                         422 JSON of the wrong shape (with pydantic's detail), 409 a step-state conflict
 """
@@ -95,14 +96,16 @@ def _json(data: Any, status: int = 200) -> web.Response:
     return web.json_response(data, status=status, dumps=lambda obj: json.dumps(obj, default=str))
 
 
-def _bearer_middleware(token: str) -> Callable[..., Awaitable[web.StreamResponse]]:
+def _bearer_middleware(
+    token: str, open_paths: frozenset[str] = OPEN_PATHS
+) -> Callable[..., Awaitable[web.StreamResponse]]:
     expected = f"Bearer {token}".encode()
 
     @web.middleware
     async def check(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if request.path in OPEN_PATHS:
+        if request.path in open_paths:
             return await handler(request)
         given = request.headers.get("Authorization", "").encode()
         if not hmac.compare_digest(given, expected):  # constant time: no token guessing by timing
@@ -210,12 +213,17 @@ def create_control_app(
     *,
     listen: str = "127.0.0.1:8321",
     allowed_hosts: Iterable[str] = (),
+    add_routes: Callable[[web.Application], None] | None = None,
+    open_paths: Iterable[str] = (),
 ) -> web.Application:
-    """`listen` and `allowed_hosts` name the hosts a request's `Host` may carry (see control_guard)."""
+    """`listen` and `allowed_hosts` name the hosts a request's `Host` may carry (see control_guard).
+    `add_routes` adds more routes (the live page); of those, `open_paths` are served without the token
+    (a page shell and its scripts, which carry no data: a browser cannot send a header when it
+    navigates, so the page asks for the token and sends it on its own requests)."""
     policy = HostPolicy.of(parse_listen(listen)[0], allowed_hosts)
     middlewares: list[Middleware] = [_json_errors, guard_middleware(policy)]
     if token:
-        middlewares.append(_bearer_middleware(token))
+        middlewares.append(_bearer_middleware(token, OPEN_PATHS | frozenset(open_paths)))
     app = web.Application(middlewares=middlewares, client_max_size=MAX_BODY_BYTES)
     app[BACKEND_KEY] = backend
     app[METRICS_KEY] = metrics
@@ -226,6 +234,8 @@ def create_control_app(
     app.router.add_get("/metrics", _metrics)
     app.router.add_post("/steps/start", _step_start)
     app.router.add_post("/steps/end", _step_end)
+    if add_routes is not None:
+        add_routes(app)
     return app
 
 

@@ -387,6 +387,16 @@ class Detector:
     def clearing_since(self, anomaly_id: str) -> float | None:
         return self.tracker.clearing_since(anomaly_id)
 
+    def value_checks(self) -> list[tuple[str, str, ValueCheck]]:
+        """(source, channel, check) of every value rule of every source seen so far: the live page
+        draws the limits and the learned baseline bands from them."""
+        return [
+            (source, channel, check)
+            for source, plan in self._plans.items()
+            for channel, checks, _ in plan.channels
+            for check, _slot in checks
+        ]
+
     def learned_baselines(self) -> dict[str, dict[str, RobustStats]]:
         """source -> channel -> baseline, for every baseline rule that has one (to save to a file)."""
         out: dict[str, dict[str, RobustStats]] = {}

@@ -704,6 +704,14 @@ class JobStore:
             ).fetchall()
         return [_row_to_job(r) for r in rows]
 
+    def latest(self, kind: str, state: JobState, limit: int) -> list[Job]:
+        """The newest `limit` jobs of one kind in one state, newest first (the live page's "issues
+        filed": delivered issue jobs with their results)."""
+        rows = self._db.execute(
+            _SELECT + " WHERE j.kind = ? AND j.state = ? ORDER BY j.id DESC LIMIT ?", (kind, state, limit)
+        ).fetchall()
+        return [_row_to_job(r) for r in rows]
+
     def counts(self) -> dict[str, int]:
         found = {
             str(s): int(n) for s, n in self._db.execute("SELECT state, COUNT(*) FROM jobs GROUP BY state")

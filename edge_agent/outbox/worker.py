@@ -209,6 +209,9 @@ class Outbox:
     async def jobs(self, state: JobState | None = None, limit: int = 1000) -> list[Job]:
         return await self._call(self._store.jobs, state, limit)
 
+    async def latest(self, kind: str, state: JobState, limit: int = 50) -> list[Job]:
+        return await self._call(self._store.latest, kind, state, limit)
+
     async def counts(self) -> dict[str, int]:
         return await self._call(self._store.counts)
 

@@ -1,0 +1,111 @@
+"""A whole agent (in this process) fed by the simulated bench on a real pty, reporting to the Atlas
+emulator on 127.0.0.1, with its control API (and so the live page) on an ephemeral loopback port; and
+Debian's Chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_helpers import TOKEN, Sim, agent_config_toml, fault_toml, get_json, step_toml, wait_until
+
+from edge_agent.agent import Agent
+from edge_agent.config import EmulatorSection, load_config
+from edge_agent.emulators.atlas import AtlasEmulator
+
+# Debian's chromium package; CI installs it (.ci/run). Playwright drives it, no browser download.
+CHROMIUM = os.environ.get("EDGE_AGENT_CHROMIUM", "/usr/bin/chromium")
+# Root, no sandbox, no GPU, no network but loopback: no background fetches, updates or first-run UI.
+# (Playwright adds --headless itself.)
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+    "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-default-apps", "--disable-extensions", "--metrics-recording-only", "--mute-audio",
+]  # fmt: skip
+
+
+def chromium_or_fail() -> str:
+    """The browser's path; a failure that says how to install it when it is missing (CI always has it)."""
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)) and not shutil.which(CHROMIUM):
+        pytest.fail(
+            f"headless Chromium not found at {CHROMIUM}: install Debian's browser with"
+            " `sudo apt-get install chromium` (or set EDGE_AGENT_CHROMIUM to a Chromium binary);"
+            " .ci/run installs it on CI",
+            pytrace=False,
+        )
+    return CHROMIUM
+
+
+STEPS = [("power_on", 0.3, 2.0), ("load_test", 2.6, 5.4)]
+FAULT_AT, FAULT_FOR = 4.5, 1.2  # inside load_test: an over-voltage that fails it
+
+
+def scenario(tmp: Path, duration: float = 8.5) -> Path:
+    path = tmp / "scenario.toml"
+    body = f'name = "live"\nduration = "{duration}s"\n' + "".join(step_toml(*s) for s in STEPS)
+    body += fault_toml("supply_v", FAULT_AT, FAULT_FOR, 1.8, "high", "overvoltage")
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+@dataclass
+class LiveBench:
+    agent: Agent
+    sim: Sim
+    atlas: AtlasEmulator
+    token: str | None
+
+    @property
+    def url(self) -> str:
+        assert self.agent.control is not None
+        return self.agent.control.url
+
+    async def status(self) -> dict[str, Any]:
+        data: dict[str, Any] = await get_json(self.url + "/status", self.token)
+        return data
+
+    async def opened_anomaly(self, channel: str, within: float) -> dict[str, Any]:
+        """The agent's own record of the first anomaly on `channel` (from /status, while open)."""
+        found: dict[str, Any] = {}
+
+        async def opened() -> bool:
+            for anomaly in (await self.status())["open_anomalies"]:
+                if anomaly["channel"] == channel:
+                    found.update(anomaly)
+                    return True
+            return False
+
+        await wait_until(opened, within, f"an anomaly on {channel} in /status", interval=0.02)
+        return found
+
+
+@asynccontextmanager
+async def live_bench(
+    tmp: Path, *, control_token: str | None = None, extra: str = ""
+) -> AsyncIterator[LiveBench]:
+    settings = EmulatorSection.model_validate({"host": "127.0.0.1", "atlas_port": 0, "atlas_token": TOKEN})
+    async with AtlasEmulator(settings, seed=13, report_delay=60.0) as atlas:
+        link = tmp / "ttyBENCH0"
+        control = extra
+        if control_token is not None:
+            control += f'\ntoken = "{control_token}"\n'
+        config_path = tmp / "agent.toml"
+        config_path.write_text(
+            agent_config_toml(tmp / "state", link, atlas.base_url, extra=control), encoding="utf-8"
+        )
+        agent = Agent(load_config(config_path, environ={}))
+        sim = Sim(scenario(tmp), link, tmp / "oracle.jsonl")
+        await agent.start()
+        try:
+            yield LiveBench(agent, sim, atlas, control_token)
+        finally:
+            if sim.task is not None and not sim.task.done():
+                await sim.stop()
+            await agent.stop(time.monotonic() + 5)
