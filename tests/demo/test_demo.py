@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
+
+import aiohttp
 
 EXE = Path(sys.executable).with_name("edge-agent")
 
@@ -47,3 +53,90 @@ def test_demo_30s_leaves_issues_and_step_outcomes(tmp_path: Path) -> None:
     assert not list((tmp_path / "work" / "state").rglob("*.csv"))
     config_text = (tmp_path / "work" / "edge-agent.toml").read_text()
     assert "[lens]" in config_text and "[atlas]" in config_text
+
+
+def test_demo_keeps_its_temporary_workdir_and_says_where(tmp_path: Path) -> None:
+    """Without --workdir the demo's work directory is a new temporary one, kept afterwards: the summary
+    names it, and the config, the state and the bench's oracle are there."""
+    result = subprocess.run(
+        [str(EXE), "demo", "--duration", "6"],
+        capture_output=True, text=True, timeout=120,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "TMPDIR": str(tmp_path)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("work directory (kept): "))
+    workdir = Path(line.removeprefix("work directory (kept): ").split(" (", 1)[0])
+    assert workdir.parent == tmp_path and workdir.name.startswith("edge-agent-demo-")
+    assert (workdir / "edge-agent.toml").is_file()
+    assert (workdir / "state").is_dir() and (workdir / "oracle.jsonl").stat().st_size > 0
+    assert f"agent config: {workdir / 'edge-agent.toml'}" in result.stdout
+
+
+async def _line_with(proc: asyncio.subprocess.Process, prefix: str, seen: list[str], within: float) -> str:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        raw = await asyncio.wait_for(proc.stdout.readline(), max(0.1, deadline - time.monotonic()))
+        assert raw, "the demo ended:\n" + "\n".join(seen[-40:])
+        line = raw.decode().rstrip("\n")
+        seen.append(line)
+        if line.startswith(prefix):
+            return line
+    raise AssertionError(f"no line starting {prefix!r} within {within} s:\n" + "\n".join(seen[-40:]))
+
+
+async def _get(http: aiohttp.ClientSession, url: str) -> tuple[int, Any]:
+    async with http.get(url) as response:
+        if "json" in response.headers.get("Content-Type", ""):
+            return response.status, await response.json()
+        return response.status, await response.text()
+
+
+async def test_demo_keep_running_leaves_the_agent_and_its_page_up(tmp_path: Path) -> None:
+    """--keep-running: after the scripted sequence (an over-voltage at 13-17 s) the summary says what
+    Atlas holds (the issue with its attachments and comments) and the page's address; the agent, its
+    page and the bench go on (the page's traces keep moving) until SIGINT, which ends it cleanly."""
+    summary_path = tmp_path / "summary.json"
+    proc = await asyncio.create_subprocess_exec(
+        str(EXE), "demo", "--duration", "20", "--keep-running", "--workdir", str(tmp_path / "work"),
+        "--summary-json", str(summary_path),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )  # fmt: skip
+    seen: list[str] = []
+    try:
+        page = (await _line_with(proc, "live bench page: http", seen, 120)).split()[-1]
+        await _line_with(proc, "  http://", seen, 5)
+        text = "\n".join(seen)
+        held = text[text.index("=== What Atlas now holds ===") :]
+        assert "issues: 1" in held and "supply_v" in held
+        issue_id = next(ln.split()[-1] for ln in seen if ln.strip().startswith("Atlas id "))
+        assert any(ln.strip().startswith("attachment: ") and ln.endswith("_open.csv") for ln in seen)
+        assert any(ln.strip().startswith("comment: Incident detected") for ln in seen)
+        assert "work directory (kept): " + str(tmp_path / "work") in held
+
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+            status, html = await _get(http, page)
+            assert status == 200 and "<title>" in html
+            status, first = await _get(http, page + "live/snapshot?span=60")
+            assert status == 200
+            assert [i["issue_id"] for i in first["atlas"]["issues"]] == [issue_id]
+
+            async def moved() -> bool:
+                _, later = await _get(http, page + "live/snapshot?span=60")
+                newest = later["traces"]["bench"]["hi"]["supply_v"][-3:]
+                return later["now"] > first["now"] + 1000 and any(v is not None for v in newest)
+
+            deadline = time.monotonic() + 10
+            while not await moved():  # the bench still talks and the page's traces follow it
+                assert time.monotonic() < deadline, "the page's traces stopped after the sequence"
+                await asyncio.sleep(0.3)
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 60) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    summary = json.loads(summary_path.read_text())
+    assert [i["id"] for i in summary["issues"]] == [issue_id]
+    assert summary["lens_sessions_left"] == 0  # the agent's shutdown destroyed its lens session

@@ -61,6 +61,12 @@ class LiveBench:
     sim: Sim
     atlas: AtlasEmulator
     token: str | None
+    stopped: bool = False
+
+    async def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            await self.agent.stop(time.monotonic() + 5)
 
     @property
     def url(self) -> str:
@@ -103,9 +109,10 @@ async def live_bench(
         agent = Agent(load_config(config_path, environ={}))
         sim = Sim(scenario(tmp), link, tmp / "oracle.jsonl")
         await agent.start()
+        bench = LiveBench(agent, sim, atlas, control_token)
         try:
-            yield LiveBench(agent, sim, atlas, control_token)
+            yield bench
         finally:
             if sim.task is not None and not sim.task.done():
                 await sim.stop()
-            await agent.stop(time.monotonic() + 5)
+            await bench.stop()
