@@ -53,7 +53,7 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-def _config(state: Path, link: Path, archetype: str, atlas: str, port: int) -> str:
+def _config(state: Path, link: Path, archetype: str, atlas: str, port: int, control_extra: str = "") -> str:
     cols = ", ".join(f'"{c}"' for c in ["t", *CHANNELS])
     lens_cols = ", ".join(f'"{c}"' for c in CHANNELS[:4])
     return f"""
@@ -91,6 +91,7 @@ retry_cap = "2s"
 drain_deadline = "5s"
 [control]
 listen = "127.0.0.1:{port}"
+{control_extra}
 [[rules]]
 channel = "ch0"
 kind = "limits"
@@ -164,11 +165,13 @@ class AgentBench:
             data: dict[str, Any] = await resp.json()
             return data
 
-    async def _spawn(self, name: str) -> tuple[asyncio.subprocess.Process, float]:
-        """Spawn an agent; returns it and the seconds from spawn to its READY=1."""
+    async def _spawn(self, name: str, control_extra: str = "") -> tuple[asyncio.subprocess.Process, float]:
+        """Spawn an agent (`control_extra`: more [control] keys); returns it and the seconds from spawn
+        to its READY=1."""
         state = self.workdir / f"state-{name}"
         cfg = self.workdir / f"{name}.toml"
-        cfg.write_text(_config(state, self.link, self.archetype.base_url, self.atlas.base_url, self.port))
+        urls = (self.archetype.base_url, self.atlas.base_url)
+        cfg.write_text(_config(state, self.link, *urls, self.port, control_extra))
         notify_path = str(self.workdir / f"notify-{name}")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(notify_path)

@@ -27,6 +27,7 @@ SCRIPTS: list[tuple[str, list[str], str]] = [
     ("bench_lens.py", ["--events", "300", "--latency-seconds", "10"], "lens"),
     ("bench_outbox.py", ["--jobs", "1000", "--backlog", "5000"], "outbox"),
     ("bench_backtest.py", ["--rows", "1000000", "--repeat", "3"], "backtest"),
+    ("bench_live_page.py", ["--seconds", "10", "--rounds", "1"], "live_page"),
 ]
 OPTIONAL: tuple[str, list[str], str] = ("bench_fault_to_issue.py", [], "fault_to_issue")
 # Deterministic figures (counts on seeded data, not timings): measured in the first run only.
@@ -66,6 +67,32 @@ def pick(key: str, fn: Callable[[list[float]], float]) -> Callable[[dict[str, An
     return get
 
 
+LP = ("live_page", "live_page")
+# bench_live_page.py: two agents side by side (page off / on) on ptys written at 3 Mbaud equivalent at once.
+LIVE_FIGURES: list[Figure] = [
+    Figure("Live page", "page CPU cost in the agent at 3 Mbaud, one browser attached (vs page off, same"
+           " window)", "% core", path(*LP, "page_cost_percent_3M_browser")),
+    Figure("Live page", "page CPU cost in the agent at 3 Mbaud, no browser (the tap alone)", "% core",
+           path(*LP, "page_cost_percent_3M_no_browser")),
+    Figure("Live page", "whole-agent CPU at 3 Mbaud, one browser attached", "% core",
+           path(*LP, "cpu_percent_3M_browser")),
+    Figure("Live page", "same window, the agent with live_page = false", "% core",
+           path(*LP, "cpu_percent_3M_page_off")),
+    Figure("Live page", "bytes per second to the browser (1 min span, 3 Mbaud, 8 channels)", "B/s",
+           path(*LP, "bytes_per_s_sent")),
+    Figure("Live page", "browser CPU meanwhile (headless Chromium, software rendering)", "% core",
+           path(*LP, "browser_cpu_percent")),
+    Figure("Live page", "idle RSS, live_page = false", "MB", path(*LP, "idle_rss_mb_page_off")),
+    Figure("Live page", "idle RSS, page on, never opened", "MB", path(*LP, "idle_rss_mb_page_never_opened")),
+    Figure("Live page", "idle RSS growth from the page (never opened)", "MB",
+           path(*LP, "idle_rss_growth_mb")),
+    Figure("Live page", "RSS after the 3 Mbaud runs and the page opened and closed", "MB",
+           path(*LP, "rss_mb_after_page_closed")),
+    Figure("Live page", "same, the agent with live_page = false", "MB",
+           path(*LP, "rss_mb_page_off_after_load")),
+    Figure("Live page", "tap cost per frame (8 channels, in-process)", "us",
+           path(*LP, "tap_us_per_frame_8ch")),
+]  # fmt: skip
 E2E = ("serial", "end_to_end", "modes", "fd")
 LAT = ("lens", "streamer", "latency_pty_to_socket")
 THR = ("lens", "streamer", "throughput")
@@ -303,6 +330,7 @@ FIGURES: list[Figure] = [
     Figure(
         "Agent", "outbox jobs pending in that backlog", "jobs", path("agent", "backpressure_outbox_pending")
     ),
+    *LIVE_FIGURES,
 ]
 
 
@@ -476,6 +504,80 @@ def _verdict(target: tuple[str, float] | None, median: float) -> str:
     return "pass" if met else "**miss**"
 
 
+def section_lines(section: str, runs: list[dict[str, Any]], heading_note: str = "") -> list[str]:
+    """One section's heading and table of figures (min / median / max over `runs`)."""
+    lines = ["", f"## {section}", ""]
+    if heading_note:
+        lines += [heading_note, ""]
+    lines += ["| Figure | Unit | Target | Min | Median | Max | Verdict |", "|---|---|---|---|---|---|---|"]
+    for fig in (f for f in FIGURES if f.section == section):
+        values = [v for v in (fig.get(r) for r in runs) if v is not None]
+        target = f"{fig.target[0]} {_fmt(fig.target[1])}" if fig.target else "—"
+        if not values:
+            lines.append(f"| {fig.label} | {fig.unit} | {target} | — | — | — | not measured |")
+            continue
+        median = statistics.median(values)
+        lines.append(
+            f"| {fig.label} | {fig.unit} | {target} | {_fmt(min(values))} | {_fmt(median)}"
+            f" | {_fmt(max(values))}"
+            f" | {_verdict(fig.target, median)} |"
+        )
+    return lines
+
+
+def merge_section(text: str, section: str, block: list[str]) -> str:
+    """RESULTS.md with the `## section` block replaced by `block` (or added before the notes), every
+    other section as it was."""
+    lines = text.rstrip("\n").split("\n")
+    heading = f"## {section}"
+    if heading in lines:
+        start = lines.index(heading) - 1  # the blank line before it
+        end = next((i for i in range(start + 2, len(lines)) if lines[i].startswith("## ")), len(lines))
+        end = end - 1 if end < len(lines) else end  # keep the blank line before the next heading
+        lines[start:end] = block
+    else:
+        notes = lines.index("## Notes") - 1 if "## Notes" in lines else len(lines)
+        lines[notes:notes] = block
+    return "\n".join(lines) + "\n"
+
+
+def run_only(names: list[str], repeat: int) -> int:
+    """`--only`: run just these benchmarks `repeat` times and merge their sections into RESULTS.md,
+    leaving every other row as the last full run wrote it (bench/out/run.json is not kept in git)."""
+    chosen = [(script, args, name) for script, args, name in SCRIPTS if name in names]
+    unknown = set(names) - {name for _, _, name in chosen}
+    if unknown:
+        print(f"unknown benchmark(s) {sorted(unknown)}; known: {[n for _, _, n in SCRIPTS]}", file=sys.stderr)
+        return 2
+    info = machine()
+    runs: list[dict[str, Any]] = []
+    for index in range(repeat):
+        data: dict[str, Any] = {}
+        for script, args, name in chosen:
+            ok, seconds = run_script(script, args)
+            print(f"run {index + 1}: {script} {'ok' if ok else 'FAILED'} ({seconds:.0f} s)", flush=True)
+            out = OUT / f"{name}.json"
+            if ok and out.exists():
+                data[name] = json.loads(out.read_text())
+        runs.append(data)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / f"run-only-{'-'.join(names)}.json").write_text(
+        json.dumps({"machine": info, "runs": runs}, indent=1, default=str) + "\n"
+    )
+    text = RESULTS.read_text() if RESULTS.exists() else render([], info, 0.0)
+    note = (
+        f"Measured apart from the rest by `bench/run --only {' '.join(names)}` on {info['date']}"
+        f" ({len(runs)} runs; load average at start"
+        f" {', '.join(f'{x:.2f}' for x in info['loadavg_at_start'])})."
+    )
+    sections = dict.fromkeys(f.section for f in FIGURES if any(f.get(r) is not None for r in runs))
+    for section in sections:
+        text = merge_section(text, section, section_lines(section, runs, note))
+    RESULTS.write_text(text)
+    print(text)
+    return 0
+
+
 def render(runs: list[dict[str, Any]], info: dict[str, Any], wall: float, note: str = "") -> str:
     lines = [
         "# Benchmark results",
@@ -491,28 +593,8 @@ def render(runs: list[dict[str, Any]], info: dict[str, Any], wall: float, note: 
         " with other engineers' work, so every figure is measured under contention.",
         "",
     ]
-    section = None
-    for fig in FIGURES:
-        if fig.section != section:
-            section = fig.section
-            lines += [
-                "",
-                f"## {section}",
-                "",
-                "| Figure | Unit | Target | Min | Median | Max | Verdict |",
-                "|---|---|---|---|---|---|---|",
-            ]
-        values = [v for v in (fig.get(r) for r in runs) if v is not None]
-        target = f"{fig.target[0]} {_fmt(fig.target[1])}" if fig.target else "—"
-        if not values:
-            lines.append(f"| {fig.label} | {fig.unit} | {target} | — | — | — | not measured |")
-            continue
-        median = statistics.median(values)
-        lines.append(
-            f"| {fig.label} | {fig.unit} | {target} | {_fmt(min(values))} | {_fmt(median)}"
-            f" | {_fmt(max(values))}"
-            f" | {_verdict(fig.target, median)} |"
-        )
+    for section in dict.fromkeys(fig.section for fig in FIGURES):
+        lines += section_lines(section, runs)
     extra = [r.get("fault_to_issue") for r in runs if r.get("fault_to_issue")]
     if extra:
         lines += [
@@ -542,7 +624,16 @@ def main(argv: list[str]) -> int:
         "--render", action="store_true", help="rewrite RESULTS.md from the runs kept in bench/out/run.json"
     )
     parser.add_argument("--note", default="", help="a line for the notes (what else ran on the machine)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="run only this benchmark (its bench/out name, e.g. live_page; repeatable) and merge its"
+        " sections into RESULTS.md, keeping every other row",
+    )
     args = parser.parse_args(argv)
+    if args.only:
+        return run_only(args.only, args.repeat)
     if args.render:
         kept = json.loads((OUT / "run.json").read_text())
         note = args.note or str(kept.get("note", ""))

@@ -158,7 +158,6 @@ class LiveBoard:
     def summary(self) -> dict[str, Any]:
         tap = self.decimator
         return {
-            "frames": tap.frames,
             "channels": tap.channel_count,
             "channels_refused": tap.channels_refused,
             "bytes": tap.nbytes(),

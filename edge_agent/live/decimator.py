@@ -11,8 +11,8 @@ Levels: bucket widths 0.1 s, 1 s and 6 s, `BUCKETS` (600) of each kept, so level
 coarser buckets are exact unions of finer ones.
 
 Cost per frame: one float comparison to see whether the current 0.1 s bucket ended, then per channel a
-finiteness test and two comparisons (no allocation: the bucket's lo/hi are slots that take the frame's
-own float objects). When a 0.1 s bucket ends (at most 10 times a second per source, whatever the
+look-up and two comparisons (no allocation: the bucket's lo/hi are slots that take the frame's own
+float objects). When a 0.1 s bucket ends (at most 10 times a second per source, whatever the
 rate), it is written to its level's ring and folded into the next level's running bucket, which is
 written in its turn when it ends. Skipped (empty) buckets cost nothing: every ring slot records which
 bucket number it holds, and a slot holding another number reads as a gap.
@@ -44,6 +44,7 @@ CHANNEL_BYTES = LEVELS * BUCKETS * 2 * 8
 SOURCE_BYTES = LEVELS * BUCKETS * 8
 
 _INF = math.inf
+_NEG_INF = -math.inf
 _NAN = math.nan
 
 
@@ -115,7 +116,6 @@ class Decimator:
         self._ignored = _Ignored()
         self.channel_count = 0
         self.channels_refused = 0
-        self.frames = 0
 
     # -- the hot path -------------------------------------------------------------------------------
 
@@ -128,17 +128,15 @@ class Decimator:
             self._roll(source, t)
         channels = source.channels
         for name, value in frame.values.items():
-            # `value - value` is 0.0 for finite floats and NaN for NaN and ±inf (which are not drawn).
-            if value - value != 0.0:
-                continue
-            channel = channels.get(name)
-            if channel is None:
+            try:
+                channel = channels[name]
+            except KeyError:
                 channel = self._add_channel(source, name)
-            if value < channel.lo:
+            # NaN compares false both ways and is never kept; ±inf is tested only when it would be.
+            if value < channel.lo and value != _NEG_INF:
                 channel.lo = value
-            if value > channel.hi:
+            if value > channel.hi and value != _INF:
                 channel.hi = value
-        self.frames += 1
 
     # -- bucket ends --------------------------------------------------------------------------------
 

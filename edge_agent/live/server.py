@@ -40,7 +40,9 @@ from edge_agent.logs import get_logger
 log = get_logger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-PUSH_EVERY = 0.5  # seconds between trace pushes: 2 redraws a second, a 0.1 s bucket is 5 pixels late
+# Seconds between trace pushes: one redraw a second (each costs the browser a full Plotly layout); an
+# anomaly or a step does not wait for it (the board wakes the push loop).
+PUSH_EVERY = 1.0
 STATE_EVERY = 1.0  # seconds between state checks (anomalies, steps, lens, Atlas); one build serves all
 MIN_GAP = 0.1  # seconds: the shortest time between two pushes to one page, however busy the board is
 MAX_STREAMS = 8  # pages open at once: each costs a push loop and its socket

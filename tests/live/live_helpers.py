@@ -4,8 +4,6 @@ Debian's Chromium driven by Playwright."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,33 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chromium import INSTALL_HINT, chromium_path
 from e2e_helpers import TOKEN, Sim, agent_config_toml, fault_toml, get_json, step_toml, wait_until
 
 from edge_agent.agent import Agent
 from edge_agent.config import EmulatorSection, load_config
 from edge_agent.emulators.atlas import AtlasEmulator
 
-# Debian's chromium package; CI installs it (.ci/run). Playwright drives it, no browser download.
-CHROMIUM = os.environ.get("EDGE_AGENT_CHROMIUM", "/usr/bin/chromium")
-# Root, no sandbox, no GPU, no network but loopback: no background fetches, updates or first-run UI.
-# (Playwright adds --headless itself.)
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-    "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-default-apps", "--disable-extensions", "--metrics-recording-only", "--mute-audio",
-]  # fmt: skip
-
 
 def chromium_or_fail() -> str:
     """The browser's path; a failure that says how to install it when it is missing (CI always has it)."""
-    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)) and not shutil.which(CHROMIUM):
-        pytest.fail(
-            f"headless Chromium not found at {CHROMIUM}: install Debian's browser with"
-            " `sudo apt-get install chromium` (or set EDGE_AGENT_CHROMIUM to a Chromium binary);"
-            " .ci/run installs it on CI",
-            pytrace=False,
-        )
-    return CHROMIUM
+    path = chromium_path()
+    if path is None:
+        pytest.fail(INSTALL_HINT, pytrace=False)
+    return path
 
 
 STEPS = [("power_on", 0.3, 2.0), ("load_test", 2.6, 5.4)]

@@ -159,7 +159,6 @@ def test_allocated_memory_does_not_grow_with_frames() -> None:
         tracemalloc.stop()
     grown = sum(stat.size_diff for stat in after.compare_to(before, "filename") if "decimator" in str(stat))
     assert grown < 4096, f"the tap grew by {grown} bytes"
-    assert tap.frames == 5_000 + 200_000
 
 
 def test_channels_beyond_the_cap_are_counted_and_not_kept() -> None:

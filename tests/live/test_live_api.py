@@ -30,6 +30,7 @@ class Events:
 
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self.response = response
+        self.state: dict[str, Any] = {}  # every `state` event's parts merged, as the page keeps them
 
     async def next(self, within: float = 5.0) -> tuple[str, Any]:
         block = await asyncio.wait_for(self.response.content.readuntil(b"\n\n"), within)
@@ -40,13 +41,21 @@ class Events:
                 event = line[7:]
             elif line.startswith("data: "):
                 data += line[6:]
-        return event, json.loads(data)
+        message = json.loads(data)
+        if event == "state":
+            self.state.update(message)
+        return event, message
 
     async def until(self, kind: str, predicate: Any = None, within: float = 10.0) -> Any:
+        """The next `kind` event that `predicate` accepts; for `state`, the merged state it made."""
+        if kind == "state" and self.state and (predicate is None or predicate(self.state)):
+            return self.state
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
             event, data = await self.next(max(0.1, deadline - time.monotonic()))
-            if event == kind and (predicate is None or predicate(data)):
+            if kind == "state" and event == "state" and (predicate is None or predicate(self.state)):
+                return self.state
+            if kind != "state" and event == kind and (predicate is None or predicate(data)):
                 return data
         raise AssertionError(f"no {kind} event as expected within {within} s")
 

@@ -10,16 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from live_helpers import CHROMIUM_ARGS, FAULT_AT, chromium_or_fail, live_bench
+from chromium import CHROMIUM_ARGS
+from live_helpers import FAULT_AT, chromium_or_fail, live_bench
 from playwright.async_api import Browser, Page, async_playwright
 
-# Every channel's row as Plotly holds it: the points of its max trace, and the shapes on its y axis with
+# Every channel's row as Plotly holds it: the points of its envelope trace, and the shapes on its y axis with
 # whether each one's path is in the DOM Plotly drew.
 PLOTS_JS = """() => {
   const gd = window.benchPage.figure;
   if (!gd || !gd.data || !gd._fullLayout) return [];
   return Object.values(window.benchPage.plots).map((p) => {
-    const max = gd.data.find((t) => t.name === `${p.source}/${p.channel} max`);
+    const envelope = gd.data.find((t) => t.name === `${p.source}/${p.channel}`);
     const refs = [p.axis, `${p.axis} domain`];
     const shapes = [];
     (gd._fullLayout.shapes || []).forEach((s, i) => {
@@ -31,7 +32,7 @@ PLOTS_JS = """() => {
       });
     });
     return { source: p.source, channel: p.channel, shapes,
-             points: max ? max.y.filter((v) => v !== null).length : 0 };
+             points: envelope ? envelope.y.filter((v) => v !== null).length : 0 };
   });
 }"""
 # When each shape (by name) was first drawn (its path in the DOM), by the browser's clock: the host's.

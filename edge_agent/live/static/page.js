@@ -211,19 +211,39 @@ function drawFigure(rows, range) {
   Plotly.react(div, data, layout, { displaylogo: false, responsive: true });
 }
 
+// The envelope of a channel: the buckets' highs left to right, then their lows back, one closed shape
+// per run of buckets ("toself" fills each gap-separated segment on its own). A run breaks where no
+// sample came for clearly longer than the channel's usual spacing (a dropout, the bench silent), not
+// at every empty bucket of a slow channel.
 function traces(row, axis) {
   const { source, channel, trace } = row;
   const dx = page.dx[source];
   const base = page.base[source] + dx / 2;
-  const x = trace.lo.map((_, i) => base + (trace.first + i) * dx);
-  const line = { width: 1, color: TRACE_COLOR };
-  return [
-    { x, y: trace.lo, yaxis: axis, type: "scatter", mode: "lines", name: `${source}/${channel} min`, line },
-    {
-      x, y: trace.hi, yaxis: axis, type: "scatter", mode: "lines", name: `${source}/${channel} max`, line,
-      fill: "tonexty", fillcolor: "rgba(21,101,192,0.35)",
-    },
-  ];
+  const present = [];
+  trace.hi.forEach((v, i) => { if (v !== null) present.push(i); });
+  const spacing = present.slice(1).map((k, j) => k - present[j]).sort((a, b) => a - b);
+  const usual = spacing.length ? spacing[Math.floor(spacing.length / 2)] : 1;
+  const gap = Math.max(3, 4 * usual);
+  const x = [];
+  const y = [];
+  let run = [];
+  const close = () => {
+    if (!run.length) return;
+    for (const i of run) { x.push(base + (trace.first + i) * dx); y.push(trace.hi[i]); }
+    for (const i of run.slice().reverse()) { x.push(base + (trace.first + i) * dx); y.push(trace.lo[i]); }
+    x.push(null);
+    y.push(null);
+    run = [];
+  };
+  for (const i of present) {
+    if (run.length && i - run[run.length - 1] > gap) close();
+    run.push(i);
+  }
+  close();
+  return [{
+    x, y, yaxis: axis, type: "scatter", mode: "lines", name: `${source}/${channel}`, fill: "toself",
+    fillcolor: "rgba(21,101,192,0.35)", line: { width: 1, color: TRACE_COLOR }, hoverinfo: "x+y",
+  }];
 }
 
 // Invisible points at the limits: the row's automatic y range then shows its limit lines, however far
