@@ -28,6 +28,7 @@ SCRIPTS: list[tuple[str, list[str], str]] = [
     ("bench_outbox.py", ["--jobs", "1000", "--backlog", "5000"], "outbox"),
     ("bench_backtest.py", ["--rows", "1000000", "--repeat", "3"], "backtest"),
     ("bench_live_page.py", ["--seconds", "10", "--rounds", "1"], "live_page"),
+    ("bench_plot.py", ["--plots", "10"], "plot"),
 ]
 OPTIONAL: tuple[str, list[str], str] = ("bench_fault_to_issue.py", [], "fault_to_issue")
 # Deterministic figures (counts on seeded data, not timings): measured in the first run only.
@@ -181,6 +182,27 @@ FIGURES: list[Figure] = [
         path(*BL, "chosen", "detector_frames_per_s_10ch_baseline"),
     ),
     Figure("Baseline", "generate 24 h x 10 ch of plant data", "s", path(*BL, "generate_24h_s")),
+    Figure(
+        "Evidence plot",
+        "plot per incident (10 ch x 20,000 frames, child process): p50",
+        "ms",
+        path("plot", "plot", "plot_ms_p50"),
+    ),
+    Figure("Evidence plot", "plot per incident: p99", "ms", path("plot", "plot", "plot_ms_p99")),
+    Figure(
+        "Evidence plot", "the plotting child's peak RSS", "MB", path("plot", "plot", "plot_child_peak_rss_mb")
+    ),
+    Figure(
+        "Evidence plot",
+        "agent process RSS after 10 plots minus before (matplotlib never loaded in it)",
+        "MB",
+        lambda d: (
+            None
+            if path("plot", "plot", "agent_rss_after_mb")(d) is None
+            else float(path("plot", "plot", "agent_rss_after_mb")(d) or 0)
+            - float(path("plot", "plot", "agent_rss_before_mb")(d) or 0)
+        ),
+    ),
     Figure(
         "Incidents",
         "false incidents per 24 h: default baseline rule on 10 channels, 10 generated plant days"

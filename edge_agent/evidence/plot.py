@@ -1,0 +1,207 @@
+"""A picture of the evidence (issue 13 point 2): one PNG per evidence file, uploaded beside its CSV.
+
+Every channel involved on one time axis (one panel per channel, the time axis shared), its limits or
+learned band drawn as dashed lines, the incident's span shaded and each member's own span shaded on its
+channel, each member's peak marked, and the test-step boundaries drawn as labelled vertical lines.
+
+The picture is made from the evidence files themselves (the CSV and the JSON summary the reporter
+already wrote), in a separate process (`python -m edge_agent.evidence.plot CSV JSON PNG`): matplotlib
+costs ~40 MB of memory and a second of CPU to import, which the agent's own process never pays (its
+RSS, idle or not, does not grow), and a plot that fails or hangs (a broken font cache, a huge CSV) is a
+missing picture, never a missing issue. `render_plot_async` starts it with a deadline.
+
+Size: `WIDTH_PX` wide, `PANEL_PX` per channel panel plus `MARGIN_PX`, at most `MAX_PANELS` panels (the
+channels of the members first, then the others of their sources); at 100 dpi.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import io
+import itertools
+import json
+import math
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from edge_agent.logs import get_logger
+from edge_agent.state_files import write_atomic
+
+log = get_logger(__name__)
+
+WIDTH_PX = 1600
+PANEL_PX = 220
+MARGIN_PX = 160
+MAX_PANELS = 12
+DPI = 100
+# A trace is drawn from at most this many points: each pixel column's min and max (an envelope that
+# keeps every spike), so a 3 Mbaud incident draws as fast as a short one.
+MAX_POINTS = 2 * WIDTH_PX
+PLOT_TIMEOUT_S = 60.0
+FIXED_COLUMNS = ("wall_time", "offset_s", "source", "device_time")
+
+
+def plot_size(panels: int) -> tuple[int, int]:
+    """The PNG's size in pixels for `panels` channel panels."""
+    shown = max(1, min(panels, MAX_PANELS))
+    return WIDTH_PX, MARGIN_PX + PANEL_PX * shown
+
+
+def _members(summary: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    members = summary.get("members")
+    return list(members) if isinstance(members, list) else [summary]
+
+
+def _channels(columns: Sequence[str], summary: Mapping[str, Any]) -> list[str]:
+    data = [c for c in columns if c not in FIXED_COLUMNS]
+    involved = [str(m.get("channel")) for m in _members(summary) if m.get("channel") in data]
+    ordered = list(dict.fromkeys([*involved, *data]))
+    return ordered[:MAX_PANELS]
+
+
+def _read_csv(path: Path) -> tuple[list[str], dict[str, list[float]], list[float]]:
+    with path.open(encoding="utf-8", newline="") as file:
+        reader = csv.reader(file)
+        header = next(reader, [])
+        columns: dict[str, list[float]] = {name: [] for name in header if name not in FIXED_COLUMNS}
+        offsets: list[float] = []
+        index = {name: i for i, name in enumerate(header)}
+        for row in reader:
+            try:
+                offsets.append(float(row[index["offset_s"]]))
+            except (KeyError, IndexError, ValueError):
+                continue
+            for name, values in columns.items():
+                cell = row[index[name]] if index[name] < len(row) else ""
+                try:
+                    values.append(float(cell) if cell else math.nan)
+                except ValueError:
+                    values.append(math.nan)
+    return header, columns, offsets
+
+
+def envelope(xs: Sequence[float], ys: Sequence[float], points: int) -> tuple[Any, Any]:
+    """At most `points` points: the min and the max of each of `points // 2` equal buckets, in time
+    order within the bucket (what a pixel column would show anyway; spikes survive)."""
+    import numpy as np
+
+    x, y = np.asarray(xs, dtype=float), np.asarray(ys, dtype=float)
+    buckets = max(1, points // 2)
+    if len(x) <= points:
+        return x, y
+    edges = np.linspace(0, len(x), buckets + 1).astype(int)
+    out_x: list[float] = []
+    out_y: list[float] = []
+    for lo, hi in itertools.pairwise(edges):
+        if hi <= lo:
+            continue
+        segment = y[lo:hi]
+        if np.all(np.isnan(segment)):
+            continue
+        a, b = sorted((lo + int(np.nanargmin(segment)), lo + int(np.nanargmax(segment))))
+        out_x += [float(x[a]), float(x[b])]
+        out_y += [float(y[a]), float(y[b])]
+    return np.asarray(out_x), np.asarray(out_y)
+
+
+def _offset(summary: Mapping[str, Any], mono: Any) -> float | None:
+    start = summary.get("started_mono")
+    if isinstance(mono, int | float) and isinstance(start, int | float) and math.isfinite(mono):
+        return float(mono) - float(start)
+    return None
+
+
+def render_plot(csv_path: Path, json_path: Path, png_path: Path) -> tuple[int, int]:
+    """Draw the PNG (blocking, imports matplotlib), written atomically (state_files); returns its size
+    in pixels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    document = json.loads(json_path.read_text(encoding="utf-8"))
+    summary: Mapping[str, Any] = document.get("incident") or document.get("anomaly") or {}
+    header, columns, offsets = _read_csv(csv_path)
+    channels = _channels(header, summary)
+    width, height = plot_size(len(channels))
+    figure, axes = plt.subplots(
+        max(1, len(channels)), 1, sharex=True, figsize=(width / DPI, height / DPI), dpi=DPI, squeeze=False
+    )
+    limits: Mapping[str, Any] = summary.get("limits") or {}
+    end = _offset(summary, summary.get("ended_mono"))
+    span_end = end if end is not None else (offsets[-1] if offsets else 0.0)
+    for axis, channel in zip(axes[:, 0], channels, strict=False):
+        xs, ys = envelope(offsets, columns.get(channel, []), MAX_POINTS)
+        axis.plot(xs, ys, linewidth=0.9, color="#1f4e79")
+        axis.axvspan(0.0, span_end, color="#f4b183", alpha=0.25, label="incident")
+        for key, style in (("min", "#c00000"), ("max", "#c00000"), ("low", "#7f7f7f"), ("high", "#7f7f7f")):
+            value = (limits.get(channel) or {}).get(key)
+            if isinstance(value, int | float) and math.isfinite(value):
+                axis.axhline(value, color=style, linestyle="--", linewidth=1.0)
+        for member in _members(summary):
+            if member.get("channel") != channel:
+                continue
+            start = _offset(summary, member.get("started_mono"))
+            stop = _offset(summary, member.get("ended_mono"))
+            if start is not None:
+                axis.axvspan(start, stop if stop is not None else span_end, color="#c00000", alpha=0.12)
+            peak = _offset(summary, member.get("peak_mono"))
+            value = member.get("peak_value")
+            if peak is not None and isinstance(value, int | float) and math.isfinite(value):
+                axis.plot([peak], [value], marker="v", color="#c00000", markersize=7)
+        for step in summary.get("steps") or []:
+            for edge in ("start", "end"):
+                at = step.get(f"{edge}_s")
+                if isinstance(at, int | float) and math.isfinite(at):
+                    axis.axvline(at, color="#548235", linewidth=1.0)
+                    if edge == "start":
+                        axis.text(at, 1.0, f" {step.get('name')}", transform=axis.get_xaxis_transform(),
+                                  va="top", fontsize=8, color="#548235")  # fmt: skip
+        axis.set_ylabel(channel, fontsize=9)
+        axis.grid(True, linewidth=0.3)
+    axes[-1, 0].set_xlabel("seconds from the incident's start (the source's clock)")
+    title = str(summary.get("title") or summary.get("description") or summary.get("id") or "evidence")
+    figure.suptitle(title[:160], fontsize=10)
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=DPI)
+    plt.close(figure)
+    write_atomic(png_path, image.getvalue())  # whole or nothing: the uploader never sees half a picture
+    return width, height
+
+
+async def render_plot_async(csv_path: Path, json_path: Path, png_path: Path) -> Path | None:
+    """The PNG, drawn in a child process within PLOT_TIMEOUT_S; None (logged) if it could not be."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "edge_agent.evidence.plot", str(csv_path), str(json_path), str(png_path),
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        _, stderr = await asyncio.wait_for(process.communicate(), PLOT_TIMEOUT_S)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
+        log.error("evidence_plot_failed", png=png_path.name, error=f"no picture within {PLOT_TIMEOUT_S:g} s")
+        return None
+    if process.returncode != 0 or not await asyncio.to_thread(png_path.is_file):
+        error = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
+        log.error("evidence_plot_failed", png=png_path.name, returncode=process.returncode, error=error[0])
+        return None
+    return png_path
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) != 3:
+        print("usage: python -m edge_agent.evidence.plot CSV JSON PNG", file=sys.stderr)
+        return 2
+    csv_path, json_path, png_path = (Path(a) for a in argv)
+    render_plot(csv_path, json_path, png_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
