@@ -68,6 +68,12 @@ class FaultSettings(BaseModel):
     proxy_status: int = Field(
         0, description="Answer with this status and a proxy's HTML page (e.g. 413 on uploads); 0 = off."
     )
+    max_upload_bytes: int = Field(
+        0,
+        ge=0,
+        description="Requests with a body larger than this many bytes get the proxy's 413 page (nginx's"
+        " client_max_body_size); 0 = off. Path and method filters apply.",
+    )
     no_content: bool = Field(
         False, description="A success is answered 204 with no body (the request is applied all the same)."
     )
@@ -181,6 +187,9 @@ class FaultInjector:
         if s.proxy_status:
             self.injected[f"proxy_{s.proxy_status}"] += 1
             return _proxy_page(s.proxy_status)
+        if s.max_upload_bytes and await _body_size(request) > s.max_upload_bytes:
+            self.injected["too_large"] += 1
+            return _proxy_page(413)
         if s.redirect_status and not second_hop:
             self.injected[f"redirect_{s.redirect_status}"] += 1
             return _redirect(request, s.redirect_status, s.redirect_to)
@@ -253,6 +262,17 @@ def _redirect(request: web.Request, status: int, to: str) -> web.Response:
     else:
         location = str(request.rel_url.update_query({REDIRECTED_MARK: "1"}))
     return web.Response(status=status, headers={"Location": location})
+
+
+async def _body_size(request: web.Request) -> int:
+    """The request body's size: its Content-Length, else (chunked) read and made readable again."""
+    if request.content_length is not None:
+        return request.content_length
+    if not request.can_read_body:
+        return 0
+    body = await request.read()
+    _replay_body(request, body)
+    return len(body)
 
 
 async def _read_slowly(request: web.Request, rate: float) -> bytes:
