@@ -96,6 +96,11 @@ class Retryable(DeliveryError):
     5xx, a 409): before the next send the outbox asks the handler's `find_existing`. Defaults to True
     unless the server answered 408/425/429 (request not processed). A handler that knows nothing was
     sent (connection refused) passes False.
+
+    `service_wide`: the failure says the service as a whole is failing (a 5xx, a 429, no answer), so
+    the worker pauses every delivery for a while. A handler that knows the failure is this job's
+    request alone (an upload path refusing while the rest of the API answers) passes False: the job
+    backs off (at least `retry_after`) and the other jobs go on.
     """
 
     def __init__(
@@ -105,9 +110,11 @@ class Retryable(DeliveryError):
         message: str = "",
         *,
         outcome_unknown: bool | None = None,
+        service_wide: bool = True,
     ) -> None:
         self.status = status
         self.retry_after = retry_after
+        self.service_wide = service_wide
         self.message = message or (f"HTTP {status}" if status is not None else "no answer")
         if outcome_unknown is None:
             outcome_unknown = status is None or status >= 500 or status == 409

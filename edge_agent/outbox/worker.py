@@ -395,7 +395,9 @@ class Outbox:
             if err.status == WAITING_STATUS:
                 await self._wait_for_prerequisite(job, err, unknown)
             else:
-                await self._retry(job, err.status, err.retry_after, err.message, unknown)
+                await self._retry(
+                    job, err.status, err.retry_after, err.message, unknown, service=err.service_wide
+                )
         except Permanent as err:
             if is_auth_failure(err):
                 await self._block_auth(job, err, unknown=job.attempt_started and not sending)
