@@ -327,6 +327,32 @@ class AtlasSection(Section):
     connect_timeout: Interval = 10.0
     read_timeout: Interval = 30.0
     upload_timeout: Interval = 120.0
+    upload_attempts: int = Field(
+        4,
+        ge=1,
+        le=1000,
+        description="Attempts of an evidence upload that fails (5xx, no answer) while the rest of Atlas"
+        " answers, before the issue is filed without that evidence (kept locally, retried on its own).",
+    )
+    evidence_retry_first: Interval = Field(
+        10.0,
+        description="Wait before the first retry of evidence Atlas refused (413, 5xx on uploads, no"
+        " attachment id); doubles after each refusal of the same form, up to evidence_retry_cap.",
+    )
+    evidence_retry_cap: Interval = Field(
+        900.0, description="Longest wait between two retries of refused evidence."
+    )
+    evidence_retry_max_age: Interval = Field(
+        3 * 86400.0,
+        description="Refused evidence still not delivered after this long is kept on disk and said so"
+        " in a final comment (below the outbox's own 7-day bound, so the comment is posted).",
+    )
+    evidence_retry_attempts: int = Field(
+        400,
+        ge=1,
+        le=100_000,
+        description="At most this many retries of one refused evidence, whatever their age.",
+    )
     description_blocks: list[dict[str, Any]] = Field(
         default_factory=list,
         description="Issue description blocks; strings are templates of anomaly fields ({channel}, ...)."

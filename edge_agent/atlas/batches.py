@@ -7,6 +7,10 @@
   comment listing the members that joined;
 - part / close: upload the evidence -> its comment (the closing one carries the timeline).
 
+Every upload is followed by an evidence job (`atlas.evidence`, a group of its own per upload) that owns
+the files: when Atlas refuses some of them the upload settles without them, the issue and comments go
+on, and the evidence job retries them in a form that fits and links them (atlas/evidence_retry.py).
+
 Uploads, updates and comments of one incident share the incident's group (delivered in order). Issue
 jobs of a run share one group of their own, so issues reach Atlas in the order incidents opened, also
 after an outage, and a repeat's issue job runs after the one it repeats. A job finds the ids it needs
@@ -20,7 +24,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from edge_agent.atlas.jobs import KIND_COMMENT, KIND_ISSUE, KIND_ISSUE_UPDATE, KIND_UPLOAD
+from edge_agent.atlas.jobs import (
+    KIND_COMMENT,
+    KIND_EVIDENCE,
+    KIND_ISSUE,
+    KIND_ISSUE_UPDATE,
+    KIND_UPLOAD,
+)
 from edge_agent.outbox import BatchRef, JobSpec
 
 # Evidence jobs outrank step PATCHes when the outbox must shed (they are what the user buys).
@@ -32,19 +42,54 @@ class Ref:
     """How a job names something another job makes: payload fields, or a dependency on that job."""
 
     fields: dict[str, Any] = field(default_factory=dict)
-    deps: tuple[int, ...] = ()
+    deps: tuple[int | BatchRef, ...] = ()
 
 
 def incident_group(incident_id: str) -> str:
     return f"incident:{incident_id}"
 
 
+def evidence_group(incident_id: str, part: str) -> str:
+    return f"evidence:{incident_id}:{part}"
+
+
 def upload_spec(group: str, session: Ref, files: Sequence[str], names: Sequence[str]) -> JobSpec:
+    """The upload reads `paths`; the files belong to the evidence job that follows it (evidence_spec),
+    which keeps them while Atlas refuses them."""
     return JobSpec(
         KIND_UPLOAD,
         group,
-        {"files": list(files), "names": list(names), **session.fields},
+        {"paths": list(files), "names": list(names), **session.fields},
         deps=session.deps,
+        priority=EVIDENCE_PRIORITY,
+    )
+
+
+def evidence_spec(
+    *,
+    incident_id: str,
+    part: str,
+    files: Sequence[str],
+    names: Sequence[str],
+    upload: BatchRef,
+    issue: Ref,
+    span_end_s: float | None = None,
+) -> JobSpec:
+    """Owns the upload's files: nothing to do when the upload went through; else retries what Atlas
+    refused in a form that fits and links it (atlas/evidence_retry.py). Its own group: it never holds
+    up the incident's comments, and the incident's other evidence never waits for it."""
+    return JobSpec(
+        KIND_EVIDENCE,
+        evidence_group(incident_id, part),
+        {
+            "incident_id": incident_id,
+            "part": part,
+            "files": list(files),
+            "names": list(names),
+            "span_end_s": span_end_s,
+            **issue.fields,
+        },
+        deps=(upload, *issue.deps),
         priority=EVIDENCE_PRIORITY,
     )
 
@@ -92,6 +137,14 @@ def open_batch(
             },
             deps=(BatchRef(1), BatchRef(0)),
             priority=EVIDENCE_PRIORITY,
+        ),
+        evidence_spec(
+            incident_id=incident_id,
+            part="open",
+            files=files,
+            names=names,
+            upload=BatchRef(0),
+            issue=Ref(deps=(BatchRef(1),)),
         ),
     ]
 
@@ -149,8 +202,10 @@ def evidence_batch(
     names: Sequence[str],
     part: str,
     content: str,
+    span_end_s: float | None = None,
 ) -> list[JobSpec]:
-    """Upload evidence (if any was written) -> the comment that presents it."""
+    """Upload evidence (if any was written) -> the comment that presents it; the evidence job that
+    owns the files follows the upload in its own group."""
     group = incident_group(incident_id)
     specs: list[JobSpec] = []
     comment_deps: tuple[int | BatchRef, ...] = issue.deps
@@ -172,4 +227,16 @@ def evidence_batch(
             priority=EVIDENCE_PRIORITY,
         )
     )
+    if files:
+        specs.append(
+            evidence_spec(
+                incident_id=incident_id,
+                part=part,
+                files=files,
+                names=names,
+                upload=BatchRef(0),
+                issue=issue,
+                span_end_s=span_end_s,
+            )
+        )
     return specs

@@ -207,9 +207,10 @@ class AtlasClient:
         body: dict[str, Any] = {} if title is None else {"title": title}
         return self._model(Session, await self.call("POST", "/sessions", json_body=body), "POST", "/sessions")
 
-    async def get_session(self, session_id: str) -> Session:
+    async def get_session(self, session_id: str, *, retry: AtlasRetryPolicy | None = None) -> Session:
+        """`retry=NO_RETRY`: one request, e.g. to probe whether Atlas answers at all."""
         path = f"/sessions/{_seg(session_id)}"
-        return self._model(Session, await self.call("GET", path), "GET", path)
+        return self._model(Session, await self.call("GET", path, retry=retry), "GET", path)
 
     async def list_sessions(self) -> list[Session]:
         return self._page(Session, await self.call("GET", "/sessions"), "GET", "/sessions").items

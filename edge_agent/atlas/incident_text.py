@@ -17,8 +17,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from edge_agent.atlas.client import MAX_COMMENT_CHARS, truncate_comment
+from edge_agent.atlas.evidence_forms import KeptFile
 from edge_agent.atlas.narrative import (
     MAX_ISSUE_TITLE_CHARS,
+    TAG_PREFIX,
     agent_tag,
     anomaly_summary,
     comment_marker,
@@ -233,3 +236,74 @@ def closing_comment(summary: Mapping[str, Any], files: Sequence[str], *, note: s
 
 def anomaly_members(incident: Incident, bench: str, members: Sequence[Anomaly]) -> list[dict[str, Any]]:
     return [anomaly_summary(m, bench) for m in members]
+
+
+# -- evidence Atlas refused (uploads.py, evidence_retry.py) -------------------------------------------
+
+
+def _size(count: int) -> str:
+    return f"{count / 1024:.1f} kB" if count < 1024 * 1024 else f"{count / 1024 / 1024:.1f} MB"
+
+
+def insert_before_marker(content: str, note: str) -> str:
+    """`content` (built by finish_comment) with `note` before its marker line, the marker kept last."""
+    body, _, marker = content.rpartition("\n\n")
+    if not body or not marker.startswith(TAG_PREFIX) or "\n" in marker:
+        body, marker = content, ""
+    tail = f"\n\n{marker}" if marker else ""
+    return truncate_comment(f"{body}\n\n{note}", MAX_COMMENT_CHARS - len(tail)) + tail
+
+
+def _reasons(reasons: Sequence[str]) -> list[str]:
+    distinct = list(dict.fromkeys(reasons))
+    return [f"Why: {r}." for r in distinct]
+
+
+def kept_locally_note(deferred: Sequence[Mapping[str, Any]]) -> str:
+    """Added to the comment after the issue when Atlas refused some evidence: which files wait, where
+    on the bench PC (the state dir's evidence folder), and why (the server's answer, readable)."""
+    kept = [d for d in deferred if d.get("kept")]
+    lost = [d for d in deferred if not d.get("kept")]
+    lines: list[str] = []
+    if kept:
+        lines.append("Evidence kept on the bench PC, not attached yet:")
+        lines += [f"- {d.get('name')} ({_size(int(d.get('bytes') or 0))}) at {d.get('path')}" for d in kept]
+        lines += _reasons([str(d.get("reason")) for d in kept])
+        lines.append(
+            "The agent retries it (compressed, split into parts, or trimmed to the incident) and links"
+            " it here when Atlas accepts it."
+        )
+    if lost:
+        lines.append("Evidence not attached: " + ", ".join(str(d.get("name")) for d in lost) + ".")
+        lines += _reasons([str(d.get("reason")) for d in lost])
+    return "\n".join(lines)
+
+
+def evidence_linked_comment(
+    incident_id: str, part: str, files: Sequence[KeptFile], attached: Sequence[tuple[str, str]], form: str
+) -> str:
+    """Posted when evidence held back earlier is finally in Atlas, with the attachments."""
+    lines = [
+        f"Evidence now attached: {', '.join(n for n, _ in attached)}.",
+        f"It is {', '.join(f.name for f in files)} ({part} evidence of incident {incident_id}), held back"
+        f" earlier because Atlas refused it; sent {form}.",
+    ]
+    return finish_comment(lines, [], comment_marker(incident_id, f"{part}-evidence"))
+
+
+def evidence_kept_comment(
+    incident_id: str,
+    part: str,
+    files: Sequence[KeptFile],
+    attached: Sequence[tuple[str, str]],
+    why: str,
+) -> str:
+    """Posted when the retries of refused evidence ran out: it stays on the bench PC, for a human."""
+    lines = [
+        f"Evidence could not be delivered to Atlas ({part} evidence of incident {incident_id}): {why}.",
+        "It is kept on the bench PC:",
+        *(f"- {f.name} ({_size(f.size)}) at {f.path}" for f in files),
+    ]
+    if attached:
+        lines.append(f"Attached meanwhile (parts): {', '.join(n for n, _ in attached)}.")
+    return finish_comment(lines, [], comment_marker(incident_id, f"{part}-evidence-kept"))

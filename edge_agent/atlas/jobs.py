@@ -1,6 +1,8 @@
-"""Outbox handlers for the reporter's Atlas job kinds: session create, evidence upload, issue (filed, or
-joined as a repeat), issue update, comment. Each one can tell after an attempt of unknown outcome whether
-that attempt made something (`find_existing`), so an outage, a timeout or a SIGKILL never makes a duplicate.
+"""Outbox handlers for the reporter's Atlas job kinds: session create, issue (filed, or joined as a
+repeat), issue update, comment; evidence upload (uploads.py) and refused evidence retried
+(evidence_retry.py) are registered here too. Each one can tell after an attempt of unknown outcome
+whether that attempt made something (`find_existing`), so an outage, a timeout or a SIGKILL never makes
+a duplicate.
 
 Ids a job needs (session, attachments, issue) come from its payload when they were known at enqueue
 time, else from the results of the jobs it depends on: `<name>` in the payload wins over the result of
@@ -10,29 +12,26 @@ delivered job the outbox may have purged.
 
 from __future__ import annotations
 
-import mimetypes
 from collections.abc import Awaitable, Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from edge_agent.atlas.client import (
     MAX_COMMENT_ATTACHMENTS,
     AtlasClient,
-    UploadFile,
     atlas_timestamp,
     parse_atlas_timestamp,
 )
-from edge_agent.atlas.errors import (
-    AtlasAuthError,
-    AtlasError,
-    AtlasNotFound,
-    AtlasRetryableError,
-    detail_text,
-)
+from edge_agent.atlas.errors import AtlasError, AtlasNotFound, detail_text
+from edge_agent.atlas.evidence_retry import EvidenceHandler, EvidenceRetry
+from edge_agent.atlas.incident_text import insert_before_marker, kept_locally_note
+from edge_agent.atlas.job_support import delivery_error, incident_issue, resolve
+from edge_agent.atlas.job_support import find_marked_comment as find_marked_comment
 from edge_agent.atlas.models import Issue
-from edge_agent.atlas.narrative import agent_tag, comment_marker, has_marker
+from edge_agent.atlas.narrative import agent_tag, comment_marker
+from edge_agent.atlas.uploads import DEFAULT_UPLOAD_ATTEMPTS, UploadHandler
+from edge_agent.atlas.waiting import WaitingEvidence
 from edge_agent.logs import get_logger
-from edge_agent.outbox import DeliveryError, Job, Json, Outbox, Permanent, Retryable, Waiting
+from edge_agent.outbox import Job, Json, Outbox, Permanent, Waiting
 
 log = get_logger(__name__)
 
@@ -41,40 +40,11 @@ KIND_UPLOAD = "atlas.upload"
 KIND_ISSUE = "atlas.issue"
 KIND_COMMENT = "atlas.comment"
 KIND_ISSUE_UPDATE = "atlas.issue_update"
+KIND_EVIDENCE = "atlas.evidence"  # refused evidence, retried in a form that fits (evidence_retry.py)
 
 OPEN_STATUSES = frozenset({"open", "in_progress"})
-# How far back a comment look-up reads (pages of 1000): a thread longer than that is not a bench's.
-MAX_COMMENT_PAGES = 5
 
 JobLookup = Callable[[int], Awaitable[Job | None]]
-
-
-def delivery_error(err: AtlasError) -> DeliveryError:
-    """Atlas's typed failure as the outbox's verdict. 401/403 become a Permanent with that status,
-    which the outbox turns into its queue-wide `blocked: auth` pause (outbox/policy.py), not a failure."""
-    text = str(err)
-    if isinstance(err, AtlasRetryableError):
-        return Retryable(err.status, err.retry_after, text, outcome_unknown=err.outcome_unknown)
-    if isinstance(err, AtlasAuthError):
-        return Permanent(err.status, detail_text(err.detail), text)
-    return Permanent(err.status, detail_text(err.detail) or text, text)
-
-
-def resolve(payload: Mapping[str, Any], deps: Mapping[int, Json], name: str) -> Any:
-    """`payload[name]`, else `name` from a dependency's result (each kind's result has its own keys:
-    `session_id`, `attachment_ids`, `issue_id`), so a payload need not know its deps' ids."""
-    value = payload.get(name)
-    if value is not None:
-        return value
-    for result in deps.values():
-        if result.get(name) is not None:
-            return result[name]
-    raise Permanent(None, f"{name} is unknown: neither in the payload nor in a dependency's result")
-
-
-def content_type_for(name: str) -> str:
-    guessed, _ = mimetypes.guess_type(name)
-    return guessed or "application/octet-stream"
 
 
 class SessionHandler:
@@ -114,66 +84,6 @@ class SessionHandler:
             ):
                 matches.append((created or 0.0, session.session_id))
         return {"session_id": min(matches)[1]} if matches else None
-
-
-class UploadHandler:
-    """Payload `{files: [paths], names: [atlas names], session_id?}`: one multipart POST (the session
-    id from the session job's result when the payload has none). Result `{attachment_ids, names,
-    missing, unattached}`: `unattached` names the files Atlas answered without an attachment id.
-
-    Files that vanished from disk (a damaged state dir) are skipped and reported in the result: the
-    issue still gets created, with what evidence exists, rather than failing with the upload.
-    """
-
-    def __init__(self, client: AtlasClient) -> None:
-        self.client = client
-
-    def _files(self, job: Job) -> tuple[list[UploadFile], list[str]]:
-        paths = [Path(p) for p in job.payload.get("files", [])]
-        names = list(job.payload.get("names") or [p.name for p in paths])
-        present: list[UploadFile] = []
-        missing: list[str] = []
-        for path, name in zip(paths, names, strict=True):
-            if path.is_file():
-                present.append((name, path, content_type_for(name)))
-            else:
-                missing.append(name)
-        return present, missing
-
-    async def deliver(self, job: Job, deps: Mapping[int, Json]) -> Json:
-        session_id = resolve(job.payload, deps, "session_id")
-        present, missing = self._files(job)
-        if missing:
-            log.warning("evidence_files_missing", job_id=job.id, names=missing)
-        if not present:
-            return {"attachment_ids": [], "names": [], "missing": missing}
-        try:
-            attachments = await self.client.upload_files(session_id, present)
-        except AtlasError as err:
-            raise delivery_error(err) from None
-        ids = [a.attachment_id for a in attachments if a.attachment_id]
-        # A null attachment_id (the page allows it) means that file is not attached: say which, so the
-        # result is not read as "uploaded with all its evidence".
-        unattached = [a.attachment_name for a in attachments if not a.attachment_id]
-        if unattached:
-            note = "Atlas answered no attachment id for these files; they are not linked"
-            log.warning("atlas_upload_not_attached", job_id=job.id, names=unattached, note=note)
-        names = [f[0] for f in present]
-        return {"attachment_ids": ids, "names": names, "missing": missing, "unattached": unattached}
-
-    async def find_existing(self, job: Job, deps: Mapping[int, Json]) -> Json | None:
-        session_id = resolve(job.payload, deps, "session_id")
-        present, missing = self._files(job)
-        ids: list[str] = []
-        for name, _, _ in present:
-            try:
-                found = await self.client.find_attachment_by_name(session_id, name)
-            except AtlasError as err:
-                raise delivery_error(err) from None
-            if found is None or not found.attachment_id:
-                return None  # all of the job's files must be there to adopt; else upload them again
-            ids.append(found.attachment_id)
-        return {"attachment_ids": ids, "names": [f[0] for f in present], "missing": missing}
 
 
 def _attachment_ids(payload: Mapping[str, Any], deps: Mapping[int, Json]) -> list[str]:
@@ -311,25 +221,6 @@ async def _merge_into_issue(
         await client.patch_issue(issue.uuid, **fields)
 
 
-async def _incident_issue(client: AtlasClient, job: Job, deps: Mapping[int, Json]) -> str:
-    """The incident's issue id: in the payload, in the issue job's result, or by the incident's tag
-    (the issue job's result is gone: purged, or a crash before it was recorded)."""
-    payload = job.payload
-    if payload.get("issue_id") is None:
-        for result in deps.values():
-            if result.get("issue_id") is not None:
-                return str(result["issue_id"])
-        tag_of = payload.get("issue_incident_id") or payload.get("incident_id")
-        try:
-            found = await client.find_issue_by_tag(agent_tag(str(tag_of)))
-        except AtlasError as err:
-            raise delivery_error(err) from None
-        if found is None:
-            raise Waiting(f"issue of incident {tag_of} not found yet", 30.0)
-        return found.uuid
-    return str(payload["issue_id"])
-
-
 class IssueUpdateHandler:
     """Payload `{incident_id, tags, priority, title, issue_id? | issue_incident_id?, via?}`: members
     joined. Adds their tags, raises the priority, and retitles an issue this incident filed itself
@@ -340,7 +231,7 @@ class IssueUpdateHandler:
         self.client = client
 
     async def deliver(self, job: Job, deps: Mapping[int, Json]) -> Json:
-        issue_id = await _incident_issue(self.client, job, deps)
+        issue_id = await incident_issue(self.client, job, deps)
         try:
             issue = await self.client.get_issue(issue_id)
             await _merge_into_issue(
@@ -354,28 +245,6 @@ class IssueUpdateHandler:
 
     async def find_existing(self, job: Job, deps: Mapping[int, Json]) -> Json | None:
         return None  # re-reading and re-merging is the look-up: deliver is idempotent
-
-
-async def find_marked_comment(client: AtlasClient, issue_id: str, marker: str) -> str | None:
-    """The id of the issue's comment carrying `marker` as a line, or None (also when the issue is gone).
-
-    Every page is read (the list's order is not relied on) up to MAX_COMMENT_PAGES; a deleted comment
-    (`is_deleted`) does not count: what it said is no longer there, so it must be posted again."""
-    try:
-        for page_no in range(MAX_COMMENT_PAGES):
-            page = await client.list_comments(issue_id, limit=1000, offset=page_no * 1000)
-            for comment in page.items:
-                if not comment.is_deleted and has_marker(comment.content, marker):
-                    return comment.uuid
-            if len(page.items) < 1000:
-                return None
-    except AtlasNotFound:
-        return None
-    except AtlasError as err:
-        raise delivery_error(err) from None
-    log.warning("atlas_comment_lookup_bounded", issue_id=issue_id, comments_read=MAX_COMMENT_PAGES * 1000,
-                note="a marker beyond them is not seen")  # fmt: skip
-    return None
 
 
 class CommentHandler:
@@ -400,13 +269,16 @@ class CommentHandler:
         attach = payload.get("attach")
         wanted = attach == "always" or (attach == "if_repeat" and repeat)
         attachments = _attachment_ids(payload, deps)[:MAX_COMMENT_ATTACHMENTS] if wanted else []
+        deferred = [d for r in deps.values() for d in r.get("deferred") or []]
+        if deferred:  # the upload it follows left evidence out: say which, where and why
+            content = insert_before_marker(content, kept_locally_note(deferred))
         return content, attachments
 
     def _marker(self, job: Job) -> str:
         return comment_marker(str(job.payload["incident_id"]), str(job.payload["part"]))
 
     async def deliver(self, job: Job, deps: Mapping[int, Json]) -> Json:
-        issue_id = await _incident_issue(self.client, job, deps)
+        issue_id = await incident_issue(self.client, job, deps)
         content, attachment_ids = self._content(job, deps)
         try:
             comment = await self.client.add_comment(
@@ -420,17 +292,27 @@ class CommentHandler:
         return {"issue_id": issue_id, "comment_id": comment.uuid}
 
     async def find_existing(self, job: Job, deps: Mapping[int, Json]) -> Json | None:
-        issue_id = await _incident_issue(self.client, job, deps)
+        issue_id = await incident_issue(self.client, job, deps)
         comment_id = await find_marked_comment(self.client, issue_id, self._marker(job))
         return None if comment_id is None else {"issue_id": issue_id, "comment_id": comment_id}
 
 
-def register_reporter_handlers(outbox: Outbox, client: AtlasClient) -> None:
+def register_reporter_handlers(
+    outbox: Outbox,
+    client: AtlasClient,
+    *,
+    waiting: WaitingEvidence | None = None,
+    upload_attempts: int = DEFAULT_UPLOAD_ATTEMPTS,
+    evidence_retry: EvidenceRetry | None = None,
+) -> None:
+    """`waiting`: where refused evidence keeps its progress (None: in memory only)."""
+    waiting = waiting or WaitingEvidence(None)
     outbox.register(KIND_SESSION, SessionHandler(client))
-    outbox.register(KIND_UPLOAD, UploadHandler(client))
+    outbox.register(KIND_UPLOAD, UploadHandler(client, attempts=upload_attempts, waiting=waiting))
     outbox.register(KIND_ISSUE, IssueHandler(client, outbox.job))
     outbox.register(KIND_ISSUE_UPDATE, IssueUpdateHandler(client))
     outbox.register(KIND_COMMENT, CommentHandler(client))
+    outbox.register(KIND_EVIDENCE, EvidenceHandler(client, waiting, evidence_retry))
 
 
 def not_before(wall: float, slack: float = 60.0) -> str:

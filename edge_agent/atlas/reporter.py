@@ -43,6 +43,7 @@ from edge_agent.atlas.batches import (
     update_batch,
 )
 from edge_agent.atlas.client import AtlasClient
+from edge_agent.atlas.evidence_retry import EvidenceRetry
 from edge_agent.atlas.incident_text import (
     closing_comment,
     grew_comment,
@@ -57,6 +58,7 @@ from edge_agent.atlas.jobs import KIND_SESSION, not_before
 from edge_agent.atlas.narrative import anomaly_summary, iso, render_description, run_title, subject
 from edge_agent.atlas.records import ReporterRecords, RunRecord, Thread
 from edge_agent.atlas.recovery import recover_open_incidents
+from edge_agent.atlas.waiting import WAITING_DIR, WaitingEvidence
 from edge_agent.config import EdgeAgentConfig
 from edge_agent.evidence import EvidencePlanner, EvidenceRings, EvidenceWindow, evidence_dir
 from edge_agent.evidence.writer import merge_by_time, remove_stale_tmp, write_evidence_async
@@ -117,6 +119,7 @@ class Reporter:
         self.evidence_dir = evidence_dir(self.state_dir)
         self.health = health
         self.records = ReporterRecords(self.state_dir, health)
+        self.waiting = WaitingEvidence(self.records.dir / WAITING_DIR, health)
         self.bench = config.agent.bench
         self.repeat_window = config.incidents.repeat_window
         self._mono = mono
@@ -156,8 +159,15 @@ class Reporter:
     # -- lifecycle ----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        atlas_jobs.register_reporter_handlers(self.outbox, self.client)
         await self.records.prepare()
+        await self.waiting.load()  # before the handlers: a resumed retry finds its record
+        atlas_jobs.register_reporter_handlers(
+            self.outbox,
+            self.client,
+            waiting=self.waiting,
+            upload_attempts=self.config.atlas.upload_attempts,
+            evidence_retry=EvidenceRetry.from_section(self.config.atlas),
+        )
         await asyncio.to_thread(remove_stale_tmp, self.evidence_dir)
         self._threads = await self.records.load_threads()
         await self._load_or_begin_run()
@@ -422,6 +432,8 @@ class Reporter:
         content = (
             closing_comment(summary, names) if window.final else part_comment(summary, window.part, names)
         )
+        ended = incident.ended_mono if incident.ended_mono is not None else incident.closed_mono
+        span_end = ended - incident.started_mono if window.final and ended is not None else None
         await self._enqueue(
             evidence_batch(
                 incident_id=incident.id,
@@ -431,6 +443,7 @@ class Reporter:
                 names=names,
                 part=part,
                 content=content,
+                span_end_s=span_end,
             )
         )
         if window.final:
@@ -563,6 +576,8 @@ class Reporter:
                 for t in list(self._tracked.values())
             ],
             "pending_evidence": len(self.planner),
+            # Evidence Atlas refused: retried in a form that fits, or kept on disk when retries ran out.
+            "evidence_waiting": self.waiting.status(),
             "backlog": {"waiting": len(self._backlog), "error": self._backlog_error},
             **self.counters,
         }

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from edge_agent.atlas.client import AtlasClient
 from edge_agent.atlas.errors import AtlasError
-from edge_agent.atlas.jobs import delivery_error, resolve
+from edge_agent.atlas.job_support import delivery_error, resolve
 from edge_agent.atlas.models import Card, TestRun
 from edge_agent.atlas.narrative import agent_tag
 from edge_agent.outbox import Job, Json, Outbox, Waiting

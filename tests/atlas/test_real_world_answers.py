@@ -28,6 +28,7 @@ from edge_agent.atlas.jobs import (
     register_reporter_handlers,
 )
 from edge_agent.atlas.narrative import agent_tag, comment_marker
+from edge_agent.atlas.uploads import NO_ID
 from edge_agent.config import OutboxSection
 from edge_agent.emulators import atlas_models as m
 from edge_agent.emulators.atlas import AtlasEmulator
@@ -121,7 +122,7 @@ async def test_a_204_on_an_issue_patch_is_read_back(
 # -- 413 from a proxy ---------------------------------------------------------------------------------
 
 
-async def test_a_413_page_on_uploads_is_permanent_and_readable(
+async def test_a_413_page_on_uploads_is_not_retried_as_is_and_is_readable(
     atlas_emulator: AtlasEmulator, tmp_path: Path
 ) -> None:
     evidence = tmp_path / "evidence.csv"
@@ -136,8 +137,13 @@ async def test_a_413_page_on_uploads_is_permanent_and_readable(
     assert err.value.status == 413 and not err.value.retryable and not err.value.outcome_unknown
     text = str(err.value)
     assert "too large" in text and "413 Request Entity Too Large" in text and "<" not in text
-    assert job.state is JobState.FAILED and job.attempts == 1
-    assert job.failure is not None and "too large" in str(job.failure) and "<html>" not in str(job.failure)
+    # The upload settles without the file (the issue must not wait on it), saying why, readably.
+    assert job.state is JobState.DONE and job.attempts == 1 and job.result is not None
+    assert job.result["attachment_ids"] == []
+    (deferred,) = job.result["deferred"]
+    assert deferred["name"] == "evidence.csv" and deferred["status"] == 413
+    assert "too large" in deferred["reason"] and "413 Request Entity Too Large" in deferred["reason"]
+    assert "<" not in deferred["reason"]
     assert requests(atlas_emulator, "POST", f"/sessions/{session.session_id}/upload-files") == 2  # 1 + 1 job
 
 
@@ -263,14 +269,13 @@ async def test_a_null_attachment_id_is_reported_as_not_attached(
                 "names": ["a.csv", "a.png"],
             }
             job = await r.deliver(KIND_UPLOAD, payload)
-    assert job.state is JobState.DONE
-    assert job.result == {
-        "attachment_ids": [],
-        "names": ["a.csv", "a.png"],
-        "missing": [],
-        "unattached": ["a.csv", "a.png"],
-    }
-    assert [e["names"] for e in logs if e["event"] == "atlas_upload_not_attached"] == [["a.csv", "a.png"]]
+    assert job.state is JobState.DONE and job.result is not None
+    assert (job.result["attachment_ids"], job.result["names"]) == ([], [])
+    assert [(d["name"], d["reason"]) for d in job.result["deferred"]] == [
+        ("a.csv", NO_ID),
+        ("a.png", NO_ID),
+    ]
+    assert [e["names"] for e in logs if e["event"] == "evidence_upload_deferred"] == [["a.csv", "a.png"]]
 
 
 # -- soft-deleted comments ------------------------------------------------------------------------------
@@ -325,3 +330,4 @@ async def test_a_lost_session_create_with_skewed_clocks_makes_one_session(
     assert atlas_emulator.faults.injected["applied_then_error"] == 1
     assert sessions_titled(atlas_emulator, "bench-03 run") == [job.result["session_id"]]  # type: ignore[index]
     assert job.state is JobState.DONE and requests(atlas_emulator, "POST", "/sessions") == 1
+

@@ -70,7 +70,9 @@ async def test_connection_refused_for_a_while_then_everything_once(
 
 async def test_5xx_and_429_with_retry_after_are_retried(emulator: AtlasEmulator, tmp_path: Path) -> None:
     emulator.faults.update({"error_rate": 0.4, "error_status": 503})
-    bench = await make_bench(emulator, tmp_path)
+    # Random 5xx on every path: uploads are retried like any other job here. (Leaving evidence out after
+    # `upload_attempts` failures in a row while Atlas otherwise answers is test_evidence_refused's.)
+    bench = await make_bench(emulator, tmp_path, atlas={"upload_attempts": 20})
     ids = await _two_incidents(bench)
     await _settle(bench, emulator, ids)
     _assert_once_with_evidence(emulator, ids)
