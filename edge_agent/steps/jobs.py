@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from edge_agent.atlas.client import AtlasClient
+from edge_agent.atlas.client import AtlasClient, parse_atlas_timestamp
 from edge_agent.atlas.errors import AtlasError
 from edge_agent.atlas.job_support import delivery_error, resolve
 from edge_agent.atlas.models import Card, TestRun
@@ -41,20 +41,29 @@ class RunHandler:
         return {"run_id": run.uuid}
 
     async def find_existing(self, job: Job, deps: Mapping[int, Json]) -> Json | None:
+        """The run's title under its system, created no earlier than the run began. `not_before` was
+        taken on this host's clock and `created_at` is Atlas's: the moment is moved onto Atlas's clock
+        by the offset of the list answer's `Date` header (as the session look-up does), so an agent
+        whose clock is minutes off still finds its run. Of several matches the first made is taken,
+        whatever order the list comes in."""
         p = job.payload
         try:
             body = await self.client.call("GET", "/test-runs", params=[("system_id", str(p["system_id"]))])
         except AtlasError as err:
             raise delivery_error(err) from None
+        since = parse_atlas_timestamp(p.get("not_before"))
+        offset = self.client.server_clock_offset
+        if since is not None and offset is not None:
+            since += offset
         items = body.get("items", []) if isinstance(body, dict) else []
+        matches: list[tuple[float, str]] = []
         for item in items:
-            if (
-                isinstance(item, dict)
-                and item.get("title") == p["title"]
-                and str(item.get("created_at", "")) >= str(p.get("not_before", ""))
-            ):
-                return {"run_id": str(item["uuid"])}
-        return None
+            if not isinstance(item, dict) or item.get("title") != p["title"] or not item.get("uuid"):
+                continue
+            created = parse_atlas_timestamp(str(item.get("created_at") or ""))
+            if since is None or (created is not None and created >= since):
+                matches.append((created or 0.0, str(item["uuid"])))
+        return {"run_id": min(matches)[1]} if matches else None
 
 
 async def _run(client: AtlasClient, run_id: str) -> TestRun:

@@ -33,7 +33,7 @@ from edge_agent.config import OutboxSection
 from edge_agent.emulators import atlas_models as m
 from edge_agent.emulators.atlas import AtlasEmulator
 from edge_agent.outbox import Job, JobState, Outbox
-from edge_agent.steps.jobs import KIND_OUTCOME, register_step_handlers
+from edge_agent.steps.jobs import KIND_OUTCOME, KIND_RUN, register_step_handlers
 
 API = "/api/v1"
 
@@ -331,3 +331,22 @@ async def test_a_lost_session_create_with_skewed_clocks_makes_one_session(
     assert sessions_titled(atlas_emulator, "bench-03 run") == [job.result["session_id"]]  # type: ignore[index]
     assert job.state is JobState.DONE and requests(atlas_emulator, "POST", "/sessions") == 1
 
+
+@pytest.mark.parametrize("atlas_clock", [-600.0, 600.0])
+async def test_a_lost_test_run_create_with_skewed_clocks_makes_one_run(
+    atlas_emulator: AtlasEmulator, tmp_path: Path, atlas_clock: float
+) -> None:
+    # The step tracker's run: its create is applied, the answer lost; the look-up must find it on
+    # Atlas's clock (-600: the agent 10 minutes ahead; +600: behind), not make a second run.
+    atlas_emulator.faults.update(
+        {"clock_offset": atlas_clock, "error_rate": 1.0, "error_after_apply": True, "methods": ["POST"],
+         "path_pattern": f"^{API}/test-runs$"}
+    )  # fmt: skip
+    payload = {"title": "bench-03 run", "system_id": SYSTEM_ID, "description": "",
+               "not_before": not_before(time.time())}  # fmt: skip
+    async with rig(atlas_emulator, tmp_path) as r:
+        job = await r.deliver(KIND_RUN, payload)
+    assert atlas_emulator.faults.injected["applied_then_error"] == 1
+    runs = [t.uuid for t in atlas_emulator.store.test_runs.values() if t.body.title == "bench-03 run"]
+    assert job.state is JobState.DONE and job.result == {"run_id": runs[0]}
+    assert len(runs) == 1 and requests(atlas_emulator, "POST", "/test-runs") == 1
