@@ -16,7 +16,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from reporter_helpers import TOKEN, Bench, Clock, fault, issues, make_bench, sessions, wait_for
+from reporter_helpers import (
+    TOKEN,
+    Bench,
+    Clock,
+    fault,
+    files_containing,
+    issues,
+    make_bench,
+    sessions,
+    wait_for,
+)
 
 from edge_agent.atlas.records import REPORTER_DIR
 from edge_agent.atlas.waiting import WAITING_DIR
@@ -157,6 +167,10 @@ async def test_413_pages_on_every_upload_file_each_incident_once_then_link_its_e
     for entry in waiting:
         assert entry["state"] == "waiting" and entry["bytes"] > 0 and entry["next_try"] is not None
         assert "too large" in entry["why"] and [f["name"][-4:] for f in entry["files"]] == [".csv", "json"]
+    records = tmp_path / REPORTER_DIR / WAITING_DIR
+    # Durable (what a restart resumes): each is written once its first retry has ended.
+    await run_until(bench, lambda: len(list(records.glob("*.evidence.json"))) == 4, 5.0, "the records")
+    assert files_containing(tmp_path, TOKEN.encode()) == []
 
     # The switch stays on a while: each waiting evidence is tried on its own backoff, not in a storm.
     hold = 4.0
@@ -195,6 +209,7 @@ async def test_413_pages_on_every_upload_file_each_incident_once_then_link_its_e
     await bench.stop()
     assert not list((tmp_path / "evidence").glob("*.csv"))  # delivered: the owning jobs removed them
     assert not list((tmp_path / REPORTER_DIR / WAITING_DIR).glob("*.evidence.json"))
+    assert files_containing(tmp_path, TOKEN.encode()) == []  # the refusals' texts were kept scrubbed
 
 
 # -- 5xx on the upload path only ---------------------------------------------------------------------------
