@@ -173,15 +173,19 @@ async def test_a_refused_job_fails_its_dependants_at_once_and_its_groups_go_on_i
         return all(s in (JobState.DONE, JobState.FAILED) for s in states)
 
     await until(settled, "every job settled")
-    # upload done; issue refused; its opening comment fails with it; the closing upload (no dependency
-    # on the issue) is delivered, after it in the group; the closing comment fails with the issue.
+    # upload done; issue refused; its opening comment fails with it, and so does the evidence job that
+    # owns the snapshot's files (they stay on disk, kept for a human); the closing upload (no dependency
+    # on the issue) is delivered, after it in the group; the closing comment and its evidence job fail
+    # with the issue.
     states = [await state_of(outbox, j) for j in x]
-    assert states == [JobState.DONE, JobState.FAILED, JobState.FAILED, JobState.DONE, JobState.FAILED]
-    assert [await state_of(outbox, j) for j in y] == [JobState.DONE] * 3
+    done, failed = JobState.DONE, JobState.FAILED
+    assert states == [done, failed, failed, failed, done, failed, failed]
+    assert [await state_of(outbox, j) for j in y] == [JobState.DONE] * 4
     failures = {f["id"]: f for f in (await outbox.status())["failures"]}
     assert "priority must be one of" in failures[x[1]]["reason"]
-    assert failures[x[2]]["reason"] == f"dependency failed (job {x[1]})"
-    assert failures[x[4]]["reason"] == f"dependency failed (job {x[1]})"
+    for dependant in (x[2], x[3], x[5], x[6]):
+        assert failures[dependant]["reason"] == f"dependency failed (job {x[1]})"
+    assert (tmp_path / "state" / "evidence" / "incident-x-open.csv").is_file()
     issues = emulator.state()["issues"]
     assert [i["title"] for i in issues] == ["issue incident-y"]
     assert [c["content"].splitlines()[0] for c in issues[0]["comments"]] == ["opened incident-y"]

@@ -160,6 +160,8 @@ async def test_413_pages_on_every_upload_file_each_incident_once_then_link_its_e
         assert_kept_note(opening, tmp_path, [f"{incident_id}.open.csv", f"{incident_id}.open.json"], why)
         assert_kept_note(closing, tmp_path, [f"{incident_id}.csv", f"{incident_id}.json"], "too large")
 
+    # Each evidence shows on /status from its job's first retry on (the closing ones start last).
+    await run_until(bench, lambda: len(bench.reporter.status()["evidence_waiting"]) == 4, 5.0, "4 waiting")
     waiting = bench.reporter.status()["evidence_waiting"]
     assert sorted((w["incident_id"], w["part"]) for w in waiting) == sorted(
         (i, p) for i in ids for p in ("open", "close")
