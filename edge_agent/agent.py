@@ -49,6 +49,8 @@ from edge_agent.live import PUBLIC_PATHS, LiveBoard, LivePage, state_parts
 from edge_agent.logs import get_logger
 from edge_agent.metrics import Metrics
 from edge_agent.outbox import Outbox
+from edge_agent.recorder import Recorder
+from edge_agent.s3 import S3Client
 from edge_agent.serial.clock import SourceClocks
 from edge_agent.serial.reader import SerialReader
 from edge_agent.service.looplag import LoopLagMonitor
@@ -60,6 +62,7 @@ from edge_agent.service.metric_sources import (
     lens_source,
     outbox_source,
     process_source,
+    recorder_source,
     serial_source,
     state_source,
     steps_source,
@@ -95,6 +98,7 @@ class Agent:
         notifier: SystemdNotifier | None = None,
         mono: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        add_secret: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
         self.state_dir = Path(config.agent.state_dir)
@@ -171,6 +175,16 @@ class Agent:
                 fatal=(AtlasAuthError,),
             )
         self._next_state_retry = 0.0
+        # Every frame into segment files; finished segments to S3 and onto the Atlas test run.
+        self.s3: S3Client | None = None
+        if config.recorder.enabled and config.s3.enabled:
+            self.s3 = S3Client(config.s3, add_secret=add_secret)
+        self.recorder: Recorder | None = None
+        if config.recorder.enabled:
+            self.recorder = Recorder(
+                config, self.state_dir, outbox=self.outbox, steps=self.steps, s3=self.s3, atlas=self.atlas,
+                mono=mono, wall=wall,
+            )  # fmt: skip
         self.loop_lag = LoopLagMonitor()
         self.watchdog = Watchdog.from_environment(self.notifier, self.loop_lag, self._progressing)
         self.metrics = Metrics()
@@ -183,6 +197,8 @@ class Agent:
         self.metrics.add_source("process", process_source(self.loop_lag, self.watchdog))
         self.metrics.add_source("components", supervisor_source(self.supervisor))
         self.metrics.add_source("steps", steps_source(self.steps))
+        if self.recorder is not None:
+            self.metrics.add_source("recorder", recorder_source(self.recorder))
         self.metrics.add_source("info", info_source(config.agent.bench))
         self.metrics.add_async_source("state_dir", FilesystemSource(self.state_dir))
         # The client library's process_* metrics (RSS, CPU seconds, start time, open fds): a few small
@@ -233,6 +249,8 @@ class Agent:
     def _on_serial(self, event: SerialEvent) -> None:
         """Every serial event, synchronously from the reader: must stay cheap and never block."""
         if type(event) is Frame:
+            if self.recorder is not None:
+                self.recorder.add(event)
             self.rings.add(event)
             if self._tap is not None:
                 self._tap(event)
@@ -243,7 +261,8 @@ class Agent:
                 self.lens.feed(event)
             return
         if isinstance(event, StepMarker):
-            self._put(self._markers, event, "markers_dropped")
+            if self._put(self._markers, event, "markers_dropped") and self.recorder is not None:
+                self.recorder.cut_at_marker(event)
         elif isinstance(event, LinkEvent):
             events = self.detector.on_link(event)
             if events:
@@ -299,7 +318,7 @@ class Agent:
         for event in incident_events:
             self.counts["incident_events_" + type(event).__name__.removeprefix("Incident").lower()] += 1
 
-    def _put(self, queue: asyncio.Queue[Any], item: Any, counter: str) -> None:
+    def _put(self, queue: asyncio.Queue[Any], item: Any, counter: str) -> bool:
         try:
             queue.put_nowait(item)
         except asyncio.QueueFull:
@@ -307,6 +326,8 @@ class Agent:
             if self.counts[counter] == 0:
                 log.error("queue_full", queue=counter.removesuffix("_dropped"))
             self.counts[counter] += 1
+            return False
+        return True
 
     # -- components -----------------------------------------------------------------------------------
 
@@ -343,7 +364,12 @@ class Agent:
         while True:
             marker = await self._markers.get()
             self._taken[1] += 1
-            await self.steps.on_marker(marker)
+            await self._on_marker(marker)
+
+    async def _on_marker(self, marker: StepMarker) -> None:
+        await self.steps.on_marker(marker)
+        if self.recorder is not None:
+            self.recorder.resolve_marker(marker, self.recorder.steps_current())
 
     async def _tick(self) -> None:
         while True:
@@ -379,6 +405,8 @@ class Agent:
             await self.steps.start(self.reporter.run.run_id, self.reporter.run.started_wall)
         else:
             await self.steps.start(f"local-{int(self.started_wall)}", self.started_wall)
+        if self.recorder is not None:
+            await self.recorder.start(str(self.steps.state["run_key"]))
         if self.control is not None:
             await self.control.start()
         for name, reader in self.readers.items():
@@ -387,6 +415,8 @@ class Agent:
             self.supervisor.spawn("lens", self.lens.run, fatal=(LensAuthError,))
         self.supervisor.spawn("anomalies", self._pump_anomalies, fatal=(AtlasAuthError,))
         self.supervisor.spawn("markers", self._pump_markers)
+        if self.recorder is not None:
+            self.supervisor.spawn("recorder", self.recorder.run)
         self._last_tick_mono = self._mono()
         self.supervisor.spawn("tick", self._tick)
         self.supervisor.spawn("loop_lag", self.loop_lag.run)
@@ -430,6 +460,11 @@ class Agent:
                 log.error("anomaly_events_not_taken_at_stop", consumer=consumer.name, events=consumer.waiting)
         await self.steps.close(clean=final)
         await self.steps.flush()
+        if self.recorder is not None:
+            # Every frame read is in a closed segment, and its upload queued, before the outbox drains.
+            await self.supervisor.stop("recorder")
+            self.recorder.step_changed(self.recorder.steps_current())
+            await self.recorder.close()
         if self.reporter is not None:
             await self.reporter.close(clean=final)
         lens_stop = asyncio.create_task(self.supervisor.stop("lens"))
@@ -441,12 +476,14 @@ class Agent:
         await self.outbox.close()
         if self.atlas is not None:
             await self.atlas.close()
+        if self.s3 is not None:
+            self.s3.close()
         log.info("agent_stopped", outbox_drained=drained)
         return drained
 
     async def _drain_queues(self) -> None:
         while not self._markers.empty():
-            await self.steps.on_marker(self._markers.get_nowait())
+            await self._on_marker(self._markers.get_nowait())
         while not self._anomalies.empty():
             await self._hand_over(*self._anomalies.get_nowait())
 
@@ -574,6 +611,7 @@ class Agent:
             "state_files": self.state_health.status(),
             "consumers": {c.name: c.status() for c in self._feeds()},
             "live": self.live.status() if self.live is not None else None,
+            "recorder": self.recorder.status() if self.recorder is not None else None,
             "counts": dict(self.counts),
             # For leak checks (bench/soak): a task count that grows while the agent runs is a leak.
             "asyncio_tasks": len(asyncio.all_tasks()),
@@ -582,10 +620,18 @@ class Agent:
     # -- control API backend ---------------------------------------------------------------------------
 
     async def start_step(self, name: str, card: str | None) -> dict[str, Any]:
-        return _or_conflict(await self.steps.start_step(name, card))
+        answer = await self.steps.start_step(name, card)
+        self._step_changed()
+        return _or_conflict(answer)
 
     async def end_step(self, name: str, verdict: str | None) -> dict[str, Any]:
-        return _or_conflict(await self.steps.end_step(name, verdict))
+        answer = await self.steps.end_step(name, verdict)
+        self._step_changed()
+        return _or_conflict(answer)
+
+    def _step_changed(self) -> None:
+        if self.recorder is not None:
+            self.recorder.step_changed(self.recorder.steps_current())
 
 
 def anomaly_bytes(a: Anomaly) -> int:

@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "healthcheck": ("edge_agent.service.healthcheck", "probe the control API /healthz (container health)"),
     "lens": ("edge_agent.lens.cli", "list lenses and sessions, destroy sessions"),
     "backtest": ("edge_agent.backtest.cli", "the incidents a recording would have filed (rules offline)"),
+    "export": ("edge_agent.recorder.export", "pack one run's recordings (segments + manifest) into a zip"),
 }
 
 

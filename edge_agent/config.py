@@ -539,6 +539,88 @@ class OutboxSection(Section):
     drain_deadline: Duration = 20.0
 
 
+class RecorderSection(Section):
+    """Every frame of every source, at full resolution, in gzip'd CSV segment files under
+    `<state_dir>/recordings/` (edge_agent/recorder/): one per step and source, rotated by size and time."""
+
+    enabled: bool = Field(True, description="Record every frame into segment files in the state dir.")
+    # 2 GiB: about 9 days of a 50 Hz, 6-channel bench or 2 h at 3 Mbaud (bench/RESULTS.md, bytes per sample).
+    max_disk_mb: float = Field(
+        2048.0,
+        ge=1,
+        le=1024 * 1024,
+        description="Disk budget of the recordings; past it the oldest uploaded segments are deleted"
+        " first, then (counted, logged) the oldest not uploaded.",
+    )
+    segment_max_mb: float = Field(
+        64.0,
+        ge=0.001,
+        le=1024 * 1024,
+        description="A segment is closed (and uploaded) when its compressed size reaches this.",
+    )
+    segment_max_duration: Interval = Field(
+        3600.0,
+        description="A segment is closed when it spans this long (a step longer than this gets several).",
+    )
+    flush_interval: Interval = Field(
+        1.0,
+        le=60.0,
+        description="Rows are compressed and written this often: what a SIGKILL can lose (plus the hand-off,"
+        " 0.25 s).",
+    )
+    compression_level: int = Field(
+        1, ge=1, le=9, description="gzip level: 1 is the measured CPU/size balance (bench_recorder.py)."
+    )
+    max_pending_mb: float = Field(
+        32.0,
+        ge=1,
+        le=4096,
+        description="Memory for frames waiting for the writer thread; beyond it frames are dropped, counted.",
+    )
+
+    @model_validator(mode="after")
+    def _segment_fits_budget(self) -> RecorderSection:
+        if self.segment_max_mb * 2 > self.max_disk_mb:
+            raise ValueError("segment_max_mb must be at most half of max_disk_mb (the open segment plus one)")
+        return self
+
+
+class S3Section(Section):
+    """Where finished segments are uploaded (edge_agent/s3/). Credentials: the standard AWS chain
+    (AWS_* environment, `profile`, instance or container role) or systemd credentials
+    (`$CREDENTIALS_DIRECTORY/aws_access_key_id`, `aws_secret_access_key`, `aws_session_token`)."""
+
+    bucket: str = Field("", description="Bucket for the recordings; empty = keep recordings local only.")
+    prefix: str = Field("edge-agent", description="Key prefix: <prefix>/<bench>/<run>/<segment file>.")
+    endpoint_url: Annotated[str, AfterValidator(_http_url)] | None = Field(
+        None, description="S3-compatible endpoint (MinIO, a local S3); empty = AWS for the region."
+    )
+    region: str | None = Field(None, description="AWS region; empty = the AWS chain's (AWS_REGION, profile).")
+    profile: str | None = Field(None, description="Named profile of ~/.aws/credentials and ~/.aws/config.")
+    addressing_style: Literal["auto", "path", "virtual"] = Field(
+        "auto", description="path for most S3-compatible servers; auto lets botocore choose."
+    )
+    # 8 MiB: S3's minimum part is 5 MiB (the last excepted); 8 MiB is the AWS CLI's default.
+    part_size_mb: float = Field(
+        8.0,
+        ge=0.0625,
+        le=5120,
+        description="Files larger than this go up in parts of this size (multipart, resumable). AWS"
+        " needs at least 5; smaller only for S3-compatible servers that allow it.",
+    )
+    connect_timeout: Interval = 10.0
+    read_timeout: Interval = 60.0
+    access_key_id: SecretStr | None = Field(None, description="Prefer the AWS chain or systemd credentials.")
+    secret_access_key: SecretStr | None = Field(
+        None, description="Prefer the AWS chain or systemd credentials."
+    )
+    session_token: SecretStr | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.bucket)
+
+
 _HOSTNAME_RE = re.compile(
     r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$"
 )
@@ -627,6 +709,8 @@ class EdgeAgentConfig(BaseSettings):
     incidents: IncidentsSection = Field(default_factory=IncidentsSection)
     steps: StepsSection = Field(default_factory=StepsSection)
     outbox: OutboxSection = Field(default_factory=OutboxSection)
+    recorder: RecorderSection = Field(default_factory=RecorderSection)
+    s3: S3Section = Field(default_factory=S3Section)
     control: ControlSection = Field(default_factory=ControlSection)
     emulator: EmulatorSection = Field(default_factory=EmulatorSection)
 
@@ -800,16 +884,25 @@ def _settings_problem(exc: SettingsError, env: Mapping[str, str]) -> tuple[str, 
     return "(environment)", str(exc)
 
 
-def secret_values(config: EdgeAgentConfig) -> list[str]:
-    """Every secret the config holds, for the log redactor."""
+# AWS chain variables whose values are secret (botocore reads them itself; the redactor must know them).
+AWS_SECRET_ENV = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+
+def secret_values(config: EdgeAgentConfig, environ: Mapping[str, str] | None = None) -> list[str]:
+    """Every secret the config holds, and the AWS chain's from the environment, for the log redactor."""
+    env = os.environ if environ is None else environ
+    from_env = [env[name].strip() for name in AWS_SECRET_ENV if env.get(name, "").strip()]
     found = [
         config.lens.api_key,
         config.atlas.token,
         config.control.token,
+        config.s3.access_key_id,
+        config.s3.secret_access_key,
+        config.s3.session_token,
         config.emulator.api_key,
         config.emulator.atlas_token,
     ]
-    return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()]
+    return [s.get_secret_value() for s in found if s is not None and s.get_secret_value()] + from_env
 
 
 def masked_dump(config: EdgeAgentConfig) -> dict[str, Any]:

@@ -6,7 +6,9 @@ file, the field and the source, never in a traceback.
 
 Secrets resolve, first hit wins: the explicit value (file or env), the `*_file` setting,
 `$CREDENTIALS_DIRECTORY/<name>` (systemd `LoadCredential=`), the public env name (`ATAI_API_KEY`,
-`ATLAS_TOKEN`), then `~/.atlas/token`. No message here ever contains a secret's value.
+`ATLAS_TOKEN`), then `~/.atlas/token`; AWS keys only from the explicit value or systemd credentials
+(`aws_access_key_id`, `aws_secret_access_key`, `aws_session_token`), the rest of the AWS chain being
+botocore's. No message here ever contains a secret's value.
 """
 
 from __future__ import annotations
@@ -218,6 +220,13 @@ def resolve_secrets(
         config.control.token, "control.token", config.control.token_file, "control_token", None,
         None, env, config_file,
     )  # fmt: skip
+    # AWS: only the systemd credentials (or explicit values) land in the config; the AWS chain
+    # (AWS_* environment, profiles, instance role) is botocore's own and is resolved by the S3 client.
+    for name in ("access_key_id", "secret_access_key", "session_token"):
+        value = _resolve_one(
+            getattr(config.s3, name), f"s3.{name}", None, f"aws_{name}", None, None, env, config_file
+        )
+        setattr(config.s3, name, value)
     if config.atlas.url:
         return
     source, url = None, None

@@ -17,8 +17,14 @@ REDACTED = "***"
 
 # Keys whose values are secret whatever they hold (the lens create call echoes `api_key`).
 SENSITIVE_KEYS = frozenset(
-    {"api_key", "apikey", "token", "atlas_token", "authorization", "password", "secret", "bearer"}
-)
+    {
+        "api_key", "apikey", "token", "atlas_token", "authorization", "password", "secret", "bearer",
+        # AWS (botocore's names, the environment's and the systemd credentials'): the key id too, as
+        # it names the account's key pair.
+        "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_security_token",
+        "access_key_id", "secret_access_key", "session_token", "x-amz-security-token",
+    }
+)  # fmt: skip
 _BEARER_RE = re.compile(r"(?i)(bearer\s+)[^\s'\",}]+")
 
 
@@ -128,7 +134,9 @@ def setup_logging(
     root.addHandler(handler)
     root.setLevel(level.upper())
     # Library chatter at INFO (every aiohttp access line) drowns the agent's own story.
-    for noisy in ("aiohttp.access", "websockets.client", "websockets.server"):
+    # botocore's DEBUG lines carry signed headers and bodies: never below WARNING.
+    noisy_loggers = ("aiohttp.access", "websockets.client", "websockets.server")
+    for noisy in (*noisy_loggers, "botocore", "boto3", "s3transfer", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     return redactor
 

@@ -97,6 +97,24 @@ SCHEMA: dict[str, MetricSpec] = {
     "evidence_frames_not_kept_total": MetricSpec(
         "counter", "Frames wider than the whole evidence memory budget, not kept."
     ),
+    # recordings
+    "recording_frames_total": MetricSpec("counter", "Frames written to recording segments."),
+    "recording_frames_dropped_total": MetricSpec(
+        "counter",
+        "Frames not recorded, by reason (queue_full: the writer fell behind; write_error).",
+        ("reason",),
+    ),
+    "recording_segments": MetricSpec(
+        "gauge", "Recording segments on disk, by state (open, finished, uploaded).", ("state",)
+    ),
+    "recording_segments_deleted_total": MetricSpec(
+        "counter",
+        "Segments deleted by the disk budget, by reason (uploaded; not_uploaded: lost before S3;"
+        " local_only: no S3).",
+        ("reason",),
+    ),
+    "recording_disk_bytes": MetricSpec("gauge", "Bytes of recording segments on disk."),
+    "recording_disk_budget_bytes": MetricSpec("gauge", "The recordings' disk budget (recorder.max_disk_mb)."),
     # outbox
     "outbox_jobs": MetricSpec("gauge", "Outbox jobs, by state.", ("state",)),
     "outbox_enqueued_total": MetricSpec("counter", "Jobs persisted."),

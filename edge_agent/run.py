@@ -89,7 +89,7 @@ class Daemon:
 
     async def run(self, duration: float | None) -> int:
         self.install_signals()
-        agent = Agent(self.config, notifier=self.notifier)
+        agent = Agent(self.config, notifier=self.notifier, add_secret=self.redactor.add)
         await agent.start()
         ends_at = None if duration is None else time.monotonic() + duration
         while True:
@@ -113,7 +113,7 @@ class Daemon:
             deadline = time.monotonic() + new_config.outbox.drain_deadline
             await agent.stop(deadline, final=False)
             self.config = new_config
-            agent = Agent(self.config, notifier=self.notifier)
+            agent = Agent(self.config, notifier=self.notifier, add_secret=self.redactor.add)
             await agent.start()
         deadline = time.monotonic() + self.config.outbox.drain_deadline
         drained = await agent.stop(deadline, final=True)

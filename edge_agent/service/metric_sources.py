@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from edge_agent.evidence import EvidenceRings
     from edge_agent.lens.service import LensService
     from edge_agent.outbox import Outbox
+    from edge_agent.recorder import Recorder
     from edge_agent.serial.clock import SourceClock
     from edge_agent.serial.reader import SerialReader
     from edge_agent.service.looplag import LoopLagMonitor
@@ -241,6 +242,33 @@ def supervisor_source(supervisor: Supervisor) -> Callable[[], Iterable[Sample]]:
 
 def steps_source(tracker: StepTracker) -> Callable[[], Iterable[Sample]]:
     return lambda: [Sample("step_running", {}, 0.0 if tracker.running_step is None else 1.0)]
+
+
+def recorder_source(recorder: Recorder) -> Callable[[], Iterable[Sample]]:
+    def samples() -> list[Sample]:
+        status = recorder.status()
+        dropped = status["frames_dropped"]
+        counters = status["counters"]
+        out = [
+            Sample("recording_frames_total", {}, status["frames_recorded"]),
+            Sample("recording_disk_bytes", {}, status["disk_bytes"]),
+            Sample("recording_disk_budget_bytes", {}, status["budget_bytes"]),
+            Sample("recording_segments", {"state": "open"}, status["open_segments"]),
+            Sample("recording_segments", {"state": "finished"}, status["finished_segments"]),
+            Sample("recording_segments", {"state": "uploaded"}, status["uploaded_segments"]),
+        ]
+        out += [Sample("recording_frames_dropped_total", {"reason": r}, dropped[r]) for r in sorted(dropped)]
+        for reason in ("uploaded", "not_uploaded", "local_only"):
+            out.append(
+                Sample(
+                    "recording_segments_deleted_total",
+                    {"reason": reason},
+                    counters.get(f"deleted_{reason}", 0),
+                )
+            )
+        return out
+
+    return samples
 
 
 def info_source(bench: str) -> Callable[[], Iterable[Sample]]:

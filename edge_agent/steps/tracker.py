@@ -478,6 +478,26 @@ class StepTracker:
         log.info("step_ended", step=result["step"], status=outcome.execution_status)
         return result
 
+    async def atlas_refs(self, title: str | None) -> tuple[dict[str, Any], tuple[int, ...]] | None:
+        """The Atlas ids of a step (`run_id`, `card_id`, `step_id`; with `title` None, the run's alone)
+        as payload fields where known, else as dependencies on the jobs that create them: for jobs
+        that refer to the step, such as a recording's data registration. None when steps are not
+        sent to Atlas or the step is unknown."""
+        if self.atlas_disabled or not self.state:
+            return None
+        if title is None:
+            return await self._ref(self.state["run"], "run_id")
+        step = self.state["steps"].get(title)
+        if step is None:
+            return None
+        fields, deps = await self._ref(step, "step_id")
+        if "step_id" in fields:
+            card_fields, card_deps = await self._ref(self.state["cards"][step["card"]], "card_id")
+            run_fields, run_deps = await self._ref(self.state["run"], "run_id")
+            fields.update(card_fields, **run_fields)
+            deps += card_deps + run_deps
+        return fields, deps
+
     @property
     def running_step(self) -> str | None:
         """The name of the step running now, or None between steps."""

@@ -1,0 +1,126 @@
+"""The segment format: CSV text in gzip members, one member per flush.
+
+A gzip file may hold several members one after the other (RFC 1952 §2.2); gzip, zcat, Python's gzip
+module and so pandas read them as one stream. Writing each flush as a complete member makes the file
+valid after every flush: a SIGKILL mid-write leaves at most one incomplete member at the end, which
+`recover` cuts off. The header is its own first member, written when the segment opens.
+
+Columns: `time_utc` (the host's receive time, UTC, `YYYY-MM-DD HH:MM:SS.mmm`: Excel and pandas parse
+it), `t_s` (seconds since the segment's first frame on its source's timeline: the device's clock when
+the port has one), the device's own time column as sent (when the port has `device_time`), then the
+channels. Values are Python's shortest round-trip form (`repr`): read back they are the same floats;
+`nan`, `inf` and `-inf` as pandas reads them; a channel missing from a frame is an empty cell.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import operator
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from edge_agent.frames import Frame
+from edge_agent.recorder.model import OFFSET_COLUMN, TIME_COLUMN
+
+READ_BLOCK = 1 << 20
+
+
+def header(channels: Sequence[str], device_time_column: str | None) -> list[str]:
+    cols = [TIME_COLUMN, OFFSET_COLUMN]
+    if device_time_column is not None:
+        cols.append(device_time_column)
+    return cols + list(channels)
+
+
+def utc_ms(wall: float) -> str:
+    ms = int(wall * 1000.0)
+    seconds, frac = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(seconds)) + f".{frac:03d}"
+
+
+class RowFormatter:
+    """Frames of one segment -> CSV lines. Built once per segment; `format` runs per flush batch."""
+
+    __slots__ = ("_channels", "_fmt", "_get", "_has_device_time", "_last_text", "_last_wall", "start")
+
+    def __init__(self, channels: Sequence[str], has_device_time: bool, start_mono: float) -> None:
+        self._channels = tuple(channels)
+        self._fmt = ",".join(["%r"] * len(self._channels))
+        getter = operator.itemgetter(*self._channels)
+        self._get: Callable[[dict[str, float]], Any] = (
+            getter if len(self._channels) > 1 else (lambda values: (getter(values),))
+        )
+        self._has_device_time = has_device_time
+        self.start = start_mono
+        self._last_wall = -1.0
+        self._last_text = ""
+
+    def format(self, frames: Sequence[Frame]) -> str:
+        fmt, get, start = self._fmt, self._get, self.start
+        lines: list[str] = []
+        append = lines.append
+        for frame in frames:
+            if frame.wall != self._last_wall:  # the frames of one read share it: format once
+                self._last_wall = frame.wall
+                self._last_text = utc_ms(frame.wall)
+            try:
+                body = fmt % get(frame.values)
+            except KeyError:  # a channel missing from this frame: its cell stays empty
+                values = frame.values
+                body = ",".join("" if (v := values.get(c)) is None else repr(v) for c in self._channels)
+            if self._has_device_time:
+                device = "" if frame.device_time is None else repr(frame.device_time)
+                append(f"{self._last_text},{frame.mono - start:.6f},{device},{body}\n")
+            else:
+                append(f"{self._last_text},{frame.mono - start:.6f},{body}\n")
+        return "".join(lines)
+
+
+def header_line(columns: Sequence[str]) -> str:
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow(columns)
+    return out.getvalue()
+
+
+def member(text: str, level: int) -> bytes:
+    """One complete gzip member holding `text` (UTF-8)."""
+    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+    return compressor.compress(text.encode("utf-8")) + compressor.flush()
+
+
+def scan(path: Path) -> tuple[int, int]:
+    """(bytes of complete members from the start, CSV lines in them): what survives of a segment cut
+    short. Reads in blocks: a 64 MB segment costs one streaming decompression, not one per member."""
+    good = lines = pending_lines = 0
+    with path.open("rb") as handle:
+        offset = 0
+        chunk = handle.read(READ_BLOCK)
+        decompressor = zlib.decompressobj(31)
+        while chunk:
+            try:
+                pending_lines += decompressor.decompress(chunk).count(b"\n")
+            except zlib.error:
+                break  # garbage where a member should be: keep what came before
+            if decompressor.eof:
+                rest = decompressor.unused_data
+                good = offset + len(chunk) - len(rest)
+                lines += pending_lines
+                pending_lines = 0
+                decompressor = zlib.decompressobj(31)
+                offset = good
+                chunk = rest or handle.read(READ_BLOCK)
+            else:
+                offset += len(chunk)
+                chunk = handle.read(READ_BLOCK)
+    return good, lines
+
+
+def iter_rows(path: Path) -> Iterator[list[str]]:
+    """Every CSV row of a finished segment, the header first (tests, export checks)."""
+    with gzip.open(path, "rt", encoding="utf-8", newline="") as handle:
+        yield from csv.reader(handle)

@@ -1,0 +1,359 @@
+"""The recorder component: the per-frame hot path on the event loop, the hand-off to the writer
+thread, and what happens to finished segments (S3 upload and Atlas registration jobs, the disk
+budget). See the package doc for the data path.
+
+Hot path: `add(frame)` is a list append and an integer sum (the bytes the frame holds in memory,
+estimated from its channel count). Every HANDOFF_INTERVAL, or when HANDOFF_FRAMES frames wait, the
+list goes to the writer thread. Frames waiting (here or in the writer's queue) are bounded by
+`recorder.max_pending_mb`; past it a frame is dropped and counted, the serial side never waits.
+
+Step boundaries are exact: a marker line cuts the stream where it was read (`cut_at_marker`, on the
+hot path), and the step it leads to is filled in once the step tracker has handled it
+(`resolve_marker`); frames after an unresolved cut wait for it. A step started or ended through the
+control API cuts the stream at that moment (`step_changed`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from edge_agent.frames import Frame, StepMarker
+from edge_agent.logs import get_logger
+from edge_agent.outbox import BatchRef, Job, JobSpec, JobState, Json, Outbox, OutboxError
+from edge_agent.recorder import retention, store
+from edge_agent.recorder.model import CONTENT_TYPE, RECORDINGS_DIR, SegmentInfo, StepRef, run_dir, slug
+from edge_agent.recorder.segmenter import Segmenter, StepChange
+from edge_agent.recorder.writer import Item, SegmentWriter
+from edge_agent.state_files import ensure_private_dir
+
+if TYPE_CHECKING:
+    from edge_agent.atlas.client import AtlasClient
+    from edge_agent.config import EdgeAgentConfig
+    from edge_agent.s3.client import S3Client
+    from edge_agent.steps.tracker import StepTracker
+
+log = get_logger(__name__)
+
+MIB = 1024 * 1024
+HANDOFF_INTERVAL = 0.25
+HANDOFF_FRAMES = 2048
+# Memory a frame holds, estimated: the Frame (~80 B) and its dict (~100 B + ~48 B per channel with
+# the float). An over-estimate bounds memory from above.
+FRAME_COST = 180
+CHANNEL_COST = 48
+# A marker whose step the tracker never reports (its queue was full) stops holding frames back after this.
+MAX_UNRESOLVED_S = 5.0
+
+
+class _Cut:
+    __slots__ = ("at", "resolved", "step")
+
+    def __init__(self, at: float) -> None:
+        self.at = at
+        self.step: StepRef | None = None
+        self.resolved = False
+
+
+class Recorder:
+    def __init__(
+        self,
+        config: EdgeAgentConfig,
+        state_dir: Path,
+        *,
+        outbox: Outbox,
+        steps: StepTracker,
+        s3: S3Client | None = None,
+        atlas: AtlasClient | None = None,
+        mono: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.section = config.recorder
+        self.s3_section = config.s3
+        self.bench = config.agent.bench
+        self.root = Path(state_dir) / RECORDINGS_DIR
+        self.outbox = outbox
+        self.steps = steps
+        self.s3 = s3
+        self.atlas = atlas
+        self.register = atlas is not None and s3 is not None
+        self._mono = mono
+        self._wall = wall
+        self.device_time_columns = {port.name: port.device_time for port in config.serial}
+        self.budget = int(self.section.max_disk_mb * MIB)
+        self.max_pending = int(self.section.max_pending_mb * MIB)
+        self._pending: list[Frame | _Cut] = []
+        self._pending_cost = 0
+        self._handed_cost = 0
+        self._unresolved: list[_Cut] = []
+        self._marker_cuts: dict[int, _Cut] = {}
+        self.segments: dict[str, SegmentInfo] = {}  # finished segments on disk, by key
+        self.counters: Counter[str] = Counter()
+        self.writer: SegmentWriter | None = None
+        self.run_key = ""
+        self.frames_dropped = 0
+
+    # -- the hot path (event loop, per frame) -------------------------------------------------------
+
+    def add(self, frame: Frame) -> None:
+        cost = FRAME_COST + CHANNEL_COST * len(frame.values)
+        writer = self.writer
+        waiting = self._pending_cost + self._handed_cost - (writer.processed_cost if writer else 0)
+        if waiting + cost > self.max_pending or writer is None:
+            self.frames_dropped += 1
+            return
+        self._pending.append(frame)
+        self._pending_cost += cost
+        if len(self._pending) >= HANDOFF_FRAMES:
+            self.hand_off()
+
+    def cut_at_marker(self, marker: StepMarker) -> None:
+        """A marker was read: frames after it may belong to another step (`resolve_marker` says)."""
+        cut = _Cut(self._mono())
+        self._pending.append(cut)
+        self._unresolved.append(cut)
+        self._marker_cuts[id(marker)] = cut
+
+    def resolve_marker(self, marker: StepMarker, step: StepRef | None) -> None:
+        cut = self._marker_cuts.pop(id(marker), None)
+        if cut is not None:
+            cut.step, cut.resolved = step, True
+
+    def step_changed(self, step: StepRef | None) -> None:
+        """The running step changed now (control API, shutdown): cut here."""
+        cut = _Cut(self._mono())
+        cut.step, cut.resolved = step, True
+        self._pending.append(cut)
+
+    def hand_off(self, *, final: bool = False) -> None:
+        if self.writer is None or not self._pending:
+            return
+        now = self._mono()
+        while self._unresolved and (
+            self._unresolved[0].resolved or final or now - self._unresolved[0].at > MAX_UNRESOLVED_S
+        ):
+            cut = self._unresolved.pop(0)
+            if not cut.resolved:  # never resolved: the step is unchanged
+                cut.step, cut.resolved = self.steps_current(), True
+        if self._unresolved:
+            limit = self._pending.index(self._unresolved[0])
+            items, self._pending = self._pending[:limit], self._pending[limit:]
+        else:
+            items, self._pending = self._pending, []
+        if not items:
+            return
+        batch: list[Item] = []
+        frames_cost = 0
+        for item in items:
+            if type(item) is Frame:
+                batch.append(item)
+                frames_cost += FRAME_COST + CHANNEL_COST * len(item.values)
+            elif isinstance(item, _Cut):
+                batch.append(StepChange(item.step))
+        self._pending_cost -= frames_cost
+        self._handed_cost += frames_cost
+        self.writer.put(batch, frames_cost)
+
+    def steps_current(self) -> StepRef | None:
+        current = self.steps.state.get("current") if self.steps.state else None
+        if not current:
+            return None
+        return StepRef(str(current["title"]), str(current["card"]))
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+
+    async def start(self, run_key: str) -> None:
+        self.run_key = run_key
+        if self.s3 is not None:
+            from edge_agent.s3.upload import KIND_UPLOAD, UploadHandler
+
+            part_size = int(self.s3_section.part_size_mb * MIB)
+            self.outbox.register(KIND_UPLOAD, UploadHandler(self.s3, part_size, self.on_uploaded))
+        if self.atlas is not None and self.register:
+            from edge_agent.recorder.jobs import KIND_REGISTER, RegisterHandler
+
+            self.outbox.register(KIND_REGISTER, RegisterHandler(self.atlas))
+        await asyncio.to_thread(ensure_private_dir, self.root)
+        for info in await asyncio.to_thread(store.load_all, self.root):
+            self.segments[info.key] = info
+            if info.recovered and info.finish_reason == "recovered":
+                self.counters["segments_recovered"] += 1
+        folder = run_dir(self.root, run_key)
+        next_seq = await asyncio.to_thread(store.next_seq, folder)
+        self.writer = SegmentWriter(
+            folder,
+            run_key,
+            segmenter=Segmenter(
+                max_bytes=int(self.section.segment_max_mb * MIB),
+                max_seconds=self.section.segment_max_duration,
+                next_seq=next_seq,
+                step=self.steps_current(),
+            ),
+            device_time_columns=self.device_time_columns,
+            flush_interval=self.section.flush_interval,
+            level=self.section.compression_level,
+            wall=self._wall,
+        )
+        self.writer.start()
+        await self._catch_up()
+        log.info(
+            "recorder_started",
+            dir=str(folder),
+            segments_on_disk=len(self.segments),
+            recovered=self.counters["segments_recovered"],
+            upload=f"s3://{self.s3_section.bucket}/{self.s3_section.prefix}" if self.s3 else None,
+        )
+
+    async def _catch_up(self) -> None:
+        """Segments of earlier lives: learn uploads that finished unseen, enqueue what never was."""
+        for info in list(self.segments.values()):
+            if self.s3 is None or info.s3_url:
+                continue
+            if info.upload_job is None:
+                await self._schedule(info)
+                continue
+            job = await self.outbox.job(info.upload_job)
+            if job is not None and job.state is JobState.DONE and job.result:
+                info.s3_url = str(job.result.get("s3_url") or "") or None
+                await asyncio.to_thread(store.save, self.root, info)
+
+    async def run(self) -> None:
+        """The component's loop: hand-offs, finished segments, the disk budget."""
+        while True:
+            await asyncio.sleep(HANDOFF_INTERVAL)
+            self.hand_off()
+            await self._collect()
+
+    async def close(self) -> None:
+        """Every frame handed over, every segment closed and scheduled (the shutdown path)."""
+        if self.writer is None:
+            return
+        self.hand_off(final=True)
+        await asyncio.to_thread(self.writer.stop)
+        await self._collect()
+        log.info("recorder_stopped", frames=self.writer.frames_written, dropped=self.frames_dropped)
+
+    async def _collect(self) -> None:
+        writer = self.writer
+        if writer is None:
+            return
+        while not writer.finished.empty():
+            info = writer.finished.get_nowait()
+            self.segments[info.key] = info
+            self.counters["segments_finished"] += 1
+            await self._schedule(info)
+        await self._enforce_budget()
+
+    # -- finished segments --------------------------------------------------------------------------
+
+    def s3_key(self, info: SegmentInfo) -> str:
+        parts = [self.s3_section.prefix.strip("/"), slug(self.bench), run_dir(self.root, info.run_key).name]
+        return "/".join([p for p in parts if p] + [info.file])
+
+    async def _schedule(self, info: SegmentInfo) -> None:
+        if self.s3 is None:
+            return
+        from edge_agent.recorder.jobs import KIND_REGISTER
+        from edge_agent.s3.upload import KIND_UPLOAD
+
+        group = f"recording:{info.key}"
+        upload = {
+            "path": str(store.path_of(self.root, info)),
+            "bucket": self.s3_section.bucket,
+            "key": self.s3_key(info),
+            "content_type": CONTENT_TYPE,
+            "segment": info.key,
+        }
+        specs = [JobSpec(KIND_UPLOAD, group, upload)]
+        refs = await self._atlas_refs(info) if self.register else None
+        if refs is not None:
+            fields, deps = refs
+            payload = {
+                "file_name": info.file,
+                "content_type": CONTENT_TYPE,
+                "associate": "step" if info.step else "run",
+                **fields,
+            }
+            specs.append(JobSpec(KIND_REGISTER, group, payload, deps=(BatchRef(0), *deps)))
+        try:
+            ids = await self.outbox.enqueue_many(specs)
+        except OutboxError as exc:
+            log.error("recording_enqueue_failed", file=info.file, error=str(exc))
+            self.counters["enqueue_failed"] += 1
+            return
+        info.upload_job = ids[0]
+        info.register_job = ids[1] if len(ids) > 1 else None
+        await asyncio.to_thread(store.save, self.root, info)
+
+    async def _atlas_refs(self, info: SegmentInfo) -> tuple[dict[str, Any], tuple[int, ...]] | None:
+        try:
+            return await self.steps.atlas_refs(info.step)
+        except OutboxError as exc:
+            log.warning("recording_not_registered", file=info.file, reason=str(exc))
+            return None
+
+    async def on_uploaded(self, job: Job, result: Json) -> None:
+        """The upload handler's report: the segment is safe in S3 (first to go under the budget)."""
+        info = self.segments.get(str(job.payload.get("segment")))
+        if info is None or info.s3_url:
+            return
+        info.s3_url = str(result["s3_url"])
+        self.counters["segments_uploaded"] += 1
+        await asyncio.to_thread(store.save, self.root, info)
+
+    def disk_bytes(self) -> int:
+        open_bytes = self.writer.open_bytes if self.writer is not None else 0
+        return sum(s.bytes for s in self.segments.values()) + open_bytes
+
+    async def _enforce_budget(self) -> None:
+        used = self.disk_bytes()
+        chosen = retention.choose_deletions(
+            self.segments.values(), used, self.budget, uploads=self.s3 is not None
+        )
+        for info, reason in chosen:
+            await asyncio.to_thread(store.delete, self.root, info)
+            self.segments.pop(info.key, None)
+            self.counters[f"deleted_{reason}"] += 1
+            event = (
+                "recording_deleted" if reason != retention.NOT_UPLOADED else "recording_deleted_not_uploaded"
+            )
+            (log.warning if reason == retention.NOT_UPLOADED else log.info)(
+                event, file=info.file, reason=reason, frames=info.frames, bytes=info.bytes, budget=self.budget
+            )
+
+    # -- status -------------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        writer = self.writer
+        finished = list(self.segments.values())
+        return {
+            "run": self.run_key,
+            "dir": str(self.root),
+            "disk_bytes": self.disk_bytes(),
+            "budget_bytes": self.budget,
+            "open_segments": writer.segmenter.open_segments if writer else 0,
+            "finished_segments": len(finished),
+            "uploaded_segments": sum(1 for s in finished if s.s3_url),
+            "frames_recorded": writer.frames_written if writer else 0,
+            "frames_dropped": {
+                "queue_full": self.frames_dropped,
+                "write_error": writer.frames_lost if writer else 0,
+            },
+            "write_errors": writer.write_errors if writer else 0,
+            "last_error": writer.last_error if writer else None,
+            "writer_alive": writer.alive if writer else False,
+            "counters": dict(self.counters),
+            "upload": (
+                {
+                    "bucket": self.s3_section.bucket,
+                    "prefix": self.s3_section.prefix,
+                    "register": self.register,
+                }
+                if self.s3 is not None
+                else None
+            ),
+        }

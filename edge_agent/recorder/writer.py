@@ -1,0 +1,228 @@
+"""The writer thread: takes frames and step changes from the event loop in batches, routes them with
+the Segmenter, and writes the segment files. The event loop never waits on it: the hand-off is a
+`SimpleQueue.put` of a list, and memory in between is bounded by the Recorder (in bytes).
+
+Durability: every `flush_interval` the rows of each open segment become one gzip member, written with
+`os.write` straight to the file (no user-space buffer): from then on they survive a SIGKILL of the
+process. A closed segment is fsynced, renamed from `<name>.part` to `<name>` and its sidecar written
+(atomically); a power cut can lose what the page cache held of an open segment.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_agent.frames import Frame
+from edge_agent.logs import get_logger
+from edge_agent.recorder import csvgz
+from edge_agent.recorder.model import SegmentInfo, StepRef, open_path, segment_file_name, sidecar_path
+from edge_agent.recorder.segmenter import Close, Open, Rows, Segmenter, StepChange
+from edge_agent.recorder.store import note_seq
+from edge_agent.state_files import ensure_private_dir, fsync_dir, write_json
+
+log = get_logger(__name__)
+
+Item = Frame | StepChange
+
+
+@dataclass(slots=True)
+class _Batch:
+    items: list[Item]
+    cost: int  # the bytes the Recorder counted for these items
+
+
+class _Stop:
+    pass
+
+
+@dataclass(slots=True)
+class _Open:
+    info: SegmentInfo
+    path: Path
+    fd: int
+    formatter: csvgz.RowFormatter
+    pending: list[Frame]
+
+
+class SegmentWriter:
+    """Start with `start()`; `put(items, cost)` from the loop; `stop()` closes every segment (blocking:
+    call it in a thread). Finished segments are put on `finished` (read by the Recorder)."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        run_key: str,
+        *,
+        segmenter: Segmenter,
+        device_time_columns: dict[str, str | None],
+        flush_interval: float,
+        level: int,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.run_dir = run_dir
+        self.run_key = run_key
+        self.segmenter = segmenter
+        self.device_time_columns = device_time_columns
+        self.flush_interval = flush_interval
+        self.level = level
+        self._wall = wall
+        self._queue: queue.SimpleQueue[_Batch | _Stop] = queue.SimpleQueue()
+        self.finished: queue.SimpleQueue[SegmentInfo] = queue.SimpleQueue()
+        self._open: dict[int, _Open] = {}
+        self._thread: threading.Thread | None = None
+        # Read by the loop thread (ints: a read is atomic); written only by the writer thread.
+        self.processed_cost = 0
+        self.frames_written = 0
+        self.frames_lost = 0  # rows a failed write took with it
+        self.open_bytes = 0
+        self.write_errors = 0
+        self.last_error: str | None = None
+
+    # -- the loop side ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="recorder-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, items: list[Item], cost: int) -> None:
+        self._queue.put(_Batch(items, cost))
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Blocking: close every segment and end the thread."""
+        self._queue.put(_Stop())
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # -- the thread ---------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_flush = time.monotonic() + self.flush_interval
+        while True:
+            try:
+                command = self._queue.get(timeout=max(0.0, next_flush - time.monotonic()))
+            except queue.Empty:
+                command = None
+            if isinstance(command, _Stop):
+                self._guarded(self._flush_all)
+                self._guarded(lambda: self._apply(self.segmenter.close_all("stop")))
+                return
+            if command is not None:
+                self._guarded(functools.partial(self._route, command.items))
+                self.processed_cost += command.cost
+            if time.monotonic() >= next_flush:
+                self._guarded(self._flush_all)
+                self._guarded(lambda: self._apply(self.segmenter.close_full()))
+                self._guarded(lambda: self._apply(self.segmenter.expire(self._wall())))
+                next_flush = time.monotonic() + self.flush_interval
+
+    def _route(self, items: list[Item]) -> None:
+        self._apply(self.segmenter.route(items))
+
+    def _guarded(self, work: Callable[[], object]) -> None:
+        """A disk error must not end the thread: count it, say it once per kind, go on."""
+        try:
+            work()
+        except Exception as exc:
+            self._note_error(exc)
+
+    def _note_error(self, exc: Exception) -> None:
+        self.write_errors += 1
+        text = f"{type(exc).__name__}: {exc}"
+        if text != self.last_error:
+            log.error("recorder_write_failed", error=text)
+        self.last_error = text
+
+    def _apply(self, actions: Sequence[Open | Rows | Close]) -> None:
+        for action in actions:
+            if type(action) is Rows:
+                self._open[action.seq].pending.extend(action.frames)
+            elif isinstance(action, Open):
+                self._open_segment(action)
+            elif isinstance(action, Close):
+                self._close_segment(action.seq, action.reason)
+
+    def _open_segment(self, action: Open) -> None:
+        step: StepRef | None = action.step
+        name = segment_file_name(action.seq, action.source, step)
+        path = self.run_dir / name
+        device_column = self.device_time_columns.get(action.source) if action.has_device_time else None
+        if action.has_device_time and device_column is None:
+            device_column = "device_time"
+        columns = csvgz.header(action.channels, device_column)
+        info = SegmentInfo(
+            run_key=self.run_key,
+            seq=action.seq,
+            source=action.source,
+            step=step.title if step else None,
+            card=step.card if step else None,
+            file=name,
+            columns=columns,
+            device_time_column=device_column,
+            started_wall=action.first.wall,
+        )
+        ensure_private_dir(self.run_dir)
+        note_seq(self.run_dir, action.seq)
+        write_json(sidecar_path(path), info.as_json())
+        fd = os.open(open_path(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        formatter = csvgz.RowFormatter(action.channels, device_column is not None, action.first.mono)
+        segment = _Open(info, path, fd, formatter, [])
+        self._open[action.seq] = segment
+        self._write(segment, csvgz.member(csvgz.header_line(columns), self.level), 0)
+
+    def _write(self, segment: _Open, data: bytes, frames: int) -> None:
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(segment.fd, view) :]
+        except OSError:
+            # Part of a member may be on disk: `recover` cuts it off if this segment ends in a crash;
+            # here the file is truncated back to the last whole member so later members stay readable.
+            self.frames_lost += frames
+            with contextlib.suppress(OSError):
+                os.ftruncate(segment.fd, segment.info.bytes)
+            raise
+        segment.info.bytes += len(data)
+        segment.info.frames += frames
+        self.frames_written += frames
+        self.open_bytes += len(data)
+
+    def _flush(self, segment: _Open) -> None:
+        frames, segment.pending = segment.pending, []
+        if frames:
+            segment.info.ended_wall = frames[-1].wall
+            self._write(segment, csvgz.member(segment.formatter.format(frames), self.level), len(frames))
+            self.segmenter.written(segment.info.seq, segment.info.bytes)
+
+    def _flush_all(self) -> None:
+        for segment in list(self._open.values()):
+            self._flush(segment)
+
+    def _close_segment(self, seq: int, reason: str) -> None:
+        segment = self._open.pop(seq)
+        try:
+            self._flush(segment)
+        except OSError as exc:  # the rows are lost (counted); what is on disk is still finished
+            self._note_error(exc)
+        try:
+            os.fsync(segment.fd)
+        finally:
+            os.close(segment.fd)
+            self.open_bytes -= segment.info.bytes
+        os.replace(open_path(segment.path), segment.path)
+        fsync_dir(self.run_dir)
+        segment.info.state = "finished"
+        segment.info.finish_reason = reason
+        write_json(sidecar_path(segment.path), segment.info.as_json())
+        self.finished.put(segment.info)
