@@ -1,0 +1,232 @@
+"""Helpers of the recording tests: moto's S3 server, a proxy that can refuse connections, reading
+back what landed in the bucket, and parsing the lines the simulated bench wrote."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import csv
+import gzip
+import io
+import socket
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+from botocore.config import Config
+
+from edge_agent.bench_sim.pty_port import PtyPort
+
+BUCKET = "bench-recordings"
+KEY_ID = "AKIAEDGEAGENTTEST0001"
+SECRET = "edge-agent-test-secret-key-0123456789abcdef"
+REGION = "us-east-1"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_moto() -> tuple[Any, str]:
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=free_port(), verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    # moto keeps its state per process: start each test from an empty service.
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST"), timeout=10)
+    s3(url).create_bucket(Bucket=BUCKET)
+    return server, url
+
+
+def s3(url: str) -> Any:
+    return boto3.client(
+        "s3",
+        endpoint_url=url,
+        region_name=REGION,
+        aws_access_key_id=KEY_ID,
+        aws_secret_access_key=SECRET,
+        config=Config(retries={"max_attempts": 1}),
+    )
+
+
+def objects(url: str) -> dict[str, bytes]:
+    client = s3(url)
+    out = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET):
+        for item in page.get("Contents", []):
+            out[item["Key"]] = client.get_object(Bucket=BUCKET, Key=item["Key"])["Body"].read()
+    return out
+
+
+def open_multipart_uploads(url: str) -> list[str]:
+    answer = s3(url).list_multipart_uploads(Bucket=BUCKET)
+    return [u["Key"] for u in answer.get("Uploads", [])]
+
+
+def rows_of(data: bytes) -> tuple[list[str], list[list[str]]]:
+    reader = csv.reader(io.StringIO(gzip.decompress(data).decode("utf-8")))
+    header, *rows = list(reader)
+    return header, rows
+
+
+def s3_toml(endpoint: str, *, part_size_mb: float = 8.0, keys: bool = True) -> str:
+    credentials = f'access_key_id = "{KEY_ID}"\nsecret_access_key = "{SECRET}"\n' if keys else ""
+    return f"""
+[s3]
+bucket = "{BUCKET}"
+prefix = "recordings"
+endpoint_url = "{endpoint}"
+region = "{REGION}"
+addressing_style = "path"
+part_size_mb = {part_size_mb}
+connect_timeout = "1s"
+read_timeout = "5s"
+{credentials}"""
+
+
+class CapturingPty(PtyPort):
+    """The simulator's pty, keeping every line it managed to write: what the bench really sent."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lines: list[bytes] = []
+
+    def write(self, data: bytes) -> bool:
+        ok = super().write(data)
+        if ok:
+            self.lines.append(data)
+        return ok
+
+
+@dataclass
+class Written:
+    """The bench's output split by step: sample rows (device time + values, as floats) per step name,
+    and those outside any step."""
+
+    columns: list[str]
+    by_step: dict[str, list[tuple[float, ...]]] = field(default_factory=dict)
+    between: list[tuple[float, ...]] = field(default_factory=list)
+    all: list[tuple[float, ...]] = field(default_factory=list)
+
+
+def split_by_step(lines: list[bytes]) -> Written:
+    text = [line.decode().strip() for line in lines]
+    header = next(t for t in text if t and not t.startswith("#") and not t[0].isdigit())
+    written = Written(header.split(","))
+    current: str | None = None
+    for line in text:
+        if line.startswith("#STEP START "):
+            current = line.removeprefix("#STEP START ").strip()
+            written.by_step.setdefault(current, [])
+        elif line.startswith("#STEP END "):
+            current = None
+        elif line and line[0].isdigit():
+            row = tuple(float(v) for v in line.split(","))
+            written.all.append(row)
+            (written.by_step[current] if current is not None else written.between).append(row)
+    return written
+
+
+def segment_rows(data: bytes, columns: list[str]) -> list[tuple[float, ...]]:
+    """A segment's rows as the bench's columns (device time first), floats."""
+    header, rows = rows_of(data)
+    index = [header.index(c) for c in columns]
+    return [tuple(float(r[i]) for i in index) for r in rows]
+
+
+class S3Proxy:
+    """A TCP proxy in front of the S3 server. `down()` closes the listening socket and cuts open
+    connections (clients get refused); `up()` listens again on the same port."""
+
+    def __init__(self, target: str) -> None:
+        parts = urlsplit(target)
+        self.target = (parts.hostname or "127.0.0.1", int(parts.port or 80))
+        self.port = free_port()
+        self._server: asyncio.base_events.Server | None = None
+        self._conns: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> None:
+        await self.up()
+
+    async def up(self) -> None:
+        if self._server is None:
+            self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+    async def down(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+        for writer in list(self._conns):
+            writer.close()
+        self._conns.clear()
+
+    async def stop(self) -> None:
+        await self.down()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self._conns.update((writer, up_writer))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            with contextlib.suppress(OSError):
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._conns.discard(writer)
+        self._conns.discard(up_writer)
+
+
+class CapturingSim:
+    """The simulated bench (a scenario on a real pty) keeping the lines it wrote."""
+
+    def __init__(self, scenario: Any, link: Any, oracle: Any, rate: float = 50.0) -> None:
+        from edge_agent.bench_sim.feed import Feed
+        from edge_agent.bench_sim.model import BenchModel
+        from edge_agent.bench_sim.player import ScenarioPlayer
+        from edge_agent.bench_sim.runner import BenchRunner, OracleWriter
+        from edge_agent.bench_sim.scenario import load_scenario
+
+        sc = load_scenario(str(scenario))
+        model = BenchModel(0)
+        self.port = CapturingPty(link)
+        self._oracle = OracleWriter(oracle)
+        self.runner = BenchRunner(
+            Feed(ScenarioPlayer(sc, model, rate, 0), model.header()), self.port, oracle=self._oracle
+        )
+        self.task: asyncio.Task[dict[str, Any]] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.runner.run())
+        await asyncio.wait_for(self.runner.ready.wait(), 5)
+
+    async def wait(self, within: float) -> dict[str, Any]:
+        assert self.task is not None
+        try:
+            return await asyncio.wait_for(self.task, within)
+        finally:
+            self._oracle.close()
+
+    async def stop(self) -> None:
+        self.runner.stop()
+        if self.task is not None and not self.task.done():
+            await asyncio.wait_for(self.task, 5)
+        self._oracle.close()
