@@ -150,6 +150,7 @@ class S3Proxy:
         self.port = free_port()
         self._server: asyncio.base_events.Server | None = None
         self._conns: set[asyncio.StreamWriter] = set()
+        self.delay_per_chunk = 0.0  # seconds per 64 KiB forwarded to S3: a slow uplink
 
     @property
     def url(self) -> str:
@@ -182,15 +183,17 @@ class S3Proxy:
             return
         self._conns.update((writer, up_writer))
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, upstream: bool) -> None:
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 while data := await src.read(65536):
+                    if upstream and self.delay_per_chunk:
+                        await asyncio.sleep(self.delay_per_chunk)
                     dst.write(data)
                     await dst.drain()
             with contextlib.suppress(OSError):
                 dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
         self._conns.discard(writer)
         self._conns.discard(up_writer)
 
