@@ -547,7 +547,7 @@ class RecorderSection(Section):
     # 2 GiB: about 9 days of a 50 Hz, 6-channel bench or 2 h at 3 Mbaud (bench/RESULTS.md, bytes per sample).
     max_disk_mb: float = Field(
         2048.0,
-        ge=1,
+        ge=0.01,
         le=1024 * 1024,
         description="Disk budget of the recordings; past it the oldest uploaded segments are deleted"
         " first, then (counted, logged) the oldest not uploaded.",

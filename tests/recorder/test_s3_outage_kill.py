@@ -92,7 +92,8 @@ async def test_outage_then_sigkill_mid_multipart_loses_and_duplicates_nothing(
     config.write_text(toml + s3_toml(s3_proxy.url, part_size_mb=PART_MB), encoding="utf-8")
     scenario = tmp_path / "scenario.toml"
     scenario.write_text(
-        f'name = "outage"\nduration = "{DURATION}s"\n' + "".join(step_toml(*s) for s in STEPS), encoding="utf-8"
+        f'name = "outage"\nduration = "{DURATION}s"\n' + "".join(step_toml(*s) for s in STEPS),
+        encoding="utf-8",
     )
     log = tmp_path / "agent.log"
     await s3_proxy.down()  # S3 unreachable from the start: uploads wait and retry
