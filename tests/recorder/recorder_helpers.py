@@ -9,6 +9,7 @@ import csv
 import gzip
 import io
 import socket
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
@@ -96,11 +97,13 @@ class CapturingPty(PtyPort):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lines: list[bytes] = []
+        self.times: list[float] = []  # time.monotonic() of each write
 
     def write(self, data: bytes) -> bool:
         ok = super().write(data)
         if ok:
             self.lines.append(data)
+            self.times.append(time.monotonic())
         return ok
 
 
