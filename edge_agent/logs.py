@@ -23,6 +23,7 @@ SENSITIVE_KEYS = frozenset(
         # it names the account's key pair.
         "aws_access_key_id", "aws_secret_access_key", "aws_session_token", "aws_security_token",
         "access_key_id", "secret_access_key", "session_token", "x-amz-security-token",
+        "accesskeyid", "secretaccesskey", "sessiontoken",  # botocore's credential dicts (CamelCase)
     }
 )  # fmt: skip
 _BEARER_RE = re.compile(r"(?i)(bearer\s+)[^\s'\",}]+")

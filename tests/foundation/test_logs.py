@@ -73,3 +73,21 @@ def test_redactor_learns_new_secrets_and_ignores_tiny_ones() -> None:
     assert redactor.redact_text("abc") == "abc"
     redactor.add("late-secret-1")
     assert redactor.redact({"k": ("late-secret-1",)}) == {"k": (REDACTED,)}
+
+
+def test_aws_secret_names_are_redacted() -> None:
+    buf = io.StringIO()
+    setup_logging("debug", stream=buf, json=True)
+    log = get_logger("aws")
+    log.info(
+        "creds",
+        aws_secret_access_key="s3cr3t-value-1",
+        AWS_SESSION_TOKEN="s3cr3t-value-2",
+        nested={
+            "SecretAccessKey": "x",
+            "secret_access_key": "s3cr3t-value-3",
+            "X-Amz-Security-Token": "s3cr3t-4",
+        },
+    )
+    text = buf.getvalue()
+    assert "s3cr3t" not in text, text

@@ -39,11 +39,11 @@ RATE = 4000.0  # lines/s: ~80 kB/s of gzip'd CSV, a few 64 KiB parts per step se
 PART_MB = 0.0625
 
 
-async def _spawn(config: Path, log: Path) -> asyncio.subprocess.Process:
+async def _spawn(config: Path, log: Path, *extra: str) -> asyncio.subprocess.Process:
     with log.open("ab") as out:
         return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "edge_agent", "run", "--config", str(config), "--log-format", "json",
-            stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
+            *extra, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
         )  # fmt: skip
 
 

@@ -84,7 +84,7 @@ async def test_three_steps_three_objects_three_registrations(
     assert set(written.by_step) == {name for name, _, _ in STEPS}
     stored = objects(s3_server)  # directly: the proxy runs on this (blocked) loop
     state = atlas.state()
-    run_id, steps_by_id = step_titles(state)
+    _, steps_by_id = step_titles(state)
     registrations = state["test_runs"][0]["test_data"]
     # One registration per object, each naming an object that is in the bucket with its size.
     assert sorted(r["s3_url"] for r in registrations) == sorted(f"s3://{BUCKET}/{k}" for k in stored)

@@ -1,0 +1,127 @@
+"""The recorder's pure parts: the segmenter's cuts, the CSV rows, the gzip-member format and its
+recovery after a cut-off write, and the disk budget's order."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+from pathlib import Path
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge_agent.frames import Frame
+from edge_agent.recorder import csvgz, retention, store
+from edge_agent.recorder.model import SegmentInfo, StepRef, open_path, sidecar_path
+from edge_agent.recorder.segmenter import Close, Open, Rows, Segmenter, StepChange
+from edge_agent.state_files import write_json
+
+
+def frame(t: float, source: str = "a", **values: float) -> Frame:
+    return Frame(source, t, 1_700_000_000.0 + t, values or {"x": t}, None)
+
+
+def kinds(actions: list[object]) -> list[str]:
+    out = []
+    for a in actions:
+        if isinstance(a, Open):
+            out.append(f"open{a.seq}:{a.source}:{a.step.title if a.step else '-'}")
+        elif isinstance(a, Close):
+            out.append(f"close{a.seq}:{a.reason}")
+        elif isinstance(a, Rows):
+            out.append(f"rows{a.seq}x{len(a.frames)}")
+    return out
+
+
+def test_segments_are_cut_at_step_changes_per_source() -> None:
+    seg = Segmenter(max_bytes=10**9, max_seconds=3600)
+    step = StepRef("s1", "card")
+    actions = seg.route(
+        [
+            frame(0),
+            frame(0.1, "b"),
+            StepChange(step),
+            frame(0.2),
+            frame(0.3, "b"),
+            StepChange(step),
+            frame(0.4),
+        ]
+    )
+    assert kinds(actions) == [
+        "open1:a:-", "rows1x1", "open2:b:-", "rows2x1", "close1:step", "close2:step",
+        "open3:a:s1", "rows3x1", "open4:b:s1", "rows4x1", "rows3x1",
+    ]  # fmt: skip
+    assert kinds(seg.route([StepChange(None)])) == ["close3:step", "close4:step"]
+
+
+def test_size_time_and_channel_rotation() -> None:
+    seg = Segmenter(max_bytes=1000, max_seconds=10)
+    seg.route([frame(0, x=1.0, y=2.0)])
+    seg.written(1, 999)
+    assert kinds(seg.close_full()) == []
+    seg.written(1, 1000)
+    assert kinds(seg.route([frame(1, x=1.0, y=2.0)])) == ["close1:size", "open2:a:-", "rows2x1"]
+    assert kinds(seg.route([frame(2, x=1.0)])) == ["rows2x1"]  # a missing channel: same file
+    assert kinds(seg.route([frame(3, x=1.0, z=3.0)])) == ["close2:channels", "open3:a:-", "rows3x1"]
+    assert kinds(seg.route([frame(13.5, x=1.0, z=3.0)])) == ["close3:time", "open4:a:-", "rows4x1"]
+    assert kinds(seg.expire(1_700_000_000.0 + 23.5)) == ["close4:time"]
+
+
+def _rows(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text)))
+
+
+@given(st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), min_size=1, max_size=6))
+def test_values_read_back_as_the_same_floats(values: list[float]) -> None:
+    names = [f"c{i}" for i in range(len(values))]
+    f = Frame("a", 5.25, 1_700_000_000.123, dict(zip(names, values, strict=True)), 42.0)
+    (row,) = _rows(csvgz.RowFormatter(names, True, 5.0).format([f]))
+    assert row[:3] == ["2023-11-14 22:13:20.123", "0.250000", "42.0"]
+    back = [float(v) for v in row[3:]]
+    for a, b in zip(back, values, strict=True):
+        assert (math.isnan(a) and math.isnan(b)) or a == b
+
+
+def test_a_missing_channel_is_an_empty_cell() -> None:
+    f = Frame("a", 1.0, 1.0, {"x": 1.5}, None)
+    assert _rows(csvgz.RowFormatter(["x", "y"], False, 1.0).format([f])) == [
+        ["1970-01-01 00:00:01.000", "0.000000", "1.5", ""]
+    ]
+
+
+def test_scan_keeps_complete_members_and_recover_finishes_the_file(tmp_path: Path) -> None:
+    final = tmp_path / "000001_a_s1.csv.gz"
+    part = open_path(final)
+    members = [csvgz.member("h1,h2\n", 1)] + [csvgz.member(f"{i},{i}\n" * 100, 1) for i in range(3)]
+    whole = b"".join(members)
+    cut = csvgz.member("9,9\n" * 100, 1)
+    part.write_bytes(whole + cut[: len(cut) // 2])  # a SIGKILL in the middle of the fourth write
+    assert csvgz.scan(part) == (len(whole), 301)
+    info = SegmentInfo("run", 1, "a", "s1", "c", final.name, ["h1", "h2"], None, 1.0)
+    write_json(sidecar_path(final), info.as_json())
+    recovered = store.recover(final, info)
+    assert recovered is not None and recovered.frames == 300 and recovered.recovered
+    assert not part.exists() and final.read_bytes() == whole
+    assert len(list(csvgz.iter_rows(final))) == 301
+    assert gzip.decompress(final.read_bytes()).count(b"\n") == 301
+    (tmp_path / "garbage.gz").write_bytes(whole + b"not gzip at all")
+    assert csvgz.scan(tmp_path / "garbage.gz")[0] == len(whole)
+
+
+def _seg(seq: int, size: int, uploaded: bool) -> SegmentInfo:
+    info = SegmentInfo("r", seq, "a", None, None, f"{seq}.csv.gz", [], None, float(seq), bytes=size)
+    info.s3_url = f"s3://b/{seq}" if uploaded else None
+    return info
+
+
+def test_budget_deletes_uploaded_segments_first_then_the_oldest() -> None:
+    segs = [_seg(1, 100, False), _seg(2, 100, True), _seg(3, 100, False), _seg(4, 100, True)]
+    chosen = retention.choose_deletions(segs, 400, 250, uploads=True)
+    assert [(s.seq, r) for s, r in chosen] == [(2, "uploaded"), (4, "uploaded")]
+    chosen = retention.choose_deletions(segs, 400, 150, uploads=True)
+    assert [(s.seq, r) for s, r in chosen] == [(2, "uploaded"), (4, "uploaded"), (1, "not_uploaded")]
+    assert retention.choose_deletions(segs, 400, 400, uploads=True) == []
+    local = retention.choose_deletions([_seg(1, 100, False), _seg(2, 100, False)], 200, 150, uploads=False)
+    assert [(s.seq, r) for s, r in local] == [(1, "local_only")]
