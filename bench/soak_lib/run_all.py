@@ -29,6 +29,7 @@ SCRIPTS: list[tuple[str, list[str], str]] = [
     ("bench_backtest.py", ["--rows", "1000000", "--repeat", "3"], "backtest"),
     ("bench_live_page.py", ["--seconds", "10", "--rounds", "1"], "live_page"),
     ("bench_plot.py", ["--plots", "10"], "plot"),
+    ("bench_recorder.py", ["--seconds", "10"], "recorder"),
 ]
 OPTIONAL: tuple[str, list[str], str] = ("bench_fault_to_issue.py", [], "fault_to_issue")
 # Deterministic figures (counts on seeded data, not timings): measured in the first run only.
@@ -99,6 +100,7 @@ LAT = ("lens", "streamer", "latency_pty_to_socket")
 THR = ("lens", "streamer", "throughput")
 OB = ("outbox", "outbox")
 BL = ("baseline", "baseline")
+REC = ("recorder", "recorder")
 FIGURES: list[Figure] = [
     Figure(
         "Serial",
@@ -295,6 +297,55 @@ FIGURES: list[Figure] = [
         "MB",
         path(*OB, "outage", "rss_during_outage", "rss_mb"),
     ),
+    Figure(
+        "Recorder",
+        "recording CPU at 3 Mbaud equiv. (5,000 lines/s, 8 ch, the Recorder and its writer thread)",
+        "% core",
+        path(*REC, "recorder_3M_baud", "cpu_percent_of_one_core"),
+    ),
+    Figure(
+        "Recorder",
+        "recording bytes per sample at 3 Mbaud (gzip 1 CSV, noisy sensor data)",
+        "B",
+        path(*REC, "recorder_3M_baud", "bytes_per_sample"),
+    ),
+    Figure(
+        "Recorder",
+        "Recorder.add, the per-frame call on the event loop",
+        "us/frame",
+        path(*REC, "recorder_3M_baud", "hot_path_us_per_frame"),
+    ),
+    Figure(
+        "Recorder",
+        "frames dropped at 3 Mbaud (writer behind)",
+        "frames",
+        path(*REC, "recorder_3M_baud", "frames_dropped"),
+        ("<", 1),
+    ),
+    Figure(
+        "Recorder",
+        "S3 upload throughput to local S3 (moto), 64 MiB segment, 8 MiB parts",
+        "MB/s",
+        path(*REC, "s3_upload", "multipart_64MiB", "mb_per_s"),
+    ),
+    Figure(
+        "Recorder",
+        "S3 upload throughput to local S3 (moto), 2 MiB segment, one PUT",
+        "MB/s",
+        path(*REC, "s3_upload", "single_put_2MiB", "mb_per_s"),
+    ),
+    Figure(
+        "Recorder",
+        "step END marker written -> data registration in Atlas, median of 5 steps",
+        "s",
+        path(*REC, "step_end_to_registration", "median_s"),
+    ),
+    Figure(
+        "Recorder",
+        "step END marker written -> data registration in Atlas, worst of 5 steps",
+        "s",
+        path(*REC, "step_end_to_registration", "max_s"),
+    ),
     Figure("Agent", "start-up to READY=1 (NOTIFY_SOCKET)", "s", path("agent", "startup_to_ready_s")),
     Figure(
         "Agent", "shutdown after SIGTERM (drained, lens session destroyed)", "s", path("agent", "shutdown_s")
@@ -436,6 +487,37 @@ def baseline_table(runs: list[dict[str, Any]]) -> list[str]:
         f" at hold 3; fault: {chosen['fault_false_before_onset']} anomalies before the onset (precursors),"
         f" {chosen['fault_channels_missed']} fault channels missed, worst delay per channel: {by_channel} s.",
     ]
+    return lines
+
+
+def recorder_table(runs: list[dict[str, Any]]) -> list[str]:
+    """bench_recorder.py's format comparison: how the recording format was chosen."""
+    data = [
+        r["recorder"]["recorder"]["formats"]
+        for r in runs
+        if "formats" in r.get("recorder", {}).get("recorder", {})
+    ]
+    if not data:
+        return []
+    lines = [
+        "",
+        "## bench_recorder.py: choosing the recording format",
+        "",
+        "8-channel frames at 5,000 lines/s (3 Mbaud), written in 1 s batches; bytes per sample and CPU"
+        " (all threads, frames -> file bytes) as % of one core, median of the runs. `sensor`: noisy"
+        " sensor values with 1-4 decimals; `random`: uniform values with 2 decimals (compression's worst"
+        " case). The CSV rows carry time_utc, t_s and the device time besides the 8 channels.",
+        "",
+        "| Format | B/sample (sensor) | CPU % (sensor) | B/sample (random) | CPU % (random) | Read by |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in data[0]:
+        cells = []
+        for kind in ("sensor", "random"):
+            for key in ("bytes_per_sample", "cpu_percent_of_one_core"):
+                values = [d[name][kind][key] for d in data if name in d]
+                cells.append(_fmt(statistics.median(values)))
+        lines.append(f"| {name} | {' | '.join(cells)} | {data[0][name]['read_by']} |")
     return lines
 
 
@@ -595,6 +677,9 @@ def run_only(names: list[str], repeat: int) -> int:
     sections = dict.fromkeys(f.section for f in FIGURES if any(f.get(r) is not None for r in runs))
     for section in sections:
         text = merge_section(text, section, section_lines(section, runs, note))
+    table = recorder_table(runs)  # bench_recorder.py's format comparison, when it ran
+    if table:
+        text = merge_section(text, table[1].removeprefix("## "), [table[0], table[1], "", note, *table[2:]])
     RESULTS.write_text(text)
     print(text)
     return 0
@@ -633,6 +718,7 @@ def render(runs: list[dict[str, Any]], info: dict[str, Any], wall: float, note: 
                 f"| {key} | {_fmt(min(values))} | {_fmt(statistics.median(values))} | {_fmt(max(values))} |"
             )
     lines += baseline_table(runs)
+    lines += recorder_table(runs)
     lines += notes(runs)
     if note:
         lines.append(f"- {note}")
@@ -676,3 +762,4 @@ def main(argv: list[str]) -> int:
     RESULTS.write_text(text)
     print(text)
     return 0
+

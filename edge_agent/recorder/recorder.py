@@ -27,8 +27,8 @@ from edge_agent.logs import get_logger
 from edge_agent.outbox import BatchRef, Job, JobSpec, JobState, Json, Outbox, OutboxError
 from edge_agent.recorder import retention, store
 from edge_agent.recorder.model import CONTENT_TYPE, RECORDINGS_DIR, SegmentInfo, StepRef, run_dir, slug
-from edge_agent.recorder.segmenter import Segmenter, StepChange
-from edge_agent.recorder.writer import Item, SegmentWriter
+from edge_agent.recorder.segmenter import Segmenter
+from edge_agent.recorder.writer import SegmentWriter
 from edge_agent.state_files import ensure_private_dir
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class Recorder:
         self.device_time_columns = {port.name: port.device_time for port in config.serial}
         self.budget = int(self.section.max_disk_mb * MIB)
         self.max_pending = int(self.section.max_pending_mb * MIB)
-        self._pending: list[Frame | _Cut] = []
+        self._pending: list[Frame | _Cut] = []  # _Cut has `step`: the writer takes it as a step change
         self._pending_cost = 0
         self._handed_cost = 0
         self._unresolved: list[_Cut] = []
@@ -139,24 +139,17 @@ class Recorder:
             cut = self._unresolved.pop(0)
             if not cut.resolved:  # never resolved: the step is unchanged
                 cut.step, cut.resolved = self.steps_current(), True
-        if self._unresolved:
+        if not self._unresolved:  # the common case: the whole list goes, no per-frame work here
+            items, self._pending = self._pending, []
+            cost, self._pending_cost = self._pending_cost, 0
+        else:  # up to the first cut whose step is not known yet
             limit = self._pending.index(self._unresolved[0])
             items, self._pending = self._pending[:limit], self._pending[limit:]
-        else:
-            items, self._pending = self._pending, []
-        if not items:
-            return
-        batch: list[Item] = []
-        frames_cost = 0
-        for item in items:
-            if type(item) is Frame:
-                batch.append(item)
-                frames_cost += FRAME_COST + CHANNEL_COST * len(item.values)
-            elif isinstance(item, _Cut):
-                batch.append(StepChange(item.step))
-        self._pending_cost -= frames_cost
-        self._handed_cost += frames_cost
-        self.writer.put(batch, frames_cost)
+            cost = sum(FRAME_COST + CHANNEL_COST * len(i.values) for i in items if type(i) is Frame)
+            self._pending_cost -= cost
+        if items:
+            self._handed_cost += cost
+            self.writer.put(items, cost)
 
     def steps_current(self) -> StepRef | None:
         current = self.steps.state.get("current") if self.steps.state else None
@@ -269,7 +262,9 @@ class Recorder:
             "segment": info.key,
         }
         specs = [JobSpec(KIND_UPLOAD, group, upload)]
-        refs = await self._atlas_refs(info) if self.register else None
+        # Only this run's segments: the step tracker knows the Atlas ids of this run's steps alone (a
+        # segment an earlier run left behind is uploaded, not registered).
+        refs = await self._atlas_refs(info) if self.register and info.run_key == self.run_key else None
         if refs is not None:
             fields, deps = refs
             payload = {

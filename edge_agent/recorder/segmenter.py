@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from edge_agent.frames import Frame
 from edge_agent.recorder.model import StepRef
@@ -22,6 +23,13 @@ class StepChange:
     """From here on, frames belong to `step` (None: between steps)."""
 
     step: StepRef | None
+
+
+class StepLike(Protocol):
+    """Anything with the step from there on (the Recorder hands its cut markers over as they are)."""
+
+    @property
+    def step(self) -> StepRef | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +82,7 @@ class Segmenter:
     def open_segments(self) -> int:
         return len(self._open)
 
-    def route(self, items: Iterable[Frame | StepChange]) -> list[Action]:
+    def route(self, items: Iterable[Frame | StepChange | StepLike]) -> list[Action]:
         actions: list[Action] = []
         last: Rows | None = None
         opened = self._open
@@ -93,7 +101,7 @@ class Segmenter:
                     last = Rows(segment.seq, segment.channels)
                     actions.append(last)
                 last.frames.append(item)
-            elif isinstance(item, StepChange) and item.step != self.step:
+            elif not isinstance(item, Frame) and item.step != self.step:  # StepChange, or a Recorder cut
                 self.step = item.step
                 actions += self.close_all("step")
                 last = None

@@ -24,18 +24,18 @@ from edge_agent.frames import Frame
 from edge_agent.logs import get_logger
 from edge_agent.recorder import csvgz
 from edge_agent.recorder.model import SegmentInfo, StepRef, open_path, segment_file_name, sidecar_path
-from edge_agent.recorder.segmenter import Close, Open, Rows, Segmenter, StepChange
+from edge_agent.recorder.segmenter import Close, Open, Rows, Segmenter, StepChange, StepLike
 from edge_agent.recorder.store import note_seq
 from edge_agent.state_files import ensure_private_dir, fsync_dir, write_json
 
 log = get_logger(__name__)
 
-Item = Frame | StepChange
+Item = Frame | StepChange | StepLike
 
 
 @dataclass(slots=True)
 class _Batch:
-    items: list[Item]
+    items: Sequence[Item]
     cost: int  # the bytes the Recorder counted for these items
 
 
@@ -92,7 +92,7 @@ class SegmentWriter:
         self._thread = threading.Thread(target=self._run, name="recorder-writer", daemon=True)
         self._thread.start()
 
-    def put(self, items: list[Item], cost: int) -> None:
+    def put(self, items: Sequence[Item], cost: int) -> None:
         self._queue.put(_Batch(items, cost))
 
     @property
@@ -127,7 +127,7 @@ class SegmentWriter:
                 self._guarded(lambda: self._apply(self.segmenter.expire(self._wall())))
                 next_flush = time.monotonic() + self.flush_interval
 
-    def _route(self, items: list[Item]) -> None:
+    def _route(self, items: Sequence[Item]) -> None:
         self._apply(self.segmenter.route(items))
 
     def _guarded(self, work: Callable[[], object]) -> None:
