@@ -52,7 +52,7 @@ async def _record(
         async def steps_done() -> bool:
             return len(agent.steps.status()["completed"]) == len(STEPS)
 
-        await wait_until(steps_done, 10, "the steps to end")
+        await wait_until(steps_done, 30, "the steps to end")
         stopped = True
         await agent.stop(time.monotonic() + 10)
     finally:

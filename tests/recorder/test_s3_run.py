@@ -72,7 +72,7 @@ async def test_three_steps_three_objects_three_registrations(
         async def steps_done() -> bool:
             return len(agent.steps.status()["completed"]) == len(STEPS)
 
-        await wait_until(steps_done, 10, "every step END marker to reach the step tracker")
+        await wait_until(steps_done, 30, "every step END marker to reach the step tracker")
         stopped = True
         assert await agent.stop(time.monotonic() + 30), "the outbox did not drain"
     finally:
