@@ -762,4 +762,3 @@ def main(argv: list[str]) -> int:
     RESULTS.write_text(text)
     print(text)
     return 0
-
