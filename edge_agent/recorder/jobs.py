@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 from edge_agent.atlas.client import AtlasClient
 from edge_agent.atlas.errors import AtlasError
-from edge_agent.atlas.jobs import delivery_error, resolve
+from edge_agent.atlas.job_support import delivery_error, resolve
 from edge_agent.outbox import Job, Json, Permanent
 
 KIND_REGISTER = "atlas.test_run_data"
