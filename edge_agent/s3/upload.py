@@ -65,7 +65,11 @@ def _md5_etag(data: bytes) -> str:
 def _error(failure: S3Failure) -> Retryable | Permanent:
     if failure.retryable:
         retry_after = FIXABLE_RETRY_AFTER if failure.code in FIXABLE_CODES else None
-        return Retryable(failure.status, retry_after, str(failure), outcome_unknown=failure.sent)
+        # S3 is not Atlas: its outage must not pause the Atlas jobs (a whole-queue pause is for the
+        # service every job talks to); the upload backs off on its own.
+        return Retryable(
+            failure.status, retry_after, str(failure), outcome_unknown=failure.sent, service_wide=False
+        )
     return Permanent(failure.status, str(failure), str(failure))
 
 

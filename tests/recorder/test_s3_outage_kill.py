@@ -125,6 +125,16 @@ async def test_outage_then_sigkill_mid_multipart_loses_and_duplicates_nothing(
             await _until(segments_closed, 10, "the step segments to be closed")
             status = await _status(http, control)
             assert status is not None and status["recorder"]["uploaded_segments"] == 0  # S3 is down
+
+            async def outcomes_in_atlas() -> bool:  # S3 down does not hold up the Atlas jobs
+                runs = atlas.state()["test_runs"]
+                steps = [s for r in runs for c in r["test_cards"] for s in c["test_steps"]]
+                return len(steps) == 3 and all(s["execution_status"] != "todo" for s in steps)
+
+            await _until(outcomes_in_atlas, 20, "the step outcomes in Atlas while S3 is down")
+            status = await _status(http, control)
+            assert status is not None and status["outbox"]["counters"].get("retries", 0) >= 1
+            assert status["outbox"]["service_failures"] == 0, "an S3 outage paused the whole outbox"
             # S3 back, but slow: a multipart upload takes seconds. Kill the agent once one has parts.
             s3_proxy.delay_per_chunk = 0.25
             await s3_proxy.up()
