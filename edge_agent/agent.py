@@ -183,7 +183,7 @@ class Agent:
         if config.recorder.enabled:
             self.recorder = Recorder(
                 config, self.state_dir, outbox=self.outbox, steps=self.steps, s3=self.s3, atlas=self.atlas,
-                mono=mono, wall=wall,
+                mono=mono, wall=wall, health=self.state_health,
             )  # fmt: skip
         self.loop_lag = LoopLagMonitor()
         self.watchdog = Watchdog.from_environment(self.notifier, self.loop_lag, self._progressing)

@@ -29,7 +29,7 @@ from edge_agent.recorder import retention, store
 from edge_agent.recorder.model import CONTENT_TYPE, RECORDINGS_DIR, SegmentInfo, StepRef, run_dir, slug
 from edge_agent.recorder.segmenter import Segmenter
 from edge_agent.recorder.writer import SegmentWriter
-from edge_agent.state_files import ensure_private_dir
+from edge_agent.state_files import StateFileHealth, ensure_private_dir
 
 if TYPE_CHECKING:
     from edge_agent.atlas.client import AtlasClient
@@ -71,8 +71,10 @@ class Recorder:
         atlas: AtlasClient | None = None,
         mono: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        health: StateFileHealth | None = None,
     ) -> None:
         self.section = config.recorder
+        self.health = health
         self.s3_section = config.s3
         self.bench = config.agent.bench
         self.root = Path(state_dir) / RECORDINGS_DIR
@@ -190,6 +192,7 @@ class Recorder:
             flush_interval=self.section.flush_interval,
             level=self.section.compression_level,
             wall=self._wall,
+            health=self.health,
         )
         self.writer.start()
         await self._catch_up()
@@ -212,7 +215,7 @@ class Recorder:
             job = await self.outbox.job(info.upload_job)
             if job is not None and job.state is JobState.DONE and job.result:
                 info.s3_url = str(job.result.get("s3_url") or "") or None
-                await asyncio.to_thread(store.save, self.root, info)
+                await asyncio.to_thread(store.save, self.root, info, self.health)
 
     async def run(self) -> None:
         """The component's loop: hand-offs, finished segments, the disk budget."""
@@ -282,7 +285,7 @@ class Recorder:
             return
         info.upload_job = ids[0]
         info.register_job = ids[1] if len(ids) > 1 else None
-        await asyncio.to_thread(store.save, self.root, info)
+        await asyncio.to_thread(store.save, self.root, info, self.health)
 
     async def _atlas_refs(self, info: SegmentInfo) -> tuple[dict[str, Any], tuple[int, ...]] | None:
         try:
@@ -298,7 +301,7 @@ class Recorder:
             return
         info.s3_url = str(result["s3_url"])
         self.counters["segments_uploaded"] += 1
-        await asyncio.to_thread(store.save, self.root, info)
+        await asyncio.to_thread(store.save, self.root, info, self.health)
 
     def disk_bytes(self) -> int:
         open_bytes = self.writer.open_bytes if self.writer is not None else 0

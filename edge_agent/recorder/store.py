@@ -22,7 +22,13 @@ from edge_agent.recorder.model import (
     run_dir,
     sidecar_path,
 )
-from edge_agent.state_files import fsync_dir, read_json_state, remove_stale_temps, write_json
+from edge_agent.state_files import (
+    StateFileHealth,
+    fsync_dir,
+    read_json_state,
+    remove_stale_temps,
+    write_json,
+)
 
 log = get_logger(__name__)
 
@@ -43,8 +49,8 @@ def next_seq(folder: Path) -> int:
     return last + 1
 
 
-def note_seq(folder: Path, seq: int) -> None:
-    write_json(folder / SEQUENCE_FILE, {"last": seq})
+def note_seq(folder: Path, seq: int, health: StateFileHealth | None = None) -> None:
+    write_json(folder / SEQUENCE_FILE, {"last": seq}, health=health)
 
 
 def load_all(root: Path) -> list[SegmentInfo]:
@@ -118,8 +124,8 @@ def delete(root: Path, info: SegmentInfo) -> None:
         folder.rmdir()  # the run's last segment: the folder goes too
 
 
-def save(root: Path, info: SegmentInfo) -> None:
-    write_json(sidecar_path(root / _folder_of(root, info) / info.file), info.as_json())
+def save(root: Path, info: SegmentInfo, health: StateFileHealth | None = None) -> None:
+    write_json(sidecar_path(root / _folder_of(root, info) / info.file), info.as_json(), health=health)
 
 
 def _folder_of(root: Path, info: SegmentInfo) -> str:

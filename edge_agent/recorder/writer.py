@@ -26,7 +26,7 @@ from edge_agent.recorder import csvgz
 from edge_agent.recorder.model import SegmentInfo, StepRef, open_path, segment_file_name, sidecar_path
 from edge_agent.recorder.segmenter import Close, Open, Rows, Segmenter, StepChange, StepLike
 from edge_agent.recorder.store import note_seq
-from edge_agent.state_files import ensure_private_dir, fsync_dir, write_json
+from edge_agent.state_files import StateFileHealth, ensure_private_dir, fsync_dir, write_json
 
 log = get_logger(__name__)
 
@@ -66,8 +66,10 @@ class SegmentWriter:
         flush_interval: float,
         level: int,
         wall: Callable[[], float] = time.time,
+        health: StateFileHealth | None = None,
     ) -> None:
         self.run_dir = run_dir
+        self.health = health
         self.run_key = run_key
         self.segmenter = segmenter
         self.device_time_columns = device_time_columns
@@ -173,8 +175,8 @@ class SegmentWriter:
             started_wall=action.first.wall,
         )
         ensure_private_dir(self.run_dir)
-        note_seq(self.run_dir, action.seq)
-        write_json(sidecar_path(path), info.as_json())
+        note_seq(self.run_dir, action.seq, self.health)
+        write_json(sidecar_path(path), info.as_json(), health=self.health)
         fd = os.open(open_path(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
         formatter = csvgz.RowFormatter(action.channels, device_column is not None, action.first.mono)
         segment = _Open(info, path, fd, formatter, [])
@@ -186,13 +188,17 @@ class SegmentWriter:
         try:
             while view:
                 view = view[os.write(segment.fd, view) :]
-        except OSError:
+        except OSError as exc:
             # Part of a member may be on disk: `recover` cuts it off if this segment ends in a crash;
             # here the file is truncated back to the last whole member so later members stay readable.
             self.frames_lost += frames
             with contextlib.suppress(OSError):
                 os.ftruncate(segment.fd, segment.info.bytes)
+            if self.health is not None:  # a full disk: on /readyz and /status with the state files
+                self.health.note_write_failed(segment.path, exc)
             raise
+        if self.health is not None:
+            self.health.note_write_ok(segment.path)
         segment.info.bytes += len(data)
         segment.info.frames += frames
         self.frames_written += frames
@@ -224,5 +230,5 @@ class SegmentWriter:
         fsync_dir(self.run_dir)
         segment.info.state = "finished"
         segment.info.finish_reason = reason
-        write_json(sidecar_path(segment.path), segment.info.as_json())
+        write_json(sidecar_path(segment.path), segment.info.as_json(), health=self.health)
         self.finished.put(segment.info)
