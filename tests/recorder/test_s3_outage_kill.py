@@ -136,7 +136,7 @@ async def test_outage_then_sigkill_mid_multipart_loses_and_duplicates_nothing(
             assert status is not None and status["outbox"]["counters"].get("retries", 0) >= 1
             assert status["outbox"]["service_failures"] == 0, "an S3 outage paused the whole outbox"
             # S3 back, but slow: a multipart upload takes seconds. Kill the agent once one has parts.
-            s3_proxy.delay_per_chunk = 0.25
+            s3_proxy.delay_per_chunk = 0.5  # a part takes >= 0.5 s: the kill lands between parts
             await s3_proxy.up()
             await _until(lambda: _parts_in_flight(s3_server), 60, "a multipart upload with a part")
             proc.send_signal(signal.SIGKILL)
