@@ -438,8 +438,8 @@ class RuleSection(Section):
 
 
 # 64 MiB holds the default 2 min of the fastest ordinary source (8 channels at 3 Mbaud, 5,000 lines/s:
-# 88 bytes a row, ~53 MB) or of four 921,600-baud ones; wider or faster input is cut by bytes (and the
-# evidence says so) instead of growing the process.
+# ~81 bytes a row, ~49 MB) or of four 921,600-baud ones (1,536 lines/s: ~15 MB each); wider or faster
+# input is cut by bytes (and the evidence says so) instead of growing the process.
 DEFAULT_EVIDENCE_MEMORY_MB = 64.0
 
 

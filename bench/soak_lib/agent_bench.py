@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 import tty
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +119,16 @@ class Writer:
             except BlockingIOError:
                 time.sleep(0.0005)
 
+    def flood(self, chunk: bytes, seconds: float) -> int:
+        """`chunk` (whole lines) again and again, as fast as the reader takes it; returns lines sent."""
+        lines = chunk.count(b"\n")
+        end = time.perf_counter() + seconds
+        sent = 0
+        while time.perf_counter() < end:
+            self.write(chunk)
+            sent += lines
+        return sent
+
     def stream(self, rate: float, seconds: float) -> int:
         start = time.perf_counter()
         sent = 0
@@ -136,6 +147,7 @@ class Writer:
 class AgentBench:
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
+        self.repo = REPO  # the tree whose edge_agent is run (`python -m edge_agent` in it)
         settings = EmulatorSection(
             runner_slots=4, warmup=0.2,
             lenses=[EmulatedLens(lens_id="lns-emulated-machine-state", lens_name="machine state")],
@@ -165,13 +177,15 @@ class AgentBench:
             data: dict[str, Any] = await resp.json()
             return data
 
-    async def _spawn(self, name: str, control_extra: str = "") -> tuple[asyncio.subprocess.Process, float]:
-        """Spawn an agent (`control_extra`: more [control] keys); returns it and the seconds from spawn
-        to its READY=1."""
+    async def _spawn(
+        self, name: str, control_extra: str = "", edit: Callable[[str], str] = str
+    ) -> tuple[asyncio.subprocess.Process, float]:
+        """Spawn an agent (`control_extra`: more [control] keys; `edit`: other changes to its config
+        text); returns it and the seconds from spawn to its READY=1."""
         state = self.workdir / f"state-{name}"
         cfg = self.workdir / f"{name}.toml"
         urls = (self.archetype.base_url, self.atlas.base_url)
-        cfg.write_text(_config(state, self.link, *urls, self.port, control_extra))
+        cfg.write_text(edit(_config(state, self.link, *urls, self.port, control_extra)))
         notify_path = str(self.workdir / f"notify-{name}")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(notify_path)
@@ -181,7 +195,7 @@ class AgentBench:
         start = time.perf_counter()
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "edge_agent", "run", "--config", str(cfg), "--log-format", "json",
-            stdout=log, stderr=asyncio.subprocess.STDOUT, cwd=str(REPO), env=env,
+            stdout=log, stderr=asyncio.subprocess.STDOUT, cwd=str(self.repo), env=env,
         )  # fmt: skip
         log.close()
         loop = asyncio.get_running_loop()
@@ -303,6 +317,153 @@ class AgentBench:
         proc.send_signal(signal.SIGKILL)  # the outbox is durable; draining it is not this figure
         await proc.wait()
         return result
+
+    async def ring_against(self, other: Path, rounds: int) -> dict[str, Any]:
+        """The 3 Mbaud figures of `_ring_full` for the agent of tree `other` (an earlier commit) and of
+        this one, alternating, `rounds` times each: before/after under the same load."""
+        await self.archetype.start()
+        await self.atlas.start()
+        self.http = aiohttp.ClientSession()
+        drainer = threading.Thread(target=self._drain_echo, daemon=True)
+        drainer.start()
+        runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
+        try:
+            for n in range(rounds):
+                for label, tree in (("before", other), ("after", REPO)):
+                    self.repo = tree
+                    runs[label].append(await self._ring_full(f"{label}-{n}"))
+        finally:
+            self.repo = REPO
+            self._drain_stop.set()
+            await self.http.close()
+            await self.atlas.stop()
+            await self.archetype.stop()
+            os.close(self.master)
+            os.close(self.slave)
+        return runs
+
+    async def ring_figures(self) -> dict[str, Any]:
+        """The ring's whole-agent figures, each from an agent of its own: `ring_full` (8-channel CSV at
+        3 Mbaud equivalent for RING_FULL_S, longer than the 30 s ring: CPU over the run, RSS with the
+        ring full, what /status says the ring holds) and `wide_json` (JSON lines of WIDE_FIELDS numeric
+        fields written as fast as the agent reads them for WIDE_SECONDS: RSS against the idle RSS
+        plus the budget)."""
+        await self.archetype.start()
+        await self.atlas.start()
+        self.http = aiohttp.ClientSession()
+        drainer = threading.Thread(target=self._drain_echo, daemon=True)
+        drainer.start()
+        try:
+            return {"ring_full": await self._ring_full(), "wide_json": await self._wide_json()}
+        finally:
+            self._drain_stop.set()
+            await self.http.close()
+            await self.atlas.stop()
+            await self.archetype.stop()
+            os.close(self.master)
+            os.close(self.slave)
+
+    async def _stop(self, proc: asyncio.subprocess.Process) -> None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 30.0)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+    async def _ring_full(self, name: str = "ring-full") -> dict[str, Any]:
+        proc, _ = await self._spawn(name)
+        await asyncio.sleep(5.0)  # lens session up, first Atlas writes done
+        idle_rss = _rss_mb(proc.pid)
+        cpu, frames = await self._cpu_during(proc.pid, RING_FULL_S, 5000.0)
+        rss = _rss_mb(proc.pid)
+        # An agent from before the byte-bounded ring has no "evidence" in /status.
+        evidence = (await self._status()).get("evidence") or {"bytes": None, "sources": {}}
+        await self._stop(proc)
+        held = evidence["sources"].get("bench", {})
+        return {
+            "idle_rss_mb": idle_rss,
+            "cpu_percent_3M_baud": cpu,
+            "frames": frames,
+            "seconds": RING_FULL_S,
+            "rss_mb": rss,
+            "ring_bytes": evidence["bytes"],
+            "ring_span_s": held.get("span_s"),
+            "ring_frames": held.get("frames"),
+        }
+
+    async def _wide_json(self) -> dict[str, Any]:
+        proc, _ = await self._spawn("wide-json", edit=_wide_json_port)
+        await asyncio.sleep(5.0)
+        status = await self._status()
+        idle_rss = _rss_mb(proc.pid)
+        budget_mb = status["evidence"]["budget_bytes"] / (1024 * 1024)
+        frames0 = status["ports"]["bench"]["frames"]
+        t0 = time.perf_counter()
+        sent = await asyncio.to_thread(self.writer.flood, _wide_lines(), WIDE_SECONDS)
+        elapsed = time.perf_counter() - t0
+        rss = _rss_mb(proc.pid)
+        peak = _hwm_mb(proc.pid)
+        status = await self._status()
+        evidence = status["evidence"]
+        await self._stop(proc)
+        ring = evidence["sources"].get("bench", {})
+        return {
+            "fields": WIDE_FIELDS,
+            "seconds": elapsed,
+            "lines_written": sent,
+            "lines_per_s": (status["ports"]["bench"]["frames"] - frames0) / elapsed,
+            "idle_rss_mb": idle_rss,
+            "budget_mb": budget_mb,
+            "rss_mb": rss,
+            "peak_rss_mb": peak,
+            "rss_over_idle_mb": rss - idle_rss,
+            "peak_over_idle_mb": peak - idle_rss,
+            "ring_bytes": evidence["bytes"],
+            "ring_span_s": ring.get("span_s", 0.0),
+            "ring_frames": ring.get("frames", 0),
+            "blocks_evicted_for_memory": evidence["blocks_evicted"]["memory"],
+        }
+
+
+RING_FULL_S = 35.0  # at 3 Mbaud equivalent: the bench config's 30 s ring fills, with margin
+WIDE_FIELDS = 270
+WIDE_SECONDS = 60.0
+
+
+def _wide_json_port(config: str) -> str:
+    """The bench port as JSON lines (every numeric field a channel: ch0 .. ch269 and t)."""
+    cols = ", ".join(f'"{c}"' for c in ["t", *CHANNELS])
+    return config.replace(f"columns = [{cols}]", 'format = "jsonl"\nmax_line_bytes = 16384')
+
+
+def _wide_lines() -> bytes:
+    """A chunk of 64 lines of WIDE_FIELDS numbers (~3.5 kB a line), values varying line to line."""
+    lines = []
+    for k in range(64):
+        fields = ", ".join(
+            f'"ch{n}": {1.0 + ((k * 7 + n * 13) % 1000) / 1000:.4f}' for n in range(WIDE_FIELDS)
+        )
+        lines.append(f'{{"t": {k}, {fields}}}\n')
+    return "".join(lines).encode()
+
+
+def _hwm_mb(pid: int) -> float:
+    """The process's peak RSS (VmHWM)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def run_ring_against(other: Path, rounds: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="edge-bench-ring-") as tmp:
+        return asyncio.run(AgentBench(Path(tmp)).ring_against(other, rounds))
+
+
+def run_ring_figures() -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="edge-bench-ring-") as tmp:
+        return asyncio.run(AgentBench(Path(tmp)).ring_figures())
 
 
 def run_agent_bench() -> dict[str, Any]:

@@ -30,6 +30,7 @@ SCRIPTS: list[tuple[str, list[str], str]] = [
     ("bench_live_page.py", ["--seconds", "10", "--rounds", "1"], "live_page"),
     ("bench_plot.py", ["--plots", "10"], "plot"),
     ("bench_recorder.py", ["--seconds", "10"], "recorder"),
+    ("bench_ring.py", [], "ring"),  # with its whole-agent figures: ~3 min
 ]
 OPTIONAL: tuple[str, list[str], str] = ("bench_fault_to_issue.py", [], "fault_to_issue")
 # Deterministic figures (counts on seeded data, not timings): measured in the first run only.
@@ -94,6 +95,68 @@ LIVE_FIGURES: list[Figure] = [
            path(*LP, "rss_mb_page_off_after_load")),
     Figure("Live page", "tap cost per frame (8 channels, in-process)", "us",
            path(*LP, "tap_us_per_frame_8ch")),
+]  # fmt: skip
+RING = ("ring", "ring")
+RING_FULL = (*RING, "agent", "ring_full")
+WIDE = (*RING, "agent", "wide_json")
+AGAINST = ("ring", "against")  # written by `bench_ring.py --against REV` (not part of bench/run)
+# bench_ring.py: the ring alone (before: a deque of Frame objects, as it was until issue 12 item 4;
+# after: the packed blocks), then agents of their own at 3 Mbaud for 35 s and under wide JSON lines.
+ER = "Evidence ring"
+
+
+def mib(*keys: str) -> Callable[[dict[str, Any]], float | None]:
+    """A byte count as MB (MiB, like the RSS figures: /proc's kB / 1024)."""
+
+    def get(data: dict[str, Any]) -> float | None:
+        value = path(*keys)(data)
+        return value / (1024 * 1024) if value is not None else None
+
+    return get
+
+
+RING_FIGURES: list[Figure] = [
+    Figure(ER, "add, 8 channels: deque of Frames (before)", "us/frame",
+           path(*RING, "8ch", "deque_of_frames_us")),
+    Figure(ER, "add, 8 channels: packed blocks (now)", "us/frame", path(*RING, "8ch", "columnar_us")),
+    Figure(ER, "add, 270 channels: deque of Frames (before)", "us/frame",
+           path(*RING, "270ch", "deque_of_frames_us")),
+    Figure(ER, "add, 270 channels: packed blocks (now)", "us/frame", path(*RING, "270ch", "columnar_us")),
+    Figure(ER, "memory a frame held, 8 channels: deque of Frames (before; tracemalloc)", "B",
+           path(*RING, "8ch", "deque_of_frames_bytes")),
+    Figure(ER, "memory a frame held, 8 channels: packed blocks (now; tracemalloc)", "B",
+           path(*RING, "8ch", "columnar_bytes")),
+    Figure(ER, "memory a frame held, 270 channels: deque of Frames (before)", "B",
+           path(*RING, "270ch", "deque_of_frames_bytes")),
+    Figure(ER, "memory a frame held, 270 channels: packed blocks (now)", "B",
+           path(*RING, "270ch", "columnar_bytes")),
+    Figure(ER, "slice of a 20 s window from the full ring (5,000 frames/s; on the loop)", "ms",
+           path(*RING, "slice_8ch", "slice_ms")),
+    Figure(ER, "walking that slice's frames (the writer, in its thread)", "us/frame",
+           path(*RING, "slice_8ch", "walk_us_per_frame")),
+    Figure(ER, "agent idle RSS (before the 3 Mbaud run below)", "MB", path(*RING_FULL, "idle_rss_mb")),
+    Figure(ER, "RSS with the 30 s ring full (35 s of 8-channel CSV at 3 Mbaud equiv.)", "MB",
+           path(*RING_FULL, "rss_mb"), ("<", 60.0)),
+    Figure(ER, "the ring's own bytes then (/status)", "MB", mib(*RING_FULL, "ring_bytes")),
+    Figure(ER, "the ring's span then", "s", path(*RING_FULL, "ring_span_s")),
+    Figure(ER, "whole-agent CPU over those 35 s at 3 Mbaud equiv.", "% core",
+           path(*RING_FULL, "cpu_percent_3M_baud"), ("<", 5.0)),
+    Figure(ER, "whole-agent CPU at 3 Mbaud, before (ring of Frames), `bench_ring.py --against 5641f16`",
+           "% core", path(*AGAINST, "before_cpu_percent_3M_baud_median")),
+    Figure(ER, "same window, after (this ring); the runs alternate, median of each", "% core",
+           path(*AGAINST, "after_cpu_percent_3M_baud_median")),
+    Figure(ER, "RSS after those 35 s at 3 Mbaud, before (its ring: 2,000 frames/s at most, 12 s)", "MB",
+           path(*AGAINST, "before_rss_mb_median")),
+    Figure(ER, "same, after (the whole 30 s)", "MB", path(*AGAINST, "after_rss_mb_median")),
+    Figure(ER, "wide JSON (270 numeric fields) at full speed: lines read", "lines/s",
+           path(*WIDE, "lines_per_s")),
+    Figure(ER, "wide JSON: agent idle RSS before", "MB", path(*WIDE, "idle_rss_mb")),
+    Figure(ER, "wide JSON: RSS after 60 s", "MB", path(*WIDE, "rss_mb")),
+    Figure(ER, "wide JSON: RSS after 60 s over the idle RSS (target: the 64 MB budget)", "MB",
+           path(*WIDE, "rss_over_idle_mb"), ("<", 64.0)),
+    Figure(ER, "wide JSON: peak RSS over the idle RSS", "MB", path(*WIDE, "peak_over_idle_mb"), ("<", 64.0)),
+    Figure(ER, "wide JSON: the ring's own bytes (/status)", "MB", mib(*WIDE, "ring_bytes")),
+    Figure(ER, "wide JSON: the ring's span (cut by the budget)", "s", path(*WIDE, "ring_span_s")),
 ]  # fmt: skip
 E2E = ("serial", "end_to_end", "modes", "fd")
 LAT = ("lens", "streamer", "latency_pty_to_socket")
@@ -374,7 +437,7 @@ FIGURES: list[Figure] = [
     ),
     Figure(
         "Agent",
-        "RSS after the 3 Mbaud run (30 s evidence ring full)",
+        "RSS after the 921,600 and 3 Mbaud runs (10 s each; the 30 s ring full: Evidence ring below)",
         "MB",
         path("agent", "rss_after_load_mb"),
     ),
@@ -404,6 +467,7 @@ FIGURES: list[Figure] = [
         "Agent", "outbox jobs pending in that backlog", "jobs", path("agent", "backpressure_outbox_pending")
     ),
     *LIVE_FIGURES,
+    *RING_FIGURES,
 ]
 
 

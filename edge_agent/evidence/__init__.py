@@ -1,9 +1,9 @@
-"""Evidence: the per-source ring of recent frames, columnar and bounded in bytes (ring.py, columns.py,
+"""Evidence: the per-source ring of recent frames, packed and bounded in bytes (ring.py, blocks.py,
 sans-I/O), the planner that says which
 span of which sources' frames is due when (planner.py, sans-I/O), and the atomic CSV + JSON writer
 (writer.py)."""
 
-from edge_agent.evidence.columns import ABSENT, Coverage, MergedSlices, RingSlice
+from edge_agent.evidence.blocks import ABSENT, Coverage, MergedSlices, RingSlice
 from edge_agent.evidence.planner import SCHEDULING_SLACK, EvidencePlanner, EvidenceWindow
 from edge_agent.evidence.ring import EvidenceRings, SourceRing
 from edge_agent.evidence.writer import (

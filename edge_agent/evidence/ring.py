@@ -1,11 +1,11 @@
 """Sans-I/O evidence rings: the last `seconds` of every source's frames, bounded in bytes.
 
-Each source's frames are stored columnar (edge_agent/evidence/columns.py): blocks of about
-`block_bytes` whose `array('d')` columns are allocated whole, filled row by row, and dropped whole from
-the old end. One memory budget (`evidence.memory_mb`) covers every source together: what the blocks
-really occupy (`sys.getsizeof` of every array, the columns dict and the block object) is charged when a
-block is made and given back when it is sealed short or dropped. Two bounds apply, whichever is hit
-first:
+Each source's frames are stored packed (edge_agent/evidence/blocks.py): blocks of about `block_bytes`,
+one `array('d')` each, allocated whole, filled row by row and dropped whole from the old end. One memory
+budget (`evidence.memory_mb`) covers every source together: what the blocks really occupy
+(`sys.getsizeof` of the array, the block and its struct, getter, layout tuples and channel names) is
+charged when a block is made and given back when it is sealed short or dropped. Two bounds apply,
+whichever is hit first:
 
 - time: a block whose newest row is older than the source's newest frame minus `seconds` is dropped
   (so the ring keeps at least `seconds`, plus at most one block);
@@ -15,10 +15,11 @@ first:
 
 A row wider than the whole budget is not kept (counted). Whatever was dropped for memory is remembered
 per source (`evicted_until`), so a slice that reaches back into it says so (`Coverage.cut_by`), and
-`slices_cut_by_memory` counts how often evidence came out shorter than asked.
+`slices_cut` counts how often evidence came out shorter than asked, by reason.
 
-The per-frame path (`add`) is a dict lookup and an array store per channel, two for the times, and one
-comparison for the time bound; blocks are made, sealed and dropped only every few hundred frames.
+The per-frame path (`add`) is two C calls whatever the width (the layout's values out of the frame's
+dict, packed into the block in place) and one comparison for the time bound; blocks are made, sealed
+and dropped only every few hundred or thousand frames.
 Frames are assumed to arrive in `mono` order (each source's timeline never goes back:
 edge_agent/serial/clock.py).
 """
@@ -30,12 +31,12 @@ from collections import deque
 from typing import Any
 
 from edge_agent.config import DEFAULT_EVIDENCE_MEMORY_MB, EvidenceSection
-from edge_agent.evidence.columns import Block, Coverage, CutBy, RingSlice
+from edge_agent.evidence.blocks import ABSENT, Block, Coverage, CutBy, RingSlice
 from edge_agent.frames import Frame
 
 # 256 KiB blocks: ~3,300 rows of 8 channels (0.65 s at 5,000 lines/s), so the time bound overshoots by
-# little; the ~80-byte header of each column is < 1 % of a block, still ~7 % for 270-channel lines
-# (~120 rows a block); and one block is small against the budget (at most 1/16 of it, see below).
+# little; a block's fixed part (~1 kB for 8 channels, ~20 kB of names and tuples for 270) is well under
+# 10 % of it; and one block is small against the budget (at most 1/16 of it, see below).
 DEFAULT_BLOCK_BYTES = 256 * 1024
 MAX_BLOCK_ROWS = 4096  # a slow source's block still seals within a bounded number of rows
 _NO_EXPIRY = math.inf
@@ -61,22 +62,32 @@ class SourceRing:
         block = self._current
         if block is not None:
             row = block.used
-            if row < block.capacity and (frame.device_time is None or block.device is not None):
-                columns = block.columns
-                for name, value in frame.values.items():
-                    column = columns.get(name)
-                    if column is None:
-                        break  # a channel this block lacks: the partial row is cut off when it seals
-                    column[row] = value
-                else:
-                    block.mono[row] = frame.mono
-                    block.wall[row] = frame.wall
-                    if frame.device_time is not None:
-                        block.device[row] = frame.device_time  # type: ignore[index]
+            values = frame.values
+            device_time = frame.device_time
+            if (
+                row < block.capacity
+                and len(values) == len(block.layout)
+                and (device_time is None or block.device)
+            ):
+                try:
+                    cells = block.get(values)
+                except KeyError:
+                    cells = None  # another channel set of the same width
+                if cells is not None:
+                    offset = row * block.row_bytes
+                    if block.device:
+                        dev = ABSENT if device_time is None else device_time
+                        block.pack(block.data, offset, frame.mono, frame.wall, dev, *cells)
+                    else:
+                        block.pack(block.data, offset, frame.mono, frame.wall, *cells)
                     block.used = row + 1
                     if frame.mono > self._expire_after:
                         self._expire(frame.mono)
                     return
+            if block.write(frame):  # some channels missing: absent cells
+                if frame.mono > self._expire_after:
+                    self._expire(frame.mono)
+                return
         self._start_block(frame)
 
     def _start_block(self, frame: Frame) -> None:
@@ -88,10 +99,10 @@ class SourceRing:
         device_time = frame.device_time is not None
         if previous is not None:
             self._seal(previous)
-            union = list(dict.fromkeys([*previous.columns, *names]))
+            union = list(dict.fromkeys([*previous.layout, *names]))
             if len(union) <= 2 * len(names) + 8:
                 names = union
-                device_time = device_time or previous.device is not None
+                device_time = device_time or previous.device
         self._current = None
         row_bytes = 8 * (2 + int(device_time) + len(names))
         capacity = max(1, min(MAX_BLOCK_ROWS, owner.block_bytes // row_bytes))
@@ -108,7 +119,9 @@ class SourceRing:
         owner.settle(self)
         self._reset_expiry()
         if self._current is block:
-            self.add(frame)
+            block.write(frame)
+            if frame.mono > self._expire_after:
+                self._expire(frame.mono)
 
     def _seal(self, block: Block) -> None:
         self._charge(-block.seal())
@@ -126,12 +139,12 @@ class SourceRing:
         if oldest is None or oldest is self._current or oldest.used == 0:
             self._expire_after = _NO_EXPIRY
         else:
-            self._expire_after = oldest.mono[oldest.used - 1] + self._owner.seconds
+            self._expire_after = oldest.mono(oldest.used - 1) + self._owner.seconds
 
     def _expire(self, newest: float) -> None:
         horizon = newest - self._owner.seconds
         blocks = self._blocks
-        while blocks and blocks[0] is not self._current and blocks[0].mono[blocks[0].used - 1] < horizon:
+        while blocks and blocks[0] is not self._current and blocks[0].mono(blocks[0].used - 1) < horizon:
             self.evict_oldest("time")
         self._reset_expiry()
 
@@ -140,7 +153,7 @@ class SourceRing:
         if block is self._current:
             self._current = None
         if block.used:
-            last = block.mono[block.used - 1]
+            last = block.mono(block.used - 1)
             self.evicted_until[reason] = max(self.evicted_until[reason], last)
         self._charge(-block.nbytes)
         self._owner.blocks_evicted[reason] += 1
@@ -155,9 +168,9 @@ class SourceRing:
         segments: list[tuple[Block, int, int]] = []
         for block in self._blocks:
             used = block.used
-            if not used or block.mono[used - 1] < start:
+            if not used or block.mono(used - 1) < start:
                 continue
-            if block.mono[0] > end:
+            if block.mono(0) > end:
                 break
             lo, hi = block.bounds(start, end)
             if lo < hi:
@@ -170,21 +183,21 @@ class SourceRing:
             cut_by = "memory"
         elif self.evicted_until["time"] >= start:
             cut_by = "time"
-        covered_from = segments[0][0].mono[segments[0][1]] if segments else None
+        covered_from = segments[0][0].mono(segments[0][1]) if segments else None
         return RingSlice(self.source, segments, Coverage(self.source, start, covered_from, cut_by))
 
     @property
     def oldest_mono(self) -> float | None:
         for block in self._blocks:
             if block.used:
-                return block.mono[0]
+                return block.mono(0)
         return None
 
     @property
     def newest_mono(self) -> float | None:
         for block in reversed(self._blocks):
             if block.used:
-                return block.mono[block.used - 1]
+                return block.mono(block.used - 1)
         return None
 
     @property

@@ -11,7 +11,7 @@ start, on the sources' timelines: the device's clock where it sends one, so pre 
 first seen. Frames of several sources are merged in time order; a channel a source does not have is
 empty in its rows.
 
-Frames come as a list, or as ring slices (edge_agent/evidence/columns.py) that are walked lazily in the
+Frames come as a list, or as ring slices (edge_agent/evidence/blocks.py) that are walked lazily in the
 writer's thread: a slice knows its channels and sources without a pass, and its coverage (how much of
 the asked span the ring still held) goes into the JSON (`evidence.coverage`).
 
@@ -36,7 +36,7 @@ from enum import Enum
 from pathlib import Path
 from typing import IO, Any
 
-from edge_agent.evidence.columns import ColumnarFrames, Coverage, MergedSlices, RingSlice
+from edge_agent.evidence.blocks import Coverage, MergedSlices, RingFrames, RingSlice
 from edge_agent.evidence.planner import EvidenceWindow
 from edge_agent.frames import Frame
 from edge_agent.logs import SENSITIVE_KEYS
@@ -156,7 +156,7 @@ def _write_csv(out: IO[bytes], frames: Sequence[Frame], channels: list[str], t0:
 
 
 def _channels_and_sources(frames: Sequence[Frame]) -> tuple[list[str], list[str]]:
-    if isinstance(frames, ColumnarFrames):
+    if isinstance(frames, RingFrames):
         return frames.channels(), frames.sources()
     channels = list(dict.fromkeys(name for frame in frames for name in frame.values))
     return channels, sorted({frame.source for frame in frames})
@@ -199,7 +199,7 @@ def _evidence_info(
     }
     if window is not None:
         info["window"] = {"start": window.start, "end": window.end}
-    if isinstance(frames, ColumnarFrames):
+    if isinstance(frames, RingFrames):
         info["coverage"] = coverage_info(frames.coverage())
     if frames:
         first, last = frames[0], frames[-1]

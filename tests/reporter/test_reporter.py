@@ -261,3 +261,28 @@ async def test_ticks_and_new_incidents_at_once_never_trip_over_each_other(
     await wait_for(lambda: len(issues(emulator)) == 21, within=20.0, what="21 issues")
     assert bench.reporter.counters["incidents_opened"] == 21
     await bench.stop()
+
+
+async def test_evidence_cut_by_the_memory_budget_says_so(emulator: AtlasEmulator, tmp_path: Path) -> None:
+    """3,000-channel lines into a 1 MiB ring: it holds well under a second, less than `pre` (2 s). The
+    evidence still goes out, with what the ring held, and its JSON says it was cut and from when."""
+    evidence = {"ring_seconds": "60s", "pre": "2s", "post": "1s", "max_duration": "30s", "memory_mb": 1}
+    bench = await make_bench(emulator, tmp_path, evidence=evidence)
+    wide = {f"aux{n}": float(n) for n in range(3000)}
+    await bench.feed([{**NORMAL, **wide}] * 30)
+    await bench.feed([{**fault(), **wide}] * 5)
+    await bench.feed([{**NORMAL, **wide}] * 30)
+    (issue,) = await _settled(emulator, bench, 1, [2])
+    assert bench.rings.nbytes <= 1024 * 1024
+    snapshot = json.loads(emulator.attachment_bytes(issue["attachment_ids"][1]))["evidence"]
+    started = next(f for f in bench.frames if f.values["supply_v"] > 12.6).mono
+    coverage = snapshot["coverage"]
+    assert coverage["complete"] is False and coverage["cut_by"] == "memory"
+    assert started - 2.0 < coverage["covered_from"] <= started  # the fault itself is still in it
+    assert coverage["sources"]["bench"]["requested_from"] == started - 2.0
+    rows = _csv_rows(emulator.attachment_bytes(issue["attachment_ids"][0]))
+    assert float(rows[0]["offset_s"]) > -2.0 and float(rows[-1]["supply_v"]) == 13.5
+    closing = issue["comments"][1]["attachments"][1]["attachment_id"]
+    assert json.loads(emulator.attachment_bytes(closing))["evidence"]["coverage"]["cut_by"] == "memory"
+    assert bench.rings.slices_cut["memory"] >= 2 and bench.rings.status()["slices_cut"]["memory"] >= 2
+    await bench.stop()

@@ -1,19 +1,22 @@
-"""Columnar storage of one source's frames (sans-I/O): fixed-size blocks of `array('d')` columns, and the
+"""Compact storage of one source's frames (sans-I/O): blocks of packed rows of doubles, and the
 read-only slices the evidence writer takes.
 
-A `Frame` with its dict of floats costs ~650 bytes for 8 channels; the same row here costs 8 bytes a
-value plus two (three with a device time) 8-byte time values. A block holds the rows of a fixed channel
-set; its columns are allocated whole when the block is made (so its cost is known before it exists and
-is charged to the ring's budget) and filled with `ABSENT`, so a frame without some channel leaves that
-cell absent at no cost. A channel the block does not have ends the block (the ring starts another).
+A `Frame` with its dict of floats costs ~420 bytes for 8 channels (~6.7 kB for 270); the same row here
+costs 8 bytes a value plus two (three with a device time) for its times. A block holds the rows of one
+channel layout: `mono, wall, [device_time,] value...` as doubles in one `array('d')` allocated whole
+when the block is made (so its cost is known before it exists and is charged to the ring's budget),
+written in place by `struct.pack_into` from the frame's dict through an `itemgetter` of the layout: two
+C calls a frame whatever the width, and the dict's key order does not matter. A frame without some
+channel of the layout takes a slower path that fills the cell with `ABSENT`; a channel the layout lacks
+ends the block (the ring starts another).
 
 A frame read back has the values it was stored with (bit for bit: NaN, -0.0, the infinities); its dict
-lists them in the block's column order, which is the order the source sends them unless a JSON device
+lists them in the block's layout order, which is the order the source sends them unless a JSON device
 reorders its fields from line to line.
 
 `ABSENT` is a quiet NaN with its own payload: a device's NaN (a JSON `null`, a `nan` field) stays a
-NaN value, distinct from a channel the frame did not have. Copies (`array` slices, `float` objects)
-keep the payload; only arithmetic would lose it, and stored values are never computed on.
+NaN value, distinct from a channel the frame did not have. Copies (array slices, `float` objects,
+struct packing) keep the payload; only arithmetic would lose it, and stored values are never computed on.
 
 Slices (`RingSlice`, and `MergedSlices` for several sources) are sequences of `Frame`s made on
 demand from sealed blocks shared with the ring (the still-open block's rows are copied), so taking a
@@ -28,10 +31,10 @@ import struct
 import sys
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import islice, repeat
-from operator import attrgetter
+from itertools import islice
+from operator import attrgetter, itemgetter
 from typing import Literal, overload
 
 from edge_agent.frames import Frame
@@ -42,116 +45,147 @@ _ONE_ABSENT = array("d", [ABSENT])
 _MONO = attrgetter("mono")
 
 CutBy = Literal["memory", "time"]
+Getter = Callable[[Mapping[str, float]], tuple[float, ...]]
 
 
 def is_absent(value: float) -> bool:
     return value != value and struct.pack("<d", value) == _ABSENT_BYTES
 
 
-def _absent_column(rows: int) -> array[float]:
-    return _ONE_ABSENT * rows  # exact size: a repeat allocates no spare room
+def _getter(layout: tuple[str, ...]) -> Getter:
+    """The layout's values of a frame's dict as a tuple (KeyError if one is missing)."""
+    if len(layout) > 1:
+        return itemgetter(*layout)
+    if layout:
+        name = layout[0]
+        return lambda values: (values[name],)
+    return lambda values: ()
 
 
-def _exact(column: array[float], lo: int, hi: int) -> array[float]:
-    return column[lo:hi]
+# Sizes of the parts of a block that do not grow with its rows, measured once.
+_ARRAY_HEADER = sys.getsizeof(_ONE_ABSENT) - 8
+_STRUCT_BYTES = sys.getsizeof(struct.Struct("<2d"))
+_GETTER_BYTES = max(sys.getsizeof(itemgetter("a", "b")), sys.getsizeof(_getter(("a",))))
+_EMPTY_TUPLE = sys.getsizeof(())
 
 
 class Block:
-    """Rows of one source with one channel set. Mutable (`used` grows) until sealed, then frozen."""
+    """Rows of one source with one channel layout. Mutable (`used` grows) until sealed, then frozen."""
 
-    __slots__ = ("capacity", "columns", "device", "mono", "nbytes", "used", "wall")
+    __slots__ = (
+        "capacity",
+        "data",
+        "device",
+        "get",
+        "layout",
+        "nbytes",
+        "pack",
+        "row",
+        "row_bytes",
+        "used",
+        "width",
+    )
 
-    def __init__(self, channels: Iterable[str], capacity: int, device_time: bool) -> None:
+    def __init__(self, channels: Sequence[str], capacity: int, device_time: bool) -> None:
+        self.layout = tuple(channels)
+        self.device = device_time
+        self.width = 2 + int(device_time) + len(self.layout)  # doubles a row
+        self.row_bytes = 8 * self.width
+        self.row = struct.Struct(f"<{self.width}d")
+        self.pack = self.row.pack_into
+        self.get = _getter(self.layout)
         self.capacity = capacity
         self.used = 0
-        self.mono = _absent_column(capacity)
-        self.wall = _absent_column(capacity)
-        self.device: array[float] | None = _absent_column(capacity) if device_time else None
-        self.columns: dict[str, array[float]] = {name: _absent_column(capacity) for name in channels}
+        self.data = _ONE_ABSENT * (capacity * self.width)  # exact size: a repeat allocates no spare room
         self.nbytes = self._measure()
 
     @staticmethod
     def cost(channels: Sequence[str], capacity: int, device_time: bool) -> int:
         """What a block of this shape will cost, before it is made (`nbytes` after it is)."""
-        arrays = 2 + int(device_time) + len(channels)
-        one_array = sys.getsizeof(_ONE_ABSENT) - 8
-        dict_bytes = sys.getsizeof(dict.fromkeys(channels))
-        return (
-            _BLOCK_OBJECT_BYTES
-            + dict_bytes
-            + sum(map(sys.getsizeof, channels))
-            + arrays * (one_array + 8 * capacity)
-        )
+        width = 2 + int(device_time) + len(channels)
+        return Block._fixed_bytes(channels) + _ARRAY_HEADER + 8 * capacity * width
+
+    @staticmethod
+    def _fixed_bytes(channels: Sequence[str]) -> int:
+        # The block object, its Struct and getter, the layout tuple and the getter's own copy of it,
+        # and the names (counted in every block, though blocks of one source often share them: an
+        # over-count, never an under-count).
+        tuples = 2 * (_EMPTY_TUPLE + 8 * len(channels))
+        names = sum(map(sys.getsizeof, channels))
+        return _BLOCK_OBJECT_BYTES + _STRUCT_BYTES + _GETTER_BYTES + tuples + names
 
     def _measure(self) -> int:
-        """The block object, its columns dict and the names in it (counted in every block, though
-        blocks of one source often share them: an over-count, never an under-count), every array."""
-        arrays = [self.mono, self.wall, *self.columns.values()]
-        if self.device is not None:
-            arrays.append(self.device)
-        columns = self.columns
-        return (
-            _BLOCK_OBJECT_BYTES
-            + sys.getsizeof(columns)
-            + sum(map(sys.getsizeof, columns))
-            + sum(map(sys.getsizeof, arrays))
-        )
+        return self._fixed_bytes(self.layout) + sys.getsizeof(self.data)
+
+    def write(self, frame: Frame) -> bool:
+        """Store `frame` as the next row if this block can hold it (the layout has every channel it
+        has, and a device time column if it has one); channels it lacks are ABSENT. False: it cannot."""
+        values = frame.values
+        device_time = frame.device_time
+        row = self.used
+        if row >= self.capacity or (device_time is not None and not self.device):
+            return False
+        if not values.keys() <= set(self.layout):
+            return False
+        cells = [values.get(name, ABSENT) for name in self.layout]
+        times = (frame.mono, frame.wall, ABSENT if device_time is None else device_time)
+        self.pack(self.data, row * self.row_bytes, *times[: 2 + int(self.device)], *cells)
+        self.used = row + 1
+        return True
 
     def seal(self) -> int:
         """Freeze the block, giving back the rows it never used; returns the bytes given back."""
-        used = self.used
-        if used == self.capacity:
+        if self.used == self.capacity:
             return 0
         before = self.nbytes
-        self.mono = _exact(self.mono, 0, used)
-        self.wall = _exact(self.wall, 0, used)
-        if self.device is not None:
-            self.device = _exact(self.device, 0, used)
-        self.columns = {name: _exact(column, 0, used) for name, column in self.columns.items()}
-        self.capacity = used
+        self.data = self.data[: self.used * self.width]
+        self.capacity = self.used
         self.nbytes = self._measure()
         return before - self.nbytes
 
     def copy_rows(self, lo: int, hi: int) -> Block:
         """A sealed copy of rows [lo, hi) (of the open block: the ring goes on writing into it)."""
         copy = Block.__new__(Block)
+        copy.layout, copy.device, copy.width, copy.row_bytes = (
+            self.layout,
+            self.device,
+            self.width,
+            self.row_bytes,
+        )
+        copy.row, copy.pack, copy.get = self.row, self.pack, self.get
         copy.capacity = copy.used = hi - lo
-        copy.mono = _exact(self.mono, lo, hi)
-        copy.wall = _exact(self.wall, lo, hi)
-        copy.device = _exact(self.device, lo, hi) if self.device is not None else None
-        copy.columns = {name: _exact(column, lo, hi) for name, column in self.columns.items()}
+        copy.data = self.data[lo * self.width : hi * self.width]
         copy.nbytes = copy._measure()
         return copy
 
+    def mono(self, row: int) -> float:
+        return self.data[row * self.width]
+
     def bounds(self, start: float, end: float) -> tuple[int, int]:
         """The rows with start <= mono <= end, as [lo, hi) (rows are in mono order)."""
-        used = self.used
-        return bisect_left(self.mono, start, 0, used), bisect_right(self.mono, end, 0, used)
+        monos = self.data[0 : self.used * self.width : self.width]
+        return bisect_left(monos, start), bisect_right(monos, end)
 
     def frames(self, source: str, lo: int, hi: int) -> Iterator[Frame]:
-        names = tuple(self.columns)
-        rows = zip(*(c[lo:hi] for c in self.columns.values()), strict=True) if names else repeat((), hi - lo)
-        devices: Iterable[float | None] = self.device[lo:hi] if self.device is not None else repeat(None)
-        for mono, wall, device_time, values in zip(
-            self.mono[lo:hi], self.wall[lo:hi], devices, rows, strict=False
-        ):
-            yield Frame(
-                source,
-                mono,
-                wall,
-                {name: v for name, v in zip(names, values, strict=True) if v == v or not is_absent(v)},
-                None if device_time is None or is_absent(device_time) else device_time,
-            )
+        layout = self.layout
+        first = 2 + int(self.device)
+        rows = self.row.iter_unpack(memoryview(self.data)[lo * self.width : hi * self.width])
+        for row in rows:
+            device_time = row[2] if self.device and not is_absent(row[2]) else None
+            values = {
+                name: v for name, v in zip(layout, row[first:], strict=True) if v == v or not is_absent(v)
+            }
+            yield Frame(source, row[0], row[1], values, device_time)
 
     def first_present(self, name: str, lo: int, hi: int) -> int | None:
         """The first row in [lo, hi) where channel `name` has a value (NaN included), or None."""
-        column = self.columns.get(name)
-        if column is None:
+        if name not in self.layout:
             return None
-        for index in range(lo, hi):
-            value = column[index]
+        width = self.width
+        column = self.data[lo * width + 2 + int(self.device) + self.layout.index(name) : hi * width : width]
+        for index, value in enumerate(column):
             if value == value or not is_absent(value):
-                return index
+                return lo + index
         return None
 
 
@@ -170,7 +204,7 @@ class Coverage:
     cut_by: CutBy | None
 
 
-class ColumnarFrames(Sequence[Frame]):
+class RingFrames(Sequence[Frame]):
     """Frames read from ring blocks: what the writer needs without a pass over every frame."""
 
     __slots__ = ()
@@ -187,7 +221,7 @@ class ColumnarFrames(Sequence[Frame]):
         raise NotImplementedError
 
 
-class RingSlice(ColumnarFrames):
+class RingSlice(RingFrames):
     """One source's frames with start <= mono <= end, oldest first."""
 
     __slots__ = ("_cov", "_len", "segments", "source")
@@ -234,12 +268,12 @@ class RingSlice(ColumnarFrames):
         seen: dict[str, tuple[float, int, int]] = {}
         base = 0
         for block, lo, hi in self.segments:
-            for position, name in enumerate(block.columns):
+            for position, name in enumerate(block.layout):
                 if name in seen:
                     continue
                 row = block.first_present(name, lo, hi)
                 if row is not None:
-                    seen[name] = (block.mono[row], base + row - lo, position)
+                    seen[name] = (block.mono(row), base + row - lo, position)
             base += hi - lo
         return seen
 
@@ -254,7 +288,7 @@ class RingSlice(ColumnarFrames):
         return [self._cov]
 
 
-class MergedSlices(ColumnarFrames):
+class MergedSlices(RingFrames):
     """Slices of several sources as one sequence in time order (`heapq.merge`: at equal times, the
     earlier slice's frames first), walked lazily."""
 

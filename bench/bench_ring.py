@@ -1,0 +1,195 @@
+"""The evidence ring: per-frame cost and bytes per frame, the columnar ring against the design it
+replaced (a deque of `Frame` objects, each with its dict of floats, bounded by time and a frame count),
+in the same process and run; the cost of a slice and of walking it; and the whole-agent figures
+(bench/soak_lib/agent_bench.py: RSS with the ring full at 3 Mbaud, CPU meanwhile, RSS under a minute
+of wide JSON lines at full speed).
+
+Run: .venv/bin/python bench/bench_ring.py [--frames N] [--no-agent]. Prints the figures and writes
+bench/out/ring.json. `--against REV [--rounds N]` runs only the whole agent at 3 Mbaud for 35 s, the
+agent of commit REV (e.g. the one before the byte-bounded ring) and this tree's in turn, N rounds each
+(before/after under the same load; not part of bench/run).
+
+Per-frame cost is what `add` adds to making the frame (as the decoder does) and dropping it: process
+CPU time of make+add minus make alone in the same round, median of 9 rounds. A ring that keeps Frame objects
+also pays at the allocator and the garbage collector for every frame it holds; that is in its figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import io
+import json
+import statistics
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import tracemalloc
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+from common import update_results  # noqa: E402
+
+from edge_agent.evidence import EvidenceRings  # noqa: E402
+from edge_agent.frames import Frame  # noqa: E402
+
+RATE = 5000.0  # 3 Mbaud equivalent of 8-channel CSV lines
+SECONDS = 30.0  # the whole-agent bench's ring
+
+
+class DequeOfFrames:
+    """The ring as it was before issue 12 item 4: Frame objects in a deque, bounded by time and by
+    `seconds * 2000` frames (edge_agent/evidence/ring.py at 36c53b1, condensed)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.frames: deque[Frame] = deque(maxlen=int(seconds * 2000))
+
+    def add(self, frame: Frame) -> None:
+        frames = self.frames
+        frames.append(frame)
+        horizon = frame.mono - self.seconds
+        while frames[0].mono < horizon:
+            frames.popleft()
+
+
+def names_for(width: int) -> tuple[str, ...]:
+    return tuple(f"ch{c}" for c in range(width))
+
+
+def feed(add: Callable[[Frame], None], count: int, width: int) -> float:
+    """CPU seconds per frame to make `count` frames of `width` channels (5,000/s timeline) and add them."""
+    names = names_for(width)
+    offsets = [c * 0.1 for c in range(width)]
+    gc.collect()
+    start = time.process_time()
+    for i in range(count):
+        t = i / RATE
+        row = [t + offset for offset in offsets]  # fresh floats, as the decoder's float() makes them
+        add(Frame("bench", t, 1.7e9 + t, dict(zip(names, row, strict=True))))
+    return (time.process_time() - start) / count
+
+
+def per_frame_costs(count: int, width: int, seconds: float, rounds: int = 9) -> dict[str, float]:
+    """Each round makes the same frames three times (dropped, into a deque of Frames, into the ring);
+    the figure is the median over rounds of the difference within a round, so load that comes and goes
+    on a shared machine touches all three alike."""
+    deque_cost: list[float] = []
+    packed_cost: list[float] = []
+    bare: list[float] = []
+    for _ in range(rounds):
+        none = feed(lambda frame: None, count, width)
+        deque_cost.append(feed(DequeOfFrames(seconds).add, count, width) - none)
+        packed_cost.append(feed(EvidenceRings(seconds).add, count, width) - none)
+        bare.append(none)
+    return {
+        "make_frame_us": 1e6 * statistics.median(bare),
+        "deque_of_frames_us": 1e6 * statistics.median(deque_cost),
+        "columnar_us": 1e6 * statistics.median(packed_cost),
+    }
+
+
+def bytes_per_frame(count: int, width: int, seconds: float) -> dict[str, float]:
+    """tracemalloc of each ring once it holds `count` frames (Frames made as the decoder makes them)."""
+    out: dict[str, float] = {}
+    for name, make in (("deque_of_frames", DequeOfFrames), ("columnar", EvidenceRings)):
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        ring = make(seconds)
+        feed(ring.add, count, width)
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        if isinstance(ring, EvidenceRings):
+            kept = sum(len(r) for r in map(ring.ring, ring.sources) if r is not None)
+            out["columnar_accounted_bytes"] = ring.nbytes / kept
+        else:
+            kept = len(ring.frames)  # its count bound (2,000/s) may hold fewer than were sent
+        out[f"{name}_bytes"] = held / kept
+        out[f"{name}_frames_held"] = kept
+        del ring
+    return out
+
+
+def slice_costs(width: int) -> dict[str, float]:
+    """A 20 s evidence window out of a full 30 s ring at 5,000 frames/s: taking the slice (on the event
+    loop in the agent) and walking its frames (the writer, in its thread)."""
+    rings = EvidenceRings(SECONDS)
+    feed(rings.add, int(SECONDS * RATE), width)
+    start = time.perf_counter()
+    piece = rings.slice("bench", 5.0, 25.0)
+    taken = time.perf_counter() - start
+    start = time.perf_counter()
+    walked = sum(1 for _ in piece)
+    walk = time.perf_counter() - start
+    return {"frames": walked, "slice_ms": 1000 * taken, "walk_us_per_frame": 1e6 * walk / walked}
+
+
+def against(rev: str, rounds: int) -> None:
+    from soak_lib.agent_bench import run_ring_against
+
+    archive = subprocess.run(
+        ["git", "-C", str(HERE.parent), "archive", rev], check=True, capture_output=True
+    ).stdout
+    with tempfile.TemporaryDirectory(prefix="edge-ring-before-") as tmp:
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(tmp, filter="data")
+        runs = run_ring_against(Path(tmp), rounds)
+    summary: dict[str, Any] = {"rev": rev, "rounds": rounds, "runs": runs}
+    for label, values in runs.items():
+        for key in ("cpu_percent_3M_baud", "rss_mb", "idle_rss_mb"):
+            summary[f"{label}_{key}_median"] = statistics.median(v[key] for v in values)
+    print(json.dumps(summary, indent=2))
+    path = update_results("ring", "against", summary)
+    print(f"wrote {path}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--frames", type=int, default=150_000, help="frames per round (30 s at 5,000/s)")
+    parser.add_argument("--no-agent", action="store_true", help="skip the whole-agent figures (~3 min)")
+    parser.add_argument("--against", metavar="REV", help="whole agent at 3 Mbaud: commit REV vs this tree")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    if args.against:
+        against(args.against, args.rounds)
+        return
+    results: dict[str, Any] = {
+        "what": "evidence ring add cost and bytes per frame, columnar vs a deque of Frames; slices; the"
+        " whole agent with the ring full at 3 Mbaud and under wide JSON lines",
+        "note": "measured on a shared 2-core machine under contention from other jobs",
+    }
+    for label, width in (("8ch", 8), ("270ch", 270)):
+        count = args.frames if width == 8 else max(1000, args.frames // 20)
+        costs = per_frame_costs(count, width, SECONDS)
+        memory = bytes_per_frame(count, width, SECONDS)
+        results[label] = {**costs, **memory}
+        print(
+            f"{label:6s} add: deque of frames {costs['deque_of_frames_us']:.2f} us, columnar"
+            f" {costs['columnar_us']:.2f} us (making the frame {costs['make_frame_us']:.2f} us);"
+            f" bytes/frame: deque {memory['deque_of_frames_bytes']:,.0f},"
+            f" columnar {memory['columnar_bytes']:,.0f}"
+        )
+    results["slice_8ch"] = slice_costs(8)
+    print(f"slice of 20 s (8 ch): {results['slice_8ch']}")
+    if not args.no_agent:
+        from soak_lib.agent_bench import run_ring_figures
+
+        agent = run_ring_figures()
+        results["agent"] = agent
+        print(json.dumps(agent, indent=2))
+    path = update_results("ring", "ring", results)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
