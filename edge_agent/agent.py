@@ -31,6 +31,7 @@ from prometheus_client import ProcessCollector
 
 from edge_agent.atlas.client import AtlasClient
 from edge_agent.atlas.errors import AtlasAuthError
+from edge_agent.atlas.evidence_files import limits_from_checks
 from edge_agent.atlas.incident_text import incident_title
 from edge_agent.atlas.narrative import anomaly_summary
 from edge_agent.atlas.reporter import Reporter
@@ -148,6 +149,8 @@ class Agent:
                 source_now=self.source_now,
                 health=self.state_health,
                 step_context=self._step_context,
+                limits_of=lambda sources: limits_from_checks(self.detector.value_checks(), sources),
+                steps=lambda: self.steps.recent_steps(),
             )
         self.steps = StepTracker(
             config=config,

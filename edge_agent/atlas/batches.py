@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_agent.atlas.evidence_files import KIND_PLOT
 from edge_agent.atlas.jobs import (
     KIND_COMMENT,
     KIND_EVIDENCE,
@@ -203,15 +204,24 @@ def evidence_batch(
     part: str,
     content: str,
     span_end_s: float | None = None,
+    plot: dict[str, str] | None = None,
 ) -> list[JobSpec]:
     """Upload evidence (if any was written) -> the comment that presents it; the evidence job that
-    owns the files follows the upload in its own group."""
+    owns the files follows the upload in its own group. With `plot` ({csv, json, png}), a plot job
+    draws the PNG first (its path is among `files`; if it cannot be drawn the upload goes without it)."""
     group = incident_group(incident_id)
     specs: list[JobSpec] = []
     comment_deps: tuple[int | BatchRef, ...] = issue.deps
+    upload = BatchRef(0)
+    if files and plot is not None:
+        specs.append(JobSpec(KIND_PLOT, group, dict(plot), priority=EVIDENCE_PRIORITY))
+        upload = BatchRef(1)
     if files:
-        specs.append(upload_spec(group, session, files, names))
-        comment_deps = (*issue.deps, BatchRef(0))
+        spec = upload_spec(group, session, files, names)
+        if plot is not None:
+            spec = JobSpec(spec.kind, spec.group, spec.payload, (*spec.deps, BatchRef(0)), spec.priority)
+        specs.append(spec)
+        comment_deps = (*issue.deps, upload)
     specs.append(
         JobSpec(
             KIND_COMMENT,
@@ -234,7 +244,7 @@ def evidence_batch(
                 part=part,
                 files=files,
                 names=names,
-                upload=BatchRef(0),
+                upload=upload,
                 issue=issue,
                 span_end_s=span_end_s,
             )

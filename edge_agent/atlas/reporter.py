@@ -43,6 +43,7 @@ from edge_agent.atlas.batches import (
     update_batch,
 )
 from edge_agent.atlas.client import AtlasClient
+from edge_agent.atlas.evidence_files import EvidenceFiles, Limits, StepSpans
 from edge_agent.atlas.evidence_retry import EvidenceRetry
 from edge_agent.atlas.incident_text import (
     closing_comment,
@@ -61,7 +62,7 @@ from edge_agent.atlas.recovery import recover_open_incidents
 from edge_agent.atlas.waiting import WAITING_DIR, WaitingEvidence
 from edge_agent.config import EdgeAgentConfig
 from edge_agent.evidence import EvidencePlanner, EvidenceRings, EvidenceWindow, evidence_dir
-from edge_agent.evidence.writer import merge_by_time, remove_stale_tmp, write_evidence_async
+from edge_agent.evidence.writer import merge_by_time, remove_stale_tmp
 from edge_agent.incidents import Incident, IncidentClosed, IncidentEvent, IncidentGrew, IncidentOpened
 from edge_agent.logs import get_logger
 from edge_agent.outbox import JobSpec, JobState, Outbox, OutboxError
@@ -110,6 +111,8 @@ class Reporter:
         source_now: Callable[[str, float], float] | None = None,
         health: StateFileHealth | None = None,
         step_context: Callable[[], Awaitable[list[str]]] | None = None,
+        limits_of: Callable[[Sequence[str]], Limits] | None = None,
+        steps: Callable[[], StepSpans] | None = None,
     ) -> None:
         self.config = config
         self.outbox = outbox
@@ -135,6 +138,7 @@ class Reporter:
         self._backlog: deque[Backlogged] = deque()
         self._backlog_error: str | None = None
         self._lock = asyncio.Lock()
+        self.stopping = False  # close() began: evidence goes without its picture (PlotHandler)
         self.counters: dict[str, int] = {
             "incidents_opened": 0,
             "incidents_closed": 0,
@@ -148,6 +152,9 @@ class Reporter:
             "recovered_after_crash": 0,
             "snapshots_lost_at_crash": 0,
         }
+        self.files = EvidenceFiles(
+            self.evidence_dir, health=health, limits_of=limits_of, steps=steps, counters=self.counters
+        )
 
     def wall_now(self) -> float:
         return self._wall()
@@ -167,6 +174,7 @@ class Reporter:
             waiting=self.waiting,
             upload_attempts=self.config.atlas.upload_attempts,
             evidence_retry=EvidenceRetry.from_section(self.config.atlas),
+            stopping=lambda: self.stopping,
         )
         await asyncio.to_thread(remove_stale_tmp, self.evidence_dir)
         self._threads = await self.records.load_threads()
@@ -214,6 +222,7 @@ class Reporter:
     async def close(self, clean: bool) -> None:
         """Shutdown: write every evidence now (what the rings hold) and enqueue it; a clean shutdown
         ends the run, so the next start begins a new run and a new Atlas session."""
+        self.stopping = True
         async with self._lock:
             await self._work_backlog()
             for window in self.planner.flush(self.now_of):
@@ -308,8 +317,8 @@ class Reporter:
         frames = self.rings.slice(
             lead.source, incident.started_mono - self.planner.pre, self.now_of(lead.source)
         )
-        files, names = await self._write_files(
-            f"{incident.id}.open", f"{name}_open", summary, frames, incident
+        files, names, _ = await self.files.write(
+            f"{incident.id}.open", f"{name}_open", self.files.decorate(summary, incident), frames, incident
         )
         title = incident_title(incident, self.bench)
         # The test step running when it opened, so the issue and the step point at each other.
@@ -428,7 +437,8 @@ class Reporter:
                 f"part{window.part}",
             )
         )
-        files, names = await self._write_files(disk, shown, summary, frames, incident, window)
+        summary = self.files.decorate(summary, incident)
+        files, names, plot = await self.files.write(disk, shown, summary, frames, incident, window, plot=True)
         content = (
             closing_comment(summary, names) if window.final else part_comment(summary, window.part, names)
         )
@@ -444,35 +454,13 @@ class Reporter:
                 part=part,
                 content=content,
                 span_end_s=span_end,
+                plot=plot,
             )
         )
         if window.final:
             self._tracked.pop(incident.id, None)
             self._names.pop(incident.id, None)
             await self.records.remove_open(incident.id)
-
-    async def _write_files(
-        self,
-        disk_stem: str,
-        shown_stem: str,
-        summary: dict[str, Any],
-        frames: Sequence[Any],
-        incident: Incident,
-        window: EvidenceWindow | None = None,
-    ) -> tuple[list[str], list[str]]:
-        """Evidence on disk (named by incident id) and its names in Atlas (readable); an error is
-        counted and the jobs go on without the files (the summary still says what happened)."""
-        try:
-            written = await write_evidence_async(
-                self.evidence_dir, disk_stem, summary, frames, t0=incident.started_mono, window=window,
-                health=self.health,
-            )  # fmt: skip
-        except (OSError, ValueError) as exc:
-            self.counters["evidence_errors"] += 1
-            log.error("evidence_write_failed", incident_id=incident.id, stem=disk_stem, error=str(exc))
-            return [], []
-        self.counters["evidence_files"] += 2
-        return [str(p) for p in written.paths], [f"{shown_stem}.csv", f"{shown_stem}.json"]
 
     async def _enqueue(self, specs: list[JobSpec]) -> list[int]:
         ids = await self.outbox.enqueue_many(specs)

@@ -498,6 +498,18 @@ class StepTracker:
             deps += card_deps + run_deps
         return fields, deps
 
+    def recent_steps(self) -> list[dict[str, Any]]:
+        """The steps of the last while (the completed ones shown on /status, then the running one) with
+        their host wall times: what an evidence plot draws as step boundaries."""
+        spans = [
+            {"name": c["step"], "started_wall": c["started_wall"], "ended_wall": c["ended_wall"]}
+            for c in self._completed
+        ]
+        current = self.state.get("current") if self.state else None
+        if current:
+            spans.append({"name": current["title"], "started_wall": current["wall"], "ended_wall": None})
+        return spans
+
     @property
     def running_step(self) -> str | None:
         """The name of the step running now, or None between steps."""

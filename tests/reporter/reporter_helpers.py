@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.atlas import AtlasClient, AtlasRetryPolicy
+from edge_agent.atlas.evidence_files import limits_from_checks
 from edge_agent.atlas.reporter import Reporter
 from edge_agent.config import EdgeAgentConfig, OutboxSection, load_config
 from edge_agent.detect import AnomalyEvent, Detector
@@ -169,12 +170,13 @@ async def make_bench(
     await outbox.start()
     client = make_client(emulator, read_timeout)
     rings = EvidenceRings.from_config(config.evidence)
+    detector = Detector(config.rules)
     reporter = Reporter(
         config=config, outbox=outbox, client=client, rings=rings, state_dir=state_dir,
         mono=clock.now_mono, wall=clock.now_wall,
+        limits_of=lambda sources: limits_from_checks(detector.value_checks(), sources),
     )  # fmt: skip
     await reporter.start()
-    detector = Detector(config.rules)
     incidents = IncidentGrouper.from_section(config.incidents, clearing_since=detector.clearing_since)
     return Bench(config, clock, outbox, client, reporter, rings, detector, incidents)
 

@@ -158,7 +158,8 @@ async def test_413_pages_on_every_upload_file_each_incident_once_then_link_its_e
         assert len(open_names) == 2
         why = "refused the upload as too large (HTTP 413: 413 Request Entity Too Large"
         assert_kept_note(opening, tmp_path, [f"{incident_id}.open.csv", f"{incident_id}.open.json"], why)
-        assert_kept_note(closing, tmp_path, [f"{incident_id}.csv", f"{incident_id}.json"], "too large")
+        kept = [f"{incident_id}.csv", f"{incident_id}.json", f"{incident_id}.png"]  # the plot waits too
+        assert_kept_note(closing, tmp_path, kept, "too large")
 
     # Each evidence shows on /status from its job's first retry on (the closing ones start last).
     await run_until(bench, lambda: len(bench.reporter.status()["evidence_waiting"]) == 4, 5.0, "4 waiting")
@@ -168,7 +169,8 @@ async def test_413_pages_on_every_upload_file_each_incident_once_then_link_its_e
     )
     for entry in waiting:
         assert entry["state"] == "waiting" and entry["bytes"] > 0 and entry["next_try"] is not None
-        assert "too large" in entry["why"] and [f["name"][-4:] for f in entry["files"]] == [".csv", "json"]
+        kinds = [".csv", "json"] + ([".png"] if entry["part"] == "close" else [])  # plots: final evidence
+        assert "too large" in entry["why"] and [f["name"][-4:] for f in entry["files"]] == kinds
     records = tmp_path / REPORTER_DIR / WAITING_DIR
     # Durable (what a restart resumes): each is written once its first retry has ended.
     await run_until(bench, lambda: len(list(records.glob("*.evidence.json"))) == 4, 5.0, "the records")
@@ -256,7 +258,7 @@ async def test_5xx_on_the_upload_path_only_files_the_issue_as_fast_and_the_evide
     done = lambda: len(issue_of(emulator, faulted)["comments"]) == 4  # noqa: E731
     await run_until(bench, done, 10.0, "the evidence linked")
     for part in ("open", "close"):
-        assert len(assert_linked_once(emulator, faulted, part)) == 2
+        assert len(assert_linked_once(emulator, faulted, part)) == (2 if part == "open" else 3)
     assert len(issue_of(emulator, nominal)["attachment_ids"]) == 2  # the unfaulted one, as always
     assert_no_duplicate_files(emulator)
     assert_markers_once(emulator)
@@ -284,7 +286,7 @@ async def test_null_attachment_ids_file_the_issue_and_link_the_evidence_when_ids
     await run_for(bench, 0.5)
     assert len(assert_linked_once(emulator, incident_id, "open")) == 2
     (closing,) = marked(issue_of(emulator, incident_id), f"edge-agent:{incident_id}:close")
-    assert len(closing["attachments"]) == 2 and KEPT_HEADLINE not in closing["content"]
+    assert len(closing["attachments"]) == 3 and KEPT_HEADLINE not in closing["content"]  # CSV, JSON, plot
     assert_no_duplicate_files(emulator)
     assert_markers_once(emulator)
     await bench.stop()
@@ -361,7 +363,7 @@ async def test_a_restart_while_evidence_waits_resumes_it_and_links_it_once(
     await run_until(again, lambda: len(issue_of(emulator, incident_id)["comments"]) == 4, 10.0, "linked")
     await run_for(again, 1.0)
     for part in ("open", "close"):
-        assert len(assert_linked_once(emulator, incident_id, part)) == 2
+        assert len(assert_linked_once(emulator, incident_id, part)) == (2 if part == "open" else 3)
     assert_no_duplicate_files(emulator)  # what the lost answers attached was adopted, not sent again
     assert_markers_once(emulator)
     assert len(issues(emulator)) == 1

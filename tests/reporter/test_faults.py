@@ -35,7 +35,7 @@ def _assert_once_with_evidence(emulator: AtlasEmulator, ids: list[str]) -> None:
         markers = [c["content"].splitlines()[-1] for c in issue["comments"]]
         incident = next(t for t in issue["tags"] if t.startswith("edge-agent:"))
         assert markers == [f"{incident}:open", f"{incident}:close"]  # in order, no repeats
-        assert len(issue["comments"][1]["attachments"]) == 2
+        assert len(issue["comments"][1]["attachments"]) == 3  # the closing evidence: CSV, JSON, plot
 
 
 async def _settle(

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import matplotlib.image
 from reporter_helpers import (
     NORMAL,
     TOKEN,
@@ -26,6 +27,7 @@ from reporter_helpers import (
 from edge_agent.config import DESCRIPTION_FIELDS
 from edge_agent.detect import AnomalyClosed, AnomalyOpened
 from edge_agent.emulators.atlas import AtlasEmulator
+from edge_agent.evidence.plot import plot_size
 from edge_agent.incidents import IncidentClosed
 
 NAME = re.compile(r"^bench-07_supply_v_\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ_limits")
@@ -94,8 +96,15 @@ async def test_one_anomaly_one_issue_with_snapshot_and_closing_evidence(
     for words in ("Incident over", "Timeline", "peak 13.5 vs max 12.6", "Duration:", "supply_v"):
         assert words in closing["content"], words
     names = [a["attachment_name"] for a in closing["attachments"]]
-    assert [n[-4:] for n in names] == [".csv", "json"] and all(NAME.match(n) for n in names)
+    assert [n[-4:] for n in names] == [".csv", "json", ".png"] and all(NAME.match(n) for n in names)
     assert names[0] != snapshot_names[0]
+    # The plot (issue 13 point 2): a PNG that decodes, of the documented size (one panel per channel of
+    # the source), named like the evidence; its summary told it the rule's limits.
+    png = emulator.attachment_bytes(closing["attachments"][2]["attachment_id"])
+    image = matplotlib.image.imread(io.BytesIO(png), format="png")
+    assert image.shape[:2] == (plot_size(2)[1], plot_size(2)[0]) and float(image.std()) > 0.05
+    final = json.loads(emulator.attachment_bytes(closing["attachments"][1]["attachment_id"]))["incident"]
+    assert final["limits"]["supply_v"] == {"min": 11.4, "max": 12.6}
     full = _csv_rows(emulator.attachment_bytes(closing["attachments"][0]["attachment_id"]))
     values = [float(r["supply_v"]) for r in full]
     assert values.count(13.5) == 5 and values[0] == 12.0 and values[-1] == 12.0  # pre and post around
@@ -151,12 +160,17 @@ async def test_repeat_within_the_window_comments_then_new_issue_after_resolve(
     first = await _one_fault(bench)
     second = await _one_fault(bench)
     (issue,) = await _settled(emulator, bench, 1, [4])
-    contents = [c["content"] for c in issue["comments"]]
-    assert contents[0].endswith(f"edge-agent:{first}:open")
-    assert contents[2].endswith(f"edge-agent:{second}:open") and "Detected again" in contents[2]
-    names = [a["attachment_name"] for a in issue["comments"][2]["attachments"]]
+    by_marker = {c["content"].splitlines()[-1]: c for c in issue["comments"]}
+    order = list(by_marker)
+    # Each incident's comments in order; the first's closing one (its plot is drawn first) may come
+    # after the repeat's opening one.
+    assert order[0] == f"edge-agent:{first}:open"
+    assert order.index(f"edge-agent:{first}:open") < order.index(f"edge-agent:{first}:close")
+    assert order.index(f"edge-agent:{second}:open") < order.index(f"edge-agent:{second}:close")
+    repeat = by_marker[f"edge-agent:{second}:open"]
+    assert repeat["content"].startswith("Detected again")
+    names = [a["attachment_name"] for a in repeat["attachments"]]
     assert [n[-9:] for n in names] == ["_open.csv", "open.json"]
-    assert contents[3].endswith(f"edge-agent:{second}:close")
     assert f"edge-agent:{second}" in issue["tags"]  # the repeat's tag finds this issue too
     # Resolved in Atlas: the next repeat is a new issue.
     emulator.store.issues[issue["uuid"]].fields.status = "resolved"
