@@ -5,9 +5,16 @@ in the same process and run; the cost of a slice and of walking it; and the whol
 of wide JSON lines at full speed).
 
 Run: .venv/bin/python bench/bench_ring.py [--frames N] [--no-agent]. Prints the figures and writes
-bench/out/ring.json. `--against REV [--rounds N]` runs only the whole agent at 3 Mbaud for 35 s, the
-agent of commit REV (e.g. the one before the byte-bounded ring) and this tree's in turn, N rounds each
-(before/after under the same load; not part of bench/run).
+bench/out/ring.json. `--against REV [--after-tree DIR] [--rounds N]` runs only the whole agent at 3
+Mbaud for 35 s, the agent of commit REV and this tree's (or DIR's) in turn, N rounds each: before/after
+under the same load (not part of bench/run). For the ring alone, DIR is REV with only the ring applied;
+the figures in RESULTS.md come from
+
+    git archive 5641f16 | tar -x -C /tmp/after
+    git diff 5641f16 259a716 -- edge_agent | (cd /tmp/after && git apply)
+    cp edge_agent/evidence/{blocks,ring,writer,__init__}.py /tmp/after/edge_agent/evidence/
+    rm /tmp/after/edge_agent/evidence/columns.py
+    .venv/bin/python bench/bench_ring.py --against 5641f16 --after-tree /tmp/after --rounds 3
 
 Per-frame cost is what `add` adds to making the frame (as the decoder does) and dropping it: process
 CPU time of make+add minus make alone in the same round, median of 9 rounds. A ring that keeps Frame objects
@@ -134,7 +141,7 @@ def slice_costs(width: int) -> dict[str, float]:
     return {"frames": walked, "slice_ms": 1000 * taken, "walk_us_per_frame": 1e6 * walk / walked}
 
 
-def against(rev: str, rounds: int) -> None:
+def against(rev: str, rounds: int, after: Path) -> None:
     from soak_lib.agent_bench import run_ring_against
 
     archive = subprocess.run(
@@ -143,8 +150,8 @@ def against(rev: str, rounds: int) -> None:
     with tempfile.TemporaryDirectory(prefix="edge-ring-before-") as tmp:
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(tmp, filter="data")
-        runs = run_ring_against(Path(tmp), rounds)
-    summary: dict[str, Any] = {"rev": rev, "rounds": rounds, "runs": runs}
+        runs = run_ring_against(Path(tmp), rounds, after)
+    summary: dict[str, Any] = {"rev": rev, "after": str(after), "rounds": rounds, "runs": runs}
     for label, values in runs.items():
         for key in ("cpu_percent_3M_baud", "rss_mb", "idle_rss_mb"):
             summary[f"{label}_{key}_median"] = statistics.median(v[key] for v in values)
@@ -158,10 +165,11 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=150_000, help="frames per round (30 s at 5,000/s)")
     parser.add_argument("--no-agent", action="store_true", help="skip the whole-agent figures (~3 min)")
     parser.add_argument("--against", metavar="REV", help="whole agent at 3 Mbaud: commit REV vs this tree")
+    parser.add_argument("--after-tree", metavar="DIR", help="with --against: this tree instead of the repo")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     if args.against:
-        against(args.against, args.rounds)
+        against(args.against, args.rounds, Path(args.after_tree) if args.after_tree else HERE.parent)
         return
     results: dict[str, Any] = {
         "what": "evidence ring add cost and bytes per frame, columnar vs a deque of Frames; slices; the"

@@ -318,9 +318,10 @@ class AgentBench:
         await proc.wait()
         return result
 
-    async def ring_against(self, other: Path, rounds: int) -> dict[str, Any]:
+    async def ring_against(self, other: Path, rounds: int, after: Path = REPO) -> dict[str, Any]:
         """The 3 Mbaud figures of `_ring_full` for the agent of tree `other` (an earlier commit) and of
-        this one, alternating, `rounds` times each: before/after under the same load."""
+        tree `after` (this one by default), alternating, `rounds` times each: before/after under the
+        same load."""
         await self.archetype.start()
         await self.atlas.start()
         self.http = aiohttp.ClientSession()
@@ -329,7 +330,7 @@ class AgentBench:
         runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
         try:
             for n in range(rounds):
-                for label, tree in (("before", other), ("after", REPO)):
+                for label, tree in (("before", other), ("after", after)):
                     self.repo = tree
                     runs[label].append(await self._ring_full(f"{label}-{n}"))
         finally:
@@ -354,7 +355,12 @@ class AgentBench:
         drainer = threading.Thread(target=self._drain_echo, daemon=True)
         drainer.start()
         try:
-            return {"ring_full": await self._ring_full(), "wide_json": await self._wide_json()}
+            return {
+                "ring_full": await self._ring_full(),
+                "wide_json": await self._wide_json(),
+                # The same with the recorder off: what the ring bounds, apart from the recorder's queue.
+                "wide_json_no_recorder": await self._wide_json("wide-json-no-recorder", recorder=False),
+            }
         finally:
             self._drain_stop.set()
             await self.http.close()
@@ -392,8 +398,9 @@ class AgentBench:
             "ring_frames": held.get("frames"),
         }
 
-    async def _wide_json(self) -> dict[str, Any]:
-        proc, _ = await self._spawn("wide-json", edit=_wide_json_port)
+    async def _wide_json(self, name: str = "wide-json", recorder: bool = True) -> dict[str, Any]:
+        edit = _wide_json_port if recorder else (lambda text: _wide_json_port(text) + _NO_RECORDER)
+        proc, _ = await self._spawn(name, edit=edit)
         await asyncio.sleep(5.0)
         status = await self._status()
         idle_rss = _rss_mb(proc.pid)
@@ -431,6 +438,9 @@ WIDE_FIELDS = 270
 WIDE_SECONDS = 60.0
 
 
+_NO_RECORDER = "\n[recorder]\nenabled = false\n"
+
+
 def _wide_json_port(config: str) -> str:
     """The bench port as JSON lines (every numeric field a channel: ch0 .. ch269 and t)."""
     cols = ", ".join(f'"{c}"' for c in ["t", *CHANNELS])
@@ -456,9 +466,9 @@ def _hwm_mb(pid: int) -> float:
     return 0.0
 
 
-def run_ring_against(other: Path, rounds: int) -> dict[str, Any]:
+def run_ring_against(other: Path, rounds: int, after: Path = REPO) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="edge-bench-ring-") as tmp:
-        return asyncio.run(AgentBench(Path(tmp)).ring_against(other, rounds))
+        return asyncio.run(AgentBench(Path(tmp)).ring_against(other, rounds, after))
 
 
 def run_ring_figures() -> dict[str, Any]:
