@@ -29,6 +29,7 @@ from typing import Any
 
 from prometheus_client import ProcessCollector
 
+from edge_agent.analysis import RunAnalysis
 from edge_agent.atlas.client import AtlasClient
 from edge_agent.atlas.errors import AtlasAuthError
 from edge_agent.atlas.evidence_files import limits_from_checks
@@ -162,6 +163,16 @@ class Agent:
             timelines=self.clocks.all_now,
             health=self.state_health,
             incident_of=self.incidents.incident_of,
+        )
+        # What each test run was (its steps, its incidents) and Atlas's report of it when it ends.
+        self.analysis = RunAnalysis(
+            config=config,
+            outbox=self.outbox,
+            client=self.atlas,
+            steps=self.steps,
+            state_dir=self.state_dir,
+            health=self.state_health,
+            wall=wall,
         )
         # The steps take anomaly events (and the incident events that say which issue each is in), the
         # reporter incident events; each behind its own isolation.
@@ -362,6 +373,8 @@ class Agent:
         await self.steps_feed.offer([*events, *incident_events])
         if self.reporter_feed is not None and incident_events:
             await self.reporter_feed.offer(incident_events)
+        if incident_events:
+            await self.analysis.on_incident_events(incident_events)  # never raises: keeps, retries
 
     async def _pump_markers(self) -> None:
         while True:
@@ -387,9 +400,10 @@ class Agent:
             if self.reporter is not None:
                 await self.reporter.tick()
             now = self._mono()
-            if self.steps.unsaved and now >= self._next_state_retry:
+            if (self.steps.unsaved or self.analysis.pending) and now >= self._next_state_retry:
                 self._next_state_retry = now + STATE_RETRY_SECONDS
                 await self.steps.flush()
+                await self.analysis.flush()
             self._last_tick_mono = self._mono()
 
     async def start(self) -> None:
@@ -410,6 +424,7 @@ class Agent:
             await self.steps.start(f"local-{int(self.started_wall)}", self.started_wall)
         if self.recorder is not None:
             await self.recorder.start(str(self.steps.state["run_key"]))
+        await self.analysis.start()
         if self.control is not None:
             await self.control.start()
         for name, reader in self.readers.items():
@@ -468,6 +483,12 @@ class Agent:
             await self.supervisor.stop("recorder")
             self.recorder.step_changed(self.recorder.steps_current())
             await self.recorder.close()
+        if final:
+            # The run ends with a clean shutdown: its report is requested in the drain below (after the
+            # last recording's jobs were enqueued), and polled (a background job) until done, by this
+            # process or the next.
+            await self.analysis.run_ended()
+        await self.analysis.flush()
         if self.reporter is not None:
             await self.reporter.close(clean=final)
         lens_stop = asyncio.create_task(self.supervisor.stop("lens"))
@@ -611,6 +632,7 @@ class Agent:
             "reporter": self.reporter.status() if self.reporter is not None else None,
             "evidence": self.rings.status(),
             "steps": self.steps.status(),
+            "analysis": await self.analysis.status(),
             "state_files": self.state_health.status(),
             "consumers": {c.name: c.status() for c in self._feeds()},
             "live": self.live.status() if self.live is not None else None,
@@ -627,9 +649,14 @@ class Agent:
         self._step_changed()
         return _or_conflict(answer)
 
-    async def end_step(self, name: str, verdict: str | None) -> dict[str, Any]:
-        answer = await self.steps.end_step(name, verdict)
+    async def end_step(self, name: str, verdict: str | None, note: str | None = None) -> dict[str, Any]:
+        answer = await self.steps.end_step(name, verdict, note)
         self._step_changed()
+        return _or_conflict(answer)
+
+    async def end_run(self, note: str | None = None) -> dict[str, Any]:
+        answer = await self.analysis.end_run(note or "run ended by POST /runs/end")
+        self._step_changed()  # the running step (if any) ended with the run
         return _or_conflict(answer)
 
     def _step_changed(self) -> None:

@@ -530,6 +530,29 @@ class StepsSection(Section):
     plan: StepsPlan | None = None
 
 
+class AnalysisSection(Section):
+    """Atlas's analysis report of each test run (edge_agent/analysis): requested when the run ends,
+    polled until it is finished, its summary posted on the run's issues and shown on /status."""
+
+    enabled: bool = Field(
+        True,
+        description="When a test run ends (a clean shutdown, or POST /runs/end) ask Atlas for its analysis"
+        " report of the run; needs Atlas and a test run (steps.test_run_id or a system id).",
+    )
+    per_failed_step: bool = Field(
+        False, description="Also ask for a report of each step that ends failed (scope step)."
+    )
+    comment_on_issues: bool = Field(
+        True, description="Post each finished report's summary as a comment on the issues of its run or step."
+    )
+    # An AI analysis over a run's files is minutes; the polls back off to outbox.retry_cap, so an hour is
+    # about 60 polls. Counted on the outbox's clock: time the agent spent polling, not its downtime.
+    poll_timeout: Interval = Field(
+        3600.0,
+        description="A report not finished after this long of polling is given up (said on /status).",
+    )
+
+
 class OutboxSection(Section):
     max_jobs: int = Field(100_000, ge=1, le=100_000_000)
     # 1 TiB: more than any bench PC's disk; above it the byte count stops meaning anything.
@@ -708,6 +731,7 @@ class EdgeAgentConfig(BaseSettings):
     evidence: EvidenceSection = Field(default_factory=EvidenceSection)
     incidents: IncidentsSection = Field(default_factory=IncidentsSection)
     steps: StepsSection = Field(default_factory=StepsSection)
+    analysis: AnalysisSection = Field(default_factory=AnalysisSection)
     outbox: OutboxSection = Field(default_factory=OutboxSection)
     recorder: RecorderSection = Field(default_factory=RecorderSection)
     s3: S3Section = Field(default_factory=S3Section)

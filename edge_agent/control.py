@@ -13,7 +13,10 @@ stays open so that a container health check needs no secret). The agent's state 
     GET  /status        200 the backend's status document
     GET  /metrics       200 Prometheus text exposition
     POST /steps/start   {"name": str, "card": str | null}            -> 200 backend's answer
-    POST /steps/end     {"name": str, "verdict": "PASS"|"FAIL"|null} -> 200 backend's answer
+    POST /steps/end     {"name": str, "verdict": "PASS"|"FAIL"|"ERROR"|"SKIP"|null, "note": str | null}
+                        -> 200 backend's answer, with the step's `execution_status` and `exception`
+    POST /runs/end      {"note": str | null}: end the test run (the agent goes on; the next step
+                        begins the next run) and ask Atlas for its report -> 200 backend's answer
     GET  /, /live/...   the live bench page (edge_agent.live.server), when the agent adds it
                         400 not JSON / not UTF-8, 413 larger than MAX_BODY_BYTES,
                         422 JSON of the wrong shape (with pydantic's detail), 409 a step-state conflict
@@ -42,6 +45,7 @@ from edge_agent.metrics import Metrics
 log = get_logger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+MAX_NOTE_CHARS = 500  # a step's whole note is at most 2000 (steps/outcome.py); this leads it
 OPEN_PATHS = frozenset({"/healthz"})
 
 Readiness = tuple[bool, Mapping[str, str]]
@@ -64,7 +68,9 @@ class ControlBackend(Protocol):
 
     async def start_step(self, name: str, card: str | None) -> Mapping[str, Any]: ...
 
-    async def end_step(self, name: str, verdict: str | None) -> Mapping[str, Any]: ...
+    async def end_step(self, name: str, verdict: str | None, note: str | None) -> Mapping[str, Any]: ...
+
+    async def end_run(self, note: str | None) -> Mapping[str, Any]: ...
 
 
 class StepStart(BaseModel):
@@ -78,7 +84,16 @@ class StepEnd(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: str = Field(min_length=1, max_length=100)
-    verdict: Literal["PASS", "FAIL"] | None = None
+    # ERROR: the test itself broke (fails the step); SKIP: not carried out (steps/outcome.py).
+    verdict: Literal["PASS", "FAIL", "ERROR", "SKIP"] | None = None
+    # What the sequencer says of the step (a failure's message, a skip's reason): leads its note.
+    note: str | None = Field(None, max_length=MAX_NOTE_CHARS)
+
+
+class RunEnd(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    note: str | None = Field(None, max_length=MAX_NOTE_CHARS)
 
 
 BACKEND_KEY = web.AppKey("backend", ControlBackend)
@@ -181,7 +196,9 @@ async def _json_errors(
         return refuse(500, "internal error")
 
 
-async def _step_call(request: web.Request, model: type[StepStart] | type[StepEnd]) -> web.Response:
+async def _step_call(
+    request: web.Request, model: type[StepStart] | type[StepEnd] | type[RunEnd]
+) -> web.Response:
     """Validate the body (422), hand it to the backend, answer its result or 409 on a step conflict."""
     body = await _body(request, model)
     if isinstance(body, web.Response):
@@ -190,9 +207,11 @@ async def _step_call(request: web.Request, model: type[StepStart] | type[StepEnd
     try:
         if isinstance(body, StepStart):
             answer = await backend.start_step(body.name, body.card)
+        elif isinstance(body, StepEnd):
+            answer = await backend.end_step(body.name, body.verdict, body.note)
         else:
-            assert isinstance(body, StepEnd)
-            answer = await backend.end_step(body.name, body.verdict)
+            assert isinstance(body, RunEnd)
+            answer = await backend.end_run(body.note)
     except StepStateError as exc:
         return _json({"error": str(exc)}, status=409)
     return _json(dict(answer))
@@ -204,6 +223,10 @@ async def _step_start(request: web.Request) -> web.Response:
 
 async def _step_end(request: web.Request) -> web.Response:
     return await _step_call(request, StepEnd)
+
+
+async def _run_end(request: web.Request) -> web.Response:
+    return await _step_call(request, RunEnd)
 
 
 def create_control_app(
@@ -234,6 +257,7 @@ def create_control_app(
     app.router.add_get("/metrics", _metrics)
     app.router.add_post("/steps/start", _step_start)
     app.router.add_post("/steps/end", _step_end)
+    app.router.add_post("/runs/end", _run_end)
     if add_routes is not None:
         add_routes(app)
     return app

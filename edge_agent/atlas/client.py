@@ -36,11 +36,13 @@ from edge_agent.atlas.models import (
     EXECUTION_STATUSES,
     ISSUE_PRIORITIES,
     ISSUE_STATUSES,
+    REPORT_SCOPES,
     Attachment,
     Card,
     Comment,
     Issue,
     Page,
+    Report,
     Session,
     Step,
     TestRun,
@@ -489,6 +491,42 @@ class AtlasClient:
         if body is None:
             return await self._read_step(run_id, card_id, step_id)
         return self._model(Step, body, "PATCH", path)
+
+    # -- analysis reports -------------------------------------------------------------------------
+
+    async def create_report(
+        self,
+        run_id: str,
+        scope: str,
+        *,
+        test_card_id: str | None = None,
+        test_step_id: str | None = None,
+        analysis_context: str = "",
+    ) -> Report:
+        """Ask for Atlas's analysis of a run, or of one card or step of it (those ids are required for
+        those scopes). Starts `pending`: poll `get_report` until a status of REPORT_FINAL_STATUSES."""
+        path = f"/test-runs/{_seg(run_id)}/reports"
+        problems = _enum_problems("scope", scope, REPORT_SCOPES)
+        if scope in ("card", "step") and not test_card_id:
+            problems.append(f"test_card_id is required for scope {scope}")
+        if scope == "step" and not test_step_id:
+            problems.append("test_step_id is required for scope step")
+        if problems:
+            raise invalid("POST", path, problems)
+        body: dict[str, Any] = {"scope": scope, "analysis_context": analysis_context}
+        if test_card_id:
+            body["test_card_id"] = test_card_id
+        if test_step_id:
+            body["test_step_id"] = test_step_id
+        return self._model(Report, await self.call("POST", path, json_body=body), "POST", path)
+
+    async def get_report(self, run_id: str, report_id: str) -> Report:
+        path = f"/test-runs/{_seg(run_id)}/reports/{_seg(report_id)}"
+        return self._model(Report, await self.call("GET", path), "GET", path)
+
+    async def list_reports(self, run_id: str) -> list[Report]:
+        path = f"/test-runs/{_seg(run_id)}/reports"
+        return self._page(Report, await self.call("GET", path), "GET", path).items
 
     # -- plumbing ---------------------------------------------------------------------------------
 

@@ -108,3 +108,22 @@ class TestRun(AtlasModel):
     description: str | None = None
     system_id: str | None = None
     test_cards: list[Card] = Field(default_factory=list)
+
+
+REPORT_SCOPES: frozenset[str] = frozenset({"run", "card", "step"})
+# Where a report's status can no longer change (the test-runs page: poll until completed).
+REPORT_FINAL_STATUSES: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
+
+
+class Report(AtlasModel):
+    """An analysis report of a test run (`POST /test-runs/{id}/reports`): `content` and `summary` are
+    filled once `status` is `completed`."""
+
+    uuid: str
+    status: str
+    title: str = ""
+    scope: str | None = None
+    content: str | None = ""
+    summary: str | None = ""
+    job_run_id: str | None = None
+    created_at: str | None = None

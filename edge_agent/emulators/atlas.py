@@ -121,6 +121,8 @@ def _quirks(settings: FaultSettings) -> Quirks:
         null_attachment_id=settings.null_attachment_id,
         null_issue_status=settings.null_issue_status,
         soft_delete_comments=settings.soft_delete_comments,
+        report_delay=settings.report_delay,
+        report_outcome=settings.report_outcome,
     )
 
 
@@ -405,7 +407,10 @@ class AtlasEmulator:
     """The Atlas emulator as a component: `async with AtlasEmulator(settings) as emu: emu.base_url`.
 
     `report_delay`/`report_polls`: a report (and a job run) completes that many seconds after its
-    creation, or after that many GETs of it (0 = delay only), whichever comes first.
+    creation, or after that many GETs of it (0 = delay only), whichever comes first. The fault
+    switches `report_delay` and `report_outcome` change both for reports (and job runs: a report is
+    one, `job_run_id`) requested afterwards; a report that ends `failed` or `cancelled` has no content
+    and no summary.
     """
 
     def __init__(

@@ -167,6 +167,8 @@ class Quirks:
     null_attachment_id: bool = False
     null_issue_status: bool = False
     soft_delete_comments: bool = False
+    report_delay: float | None = None  # None: the store's own report_delay
+    report_outcome: str = "completed"  # how reports requested from now on end
 
 
 @dataclass(slots=True)
@@ -245,21 +247,23 @@ class DataFile:
 
 @dataclass(slots=True)
 class Lifecycle:
-    """pending -> running -> completed: complete `delay` seconds after creation or after `polls` reads
-    (when polls > 0), whichever comes first; `running` once it has been read but is not done yet."""
+    """pending -> running -> `outcome` (completed, or failed/cancelled when a fault switch says so):
+    done `delay` seconds after creation or after `polls` reads (when polls > 0), whichever comes
+    first; `running` once it has been read but is not done yet."""
 
     started: float
     delay: float
     polls_needed: int
     polls: int = 0
     final: str | None = None
+    outcome: str = "completed"
 
     def status(self, now: float) -> str:
         if self.final is not None:
             return self.final
         done = now - self.started >= self.delay or (self.polls_needed > 0 and self.polls >= self.polls_needed)
         if done:
-            return "completed"
+            return self.outcome
         return "running" if self.polls else "pending"
 
 
@@ -863,7 +867,9 @@ class AtlasStore:
     # --- reports ----------------------------------------------------------------------------------
 
     def _lifecycle(self) -> Lifecycle:
-        return Lifecycle(self._clock(), self.report_delay, self.report_polls)
+        quirks = self._quirks()
+        delay = self.report_delay if quirks.report_delay is None else quirks.report_delay
+        return Lifecycle(self._clock(), delay, self.report_polls, outcome=quirks.report_outcome)
 
     def create_report(self, run_id: str, body: m.ReportCreate) -> Json:
         run = self._run(run_id)

@@ -100,6 +100,15 @@ class FaultSettings(BaseModel):
     soft_delete_comments: bool = Field(
         False, description="Atlas: a deleted comment stays in the list with is_deleted true."
     )
+    report_delay: float | None = Field(
+        None,
+        ge=0,
+        description="Atlas: seconds a report requested from now on takes to finish (null: the emulator's"
+        " own `report_delay`).",
+    )
+    report_outcome: Literal["completed", "failed", "cancelled"] = Field(
+        "completed", description="Atlas: how a report requested from now on ends (`failed`: no summary)."
+    )
     upload_bytes_per_sec: float = Field(
         0.0, ge=0, description="Slow uploads: request bodies read at this rate."
     )

@@ -128,6 +128,10 @@ WHERE j.state = 'pending' AND j.next_attempt_at <= :now
     WHERE d.job_id = j.id AND x.state != 'done')
 ORDER BY j.id LIMIT :limit
 """
+# The same, leaving out the kinds named in the JSON array :exclude (a drain does not wait for them).
+_READY_EXCEPT = _READY.replace(
+    "ORDER BY j.id", "AND j.kind NOT IN (SELECT value FROM json_each(:exclude))\nORDER BY j.id"
+)
 
 
 def _dumps(value: Any) -> str:
@@ -606,17 +610,23 @@ class JobStore:
                 claimed.append((replace(job, state=JobState.IN_FLIGHT, attempts=job.attempts + 1), results))
         return claimed
 
-    def next_due(self, after: float) -> float | None:
+    def next_due(self, after: float, exclude: Sequence[str] = ()) -> float | None:
         """When the earliest waiting job that was not yet due at `after` (the last claim's time) comes
         due. Jobs due earlier but blocked (group, dependencies) are left out: a completion wakes the
-        worker for them, and counting them would make it spin."""
+        worker for them, and counting them would make it spin. `exclude`: kinds left out."""
         row = self._db.execute(
-            "SELECT MIN(next_attempt_at) FROM jobs WHERE state = 'pending' AND next_attempt_at > ?", (after,)
+            "SELECT MIN(next_attempt_at) FROM jobs WHERE state = 'pending' AND next_attempt_at > ?"
+            " AND kind NOT IN (SELECT value FROM json_each(?))",
+            (after, _dumps(list(exclude))),
         ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
 
-    def has_ready(self) -> bool:
-        return bool(self._db.execute(_READY, {"now": self.clock.now(), "limit": 1}).fetchall())
+    def has_ready(self, exclude: Sequence[str] = ()) -> bool:
+        """Whether a job is ready now; `exclude`: kinds left out."""
+        params = {"now": self.clock.now(), "limit": 1}
+        if not exclude:
+            return bool(self._db.execute(_READY, params).fetchall())
+        return bool(self._db.execute(_READY_EXCEPT, {**params, "exclude": _dumps(list(exclude))}).fetchall())
 
     def mark_done(self, job_id: int, result: Json, *, adopted: bool = False) -> None:
         now = self.clock.now()

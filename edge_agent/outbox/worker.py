@@ -108,6 +108,7 @@ class Outbox:
         self._pause_until = 0.0
         self._blocked: Json | None = None
         self._missing_handlers: set[str] = set()
+        self._background: set[str] = set()  # kinds a drain does not wait for (register)
         # Between a claim's commit and its tasks' creation the jobs are in no list: drain must wait.
         self._claiming = False
 
@@ -122,9 +123,13 @@ class Outbox:
         log.info("outbox_started", path=str(self._store.path), **counts)
         return report
 
-    def register(self, kind: str, handler: JobHandler) -> None:
+    def register(self, kind: str, handler: JobHandler, *, background: bool = False) -> None:
+        """`background`: jobs of this kind wait on a server's progress, not on delivery (polling a
+        report until it is done): `drain` does not wait for them; they go on at the next start."""
         self._handlers[kind] = handler
         self._missing_handlers.discard(kind)
+        if background:
+            self._background.add(kind)
         self.wake()
 
     def wake(self) -> None:
@@ -133,9 +138,12 @@ class Outbox:
     async def drain(self, deadline: float | None = None) -> bool:
         """Keep delivering until nothing is ready, in flight or due for a retry before the end, or
         `deadline` seconds passed (default `drain_deadline`). True when no job is left waiting; jobs
-        still waiting (Atlas down, a Retry-After past the end) stay on disk and give False."""
+        still waiting (Atlas down, a Retry-After past the end) stay on disk and give False. Background
+        kinds (`register`) are not waited for: they are not deliveries but polls, and go on at the
+        next start; one in flight is still let finish (or cut off by `close`)."""
         loop = asyncio.get_running_loop()
         end = loop.time() + (self.section.drain_deadline if deadline is None else deadline)
+        background = sorted(self._background)
         while True:
             if not self._tasks and not self._claiming:
                 left = end - loop.time()
@@ -144,10 +152,10 @@ class Outbox:
                 # gap once ended a drain with a retry 60 ms away).
                 now = self._clock()
                 paused_past_end = self._pause_until - now > left
-                if paused_past_end or not await self._call(self._store.has_ready):
+                if paused_past_end or not await self._call(self._store.has_ready, background):
                     # A job backing off after a transient failure (a 503, a dropped connection) is
                     # retried if its turn comes before the end: a short outage at shutdown loses nothing.
-                    due = await self._call(self._store.next_due, now)
+                    due = await self._call(self._store.next_due, now, background)
                     if due is None:
                         return True
                     if paused_past_end or due - now > left:

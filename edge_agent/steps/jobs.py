@@ -4,9 +4,9 @@ re-sending; the PATCH is idempotent and simply re-sent."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-from edge_agent.atlas.client import AtlasClient, parse_atlas_timestamp
+from edge_agent.atlas.client import MAX_ISSUE_PAGE, MAX_ISSUE_SCAN, AtlasClient, parse_atlas_timestamp
 from edge_agent.atlas.errors import AtlasError
 from edge_agent.atlas.job_support import delivery_error, resolve
 from edge_agent.atlas.models import Card, TestRun
@@ -141,16 +141,7 @@ class OutcomeHandler:
         note = job.payload.get("exception")
         if not isinstance(note, str):
             return None
-        names: dict[str, str] = {}
-        for incident_id in dict.fromkeys(ISSUE_PLACEHOLDER.findall(note)):
-            try:
-                found = await self.client.find_issue_by_tag(agent_tag(incident_id))
-            except AtlasError as err:
-                raise delivery_error(err) from None
-            if found is None and job.attempts < ISSUE_WAIT_ATTEMPTS:
-                raise Waiting(f"issue of incident {incident_id} not filed yet", ISSUE_WAIT_SECONDS)
-            names[incident_id] = found.uuid if found is not None else f"pending (incident {incident_id})"
-        return ISSUE_PLACEHOLDER.sub(lambda m: names.get(m.group(1), m.group(0)), note)
+        return (await fill_issue_placeholders(self.client, note, job.attempts))[0]
 
     async def deliver(self, job: Job, deps: Mapping[int, Json]) -> Json:
         p = job.payload
@@ -170,6 +161,40 @@ class OutcomeHandler:
 
     async def find_existing(self, job: Job, deps: Mapping[int, Json]) -> Json | None:
         return None  # a PATCH is idempotent: sending it again is the look-up
+
+
+async def issues_of_incidents(client: AtlasClient, incident_ids: Iterable[str]) -> dict[str, str]:
+    """incident id -> the Atlas issue carrying its tag `edge-agent:<incident-id>`, for those found:
+    one pass over the issue list (bounded like `find_issue_by_tag`), however many incidents."""
+    wanted = {agent_tag(i): i for i in incident_ids}
+    found: dict[str, str] = {}
+    if not wanted:
+        return found
+    try:
+        async for issue in client.iter_issues(page_size=MAX_ISSUE_PAGE, max_items=MAX_ISSUE_SCAN):
+            for tag in issue.tags:
+                if tag in wanted and wanted[tag] not in found:
+                    found[wanted[tag]] = issue.uuid
+            if len(found) == len(wanted):
+                break
+    except AtlasError as err:
+        raise delivery_error(err) from None
+    return found
+
+
+async def fill_issue_placeholders(
+    client: AtlasClient, text: str, attempts: int
+) -> tuple[str, dict[str, str]]:
+    """`text` with each `{issue:<incident-id>}` replaced by that incident's Atlas issue id, and the ids
+    found. An issue not filed yet (Atlas was down, its job is behind) is waited for (`Waiting`) while
+    `attempts` < ISSUE_WAIT_ATTEMPTS; after that the text says "pending (incident ...)" instead."""
+    wanted = list(dict.fromkeys(ISSUE_PLACEHOLDER.findall(text)))
+    found = await issues_of_incidents(client, wanted)
+    missing = [i for i in wanted if i not in found]
+    if missing and attempts < ISSUE_WAIT_ATTEMPTS:
+        raise Waiting(f"issue of incident {missing[0]} not filed yet", ISSUE_WAIT_SECONDS)
+    names = {i: found.get(i, f"pending (incident {i})") for i in wanted}
+    return ISSUE_PLACEHOLDER.sub(lambda m: names.get(m.group(1), m.group(0)), text), found
 
 
 def register_step_handlers(outbox: Outbox, client: AtlasClient) -> None:

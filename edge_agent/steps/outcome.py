@@ -5,6 +5,11 @@
   them and the Atlas issue each one is in: Atlas means that field for this status);
 - `passed` otherwise. A PASS verdict never hides an anomaly: the worse of the two wins.
 
+Verdicts (a marker's PASS/FAIL, or the control API's PASS/FAIL/ERROR/SKIP): FAIL and ERROR (the test
+itself broke: a fixture, a setup or a teardown) fail the step; SKIP means the step was not carried out,
+so without anomalies it stays `todo` (Atlas's "not executed"); anomalies during it still give their
+outcome, since the device misbehaved while the bench was in that step.
+
 Spans are closed intervals on their source's timeline (edge_agent.serial.clock: monotonic seconds on
 the device's clock or the host's); an anomaly still open has `end` None and overlaps everything from
 its start on. A step's bounds can be given per source (`per_source`), each on that source's timeline.
@@ -32,7 +37,7 @@ class AnomalySpan:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    execution_status: str  # passed | passed_with_exception | failed
+    execution_status: str  # passed | passed_with_exception | failed | todo (skipped)
     exception: str | None = None
 
 
@@ -68,11 +73,12 @@ def step_outcome(
     bounds = per_source or {}
     hit = [a for a in anomalies if overlaps(*bounds.get(a.source, (start, end)), a)]
     high = [a for a in hit if a.severity == "high"]
-    failed_by_verdict = (verdict or "").upper() == "FAIL"
+    said = (verdict or "").upper()
+    failed_by_verdict = said in ("FAIL", "ERROR")
     if high or failed_by_verdict:
         parts = []
         if failed_by_verdict:
-            parts.append("step verdict FAIL")
+            parts.append(f"step verdict {said}")
         if hit:
             parts.append("anomalies during the step: " + "; ".join(_name(a) for a in hit))
         return Outcome("failed", _cut("; ".join(parts)))
@@ -80,6 +86,8 @@ def step_outcome(
         return Outcome(
             "passed_with_exception", _cut("anomalies during the step: " + "; ".join(_name(a) for a in hit))
         )
+    if said == "SKIP":
+        return Outcome("todo", None)
     return Outcome("passed", None)
 
 

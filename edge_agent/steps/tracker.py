@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -101,11 +101,14 @@ class StepTracker:
         self._save_error: str | None = None
         self._unsaved_since: float | None = None
         self.save_failures = 0
+        # Called with the answer of every step that ends (`_end`), e.g. by the run analysis.
+        self.step_ended: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
     async def start(self, run_key: str, run_started_wall: float) -> None:
-        """`run_key`: the reporter's run id. The same key after a crash continues the saved state."""
+        """`run_key`: the reporter's run id. The same key after a crash continues the saved state,
+        also when a later test run of that key was begun (`begin_next_run`)."""
         if self.client is not None:
             register_step_handlers(self.outbox, self.client)
         saved = await read_json_state_async(self.path, what="steps", health=self.health)
@@ -113,23 +116,31 @@ class StepTracker:
             await set_aside_async(
                 self.path, "not a steps state (top level not an object)", what="steps", health=self.health
             )
-        if isinstance(saved, dict) and saved.get("run_key") == run_key:
+        if isinstance(saved, dict) and run_key in (saved.get("run_key"), saved.get("base_key")):
             self.state = saved
             self._restore_spans()
-            log.info("steps_state_continued", run_key=run_key, current=saved.get("current"))
+            log.info("steps_state_continued", run_key=saved.get("run_key"), current=saved.get("current"))
         else:
-            self.state = {
-                "run_key": run_key,
-                "started_wall": run_started_wall,
-                "run": {},
-                "cards": {},
-                "steps": {},
-            }
-            self.state["current"] = None
+            self._fresh_state(run_key, run_started_wall, run_key, 1)
             await self._save()
         if self.atlas_disabled:
             log.warning("steps_atlas_disabled", reason=self.atlas_disabled)
             return
+        await self._open_run()
+
+    def _fresh_state(self, run_key: str, started_wall: float, base_key: str, sequence: int) -> None:
+        self.state = {
+            "run_key": run_key,
+            "base_key": base_key,  # the reporter's run id, which a restart passes to start()
+            "sequence": sequence,  # 1 for its first test run, 2 after one `begin_next_run`, ...
+            "started_wall": started_wall,
+            "run": {},
+            "cards": {},
+            "steps": {},
+        }
+        self.state["current"] = None
+
+    async def _open_run(self) -> None:
         await self._ensure_run()
         if self.section.plan is not None:
             for order, card in enumerate(self.section.plan.cards, 1):
@@ -137,18 +148,41 @@ class StepTracker:
                 for step_order, step in enumerate(card.steps, 1):
                     await self._ensure_step(step.title, card.title, step.description, step_order)
 
+    async def begin_next_run(self, note: str) -> dict[str, Any]:
+        """End this test run (a step still running ends with `note`) and begin the next one, keyed
+        `<reporter run id>.<n>`: a sequencer ends a run without stopping the agent. Answers the key
+        and sequence number of the run that ended. With `steps.test_run_id` the run is fixed by the
+        user: refused with an `error` entry."""
+        if self.section.test_run_id:
+            return {"error": "steps.test_run_id names the test run: it is the user's to end, not the agent's"}
+        await self.end_current(note)
+        ended = {"run_key": self.state["run_key"], "sequence": self.state.get("sequence", 1)}
+        base = str(self.state.get("base_key") or self.state["run_key"])
+        sequence = int(self.state.get("sequence", 1)) + 1
+        self._spans = {k: s for k, s in self._spans.items() if s.end is None}  # still open: not over yet
+        self._fresh_state(f"{base}.{sequence}", self._wall(), base, sequence)
+        self.state["spans"] = {k: asdict(s) for k, s in self._spans.items()}
+        await self._save()
+        log.info("steps_run_ended", ended=ended["run_key"], next=self.state["run_key"])
+        if not self.atlas_disabled:
+            try:
+                await self._open_run()
+            except OutboxError as exc:
+                log.error("steps_enqueue_failed", step=None, error=str(exc))
+        return ended
+
     async def close(self, clean: bool) -> None:
         """A clean shutdown ends the running step (its outcome says so); the state is kept either way."""
+        if clean:
+            await self.end_current("agent shut down")
+
+    async def end_current(self, note: str) -> None:
+        """End the running step, if one runs, with `note` saying why (no verdict: anomalies decide)."""
         current = self.state.get("current")
-        if clean and current:
+        if current:
             host = self._mono()
             await self._end(
-                str(current["name"]),
-                None,
-                host,
-                self._wall(),
-                note="agent shut down",
-                on=self._timelines(host),
+                str(current["name"]), None, host, self._wall(), note=note, on=self._timelines(host)
             )
 
     async def _save(self) -> None:
@@ -228,8 +262,10 @@ class StepTracker:
                 else self.config.atlas.session_title
             )
             started = float(self.state["started_wall"])
+            sequence = int(self.state.get("sequence", 1))
+            suffix = f" #{sequence}" if sequence > 1 else ""  # two runs begun in one minute: two titles
             payload = {
-                "title": run_title(template, self.bench, started),
+                "title": run_title(template, self.bench, started) + suffix,
                 "system_id": self.system_id,
                 "description": f"edge-agent on {self.bench}",
                 "not_before": not_before(started),
@@ -301,9 +337,13 @@ class StepTracker:
         host = self._mono()
         return await self._start(name, card, host, self._wall(), self._timelines(host))
 
-    async def end_step(self, name: str, verdict: str | None = None) -> dict[str, Any]:
+    async def end_step(
+        self, name: str, verdict: str | None = None, note: str | None = None
+    ) -> dict[str, Any]:
+        """`note`: what the sequencer says of the step (a test's failure message, a skip's reason); it
+        leads the outcome's `exception` note."""
         host = self._mono()
-        return await self._end(name, verdict, host, self._wall(), on=self._timelines(host))
+        return await self._end(name, verdict, host, self._wall(), note=note or "", on=self._timelines(host))
 
     async def on_marker(self, marker: StepMarker) -> None:
         if self.section.source == "api":
@@ -476,7 +516,14 @@ class StepTracker:
         }
         await self._save_spans()
         log.info("step_ended", step=result["step"], status=outcome.execution_status)
+        for listener in list(self.step_ended):
+            await listener(dict(result))
         return result
+
+    def jobs_group(self) -> str:
+        """The outbox group of this test run's jobs: a job enqueued in it runs after every outcome
+        enqueued before it (a run's report after its outcomes)."""
+        return self._group()
 
     async def atlas_refs(self, title: str | None) -> tuple[dict[str, Any], tuple[int, ...]] | None:
         """The Atlas ids of a step (`run_id`, `card_id`, `step_id`; with `title` None, the run's alone)

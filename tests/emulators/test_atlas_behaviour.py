@@ -457,6 +457,53 @@ async def test_report_completes_after_the_configured_delay(atlas_settings: Any) 
         assert report["status"] == "completed" and report["summary"]
 
 
+async def test_report_fault_switches_set_delay_and_outcome(atlas_settings: Any) -> None:
+    """`report_delay` and `report_outcome` (fault switches) apply to reports requested afterwards: a
+    failed report has no summary, and a report already requested keeps the lifecycle it had."""
+    async with (
+        AtlasEmulator(atlas_settings, report_delay=0.0) as emulator,
+        aiohttp.ClientSession(
+            emulator.base_url + "/", headers={"Authorization": f"Bearer {emulator.token}"}
+        ) as http,
+    ):
+        _, run = await call(http, "POST", "test-runs", json={"title": "Run", "system_id": SYSTEM_ID})
+        rid = run["uuid"]
+        _, card = await call(http, "POST", f"test-runs/{rid}/cards", json={"title": "c"})
+        _, step = await call(http, "POST", f"test-runs/{rid}/cards/{card['uuid']}/steps", json={"title": "s"})
+        slow_then_failed = {"report_delay": 3600, "report_outcome": "failed"}
+        async with http.post("_emulator/faults", json=slow_then_failed) as r:
+            assert r.status == 200
+        scope = {"scope": "step", "test_card_id": card["uuid"], "test_step_id": step["uuid"]}
+        _, slow = await call(http, "POST", f"test-runs/{rid}/reports", json=scope)
+        assert slow["status"] == "pending"
+        _, polled = await call(http, "GET", f"test-runs/{rid}/reports/{slow['uuid']}")
+        assert polled["status"] == "running"
+        async with http.post("_emulator/faults", json={"report_delay": 0}) as r:
+            assert r.status == 200
+        _, failed = await call(http, "POST", f"test-runs/{rid}/reports", json={"scope": "run"})
+        assert failed["status"] == "failed" and failed["summary"] == "" and failed["content"] == ""
+        _, still = await call(http, "GET", f"test-runs/{rid}/reports/{slow['uuid']}")
+        assert still["status"] == "running"  # requested before the switch: its hour still runs
+        async with http.post("_emulator/faults", json={"report_outcome": "cancelled"}) as r:
+            assert r.status == 200
+        _, cancelled = await call(http, "POST", f"test-runs/{rid}/reports", json={"scope": "run"})
+        assert cancelled["status"] == "cancelled"
+        # The body as the page says: a step report needs its card's id and its own, in that card.
+        status, body = await call(
+            http, "POST", f"test-runs/{rid}/reports", json={"scope": "step", "test_card_id": card["uuid"]}
+        )
+        assert_422(status, body, ["body"], "value_error")
+        _, other = await call(http, "POST", f"test-runs/{rid}/cards", json={"title": "other"})
+        status, body = await call(
+            http, "POST", f"test-runs/{rid}/reports", json={**scope, "test_card_id": other["uuid"]}
+        )
+        assert_422(status, body, ["body", "test_step_id"], "value_error")
+        status, body = await call(
+            http, "POST", f"test-runs/{rid}/reports", json={"scope": "run", "analysis_context": 7}
+        )
+        assert_422(status, body, ["body", "analysis_context"], "string_type")
+
+
 async def test_search_finds_steps_by_text(atlas_http: aiohttp.ClientSession) -> None:
     _, run = await call(atlas_http, "POST", "test-runs", json={"title": "PDU", "system_id": SYSTEM_ID})
     _, card = await call(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from pathlib import Path
 
 from outbox_peer import Act, ItemHandler, ScriptedPeer, fail
 
-from edge_agent.outbox import BatchRef, JobSpec, JobState, Outbox, RetryPolicy
+from edge_agent.outbox import BatchRef, Job, JobSpec, JobState, Json, Outbox, Retryable, RetryPolicy
 
 WAIT = 10.0  # bound on every wait in these tests
 
@@ -238,6 +238,43 @@ async def test_drain_delivers_then_close_leaves_the_cut_off_job_unknown(
     await settle(reopened, [slow])
     assert peer.creates["slow"] == 1 and reopened.counters["adopted"] == 1
     assert await reopened.drain(1.0) is True
+
+
+class NotFinishedYet:
+    """A poll of a server's progress (like a report's): every attempt says "not finished yet"."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    async def deliver(self, job: Job, deps: Mapping[int, Json]) -> Json:
+        self.attempts += 1
+        raise Retryable(202, None, "not finished yet")
+
+    async def find_existing(self, job: Job, deps: Mapping[int, Json]) -> Json | None:
+        return None
+
+
+async def test_drain_does_not_wait_for_background_polls_which_go_on_after_a_restart(
+    make_outbox: Make, peer: ScriptedPeer, handler: ItemHandler
+) -> None:
+    poll = NotFinishedYet()
+    outbox = await make_outbox({"item": handler})
+    outbox.register("poll", poll, background=True)
+    polling = await outbox.enqueue("poll", "report", {})
+    item = await outbox.enqueue("item", "g", {"key": "k"})
+    assert await outbox.drain(1.0) is True  # the item delivered; the poll is not a delivery
+    assert (await outbox.job(item)).state is JobState.DONE  # type: ignore[union-attr]
+    job = await outbox.job(polling)
+    assert job is not None and job.state is JobState.PENDING and poll.attempts >= 1
+    # A "not finished" answer is not an outage: the queue is not paused for it.
+    assert (await outbox.status())["service_failures"] == 0
+    await outbox.close()
+
+    # Registered as an ordinary kind, the same poll holds the drain until its deadline: False.
+    reopened = await make_outbox({"item": handler, "poll": poll})
+    before = poll.attempts
+    assert await reopened.drain(0.5) is False
+    assert poll.attempts > before  # the poll went on after the restart
 
 
 async def test_jobs_wait_for_their_handler(

@@ -26,6 +26,8 @@ class StepBook:
     def __init__(self) -> None:
         self.running: str | None = None
         self.done: list[tuple[str, str | None]] = []
+        self.notes: list[str | None] = []
+        self.runs_ended: list[str | None] = []
         self.checks = {"serial": "ok", "lens": "ok", "atlas": "ok"}
 
     async def status(self) -> Mapping[str, Any]:
@@ -40,12 +42,19 @@ class StepBook:
         self.running = name
         return {"step": name, "card": card, "state": "running"}
 
-    async def end_step(self, name: str, verdict: str | None) -> Mapping[str, Any]:
+    async def end_step(self, name: str, verdict: str | None, note: str | None) -> Mapping[str, Any]:
         if self.running != name:
             raise StepStateError(f"step {name!r} is not running")
         self.running = None
         self.done.append((name, verdict))
+        self.notes.append(note)
         return {"step": name, "verdict": verdict, "state": "ended"}
+
+    async def end_run(self, note: str | None) -> Mapping[str, Any]:
+        if self.running is not None:
+            raise StepStateError("a fixed run")  # how the backend says it cannot end the run
+        self.runs_ended.append(note)
+        return {"ended_run": f"run-{len(self.runs_ended)}"}
 
 
 class Api:
@@ -146,6 +155,26 @@ async def test_step_start_end_and_conflicts(api: Api) -> None:
     )  # fmt: skip
     assert (await api.post("/steps/end", {"name": "soak", "verdict": None}))[0] == 200
     assert api.backend.done == [("power-on", "FAIL"), ("soak", None)]
+    # ERROR and SKIP (the pytest plugin's verdicts) and a note reach the backend.
+    for name, verdict, note in (("broken", "ERROR", "fixture failed"), ("later", "SKIP", " no rig ")):
+        await api.post("/steps/start", {"name": name})
+        assert (await api.post("/steps/end", {"name": name, "verdict": verdict, "note": note}))[0] == 200
+    assert api.backend.done[-2:] == [("broken", "ERROR"), ("later", "SKIP")]
+    assert api.backend.notes == [None, None, "fixture failed", "no rig"]
+
+
+async def test_run_end_answers_the_backend_or_409_and_needs_the_token(api: Api) -> None:
+    assert await api.post("/runs/end", {}) == (200, {"ended_run": "run-1"})
+    assert await api.post("/runs/end", {"note": "lot 7 done"}) == (200, {"ended_run": "run-2"})
+    assert api.backend.runs_ended == [None, "lot 7 done"]
+    assert (await api.post("/runs/end", {}, token=None))[0] == 401
+    status, body = await api.post("/runs/end", {"note": 5})
+    assert status == 422 and "note" in str(body["detail"])
+    status, body = await api.post("/runs/end", None, raw=b"end")
+    assert status == 400
+    await api.post("/steps/start", {"name": "x"})
+    assert await api.post("/runs/end", {}) == (409, {"error": "a fixed run"})
+    assert api.backend.runs_ended == [None, "lot 7 done"]
 
 
 @pytest.mark.parametrize(
@@ -157,6 +186,8 @@ async def test_step_start_end_and_conflicts(api: Api) -> None:
         ("/steps/start", {"name": "a", "colour": "red"}, "colour"),
         ("/steps/start", {"name": 5}, "name"),
         ("/steps/end", {"name": "a", "verdict": "MAYBE"}, "verdict"),
+        ("/steps/end", {"name": "a", "note": "n" * 501}, "note"),
+        ("/runs/end", {"colour": "red"}, "colour"),
         ("/steps/end", ["a"], None),
     ],
 )

@@ -21,7 +21,8 @@ from edge_agent.metrics import Metrics
 TOKEN = "control-token-for-guard-tests"
 EVIL = "http://evil.example"
 ROUTES = [("GET", "/healthz"), ("GET", "/readyz"), ("GET", "/status"), ("GET", "/metrics"),
-          ("POST", "/steps/start"), ("POST", "/steps/end"), ("GET", "/no-such-route")]  # fmt: skip
+          ("POST", "/steps/start"), ("POST", "/steps/end"), ("POST", "/runs/end"),
+          ("GET", "/no-such-route")]  # fmt: skip
 
 
 class StepBook:
@@ -41,12 +42,15 @@ class StepBook:
         self.running = name
         return {"step": name, "state": "running"}
 
-    async def end_step(self, name: str, verdict: str | None) -> Mapping[str, Any]:
+    async def end_step(self, name: str, verdict: str | None, note: str | None) -> Mapping[str, Any]:
         if self.running != name:
             raise StepStateError(f"step {name!r} is not running")
         self.running = None
         self.ended.append((name, verdict))
         return {"step": name, "verdict": verdict, "state": "ended"}
+
+    async def end_run(self, note: str | None) -> Mapping[str, Any]:
+        return {"ended_run": "r"}
 
 
 class Api:

@@ -27,7 +27,10 @@ class IdleBackend:
     async def start_step(self, name: str, card: str | None) -> Mapping[str, Any]:
         return {}
 
-    async def end_step(self, name: str, verdict: str | None) -> Mapping[str, Any]:
+    async def end_step(self, name: str, verdict: str | None, note: str | None) -> Mapping[str, Any]:
+        return {}
+
+    async def end_run(self, note: str | None) -> Mapping[str, Any]:
         return {}
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.steps import AnomalySpan, overlaps, step_outcome
+from edge_agent.steps import AnomalySpan, Outcome, overlaps, step_outcome
 
-RANK = {"passed": 0, "passed_with_exception": 1, "failed": 2}
+RANK = {"todo": 0, "passed": 0, "passed_with_exception": 1, "failed": 2}
 
 
 def span(severity: str, start: float, end: float | None, aid: str = "a1") -> AnomalySpan:
@@ -28,6 +28,13 @@ def test_examples() -> None:
     assert fail.execution_status == "failed" and "FAIL" in (fail.exception or "")
     assert step_outcome(10, 20, [span("low", 12, 13)], "FAIL").execution_status == "failed"
     assert step_outcome(10, 20, [span("high", 12, 13)], "PASS").execution_status == "failed"
+    # The control API's ERROR (the test broke) fails the step; SKIP (not carried out) leaves it todo
+    # unless anomalies happened during it.
+    error = step_outcome(10, 20, [], "ERROR")
+    assert error.execution_status == "failed" and "ERROR" in (error.exception or "")
+    assert step_outcome(10, 20, [], "SKIP") == Outcome("todo", None)
+    assert step_outcome(10, 20, [span("low", 12, 13)], "SKIP").execution_status == "passed_with_exception"
+    assert step_outcome(10, 20, [span("high", 12, 13)], "SKIP").execution_status == "failed"
 
 
 times = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
@@ -45,20 +52,20 @@ spans = st.builds(
     times,
     st.floats(min_value=0, max_value=1e5),
     st.lists(spans, max_size=8),
-    st.sampled_from([None, "PASS", "FAIL"]),
+    st.sampled_from([None, "PASS", "FAIL", "ERROR", "SKIP"]),
 )
 def test_properties(start: float, length: float, anomalies: list[AnomalySpan], verdict: str | None) -> None:
     end = start + length
     outcome = step_outcome(start, end, anomalies, verdict)
     hit = [a for a in anomalies if overlaps(start, end, a)]
-    expected = "passed"
+    expected = "todo" if verdict == "SKIP" else "passed"
     if hit:
         expected = "passed_with_exception"
-    if any(a.severity == "high" for a in hit) or verdict == "FAIL":
+    if any(a.severity == "high" for a in hit) or verdict in ("FAIL", "ERROR"):
         expected = "failed"
     assert outcome.execution_status == expected
     # A note exactly when something is wrong, and it names every overlapping anomaly.
-    assert (outcome.exception is None) == (expected == "passed")
+    assert (outcome.exception is None) == (expected in ("passed", "todo"))
     for a in hit:
         assert a.anomaly_id in (outcome.exception or "") or len(outcome.exception or "") >= 1999
     # Anomalies that did not overlap change nothing; adding one can only make it worse.
