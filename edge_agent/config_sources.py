@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 
 ENV_PREFIX = "EDGE_AGENT_"
 CONFIG_PATH_ENV = "EDGE_AGENT_CONFIG"
+# Variables under EDGE_AGENT_ read by the agent's clients, not by the agent: the pytest plugin's URL of
+# the control API (it shares the agent's EDGE_AGENT_CONTROL__TOKEN). Set in a shell both share, they
+# must not stop the agent as unknown keys.
+CLIENT_ENV = frozenset({"EDGE_AGENT_CONTROL_URL"})
 # Variables outside EDGE_AGENT_* that the config reads, and the field each one stands for.
 PUBLIC_ENV_FIELDS = {
     "ATAI_API_KEY": "lens.api_key",
@@ -83,7 +87,7 @@ def env_problems(env: Mapping[str, str], sections: set[str]) -> list[tuple[str, 
     no section (pydantic-settings would silently ignore it), and values that are not UTF-8."""
     problems = []
     for name in sorted(env):
-        if name.startswith(ENV_PREFIX) and name != CONFIG_PATH_ENV:
+        if name.startswith(ENV_PREFIX) and name != CONFIG_PATH_ENV and name not in CLIENT_ENV:
             field = env_field(name)
             head = field.split(".", 1)[0]
             if head not in sections:

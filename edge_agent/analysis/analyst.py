@@ -6,8 +6,8 @@ agent goes on, and the next step begins the next test run: `StepTracker.begin_ne
 `analysis.enabled`, one outbox chain (analysis/jobs.py): request the report (scope run, the context
 built from the run) -> poll it -> post its summary on each of the run's issues. With
 `analysis.per_failed_step`, a step that ends `failed` gets the same chain at once, scope step, its
-summary posted on the issues of that step's incidents. A run in which no step ended and no incident
-opened gets no report: there is nothing to analyse.
+summary posted on the issues of that step's incidents. A run in which no step ended gets no report
+(an agent that files issues but is never told of a test step has no test to be analysed).
 
 "The run's issues" are the issues of the incidents that opened while the run was the tracker's run
 (an incident that joined an earlier issue as a repeat brings that issue in). They are learned from the
@@ -191,8 +191,8 @@ class RunAnalysis:
             return {"requested": False, "why": self.disabled}
         if run.get("report"):
             return {"requested": True, "key": run["report"]}  # asked already (a retried /runs/end)
-        if not run["steps"] and not run["incidents"]:
-            return {"requested": False, "why": "nothing happened in the run (no step, no incident)"}
+        if not run["steps"] and not run["steps_over"]:
+            return {"requested": False, "why": "no step ended in the run: there is nothing to analyse"}
         steps = [StepRecord(**s) for s in run["steps"]]
         incidents = [IncidentRecord(**i) for i in run["incidents"]]
         key = f"{run_key}:run"

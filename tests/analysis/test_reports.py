@@ -5,6 +5,7 @@ documented body, polls it to its end and posts its summary once on each of the r
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -193,4 +194,55 @@ async def test_a_report_that_never_finishes_is_given_up_after_the_poll_timeout(
     assert "still running after" in shown["error"] and "analysis.poll_timeout 1 s" in shown["error"]
     assert the_run(emulator).reports[0].lifecycle.status(time.monotonic()) == "running"
     assert shown["comments"] == {"failed": 1}  # the issue's comment went with its poll
+    await rig.bench.stop()
+
+
+async def test_a_fixed_run_is_not_ended_by_the_api_and_a_run_without_steps_gets_no_report(
+    emulator: AtlasEmulator, tmp_path: Path
+) -> None:
+    bench = await make_bench(emulator, tmp_path / "fixed", steps={"source": "api", "test_run_id": "TR-given"})
+    tracker = StepTracker(config=bench.config, outbox=bench.outbox, client=bench.client,
+                          state_dir=tmp_path / "fixed")  # fmt: skip
+    run = bench.reporter.run
+    assert run is not None
+    await tracker.start(run.run_id, run.started_wall)
+    analysis = RunAnalysis(config=bench.config, outbox=bench.outbox, client=bench.client, steps=tracker,
+                           state_dir=tmp_path / "fixed")  # fmt: skip
+    await analysis.start()
+    assert "steps.test_run_id" in (await analysis.end_run("sequencer says done"))["error"]
+    await bench.stop()
+
+    rig = await make_rig(emulator, tmp_path / "idle")
+    await rig.feed([*[fault()] * 5, *QUIET])  # an incident, but no step
+    assert (await rig.analysis.run_ended()) == {
+        "requested": False, "why": "no step ended in the run: there is nothing to analyse",
+    }  # fmt: skip
+    assert (await rig.status())["reports"] == []
+    await rig.bench.stop()
+
+
+async def test_a_request_enqueued_just_before_a_crash_is_found_not_sent_twice(
+    emulator: AtlasEmulator, tmp_path: Path
+) -> None:
+    """Killed between enqueueing a report's jobs and recording their ids: the next process finds the
+    jobs in the outbox by the report's key instead of enqueueing (and sending) another request."""
+    rig = await make_rig(emulator, tmp_path)
+    await rig.step("power on", "Power", QUIET)
+    await rig.analysis.run_ended()
+    (entry,) = rig.analysis.state["reports"]
+    ids = dict(entry["jobs"])
+    state_file = tmp_path / "analysis" / "state.json"
+    saved = json.loads(state_file.read_text())
+    saved["reports"][0]["jobs"] = None  # what the file holds if the process died right after enqueueing
+    state_file.write_text(json.dumps(saved))
+
+    again = RunAnalysis(config=rig.bench.config, outbox=rig.bench.outbox, client=rig.bench.client,
+                        steps=rig.tracker, state_dir=tmp_path)  # fmt: skip
+    await again.start()
+    assert again.pending
+    await again.flush()
+    assert again.state["reports"][0]["jobs"] == ids and not again.pending
+    (shown,) = await Rig(rig.bench, rig.tracker, again).settled()
+    assert shown["state"] == "completed"
+    assert emulator.faults.requests[f"POST /api/v1/test-runs/{the_run(emulator).uuid}/reports"] == 1
     await rig.bench.stop()

@@ -125,6 +125,19 @@ def test_unknown_env_keys_are_errors(tmp_path: Path, name: str) -> None:
     assert name in caught.value.render()
 
 
+def test_the_pytest_plugins_url_variable_is_not_the_agents_key(tmp_path: Path) -> None:
+    """A shell that runs both the agent and a suite with the pytest plugin sets the plugin's URL
+    variable and the token variable both read: the agent takes the token and ignores the URL."""
+    config = load_config(
+        None,
+        {"EDGE_AGENT_CONTROL_URL": "http://127.0.0.1:9", "EDGE_AGENT_CONTROL__TOKEN": "t-1234"},
+        tmp_path,
+    )
+    assert config.control.token is not None and config.control.token.get_secret_value() == "t-1234"
+    with pytest.raises(ConfigError, match="EDGE_AGENT_CONTROL_URI"):  # any other stray name still is
+        load_config(None, {"EDGE_AGENT_CONTROL_URI": "x"}, tmp_path)
+
+
 def test_missing_file_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "absent.toml", {}, tmp_path)

@@ -140,7 +140,11 @@ def config_toml(
     bench: str = "e2e-bench",
     supply_max: float = 12.6,
     drain_deadline: str = "10s",
+    control_token: str | None = None,
+    extra: str = "",
 ) -> str:
+    """The config of a healthy bench. `control_token`: the control API's; `extra`: TOML appended after
+    the last table (more tables, e.g. `[analysis]`)."""
     lens = (
         f"""
 [lens]
@@ -198,6 +202,8 @@ drain_deadline = {json.dumps(drain_deadline)}
 
 [control]
 listen = "127.0.0.1:0"
+{"" if control_token is None else f"token = {json.dumps(control_token)}"}
+{extra}
 """
 
 
