@@ -34,13 +34,14 @@ from typing import Any
 
 from edge_agent.analysis.context import IncidentRecord, StepRecord, run_context, step_context
 from edge_agent.analysis.jobs import KIND_COMMENT, KIND_POLL, KIND_REQUEST, register_analysis_handlers
+from edge_agent.analysis.status import ReportStatus
 from edge_agent.atlas.client import AtlasClient
 from edge_agent.atlas.incident_text import incident_title
 from edge_agent.atlas.jobs import not_before
 from edge_agent.config import EdgeAgentConfig
 from edge_agent.incidents import IncidentEvent, IncidentGrew, IncidentOpened
 from edge_agent.logs import get_logger
-from edge_agent.outbox import BatchRef, JobSpec, JobState, Outbox, OutboxError
+from edge_agent.outbox import BatchRef, JobSpec, Outbox, OutboxError
 from edge_agent.state_files import (
     StateFileHealth,
     dump_json,
@@ -57,7 +58,6 @@ STATE_FILE = "state.json"
 MAX_RECORDED = 500  # steps, and incidents, recorded per run (each under ~0.5 kB)
 MAX_REPORTS_KEPT = 20  # reports shown on /status (their jobs live on in the outbox either way)
 MAX_ENDED_RUNS_KEPT = 50  # runs remembered as reported, against a second request after a crash
-MAX_SUMMARY_SHOWN = 2000
 
 
 class RunAnalysis:
@@ -85,6 +85,7 @@ class RunAnalysis:
         self._unsaved = False
         self.save_error: str | None = None
         self._marked_here: set[str] = set()  # reports marked by this process: no earlier jobs to find
+        self._shown = ReportStatus(outbox)
 
     @property
     def disabled(self) -> str | None:
@@ -277,11 +278,17 @@ class RunAnalysis:
                 ]  # fmt: skip
             try:
                 ids = await self.outbox.enqueue_many(specs)
-            except (OutboxError, ValueError) as exc:  # disk full; or a dependency purged meanwhile
+            except OutboxError as exc:  # disk full: kept, tried again by `flush`
                 if entry["error"] is None:
                     log.error("analysis_report_not_enqueued", key=key, error=str(exc))
                 entry["error"] = f"not requested yet: {exc}"
                 self._unsaved = True
+                return
+            except ValueError as exc:  # the job making the run's id is gone (purged): never possible
+                log.error("analysis_report_not_enqueued", key=key, error=str(exc), retried=False)
+                entry.pop("spec")
+                entry["error"] = f"cannot be requested: {exc}"
+                await self._save()
                 return
             existing = {"request": ids[0], "poll": ids[1], "comments": ids[2:]}
             log.info("analysis_report_enqueued", key=key, scope=entry["scope"], comments=len(ids) - 2)
@@ -348,42 +355,6 @@ class RunAnalysis:
                 "steps": len(run.get("steps", [])) + run.get("steps_over", 0),
                 "incidents": len(run.get("incidents", [])) + run.get("incidents_over", 0),
             },
-            "reports": [await self._report_status(r) for r in list(self.state["reports"])],
+            "reports": await self._shown.reports(list(self.state["reports"])),
             "state_file": {"saved": not self._unsaved, "error": self.save_error},
         }
-
-    async def _report_status(self, entry: dict[str, Any]) -> dict[str, Any]:
-        shown: dict[str, Any] = {k: entry.get(k) for k in ("key", "scope", "step", "requested_wall")}
-        jobs = entry.get("jobs")
-        if jobs is None:
-            return {**shown, "state": "not requested", "error": entry.get("error")}
-        request = await self.outbox.job(jobs["request"])
-        poll = await self.outbox.job(jobs["poll"])
-        state, error = "requesting", None
-        if request is not None and request.state is JobState.FAILED:
-            state, error = "request failed", (request.failure or {}).get("reason")
-        elif poll is not None and poll.state is JobState.FAILED:
-            state, error = "polling given up", (poll.failure or {}).get("reason")
-        elif poll is not None and poll.state is JobState.DONE and poll.result:
-            state = str(poll.result.get("final_status"))
-            shown["summary"] = str(poll.result.get("summary") or "")[:MAX_SUMMARY_SHOWN]
-            shown["title"] = poll.result.get("title")
-        elif request is not None and request.state is JobState.DONE:
-            state = "polling"
-            error = poll.last_error if poll is not None else None
-        if request is not None and request.result:
-            shown["report_id"] = request.result.get("report_id")
-        comments: dict[str, int] = {}
-        for job_id in jobs["comments"]:
-            job = await self.outbox.job(job_id)
-            what = "gone" if job is None else job.state.value
-            if job is not None and job.state is JobState.DONE and job.result:
-                what = (
-                    "skipped"
-                    if "skipped" in job.result
-                    else "shared"
-                    if job.result.get("shared")
-                    else "posted"
-                )
-            comments[what] = comments.get(what, 0) + 1
-        return {**shown, "state": state, "error": error, "comments": comments}
