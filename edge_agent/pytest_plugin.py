@@ -234,6 +234,7 @@ class StepMarker:
         self.counts = {"steps": 0, "failed_by_agent": 0}
         self.run_end: str | None = None
         self.used = False  # a step was asked for: only then does the session's summary say anything
+        self.last_problem: str | None = None
 
     def _warn(self, message: str) -> None:
         if message not in self.warned:
@@ -247,10 +248,11 @@ class StepMarker:
         try:
             return self.client.post(path, body)
         except AgentUnreachable as exc:
-            self.off = str(exc)
+            self.off = self.last_problem = str(exc)
             self._warn(f"edge-agent: {exc}; no test of this session is marked as a step from here on")
         except AgentRefused as exc:
-            self._warn(f"edge-agent: {path} refused: {exc}")
+            self.last_problem = f"{path} refused: {exc}"
+            self._warn(f"edge-agent: {self.last_problem}")
         return None
 
     def _is_step(self, item: pytest.Item) -> bool:
@@ -300,11 +302,12 @@ class StepMarker:
         if not self.settings.end_run or self.off is not None or not self.counts["steps"]:
             return
         answer = self._post("/runs/end", {"note": "pytest session finished"})
-        if answer is not None:
+        if answer is None:
+            self.run_end = f"test run not ended: {self.last_problem}"  # the summary line says it too
+        else:
             report = answer.get("report") or {}
-            self.run_end = (
-                "report requested" if report.get("requested") else str(report.get("why") or "ended")
-            )
+            said = "report requested" if report.get("requested") else report.get("why") or "no report"
+            self.run_end = f"test run ended ({said})"
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.used:
@@ -316,7 +319,7 @@ class StepMarker:
         if self.settings.fail_on_failed_step:
             line += f"; {self.counts['failed_by_agent']} failed by the agent's judgement"
         if self.run_end is not None:
-            line += f"; test run ended ({self.run_end})"
+            line += f"; {self.run_end}"
         terminalreporter.write_line(line)
 
 
