@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from edge_agent.analysis.context import report_marker, summary_comment
 from edge_agent.atlas.client import MAX_COMMENT_CHARS, AtlasClient, parse_atlas_timestamp
 from edge_agent.atlas.errors import AtlasError, AtlasNotFound, detail_text
-from edge_agent.atlas.jobs import delivery_error, find_marked_comment, resolve
+from edge_agent.atlas.job_support import delivery_error, find_marked_comment, resolve
 from edge_agent.atlas.models import REPORT_FINAL_STATUSES, Report
 from edge_agent.atlas.narrative import agent_tag
 from edge_agent.logs import get_logger
