@@ -36,6 +36,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import urllib.error
 import urllib.request
 import warnings
@@ -56,6 +57,7 @@ DEFAULT_TIMEOUT = 5.0
 MAX_NAME_CHARS = 100  # Atlas step titles, and the control API's limit
 MAX_NOTE_CHARS = 300  # of a failure's message in the step's note (the API takes up to 500)
 CARD_MODES = ("module", "class")
+_PLACEHOLDER = re.compile(r"\{issue:([^{}]+)\}")
 
 
 class EdgeAgentWarning(pytest.PytestWarning):
@@ -294,9 +296,9 @@ class StepMarker:
         if verdict == "PASS" and answer.get("execution_status") == "failed":
             self.counts["failed_by_agent"] += 1
             teardown.outcome = "failed"
-            teardown.longrepr = (
-                f"edge-agent judged the step {name!r} failed: {answer.get('exception') or 'no reason given'}"
-            )
+            # The agent writes an anomaly's issue as {issue:<incident-id>} until Atlas has filed it.
+            why = _PLACEHOLDER.sub(r"of incident \1", str(answer.get("exception") or "no reason given"))
+            teardown.longrepr = f"edge-agent judged the step {name!r} failed: {why}"
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if not self.settings.end_run or self.off is not None or not self.counts["steps"]:

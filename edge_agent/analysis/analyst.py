@@ -81,7 +81,8 @@ class RunAnalysis:
         self.health = health
         self._wall = wall
         self.state: dict[str, Any] = {"runs": {}, "reports": []}
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one state write at a time
+        self._enqueue_lock = asyncio.Lock()  # one report's jobs enqueued at a time
         self._unsaved = False
         self.save_error: str | None = None
         self._marked_here: set[str] = set()  # reports marked by this process: no earlier jobs to find
@@ -260,6 +261,13 @@ class RunAnalysis:
             await self._enqueue(entry)
 
     async def _enqueue(self, entry: dict[str, Any]) -> None:
+        # One at a time: the tick's `flush` may find an entry marked (while its mark is being written)
+        # that `_request` is about to enqueue; the second to come finds its jobs there.
+        async with self._enqueue_lock:
+            if entry["jobs"] is None and "spec" in entry:
+                await self._enqueue_chain(entry)
+
+    async def _enqueue_chain(self, entry: dict[str, Any]) -> None:
         spec = entry["spec"]
         key = entry["key"]
         existing = None if key in self._marked_here else await self._jobs_of(key)
@@ -337,8 +345,7 @@ class RunAnalysis:
 
     async def flush(self) -> None:
         for entry in list(self.state["reports"]):
-            if entry["jobs"] is None and "spec" in entry:
-                await self._enqueue(entry)
+            await self._enqueue(entry)
         if self._unsaved:
             await self._save()
 

@@ -246,3 +246,26 @@ async def test_a_request_enqueued_just_before_a_crash_is_found_not_sent_twice(
     assert shown["state"] == "completed"
     assert emulator.faults.requests[f"POST /api/v1/test-runs/{the_run(emulator).uuid}/reports"] == 1
     await rig.bench.stop()
+
+
+async def test_the_ticks_flush_during_a_run_end_does_not_enqueue_the_report_twice(
+    emulator: AtlasEmulator, tmp_path: Path
+) -> None:
+    """The agent's tick calls `flush` every 0.25 s; one that comes while a run's end is writing its
+    report's mark must not enqueue that report a second time (two POSTs, two analyses)."""
+    rig = await make_rig(emulator, tmp_path)
+    await rig.step("power on", "Power", QUIET)
+    ending = asyncio.create_task(rig.analysis.run_ended())
+    flushes = 0
+    while not ending.done() and flushes < 10_000:  # bounded: the end takes a few writes
+        await rig.analysis.flush()
+        flushes += 1
+        await asyncio.sleep(0)
+    await ending
+    assert flushes > 0
+    requests = [j for j in await rig.bench.outbox.jobs(None) if j.kind == "atlas.report_request"]
+    assert len(requests) == 1
+    (shown,) = await rig.settled()
+    assert shown["state"] == "completed"
+    assert emulator.faults.requests[f"POST /api/v1/test-runs/{the_run(emulator).uuid}/reports"] == 1
+    await rig.bench.stop()
