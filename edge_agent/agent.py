@@ -656,7 +656,10 @@ class Agent:
 
     async def end_run(self, note: str | None = None) -> dict[str, Any]:
         answer = await self.analysis.end_run(note or "run ended by POST /runs/end")
-        self._step_changed()  # the running step (if any) ended with the run
+        if self.recorder is not None and answer.get("next_run"):
+            self.recorder.run_changed(str(answer["next_run"]))  # the running step (if any) ended too
+        else:
+            self._step_changed()
         return _or_conflict(answer)
 
     def _step_changed(self) -> None:

@@ -10,7 +10,9 @@ list goes to the writer thread. Frames waiting (here or in the writer's queue) a
 Step boundaries are exact: a marker line cuts the stream where it was read (`cut_at_marker`, on the
 hot path), and the step it leads to is filled in once the step tracker has handled it
 (`resolve_marker`); frames after an unresolved cut wait for it. A step started or ended through the
-control API cuts the stream at that moment (`step_changed`).
+control API cuts the stream at that moment (`step_changed`). A test run ended by `POST /runs/end`
+cuts it too (`run_changed`): what follows is the next run's, in that run's folder; the segments of
+the run that ended are registered on it (the step tracker keeps its Atlas ids for a while).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from edge_agent.logs import get_logger
 from edge_agent.outbox import BatchRef, Job, JobSpec, JobState, Json, Outbox, OutboxError
 from edge_agent.recorder import retention, store
 from edge_agent.recorder.model import CONTENT_TYPE, RECORDINGS_DIR, SegmentInfo, StepRef, run_dir, slug
-from edge_agent.recorder.segmenter import Segmenter
+from edge_agent.recorder.segmenter import RunChange, Segmenter
 from edge_agent.recorder.writer import SegmentWriter
 from edge_agent.state_files import StateFileHealth, ensure_private_dir
 
@@ -88,7 +90,8 @@ class Recorder:
         self.device_time_columns = {port.name: port.device_time for port in config.serial}
         self.budget = int(self.section.max_disk_mb * MIB)
         self.max_pending = int(self.section.max_pending_mb * MIB)
-        self._pending: list[Frame | _Cut] = []  # _Cut has `step`: the writer takes it as a step change
+        # _Cut has `step`: the writer takes it as a step change; RunChange: the next test run.
+        self._pending: list[Frame | _Cut | RunChange] = []
         self._pending_cost = 0
         self._handed_cost = 0
         self._unresolved: list[_Cut] = []
@@ -130,6 +133,11 @@ class Recorder:
         cut = _Cut(self._mono())
         cut.step, cut.resolved = step, True
         self._pending.append(cut)
+
+    def run_changed(self, run_key: str) -> None:
+        """The step tracker began the next test run now (`POST /runs/end`): cut here."""
+        self.run_key = run_key
+        self._pending.append(RunChange(run_key, run_dir(self.root, run_key), self.steps_current()))
 
     def hand_off(self, *, final: bool = False) -> None:
         if self.writer is None or not self._pending:
@@ -265,9 +273,9 @@ class Recorder:
             "segment": info.key,
         }
         specs = [JobSpec(KIND_UPLOAD, group, upload)]
-        # Only this run's segments: the step tracker knows the Atlas ids of this run's steps alone (a
-        # segment an earlier run left behind is uploaded, not registered).
-        refs = await self._atlas_refs(info) if self.register and info.run_key == self.run_key else None
+        # Only the segments of runs the step tracker knows the Atlas ids of (this one and the last few
+        # it ended): a segment an earlier process's run left behind is uploaded, not registered.
+        refs = await self._atlas_refs(info) if self.register else None
         if refs is not None:
             fields, deps = refs
             payload = {
@@ -289,7 +297,7 @@ class Recorder:
 
     async def _atlas_refs(self, info: SegmentInfo) -> tuple[dict[str, Any], tuple[int, ...]] | None:
         try:
-            return await self.steps.atlas_refs(info.step)
+            return await self.steps.atlas_refs(info.step, info.run_key)
         except OutboxError as exc:
             log.warning("recording_not_registered", file=info.file, reason=str(exc))
             return None

@@ -1,8 +1,9 @@
 """Sans-I/O segmenter: which segment each frame goes to, and when a segment is opened and closed.
 
-Input, in arrival order: frames and step changes. Output: actions for the writer (`Open`, `Rows`,
-`Close`). A source's segment is closed when the step changes (one segment per step and source), when
-its compressed size reaches `max_bytes` (the writer reports sizes with `written`), when it spans
+Input, in arrival order: frames, step changes and run changes. Output: actions for the writer
+(`Open`, `Rows`, `Close`, and the `RunChange` itself once every segment of the ended run is closed).
+A source's segment is closed when the step or the test run changes (one segment per step and source),
+when its compressed size reaches `max_bytes` (the writer reports sizes with `written`), when it spans
 `max_seconds` of host time, or when the source's channels change (a file keeps one header: a frame
 with a channel the header lacks starts a new segment; one that lacks a channel leaves its cell blank).
 No clock: times come from the frames and from `expire(now_wall)`.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 from edge_agent.frames import Frame
@@ -23,6 +25,17 @@ class StepChange:
     """From here on, frames belong to `step` (None: between steps)."""
 
     step: StepRef | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunChange:
+    """From here on, frames belong to the test run `run_key` (the next one, `POST /runs/end`), whose
+    segments go to `folder`, and to `step` in it. Every open segment closes (reason `run`) even when
+    the step is the same (between steps before and after); the writer takes it as an action too."""
+
+    run_key: str
+    folder: Path
+    step: StepRef | None = None
 
 
 class StepLike(Protocol):
@@ -52,10 +65,10 @@ class Rows:
 @dataclass(frozen=True, slots=True)
 class Close:
     seq: int
-    reason: str  # step | size | time | channels | stop
+    reason: str  # step | run | size | time | channels | stop
 
 
-Action = Open | Rows | Close
+Action = Open | Rows | Close | RunChange
 
 
 @dataclass(slots=True)
@@ -101,6 +114,11 @@ class Segmenter:
                     last = Rows(segment.seq, segment.channels)
                     actions.append(last)
                 last.frames.append(item)
+            elif type(item) is RunChange:
+                self.step = item.step
+                actions += self.close_all("run")
+                actions.append(item)
+                last = None
             elif not isinstance(item, Frame) and item.step != self.step:  # StepChange, or a Recorder cut
                 self.step = item.step
                 actions += self.close_all("step")

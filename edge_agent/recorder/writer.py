@@ -24,7 +24,7 @@ from edge_agent.frames import Frame
 from edge_agent.logs import get_logger
 from edge_agent.recorder import csvgz
 from edge_agent.recorder.model import SegmentInfo, StepRef, open_path, segment_file_name, sidecar_path
-from edge_agent.recorder.segmenter import Close, Open, Rows, Segmenter, StepChange, StepLike
+from edge_agent.recorder.segmenter import Close, Open, Rows, RunChange, Segmenter, StepChange, StepLike
 from edge_agent.recorder.store import note_seq
 from edge_agent.state_files import StateFileHealth, ensure_private_dir, fsync_dir, write_json
 
@@ -146,7 +146,7 @@ class SegmentWriter:
             log.error("recorder_write_failed", error=text)
         self.last_error = text
 
-    def _apply(self, actions: Sequence[Open | Rows | Close]) -> None:
+    def _apply(self, actions: Sequence[Open | Rows | Close | RunChange]) -> None:
         for action in actions:
             if type(action) is Rows:
                 self._open[action.seq].pending.extend(action.frames)
@@ -154,6 +154,8 @@ class SegmentWriter:
                 self._open_segment(action)
             elif isinstance(action, Close):
                 self._close_segment(action.seq, action.reason)
+            elif isinstance(action, RunChange):  # the segments of the run that ended are closed
+                self.run_key, self.run_dir = action.run_key, action.folder
 
     def _open_segment(self, action: Open) -> None:
         step: StepRef | None = action.step
@@ -227,7 +229,7 @@ class SegmentWriter:
             os.close(segment.fd)
             self.open_bytes -= segment.info.bytes
         os.replace(open_path(segment.path), segment.path)
-        fsync_dir(self.run_dir)
+        fsync_dir(segment.path.parent)
         segment.info.state = "finished"
         segment.info.finish_reason = reason
         write_json(sidecar_path(segment.path), segment.info.as_json(), health=self.health)

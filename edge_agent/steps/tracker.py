@@ -50,6 +50,9 @@ log = get_logger(__name__)
 
 STATE_FILE = "state.json"
 MAX_COMPLETED_SHOWN = 20
+# Test runs ended by `begin_next_run` whose Atlas ids stay known (in memory): the last recordings of a
+# run are registered on it after the next run began. A few: runs end minutes apart, segments in seconds.
+MAX_ENDED_RUNS_KEPT = 4
 
 
 class StepTracker:
@@ -84,6 +87,7 @@ class StepTracker:
         self._spans: dict[str, AnomalySpan] = {}
         self._completed: list[dict[str, Any]] = []
         self.state: dict[str, Any] = {}
+        self._ended_runs: dict[str, dict[str, Any]] = {}  # run key -> its state (MAX_ENDED_RUNS_KEPT)
         plan = self.section.plan
         self.system_id = self.section.system_id or (plan.system_id if plan is not None else "")
         self.atlas_disabled: str | None = None
@@ -160,6 +164,9 @@ class StepTracker:
         base = str(self.state.get("base_key") or self.state["run_key"])
         sequence = int(self.state.get("sequence", 1)) + 1
         self._spans = {k: s for k, s in self._spans.items() if s.end is None}  # still open: not over yet
+        self._ended_runs[str(self.state["run_key"])] = self.state
+        for old in list(self._ended_runs)[:-MAX_ENDED_RUNS_KEPT]:
+            del self._ended_runs[old]
         self._fresh_state(f"{base}.{sequence}", self._wall(), base, sequence)
         self.state["spans"] = {k: asdict(s) for k, s in self._spans.items()}
         await self._save()
@@ -525,22 +532,26 @@ class StepTracker:
         enqueued before it (a run's report after its outcomes)."""
         return self._group()
 
-    async def atlas_refs(self, title: str | None) -> tuple[dict[str, Any], tuple[int, ...]] | None:
+    async def atlas_refs(
+        self, title: str | None, run_key: str | None = None
+    ) -> tuple[dict[str, Any], tuple[int, ...]] | None:
         """The Atlas ids of a step (`run_id`, `card_id`, `step_id`; with `title` None, the run's alone)
         as payload fields where known, else as dependencies on the jobs that create them: for jobs
-        that refer to the step, such as a recording's data registration. None when steps are not
-        sent to Atlas or the step is unknown."""
-        if self.atlas_disabled or not self.state:
+        that refer to the step, such as a recording's data registration. `run_key`: the test run's
+        (default the current one; one of the last MAX_ENDED_RUNS_KEPT ended runs is known too). None
+        when steps are not sent to Atlas, or the run or the step is unknown."""
+        state = self.state if run_key in (None, self.state.get("run_key")) else self._ended_runs.get(run_key)
+        if self.atlas_disabled or not state:
             return None
         if title is None:
-            return await self._ref(self.state["run"], "run_id")
-        step = self.state["steps"].get(title)
+            return await self._ref(state["run"], "run_id")
+        step = state["steps"].get(title)
         if step is None:
             return None
         fields, deps = await self._ref(step, "step_id")
         if "step_id" in fields:
-            card_fields, card_deps = await self._ref(self.state["cards"][step["card"]], "card_id")
-            run_fields, run_deps = await self._ref(self.state["run"], "run_id")
+            card_fields, card_deps = await self._ref(state["cards"][step["card"]], "card_id")
+            run_fields, run_deps = await self._ref(state["run"], "run_id")
             fields.update(card_fields, **run_fields)
             deps += card_deps + run_deps
         return fields, deps

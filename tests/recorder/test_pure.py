@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from edge_agent.frames import Frame
 from edge_agent.recorder import csvgz, retention, store
 from edge_agent.recorder.model import SegmentInfo, StepRef, open_path, sidecar_path
-from edge_agent.recorder.segmenter import Close, Open, Rows, Segmenter, StepChange
+from edge_agent.recorder.segmenter import Close, Open, Rows, RunChange, Segmenter, StepChange
 from edge_agent.state_files import write_json
 
 
@@ -32,6 +32,8 @@ def kinds(actions: list[object]) -> list[str]:
             out.append(f"close{a.seq}:{a.reason}")
         elif isinstance(a, Rows):
             out.append(f"rows{a.seq}x{len(a.frames)}")
+        elif isinstance(a, RunChange):
+            out.append(f"run:{a.run_key}")
     return out
 
 
@@ -54,6 +56,16 @@ def test_segments_are_cut_at_step_changes_per_source() -> None:
         "open3:a:s1", "rows3x1", "open4:b:s1", "rows4x1", "rows3x1",
     ]  # fmt: skip
     assert kinds(seg.route([StepChange(None)])) == ["close3:step", "close4:step"]
+
+
+def test_a_run_change_closes_every_segment_even_between_steps() -> None:
+    """`POST /runs/end` between steps: the step (none) is the same, the run is not."""
+    seg = Segmenter(max_bytes=10**9, max_seconds=3600)
+    actions = seg.route([frame(0), frame(0.1, "b"), RunChange("r.2", Path("r.2")), frame(0.2)])
+    assert kinds(actions) == [
+        "open1:a:-", "rows1x1", "open2:b:-", "rows2x1", "close1:run", "close2:run", "run:r.2",
+        "open3:a:-", "rows3x1",
+    ]  # fmt: skip
 
 
 def test_size_time_and_channel_rotation() -> None:
