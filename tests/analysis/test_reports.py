@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import structlog
 from reporter_helpers import NORMAL, SYSTEM_ID, Bench, fault, make_bench, wait_for
 
 from edge_agent.analysis import RunAnalysis
@@ -161,18 +162,23 @@ async def test_a_report_that_fails_is_said_on_status_without_a_retry_storm(
     emulator.faults.update({"report_outcome": "failed", "report_delay": 0.3})
     rig = await make_rig(emulator, tmp_path)
     await rig.step("power on", "Power", [*[fault()] * 5, *QUIET])
-    await rig.analysis.run_ended()
-    await rig.bench.outbox.drain(10.0)
-    await wait_for(lambda: bool(the_run(emulator).reports), 15, "the report")
-    report = the_run(emulator).reports[0]
-    path = f"GET /api/v1/test-runs/{the_run(emulator).uuid}/reports/{report.uuid}"
+    with structlog.testing.capture_logs() as logs:
+        await rig.analysis.run_ended()
+        await rig.bench.outbox.drain(10.0)
+        await wait_for(lambda: bool(the_run(emulator).reports), 15, "the report")
+        report = the_run(emulator).reports[0]
+        path = f"GET /api/v1/test-runs/{the_run(emulator).uuid}/reports/{report.uuid}"
 
-    assert [r["state"] for r in await rig.settled()] == ["failed"]
-    polls = emulator.faults.requests[path]
-    # An absence is checked over a while: two retry caps of the test's outbox (0.5 s), in which a
-    # poll that went on (a retry storm) would show.
-    await asyncio.sleep(1.0)
-    await rig.bench.outbox.drain(2.0)
+        assert [r["state"] for r in await rig.settled()] == ["failed"]
+        polls = emulator.faults.requests[path]
+        # An absence is checked over a while: two retry caps of the test's outbox (0.5 s), in which a
+        # poll that went on (a retry storm) would show.
+        await asyncio.sleep(1.0)
+        await rig.bench.outbox.drain(2.0)
+    # Said once (a warning), and not as a delivery failure of any of the report's jobs.
+    said = [e for e in logs if e["event"] == "analysis_report_not_completed"]
+    assert [(e["log_level"], e["status"]) for e in said] == [("warning", "failed")], said
+    assert not [e for e in logs if e["event"] == "outbox_job_failed"]
     assert emulator.faults.requests[path] == polls <= 10
     assert emulator.faults.requests[f"POST /api/v1/test-runs/{the_run(emulator).uuid}/reports"] == 1
     shown = (await rig.status())["reports"][0]

@@ -4,7 +4,8 @@ in the bucket whose bytes decode to exactly the frames the bench wrote in that s
 values, against the lines the simulator's pty took), and three data registrations in Atlas, each
 associated with its step and that step's card. The lead-in before the first step (frames between
 steps) is one more object, registered on the run alone; every frame the agent decoded is in exactly
-one object."""
+one object. Then the run is ended (`POST /runs/end`, as a sequencer does): one run report is asked
+for, polled to `completed`, and its summary posted on the issue the run's fault filed."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from e2e_helpers import agent_config_toml, step_toml, wait_until
+from e2e_helpers import agent_config_toml, fault_toml, step_toml, wait_until
 from recorder_helpers import (
     BUCKET,
     CapturingSim,
@@ -25,23 +26,27 @@ from recorder_helpers import (
 )
 
 from edge_agent.agent import Agent
+from edge_agent.analysis.context import report_marker
 from edge_agent.config import load_config
 from edge_agent.emulators.atlas import AtlasEmulator
 
 # Back to back (END and START at the same instant, before that instant's sample) after a 1 s lead-in.
 STEPS = [("power_on", 1.0, 2.0), ("load_test", 3.0, 2.5), ("cool_down", 5.5, 1.5)]
 DURATION = 7.0
+# The supply above its limit during load_test: an incident, its issue, the step failed.
+FAULT = ("supply_v", 3.5, 0.6, 1.8, "high", "f1")
 
 
 def scenario(tmp_path: Path) -> Path:
     path = tmp_path / "scenario.toml"
     body = f'name = "recording"\nduration = "{DURATION}s"\n' + "".join(step_toml(*s) for s in STEPS)
+    body += fault_toml(*FAULT)
     path.write_text(body, encoding="utf-8")
     return path
 
 
 def step_titles(state: dict[str, Any]) -> tuple[str, dict[str, tuple[str, str]]]:
-    (run,) = state["test_runs"]
+    run = state["test_runs"][0]  # the run of the three steps (ending it began the next)
     by_id = {}
     for card in run["test_cards"]:
         for step in card["test_steps"]:
@@ -58,8 +63,14 @@ async def test_three_steps_three_objects_three_registrations(
     config_path.write_text(toml, encoding="utf-8")
     agent = Agent(load_config(config_path, environ={}))
     sim = CapturingSim(scenario(tmp_path), link, tmp_path / "oracle.jsonl")
+    atlas.faults.update({"report_delay": 0.5})  # the fixture's reports take a minute
     await agent.start()
     stopped = False
+    reports: list[dict[str, Any]] = []  # /status `analysis.reports`, last seen
+
+    async def issue_filed() -> bool:
+        return len(atlas.state()["issues"]) == 1
+
     try:
         await sim.start()
 
@@ -73,6 +84,15 @@ async def test_three_steps_three_objects_three_registrations(
             return len(agent.steps.status()["completed"]) == len(STEPS)
 
         await wait_until(steps_done, 30, "every step END marker to reach the step tracker")
+        await wait_until(issue_filed, 30, "the fault's issue")
+        ended = await agent.end_run("three steps done")
+        assert ended["report"] == {"requested": True, "key": f"{ended['ended_run']}:run"}, ended
+
+        async def report_done() -> bool:
+            reports[:] = (await agent.analysis.status())["reports"]
+            return [(r["state"], r["comments"]) for r in reports] == [("completed", {"posted": 1})]
+
+        await wait_until(report_done, 30, "the run report polled to completed, its summary posted")
         stopped = True
         assert await agent.stop(time.monotonic() + 30), "the outbox did not drain"
     finally:
@@ -84,7 +104,7 @@ async def test_three_steps_three_objects_three_registrations(
     assert set(written.by_step) == {name for name, _, _ in STEPS}
     stored = objects(s3_server)  # directly: the proxy runs on this (blocked) loop
     state = atlas.state()
-    _, steps_by_id = step_titles(state)
+    run_id, steps_by_id = step_titles(state)
     registrations = state["test_runs"][0]["test_data"]
     # One registration per object, each naming an object that is in the bucket with its size.
     assert sorted(r["s3_url"] for r in registrations) == sorted(f"s3://{BUCKET}/{k}" for k in stored)
@@ -119,3 +139,16 @@ async def test_three_steps_three_objects_three_registrations(
     assert open_multipart_uploads(s3_server) == []
     status = agent.recorder.status() if agent.recorder else {}
     assert status["frames_recorded"] == agent.frames_total() and status["uploaded_segments"] == len(stored)
+
+    # The run's report: one, scope run, its context the three steps' outcomes and the fault's issue;
+    # completed, its summary posted once on that issue and shown on /status.
+    (run,) = [r for r in atlas.store.test_runs.values() if r.uuid == run_id]
+    (report,) = run.reports
+    (issue,) = state["issues"]
+    assert report.body.scope == "run" and report.lifecycle.status(time.monotonic()) == "completed"
+    for line in ("power_on: passed", "load_test: failed", "cool_down: passed", f"issue {issue['uuid']}"):
+        assert line in report.body.analysis_context, report.body.analysis_context
+    (shown,) = reports
+    assert shown["report_id"] == report.uuid and shown["summary"] == report.summary and report.summary
+    posted = [c["content"] for c in issue["comments"] if report_marker(shown["key"]) in c["content"]]
+    assert len(posted) == 1 and report.summary in posted[0]

@@ -16,7 +16,7 @@ from agent_harness import AgentFactory, AgentProcess, Pty, wait_for
 from edge_agent.analysis.context import report_marker
 from edge_agent.emulators.atlas import AtlasEmulator
 
-REPORT_SECONDS = 12.0  # long enough to outlast one agent's shutdown and the next one's start
+NEVER = 3600.0  # the report's delay until the test finishes it (when the third agent polls it)
 
 
 async def wait_for_status(agent: AgentProcess, predicate: Any, within: float, what: str) -> dict[str, Any]:
@@ -33,7 +33,7 @@ async def wait_for_status(agent: AgentProcess, predicate: Any, within: float, wh
 async def test_a_report_polled_across_a_clean_restart_and_a_kill_is_requested_once(
     run_agent: AgentFactory, make_config: Any, pty: Pty, atlas: AtlasEmulator
 ) -> None:
-    atlas.faults.update({"report_delay": REPORT_SECONDS})
+    atlas.faults.update({"report_delay": NEVER})
     config = make_config(lens_url=None)
     first = await run_agent(config)
     pty.start_writing()
@@ -60,16 +60,20 @@ async def test_a_report_polled_across_a_clean_restart_and_a_kill_is_requested_on
     # The next agent continues polling it; killed while it does, the one after finishes.
     second = await run_agent(config)
     await wait_for(lambda: atlas.faults.requests[poll_path] > polls, 20, "a poll by the restarted agent")
-    assert report.lifecycle.status(time.monotonic()) != "completed", "the report finished too early"
+    assert report.lifecycle.status(time.monotonic()) == "running"
     second.signal(signal.SIGKILL)
     await second.wait_exit(10)
+    polls = atlas.faults.requests[poll_path]
     third = await run_agent(config)
+    await wait_for(lambda: atlas.faults.requests[poll_path] > polls, 20, "a poll by the third agent")
+    assert report.lifecycle.status(time.monotonic()) == "running"
+    report.lifecycle.delay = 0.0  # Atlas's analysis finishes now: the third agent's next poll sees it
 
     def summaries() -> list[str]:
         (issue,) = atlas.state()["issues"]
         return [c["content"] for c in issue["comments"] if report_marker("") in c["content"]]
 
-    await wait_for(lambda: len(summaries()) == 1, REPORT_SECONDS + 30, "the summary on the issue")
+    await wait_for(lambda: len(summaries()) == 1, 30, "the summary on the issue")
     status = await wait_for_status(
         third, lambda s: [r["state"] for r in s["analysis"]["reports"]] == ["completed"], 20, "completed"
     )
