@@ -732,10 +732,11 @@ def merge_section(text: str, section: str, block: list[str]) -> str:
 def run_only(names: list[str], repeat: int) -> int:
     """`--only`: run just these benchmarks `repeat` times and merge their sections into RESULTS.md,
     leaving every other row as the last full run wrote it (bench/out/run.json is not kept in git)."""
-    chosen = [(script, args, name) for script, args, name in SCRIPTS if name in names]
+    known = [*SCRIPTS, OPTIONAL, *ONCE]  # every benchmark bench/run knows, by its bench/out name
+    chosen = [(script, args, name) for script, args, name in known if name in names]
     unknown = set(names) - {name for _, _, name in chosen}
     if unknown:
-        print(f"unknown benchmark(s) {sorted(unknown)}; known: {[n for _, _, n in SCRIPTS]}", file=sys.stderr)
+        print(f"unknown benchmark(s) {sorted(unknown)}; known: {[n for _, _, n in known]}", file=sys.stderr)
         return 2
     info = machine()
     runs: list[dict[str, Any]] = []
