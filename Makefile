@@ -22,8 +22,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy edge_agent
 
+# Two workers: most of the suite's wall time is waiting on real time (agents, emulators, ptys), so two
+# processes on two cores halve it; worksteal evens out the few long end-to-end tests.
 unit: $(STAMP)
-	$(BIN)/pytest -q $(ARGS)
+	$(BIN)/pytest -q -n 2 --dist worksteal $(ARGS)
 
 test: lint typecheck unit
 

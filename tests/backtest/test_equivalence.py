@@ -141,7 +141,7 @@ def scenarios(draw: Any) -> tuple[list[dict[str, Any]], dict[str, Any], bytes, s
     return rules, incidents, render(lines, fmt, column), fmt, column, chunk
 
 
-@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=250, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(scenarios(), st.booleans())
 def test_backtest_gives_what_the_live_detector_and_grouper_give(
     tmp_path_factory: Any,

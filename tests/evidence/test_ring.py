@@ -315,7 +315,7 @@ def sources_of(frames: Sequence[Frame]) -> dict[str, list[Frame]]:
     return out
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     frames=streams(),
     seconds=st.sampled_from([0.5, 2.0, 10.0, 1000.0]),
