@@ -177,6 +177,7 @@ class RunAnalysis:
         run. An `error` entry when the test run is the user's (`steps.test_run_id`)."""
         if self.steps.section.test_run_id:
             return {"error": "steps.test_run_id names the test run: it is ended by its owner, not the agent"}
+        await self.steps.settled()  # a step ending right now (its END marker) belongs to this run
         await self.steps.end_current(note)
         run_key = str(self.steps.state.get("run_key") or "")
         report = await self.run_ended()

@@ -107,6 +107,9 @@ class StepTracker:
         self.save_failures = 0
         # Called with the answer of every step that ends (`_end`), e.g. by the run analysis.
         self.step_ended: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
+        # Held while a step ends, its listeners included: a run's end (`settled`) waits for a step
+        # ending at that moment, so its outcome is in the ended run's report and not the next run's.
+        self._ending = asyncio.Lock()
 
     # -- lifecycle ----------------------------------------------------------------------------------
 
@@ -457,6 +460,11 @@ class StepTracker:
         await self._save()
         return {"step": title, "card": card_title, "started_wall": wall}
 
+    async def settled(self) -> None:
+        """Return once no step is ending (a marker's or the API's end, its listeners included)."""
+        async with self._ending:
+            pass
+
     async def _end(
         self,
         name: str,
@@ -465,6 +473,12 @@ class StepTracker:
         wall: float,
         note: str = "",
         on: dict[str, float] | None = None,
+    ) -> dict[str, Any]:
+        async with self._ending:
+            return await self._end_step(name, verdict, mono, wall, note, on)
+
+    async def _end_step(
+        self, name: str, verdict: str | None, mono: float, wall: float, note: str, on: dict[str, float] | None
     ) -> dict[str, Any]:
         current = self.state.get("current")
         if not current or current["name"] != name:

@@ -275,3 +275,26 @@ async def test_the_ticks_flush_during_a_run_end_does_not_enqueue_the_report_twic
     assert shown["state"] == "completed"
     assert emulator.faults.requests[f"POST /api/v1/test-runs/{the_run(emulator).uuid}/reports"] == 1
     await rig.bench.stop()
+
+
+async def test_a_step_ending_as_the_run_ends_is_in_that_runs_report(
+    emulator: AtlasEmulator, tmp_path: Path
+) -> None:
+    """A sequencer's last END (a marker, or the plugin's /steps/end) and its /runs/end close together:
+    the step's end is still writing its state when the run's end comes. The step belongs to the run
+    that ends: its outcome is in that run's report, not in the next run's (CI saw it left out)."""
+    rig = await make_rig(emulator, tmp_path)
+    await rig.step("power on", "Power", QUIET[:5])
+    await rig.tracker.start_step("cool down", "Power")
+    await rig.feed(QUIET[:5])
+    ending = asyncio.create_task(rig.tracker.end_step("cool down", "PASS"))
+    await asyncio.sleep(0)  # the end has begun and waits on its state write
+    ended = await rig.analysis.end_run("lot done")
+    assert (await ending)["execution_status"] == "passed"
+    assert ended["report"]["requested"] is True
+    run = the_run(emulator)
+    await wait_for(lambda: any(r.body.scope == "run" for r in run.reports), 15, "the run report")
+    context = next(r for r in run.reports if r.body.scope == "run").body.analysis_context
+    assert "2 step(s) (2 passed)" in context and "Power / cool down: passed" in context, context
+    assert (await rig.analysis.run_ended())["requested"] is False  # nothing of it leaked into the next run
+    await rig.bench.stop()

@@ -242,6 +242,12 @@ async def test_a_test_whose_step_the_agent_judged_failed_fails_and_the_run_gets_
         ]
     )
     result.stdout.fnmatch_lines(["edge-agent: 2 test(s) marked as steps at *; 1 failed by the agent's*"])
+
+    # The outcomes reach Atlas through the outbox (the failed one names its issue: it waits for it).
+    def outcome(step: str) -> str | None:
+        return atlas_steps(atlas).get(step, {}).get("execution_status")
+
+    await wait_for(lambda: outcome("supply under load") == "failed", 20, "the failed outcome in Atlas")
     steps = atlas_steps(atlas)
     assert steps["test_quiet_bench"]["execution_status"] == "passed"
     assert steps["supply under load"]["execution_status"] == "failed"
