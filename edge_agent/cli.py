@@ -1,7 +1,8 @@
 """`edge-agent` command line: one subcommand per tool, each living in the module that owns its work.
 
-A command module provides `add_arguments(parser)` and `main(args) -> int`. They are imported only
-when their command runs, so `edge-agent check-config` does not pay for the emulators' imports.
+A command module provides `add_arguments(parser)` and `main(args) -> int`. Only the module of the
+command being run is imported (`--help` without a command lists them from `COMMANDS`): the agent's
+process (`run`) never holds the emulators, the simulated bench or the backtest in memory.
 """
 
 from __future__ import annotations
@@ -42,7 +43,16 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def build_parser() -> argparse.ArgumentParser:
+def chosen_command(argv: Sequence[str]) -> str | None:
+    """The subcommand `argv` names: its first word that is not an option (options before it are the
+    top-level `--help`/`--version`, which take no value)."""
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for `argv` (default: sys.argv): every command is listed, only the chosen one's
+    module is imported for its arguments (argv None and no command: none is)."""
+    chosen = chosen_command(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="edge-agent", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -53,15 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(version)
 
     for name, (module_name, help_text) in COMMANDS.items():
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue  # a command whose module is not part of this build
         command = sub.add_parser(name, help=help_text)
         _add_common(command)
-        module.add_arguments(command)
+        if name == chosen:
+            importlib.import_module(module_name).add_arguments(command)
     return parser
 
 
@@ -86,7 +91,7 @@ def check_config(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     if args.command == "version":
         print(f"edge-agent {__version__}")
         return 0
