@@ -11,6 +11,7 @@ backlog (well over the target: the reader fell behind) is followed by the next o
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 MAX_DELAY = 0.02  # bounds the latency the batching adds (frames feed ~1 s windows and 200 ms holds)
@@ -33,3 +34,42 @@ class ReadPacer:
             return 0.0  # behind: drain the kernel buffer before it fills and throttles
         delay = min(self.max_delay, self.target_bytes * (now - last) / nbytes)
         return delay if delay >= MIN_DELAY else 0.0
+
+
+# Bytes the reader thread (thread mode) may have handed to the event loop that the loop has not decoded
+# yet. A loop held up (a slow consumer, a stalled disk write somewhere) would otherwise collect a 64 KiB
+# read every few milliseconds without bound; past this the thread stops reading and the bytes wait in
+# the driver, as they do in fd mode, where the loop itself does the reading. 1 MiB is over 3 s at
+# 3 Mbaud: far more than a loop that is merely busy needs.
+THREAD_MAX_IN_FLIGHT = 1 << 20
+
+
+class ByteGate:
+    """Bytes in flight from a reader thread to the event loop, bounded: `enter` (the thread) waits while
+    taking `nbytes` more would pass `limit` (one read is always let through when nothing is in flight),
+    `leave` (the loop, once it decoded them) gives them back."""
+
+    def __init__(self, limit: int = THREAD_MAX_IN_FLIGHT) -> None:
+        self.limit = limit
+        self.bytes = 0
+        self.peak = 0  # the most bytes in flight at once
+        self.waits = 0  # times the thread waited for the loop
+        self._cond = threading.Condition()
+
+    def enter(self, nbytes: int, stop: threading.Event, poll: float) -> bool:
+        """Take `nbytes`; False if `stop` was set while waiting (the bytes are not taken)."""
+        with self._cond:
+            if self.bytes and self.bytes + nbytes > self.limit:
+                self.waits += 1
+                while self.bytes and self.bytes + nbytes > self.limit:
+                    if stop.is_set():
+                        return False
+                    self._cond.wait(poll)
+            self.bytes += nbytes
+            self.peak = max(self.peak, self.bytes)
+            return True
+
+    def leave(self, nbytes: int) -> None:
+        with self._cond:
+            self.bytes -= nbytes
+            self._cond.notify()

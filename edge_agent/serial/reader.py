@@ -5,7 +5,8 @@ Ways to read, chosen per opened port (`io_mode`, default "auto"):
   the descriptor (epoll), no thread, no polling; after each read the next is paced by ReadPacer so a
   fast stream is taken in ~2 KiB batches instead of one wake-up per USB packet.
 - `thread` (auto for URL handlers without a descriptor: `loop://`, `rfc2217://`, `spy://`): a thread
-  blocks in `Serial.read` and hands paced batches to the loop.
+  blocks in `Serial.read` and hands paced batches to the loop, at most THREAD_MAX_IN_FLIGHT bytes not
+  yet decoded (ByteGate): a loop that falls behind leaves the bytes in the driver, as in `fd` mode.
 - `asyncio_fast`: pyserial-asyncio-fast's SerialTransport, kept selectable for comparison. It wakes
   and reads (at most 1 KiB) on every readable event; `bench/bench_serial_e2e.py` measured it at about
   twice the CPU of `fd` at 921,600 baud, which is why `fd` is the default.
@@ -38,7 +39,7 @@ from edge_agent.frames import LinkEvent, LinkState, SerialEvent
 from edge_agent.logs import get_logger
 from edge_agent.serial.clock import SourceClock, byte_seconds
 from edge_agent.serial.decoders import LineDecoder, make_decoder
-from edge_agent.serial.pacing import ReadPacer
+from edge_agent.serial.pacing import THREAD_MAX_IN_FLIGHT, ByteGate, ReadPacer
 
 log = get_logger(__name__)
 
@@ -79,6 +80,8 @@ class ReaderStats:
     open_failures: int = 0
     dropped: int = 0  # events a full sink queue refused
     mode: str = ""  # "fd" or "thread": how the current/last open is read
+    handoff_peak_bytes: int = 0  # thread mode: the most bytes read and not yet decoded (ByteGate)
+    handoff_waits: int = 0  # thread mode: reads held back because the loop had not caught up
 
 
 def resolve_url(url: str) -> str:
@@ -109,8 +112,10 @@ class SerialReader:
         mono: Clock = time.monotonic,
         wall: Clock = time.time,
         io_mode: IoMode = "auto",
+        thread_max_in_flight: int = THREAD_MAX_IN_FLIGHT,
     ) -> None:
         self.port = port
+        self._thread_max_in_flight = thread_max_in_flight
         self.decoder = decoder if decoder is not None else make_decoder(port, clock)
         self.clock = self.decoder.clock  # the source's timeline: frames, markers and link events carry it
         self._clock_logged = self.clock.stats.as_dict()
@@ -249,9 +254,10 @@ class SerialReader:
     async def _pump_thread(self, loop: asyncio.AbstractEventLoop, port: serial.Serial) -> str:
         done: asyncio.Future[str] = loop.create_future()
         stop = threading.Event()
+        gate = ByteGate(self._thread_max_in_flight)
         thread = threading.Thread(
             target=self._thread_main,
-            args=(loop, port, done, stop),
+            args=(loop, port, done, stop, gate),
             name=f"serial-{self.port.name}",
             daemon=True,
         )
@@ -270,9 +276,19 @@ class SerialReader:
         port: serial.Serial,
         done: asyncio.Future[str],
         stop: threading.Event,
+        gate: ByteGate,
     ) -> None:
         reason = "closed"
-        on_bytes = self._on_bytes
+        stats = self.stats
+
+        def on_bytes(data: bytes) -> None:  # on the loop
+            try:
+                self._on_bytes(data)
+            finally:
+                gate.leave(len(data))
+                stats.handoff_peak_bytes = max(stats.handoff_peak_bytes, gate.peak)
+                stats.handoff_waits = gate.waits
+
         pacer = ReadPacer()
         delay = 0.0
         try:
@@ -285,7 +301,8 @@ class SerialReader:
                     if waiting:
                         data += port.read(min(waiting, READ_SIZE))
                     delay = pacer.after_read(len(data), time.monotonic())
-                    loop.call_soon_threadsafe(on_bytes, data)
+                    if gate.enter(len(data), stop, THREAD_READ_TIMEOUT):
+                        loop.call_soon_threadsafe(on_bytes, data)
         except Exception as exc:  # any failure of the port is a loss; the reason is reported
             reason = describe(exc)
         finally:

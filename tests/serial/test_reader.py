@@ -6,7 +6,10 @@ import asyncio
 import contextlib
 import io
 import json
+import os
 import termios
+import threading
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,7 @@ import pytest
 from edge_agent.config import SerialPort
 from edge_agent.frames import Frame, LinkEvent, LinkState, SerialEvent, StepEdge, StepMarker, Verdict
 from edge_agent.logs import setup_logging
-from edge_agent.serial.reader import SerialReader
+from edge_agent.serial.reader import READ_SIZE, SerialReader
 
 Until = Callable[..., Coroutine[Any, Any, None]]
 
@@ -197,6 +200,48 @@ async def test_loop_url_opens_in_thread_mode_and_stops_promptly(until: Until) ->
         await until(lambda: reader.is_up)
     assert reader.stats.mode == "thread"
     assert links(events) == [LinkState.UP]
+
+
+def _write_all(fd: int, data: bytes, within: float) -> None:
+    """Write `data` to a non-blocking pty master from a thread, waiting (boundedly) while it is full."""
+    deadline = time.monotonic() + within
+    view = memoryview(data)
+    while view and time.monotonic() < deadline:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            time.sleep(0.001)
+
+
+@pytest.mark.parametrize("limit", [16 * 1024, 64 * 1024 * 1024], ids=["bounded", "unbounded"])
+async def test_thread_mode_stops_reading_while_the_loop_is_behind(
+    make_pty: Any, until: Until, limit: int
+) -> None:
+    """The event loop held up for a second while the device sends ~500 kB: the reader thread hands over
+    at most `limit` bytes (plus the read that found none in flight) and reads the rest once the loop
+    caught up, losing nothing. With a limit too large to matter, the same second piles up the whole
+    stream: what the bound prevents."""
+    pty = make_pty()
+    events: list[SerialEvent] = []
+    reader = SerialReader(
+        port(pty.path, columns=["n", "v"]), events.append, io_mode="thread", thread_max_in_flight=limit
+    )
+    count = 40_000
+    data = b"".join(b"%d,%d.5\n" % (n, n) for n in range(count))
+    async with running(reader):
+        await until(lambda: reader.is_up)
+        writer = threading.Thread(target=_write_all, args=(pty.master, data, 20.0), daemon=True)
+        writer.start()
+        time.sleep(1.0)  # noqa: ASYNC251 (the loop is held up on purpose)
+        await until(lambda: len(frames(events)) == count, within=20.0)
+        writer.join(5.0)
+    assert [f.values["n"] for f in frames(events)] == [float(n) for n in range(count)]
+    peak = reader.stats.handoff_peak_bytes
+    if limit < len(data):
+        assert peak <= limit + READ_SIZE + 1
+        assert reader.stats.handoff_waits > 0
+    else:  # the same scenario without the bound: several times what the bounded run allows
+        assert peak > 4 * (16 * 1024 + READ_SIZE + 1)
 
 
 async def test_no_matching_usb_device_is_a_dropout_with_retries(until: Until) -> None:
