@@ -26,11 +26,13 @@ from edge_agent.lens.routing import SESSION_READ, SSE, OutputRouting
 from edge_agent.lens.sse_reader import SseReader
 from edge_agent.lens.store import SessionStore
 from edge_agent.lens.streamer import SessionGone, StreamDropped, Streamer, StreamSettings
-from edge_agent.lens.windower import Scale, Window, Windower
+from edge_agent.lens.windower import Scale, Window, Windower, window_bytes
 from edge_agent.logs import get_logger
 from edge_agent.state_files import StateFileHealth
 
 log = get_logger(__name__)
+
+MIB = 1024 * 1024
 
 SHUTDOWN_DESTROY_TIMEOUT = 10.0
 STABLE_CONNECTION_SECONDS = 10.0  # a connection that lasted this long resets the reconnect backoff
@@ -84,7 +86,11 @@ class LensService:
             max_gap=max_gap if max_gap is not None else config.max_gap,
         )
         self.pacer: WindowPacer[Window] = WindowPacer(
-            config.max_windows_per_second, config.max_in_flight, config.queue_windows
+            config.max_windows_per_second,
+            config.max_in_flight,
+            config.queue_windows,
+            queue_bytes=int(config.queue_mb * MIB),
+            cost=window_bytes,
         )
         self.outputs = OutputHandler(source, on_inference)
         self.routing = OutputRouting(config.reader, config.no_output_after)

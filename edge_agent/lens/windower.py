@@ -36,6 +36,20 @@ class Window:
     end_mono: float  # host receive time of the last sample: the start of this window's latency
 
 
+# Memory of a window as the allocator hands it out (16-byte size classes): the Window, its four times
+# and its list of channels (~300 B), a list a channel (56 B and its growth slack), 8 B of list slot and
+# a 32 B float a value, rounded up. An upper bound (tests/lens/test_windower.py): what the send queue
+# charges its byte budget (lens.queue_mb).
+WINDOW_BYTES = 384
+CHANNEL_LIST_BYTES = 128
+VALUE_BYTES = 48
+
+
+def window_bytes(window: Window) -> int:
+    samples = len(window.data[0]) if window.data else 0
+    return WINDOW_BYTES + len(window.data) * (CHANNEL_LIST_BYTES + VALUE_BYTES * samples)
+
+
 @dataclass(slots=True, frozen=True)
 class Scale:
     mean: float

@@ -91,6 +91,29 @@ def test_pacer_rate_in_flight_and_drop_oldest() -> None:
     assert unlimited.ready_at(5.0) == 5.0
 
 
+def test_pacer_bounds_its_queue_in_bytes_keeping_the_newest() -> None:
+    """Items of different sizes against a 100-byte budget: the oldest go until the rest fit (counted
+    with the count drops), the bytes waiting never pass the budget, and an item bigger than the whole
+    budget is still kept alone (the newest window is always sent)."""
+    pacer: WindowPacer[int] = WindowPacer(1.0, 1, 100, queue_bytes=100, cost=lambda item: item)
+    for item in (30, 30, 30):
+        pacer.offer(item)
+    assert (pacer.waiting, pacer.queued_bytes, pacer.stats.dropped_queue_full) == (3, 90, 0)
+    pacer.offer(40)  # 130 > 100: the first 30 goes
+    assert (pacer.waiting, pacer.queued_bytes, pacer.stats.dropped_queue_full) == (3, 100, 1)
+    assert pacer.take(0.0) == 30
+    assert pacer.queued_bytes == 70
+    pacer.offer(250)  # alone over the budget: everything older goes, it stays
+    assert (pacer.waiting, pacer.queued_bytes, pacer.stats.dropped_queue_full) == (1, 250, 3)
+    assert pacer.stats.peak_queued_bytes == 250
+    pacer.offer(10)  # and goes itself as soon as a newer one comes
+    assert (pacer.waiting, pacer.queued_bytes) == (1, 10)
+    pacer.new_connection()
+    assert (pacer.waiting, pacer.queued_bytes) == (0, 0)
+    with pytest.raises(ValueError, match="byte bound"):
+        WindowPacer(1.0, 1, 10, queue_bytes=100)
+
+
 SSE_TEXT = (
     b": comment\r\n"
     b"event: message\r\n"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from edge_agent.config import LensSection
 from edge_agent.frames import Frame, LinkEvent, LinkState, SerialEvent, StepEdge, StepMarker
 from edge_agent.lens.service import LensService
-from edge_agent.lens.windower import Scale, Window, Windower
+from edge_agent.lens.windower import Scale, Window, Windower, window_bytes
 
 CHANNELS = ("a", "b", "c")
 
@@ -206,3 +207,34 @@ def test_windows_match_a_slicing_reference(samples: list[float], window_size: in
     expected = [samples[s : s + window_size] for s in starts]
     assert [w.data[0] for w in got] == expected
     assert [w.data[1] for w in got] == [[-v for v in e] for e in expected]
+
+
+def _allocated(size: int) -> int:
+    """Bytes an object of `sys.getsizeof` `size` takes from CPython's allocators (16-byte classes up to
+    512 bytes, malloc's header above)."""
+    return (size + 15) // 16 * 16 if size <= 512 else (size + 8 + 15) // 16 * 16
+
+
+def _held(window: Window) -> int:
+    total = _allocated(sys.getsizeof(window)) + _allocated(sys.getsizeof(window.data))
+    total += sum(_allocated(sys.getsizeof(t)) for t in (window.start_wall, window.end_wall,
+                                                         window.start_mono, window.end_mono))  # fmt: skip
+    for column in window.data:
+        total += _allocated(sys.getsizeof(column)) + sum(_allocated(sys.getsizeof(v)) for v in column)
+    return total
+
+
+@pytest.mark.parametrize(
+    ("channels", "size", "step"), [(1, 1, 1), (3, 128, 128), (3, 128, 32), (8, 1000, 300), (40, 64, 64)]
+)
+def test_window_bytes_is_an_upper_bound_of_what_a_window_holds(channels: int, size: int, step: int) -> None:
+    """What the send queue charges a window (lens.queue_mb) covers its lists and floats, for windows
+    that hand their lists over whole and for overlapping ones (sliced from the previous window)."""
+    names = [f"ch{c}" for c in range(channels)]
+    windower = Windower("bench", names, window_size=size, step_size=step)
+    frames = [frame(i, {n: i * 0.5 + c for c, n in enumerate(names)}) for i in range(size * 3)]
+    windows = windower.feed(frames)
+    assert len(windows) >= 2
+    for window in windows:
+        held = _held(window)
+        assert held <= window_bytes(window) <= 1.6 * held + 512, (held, window_bytes(window))
