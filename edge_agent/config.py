@@ -255,6 +255,16 @@ class LensSection(Section):
     queue_windows: int = Field(
         20, ge=1, le=10_000, description="Windows kept waiting; beyond this the oldest is dropped."
     )
+    # 8 MiB: the default 20 windows of 128 samples x 4 channels take 0.5 MB, and 16 windows of 1,024
+    # samples x 10 channels still fit; what `queue_windows` alone cannot bound are long or wide windows
+    # (20 of 65,536 samples x 8 channels would be ~500 MB). Sizes: lens.windower.window_bytes.
+    queue_mb: float = Field(
+        8.0,
+        ge=0.01,
+        le=1024,
+        description="Memory for windows waiting to be sent (MiB); beyond it the oldest are dropped (the"
+        " newest is always kept).",
+    )
     reader: Literal["auto", "session_read", "sse"] = Field(
         "auto",
         description="Where the lens's outputs are read: session_read (polled on the websocket), sse (the"
@@ -594,11 +604,16 @@ class RecorderSection(Section):
     compression_level: int = Field(
         1, ge=1, le=9, description="gzip level: 1 is the measured CPU/size balance (bench_recorder.py)."
     )
+    # 16 MiB: ~3 s of the fastest ordinary source (8 channels at 3 Mbaud, 5,000 frames/s at ~1 kB charged
+    # each) with a writer that does not run at all (a segment's fsync on a slow card, a CPU busy with
+    # something else); the writer takes a batch in milliseconds when it runs. Charged per frame by
+    # recorder.frame_bytes, an upper bound of what a decoded frame holds.
     max_pending_mb: float = Field(
-        32.0,
+        16.0,
         ge=1,
         le=4096,
-        description="Memory for frames waiting for the writer thread; beyond it frames are dropped, counted.",
+        description="Memory for frames waiting for the writer thread (MiB); past it frames are not"
+        " recorded (counted, logged); detection never waits.",
     )
 
     @model_validator(mode="after")

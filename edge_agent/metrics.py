@@ -115,6 +115,12 @@ SCHEMA: dict[str, MetricSpec] = {
     ),
     "recording_disk_bytes": MetricSpec("gauge", "Bytes of recording segments on disk."),
     "recording_disk_budget_bytes": MetricSpec("gauge", "The recordings' disk budget (recorder.max_disk_mb)."),
+    "recording_pending_bytes": MetricSpec(
+        "gauge", "Frames waiting for the recorder's writer thread, in (estimated) bytes."
+    ),
+    "recording_pending_budget_bytes": MetricSpec(
+        "gauge", "The memory budget of frames waiting for the writer (recorder.max_pending_mb)."
+    ),
     # outbox
     "outbox_jobs": MetricSpec("gauge", "Outbox jobs, by state.", ("state",)),
     "outbox_enqueued_total": MetricSpec("counter", "Jobs persisted."),

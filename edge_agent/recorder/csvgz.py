@@ -93,6 +93,38 @@ def member(text: str, level: int) -> bytes:
     return compressor.compress(text.encode("utf-8")) + compressor.flush()
 
 
+class Member:
+    """A gzip member built as rows come: `add(text)` compresses them at once (what waits for the
+    write is compressed bytes, not frames or text), `finish()` ends the member and returns all of it.
+    The same bytes as `member` of the texts joined, in any split."""
+
+    __slots__ = ("_chunks", "_compressor", "_level", "nbytes", "rows")
+
+    def __init__(self, level: int) -> None:
+        self._level = level
+        self._compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+        self._chunks: list[bytes] = []
+        self.nbytes = 0  # compressed bytes held so far (deflate's own window aside)
+        self.rows = 0
+
+    def add(self, text: str, rows: int) -> None:
+        data = self._compressor.compress(text.encode("utf-8"))
+        if data:
+            self._chunks.append(data)
+            self.nbytes += len(data)
+        self.rows += rows
+
+    def finish(self) -> bytes:
+        """The whole member; the object starts a new one."""
+        self._chunks.append(self._compressor.flush())
+        data = b"".join(self._chunks)
+        self._compressor = zlib.compressobj(self._level, zlib.DEFLATED, 31)
+        self._chunks = []
+        self.nbytes = 0
+        self.rows = 0
+        return data
+
+
 def scan(path: Path) -> tuple[int, int]:
     """(bytes of complete members from the start, CSV lines in them): what survives of a segment cut
     short. Reads in blocks: a 64 MB segment costs one streaming decompression, not one per member."""

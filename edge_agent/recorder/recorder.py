@@ -3,9 +3,16 @@ thread, and what happens to finished segments (S3 upload and Atlas registration 
 budget). See the package doc for the data path.
 
 Hot path: `add(frame)` is a list append and an integer sum (the bytes the frame holds in memory,
-estimated from its channel count). Every HANDOFF_INTERVAL, or when HANDOFF_FRAMES frames wait, the
-list goes to the writer thread. Frames waiting (here or in the writer's queue) are bounded by
-`recorder.max_pending_mb`; past it a frame is dropped and counted, the serial side never waits.
+estimated from its channel count: `frame_bytes`, an upper bound of what a decoded frame costs). Every
+HANDOFF_INTERVAL, or when HANDOFF_FRAMES frames or HANDOFF_BYTES wait, the list goes to the writer
+thread, which compresses a batch as soon as it takes it (the frames are freed then). Frames waiting,
+here or in the writer's queue, are bounded by `recorder.max_pending_mb`.
+
+A writer that falls behind (a slow disk, a CPU too busy to compress as fast as lines come) does not
+hold up the serial side: past the budget a frame is not recorded, and that is counted
+(`frames_dropped.queue_full` on /status, `recording_frames_dropped_total{reason="queue_full"}`) and
+logged when it starts and when it ends. Detection, evidence and the lens get every frame whatever the
+recorder does: back-pressure would stop the reader, and with it detection, for the sake of the file.
 
 Step boundaries are exact: a marker line cuts the stream where it was read (`cut_at_marker`, on the
 hot path), and the step it leads to is filled in once the step tracker has handled it
@@ -44,12 +51,23 @@ log = get_logger(__name__)
 MIB = 1024 * 1024
 HANDOFF_INTERVAL = 0.25
 HANDOFF_FRAMES = 2048
-# Memory a frame holds, estimated: the Frame (~80 B) and its dict (~100 B + ~48 B per channel with
-# the float). An over-estimate bounds memory from above.
-FRAME_COST = 180
-CHANNEL_COST = 48
+# A wide source's frames go to the writer in batches of about this many bytes, not only every 0.25 s
+# (270 fields at 2,000 lines/s would otherwise wait ~10 MB at a time on this side).
+HANDOFF_BYTES = 1 * MIB
+# Memory a decoded frame holds, as the allocator hands it out (16-byte size classes, a malloc header
+# past 512 bytes): the Frame (80 B), its times (3 x 32 B), its dict (a header and a hash table that
+# grows in powers of two) and a float (32 B) a channel; names are shared by the decoder. An upper
+# bound for every width (tests/recorder/test_memory.py): 704 bytes for 9 channels is charged 1,030,
+# 15.4 kB for 271 is charged 19.4 kB.
+FRAME_BYTES = 400
+CHANNEL_BYTES = 70
 # A marker whose step the tracker never reports (its queue was full) stops holding frames back after this.
 MAX_UNRESOLVED_S = 5.0
+
+
+def frame_bytes(frame: Frame) -> int:
+    """What the recorder charges its budget for holding `frame` (an upper bound of its real cost)."""
+    return FRAME_BYTES + CHANNEL_BYTES * len(frame.values)
 
 
 class _Cut:
@@ -101,11 +119,14 @@ class Recorder:
         self.writer: SegmentWriter | None = None
         self.run_key = ""
         self.frames_dropped = 0
+        self.peak_waiting = 0  # the most bytes that waited for the writer at once (at hand-offs)
+        self._dropped_seen = 0  # frames_dropped when the run loop last looked
+        self._drops_since: int | None = None  # frames_dropped when the current run of drops began
 
     # -- the hot path (event loop, per frame) -------------------------------------------------------
 
     def add(self, frame: Frame) -> None:
-        cost = FRAME_COST + CHANNEL_COST * len(frame.values)
+        cost = FRAME_BYTES + CHANNEL_BYTES * len(frame.values)
         writer = self.writer
         waiting = self._pending_cost + self._handed_cost - (writer.processed_cost if writer else 0)
         if waiting + cost > self.max_pending or writer is None:
@@ -113,8 +134,14 @@ class Recorder:
             return
         self._pending.append(frame)
         self._pending_cost += cost
-        if len(self._pending) >= HANDOFF_FRAMES:
+        if len(self._pending) >= HANDOFF_FRAMES or self._pending_cost >= HANDOFF_BYTES:
             self.hand_off()
+
+    @property
+    def waiting_bytes(self) -> int:
+        """Bytes of frames not compressed yet: here and in the writer's queue (the budget's measure)."""
+        processed = self.writer.processed_cost if self.writer is not None else 0
+        return self._pending_cost + self._handed_cost - processed
 
     def cut_at_marker(self, marker: StepMarker) -> None:
         """A marker was read: frames after it may belong to another step (`resolve_marker` says)."""
@@ -155,9 +182,10 @@ class Recorder:
         else:  # up to the first cut whose step is not known yet
             limit = self._pending.index(self._unresolved[0])
             items, self._pending = self._pending[:limit], self._pending[limit:]
-            cost = sum(FRAME_COST + CHANNEL_COST * len(i.values) for i in items if type(i) is Frame)
+            cost = sum(frame_bytes(i) for i in items if type(i) is Frame)
             self._pending_cost -= cost
         if items:
+            self.peak_waiting = max(self.peak_waiting, self.waiting_bytes)
             self._handed_cost += cost
             self.writer.put(items, cost)
 
@@ -230,7 +258,23 @@ class Recorder:
         while True:
             await asyncio.sleep(HANDOFF_INTERVAL)
             self.hand_off()
+            self._log_drops()
             await self._collect()
+
+    def _log_drops(self) -> None:
+        """One line when frames start being dropped (the writer is behind), one when it caught up."""
+        dropped = self.frames_dropped
+        if dropped > self._dropped_seen and self._drops_since is None:
+            self._drops_since = self._dropped_seen
+            log.warning(
+                "recording_frames_dropped",
+                reason="the writer is behind: frames waiting for it exceed recorder.max_pending_mb",
+                budget_bytes=self.max_pending,
+            )
+        elif dropped == self._dropped_seen and self._drops_since is not None:
+            log.info("recording_caught_up", frames_not_recorded=dropped - self._drops_since)
+            self._drops_since = None
+        self._dropped_seen = dropped
 
     async def close(self) -> None:
         """Every frame handed over, every segment closed and scheduled (the shutdown path)."""
@@ -348,6 +392,14 @@ class Recorder:
             "frames_dropped": {
                 "queue_full": self.frames_dropped,
                 "write_error": writer.frames_lost if writer else 0,
+            },
+            # Frames waiting for the writer (estimated bytes, `frame_bytes`), against their budget; what
+            # the writer holds compressed and not written yet.
+            "pending": {
+                "bytes": self.waiting_bytes,
+                "peak_bytes": self.peak_waiting,
+                "budget_bytes": self.max_pending,
+                "compressed_bytes": writer.held_bytes if writer else 0,
             },
             "write_errors": writer.write_errors if writer else 0,
             "last_error": writer.last_error if writer else None,

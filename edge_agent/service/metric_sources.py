@@ -253,6 +253,8 @@ def recorder_source(recorder: Recorder) -> Callable[[], Iterable[Sample]]:
             Sample("recording_frames_total", {}, status["frames_recorded"]),
             Sample("recording_disk_bytes", {}, status["disk_bytes"]),
             Sample("recording_disk_budget_bytes", {}, status["budget_bytes"]),
+            Sample("recording_pending_bytes", {}, status["pending"]["bytes"]),
+            Sample("recording_pending_budget_bytes", {}, status["pending"]["budget_bytes"]),
             Sample("recording_segments", {"state": "open"}, status["open_segments"]),
             Sample("recording_segments", {"state": "finished"}, status["finished_segments"]),
             Sample("recording_segments", {"state": "uploaded"}, status["uploaded_segments"]),
