@@ -5,10 +5,14 @@ in the same process and run; the cost of a slice and of walking it; and the whol
 of wide JSON lines at full speed).
 
 Run: .venv/bin/python bench/bench_ring.py [--frames N] [--no-agent]. Prints the figures and writes
-bench/out/ring.json. `--against REV [--after-tree DIR] [--rounds N]` runs only the whole agent at 3
-Mbaud for 35 s, the agent of commit REV and this tree's (or DIR's) in turn, N rounds each: before/after
-under the same load (not part of bench/run). For the ring alone, DIR is REV with only the ring applied;
-the figures in RESULTS.md come from
+bench/out/ring.json; with them, what the agent's idle RSS is made of (`idle_breakdown`: the RSS each
+group of the modules `edge-agent run` imports adds, in a fresh interpreter).
+
+`--against REV [--after-tree DIR] [--rounds N]` runs only the whole agent at 3 Mbaud for 35 s, the
+agent of commit REV and this tree's (or DIR's) in turn, N rounds each: before/after under the same load
+(not part of bench/run); `--section NAME` writes it under another name and `--wide` adds the wide JSON
+runs (the memory work of issue 12 item 4: `--against 9453250 --section against_memory --wide`). For
+the ring alone, DIR is REV with only the ring applied; the figures in RESULTS.md come from
 
     git archive 5641f16 | tar -x -C /tmp/after
     git diff 5641f16 259a716 -- edge_agent | (cd /tmp/after && git apply)
@@ -141,7 +145,7 @@ def slice_costs(width: int) -> dict[str, float]:
     return {"frames": walked, "slice_ms": 1000 * taken, "walk_us_per_frame": 1e6 * walk / walked}
 
 
-def against(rev: str, rounds: int, after: Path) -> None:
+def against(rev: str, rounds: int, after: Path, section: str = "against", wide: bool = False) -> None:
     from soak_lib.agent_bench import run_ring_against
 
     archive = subprocess.run(
@@ -150,14 +154,77 @@ def against(rev: str, rounds: int, after: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="edge-ring-before-") as tmp:
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(tmp, filter="data")
-        runs = run_ring_against(Path(tmp), rounds, after)
+        runs = run_ring_against(Path(tmp), rounds, after, wide)
     summary: dict[str, Any] = {"rev": rev, "after": str(after), "rounds": rounds, "runs": runs}
+    keys = ["cpu_percent_3M_baud", "rss_mb", "idle_rss_mb"]
+    if wide:
+        keys += ["wide_rss_over_idle_mb", "wide_peak_over_idle_mb", "wide_lines_per_s", "wide_idle_rss_mb"]
     for label, values in runs.items():
-        for key in ("cpu_percent_3M_baud", "rss_mb", "idle_rss_mb"):
+        for key in keys:
             summary[f"{label}_{key}_median"] = statistics.median(v[key] for v in values)
     print(json.dumps(summary, indent=2))
-    path = update_results("ring", "against", summary)
+    path = update_results("ring", section, summary)
     print(f"wrote {path}")
+
+
+# What the agent's idle RSS is made of: a fresh interpreter imports what `edge-agent run` imports, one
+# group at a time in dependency order (each group's RSS growth is what it adds to those before it),
+# the standard library first. The module list is the one `run` imports (a first child lists it).
+_RUN_MODULES = """
+import json, sys
+from edge_agent.cli import build_parser
+build_parser(["run"])
+import edge_agent.run
+print(json.dumps(sorted(sys.modules)))
+"""
+_IMPORT_GROUPS = """
+import importlib, json, sys
+modules = json.loads(sys.stdin.read())
+groups = {
+    "pydantic": ("pydantic", "pydantic_core", "pydantic_settings", "typing_extensions", "typing_inspection",
+                 "annotated_types", "dotenv"),
+    "aiohttp": ("aiohttp", "aiohappyeyeballs", "aiosignal", "attr", "frozenlist", "multidict", "propcache",
+                "yarl", "idna"),
+    "other_libraries": ("websockets", "structlog", "greenlet", "prometheus_client", "serial",
+                        "serial_asyncio_fast"),
+}
+def rss():
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+def load(names):
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass  # a platform module of a library (its import is guarded there too)
+out = {"interpreter": rss()}
+def step(label, names):
+    before = rss()
+    load(names)
+    out[label] = rss() - before
+root = lambda m: m.split(".")[0]
+step("standard_library", [m for m in modules if root(m) in sys.stdlib_module_names])
+for label, roots in groups.items():
+    step(label, [m for m in modules if root(m) in roots])
+known = set(sys.stdlib_module_names).union(*groups.values(), {"edge_agent"})
+step("unlisted_libraries", [m for m in modules if root(m) not in known])
+step("edge_agent", [m for m in modules if root(m) == "edge_agent"])
+out["total"] = rss()
+print(json.dumps(out))
+"""
+
+
+def idle_breakdown() -> dict[str, float]:
+    python = [sys.executable, "-c"]
+    listed = subprocess.run(
+        [*python, _RUN_MODULES], check=True, capture_output=True, text=True, cwd=HERE.parent
+    )
+    done = subprocess.run(
+        [*python, _IMPORT_GROUPS], input=listed.stdout, check=True, capture_output=True, text=True,
+        cwd=HERE.parent,
+    )  # fmt: skip
+    figures: dict[str, float] = json.loads(done.stdout)
+    return figures
 
 
 def main() -> None:
@@ -167,9 +234,14 @@ def main() -> None:
     parser.add_argument("--against", metavar="REV", help="whole agent at 3 Mbaud: commit REV vs this tree")
     parser.add_argument("--after-tree", metavar="DIR", help="with --against: this tree instead of the repo")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--section", default="against", help="with --against: the bench/out/ring.json section it writes"
+    )
+    parser.add_argument("--wide", action="store_true", help="with --against: the wide JSON runs too")
     args = parser.parse_args()
     if args.against:
-        against(args.against, args.rounds, Path(args.after_tree) if args.after_tree else HERE.parent)
+        tree = Path(args.after_tree) if args.after_tree else HERE.parent
+        against(args.against, args.rounds, tree, args.section, args.wide)
         return
     results: dict[str, Any] = {
         "what": "evidence ring add cost and bytes per frame, columnar vs a deque of Frames; slices; the"
@@ -189,6 +261,8 @@ def main() -> None:
         )
     results["slice_8ch"] = slice_costs(8)
     print(f"slice of 20 s (8 ch): {results['slice_8ch']}")
+    results["idle_breakdown"] = idle_breakdown()
+    print(f"idle RSS by import group (MB): {results['idle_breakdown']}")
     if not args.no_agent:
         from soak_lib.agent_bench import run_ring_figures
 

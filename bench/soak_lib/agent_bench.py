@@ -318,10 +318,12 @@ class AgentBench:
         await proc.wait()
         return result
 
-    async def ring_against(self, other: Path, rounds: int, after: Path = REPO) -> dict[str, Any]:
-        """The 3 Mbaud figures of `_ring_full` for the agent of tree `other` (an earlier commit) and of
-        tree `after` (this one by default), alternating, `rounds` times each: before/after under the
-        same load."""
+    async def ring_against(
+        self, other: Path, rounds: int, after: Path = REPO, wide: bool = False
+    ) -> dict[str, Any]:
+        """The 3 Mbaud figures of `_ring_full` (and with `wide`, those of `_wide_json` as `wide_*`) for
+        the agent of tree `other` (an earlier commit) and of tree `after` (this one by default),
+        alternating, `rounds` times each: before/after under the same load."""
         await self.archetype.start()
         await self.atlas.start()
         self.http = aiohttp.ClientSession()
@@ -332,7 +334,11 @@ class AgentBench:
             for n in range(rounds):
                 for label, tree in (("before", other), ("after", after)):
                     self.repo = tree
-                    runs[label].append(await self._ring_full(f"{label}-{n}"))
+                    run = await self._ring_full(f"{label}-{n}")
+                    if wide:
+                        figures = await self._wide_json(f"{label}-wide-{n}")
+                        run.update({f"wide_{key}": value for key, value in figures.items()})
+                    runs[label].append(run)
         finally:
             self.repo = REPO
             self._drain_stop.set()
@@ -383,11 +389,14 @@ class AgentBench:
         idle_rss = _rss_mb(proc.pid)
         cpu, frames = await self._cpu_during(proc.pid, RING_FULL_S, 5000.0)
         rss = _rss_mb(proc.pid)
+        status = await self._status()
         # An agent from before the byte-bounded ring has no "evidence" in /status.
-        evidence = (await self._status()).get("evidence") or {"bytes": None, "sources": {}}
+        evidence = status.get("evidence") or {"bytes": None, "sources": {}}
+        pending = (status.get("recorder") or {}).get("pending") or {}
         await self._stop(proc)
         held = evidence["sources"].get("bench", {})
         return {
+            "recorder_pending_peak_bytes": pending.get("peak_bytes"),
             "idle_rss_mb": idle_rss,
             "cpu_percent_3M_baud": cpu,
             "frames": frames,
@@ -413,9 +422,15 @@ class AgentBench:
         peak = _hwm_mb(proc.pid)
         status = await self._status()
         evidence = status["evidence"]
+        recorder = status.get("recorder") or {}
         await self._stop(proc)
         ring = evidence["sources"].get("bench", {})
+        pending = recorder.get("pending") or {}  # an agent from before the recorder's byte bound has none
         return {
+            "recorder_frames_recorded": recorder.get("frames_recorded"),
+            "recorder_frames_not_recorded": (recorder.get("frames_dropped") or {}).get("queue_full"),
+            "recorder_pending_peak_bytes": pending.get("peak_bytes"),
+            "recorder_pending_budget_bytes": pending.get("budget_bytes"),
             "fields": WIDE_FIELDS,
             "seconds": elapsed,
             "lines_written": sent,
@@ -466,9 +481,9 @@ def _hwm_mb(pid: int) -> float:
     return 0.0
 
 
-def run_ring_against(other: Path, rounds: int, after: Path = REPO) -> dict[str, Any]:
+def run_ring_against(other: Path, rounds: int, after: Path = REPO, wide: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="edge-bench-ring-") as tmp:
-        return asyncio.run(AgentBench(Path(tmp)).ring_against(other, rounds, after))
+        return asyncio.run(AgentBench(Path(tmp)).ring_against(other, rounds, after, wide))
 
 
 def run_ring_figures() -> dict[str, Any]:

@@ -101,6 +101,10 @@ RING_FULL = (*RING, "agent", "ring_full")
 WIDE = (*RING, "agent", "wide_json")
 WIDE_NR = (*RING, "agent", "wide_json_no_recorder")
 AGAINST = ("ring", "against")  # written by `bench_ring.py --against REV` (not part of bench/run)
+# `bench_ring.py --against 9453250 --section against_memory --wide`: the agent before and after the
+# memory work of issue 12 item 4 (imports, recorder, decoder names, byte bounds), runs alternating.
+MEMORY = ("ring", "against_memory")
+IDLE = (*RING, "idle_breakdown")
 # bench_ring.py: the ring alone (before: a deque of Frame objects, as it was until issue 12 item 4;
 # after: the packed blocks), then agents of their own at 3 Mbaud for 35 s and under wide JSON lines.
 ER = "Evidence ring"
@@ -114,6 +118,27 @@ def mib(*keys: str) -> Callable[[dict[str, Any]], float | None]:
         return value / (1024 * 1024) if value is not None else None
 
     return get
+
+
+def idle_rest(data: dict[str, Any]) -> float | None:
+    """The idle agent's RSS beyond what its imports take (its running state)."""
+    idle, imports = path(*RING_FULL, "idle_rss_mb")(data), path(*IDLE, "total")(data)
+    return idle - imports if idle is not None and imports is not None else None
+
+
+def data_path_budgets(data: dict[str, Any]) -> float | None:
+    """The data path's documented memory bounds together (MiB, defaults): evidence.memory_mb,
+    recorder.max_pending_mb, lens.queue_mb and the live page's buckets for its 128 channels at most."""
+    from edge_agent.config import EdgeAgentConfig
+    from edge_agent.live.decimator import CHANNEL_BYTES, MAX_CHANNELS, SOURCE_BYTES
+
+    fields = EdgeAgentConfig.model_fields
+    evidence = fields["evidence"].get_default(call_default_factory=True).memory_mb
+    recorder = fields["recorder"].get_default(call_default_factory=True).max_pending_mb
+    lens = fields["lens"].get_default(call_default_factory=True).queue_mb
+    live = (MAX_CHANNELS * CHANNEL_BYTES + SOURCE_BYTES) / (1024 * 1024)
+    over = path(*WIDE, "rss_over_idle_mb")(data)
+    return None if over is None else float(evidence + recorder + lens + live)
 
 
 RING_FIGURES: list[Figure] = [
@@ -136,10 +161,23 @@ RING_FIGURES: list[Figure] = [
     Figure(ER, "walking that slice's frames (the writer, in its thread)", "us/frame",
            path(*RING, "slice_8ch", "walk_us_per_frame")),
     Figure(ER, "agent idle RSS (before the 3 Mbaud run below)", "MB", path(*RING_FULL, "idle_rss_mb")),
+    Figure(ER, "what idle RSS is made of (bench_ring.py idle_breakdown): the Python interpreter", "MB",
+           path(*IDLE, "interpreter")),
+    Figure(ER, "... + the standard library a run imports (asyncio with ssl/OpenSSL, sqlite3, email, http)",
+           "MB", path(*IDLE, "standard_library")),
+    Figure(ER, "... + pydantic, pydantic-core, pydantic-settings", "MB", path(*IDLE, "pydantic")),
+    Figure(ER, "... + aiohttp (yarl, multidict, its SSL contexts)", "MB", path(*IDLE, "aiohttp")),
+    Figure(ER, "... + websockets, structlog, prometheus-client, pyserial", "MB",
+           path(*IDLE, "other_libraries")),
+    Figure(ER, "... + edge_agent's own modules", "MB", path(*IDLE, "edge_agent")),
+    Figure(ER, "... = imports alone", "MB", path(*IDLE, "total")),
+    Figure(ER, "... the running agent's own state (idle RSS minus its imports)", "MB", idle_rest),
     Figure(ER, "RSS with the 30 s ring full (35 s of 8-channel CSV at 3 Mbaud equiv.)", "MB",
            path(*RING_FULL, "rss_mb"), ("<", 60.0)),
     Figure(ER, "the ring's own bytes then (/status)", "MB", mib(*RING_FULL, "ring_bytes")),
     Figure(ER, "the ring's span then", "s", path(*RING_FULL, "ring_span_s")),
+    Figure(ER, "frames waiting for the recorder's writer then, peak (/status)", "MB",
+           mib(*RING_FULL, "recorder_pending_peak_bytes")),
     Figure(ER, "whole-agent CPU over those 35 s at 3 Mbaud equiv.", "% core",
            path(*RING_FULL, "cpu_percent_3M_baud"), ("<", 5.0)),
     Figure(ER, "whole-agent CPU at 3 Mbaud, before: 5641f16, its ring of Frames (bench_ring.py --against)",
@@ -156,7 +194,16 @@ RING_FIGURES: list[Figure] = [
     Figure(ER, "wide JSON: RSS after 60 s over the idle RSS (target: the 64 MB budget)", "MB",
            path(*WIDE, "rss_over_idle_mb"), ("<", 64.0)),
     Figure(ER, "wide JSON: peak RSS over the idle RSS", "MB", path(*WIDE, "peak_over_idle_mb"), ("<", 64.0)),
+    Figure(ER, "wide JSON: RSS after 60 s over the idle RSS, against the data path's documented bounds"
+           " together (evidence, recorder queue, lens queue, live page)", "MB",
+           path(*WIDE, "rss_over_idle_mb")),
+    Figure(ER, "... those bounds together (defaults)", "MB", data_path_budgets),
     Figure(ER, "wide JSON: the ring's own bytes (/status)", "MB", mib(*WIDE, "ring_bytes")),
+    Figure(ER, "wide JSON: frames waiting for the recorder's writer, peak (budget 16 MB)", "MB",
+           mib(*WIDE, "recorder_pending_peak_bytes")),
+    Figure(ER, "wide JSON: frames recorded", "frames", path(*WIDE, "recorder_frames_recorded")),
+    Figure(ER, "wide JSON: frames not recorded (writer behind; counted on /status and /metrics)", "frames",
+           path(*WIDE, "recorder_frames_not_recorded")),
     Figure(ER, "wide JSON: the ring's span (cut by the budget)", "s", path(*WIDE, "ring_span_s")),
     Figure(ER, "wide JSON, recorder off: RSS after 60 s over the idle RSS", "MB",
            path(*WIDE_NR, "rss_over_idle_mb"), ("<", 64.0)),
@@ -164,6 +211,26 @@ RING_FIGURES: list[Figure] = [
            path(*WIDE_NR, "peak_over_idle_mb"),
            ("<", 64.0)),
     Figure(ER, "wide JSON, recorder off: lines read", "lines/s", path(*WIDE_NR, "lines_per_s")),
+    Figure(ER, "before/after the memory work (9453250 vs this tree; bench_ring.py --against, runs"
+           " alternate, median of 3 each): idle RSS, before", "MB",
+           path(*MEMORY, "before_idle_rss_mb_median")),
+    Figure(ER, "... idle RSS, after", "MB", path(*MEMORY, "after_idle_rss_mb_median")),
+    Figure(ER, "... RSS with the 30 s ring full at 3 Mbaud, before", "MB",
+           path(*MEMORY, "before_rss_mb_median")),
+    Figure(ER, "... RSS with the 30 s ring full at 3 Mbaud, after", "MB",
+           path(*MEMORY, "after_rss_mb_median")),
+    Figure(ER, "... wide JSON, RSS after 60 s over the idle RSS, before", "MB",
+           path(*MEMORY, "before_wide_rss_over_idle_mb_median")),
+    Figure(ER, "... wide JSON, RSS after 60 s over the idle RSS, after", "MB",
+           path(*MEMORY, "after_wide_rss_over_idle_mb_median")),
+    Figure(ER, "... wide JSON lines read, before", "lines/s",
+           path(*MEMORY, "before_wide_lines_per_s_median")),
+    Figure(ER, "... wide JSON lines read, after", "lines/s",
+           path(*MEMORY, "after_wide_lines_per_s_median")),
+    Figure(ER, "... whole-agent CPU at 3 Mbaud, before", "% core",
+           path(*MEMORY, "before_cpu_percent_3M_baud_median")),
+    Figure(ER, "... whole-agent CPU at 3 Mbaud, after", "% core",
+           path(*MEMORY, "after_cpu_percent_3M_baud_median")),
 ]  # fmt: skip
 # How to read a section whose figures need it (what the rows mean, not their values: those change).
 SECTION_NOTES = {
