@@ -42,7 +42,7 @@ from edge_agent.control import ControlServer, StepStateError, create_control_app
 from edge_agent.detect.anomaly import Anomaly, AnomalyEvent, AnomalyOpened
 from edge_agent.detect.detector import Detector
 from edge_agent.evidence import EvidenceRings
-from edge_agent.frames import Frame, LinkEvent, LinkState, SerialEvent, StepMarker
+from edge_agent.frames import Frame, FrameBatch, LinkEvent, LinkState, PackedEvent, StepMarker
 from edge_agent.incidents import IncidentClosed, IncidentEvent, IncidentGrew, IncidentGrouper, IncidentOpened
 from edge_agent.lens.errors import LensAuthError
 from edge_agent.lens.protocol import LensInference
@@ -121,7 +121,9 @@ class Agent:
         )
         self.rings = EvidenceRings.from_config(config.evidence)
         self.readers = {
-            port.name: SerialReader(port, self._on_serial, clock=self.clocks[port.name], mono=mono, wall=wall)
+            port.name: SerialReader(
+                port, packed_sink=self._on_serial, clock=self.clocks[port.name], mono=mono, wall=wall
+            )
             for port in config.serial
         }
         self.lens: LensService | None = None
@@ -224,11 +226,13 @@ class Agent:
         # The live page (on the control API): its decimating tap is fed every frame from the fan-out.
         self.live: LivePage | None = None
         self._tap: Callable[[Frame], None] | None = None
+        self._tap_batch: Callable[[FrameBatch], None] | None = None
         if config.control.enabled and config.control.live_page:
             bench = config.agent.bench
             board = LiveBoard(offset=wall() - mono(), title=lambda incident: incident_title(incident, bench))
             self.live = LivePage(board, lambda: state_parts(self, board), config.agent.bench, mono=mono)
             self._tap = board.decimator.on_frame
+            self._tap_batch = board.decimator.on_batch
         if config.control.enabled:
             token = config.control.token.get_secret_value() if config.control.token else None
             app = create_control_app(
@@ -260,8 +264,20 @@ class Agent:
 
     # -- the hot path ---------------------------------------------------------------------------------
 
-    def _on_serial(self, event: SerialEvent) -> None:
-        """Every serial event, synchronously from the reader: must stay cheap and never block."""
+    def _on_serial(self, event: PackedEvent) -> None:
+        """Every serial event, synchronously from the reader: must stay cheap and never block. The
+        frames of a read usually come as one FrameBatch, which every consumer takes whole (the same
+        result as its frames one by one: each consumer's `*_batch` says how)."""
+        if type(event) is FrameBatch:
+            if self.recorder is not None:
+                self.recorder.add_batch(event)
+            self.rings.add_batch(event)
+            if self._tap_batch is not None:
+                self._tap_batch(event)
+            self.detector.on_batch(event, self._emit)
+            if self.lens is not None:
+                self.lens.feed_batch(event)
+            return
         if type(event) is Frame:
             if self.recorder is not None:
                 self.recorder.add(event)

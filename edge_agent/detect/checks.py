@@ -25,6 +25,9 @@ from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Sequence
+from itertools import chain
+from operator import lt, sub, truediv
 
 from edge_agent.detect.baseline import (
     MAD_TO_SIGMA,
@@ -70,6 +73,17 @@ class ValueCheck:
     def observe(self, value: float, mono: float, wall: float) -> bool | None:
         raise NotImplementedError
 
+    def first_active(self, values: Sequence[float], monos: Sequence[float], wall: float) -> int:
+        """`observe` of the samples in order (finite values; at least one) up to the first that is
+        active: its index (its `value`, `excursion`, ... are then on the check), or len(values) when
+        none is (every sample observed). The detector's batch path (edge_agent/detect/batch.py);
+        subclasses answer the all-clear case in C-level passes where they can."""
+        observe = self.observe
+        for index, (value, mono) in enumerate(zip(values, monos, strict=True)):
+            if observe(value, mono, wall):
+                return index
+        return len(values)
+
 
 class LimitsCheck(ValueCheck):
     """Outside [min, max] (either bound optional; a value equal to a bound is inside)."""
@@ -107,6 +121,11 @@ class LimitsCheck(ValueCheck):
             self.threshold = self._below
             return True
         return False
+
+    def first_active(self, values: Sequence[float], monos: Sequence[float], wall: float) -> int:
+        if min(values) >= self.low and max(values) <= self.high:
+            return len(values)  # no state: every sample clear
+        return ValueCheck.first_active(self, values, monos, wall)
 
 
 class RateCheck(ValueCheck):
@@ -151,6 +170,22 @@ class RateCheck(ValueCheck):
             self.excursion = clamp(magnitude - self.max_rate)
             return True
         return False
+
+    def first_active(self, values: Sequence[float], monos: Sequence[float], wall: float) -> int:
+        prev_mono = self._prev_mono
+        # The all-clear case when every interval is > 0 (then each sample moves the reference): the
+        # same differences and quotients `observe` computes, in C-level passes.
+        if prev_mono is not None and prev_mono < monos[0] and all(map(lt, monos, monos[1:])):
+            rates = map(
+                truediv,
+                map(sub, values, chain((self._prev_value,), values)),
+                map(sub, monos, chain((prev_mono,), monos)),
+            )
+            if max(map(abs, rates)) <= self.max_rate:
+                self._prev_mono = monos[-1]
+                self._prev_value = values[-1]
+                return len(values)
+        return ValueCheck.first_active(self, values, monos, wall)
 
 
 class StuckCheck(ValueCheck):
@@ -337,6 +372,18 @@ class BaselineCheck(ValueCheck):
             raise ValueError(f"cannot skip {count} samples: the {self._countdown}th from now is kept")
         self._countdown -= count
         self._last = last_mono
+
+    def first_active(self, values: Sequence[float], monos: Sequence[float], wall: float) -> int:
+        count = len(values)
+        if (
+            count < self._countdown
+            and max(monos) < self._block_end
+            and min(values) >= self.low
+            and max(values) <= self.high
+        ):
+            self.skip(count, monos[-1])  # what `observe` would do with them, as a backtest skips
+            return count
+        return ValueCheck.first_active(self, values, monos, wall)
 
     def observe(self, value: float, mono: float, wall: float) -> bool | None:
         if mono >= self._block_end:

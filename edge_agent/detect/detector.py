@@ -33,6 +33,7 @@ from pathlib import Path
 from edge_agent.config import LensSection, RuleSection
 from edge_agent.detect.anomaly import Anomaly, AnomalyClosed, AnomalyEvent, AnomalyKey, Severity
 from edge_agent.detect.baseline import BaselineFileError, RobustStats, load_baselines
+from edge_agent.detect.batch import Emit, run_batch
 from edge_agent.detect.checks import (
     MAX_FLOAT,
     BaselineCheck,
@@ -44,7 +45,7 @@ from edge_agent.detect.checks import (
 from edge_agent.detect.dropout import ANY_CHANNEL, DropoutWatch
 from edge_agent.detect.lens_labels import InferenceLike, LensLabelCheck
 from edge_agent.detect.tracker import AnomalySpec, AnomalyTracker, Debounce, Slot, uuid4_str
-from edge_agent.frames import Frame, LinkEvent, LinkState
+from edge_agent.frames import Frame, FrameBatch, LinkEvent, LinkState
 
 NO_EVENTS: tuple[AnomalyEvent, ...] = ()
 # `hold_samples` when a rule does not set it. A baseline band is a statistical threshold: a lone
@@ -309,6 +310,17 @@ class Detector:
                     events = events or []
                     events.append(event)
         return events or NO_EVENTS
+
+    def on_batch(self, batch: FrameBatch, emit: Emit) -> None:
+        """The frames of `batch`, as `on_frame` of each in turn would take them; `emit` gets the events
+        of each frame that has any, right after that frame (edge_agent/detect/batch.py)."""
+        plan = self._plans.get(batch.source)
+        if plan is not None and run_batch(plan, batch, emit):
+            return
+        for frame in batch.frames():
+            events = self.on_frame(frame)
+            if events:
+                emit(events)
 
     def on_link(self, event: LinkEvent) -> list[AnomalyEvent]:
         """Serial link down opens the source's dropout anomalies at once; up restarts their gap clock."""

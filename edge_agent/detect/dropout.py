@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import repeat
+from operator import add, lt
 
 from edge_agent.detect.anomaly import AnomalyEvent
 from edge_agent.detect.tracker import Slot
@@ -57,6 +59,19 @@ class DropoutWatch:
         that can change anything (after a gap, or while the slot is live) and notes the others here."""
         self._set_last(mono, wall)
         self.link_down = False
+
+    def quiet_prefix(self, monos: Sequence[float]) -> int:
+        """How many of these frames (in order, at least one) `seen` would only note: those before the
+        first that ends a gap (or all, or none while the slot is live). Changes nothing."""
+        if self.slot.live or not monos[0] < self._due:
+            return 0
+        after = self.after
+        if all(map(lt, monos[1:], map(add, monos, repeat(after)))):
+            return len(monos)
+        for index in range(1, len(monos)):
+            if not monos[index] < monos[index - 1] + after:
+                return index
+        return len(monos)  # not reached: the pass above found one
 
     def _seen_after_gap(self, mono: float, wall: float) -> Sequence[AnomalyEvent]:
         last = self.last_mono

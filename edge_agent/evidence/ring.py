@@ -27,12 +27,13 @@ edge_agent/serial/clock.py).
 from __future__ import annotations
 
 import math
+from array import array
 from collections import deque
 from typing import Any
 
 from edge_agent.config import DEFAULT_EVIDENCE_MEMORY_MB, EvidenceSection
 from edge_agent.evidence.blocks import ABSENT, Block, Coverage, CutBy, RingSlice
-from edge_agent.frames import Frame
+from edge_agent.frames import Frame, FrameBatch
 
 # 256 KiB blocks: ~3,300 rows of 8 channels (0.65 s at 5,000 lines/s), so the time bound overshoots by
 # little; a block's fixed part (~1 kB for 8 channels, ~20 kB of names and tuples for 270) is well under
@@ -89,6 +90,49 @@ class SourceRing:
                     self._expire(frame.mono)
                 return
         self._start_block(frame)
+
+    def add_batch(self, batch: FrameBatch) -> None:
+        """Its rows as `add` of each of its frames would store them: packed into the open block a
+        stretch at a time (a few C-level slice copies whatever the row count) while they fit its
+        layout, frame by frame where a block must end."""
+        monos = batch.monos
+        count = len(monos)
+        start = 0
+        while start < count:
+            block = self._current
+            if (
+                block is None
+                or block.used >= block.capacity
+                or block.layout != batch.names
+                or (batch.device_times is not None and not block.device)
+            ):
+                self.add(batch.frame(start))  # starts a block (or finds the layout differs)
+                start += 1
+                continue
+            end = min(count, start + block.capacity - block.used)
+            self._pack(block, batch, start, end)
+            newest = monos[end - 1]
+            if newest > self._expire_after:
+                self._expire(newest)
+            start = end
+
+    @staticmethod
+    def _pack(block: Block, batch: FrameBatch, start: int, end: int) -> None:
+        """Rows [start, end) of `batch` into `block`'s next rows: `mono, wall, [device_time,] values`."""
+        rows = end - start
+        width, names = block.width, batch.width
+        lead = width - names
+        flat = [batch.wall] * (rows * width)
+        flat[0::width] = batch.monos[start:end]
+        if block.device:
+            devices = batch.device_times
+            flat[2::width] = [ABSENT] * rows if devices is None else devices[start:end]
+        values = batch.values[start * names : end * names]
+        for index in range(names):
+            flat[lead + index :: width] = values[index::names]
+        offset = block.used * width
+        block.data[offset : offset + rows * width] = array("d", flat)
+        block.used += rows
 
     def _start_block(self, frame: Frame) -> None:
         """Seal the open block and make one that fits `frame` (its channels, and the previous block's
@@ -249,6 +293,12 @@ class EvidenceRings:
         if ring is None:
             ring = self._rings[frame.source] = SourceRing(frame.source, self)
         ring.add(frame)
+
+    def add_batch(self, batch: FrameBatch) -> None:
+        ring = self._rings.get(batch.source)
+        if ring is None:
+            ring = self._rings[batch.source] = SourceRing(batch.source, self)
+        ring.add_batch(batch)
 
     def slice(self, source: str, start_mono: float, end_mono: float) -> RingSlice:
         ring = self._rings.get(source)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from edge_agent.backoff import Backoff
 from edge_agent.config import LensSection
-from edge_agent.frames import Frame, LinkEvent, SerialEvent
+from edge_agent.frames import Frame, FrameBatch, LinkEvent, SerialEvent
 from edge_agent.lens.client import LensClient, SessionInfo
 from edge_agent.lens.lifecycle import LifecycleSettings, SessionLifecycle
 from edge_agent.lens.outputs import OutputHandler
@@ -123,6 +123,11 @@ class LensService:
                 self.streamer.offer(window)
         elif isinstance(event, LinkEvent):
             self.windower.link(event)
+
+    def feed_batch(self, batch: FrameBatch) -> None:
+        """The frames of one read (never blocks, never raises on data)."""
+        for window in self.windower.push_batch(batch):
+            self.streamer.offer(window)
 
     # -- supervision --------------------------------------------------------------------------------
 

@@ -15,9 +15,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import gt, sub
 from typing import Literal
 
-from edge_agent.frames import Frame, LinkEvent, LinkState, SerialEvent
+from edge_agent.frames import Frame, FrameBatch, LinkEvent, LinkState, SerialEvent
 
 MissingPolicy = Literal["hold", "zero", "skip"]
 
@@ -132,6 +134,67 @@ class Windower:
         if len(self._walls) < self.window_size:
             return None
         return self._emit()
+
+    def push_batch(self, batch: FrameBatch) -> list[Window]:
+        """Add the frames of `batch`; the windows they complete. As `push` of each frame in turn, in
+        C-level slices of the batch's columns when every windowed channel is there and finite and no
+        frame is more than `max_gap` after the one before; frame by frame otherwise."""
+        if batch.source != self.source:
+            return []
+        columns = self._columns_of(batch)
+        if columns is None:
+            out = []
+            for frame in batch.frames():
+                window = self.push(frame)
+                if window is not None:
+                    out.append(window)
+            return out
+        monos = batch.monos
+        count = len(monos)
+        self.stats.frames += count
+        self._last_mono = monos[-1]
+        self._last = [column[-1] for column in columns]
+        windows: list[Window] = []
+        row = min(self._to_skip, count)
+        self._to_skip -= row
+        while row < count:
+            end = min(count, row + self.window_size - len(self._walls))
+            for target, column in zip(self._buf, columns, strict=True):
+                target.extend(column[row:end])
+            self._walls.extend(repeat(batch.wall, end - row))
+            self._monos.extend(monos[row:end])
+            row = end
+            if len(self._walls) >= self.window_size:
+                windows.append(self._emit())
+                skipped = min(self._to_skip, count - row)
+                self._to_skip -= skipped
+                row += skipped
+        return windows
+
+    def _columns_of(self, batch: FrameBatch) -> list[list[float]] | None:
+        """The windowed channels of `batch`, scaled as `_fill_row` scales them; None when some frame
+        must go through `push` (a channel missing or not finite, a gap past `max_gap`)."""
+        names = batch.names
+        monos = batch.monos
+        if self.max_gap is not None:
+            last = self._last_mono
+            if last is not None and monos[0] - last > self.max_gap:
+                return None
+            if any(map(gt, map(sub, monos[1:], monos), repeat(self.max_gap))):
+                return None
+        columns = []
+        for index, name in enumerate(self.channels):
+            if name not in names:
+                return None
+            column = batch.column(names.index(name))
+            total = sum(column)
+            if total - total != 0.0:
+                return None  # NaN or ±inf: the missing-value policy, frame by frame
+            mean, inv_std = self._mean[index], self._inv_std[index]
+            if mean != 0.0 or inv_std != 1.0:
+                column = [(value - mean) * inv_std for value in column]
+            columns.append(column)
+        return columns
 
     def feed(self, events: Iterable[SerialEvent]) -> list[Window]:
         """Push a batch of serial events (frames, link events; step markers are ignored)."""

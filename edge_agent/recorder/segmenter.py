@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from edge_agent.frames import Frame
+from edge_agent.frames import Frame, FrameBatch
 from edge_agent.recorder.model import StepRef
 
 
@@ -59,7 +59,7 @@ class Open:
 class Rows:
     seq: int
     channels: tuple[str, ...]
-    frames: list[Frame] = field(default_factory=list)
+    frames: list[Frame | FrameBatch] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,20 +95,24 @@ class Segmenter:
     def open_segments(self) -> int:
         return len(self._open)
 
-    def route(self, items: Iterable[Frame | StepChange | StepLike]) -> list[Action]:
+    def route(self, items: Iterable[Frame | FrameBatch | StepChange | StepLike]) -> list[Action]:
         actions: list[Action] = []
         last: Rows | None = None
         opened = self._open
         for item in items:
-            if type(item) is Frame:
+            # A batch's rows share their wall time and channels: what decides for its first row decides
+            # for all of them (and what decides for a frame leaves a batch's row the same segment).
+            if isinstance(item, Frame | FrameBatch):
+                names = item.names if isinstance(item, FrameBatch) else item.values.keys()
                 segment = opened.get(item.source)
                 if (
                     segment is None
                     or segment.full
                     or item.wall - segment.started_wall >= self.max_seconds
-                    or not item.values.keys() <= segment.keys
+                    or not segment.keys.issuperset(names)
                 ):
-                    segment = self._rotate(item, segment, actions)
+                    first = item.frame(0) if isinstance(item, FrameBatch) else item
+                    segment = self._rotate(first, segment, actions)
                     last = None
                 if last is None or last.seq != segment.seq:
                     last = Rows(segment.seq, segment.channels)
@@ -119,7 +123,7 @@ class Segmenter:
                 actions += self.close_all("run")
                 actions.append(item)
                 last = None
-            elif not isinstance(item, Frame) and item.step != self.step:  # StepChange, or a Recorder cut
+            elif item.step != self.step:  # StepChange, or a Recorder cut
                 self.step = item.step
                 actions += self.close_all("step")
                 last = None

@@ -35,7 +35,7 @@ import serial_asyncio_fast
 
 from edge_agent.backoff import Backoff
 from edge_agent.config import SerialPort
-from edge_agent.frames import LinkEvent, LinkState, SerialEvent
+from edge_agent.frames import LinkEvent, LinkState, PackedEvent, SerialEvent
 from edge_agent.logs import get_logger
 from edge_agent.serial.clock import SourceClock, byte_seconds
 from edge_agent.serial.decoders import LineDecoder, make_decoder
@@ -53,6 +53,7 @@ if os.name == "posix":
 
 IoMode = Literal["auto", "fd", "thread", "asyncio_fast"]
 Sink = Callable[[SerialEvent], None] | asyncio.Queue[SerialEvent]
+PackedSink = Callable[[PackedEvent], None]
 Clock = Callable[[], float]
 
 # How long the reader thread may block before it looks at its stop flag again. Only bounds how late a
@@ -99,14 +100,16 @@ class SerialReader:
     """Reads one configured port until cancelled; every Frame, StepMarker and LinkEvent goes to `sink`.
 
     `sink` is a callable, or an asyncio.Queue fed with put_nowait (a full queue drops and counts, so
-    a slow consumer never stalls reading, and never grows memory).
+    a slow consumer never stalls reading, and never grows memory). A `packed_sink` instead takes the
+    plain data lines of a read as one `FrameBatch` where the decoder can make one (the agent's fan-out).
     """
 
     def __init__(
         self,
         port: SerialPort,
-        sink: Sink,
+        sink: Sink | None = None,
         *,
+        packed_sink: PackedSink | None = None,
         decoder: LineDecoder | None = None,
         clock: SourceClock | None = None,
         mono: Clock = time.monotonic,
@@ -125,17 +128,26 @@ class SerialReader:
         self._wall = wall
         self._io_mode = io_mode
         self._backoff = Backoff(base=port.reconnect_min, cap=port.reconnect_max)
-        self._deliver = self._queue_putter(sink) if isinstance(sink, asyncio.Queue) else sink
+        self._packed = packed_sink is not None
+        self._deliver: Callable[[PackedEvent], None]
+        if packed_sink is not None:
+            self._deliver = packed_sink
+        elif isinstance(sink, asyncio.Queue):
+            self._deliver = self._queue_putter(sink)
+        elif sink is not None:
+            self._deliver = sink  # type: ignore[assignment]  # the decoder's `feed` gives it no batch
+        else:
+            raise ValueError("a reader needs a sink or a packed_sink")
         self._down_since: float | None = None  # mono time of the current loss, None while up
         self._failed_opens_this_loss = 0
         self._ever_opened = False
         self._data_since_open = False
         self._log = log.bind(source=port.name, url=port.url)
 
-    def _queue_putter(self, queue: asyncio.Queue[SerialEvent]) -> Callable[[SerialEvent], None]:
-        def put(event: SerialEvent) -> None:
+    def _queue_putter(self, queue: asyncio.Queue[SerialEvent]) -> Callable[[PackedEvent], None]:
+        def put(event: PackedEvent) -> None:
             try:
-                queue.put_nowait(event)
+                queue.put_nowait(event)  # type: ignore[arg-type]  # `feed` gives it no batch
             except asyncio.QueueFull:
                 self.stats.dropped += 1
 
@@ -323,7 +335,8 @@ class SerialReader:
         deliver = self._deliver
         clock_stats = self.clock.stats
         steps_before = clock_stats.backwards + clock_stats.jumps + clock_stats.missing
-        for event in self.decoder.feed(data, self._mono(), self._wall()):
+        decode = self.decoder.feed_packed if self._packed else self.decoder.feed
+        for event in decode(data, self._mono(), self._wall()):
             deliver(event)
         if clock_stats.backwards + clock_stats.jumps + clock_stats.missing != steps_before:
             self._log_clock_steps()

@@ -23,13 +23,13 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge_agent.config import EdgeAgentConfig, SerialPort, load_config
-from edge_agent.frames import Frame
+from edge_agent.frames import Frame, FrameBatch
 from edge_agent.logs import setup_logging
 from edge_agent.metrics import Metrics
 from edge_agent.outbox import Outbox
 from edge_agent.recorder import csvgz
 from edge_agent.recorder import writer as writer_module
-from edge_agent.recorder.recorder import Recorder, frame_bytes
+from edge_agent.recorder.recorder import Recorder, batch_bytes, frame_bytes
 from edge_agent.recorder.segmenter import Segmenter
 from edge_agent.recorder.writer import SegmentWriter
 from edge_agent.serial.decoders import make_decoder
@@ -111,6 +111,35 @@ def test_frame_bytes_is_an_upper_bound_of_a_decoded_frame(fmt: str, width: int) 
         assert model <= frame_bytes(frame) <= 1.6 * model, (model, frame_bytes(frame))
     # tracemalloc also counts the decoder's one-off allocations; the charge still covers it.
     assert measured <= frame_bytes(frames[0]), (measured, frame_bytes(frames[0]))
+
+
+@pytest.mark.parametrize(
+    ("width", "device_time", "rows"),
+    [(1, False, 1), (2, True, 40), (9, False, 34), (9, True, 34), (64, True, 200)],
+)
+def test_batch_bytes_is_an_upper_bound_of_a_decoded_batch(width: int, device_time: bool, rows: int) -> None:
+    """The CSV decoder's packed reads (FrameBatch) are charged at least what they hold, and well under
+    what the same rows as Frames are charged."""
+    columns = [f"c{i}" for i in range(width)]
+    port = SerialPort(
+        name="bench", url="loop://", columns=["t_ms", *columns] if device_time else columns,
+        device_time="t_ms" if device_time else None,
+    )  # fmt: skip
+    decoder = make_decoder(port)
+    reads = [csv_lines(width + int(device_time), rows) for _ in range(20)]
+    decoder.feed_packed(reads[0], 0.5, 1.7e9)  # the first read sets the clock up
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    batches = [b for k, data in enumerate(reads) for b in decoder.feed_packed(data, 1.0 + k, 1.7e9)]
+    gc.collect()
+    measured = (tracemalloc.get_traced_memory()[0] - before - sys.getsizeof(batches)) / len(batches)
+    tracemalloc.stop()
+    assert all(isinstance(b, FrameBatch) and len(b) == rows for b in batches)
+    charged = batch_bytes(batches[0])  # type: ignore[arg-type]
+    assert measured <= charged <= 2 * measured + 600, (measured, charged)
+    as_frames = sum(map(frame_bytes, batches[0].frames()))  # type: ignore[union-attr]
+    assert rows == 1 or charged < as_frames
 
 
 @given(st.lists(st.text(min_size=1, max_size=200), min_size=0, max_size=30), st.integers(1, 9))
