@@ -2,8 +2,9 @@
 
 Ways to read, chosen per opened port (`io_mode`, default "auto"):
 - `fd` (auto for anything with a file descriptor: ttys, ptys, `socket://`): the event loop watches
-  the descriptor (epoll), no thread, no polling; after each read the next is paced by ReadPacer so a
-  fast stream is taken in ~2 KiB batches instead of one wake-up per USB packet.
+  the descriptor (epoll), no thread; after each read the next is paced by ReadPacer so a fast stream
+  is taken in ~2 KiB batches instead of one wake-up per USB packet, each read a timer while the
+  stream is steady (edge_agent/serial/fd_pump.py).
 - `thread` (auto for URL handlers without a descriptor: `loop://`, `rfc2217://`, `spy://`): a thread
   blocks in `Serial.read` and hands paced batches to the loop, at most THREAD_MAX_IN_FLIGHT bytes not
   yet decoded (ByteGate): a loop that falls behind leaves the bytes in the driver, as in `fd` mode.
@@ -39,17 +40,10 @@ from edge_agent.frames import LinkEvent, LinkState, PackedEvent, SerialEvent
 from edge_agent.logs import get_logger
 from edge_agent.serial.clock import SourceClock, byte_seconds
 from edge_agent.serial.decoders import LineDecoder, make_decoder
+from edge_agent.serial.fd_pump import PORT_ERRORS, READ_SIZE, describe, pump_fd, resolve
 from edge_agent.serial.pacing import THREAD_MAX_IN_FLIGHT, ByteGate, ReadPacer
 
 log = get_logger(__name__)
-
-# What a failing or vanished port raises. pyserial wraps most errors in SerialException, but not a
-# tcsetattr that fails on a reconfigure (termios.error), nor every OSError of a dying USB device.
-PORT_ERRORS: tuple[type[BaseException], ...] = (serial.SerialException, OSError)
-if os.name == "posix":
-    import termios
-
-    PORT_ERRORS += (termios.error,)
 
 IoMode = Literal["auto", "fd", "thread", "asyncio_fast"]
 Sink = Callable[[SerialEvent], None] | asyncio.Queue[SerialEvent]
@@ -59,8 +53,6 @@ Clock = Callable[[], float]
 # How long the reader thread may block before it looks at its stop flag again. Only bounds how late a
 # stop is noticed when `cancel_read` is unsupported (posix ports are woken at once): not a poll rate.
 THREAD_READ_TIMEOUT = 0.25
-# Bytes per read: large enough that whatever has queued up since the last read is taken in one go.
-READ_SIZE = 65536
 # A kind of device-clock trouble is logged again only after this many frames without it.
 CLOCK_LOG_QUIET = 1000
 CLOCK_STEP_MEANING = {
@@ -88,12 +80,6 @@ class ReaderStats:
 def resolve_url(url: str) -> str:
     """Device paths are resolved through symlinks now (by-id names move between nodes); URLs pass."""
     return url if "://" in url else os.path.realpath(url)
-
-
-def describe(exc: BaseException | None) -> str:
-    if exc is None:
-        return "closed"
-    return f"{type(exc).__name__}: {exc}"
 
 
 class SerialReader:
@@ -222,36 +208,7 @@ class SerialReader:
         return await self._pump_thread(loop, port)
 
     async def _pump_fd(self, loop: asyncio.AbstractEventLoop, port: serial.Serial) -> str:
-        """Read on the event loop when the descriptor is readable, paced into batches (ReadPacer)."""
-        lost: asyncio.Future[str] = loop.create_future()
-        fd = port.fileno()
-        on_bytes = self._on_bytes
-        rearm: asyncio.TimerHandle | None = None
-        pacer = ReadPacer()
-
-        def readable() -> None:
-            nonlocal rearm
-            try:
-                data = port.read(READ_SIZE)
-            except PORT_ERRORS as exc:
-                loop.remove_reader(fd)
-                _resolve(lost, describe(exc))
-                return
-            if data:
-                on_bytes(data)
-            delay = pacer.after_read(len(data), loop.time())
-            if delay > 0:
-                loop.remove_reader(fd)
-                rearm = loop.call_later(delay, loop.add_reader, fd, readable)
-
-        loop.add_reader(fd, readable)
-        try:
-            return await lost
-        finally:
-            if rearm is not None:
-                rearm.cancel()
-            loop.remove_reader(fd)
-            loop.run_in_executor(None, port.close)  # a wedged USB driver must not block the loop
+        return await pump_fd(loop, port, self._on_bytes)
 
     async def _pump_asyncio_fast(self, loop: asyncio.AbstractEventLoop, port: serial.Serial) -> str:
         lost: asyncio.Future[str] = loop.create_future()
@@ -321,7 +278,7 @@ class SerialReader:
             with suppress(Exception):
                 port.close()
             with suppress(RuntimeError):  # the loop may already be closed at shutdown
-                loop.call_soon_threadsafe(_resolve, done, reason)
+                loop.call_soon_threadsafe(resolve, done, reason)
 
     def _on_bytes(self, data: bytes) -> None:
         stats = self.stats
@@ -413,12 +370,7 @@ class _ReaderProtocol(asyncio.Protocol):
         self._on_bytes(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        _resolve(self._lost, describe(exc))
-
-
-def _resolve(future: asyncio.Future[str], reason: str) -> None:
-    if not future.done():
-        future.set_result(reason)
+        resolve(self._lost, describe(exc))
 
 
 async def _in_executor_closing_on_cancel(
