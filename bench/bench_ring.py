@@ -11,8 +11,9 @@ group of the modules `edge-agent run` imports adds, in a fresh interpreter).
 `--against REV [--after-tree DIR] [--rounds N]` runs only the whole agent at 3 Mbaud for 35 s, the
 agent of commit REV and this tree's (or DIR's) in turn, N rounds each: before/after under the same load
 (not part of bench/run); `--section NAME` writes it under another name and `--wide` adds the wide JSON
-runs (the memory work of issue 12 item 4: `--against 9453250 --section against_memory --wide`). For
-the ring alone, DIR is REV with only the ring applied; the figures in RESULTS.md come from
+runs (the memory work of issue 12 item 4: `--against 9453250 --section against_memory --wide`; the
+per-read data path's CPU: `--against 218e7e7 --section against_cpu`). For the ring alone, DIR is REV
+with only the ring applied; the figures in RESULTS.md come from
 
     git archive 5641f16 | tar -x -C /tmp/after
     git diff 5641f16 259a716 -- edge_agent | (cd /tmp/after && git apply)
@@ -157,6 +158,7 @@ def against(rev: str, rounds: int, after: Path, section: str = "against", wide: 
         runs = run_ring_against(Path(tmp), rounds, after, wide)
     summary: dict[str, Any] = {"rev": rev, "after": str(after), "rounds": rounds, "runs": runs}
     keys = ["cpu_percent_3M_baud", "rss_mb", "idle_rss_mb"]
+    keys += ["cpu_percent_3M_baud_main_thread", "cpu_percent_3M_baud_other_threads"]
     if wide:
         keys += ["wide_rss_over_idle_mb", "wide_peak_over_idle_mb", "wide_lines_per_s", "wide_idle_rss_mb"]
     for label, values in runs.items():

@@ -47,6 +47,18 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICKS
 
 
+def _thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """utime+stime of each thread of `pid` (the main thread's id is the pid)."""
+    out: dict[int, float] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / TICKS
+    return out
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -164,6 +176,10 @@ class AgentBench:
         self.port = free_port()
         self.http: aiohttp.ClientSession | None = None
         self._drain_stop = threading.Event()
+        # How the agent is started: `python <launcher> run --config ...` (bench/profile_agent.py puts
+        # a profiling runner here).
+        self.launcher: list[str] = ["-m", "edge_agent"]
+        self.last_threads: dict[str, float] = {}  # % core of the main thread and the others, last run
 
     def _drain_echo(self) -> None:
         while not self._drain_stop.wait(0.05):
@@ -194,7 +210,7 @@ class AgentBench:
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115, ASYNC230 (the child keeps it)
         start = time.perf_counter()
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "edge_agent", "run", "--config", str(cfg), "--log-format", "json",
+            sys.executable, *self.launcher, "run", "--config", str(cfg), "--log-format", "json",
             stdout=log, stderr=asyncio.subprocess.STDOUT, cwd=str(self.repo), env=env,
         )  # fmt: skip
         log.close()
@@ -211,13 +227,19 @@ class AgentBench:
 
     async def _cpu_during(self, pid: int, seconds: float, rate: float | None) -> tuple[float, int]:
         frames0 = (await self._status())["ports"]["bench"]["frames"]
-        c0, t0 = _cpu_seconds(pid), time.perf_counter()
+        c0, t0, threads0 = _cpu_seconds(pid), time.perf_counter(), _thread_cpu_seconds(pid)
         if rate is None:
             await asyncio.sleep(seconds)
         else:
             await asyncio.to_thread(self.writer.stream, rate, seconds)
             await asyncio.sleep(0.2)
-        c1, t1 = _cpu_seconds(pid), time.perf_counter()
+        c1, t1, threads1 = _cpu_seconds(pid), time.perf_counter(), _thread_cpu_seconds(pid)
+        spent = {tid: used - threads0.get(tid, 0.0) for tid, used in threads1.items()}
+        main = spent.pop(pid, 0.0)
+        self.last_threads = {
+            "main_thread": 100.0 * main / (t1 - t0),  # the event loop: reading, decoding, the fan-out
+            "other_threads": 100.0 * sum(spent.values()) / (t1 - t0),  # the recorder's writer, executors
+        }
         frames1 = (await self._status())["ports"]["bench"]["frames"]
         return 100.0 * (c1 - c0) / (t1 - t0), frames1 - frames0
 
@@ -388,6 +410,7 @@ class AgentBench:
         await asyncio.sleep(5.0)  # lens session up, first Atlas writes done
         idle_rss = _rss_mb(proc.pid)
         cpu, frames = await self._cpu_during(proc.pid, RING_FULL_S, 5000.0)
+        threads = dict(self.last_threads)
         rss = _rss_mb(proc.pid)
         status = await self._status()
         # An agent from before the byte-bounded ring has no "evidence" in /status.
@@ -399,6 +422,8 @@ class AgentBench:
             "recorder_pending_peak_bytes": pending.get("peak_bytes"),
             "idle_rss_mb": idle_rss,
             "cpu_percent_3M_baud": cpu,
+            "cpu_percent_3M_baud_main_thread": threads["main_thread"],
+            "cpu_percent_3M_baud_other_threads": threads["other_threads"],
             "frames": frames,
             "seconds": RING_FULL_S,
             "rss_mb": rss,
