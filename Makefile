@@ -22,10 +22,10 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy edge_agent
 
-# Two workers: most of the suite's wall time is waiting on real time (agents, emulators, ptys), so two
-# processes on two cores halve it; worksteal evens out the few long end-to-end tests.
+# Three workers on two cores: most of the suite's wall time is waiting on real time (agents, emulators,
+# ptys), not CPU (about 1.5 cores busy on average); worksteal evens out the few long end-to-end tests.
 unit: $(STAMP)
-	$(BIN)/pytest -q -n 2 --dist worksteal $(ARGS)
+	$(BIN)/pytest -q -n 3 --dist worksteal $(ARGS)
 
 test: lint typecheck unit
 

@@ -353,6 +353,9 @@ class EmulatorServer:
         self._site: web.SockSite | None = None
         self._reopen: asyncio.Task[None] | None = None
         self._refusal: asyncio.Future[None] | None = None
+        # While refusing, the port stays bound (not listening: connections are refused) so that no
+        # other server on the machine is given it meanwhile and answers this one's clients.
+        self._held: socket.socket | None = None
         self.refusing = False
 
     @property
@@ -366,19 +369,27 @@ class EmulatorServer:
 
     async def _listen(self) -> None:
         assert self._runner is not None
+        sock, self._held = self._held, None
+        if sock is None:
+            sock = self._bind()
+        self._site = web.SockSite(self._runner, sock)  # asyncio's server calls listen() on it
+        await self._site.start()
+        self.refusing = False
+
+    def _bind(self) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
-        self._site = web.SockSite(self._runner, sock)
-        await self._site.start()
-        self.refusing = False
+        return sock
 
     async def refuse_for(self, seconds: float) -> None:
-        """Close the listening socket and every open connection; listen again after `seconds`."""
+        """Close the listening socket and every open connection; listen again after `seconds`. The
+        port stays bound meanwhile, so connections to it are refused (nothing listens)."""
         if self._site is not None:
             await self._site.stop()
             self._site = None
+            self._held = self._bind()
         self.refusing = True
         if self._runner is not None and self._runner.server is not None:
             for proto in list(self._runner.server.connections):
@@ -408,6 +419,9 @@ class EmulatorServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._held is not None:
+            self._held.close()
+            self._held = None
 
 
 def add_admin_routes(

@@ -70,7 +70,9 @@ def run_official_session(base_url: str, api_key: str) -> dict[str, Any]:
         seen["sessions_metadata"] = lens.sessions.get_metadata()
         sse_events: list[dict[str, Any]] = []
         while time.monotonic() < deadline and sum(e["type"] == "inference.result" for e in sse_events) < 3:
-            sse_events.extend(sse.read())
+            # One event per read: the SDK's non-blocking read() inverts its emptiness check after an
+            # event and calls get(block=False) on the queue it just drained (queue.Empty, under load).
+            sse_events.extend(sse.read(max_num_events=1))
             time.sleep(0.05)
         seen["sse_events"] = sse_events
     finally:

@@ -162,7 +162,12 @@ async def test_413_pages_on_every_upload_file_each_incident_once_then_link_its_e
         assert_kept_note(closing, tmp_path, kept, "too large")
 
     # Each evidence shows on /status from its job's first retry on (the closing ones start last).
-    await run_until(bench, lambda: len(bench.reporter.status()["evidence_waiting"]) == 4, 5.0, "4 waiting")
+    def four_waiting_with_a_next_try() -> bool:
+        waiting = bench.reporter.status()["evidence_waiting"]
+        return len(waiting) == 4 and all(w["next_try"] is not None for w in waiting)
+
+    # A closing one is listed from its deferral and has its next try once its first retry is refused.
+    await run_until(bench, four_waiting_with_a_next_try, 5.0, "4 waiting, each with its next try")
     waiting = bench.reporter.status()["evidence_waiting"]
     assert sorted((w["incident_id"], w["part"]) for w in waiting) == sorted(
         (i, p) for i in ids for p in ("open", "close")
