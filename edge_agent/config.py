@@ -469,6 +469,11 @@ class EvidenceSection(Section):
     pre: Duration = 10.0
     post: Duration = 5.0
     max_duration: Interval = 300.0
+    plots: bool = Field(
+        True,
+        description="Upload a PNG plot with each incident's evidence (drawn in a child process, 1-3 s of"
+        " CPU a plot); false on a bench PC too slow to spare it.",
+    )
 
 
 GroupBy = Literal["bench", "source", "channels"]

@@ -153,7 +153,12 @@ class Reporter:
             "snapshots_lost_at_crash": 0,
         }
         self.files = EvidenceFiles(
-            self.evidence_dir, health=health, limits_of=limits_of, steps=steps, counters=self.counters
+            self.evidence_dir,
+            health=health,
+            limits_of=limits_of,
+            steps=steps,
+            plots=config.evidence.plots,
+            counters=self.counters,
         )
 
     def wall_now(self) -> float:

@@ -35,12 +35,15 @@ def agent_config_toml(
     hold: str = "0s",
     control_port: int = 0,
     retry_cap: str = "1s",
+    plots: bool = False,
     extra: str = "",
 ) -> str:
     """The agent's TOML. The lens is disabled on purpose: these tests are about the reporting path
     (rules -> reporter/steps -> outbox -> Atlas), and the emulated lens labels every window that
     differs from its baseline, which would add lens anomalies whose count depends on window timing.
-    The lens path end to end is tested in tests/lens/test_e2e.py."""
+    The lens path end to end is tested in tests/lens/test_e2e.py. `plots` (the PNG with the final
+    evidence, seconds of a child process's CPU each) is on only where a test is about it: dozens of
+    incidents drawing at once starve a loaded machine for what these tests measure."""
     return f"""
 [agent]
 bench = "e2e"
@@ -93,6 +96,7 @@ severity = "medium"
 ring_seconds = 30
 pre = "1s"
 post = "300ms"
+plots = {"true" if plots else "false"}
 
 [steps]
 system_id = "{system_id}"

@@ -50,7 +50,8 @@ async def test_413_on_every_upload_one_issue_per_incident_and_evidence_linked_wh
     link = tmp_path / "ttyBENCH0"
     state_dir = tmp_path / "state"
     config_path = tmp_path / "agent.toml"
-    config_path.write_text(agent_config_toml(state_dir, link, atlas.base_url), encoding="utf-8")
+    # Plots on: the final evidence's PNG is refused and linked like the rest.
+    config_path.write_text(agent_config_toml(state_dir, link, atlas.base_url, plots=True), encoding="utf-8")
     scenario = tmp_path / "scenario.toml"
     scenario.write_text(
         'name = "proxy-413"\nduration = "3.5s"\n'

@@ -28,7 +28,8 @@ def _scenario(tmp_path: Path, faults: str) -> Path:
 async def _run_sequence(tmp_path: Path, atlas: AtlasEmulator, faults: str) -> tuple[dict[str, Any], Agent]:
     link = tmp_path / "ttyBENCH0"
     config_path = tmp_path / "agent.toml"
-    config_path.write_text(agent_config_toml(tmp_path / "state", link, atlas.base_url), encoding="utf-8")
+    toml = agent_config_toml(tmp_path / "state", link, atlas.base_url, plots=True)  # the plot is checked
+    config_path.write_text(toml, encoding="utf-8")
     agent = Agent(load_config(config_path, environ={}))
     sim = Sim(_scenario(tmp_path, faults), link, tmp_path / "oracle.jsonl")
     await agent.start()
@@ -96,6 +97,10 @@ async def test_scripted_fault_gives_one_issue_with_evidence_and_a_failed_step(
     # The narrative comments (opening, closing) carry the incident's markers.
     contents = "\n".join(c["content"] for c in issue["comments"])
     assert f"{tag}:open" in contents and f"{tag}:close" in contents
+    # The closing comment carries the final evidence with its plot: a PNG, from the whole agent.
+    closing = next(c for c in issue["comments"] if f"{tag}:close" in c["content"])
+    (png,) = [a for a in closing["attachments"] if a["attachment_name"].endswith(".png")]
+    assert atlas.attachment_bytes(png["attachment_id"]).startswith(b"\x89PNG\r\n\x1a\n")
 
     statuses = _step_statuses(state)
     assert statuses == {"power_on": "passed", "load_test": "failed", "cool_down": "passed"}

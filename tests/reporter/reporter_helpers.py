@@ -64,7 +64,9 @@ def to_toml(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def make_config(state_dir: Path, **sections: Any) -> EdgeAgentConfig:
+def make_config(state_dir: Path, *, plots: bool = False, **sections: Any) -> EdgeAgentConfig:
+    """`plots`: the PNG plot with the final evidence (a child process drawing for seconds on a loaded
+    machine): on only for the tests about it."""
     data: dict[str, Any] = {
         "agent": {"bench": "bench-07", "state_dir": str(state_dir)},
         "rules": [
@@ -78,6 +80,7 @@ def make_config(state_dir: Path, **sections: Any) -> EdgeAgentConfig:
         "outbox": {"retry_base": "50ms", "retry_cap": "500ms", "drain_deadline": "10s"},
     }  # fmt: skip
     data.update(sections)
+    data["evidence"] = {"plots": plots, **data["evidence"]}
     path = state_dir.parent / f"{state_dir.name}.toml"
     path.write_text(to_toml(data), encoding="utf-8")
     return load_config(path, {}, state_dir.parent)
@@ -160,10 +163,11 @@ async def make_bench(
     *,
     read_timeout: float = 5.0,
     concurrency: int = 4,
+    plots: bool = False,
     **sections: Any,
 ) -> Bench:
     clock = clock or Clock()
-    config = make_config(state_dir, **sections)
+    config = make_config(state_dir, plots=plots, **sections)
     outbox = Outbox(
         state_dir, OutboxSection.model_validate(config.outbox.model_dump()), concurrency=concurrency
     )

@@ -135,7 +135,7 @@ async def test_413_pages_on_every_upload_file_each_incident_once_then_link_its_e
     emulator: AtlasEmulator, tmp_path: Path
 ) -> None:
     emulator.faults.update({"proxy_status": 413, "path_pattern": UPLOADS})
-    bench = await make_bench(emulator, tmp_path, atlas=ATLAS)
+    bench = await make_bench(emulator, tmp_path, atlas=ATLAS, plots=True)  # the plot waits too
     first, opened = await open_incident(bench, fault())
     latency = await issue_latency(emulator, bench, first, opened)
     assert latency <= ISSUE_LATENCY_BOUND, latency
@@ -263,7 +263,7 @@ async def test_5xx_on_the_upload_path_only_files_the_issue_as_fast_and_the_evide
     done = lambda: len(issue_of(emulator, faulted)["comments"]) == 4  # noqa: E731
     await run_until(bench, done, 10.0, "the evidence linked")
     for part in ("open", "close"):
-        assert len(assert_linked_once(emulator, faulted, part)) == (2 if part == "open" else 3)
+        assert len(assert_linked_once(emulator, faulted, part)) == 2  # CSV + JSON (plots off here)
     assert len(issue_of(emulator, nominal)["attachment_ids"]) == 2  # the unfaulted one, as always
     assert_no_duplicate_files(emulator)
     assert_markers_once(emulator)
@@ -291,7 +291,7 @@ async def test_null_attachment_ids_file_the_issue_and_link_the_evidence_when_ids
     await run_for(bench, 0.5)
     assert len(assert_linked_once(emulator, incident_id, "open")) == 2
     (closing,) = marked(issue_of(emulator, incident_id), f"edge-agent:{incident_id}:close")
-    assert len(closing["attachments"]) == 3 and KEPT_HEADLINE not in closing["content"]  # CSV, JSON, plot
+    assert len(closing["attachments"]) == 2 and KEPT_HEADLINE not in closing["content"]  # CSV, JSON
     assert_no_duplicate_files(emulator)
     assert_markers_once(emulator)
     await bench.stop()
@@ -368,7 +368,7 @@ async def test_a_restart_while_evidence_waits_resumes_it_and_links_it_once(
     await run_until(again, lambda: len(issue_of(emulator, incident_id)["comments"]) == 4, 10.0, "linked")
     await run_for(again, 1.0)
     for part in ("open", "close"):
-        assert len(assert_linked_once(emulator, incident_id, part)) == (2 if part == "open" else 3)
+        assert len(assert_linked_once(emulator, incident_id, part)) == 2  # CSV + JSON (plots off here)
     assert_no_duplicate_files(emulator)  # what the lost answers attached was adopted, not sent again
     assert_markers_once(emulator)
     assert len(issues(emulator)) == 1

@@ -6,7 +6,7 @@ import asyncio
 import json
 from pathlib import Path
 
-from reporter_helpers import TOKEN, Bench, Clock, fault, issues, make_bench, sessions, wait_for
+from reporter_helpers import TOKEN, Bench, Clock, fault, issues, make_bench, sessions
 
 from edge_agent.atlas.records import OPEN_DIR, REPORTER_DIR
 from edge_agent.atlas.recovery import FRAMES_LOST_AT_RESTART, SNAPSHOT_LOST
@@ -35,12 +35,15 @@ def _assert_once_with_evidence(emulator: AtlasEmulator, ids: list[str]) -> None:
         markers = [c["content"].splitlines()[-1] for c in issue["comments"]]
         incident = next(t for t in issue["tags"] if t.startswith("edge-agent:"))
         assert markers == [f"{incident}:open", f"{incident}:close"]  # in order, no repeats
-        assert len(issue["comments"][1]["attachments"]) == 3  # the closing evidence: CSV, JSON, plot
+        assert len(issue["comments"][1]["attachments"]) == 2  # the closing evidence: CSV, JSON (plots off)
 
 
 async def _settle(
-    bench: Bench, emulator: AtlasEmulator, ids: list[str], within: float = 15.0, comments: int = 2
+    bench: Bench, emulator: AtlasEmulator, ids: list[str], within: float = 45.0, comments: int = 2
 ) -> None:
+    """Until every incident has its issue and comments (bounded). The closing narrative waits for its
+    plot, drawn in a child process: seconds each on a loaded machine, so the bound is generous."""
+
     def done() -> bool:
         found = issues(emulator)
         return len(found) == len(ids) and all(len(i["comments"]) == comments for i in found)
@@ -51,7 +54,9 @@ async def _settle(
         await bench.reporter.tick()
         await bench.outbox.drain(0.5)
         await asyncio.sleep(0.05)
-    await wait_for(done, 0.1, "all issues and comments")
+    found = [(i["title"], len(i["comments"]), len(i["attachment_ids"])) for i in issues(emulator)]
+    waiting = [(j.id, j.kind, j.state, j.attempts) for j in await bench.outbox.jobs() if j.state != "done"]
+    assert done(), f"not every issue and comment within {within} s: {found}; jobs not done: {waiting}"
 
 
 async def test_connection_refused_for_a_while_then_everything_once(

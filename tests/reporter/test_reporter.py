@@ -67,7 +67,7 @@ async def _settled(emulator: AtlasEmulator, bench: Bench, count: int, comments: 
 async def test_one_anomaly_one_issue_with_snapshot_and_closing_evidence(
     emulator: AtlasEmulator, tmp_path: Path
 ) -> None:
-    bench = await make_bench(emulator, tmp_path)
+    bench = await make_bench(emulator, tmp_path, plots=True)  # the plot is checked below
     incident_id = await _one_fault(bench)
     (issue,) = await _settled(emulator, bench, 1, [2])
     (session,) = sessions(emulator)
