@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import io
 import pstats
+import shutil
 import signal
 import sys
 import tempfile
@@ -94,6 +95,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--tree", type=Path, default=HERE.parent, help="the tree whose agent runs")
+    parser.add_argument("--keep", type=Path, help="copy the loop thread's cProfile stats here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="edge-profile-") as tmp:
         for label in ("unprofiled", "profiled"):
@@ -105,6 +107,8 @@ def main() -> None:
                 f" other threads {threads['other_threads']:.2f})"
             )
         print(report(Path(tmp) / "profiled" / "loop.prof", args.seconds, args.top))
+        if args.keep:
+            shutil.copy(Path(tmp) / "profiled" / "loop.prof", args.keep)
 
 
 if __name__ == "__main__":
