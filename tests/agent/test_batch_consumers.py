@@ -55,7 +55,7 @@ def ring_state(rings: EvidenceRings) -> Any:
     return blocks, dict(ring.evicted_until), ring.nbytes, rings.status()
 
 
-@settings(max_examples=120)
+@settings(max_examples=60)
 @given(
     batches=streams(), budget=st.sampled_from([4096, 16384, 1 << 20]), seconds=st.sampled_from([0.02, 0.5])
 )
@@ -82,7 +82,7 @@ def windower_state(windower: Windower) -> Any:
     )
 
 
-@settings(max_examples=120)
+@settings(max_examples=60)
 @given(
     batches=streams(),
     size=st.sampled_from([1, 3, 8]),
@@ -115,7 +115,7 @@ def decimator_state(decimator: Decimator) -> Any:
     return channels, keys, source.edge, source.now_key, decimator.channel_count, decimator.channels_refused
 
 
-@settings(max_examples=120)
+@settings(max_examples=60)
 @given(batches=streams(), max_channels=st.sampled_from([2, 128]))
 def test_the_decimator_buckets_a_batch_as_its_frames(batches: list[FrameBatch], max_channels: int) -> None:
     by_frame, by_batch = Decimator(max_channels), Decimator(max_channels)
@@ -126,7 +126,7 @@ def test_the_decimator_buckets_a_batch_as_its_frames(batches: list[FrameBatch], 
     assert decimator_state(by_batch) == decimator_state(by_frame)
 
 
-@settings(max_examples=120)
+@settings(max_examples=60)
 @given(batches=streams(), device=st.booleans())
 def test_the_recorder_writes_a_batch_as_its_frames(batches: list[FrameBatch], device: bool) -> None:
     def make() -> RowFormatter:

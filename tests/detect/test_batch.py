@@ -131,7 +131,7 @@ def run(detector: Detector, steps: list[tuple[str, Any]], *, batched: bool) -> H
     return out
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(rule_set=rules, steps=streams())
 def test_batches_give_what_their_frames_give(rule_set: list[dict[str, Any]], steps: list[Any]) -> None:
     assert run(make(rule_set), steps, batched=True) == run(make(rule_set), steps, batched=False)
