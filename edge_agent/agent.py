@@ -7,9 +7,12 @@
                                                                           │
                                                         outbox (SQLite) ◀─┘ ─▶ Atlas
 
-The per-frame fan-out is a plain function call on the serial reader's callback (no queue, no
-task switch); everything that may wait on I/O (the reporter, the steps, the lens socket) sits behind
-a bounded queue or its own task, so the serial side never waits on the cloud.
+The fan-out is a plain function call on the serial reader's callback (no queue, no task switch), per
+read rather than per frame: the CSV decoder hands a read's plain data lines over as one packed
+`FrameBatch`, which every consumer takes whole with the result its frames one by one would give
+(issue 12 item 4: at 3 Mbaud per-frame Python was most of the agent's CPU). Everything that may wait
+on I/O (the reporter, the steps, the lens socket) sits behind a bounded queue or its own task, so the
+serial side never waits on the cloud.
 
 Each consumer of anomaly events (the steps, the reporter) sits behind an `IsolatedConsumer`: one whose
 write fails (a full disk) keeps its events and gets them again until it takes them, while the other
