@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -258,6 +258,7 @@ class Agent:
         self.anomalies_opened: Counter[tuple[str, str]] = Counter()
         self._last_tick_mono = mono()
         self._taken = [0, 0]  # events the anomaly and marker pumps took off their queues
+        self._handing_over: set[asyncio.Task[None]] = set()  # see _to_the_end
         self._taken_at_last_watchdog = (-1, -1)
         self._stopping = False
         self.link_reasons: dict[str, str] = {}  # why each port that is down is down
@@ -377,7 +378,16 @@ class Agent:
                 await feed.retry_due()
             if item is not None:
                 self._taken[0] += 1
-                await self._hand_over(*item)
+                await self._to_the_end(self._hand_over(*item))
+
+    async def _to_the_end(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run a pump's hand-over to its end even if the pump is cancelled meanwhile (`stop`): events
+        taken off a queue and half handed over would be lost (CI saw an incident's close lost so, its
+        issue never closed). `stop` awaits what is still running before it drains the queues."""
+        task = asyncio.ensure_future(work)
+        self._handing_over.add(task)
+        task.add_done_callback(self._handing_over.discard)
+        await asyncio.shield(task)
 
     async def _step_context(self) -> list[str]:
         return await self.steps.context_lines()
@@ -399,7 +409,7 @@ class Agent:
         while True:
             marker = await self._markers.get()
             self._taken[1] += 1
-            await self._on_marker(marker)
+            await self._to_the_end(self._on_marker(marker))
 
     async def _on_marker(self, marker: StepMarker) -> None:
         await self.steps.on_marker(marker)
@@ -481,14 +491,15 @@ class Agent:
         self._stopping = True
         log.info("agent_stopping")
         await self.supervisor.stop(*[f"serial:{name}" for name in self.readers])
-        await self.supervisor.stop("tick", "markers")
-        # What the readers and the lens already produced is still queued: hand it over first.
+        await self.supervisor.stop("tick", "markers", "anomalies")
+        # A hand-over the pumps had begun ends first (in order), then what is still queued.
+        for unfinished in list(self._handing_over):
+            await asyncio.gather(unfinished, return_exceptions=True)  # a failure was the pump's to report
         await self._drain_queues()
         now_mono, now_wall = self._mono(), self._wall()
         closing: list[AnomalyEvent] = list(self.detector.close_all(now_mono, now_wall))
         incident_events = self.incidents.on_events(closing)
         incident_events += self.incidents.close_all(now_mono, now_wall)
-        await self.supervisor.stop("anomalies")
         await self._hand_over(closing, incident_events)
         for consumer in self._feeds():
             await consumer.retry_due(force=True)
