@@ -230,8 +230,8 @@ class Recorder:
             self._pending_cost -= cost
             self._pending_rows -= sum(map(item_rows, items))
         if items:
-            self.peak_waiting = max(self.peak_waiting, self.waiting_bytes)
             self._handed_cost += cost
+            self.peak_waiting = max(self.peak_waiting, self.waiting_bytes)  # this batch included
             self.writer.put(items, cost)
 
     def steps_current(self) -> StepRef | None:

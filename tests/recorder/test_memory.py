@@ -237,7 +237,7 @@ async def test_a_recorder_whose_writer_is_behind_stays_in_budget_and_counts_what
     recorder._log_drops()  # the run loop's tick
     status = recorder.status()
     assert status["frames_dropped"]["queue_full"] == len(frames) - accepted
-    assert status["pending"]["bytes"] == recorder.waiting_bytes
+    assert status["pending"]["bytes"] == status["pending"]["peak_bytes"] == recorder.waiting_bytes
     assert status["pending"]["budget_bytes"] == budget
     metrics = Metrics()
     metrics.add_source("recorder", recorder_source(recorder))
