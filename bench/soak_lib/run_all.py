@@ -101,8 +101,8 @@ RING_FULL = (*RING, "agent", "ring_full")
 WIDE = (*RING, "agent", "wide_json")
 WIDE_NR = (*RING, "agent", "wide_json_no_recorder")
 AGAINST = ("ring", "against")  # written by `bench_ring.py --against REV` (not part of bench/run)
-# `bench_ring.py --against 9453250 --section against_memory --wide`: the agent before and after the
-# memory work of issue 12 item 4 (imports, recorder, decoder names, byte bounds), runs alternating.
+# `bench_ring.py --against 9453250 --section against_memory --wide` (run on aabb2e4): the agent before
+# and after the memory work of issue 12 item 4 (imports, recorder, decoder names, byte bounds).
 MEMORY = ("ring", "against_memory")
 # `bench_ring.py --against aabb2e4 --section against_cpu`: the agent before and after the per-read data
 # path of issue 12 item 4 (FrameBatch through the fan-out, the fd reader's timers), runs alternating.
@@ -229,8 +229,8 @@ RING_FIGURES: list[Figure] = [
            path(*WIDE_NR, "peak_over_idle_mb"),
            ("<", 64.0)),
     Figure(ER, "wide JSON, recorder off: lines read", "lines/s", path(*WIDE_NR, "lines_per_s")),
-    Figure(ER, "before/after the memory work (9453250 vs this tree; bench_ring.py --against, runs"
-           " alternate, median of 3 each): idle RSS, before", "MB",
+    Figure(ER, "before/after the memory work (9453250 vs aabb2e4; bench_ring.py --against 9453250 --section"
+           " against_memory --wide; runs alternate, median of 3 each): idle RSS, before", "MB",
            path(*MEMORY, "before_idle_rss_mb_median")),
     Figure(ER, "... idle RSS, after", "MB", path(*MEMORY, "after_idle_rss_mb_median")),
     Figure(ER, "... RSS with the 30 s ring full at 3 Mbaud, before", "MB",
@@ -258,7 +258,7 @@ SECTION_NOTES = {
     " is its imports (the idle_breakdown rows: a fresh interpreter importing what `run` imports, group by"
     " group), and the interpreter, the standard library, pydantic and aiohttp alone take about 49 MB of"
     " them; with the 30 s ring's 12.8 MB that is over 60 before the agent's own code. The memory work"
-    " (the 'memory work' before/after rows: 9453250 and the tree of that work, runs alternating) took"
+    " (the 'memory work' before/after rows: 9453250 and aabb2e4, runs alternating) took"
     " idle RSS down by about 4 MB (the CLI no longer imports every command's module) and the ring-full"
     " figure by about 6 MB (also the recorder: frames compressed as soon as the writer takes them, not"
     " held until its flush), CPU unchanged. Wide JSON with the recorder on came down from over 200 MB"
