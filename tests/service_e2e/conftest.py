@@ -62,8 +62,14 @@ async def notify() -> AsyncIterator[NotifySocket]:
 
 
 @pytest.fixture
-async def run_agent(tmp_path: Path, notify: NotifySocket) -> AsyncIterator[AgentFactory]:
-    """`await run_agent(config_text)`: write the config, start `edge-agent run`, wait for READY=1."""
+async def run_agent(
+    tmp_path: Path, notify: NotifySocket, pty: Pty, atlas: AtlasEmulator, archetype: ArchetypeEmulator
+) -> AsyncIterator[AgentFactory]:
+    """`await run_agent(config_text)`: write the config, start `edge-agent run`, wait for READY=1.
+
+    It takes the pty and the emulators so that they are torn down after its agents stop: an agent
+    still running would retry its `/dev/pts/N` and the emulators' ports once they are freed, and the
+    kernel hands both to other tests running beside this one (another test's pty read by this agent)."""
     started: list[AgentProcess] = []
 
     async def start(config_text: str, wait_ready: bool = True, **kwargs: Any) -> AgentProcess:
