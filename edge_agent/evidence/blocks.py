@@ -246,10 +246,7 @@ class RingSlice(RingFrames):
     def __getitem__(self, index: int | slice) -> Frame | list[Frame]:
         if isinstance(index, slice):
             return list(self)[index]
-        if index < 0:
-            index += self._len
-        if not 0 <= index < self._len:
-            raise IndexError("ring slice index out of range")
+        index = _checked_index(index, self._len, "ring slice")
         for block, lo, hi in self.segments:
             if index < hi - lo:
                 return next(block.frames(self.source, lo + index, lo + index + 1))
@@ -311,10 +308,7 @@ class MergedSlices(RingFrames):
     def __getitem__(self, index: int | slice) -> Frame | list[Frame]:
         if isinstance(index, slice):
             return list(self)[index]
-        if index < 0:
-            index += self._len
-        if not 0 <= index < self._len:
-            raise IndexError("merged slices index out of range")
+        index = _checked_index(index, self._len, "merged slices")
         if index == 0:
             return next(iter(self))
         if index == self._len - 1:
@@ -337,3 +331,12 @@ class MergedSlices(RingFrames):
 
     def coverage(self) -> list[Coverage]:
         return [c for s in self.slices for c in s.coverage()]
+
+
+def _checked_index(index: int, length: int, what: str) -> int:
+    """A sequence index as Python's lists take it (negative from the end); IndexError outside."""
+    if index < 0:
+        index += length
+    if not 0 <= index < length:
+        raise IndexError(f"{what} index out of range")
+    return index

@@ -20,7 +20,7 @@ from edge_agent.emulators.archetype import ArchetypeEmulator
 from edge_agent.emulators.atlas import AtlasEmulator
 
 ATAI_KEY = "live-atai-key"
-ATLAS_TOKEN = "live-atlas-token"
+EMULATOR_ATLAS_CREDENTIAL = "emulator-only-atlas-credential"  # the loopback emulator's, not a real token
 WAIT = 30.0
 
 
@@ -102,7 +102,7 @@ async def live_bench(
     tmp: Path, *, bench: str = "bench-live", control_token: str | None = None
 ) -> AsyncIterator[LiveBench]:
     settings = EmulatorSection.model_validate(
-        {"api_key": ATAI_KEY, "atlas_token": ATLAS_TOKEN, "atlas_port": 0, "warmup": 0.2,
+        {"api_key": ATAI_KEY, "atlas_token": EMULATOR_ATLAS_CREDENTIAL, "atlas_port": 0, "warmup": 0.2,
          "inference_interval": 0.05, "baseline_windows": 2}
     )  # fmt: skip
     archetype = ArchetypeEmulator(settings, port=0, seed=7)
@@ -114,7 +114,8 @@ async def live_bench(
         async with AtlasEmulator(settings, seed=7) as atlas:
             text = config_toml(
                 state_dir=tmp / "state", serial_url=pty.path, lens_url=archetype.base_url,
-                lens_key=ATAI_KEY, atlas_url=atlas.base_url, atlas_token=ATLAS_TOKEN, bench=bench,
+                lens_key=ATAI_KEY, atlas_url=atlas.base_url, atlas_token=EMULATOR_ATLAS_CREDENTIAL,
+                bench=bench,
             )  # fmt: skip
             if control_token is not None:
                 text = text.replace("[control]\n", f'[control]\ntoken = "{control_token}"\n')
