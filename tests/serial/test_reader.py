@@ -134,7 +134,7 @@ async def test_unplug_and_replug_behind_the_same_symlink(
 
     assert [f.values["v"] for f in frames(events)] == [1.0, 2.0, 4.0, 5.0]
     up_again = [e for e in events if isinstance(e, LinkEvent)][-1]
-    assert up_again.reason == second.path  # the new node behind the same name
+    assert up_again.reason == second.device  # the new node behind the same name
     assert reader.decoder.stats.skipped == {"partial": 1}
     assert reader.stats.losses == 1
     logged = [r["event"] for r in captured_logs() if r["event"].startswith("serial.")]

@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -89,7 +90,11 @@ class Pty:
     def __init__(self) -> None:
         self.master, self.slave = os.openpty()
         tty.setraw(self.slave)  # no echo, no line editing: what is written arrives byte for byte
-        self.path = os.ttyname(self.slave)
+        # The agent gets a link of this pty's own, never `/dev/pts/N`: the kernel hands a freed N to
+        # the next pty opened, on any test worker, and an agent still retrying it would read that one.
+        self._dir = tempfile.mkdtemp(prefix="pty-")
+        self.path = os.path.join(self._dir, "ttyTEST")
+        os.symlink(os.ttyname(self.slave), self.path)
         os.set_blocking(self.master, False)
         self.lines_written = 0
         self._task: asyncio.Task[None] | None = None
@@ -124,6 +129,7 @@ class Pty:
 
     async def close(self) -> None:
         await self.stop_writing()
+        shutil.rmtree(self._dir, ignore_errors=True)  # first: nobody may open the freed N through it
         for fd in (self.master, self.slave):
             with contextlib.suppress(OSError):
                 os.close(fd)
