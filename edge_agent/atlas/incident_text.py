@@ -44,8 +44,12 @@ def _subject(member: Mapping[str, Any]) -> str:
 
 def incident_title(incident: Incident, bench: str) -> str:
     """`[bench-03] supply_v on bench: outside [11.4, 12.6] (peak 13.1, max 12.6) +5 more`: the lead's
-    title and how many more channels (or the lens) joined."""
-    lead = incident.lead
+    title and how many more channels (or the lens) joined.
+
+    The title names the first channel that went wrong, even when the lens's label came first: "supply_v
+    outside its limits" tells the engineer where to look, "the lens says fault" does not. The issue is
+    filed at the first anomaly either way; a lens-led issue is retitled when a channel joins."""
+    lead = next((m for m in incident.members if m.kind != "lens"), incident.lead)
     description = lead.description
     prefix = f"{lead.channel} " if lead.channel and lead.channel != "*" else ""
     if prefix and description.startswith(prefix):

@@ -8,6 +8,7 @@ from dataclasses import replace
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge_agent.atlas.incident_text import incident_title
 from edge_agent.detect.anomaly import Anomaly, AnomalyClosed, AnomalyKey, AnomalyOpened, AnomalyUpdated
 from edge_agent.incidents import IncidentClosed, IncidentGrew, IncidentGrouper, IncidentOpened, signature_of
 
@@ -293,3 +294,15 @@ def test_every_anomaly_is_in_exactly_one_incident_and_incidents_of_a_group_never
         group.sort(key=lambda i: i.started_mono)
         for earlier, later in itertools.pairwise(group):
             assert later.lead.started_mono >= earlier.ended_mono + window - 1e-9
+
+
+def test_an_incident_the_lens_saw_first_is_titled_by_its_first_channel() -> None:
+    g = grouper()
+    (opened,) = g.on_events([AnomalyOpened(anomaly("", 0.0, kind="lens"))])
+    assert isinstance(opened, IncidentOpened)
+    alone = incident_title(opened.incident, "b1")
+    assert alone.startswith("[b1] lens on bench: ") and "more" not in alone  # filed at once, as the lens saw
+    g.on_events([AnomalyOpened(anomaly("supply_v", 0.3)), AnomalyOpened(anomaly("temp_c", 0.4))])
+    (incident,) = g.open_incidents()
+    assert incident.lead.kind == "lens"  # still the first member: the timeline and signature keep it
+    assert incident_title(incident, "b1") == "[b1] supply_v on bench: misbehaving (peak 2, max 1) +2 more"
