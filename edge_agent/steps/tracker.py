@@ -11,11 +11,13 @@ step outcomes are still computed (and shown on /status) but not sent, and the re
 and reported in `status()["atlas"]`.
 
 The state (run, cards, steps, the running step) is kept in `<state_dir>/steps/state.json` under the
-reporter's run id: an agent restarted after a crash continues the same Atlas test run. The memory copy
-is the truth while the process runs; each change is written through (off the event loop,
-`state_files`). A write that fails (disk full) never loses the change nor stops the caller: the state
-stays marked unsaved, `/status` says so, and `flush()` (the agent's tick) writes it once space returns.
-A damaged file is set aside (`state_files`) and the tracker starts a fresh state: a new Atlas test run.
+reporter's run id: an agent restarted after a crash continues the same Atlas test run. It is written
+through on every change, and a failed write loses nothing (state_file.py); a damaged file is set aside
+and the tracker starts a fresh state: a new Atlas test run.
+
+Here: the step sequence (markers, API, plan) and each step's outcome; atlas_objects.py enqueues the
+Atlas objects, spans.py keeps the anomalies an outcome is judged on, state_file.py keeps the state on
+disk, titles.py names the steps.
 """
 
 from __future__ import annotations
@@ -23,32 +25,26 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from edge_agent.atlas.client import MAX_STEP_TITLE_CHARS, AtlasClient
-from edge_agent.atlas.jobs import not_before
-from edge_agent.atlas.narrative import run_title, where
-from edge_agent.config import EdgeAgentConfig, PlanCard
-from edge_agent.detect.anomaly import AnomalyClosed, AnomalyEvent, AnomalyUpdated
+from edge_agent.atlas.client import AtlasClient
+from edge_agent.config import EdgeAgentConfig
+from edge_agent.detect.anomaly import AnomalyEvent
 from edge_agent.frames import StepEdge, StepMarker
-from edge_agent.incidents import IncidentClosed, IncidentEvent, IncidentGrew, IncidentOpened
+from edge_agent.incidents import IncidentEvent
 from edge_agent.logs import get_logger
-from edge_agent.outbox import JobState, Outbox, OutboxError
-from edge_agent.state_files import (
-    StateFileHealth,
-    dump_json,
-    read_json_state_async,
-    set_aside_async,
-    write_atomic_async,
-)
-from edge_agent.steps.jobs import KIND_CARD, KIND_OUTCOME, KIND_RUN, KIND_STEP, register_step_handlers
-from edge_agent.steps.outcome import AnomalySpan, step_outcome
+from edge_agent.outbox import Outbox, OutboxError
+from edge_agent.state_files import StateFileHealth
+from edge_agent.steps.atlas_objects import Refs, RunObjects, jobs_group
+from edge_agent.steps.jobs import register_step_handlers
+from edge_agent.steps.outcome import step_outcome
+from edge_agent.steps.spans import StepSpans
+from edge_agent.steps.state_file import StepStateFile
+from edge_agent.steps.titles import step_title
 
 log = get_logger(__name__)
 
-STATE_FILE = "state.json"
 MAX_COMPLETED_SHOWN = 20
 # Test runs ended by `begin_next_run` whose Atlas ids stay known (in memory): the last recordings of a
 # run are registered on it after the next run began. A few: runs end minutes apart, segments in seconds.
@@ -77,14 +73,14 @@ class StepTracker:
         self.section = config.steps
         self.outbox = outbox
         self.client = client
-        self.path = Path(state_dir) / "steps" / STATE_FILE
+        self.file = StepStateFile(state_dir, mono=mono, health=health)
         self._mono = mono
         self._wall = wall
         self._timelines = timelines or (lambda host_mono: {})
         # Which live incident an anomaly joined (the grouper knows at once; its events say so later).
         self._incident_of = incident_of or (lambda anomaly_id: None)
         self.bench = config.agent.bench
-        self._spans: dict[str, AnomalySpan] = {}
+        self.spans = StepSpans()
         self._completed: list[dict[str, Any]] = []
         self.state: dict[str, Any] = {}
         self._ended_runs: dict[str, dict[str, Any]] = {}  # run key -> its state (MAX_ENDED_RUNS_KEPT)
@@ -98,13 +94,8 @@ class StepTracker:
                 "no steps.test_run_id and no system_id (steps.system_id or steps.plan.system_id):"
                 " Atlas needs a system to create a test run; outcomes are kept locally only"
             )
+        self.objects = RunObjects(config=config, outbox=outbox, system_id=self.system_id, save=self._save)
         self.ignored_markers = 0
-        self.health = health
-        self._save_lock = asyncio.Lock()
-        self._unsaved = False  # the memory state has changes the file does not (a write failed)
-        self._save_error: str | None = None
-        self._unsaved_since: float | None = None
-        self.save_failures = 0
         # Called with the answer of every step that ends (`_end`), e.g. by the run analysis.
         self.step_ended: list[Callable[[dict[str, Any]], Awaitable[None]]] = []
         # Held while a step ends, its listeners included: a run's end (`settled`) waits for a step
@@ -118,14 +109,10 @@ class StepTracker:
         also when a later test run of that key was begun (`begin_next_run`)."""
         if self.client is not None:
             register_step_handlers(self.outbox, self.client)
-        saved = await read_json_state_async(self.path, what="steps", health=self.health)
-        if saved is not None and not isinstance(saved, dict):
-            await set_aside_async(
-                self.path, "not a steps state (top level not an object)", what="steps", health=self.health
-            )
-        if isinstance(saved, dict) and run_key in (saved.get("run_key"), saved.get("base_key")):
+        saved = await self.file.load()
+        if saved is not None and run_key in (saved.get("run_key"), saved.get("base_key")):
             self.state = saved
-            self._restore_spans()
+            self.spans.restore(saved.get("spans"), self._mono())
             log.info("steps_state_continued", run_key=saved.get("run_key"), current=saved.get("current"))
         else:
             self._fresh_state(run_key, run_started_wall, run_key, 1)
@@ -148,12 +135,14 @@ class StepTracker:
         self.state["current"] = None
 
     async def _open_run(self) -> None:
-        await self._ensure_run()
+        await self.objects.ensure_run(self.state)
         if self.section.plan is not None:
             for order, card in enumerate(self.section.plan.cards, 1):
-                await self._ensure_card(card.title, card.description, order)
+                await self.objects.ensure_card(self.state, card.title, card.description, order)
                 for step_order, step in enumerate(card.steps, 1):
-                    await self._ensure_step(step.title, card.title, step.description, step_order)
+                    await self.objects.ensure_step(
+                        self.state, step.title, card.title, step.description, step_order
+                    )
 
     async def begin_next_run(self, note: str) -> dict[str, Any]:
         """End this test run (a step still running ends with `note`) and begin the next one, keyed
@@ -166,12 +155,12 @@ class StepTracker:
         ended = {"run_key": self.state["run_key"], "sequence": self.state.get("sequence", 1)}
         base = str(self.state.get("base_key") or self.state["run_key"])
         sequence = int(self.state.get("sequence", 1)) + 1
-        self._spans = {k: s for k, s in self._spans.items() if s.end is None}  # still open: not over yet
+        self.spans.keep_open()  # still open: not over yet
         self._ended_runs[str(self.state["run_key"])] = self.state
         for old in list(self._ended_runs)[:-MAX_ENDED_RUNS_KEPT]:
             del self._ended_runs[old]
         self._fresh_state(f"{base}.{sequence}", self._wall(), base, sequence)
-        self.state["spans"] = {k: asdict(s) for k, s in self._spans.items()}
+        self.state["spans"] = self.spans.as_state()
         await self._save()
         log.info("steps_run_ended", ended=ended["run_key"], next=self.state["run_key"])
         if not self.atlas_disabled:
@@ -196,150 +185,18 @@ class StepTracker:
             )
 
     async def _save(self) -> None:
-        """Write the state through. Writers queue on a lock and each writes the latest state, so an
-        older snapshot never lands after a newer one. A failed write keeps the change (module doc)."""
-        self._unsaved = True
-        async with self._save_lock:
-            if not self._unsaved:
-                return  # a writer that queued before us already wrote what we changed
-            try:
-                data = dump_json(self.state)  # encoded here: the thread must not see the dict change
-            except (TypeError, ValueError) as exc:
-                self._note_unsaved(f"state not encodable: {exc}")
-                return
-            self._unsaved = False
-            try:
-                await write_atomic_async(self.path, data, health=self.health)
-            except OSError as exc:
-                self._unsaved = True
-                self._note_unsaved(str(exc))
-                return
-        if self._save_error is not None:
-            log.warning("steps_state_saved_again", after_failures=self.save_failures)
-            self._save_error = None
-            self._unsaved_since = None
-
-    def _note_unsaved(self, error: str) -> None:
-        self.save_failures += 1
-        if self._save_error is None:
-            self._unsaved_since = self._mono()
-            log.error("steps_state_not_saved", path=str(self.path), error=error, kept_in_memory=True)
-        self._save_error = error
+        """Write the state through (state_file.py: a failed write keeps the change)."""
+        await self.file.save(lambda: self.state)
 
     @property
     def unsaved(self) -> bool:
-        return self._unsaved
+        return self.file.unsaved
 
     async def flush(self) -> bool:
         """Write the state if an earlier write failed; True when the file is current."""
-        if self._unsaved:
+        if self.file.unsaved:
             await self._save()
-        return not self._unsaved
-
-    # -- Atlas objects ------------------------------------------------------------------------------
-
-    def _group(self) -> str:
-        return f"steps:{self.state['run_key']}"
-
-    async def _ref(self, entry: dict[str, Any], key: str) -> tuple[dict[str, Any], tuple[int, ...]]:
-        """An object's id inline when known (its job delivered), else a dependency on its job."""
-        if entry.get(key):
-            return {key: entry[key]}, ()
-        job_id = entry.get("job")
-        if isinstance(job_id, int):
-            job = await self.outbox.job(job_id)
-            if job is not None and job.state is JobState.DONE and job.result and job.result.get(key):
-                entry[key] = job.result[key]
-                await self._save()
-                return {key: entry[key]}, ()
-            if job is not None:
-                return {}, (job_id,)
-        raise OutboxError(f"the {key} is unknown and its job is gone")
-
-    async def _enqueue(self, kind: str, payload: dict[str, Any], deps: tuple[int, ...]) -> int:
-        return await self.outbox.enqueue(kind, self._group(), payload, deps=deps)
-
-    async def _ensure_run(self) -> None:
-        run = self.state["run"]
-        if run.get("run_id") or run.get("job"):
-            return
-        if self.section.test_run_id:
-            run["run_id"] = self.section.test_run_id
-        else:
-            template = (
-                self.section.plan.run_title
-                if self.section.plan is not None
-                else self.config.atlas.session_title
-            )
-            started = float(self.state["started_wall"])
-            sequence = int(self.state.get("sequence", 1))
-            suffix = f" #{sequence}" if sequence > 1 else ""  # two runs begun in one minute: two titles
-            payload = {
-                "title": run_title(template, self.bench, started) + suffix,
-                "system_id": self.system_id,
-                "description": f"edge-agent on {self.bench}",
-                "not_before": not_before(started),
-            }
-            run["job"] = await self._enqueue(KIND_RUN, payload, ())
-        await self._save()
-
-    async def _ensure_card(
-        self, title: str, description: str = "", order: int | None = None
-    ) -> dict[str, Any]:
-        cards: dict[str, Any] = self.state["cards"]
-        card = cards.get(title)
-        if card is None:
-            fields, deps = await self._ref(self.state["run"], "run_id")
-            payload = {"title": title, "description": description, "order": order, **fields}
-            card = cards[title] = {"job": await self._enqueue(KIND_CARD, payload, deps)}
-            await self._save()
-        return dict(card)
-
-    async def _ensure_step(
-        self, title: str, card_title: str, description: str = "", order: int | None = None
-    ) -> dict[str, Any]:
-        steps: dict[str, Any] = self.state["steps"]
-        step = steps.get(title)
-        if step is None:
-            await self._ensure_card(card_title)
-            card = self.state["cards"][card_title]
-            fields, deps = await self._ref(card, "card_id")
-            if "card_id" in fields:
-                run_fields, run_deps = await self._ref(self.state["run"], "run_id")
-                fields.update(run_fields)
-                deps += run_deps
-            payload = {"title": title, "description": description, "order": order, **fields}
-            step = steps[title] = {"job": await self._enqueue(KIND_STEP, payload, deps), "card": card_title}
-            await self._save()
-        return dict(step)
-
-    # -- mapping names to steps ---------------------------------------------------------------------
-
-    def _plan_card(self, name: str) -> tuple[PlanCard, str] | None:
-        plan = self.section.plan
-        if plan is None:
-            return None
-        for exact in (True, False):
-            for card in plan.cards:
-                for step in card.steps:
-                    if step.title == name if exact else step.title.casefold() == name.casefold():
-                        return card, step.title
-        return None
-
-    def _title_for(self, name: str, card: str | None) -> tuple[str, str]:
-        """(step title, card title) for a started step name."""
-        planned = self._plan_card(name)
-        if planned is not None:
-            return planned[1], planned[0].title
-        card_title = card or (f"{self.bench} unplanned steps" if self.section.plan else f"{self.bench} steps")
-        title = name.strip()[:MAX_STEP_TITLE_CHARS] or "step"
-        # A step name run twice in one run is two Atlas steps: "name (2)", ...
-        base, n = title, 1
-        while title in self.state["steps"]:
-            n += 1
-            suffix = f" ({n})"
-            title = base[: MAX_STEP_TITLE_CHARS - len(suffix)] + suffix
-        return title, card_title
+        return not self.file.unsaved
 
     # -- inputs -------------------------------------------------------------------------------------
 
@@ -370,25 +227,7 @@ class StepTracker:
     async def on_anomaly_events(self, events: Sequence[AnomalyEvent | IncidentEvent]) -> None:
         """Anomaly events make the spans a step's outcome is judged on; incident events say which
         incident (one Atlas issue) each anomaly is in, so the outcome's note can name the issue."""
-        changed = False
-        for event in events:
-            if isinstance(event, IncidentOpened | IncidentGrew | IncidentClosed):
-                for member in event.incident.members:
-                    span = self._spans.get(member.id)
-                    if span is not None and span.incident_id != event.incident.id:
-                        self._spans[member.id] = replace(span, incident_id=event.incident.id)
-                        changed = True
-                continue
-            a = event.anomaly
-            end = None
-            if isinstance(event, AnomalyClosed):
-                end = a.ended_mono if a.ended_mono is not None else a.closed_mono
-            changed = changed or not isinstance(event, AnomalyUpdated)
-            known = self._spans.get(a.id)
-            self._spans[a.id] = AnomalySpan(
-                a.id, a.severity, f"{where(a)}: {a.description}", a.started_mono, end, a.source,
-                known.incident_id if known is not None else "",
-            )  # fmt: skip
+        changed = self.spans.apply(events)
         if changed and self.state:
             await self._save_spans()
 
@@ -402,7 +241,7 @@ class StepTracker:
         card = self.state["cards"].get(current["card"], {})
         run = self.state["run"]
         ids = [
-            await self._known_id(entry, key)
+            await self.objects.known_id(entry, key)
             for entry, key in ((run, "run_id"), (card, "card_id"), (step, "step_id"))
         ]
         shown = [i or "pending" for i in ids]
@@ -411,32 +250,10 @@ class StepTracker:
             f"Atlas: test run {shown[0]}, card {shown[1]}, step {shown[2]}.",
         ]
 
-    async def _known_id(self, entry: dict[str, Any], key: str) -> str | None:
-        if entry.get(key):
-            return str(entry[key])
-        job_id = entry.get("job")
-        if isinstance(job_id, int):
-            job = await self.outbox.job(job_id)
-            if job is not None and job.state is JobState.DONE and job.result and job.result.get(key):
-                return str(job.result[key])
-        return None
-
     async def _save_spans(self) -> None:
-        """The running step's anomalies are durable: an agent killed mid-step and restarted must still
-        count what it saw before the crash in that step's outcome."""
-        self.state["spans"] = {k: asdict(s) for k, s in self._spans.items()}
+        """The running step's anomalies are durable (spans.py)."""
+        self.state["spans"] = self.spans.as_state()
         await self._save()
-
-    def _restore_spans(self) -> None:
-        # Spans still open at the crash end at the restart (the reporter closes those anomalies then too).
-        # Monotonic times stay comparable across restarts: CLOCK_MONOTONIC is system-wide.
-        now = self._mono()
-        for key, raw in (self.state.get("spans") or {}).items():
-            try:
-                span = AnomalySpan(**raw)
-            except TypeError:
-                continue
-            self._spans[key] = span if span.end is not None else replace(span, end=now)
 
     async def _start(
         self, name: str, card: str | None, mono: float, wall: float, on: dict[str, float]
@@ -446,10 +263,10 @@ class StepTracker:
             # A start without the previous end: the previous step ends here, and says so.
             note = f"ended by the start of {name!r}"
             await self._end(str(current["name"]), None, mono, wall, note=note, on=on)
-        title, card_title = self._title_for(name, card)
+        title, card_title = step_title(self.section, self.bench, self.state["steps"], name, card)
         if not self.atlas_disabled:
             try:
-                await self._ensure_step(title, card_title)
+                await self.objects.ensure_step(self.state, title, card_title)
             except OutboxError as exc:
                 log.error("steps_enqueue_failed", step=title, error=str(exc))
         else:
@@ -489,11 +306,8 @@ class StepTracker:
         started_on: dict[str, float] = current.get("on") or {}
         ended_on = on or {}
         bounds = {s: (started_on[s], ended_on[s]) for s in started_on.keys() & ended_on.keys()}
-        for key, span in list(self._spans.items()):
-            incident_id = span.incident_id or self._incident_of(span.anomaly_id)
-            if incident_id and incident_id != span.incident_id:
-                self._spans[key] = replace(span, incident_id=incident_id)
-        outcome = step_outcome(float(current["mono"]), mono, list(self._spans.values()), verdict, bounds)
+        self.spans.join_incidents(self._incident_of)
+        outcome = step_outcome(float(current["mono"]), mono, self.spans.spans(), verdict, bounds)
         exception = outcome.exception
         if note:
             exception = f"{note}; {exception}" if exception else note
@@ -508,33 +322,16 @@ class StepTracker:
         }
         if not self.atlas_disabled:
             try:
-                fields, deps = await self._ref(self.state["steps"][current["title"]], "step_id")
-                if "step_id" in fields:
-                    card = self.state["cards"][current["card"]]
-                    card_fields, card_deps = await self._ref(card, "card_id")
-                    run_fields, run_deps = await self._ref(self.state["run"], "run_id")
-                    fields.update(card_fields, **run_fields)
-                    deps += card_deps + run_deps
-                payload = {
-                    "execution_status": outcome.execution_status,
-                    "exception": exception,
-                    "started_at": float(current["wall"]),
-                    "ended_at": wall,
-                    **fields,
-                }
-                await self._enqueue(KIND_OUTCOME, payload, deps)
+                await self.objects.send_outcome(
+                    self.state, current, outcome.execution_status, exception, wall
+                )
             except OutboxError as exc:
                 log.error("steps_enqueue_failed", step=current["title"], error=str(exc))
                 result["error"] = str(exc)
         self.state["current"] = None
         await self._save()
         self._completed = [*self._completed[-(MAX_COMPLETED_SHOWN - 1) :], result]
-        # Steps run one after another: anomalies over before this end cannot touch a later step.
-        self._spans = {
-            k: s
-            for k, s in self._spans.items()
-            if s.end is None or s.end >= bounds.get(s.source, (0.0, mono))[1]
-        }
+        self.spans.drop_ended_before(bounds, mono)
         await self._save_spans()
         log.info("step_ended", step=result["step"], status=outcome.execution_status)
         for listener in list(self.step_ended):
@@ -544,11 +341,9 @@ class StepTracker:
     def jobs_group(self) -> str:
         """The outbox group of this test run's jobs: a job enqueued in it runs after every outcome
         enqueued before it (a run's report after its outcomes)."""
-        return self._group()
+        return jobs_group(self.state)
 
-    async def atlas_refs(
-        self, title: str | None, run_key: str | None = None
-    ) -> tuple[dict[str, Any], tuple[int, ...]] | None:
+    async def atlas_refs(self, title: str | None, run_key: str | None = None) -> Refs | None:
         """The Atlas ids of a step (`run_id`, `card_id`, `step_id`; with `title` None, the run's alone)
         as payload fields where known, else as dependencies on the jobs that create them: for jobs
         that refer to the step, such as a recording's data registration. `run_key`: the test run's
@@ -558,17 +353,11 @@ class StepTracker:
         if self.atlas_disabled or not state:
             return None
         if title is None:
-            return await self._ref(state["run"], "run_id")
+            return await self.objects.ref(state["run"], "run_id")
         step = state["steps"].get(title)
         if step is None:
             return None
-        fields, deps = await self._ref(step, "step_id")
-        if "step_id" in fields:
-            card_fields, card_deps = await self._ref(state["cards"][step["card"]], "card_id")
-            run_fields, run_deps = await self._ref(state["run"], "run_id")
-            fields.update(card_fields, **run_fields)
-            deps += card_deps + run_deps
-        return fields, deps
+        return await self.objects.step_refs(state, step, step["card"])
 
     def recent_steps(self) -> list[dict[str, Any]]:
         """The steps of the last while (the completed ones shown on /status, then the running one) with
@@ -597,12 +386,5 @@ class StepTracker:
             "current": self.state.get("current"),
             "completed": list(self._completed),
             "ignored_markers": self.ignored_markers,
-            "state_file": {
-                "saved": not self._unsaved,
-                "error": self._save_error,
-                "unsaved_for_s": None
-                if self._unsaved_since is None
-                else round(self._mono() - self._unsaved_since, 3),
-                "failed_writes": self.save_failures,
-            },
+            "state_file": self.file.status(),
         }
