@@ -52,7 +52,7 @@ COMPACT_BYTES = 1024 * 1024
 @dataclass(slots=True)
 class CommitRecord:
     seq: int
-    added: list[list[Any]] = field(default_factory=list)  # full job rows, in store.COLUMNS order
+    added: list[list[Any]] = field(default_factory=list)  # full job rows, in schema.COLUMNS order
     touched: list[int] = field(default_factory=list)
 
 

@@ -51,6 +51,7 @@ from edge_agent.outbox.model import (
 from edge_agent.outbox.policy import WAITING_STATUS, RetryPolicy, is_auth_failure
 from edge_agent.outbox.recovery import RecoveryReport
 from edge_agent.outbox.store import JobStore
+from edge_agent.outbox.views import failures, group_heads, waiting_for_prerequisites
 from edge_agent.state_files import StateFileHealth
 
 log = get_logger(__name__)
@@ -253,7 +254,7 @@ class Outbox:
             return {
                 "depth": self._store.counts(),
                 "oldest_waiting_s": None if oldest is None else max(0.0, self._clock() - oldest),
-                "failures": self._store.failures(20),
+                "failures": failures(self._store.db, 20),
                 "disk_bytes": self._store.bytes,
                 "rows": self._store.rows,
             }
@@ -265,7 +266,11 @@ class Outbox:
             **snap,
             "held_groups": (await self.held_groups())[:MAX_SHOWN],
             "waiting_for_prerequisites": await self._call(
-                self._store.waiting_for_prerequisites, self._clock(), self.policy.prerequisite_wait, MAX_SHOWN
+                waiting_for_prerequisites,
+                self._store.db,
+                self._clock(),
+                self.policy.prerequisite_wait,
+                MAX_SHOWN,
             ),
             "lost_commits": restored.as_dict() if restored else None,
             "in_flight": len(self._tasks),
@@ -281,7 +286,7 @@ class Outbox:
     async def held_groups(self) -> list[Json]:
         """Each group whose head is not being delivered now, with the head and why (worker doc)."""
         now = self._clock()
-        heads = await self._call(self._store.group_heads, now)
+        heads = await self._call(group_heads, self._store.db, now)
         pause: str | None = None
         if self._blocked is not None:
             pause = f"queue paused: Atlas refuses the credential (HTTP {self._blocked.get('status')})"

@@ -116,7 +116,7 @@ def fill(path: Path, n: int) -> list[int]:
     ids = [store.add([item(f"k{i}", blob="z" * 300)])[0] for i in range(n)]
     store.mark_done(ids[0], {"id": "first"})
     # Fold the WAL into the main file so the damage below hits the only copy of the rows.
-    store._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     store.close()
     return ids
 
