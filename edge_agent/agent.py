@@ -381,9 +381,10 @@ class Agent:
                 await self._to_the_end(self._hand_over(*item))
 
     async def _to_the_end(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run a pump's hand-over to its end even if the pump is cancelled meanwhile (`stop`): events
-        taken off a queue and half handed over would be lost (CI saw an incident's close lost so, its
-        issue never closed). `stop` awaits what is still running before it drains the queues."""
+        """Run a pump's hand-over (or the tick's reporting) to its end even if its component is
+        cancelled meanwhile (`stop`): events taken off a queue and half handed over would be lost (CI
+        saw an incident's close lost so, its issue never closed). `stop` awaits what is still running
+        before it drains the queues."""
         task = asyncio.ensure_future(work)
         self._handing_over.add(task)
         task.add_done_callback(self._handing_over.discard)
@@ -427,7 +428,9 @@ class Agent:
                 self._emit_incidents(incident_events)
             self.metrics.set("anomalies_open", len(self.detector.open_anomalies()))
             if self.reporter is not None:
-                await self.reporter.tick()
+                # Shielded like the pumps' hand-overs: the planner forgets a window as it hands it
+                # out, so a tick cut between writing its files and enqueueing their jobs lost them.
+                await self._to_the_end(self.reporter.tick())
             now = self._mono()
             if (self.steps.unsaved or self.analysis.pending) and now >= self._next_state_retry:
                 self._next_state_retry = now + STATE_RETRY_SECONDS
