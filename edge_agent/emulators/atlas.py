@@ -27,7 +27,8 @@ from pydantic import BaseModel, ValidationError
 
 from edge_agent.config import EmulatorSection
 from edge_agent.emulators import atlas_models as m
-from edge_agent.emulators.atlas_store import AtlasStore, InvalidReference, Json, NotFound, Quirks
+from edge_agent.emulators.atlas_records import InvalidReference, Json, NotFound, Quirks
+from edge_agent.emulators.atlas_store import AtlasStore
 from edge_agent.emulators.common import (
     ADMIN_PREFIX,
     EmulatorServer,
