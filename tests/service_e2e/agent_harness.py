@@ -43,6 +43,25 @@ async def wait_for(predicate: Callable[[], bool], within: float, what: str, step
         await asyncio.sleep(step)
 
 
+async def wait_for_status(
+    agent: AgentProcess, predicate: Callable[[dict[str, Any]], Any], within: float, what: str
+) -> dict[str, Any]:
+    """Poll the agent's /status until `predicate` holds on it, and return that status; AssertionError
+    (with the last status) after `within` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        status = await agent.status()
+        if predicate(status):
+            return status
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}; /status: {status}")
+        await asyncio.sleep(0.1)
+
+
+async def wait_for_port_up(agent: AgentProcess, within: float = 10.0) -> None:
+    await wait_for_status(agent, lambda s: s["ports"]["bench"]["up"], within, "the serial port open")
+
+
 class NotifySocket:
     """What systemd would be: a unix datagram socket that records every notify message with its
     arrival time (monotonic)."""

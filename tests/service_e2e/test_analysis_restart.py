@@ -6,28 +6,16 @@ report in Atlas, its summary once on the run's issue, and /status says it comple
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import time
 from typing import Any
 
-from agent_harness import AgentFactory, AgentProcess, Pty, wait_for
+from agent_harness import AgentFactory, Pty, wait_for, wait_for_status
 
 from edge_agent.analysis.context import report_marker
 from edge_agent.emulators.atlas import AtlasEmulator
 
 NEVER = 3600.0  # the report's delay until the test finishes it (when the third agent polls it)
-
-
-async def wait_for_status(agent: AgentProcess, predicate: Any, within: float, what: str) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    while True:
-        status = await agent.status()
-        if predicate(status):
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}; /status: {status}")
-        await asyncio.sleep(0.1)
 
 
 async def test_a_report_polled_across_a_clean_restart_and_a_kill_is_requested_once(

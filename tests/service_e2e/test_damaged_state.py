@@ -11,7 +11,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from agent_harness import AgentFactory, Pty, wait_for
+from agent_harness import AgentFactory, Pty, wait_for, wait_for_port_up
 from test_disk_full import (  # it puts tests/e2e and tests/state on sys.path
     SEPARATE_INCIDENTS,
     account,
@@ -20,7 +20,7 @@ from test_disk_full import (  # it puts tests/e2e and tests/state on sys.path
     make_anomaly,
     modes_not_private,
 )
-from test_run import live_lens_sessions, scrape, wait_for_port_up
+from test_run import live_lens_sessions, scrape
 
 from edge_agent.emulators.archetype import ArchetypeEmulator
 from edge_agent.emulators.atlas import AtlasEmulator

@@ -13,8 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from agent_harness import AgentFactory, AgentProcess, Pty, wait_for
-from test_run import scrape, wait_for_port_up, wait_for_status
+from agent_harness import AgentFactory, AgentProcess, Pty, wait_for, wait_for_port_up, wait_for_status
+from test_run import scrape
 
 from edge_agent.emulators.atlas import AtlasEmulator
 

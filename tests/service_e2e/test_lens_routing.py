@@ -4,24 +4,11 @@ The agent (reader = auto) notices windows accepted and no output, switches once,
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
-from agent_harness import LENS_ID, AgentFactory, AgentProcess, Pty
+from agent_harness import LENS_ID, AgentFactory, Pty, wait_for_status
 
 from edge_agent.emulators.archetype import ArchetypeEmulator
-
-
-async def _status_when(agent: AgentProcess, predicate: Any, within: float, what: str) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    while True:
-        status = await agent.status()
-        if predicate(status):
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}; /status: {status}")
-        await asyncio.sleep(0.1)
 
 
 def _switched_and_inferring(status: dict[str, Any]) -> bool:
@@ -38,7 +25,7 @@ async def test_an_sse_routed_lens_status_and_readyz_say_the_reader_was_switched(
     )
     agent = await run_agent(config)
     pty.start_writing()
-    status = await _status_when(agent, _switched_and_inferring, 40, "inferences after the reader switch")
+    status = await wait_for_status(agent, _switched_and_inferring, 40, "inferences after the reader switch")
     reader = status["lens"]["reader"]
     assert reader["mode"] == "auto" and reader["reader"] == "sse" and reader["problem"] is None
     assert [(s["from"], s["to"]) for s in reader["switches"]] == [("session_read", "sse")]

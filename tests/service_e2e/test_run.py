@@ -19,7 +19,17 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from agent_harness import SYSTEM_ID, AgentFactory, AgentProcess, NotifySocket, Pty, outbox_jobs, wait_for
+from agent_harness import (
+    SYSTEM_ID,
+    AgentFactory,
+    AgentProcess,
+    NotifySocket,
+    Pty,
+    outbox_jobs,
+    wait_for,
+    wait_for_port_up,
+    wait_for_status,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from edge_agent.emulators.archetype import ArchetypeEmulator
@@ -119,21 +129,6 @@ async def test_run_ready_watchdog_metrics_anomaly_then_sigterm_drains_and_exits_
     assert supply[0]["comments"], supply[0]
     assert state["counts"]["sessions"] == 1
     assert agent.events("agent_stopped")[-1]["outbox_drained"] is True
-
-
-async def wait_for_port_up(agent: AgentProcess, within: float = 10.0) -> None:
-    await wait_for_status(agent, lambda s: s["ports"]["bench"]["up"], within, "the serial port open")
-
-
-async def wait_for_status(agent: AgentProcess, predicate: Any, within: float, what: str) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    while True:
-        status = await agent.status()
-        if predicate(status):
-            return status
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {within}s waiting for {what}; /status: {status}")
-        await asyncio.sleep(0.1)
 
 
 async def test_second_sigterm_exits_at_once_while_the_first_is_still_draining(
