@@ -8,15 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import secrets
 import signal
 from pathlib import Path
 
 import pytest
-from lens_helpers import fast_emulator_settings, live_sessions, runner_toml, wait_for
-from test_crash_restart import recorded, session, start_runner
-
-from edge_agent.emulators.archetype import ArchetypeEmulator
+from lens_helpers import live_sessions, recorded, runner_killed_streaming, session, wait_for
 
 DAMAGE = {
     "not-utf8": b"\xff\xfe\x00\x81 not text",
@@ -29,30 +25,11 @@ DAMAGE = {
 async def test_a_damaged_record_is_set_aside_and_the_orphan_found_in_the_org_list(
     tmp_path: Path, damage: str
 ) -> None:
-    key = "atai-test-" + secrets.token_hex(12)
-    emu = ArchetypeEmulator(fast_emulator_settings(api_key=key, runner_slots=1), port=0, seed=5)
-    await emu.start()
-    state_dir = tmp_path / "state"
-    config = tmp_path / "agent.toml"
-    config.write_text(runner_toml(emu.base_url, key, str(state_dir), clock_skew=5.0))
-    log_file = tmp_path / "runner.log"
-    procs: list[asyncio.subprocess.Process] = []
-    try:
-        first = await start_runner(config, log_file)
-        procs.append(first)
-
-        def first_streaming() -> bool:
-            live = live_sessions(emu)
-            return len(live) == 1 and live[0]["counts"]["windows_accepted"] >= 3 and bool(recorded(state_dir))
-
-        await wait_for(first_streaming, 30, "the first run to stream")
-        orphan = live_sessions(emu)[0]["session_id"]
-        first.send_signal(signal.SIGKILL)
-        assert await asyncio.wait_for(first.wait(), 10) == -signal.SIGKILL
+    async with runner_killed_streaming(tmp_path, seed=5, emulator={"runner_slots": 1}, clock_skew=5.0) as run:
+        emu, state_dir, orphan, log_file = run.emu, run.state_dir, run.orphan, run.log_file
         (state_dir / "lens_sessions.json").write_bytes(DAMAGE[damage])
 
-        second = await start_runner(config, log_file)
-        procs.append(second)
+        second = await run.start()
 
         def replaced() -> bool:
             live = live_sessions(emu)
@@ -75,9 +52,3 @@ async def test_a_damaged_record_is_set_aside_and_the_orphan_found_in_the_org_lis
         second.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(second.wait(), 20) == 0
         assert live_sessions(emu) == []
-    finally:
-        for proc in procs:
-            if proc.returncode is None:
-                proc.kill()
-                await proc.wait()
-        await emu.stop()
