@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from detect_helpers import WALL0, detector, frame, rule
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_agent.config import LensSection, RuleSection
+from edge_agent.config import LensSection
 from edge_agent.detect import (
     AnomalyClosed,
     AnomalyEvent,
@@ -26,21 +27,6 @@ from edge_agent.detect import (
 )
 from edge_agent.frames import Frame, LinkEvent, LinkState
 from edge_agent.lens.protocol import LensInference
-
-WALL0 = 1_700_000_000.0
-
-
-def rule(**kwargs: Any) -> RuleSection:
-    return RuleSection.model_validate(kwargs)
-
-
-def detector(rules: Sequence[RuleSection], lens: LensSection | None = None, **kwargs: Any) -> Detector:
-    numbers = itertools.count(1)
-    return Detector(rules, lens, new_id=lambda: f"a{next(numbers)}", **kwargs)
-
-
-def frame(t: float, source: str = "bench", **values: float) -> Frame:
-    return Frame(source=source, mono=t, wall=WALL0 + t, values=dict(values))
 
 
 def feed(d: Detector, frames: Sequence[Frame]) -> list[AnomalyEvent]:

@@ -3,9 +3,9 @@ in the frames' times is still a dropout, and lens windows land on the lens sourc
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
-from typing import Any
+
+from detect_helpers import WALL0, detector, frame, rule
 
 from edge_agent.config import LensSection, RuleSection
 from edge_agent.detect import (
@@ -16,14 +16,8 @@ from edge_agent.detect import (
     Detector,
     LensAnomalyOptions,
 )
-from edge_agent.frames import Frame, LinkEvent, LinkState
+from edge_agent.frames import LinkEvent, LinkState
 from edge_agent.lens.protocol import LensInference
-
-WALL0 = 1_700_000_000.0
-
-
-def rule(**kwargs: Any) -> RuleSection:
-    return RuleSection.model_validate(kwargs)
 
 
 class Timelines:
@@ -38,16 +32,11 @@ class Timelines:
         return host_mono + self.offsets.get(source, 0.0)
 
 
-def detector(rules: Sequence[RuleSection], timelines: Timelines, lens: LensSection | None = None) -> Detector:
-    numbers = itertools.count(1)
+def timed_detector(
+    rules: Sequence[RuleSection], timelines: Timelines, lens: LensSection | None = None
+) -> Detector:
     options = LensAnomalyOptions(severity="high", debounce=Debounce(clear_after=2.0))
-    return Detector(
-        rules, lens, new_id=lambda: f"a{next(numbers)}", source_now=timelines, lens_options=options
-    )
-
-
-def frame(t: float, source: str = "bench", **values: float) -> Frame:
-    return Frame(source=source, mono=t, wall=WALL0 + t, values=dict(values))
+    return detector(rules, lens, source_now=timelines, lens_options=options)
 
 
 def summary(events: Sequence[AnomalyEvent]) -> list[tuple[str, str, str]]:
@@ -58,7 +47,7 @@ def test_tick_judges_each_sources_dropout_on_that_sources_now() -> None:
     """Source `fast` runs 100 s ahead of the host (a replay), `slow` 100 s behind (a late anchor): a
     tick on host time would call `slow` silent for ever and `fast` never; on their own nows neither is."""
     timelines = Timelines(fast=100.0, slow=-100.0)
-    d = detector([rule(channel="*", kind="dropout", dropout_after=1.0)], timelines)
+    d = timed_detector([rule(channel="*", kind="dropout", dropout_after=1.0)], timelines)
     assert d.on_frame(frame(110.0, "fast", v=1.0)) == ()
     assert d.on_frame(frame(-90.0, "slow", v=1.0)) == ()
     assert d.tick(10.5, WALL0) == []  # both sources' last frames are 0.5 s old on their own timelines
@@ -73,7 +62,7 @@ def test_tick_judges_each_sources_dropout_on_that_sources_now() -> None:
 
 def test_an_anomaly_closes_by_tick_on_its_sources_now() -> None:
     timelines = Timelines(dev=50.0)
-    d = detector([rule(channel="v", kind="limits", max=1.0, clear_after=2.0)], timelines)
+    d = timed_detector([rule(channel="v", kind="limits", max=1.0, clear_after=2.0)], timelines)
     assert summary(d.on_frame(frame(60.0, "dev", v=5.0))) == [("AnomalyOpened", "dev", "rule:limits")]
     assert d.on_frame(frame(61.0, "dev", v=0.0)) == ()  # clear from 61 on the device's timeline
     assert d.tick(12.9, WALL0) == []  # its now: 62.9, not yet 2 s clear
@@ -84,7 +73,7 @@ def test_an_anomaly_closes_by_tick_on_its_sources_now() -> None:
 
 def test_a_gap_between_frames_is_a_dropout_even_when_no_tick_saw_it() -> None:
     """A replay at 200x: the 5 s gap passes in 25 ms of host time, between two ticks."""
-    d = detector([rule(channel="v", kind="dropout", dropout_after=1.0, clear_after=0.5)], Timelines())
+    d = timed_detector([rule(channel="v", kind="dropout", dropout_after=1.0, clear_after=0.5)], Timelines())
     events: list[AnomalyEvent] = []
     for t in (0.0, 0.1, 0.2, 5.2, 5.3, 5.8):
         events += d.on_frame(frame(t, v=1.0))
@@ -101,7 +90,7 @@ def test_a_gap_between_frames_is_a_dropout_even_when_no_tick_saw_it() -> None:
 
 
 def test_a_gap_a_tick_already_opened_is_not_opened_twice() -> None:
-    d = detector([rule(channel="v", kind="dropout", dropout_after=1.0, clear_after=0.0)], Timelines())
+    d = timed_detector([rule(channel="v", kind="dropout", dropout_after=1.0, clear_after=0.0)], Timelines())
     d.on_frame(frame(0.0, v=1.0))
     assert summary(d.tick(1.5, WALL0)) == [("AnomalyOpened", "bench", "rule:dropout")]
     (closed,) = d.on_frame(frame(3.0, v=1.0))
@@ -110,7 +99,7 @@ def test_a_gap_a_tick_already_opened_is_not_opened_twice() -> None:
 
 
 def test_a_gap_shorter_than_hold_is_no_dropout() -> None:
-    d = detector([rule(channel="v", kind="dropout", dropout_after=1.0, hold=2.0)], Timelines())
+    d = timed_detector([rule(channel="v", kind="dropout", dropout_after=1.0, hold=2.0)], Timelines())
     for t in (0.0, 2.5, 2.6):  # condition held 1.5 s (from 1.0 to 2.5): less than the hold
         assert d.on_frame(frame(t, v=1.0)) == ()
     opened = [e for t in (10.0,) for e in d.on_frame(frame(t, v=1.0))]
@@ -118,7 +107,7 @@ def test_a_gap_shorter_than_hold_is_no_dropout() -> None:
 
 
 def test_link_events_on_the_timeline_and_the_unplug_path_is_unchanged() -> None:
-    d = detector([rule(channel="*", kind="dropout", dropout_after=1.0, clear_after=0.0)], Timelines())
+    d = timed_detector([rule(channel="*", kind="dropout", dropout_after=1.0, clear_after=0.0)], Timelines())
     d.on_frame(frame(1.0, v=1.0))
     events = d.on_link(LinkEvent("bench", LinkState.DOWN, 1.2, WALL0, "unplugged"))
     assert summary(events) == [("AnomalyOpened", "bench", "rule:dropout")]
@@ -131,7 +120,7 @@ def test_link_events_on_the_timeline_and_the_unplug_path_is_unchanged() -> None:
 
 def test_close_all_closes_each_anomaly_at_its_sources_now() -> None:
     timelines = Timelines(a=1000.0)
-    d = detector([rule(channel="v", kind="limits", max=1.0)], timelines)
+    d = timed_detector([rule(channel="v", kind="limits", max=1.0)], timelines)
     d.on_frame(frame(1001.0, "a", v=5.0))
     d.on_frame(frame(2.0, "b", v=5.0))
     closed = {e.anomaly.source: e.anomaly.closed_mono for e in d.close_all(3.0, WALL0)}
@@ -140,7 +129,7 @@ def test_close_all_closes_each_anomaly_at_its_sources_now() -> None:
 
 def test_lens_window_times_map_onto_the_lens_sources_timeline() -> None:
     timelines = Timelines(bench=500.0)
-    d = detector([], timelines, LensSection(anomaly_labels=["fault"]))
+    d = timed_detector([], timelines, LensSection(anomaly_labels=["fault"]))
     inference = LensInference(
         label="fault", scores={"fault": 0.9}, source="bench", session_id="lsn-1",
         window_start=WALL0 + 8.0, window_end=WALL0 + 9.0, received_at=WALL0 + 10.0,
