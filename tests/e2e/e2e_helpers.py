@@ -4,26 +4,89 @@ and bounded waits. Everything talks over real sockets and real pseudo-terminals;
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from edge_agent.agent import Agent
+from edge_agent.bench_sim import plant
 from edge_agent.bench_sim.feed import Feed
 from edge_agent.bench_sim.model import BenchModel
 from edge_agent.bench_sim.player import ScenarioPlayer
 from edge_agent.bench_sim.pty_port import PtyPort
+from edge_agent.bench_sim.replay import ReplayPlayer
 from edge_agent.bench_sim.runner import BenchRunner, OracleWriter
 from edge_agent.bench_sim.scenario import load_scenario
+from edge_agent.config import load_config
 
 TOKEN = "e2e-atlas-token"
 SYSTEM_ID = "0b7c6a52-3f1e-4c3a-9a57-2d8f2b8e6c11"  # the emulator wants a UUID for a test run's system
 COLUMNS = ["t_ms", "supply_v", "current_a", "temp_c", "vibration_g", "pressure_kpa"]
 SAMPLE_RATE = 50.0
+# (channel, start s, magnitude, severity) for `fault_bench`: one fault on each rule's channel of
+# `agent_config_toml`, 0.8 s apart, each its own incident.
+ONE_FAULT_PER_RULE = [
+    ("supply_v", 0.8, 1.8, "high"),
+    ("vibration_g", 1.6, 1.0, "medium"),
+    ("current_a", 2.4, 2.0, "medium"),
+]
+
+
+def agent_toml(
+    *,
+    bench: str,
+    state_dir: Path,
+    source: str,
+    link: Path,
+    columns: list[str],
+    atlas_url: str,
+    lens: str = "enabled = false",
+    atlas: str = "",
+    retry_cap: str = "1s",
+    drain_deadline: str,
+    sections: str = "",
+    control_port: int = 0,
+) -> str:
+    """What every whole-agent test's TOML holds: the bench, one serial source `source` on the pty
+    `link` (device time in `t_ms`), the lens (`lens`: that section's lines), Atlas (the emulator's
+    token, `atlas`: more lines of that section), fast outbox retries, the control API on loopback, and
+    between them `sections` (the test's rules, evidence, steps...). The control section comes last:
+    lines appended to the result belong to it."""
+    return f"""
+[agent]
+bench = "{bench}"
+state_dir = "{state_dir}"
+
+[[serial]]
+name = "{source}"
+url = "{link}"
+columns = {json.dumps(columns)}
+device_time = "t_ms"
+reconnect_min = "50ms"
+reconnect_max = "200ms"
+
+[lens]
+{lens}
+
+[atlas]
+url = "{atlas_url}"
+token = "{TOKEN}"
+{atlas}
+
+[outbox]
+retry_base = "100ms"
+retry_cap = "{retry_cap}"
+drain_deadline = "{drain_deadline}"
+{sections}
+[control]
+listen = "127.0.0.1:{control_port}"
+"""
 
 
 def agent_config_toml(
@@ -38,35 +101,14 @@ def agent_config_toml(
     plots: bool = False,
     extra: str = "",
 ) -> str:
-    """The agent's TOML. The lens is disabled on purpose: these tests are about the reporting path
-    (rules -> reporter/steps -> outbox -> Atlas), and the emulated lens labels every window that
-    differs from its baseline, which would add lens anomalies whose count depends on window timing.
-    The lens path end to end is tested in tests/lens/test_e2e.py. `plots` (the PNG with the final
-    evidence, seconds of a child process's CPU each) is on only where a test is about it: dozens of
-    incidents drawing at once starve a loaded machine for what these tests measure."""
-    return f"""
-[agent]
-bench = "e2e"
-state_dir = "{state_dir}"
-
-[[serial]]
-name = "bench"
-url = "{link}"
-columns = {json.dumps(COLUMNS)}
-device_time = "t_ms"
-reconnect_min = "50ms"
-reconnect_max = "200ms"
-
-[lens]
-enabled = false
-
-[atlas]
-url = "{atlas_url}"
-token = "{TOKEN}"
-connect_timeout = "2s"
-read_timeout = "5s"
-upload_timeout = "10s"
-
+    """The agent's TOML on the simulated bench (`Sim`). The lens is disabled on purpose: these tests
+    are about the reporting path (rules -> reporter/steps -> outbox -> Atlas), and the emulated lens
+    labels every window that differs from its baseline, which would add lens anomalies whose count
+    depends on window timing. The lens path end to end is tested in tests/lens/test_e2e.py. `plots`
+    (the PNG with the final evidence, seconds of a child process's CPU each) is on only where a test
+    is about it: dozens of incidents drawing at once starve a loaded machine for what these tests
+    measure. `extra`: lines of the control section, then any further sections."""
+    sections = f"""
 [[rules]]
 channel = "supply_v"
 kind = "limits"
@@ -101,20 +143,78 @@ plots = {"true" if plots else "false"}
 [steps]
 system_id = "{system_id}"
 
-[outbox]
-retry_base = "100ms"
-retry_cap = "{retry_cap}"
-drain_deadline = "15s"
-
 [incidents]
 # The faults these tests script are 0.5 s or more apart: each is its own physical event (own incident).
 join_window = "200ms"
 update_after = "200ms"
-
-[control]
-listen = "127.0.0.1:{control_port}"
-{extra}
 """
+    atlas = 'connect_timeout = "2s"\nread_timeout = "5s"\nupload_timeout = "10s"'
+    toml = agent_toml(
+        bench="e2e", state_dir=state_dir, source="bench", link=link, columns=COLUMNS, atlas_url=atlas_url,
+        atlas=atlas, retry_cap=retry_cap, drain_deadline="15s", sections=sections, control_port=control_port,
+    )  # fmt: skip
+    return toml + extra
+
+
+def limit_rules_toml(limits: Iterable[tuple[str, float | None, float | None, str]]) -> str:
+    """One limits rule per (channel, min, max, severity), held 3 samples, cleared after 5 s quiet: what
+    a test engineer sets on the simulated pump skid (edge_agent/bench_sim/plant.py)."""
+    return "".join(
+        f"""
+[[rules]]
+channel = "{channel}"
+kind = "limits"
+{f"min = {low}" if low is not None else ""}
+{f"max = {high}" if high is not None else ""}
+hold_samples = 3
+clear_after = "5s"
+severity = "{severity}"
+"""
+        for channel, low, high, severity in limits
+    )
+
+
+def skid_config(
+    path: Path,
+    *,
+    bench: str,
+    state_dir: Path,
+    link: Path,
+    atlas_url: str,
+    sections: str,
+    lens: str = "enabled = false",
+) -> Path:
+    """The agent's TOML at `path` for a recording of the pump skid (`plant.PUMP_CHANNELS`) replayed on
+    the pty `link` (`replayed`); `sections`: the test's rules, evidence, steps."""
+    columns = ["t_ms", *(c.name for c in plant.PUMP_CHANNELS)]
+    text = agent_toml(
+        bench=bench, state_dir=state_dir, source="skid", link=link, columns=columns, atlas_url=atlas_url,
+        lens=lens, drain_deadline="20s", sections=sections,
+    )  # fmt: skip
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@contextlib.asynccontextmanager
+async def replayed(
+    config: Path, recording: Path, link: Path, *, speed: float, play_within: float
+) -> AsyncIterator[Agent]:
+    """The whole agent started on `config`, and the CSV `recording` replayed through the pty `link` at
+    `speed` device seconds per real second; yields the agent once every row was written. Then the agent
+    stops (its outbox draining up to 20 s) and the player with it; the outbox must have drained."""
+    agent = Agent(load_config(config, environ={}))
+    replay = ReplayPlayer(lambda: recording.read_bytes().splitlines(keepends=True), speed=1.0)
+    runner = BenchRunner(Feed(replay, replay.header), PtyPort(link), speed=speed)
+    try:
+        await agent.start()
+        played = asyncio.create_task(runner.run())
+        await asyncio.wait_for(runner.ready.wait(), 10)
+        await asyncio.wait_for(played, play_within)
+        yield agent
+    finally:
+        drained = await agent.stop(time.monotonic() + 20)
+        runner.stop()
+    assert drained, "the outbox did not drain"
 
 
 def fault_toml(channel: str, start: float, duration: float, magnitude: float, severity: str, fid: str) -> str:
@@ -140,16 +240,26 @@ duration = "{duration:.3f}s"
 
 
 class Sim:
-    """The simulated bench in this process: a scenario file played on a real pty behind `link`."""
+    """The simulated bench in this process: a scenario file played on a real pty behind `link` (`port`:
+    the pty's writer, default a plain `PtyPort`)."""
 
-    def __init__(self, scenario: Path, link: Path, oracle: Path, rate: float = SAMPLE_RATE) -> None:
+    def __init__(
+        self,
+        scenario: Path,
+        link: Path,
+        oracle: Path,
+        rate: float = SAMPLE_RATE,
+        *,
+        port: PtyPort | None = None,
+    ) -> None:
         sc = load_scenario(str(scenario))
         model = BenchModel(0)
         player = ScenarioPlayer(sc, model, rate, 0)
         self.oracle_path = oracle
         self._oracle = OracleWriter(oracle)
+        self.port = port or PtyPort(link)
         self.runner = BenchRunner(
-            Feed(player, model.header()), PtyPort(link), oracle=self._oracle, run_info={"scenario": sc.name}
+            Feed(player, model.header()), self.port, oracle=self._oracle, run_info={"scenario": sc.name}
         )
         self.task: asyncio.Task[dict[str, Any]] | None = None
 
@@ -165,14 +275,79 @@ class Sim:
             self._oracle.close()
 
     async def stop(self) -> None:
+        """Stop the bench; the run's own error, if it failed, is raised here. A run `wait` gave up on
+        (cancelled) has nothing more to say: that timeout was raised already."""
         self.runner.stop()
-        if self.task is not None:
+        if self.task is not None and not self.task.cancelled():
             await asyncio.wait_for(self.task, 5)
         self._oracle.close()
 
     def records(self, kind: str) -> list[dict[str, Any]]:
         lines = self.oracle_path.read_text(encoding="utf-8").splitlines()
         return [r for r in map(json.loads, lines) if r.get("record") == kind]
+
+    async def play_steps(
+        self,
+        agent: Agent,
+        steps: int,
+        *,
+        play_within: float,
+        steps_within: float,
+        what: str,
+        drain_within: float,
+    ) -> bool:
+        """Start `agent`, play the scenario once its pty is open, wait until its `steps` steps ended in
+        the step tracker, and stop it (the outbox draining up to `drain_within` s): whether it drained.
+        On a failure the agent is stopped at once and the bench with it."""
+        await agent.start()
+        stopped = False
+        try:
+            await self.start()
+
+            async def port_up() -> bool:
+                return agent.readers["bench"].is_up
+
+            await wait_until(port_up, 5, "the agent to open the pty")
+            await self.wait(play_within)
+
+            async def steps_done() -> bool:
+                return len(agent.steps.status()["completed"]) == steps
+
+            await wait_until(steps_done, steps_within, what)
+            stopped = True
+            return await agent.stop(time.monotonic() + drain_within)
+        finally:
+            if not stopped:
+                await agent.stop(time.monotonic() + 1)
+            if self.task is not None and not self.task.done():
+                await self.stop()
+
+
+def fault_bench(
+    tmp_path: Path,
+    atlas_url: str,
+    name: str,
+    duration: str,
+    faults: Sequence[tuple[str, float, float, str]],
+    *,
+    environ: dict[str, str] | None = None,
+    **config: Any,
+) -> tuple[Agent, Sim, Path]:
+    """The whole agent (`agent_config_toml(**config)`) and the simulated bench playing, for `duration`,
+    one 0.3 s fault per (channel, start s, magnitude, severity), ids f1, f2, ...: (agent, bench, the
+    agent's state directory). Neither is started."""
+    link = tmp_path / "ttyBENCH0"
+    state_dir = tmp_path / "state"
+    config_path = tmp_path / "agent.toml"
+    config_path.write_text(agent_config_toml(state_dir, link, atlas_url, **config), encoding="utf-8")
+    scenario = tmp_path / "scenario.toml"
+    scenario.write_text(
+        f'name = "{name}"\nduration = "{duration}"\n'
+        + "".join(fault_toml(c, s, 0.3, m, sev, f"f{i}") for i, (c, s, m, sev) in enumerate(faults, 1)),
+        encoding="utf-8",
+    )
+    agent = Agent(load_config(config_path, environ=environ or {}))
+    return agent, Sim(scenario, link, tmp_path / "oracle.jsonl"), state_dir
 
 
 async def wait_until(

@@ -8,20 +8,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from e2e_helpers import (
-    Sim,
-    account,
-    agent_config_toml,
-    detected_incidents,
-    fault_toml,
-    get_json,
-    outbox_jobs,
-    wait_until,
-)
+from e2e_helpers import account, detected_incidents, fault_bench, get_json, outbox_jobs, wait_until
 
-from edge_agent.agent import Agent
 from edge_agent.atlas.narrative import iso
-from edge_agent.config import load_config
 from edge_agent.emulators.atlas import AtlasEmulator
 
 # Two faults per channel, 0.8 s apart across channels, 2.4 s apart on one channel: six anomalies,
@@ -40,18 +29,7 @@ OUTAGE_S = 7.0
 async def test_atlas_refusing_then_back_every_report_once_in_order(
     tmp_path: Path, atlas: AtlasEmulator
 ) -> None:
-    link = tmp_path / "ttyBENCH0"
-    state_dir = tmp_path / "state"
-    config_path = tmp_path / "agent.toml"
-    config_path.write_text(agent_config_toml(state_dir, link, atlas.base_url), encoding="utf-8")
-    scenario = tmp_path / "scenario.toml"
-    scenario.write_text(
-        'name = "outage"\nduration = "6.5s"\n'
-        + "".join(fault_toml(c, s, 0.3, m, sev, f"f{i}") for i, (c, s, m, sev) in enumerate(FAULTS, 1)),
-        encoding="utf-8",
-    )
-    agent = Agent(load_config(config_path, environ={}))
-    sim = Sim(scenario, link, tmp_path / "oracle.jsonl")
+    agent, sim, state_dir = fault_bench(tmp_path, atlas.base_url, "outage", "6.5s", FAULTS)
     await agent.start()
     assert agent.control is not None
     try:

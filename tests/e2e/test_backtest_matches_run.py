@@ -11,27 +11,19 @@ times on the device's timeline) and its evidence CSV (which device time each fra
 
 from __future__ import annotations
 
-import asyncio
 import bisect
 import csv
 import io
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import TOKEN, wait_until
+from e2e_helpers import limit_rules_toml, replayed, skid_config, wait_until
 
-from edge_agent.agent import Agent
 from edge_agent.bench_sim import plant
-from edge_agent.bench_sim.feed import Feed
-from edge_agent.bench_sim.pty_port import PtyPort
-from edge_agent.bench_sim.replay import ReplayPlayer
-from edge_agent.bench_sim.runner import BenchRunner
-from edge_agent.config import load_config
 from edge_agent.emulators.atlas import AtlasEmulator
 
 pytestmark = pytest.mark.timeout(240)
@@ -68,59 +60,11 @@ def _recording(path: Path) -> list[int]:
 
 
 def _config(path: Path, state: Path, link: Path, atlas_url: str, bench: str) -> Path:
-    rules = "".join(
-        f"""
-[[rules]]
-channel = "{channel}"
-kind = "limits"
-{f"min = {low}" if low is not None else ""}
-{f"max = {high}" if high is not None else ""}
-hold_samples = 3
-clear_after = "5s"
-severity = "medium"
-"""
-        for channel, low, high in LIMITS
+    evidence = '\n[evidence]\nring_seconds = "30m"\npre = "10s"\npost = "5s"\nmax_duration = "30m"\n'
+    rules = limit_rules_toml((channel, low, high, "medium") for channel, low, high in LIMITS)
+    return skid_config(
+        path, bench=bench, state_dir=state, link=link, atlas_url=atlas_url, sections=evidence + rules
     )
-    columns = json.dumps(["t_ms", *(c.name for c in plant.PUMP_CHANNELS)])
-    path.write_text(
-        f"""
-[agent]
-bench = "{bench}"
-state_dir = "{state}"
-
-[[serial]]
-name = "skid"
-url = "{link}"
-columns = {columns}
-device_time = "t_ms"
-reconnect_min = "50ms"
-reconnect_max = "200ms"
-
-[lens]
-enabled = false
-
-[atlas]
-url = "{atlas_url}"
-token = "{TOKEN}"
-
-[evidence]
-ring_seconds = "30m"
-pre = "10s"
-post = "5s"
-max_duration = "30m"
-
-[outbox]
-retry_base = "100ms"
-retry_cap = "1s"
-drain_deadline = "20s"
-
-[control]
-listen = "127.0.0.1:0"
-{rules}
-""",
-        encoding="utf-8",
-    )
-    return path
 
 
 def _key(member: dict[str, Any]) -> tuple[str, str]:
@@ -149,15 +93,7 @@ async def _run_live(tmp_path: Path, recording: Path, atlas: AtlasEmulator, speed
     bench = f"skid-{speed:g}x"
     link = tmp_path / f"tty-{bench}"
     config = _config(tmp_path / f"{bench}.toml", tmp_path / bench, link, atlas.base_url, bench)
-    agent = Agent(load_config(config, environ={}))
-    replay = ReplayPlayer(lambda: recording.read_bytes().splitlines(keepends=True), speed=1.0)
-    runner = BenchRunner(Feed(replay, replay.header), PtyPort(link), speed=speed)
-    try:
-        await agent.start()
-        played = asyncio.create_task(runner.run())
-        await asyncio.wait_for(runner.ready.wait(), 10)
-        await asyncio.wait_for(played, ROWS / speed + 30)
-
+    async with replayed(config, recording, link, speed=speed, play_within=ROWS / speed + 30) as agent:
         # The first rows may go before the agent opens the pty (an open flushes the input): they carry
         # no fault. Wait until the rows stop coming.
         seen = [-1]
@@ -175,9 +111,6 @@ async def _run_live(tmp_path: Path, recording: Path, atlas: AtlasEmulator, speed
             return not agent.incidents.open_incidents()
 
         await wait_until(closed, 10, "every incident closed by its quiet period")
-    finally:
-        assert await agent.stop(time.monotonic() + 20), "the outbox did not drain"
-        runner.stop()
     return config
 
 

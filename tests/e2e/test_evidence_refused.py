@@ -9,27 +9,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+from e2e_helpers import ONE_FAULT_PER_RULE as FAULTS
 from e2e_helpers import (
     TOKEN,
-    Sim,
-    agent_config_toml,
     detected_incidents,
-    fault_toml,
+    fault_bench,
     get_json,
     marker_lines,
     outbox_jobs,
     wait_until,
 )
 
-from edge_agent.agent import Agent
-from edge_agent.config import load_config
 from edge_agent.emulators.atlas import AtlasEmulator
 
-FAULTS = [
-    ("supply_v", 0.8, 1.8, "high"),
-    ("vibration_g", 1.6, 1.0, "medium"),
-    ("current_a", 2.4, 2.0, "medium"),
-]
 ENVIRON = {
     "EDGE_AGENT_ATLAS__EVIDENCE_RETRY_FIRST": "200ms",
     "EDGE_AGENT_ATLAS__EVIDENCE_RETRY_CAP": "1s",
@@ -47,19 +39,10 @@ def _markers(issue: dict[str, Any]) -> list[str]:
 async def test_413_on_every_upload_one_issue_per_incident_and_evidence_linked_when_it_clears(
     tmp_path: Path, atlas: AtlasEmulator
 ) -> None:
-    link = tmp_path / "ttyBENCH0"
-    state_dir = tmp_path / "state"
-    config_path = tmp_path / "agent.toml"
     # Plots on: the final evidence's PNG is refused and linked like the rest.
-    config_path.write_text(agent_config_toml(state_dir, link, atlas.base_url, plots=True), encoding="utf-8")
-    scenario = tmp_path / "scenario.toml"
-    scenario.write_text(
-        'name = "proxy-413"\nduration = "3.5s"\n'
-        + "".join(fault_toml(c, s, 0.3, m, sev, f"f{i}") for i, (c, s, m, sev) in enumerate(FAULTS, 1)),
-        encoding="utf-8",
+    agent, sim, state_dir = fault_bench(
+        tmp_path, atlas.base_url, "proxy-413", "3.5s", FAULTS, environ=ENVIRON, plots=True
     )
-    agent = Agent(load_config(config_path, environ=ENVIRON))
-    sim = Sim(scenario, link, tmp_path / "oracle.jsonl")
     atlas.faults.update({"proxy_status": 413, "path_pattern": r"/upload-files$"})
     await agent.start()
     started = time.monotonic()

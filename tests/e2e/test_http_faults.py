@@ -9,49 +9,18 @@ import asyncio
 import time
 from pathlib import Path
 
+from e2e_helpers import ONE_FAULT_PER_RULE as FAULTS
 from e2e_helpers import (
-    Sim,
     account,
-    agent_config_toml,
     detected_incidents,
-    fault_toml,
+    fault_bench,
     get_json,
     outbox_jobs,
     wait_until,
 )
 
 from edge_agent.agent import Agent
-from edge_agent.config import load_config
 from edge_agent.emulators.atlas import AtlasEmulator
-
-FAULTS = [
-    ("supply_v", 0.8, 1.8, "high"),
-    ("vibration_g", 1.6, 1.0, "medium"),
-    ("current_a", 2.4, 2.0, "medium"),
-]
-
-
-def _setup(tmp_path: Path, atlas: AtlasEmulator, *, system_id: str | None = None) -> tuple[Agent, Sim, Path]:
-    link = tmp_path / "ttyBENCH0"
-    state_dir = tmp_path / "state"
-    config_path = tmp_path / "agent.toml"
-    toml = (
-        agent_config_toml(state_dir, link, atlas.base_url)
-        if system_id is None
-        else agent_config_toml(state_dir, link, atlas.base_url, system_id=system_id)
-    )
-    config_path.write_text(toml, encoding="utf-8")
-    scenario = tmp_path / "scenario.toml"
-    scenario.write_text(
-        'name = "http-faults"\nduration = "3.5s"\n'
-        + "".join(fault_toml(c, s, 0.3, m, sev, f"f{i}") for i, (c, s, m, sev) in enumerate(FAULTS, 1)),
-        encoding="utf-8",
-    )
-    return (
-        Agent(load_config(config_path, environ={})),
-        Sim(scenario, link, tmp_path / "oracle.jsonl"),
-        state_dir,
-    )
 
 
 async def _idle(agent: Agent) -> bool:
@@ -62,7 +31,7 @@ async def _idle(agent: Agent) -> bool:
 async def test_5xx_burst_429_retry_after_and_slow_uploads_then_everything_once(
     tmp_path: Path, atlas: AtlasEmulator
 ) -> None:
-    agent, sim, state_dir = _setup(tmp_path, atlas)
+    agent, sim, state_dir = fault_bench(tmp_path, atlas.base_url, "http-faults", "3.5s", FAULTS)
     await agent.start()
     try:
         # Phase 1, the whole run's reporting meets 503s.
@@ -99,7 +68,9 @@ async def test_422_on_a_bad_field_is_kept_failed_and_shown_on_status_reporting_g
     tmp_path: Path, atlas: AtlasEmulator
 ) -> None:
     # A system id that is not a UUID: Atlas refuses the test run with 422 naming the field.
-    agent, sim, state_dir = _setup(tmp_path, atlas, system_id="bench-03-rig")
+    agent, sim, state_dir = fault_bench(
+        tmp_path, atlas.base_url, "http-faults", "3.5s", FAULTS, system_id="bench-03-rig"
+    )
     await agent.start()
     assert agent.control is not None
     try:

@@ -15,30 +15,22 @@ incident; the step the fault overlapped is failed and its note names the issue.
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
-import time
 from pathlib import Path
 
 import pytest
-from e2e_helpers import TOKEN, wait_until
+from e2e_helpers import SYSTEM_ID, limit_rules_toml, replayed, skid_config, wait_until
 
-from edge_agent.agent import Agent
 from edge_agent.bench_sim import plant
-from edge_agent.bench_sim.feed import Feed
-from edge_agent.bench_sim.pty_port import PtyPort
-from edge_agent.bench_sim.replay import ReplayPlayer
-from edge_agent.bench_sim.runner import BenchRunner
-from edge_agent.config import EmulatorSection, load_config
+from edge_agent.config import EmulatorSection
 from edge_agent.emulators.archetype import ArchetypeEmulator
 from edge_agent.emulators.atlas import AtlasEmulator
 
 pytestmark = pytest.mark.timeout(180)
 
 SPEED = 60.0  # device seconds per real second: the 16-minute recording plays in ~16 s
-SYSTEM_ID = "0b7c6a52-3f1e-4c3a-9a57-2d8f2b8e6c11"
 LENS_CHANNELS = ["flow_m3h", "discharge_kpa", "vibration_mm_s"]
 # (channel, min, max, severity): outside each channel's normal range on this skid (plant.PUMP_CHANNELS),
 # inside what the breakdown does to the 7 channels it moves.
@@ -69,34 +61,7 @@ def _recording(path: Path) -> plant.FaultOracle:
 
 
 def _config(tmp_path: Path, link: Path, archetype: ArchetypeEmulator, atlas: AtlasEmulator) -> Path:
-    rules = "".join(
-        f"""
-[[rules]]
-channel = "{channel}"
-kind = "limits"
-{f"min = {low}" if low is not None else ""}
-{f"max = {high}" if high is not None else ""}
-hold_samples = 3
-clear_after = "5s"
-severity = "{severity}"
-"""
-        for channel, low, high, severity in LIMITS
-    )
-    text = f"""
-[agent]
-bench = "pump-skid"
-state_dir = "{tmp_path / "state"}"
-
-[[serial]]
-name = "skid"
-url = "{link}"
-columns = {json.dumps(["t_ms", *(c.name for c in plant.PUMP_CHANNELS)])}
-device_time = "t_ms"
-reconnect_min = "50ms"
-reconnect_max = "200ms"
-
-[lens]
-api_url = "{archetype.base_url}"
+    lens = f"""api_url = "{archetype.base_url}"
 api_key = "{archetype.api_key}"
 lens_id = "{archetype.settings.lenses[0].lens_id}"
 channels = {json.dumps(LENS_CHANNELS)}
@@ -107,11 +72,8 @@ read_interval = "100ms"
 status_poll_interval = "100ms"
 anomaly_labels = ["fault"]
 anomaly_severity = "high"
-
-[atlas]
-url = "{atlas.base_url}"
-token = "{TOKEN}"
-
+"""
+    sections = f"""
 [evidence]
 ring_seconds = "30m"
 pre = "60s"
@@ -120,19 +82,11 @@ max_duration = "30m"
 
 [steps]
 system_id = "{SYSTEM_ID}"
-
-[outbox]
-retry_base = "100ms"
-retry_cap = "1s"
-drain_deadline = "20s"
-
-[control]
-listen = "127.0.0.1:0"
-{rules}
-"""
-    path = tmp_path / "agent.toml"
-    path.write_text(text, encoding="utf-8")
-    return path
+{limit_rules_toml(LIMITS)}"""
+    return skid_config(
+        tmp_path / "agent.toml", bench="pump-skid", state_dir=tmp_path / "state", link=link,
+        atlas_url=atlas.base_url, lens=lens, sections=sections,
+    )  # fmt: skip
 
 
 def _rows(data: bytes) -> list[dict[str, str]]:
@@ -150,27 +104,21 @@ async def test_the_pump_breakdown_is_one_issue_with_every_channel_the_lens_and_o
     archetype = ArchetypeEmulator(settings, port=0, seed=3)
     await archetype.start()
     link = tmp_path / "ttySKID0"
-    agent = Agent(load_config(_config(tmp_path, link, archetype, atlas), environ={}))
-    replay = ReplayPlayer(lambda: recording.read_bytes().splitlines(keepends=True), speed=1.0)
-    runner = BenchRunner(Feed(replay, replay.header), PtyPort(link), speed=SPEED)
+    config = _config(tmp_path, link, archetype, atlas)
     try:
-        await agent.start()
-        bench = asyncio.create_task(runner.run())
-        await asyncio.wait_for(runner.ready.wait(), 10)
-        await asyncio.wait_for(bench, 60)
+        async with replayed(config, recording, link, speed=SPEED, play_within=60) as agent:
 
-        async def step_ended() -> bool:
-            return any(c["step"] == "pump_run" for c in agent.steps.status()["completed"])
+            async def step_ended() -> bool:
+                return any(c["step"] == "pump_run" for c in agent.steps.status()["completed"])
 
-        # The recording goes on 240 device s after the fault, past the incident's quiet period (on
-        # the device's clock), so the incident closes by itself; the stop then sends what is left.
-        await wait_until(step_ended, 15, "the step END marker")
-        assert agent.lens is not None and agent.inference_labels["fault"] > 0, dict(agent.inference_labels)
+            # The recording goes on 240 device s after the fault, past the incident's quiet period (on
+            # the device's clock), so the incident closes by itself; the stop then sends what is left.
+            await wait_until(step_ended, 15, "the step END marker")
+            assert agent.lens is not None and agent.inference_labels["fault"] > 0, dict(
+                agent.inference_labels
+            )
     finally:
-        drained = await agent.stop(time.monotonic() + 20)
         await archetype.stop()
-        runner.stop()
-    assert drained
     state = atlas.state()
 
     issues = state["issues"]

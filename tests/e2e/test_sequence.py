@@ -5,11 +5,10 @@ and opens no issue."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
-from e2e_helpers import Sim, agent_config_toml, fault_toml, step_toml, wait_until
+from e2e_helpers import Sim, agent_config_toml, fault_toml, step_toml
 
 from edge_agent.agent import Agent
 from edge_agent.config import load_config
@@ -32,31 +31,13 @@ async def _run_sequence(tmp_path: Path, atlas: AtlasEmulator, faults: str) -> tu
     config_path.write_text(toml, encoding="utf-8")
     agent = Agent(load_config(config_path, environ={}))
     sim = Sim(_scenario(tmp_path, faults), link, tmp_path / "oracle.jsonl")
-    await agent.start()
-    stopped = False
-    try:
-        await sim.start()
-
-        async def port_up() -> bool:
-            return agent.readers["bench"].is_up
-
-        await wait_until(port_up, 5, "the agent to open the pty")
-        await sim.wait(20)
-
-        async def steps_done() -> bool:
-            return len(agent.steps.status()["completed"]) == len(STEPS)
-
-        await wait_until(steps_done, 5, "every step END marker to reach the step tracker")
-        stopped = True
-        # The closing evidence's plot is drawn in a child process (seconds of CPU on a loaded machine):
-        # the drain ends when delivered, so the bound only says when to give up.
-        drained = await agent.stop(time.monotonic() + 45)
-        assert drained, "the outbox did not drain against a healthy Atlas"
-    finally:
-        if not stopped:
-            await agent.stop(time.monotonic() + 1)
-        if sim.task is not None and not sim.task.done():
-            await sim.stop()
+    # The closing evidence's plot is drawn in a child process (seconds of CPU on a loaded machine): the
+    # drain ends when delivered, so the bound only says when to give up.
+    drained = await sim.play_steps(
+        agent, len(STEPS), play_within=20, steps_within=5,
+        what="every step END marker to reach the step tracker", drain_within=45,
+    )  # fmt: skip
+    assert drained, "the outbox did not drain against a healthy Atlas"
     return atlas.state(), agent
 
 

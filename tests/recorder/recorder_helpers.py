@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import boto3
 from botocore.config import Config
+from e2e_helpers import Sim
 
 from edge_agent.bench_sim.pty_port import PtyPort
 
@@ -201,38 +202,10 @@ class S3Proxy:
         self._conns.discard(up_writer)
 
 
-class CapturingSim:
-    """The simulated bench (a scenario on a real pty) keeping the lines it wrote."""
+class CapturingSim(Sim):
+    """The simulated bench (a scenario on a real pty) keeping the lines it wrote (`port`)."""
+
+    port: CapturingPty
 
     def __init__(self, scenario: Any, link: Any, oracle: Any, rate: float = 50.0) -> None:
-        from edge_agent.bench_sim.feed import Feed
-        from edge_agent.bench_sim.model import BenchModel
-        from edge_agent.bench_sim.player import ScenarioPlayer
-        from edge_agent.bench_sim.runner import BenchRunner, OracleWriter
-        from edge_agent.bench_sim.scenario import load_scenario
-
-        sc = load_scenario(str(scenario))
-        model = BenchModel(0)
-        self.port = CapturingPty(link)
-        self._oracle = OracleWriter(oracle)
-        self.runner = BenchRunner(
-            Feed(ScenarioPlayer(sc, model, rate, 0), model.header()), self.port, oracle=self._oracle
-        )
-        self.task: asyncio.Task[dict[str, Any]] | None = None
-
-    async def start(self) -> None:
-        self.task = asyncio.create_task(self.runner.run())
-        await asyncio.wait_for(self.runner.ready.wait(), 5)
-
-    async def wait(self, within: float) -> dict[str, Any]:
-        assert self.task is not None
-        try:
-            return await asyncio.wait_for(self.task, within)
-        finally:
-            self._oracle.close()
-
-    async def stop(self) -> None:
-        self.runner.stop()
-        if self.task is not None and not self.task.done():
-            await asyncio.wait_for(self.task, 5)
-        self._oracle.close()
+        super().__init__(scenario, link, oracle, rate, port=CapturingPty(link))

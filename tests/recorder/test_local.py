@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
 
 import pandas as pd
-from e2e_helpers import agent_config_toml, step_toml, wait_until
+from e2e_helpers import agent_config_toml, step_toml
 from recorder_helpers import CapturingSim, rows_of, segment_rows, split_by_step
 
 from edge_agent.agent import Agent
@@ -38,27 +37,9 @@ async def _record(
     )
     agent = Agent(load_config(config_path, environ={}))
     sim = CapturingSim(scenario, link, tmp_path / "oracle.jsonl", rate=rate)
-    await agent.start()
-    stopped = False
-    try:
-        await sim.start()
-
-        async def port_up() -> bool:
-            return agent.readers["bench"].is_up
-
-        await wait_until(port_up, 5, "the agent to open the pty")
-        await sim.wait(60)
-
-        async def steps_done() -> bool:
-            return len(agent.steps.status()["completed"]) == len(STEPS)
-
-        await wait_until(steps_done, 30, "the steps to end")
-        stopped = True
-        await agent.stop(time.monotonic() + 10)
-    finally:
-        if not stopped:
-            await agent.stop(time.monotonic() + 1)
-        await sim.stop()
+    await sim.play_steps(
+        agent, len(STEPS), play_within=60, steps_within=30, what="the steps to end", drain_within=10
+    )
     return agent, sim, config_path
 
 
