@@ -61,6 +61,7 @@ def _recording(path: Path) -> list[int]:
 
 def _config(path: Path, state: Path, link: Path, atlas_url: str, bench: str) -> Path:
     evidence = '\n[evidence]\nring_seconds = "30m"\npre = "10s"\npost = "5s"\nmax_duration = "30m"\n'
+    evidence += "plots = false\n"  # not about plots: a child process's seconds of CPU per incident
     rules = limit_rules_toml((channel, low, high, "medium") for channel, low, high in LIMITS)
     return skid_config(
         path, bench=bench, state_dir=state, link=link, atlas_url=atlas_url, sections=evidence + rules

@@ -79,6 +79,7 @@ ring_seconds = "30m"
 pre = "60s"
 post = "30s"
 max_duration = "30m"
+plots = false  # not about plots (tests/e2e/test_sequence.py is): seconds of a child's CPU each
 
 [steps]
 system_id = "{SYSTEM_ID}"
