@@ -30,18 +30,33 @@ class Frame:
     device_time: float | None = None
 
 
+class DeviceText:
+    """What a FrameBatch's values were parsed from, for the recorder (a number written as the device
+    spelled it costs no float formatting): every row's fields as read, rows and fields alike joined by
+    `delimiter` (`width` fields a row: the batch's channels in order, with the device time's field at
+    `time_index` when the port has one). A field may carry the blanks float() strips."""
+
+    __slots__ = ("data", "delimiter", "time_index", "width")
+
+    def __init__(self, data: bytes, delimiter: bytes, width: int, time_index: int | None) -> None:
+        self.data = data
+        self.delimiter = delimiter
+        self.width = width
+        self.time_index = time_index
+
+
 class FrameBatch:
     """Consecutive frames of one source from one read, packed: row i has time `monos[i]` on the source's
     timeline, channel values `values[i * width : (i + 1) * width]` (named by `names`, at least one, in
     that order: every row has every channel) and device time `device_times[i]` (`device_times` None:
     the port has no device time). All rows share `wall`, the read's host wall time, as the frames of one
-    read do.
+    read do. `text`, when there is one, is what the values were parsed from (`DeviceText`).
 
     It stands for exactly the frames `frames()` makes, in that order: a consumer that takes a batch whole
     must end in the state (and give the results) that those frames one by one would.
     """
 
-    __slots__ = ("device_times", "monos", "names", "source", "values", "wall", "width")
+    __slots__ = ("device_times", "monos", "names", "source", "text", "values", "wall", "width")
 
     def __init__(
         self,
@@ -51,6 +66,7 @@ class FrameBatch:
         monos: list[float],
         values: list[float],
         device_times: list[float] | None = None,
+        text: DeviceText | None = None,
     ) -> None:
         self.source = source
         self.wall = wall
@@ -59,6 +75,7 @@ class FrameBatch:
         self.monos = monos
         self.values = values
         self.device_times = device_times
+        self.text = text
 
     def __len__(self) -> int:
         return len(self.monos)

@@ -67,6 +67,8 @@ CHANNEL_BYTES = 70
 # (tests/recorder/test_memory.py): 9 channels hold ~0.33 kB a row (charged 0.54), ~0.7 kB as Frames.
 BATCH_BYTES = 512
 BATCH_CELL_BYTES = 48
+# A batch's DeviceText: the object and its bytes object's header (its data is counted byte for byte).
+TEXT_BYTES = 128
 # A marker whose step the tracker never reports (its queue was full) stops holding frames back after this.
 MAX_UNRESOLVED_S = 5.0
 
@@ -78,8 +80,10 @@ def frame_bytes(frame: Frame) -> int:
 
 def batch_bytes(batch: FrameBatch) -> int:
     """What the recorder charges its budget for holding `batch` (an upper bound of its real cost): a
-    time, a device time (or the slot of its column) and the values of every row."""
-    return BATCH_BYTES + BATCH_CELL_BYTES * len(batch) * (batch.width + 2)
+    time, a device time (or the slot of its column) and the values of every row, and the text they
+    were parsed from (the writer records it as it came)."""
+    text = 0 if batch.text is None else TEXT_BYTES + len(batch.text.data)
+    return BATCH_BYTES + BATCH_CELL_BYTES * len(batch) * (batch.width + 2) + text
 
 
 def item_bytes(item: Frame | FrameBatch | _Cut | RunChange) -> int:

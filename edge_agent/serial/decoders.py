@@ -18,7 +18,7 @@ from itertools import repeat
 from typing import Any
 
 from edge_agent.config import SerialPort
-from edge_agent.frames import Frame, FrameBatch, StepMarker
+from edge_agent.frames import DeviceText, Frame, FrameBatch, StepMarker
 from edge_agent.serial.clock import SourceClock, chunk_tails
 from edge_agent.serial.lines import LineSplitter
 from edge_agent.serial.markers import MarkerMatcher
@@ -183,8 +183,9 @@ class CsvDecoder(LineDecoder):
         width = self._width
         if list(map(bytes.count, lines, repeat(delimiter))).count(width - 1) != len(lines):
             return None  # some line has another width: a marker, a comment, garbage
+        joined = delimiter.join(lines)
         try:
-            numbers = list(map(float, delimiter.join(lines).split(delimiter)))
+            numbers = list(map(float, joined.split(delimiter)))
         except ValueError:
             return None
         time_index = self._time_index
@@ -194,7 +195,8 @@ class CsvDecoder(LineDecoder):
             del numbers[time_index::width]
         times = self.clock.stamp_chunk(mono, len(data), lines, _after_last_line(data), device_times)
         self.stats.frames += len(lines)
-        return FrameBatch(self.source, wall, self._value_names, times, numbers, device_times)
+        text = DeviceText(joined, delimiter, width, time_index)  # the recorder writes it as it came
+        return FrameBatch(self.source, wall, self._value_names, times, numbers, device_times, text)
 
     def _set_columns(self, names: list[str]) -> None:
         self._columns = tuple(name.strip() for name in names)

@@ -9,13 +9,16 @@ import io
 import math
 from pathlib import Path
 
+import pandas as pd
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.frames import Frame
+from edge_agent.config import SerialPort
+from edge_agent.frames import Frame, FrameBatch
 from edge_agent.recorder import csvgz, retention, store
 from edge_agent.recorder.model import SegmentInfo, StepRef, open_path, sidecar_path
 from edge_agent.recorder.segmenter import Close, Open, Rows, RunChange, Segmenter, StepChange
+from edge_agent.serial.decoders import make_decoder
 from edge_agent.state_files import write_json
 
 
@@ -137,3 +140,101 @@ def test_budget_deletes_uploaded_segments_first_then_the_oldest() -> None:
     assert retention.choose_deletions(segs, 400, 400, uploads=True) == []
     local = retention.choose_deletions([_seg(1, 100, False), _seg(2, 100, False)], 200, 150, uploads=False)
     assert [(s.seq, r) for s, r in local] == [(1, "local_only")]
+
+
+# -- a packed read written as the device spelled it -------------------------------------------------
+
+_PLAIN_DECIMAL = st.from_regex(r"-?(?:[0-9]{1,22}\.[0-9]{0,22}|\.[0-9]{1,22})", fullmatch=True)
+_PLAIN_INTEGER = st.from_regex(r"-?[0-9]{1,25}", fullmatch=True)
+_OTHER = st.sampled_from(["1e3", "-2.5E-7", "nan", "inf", "-Infinity", "+4.0", "1_000.5", "NaN"])
+_BLANK = st.sampled_from(["", " ", "  ", "\t"])
+
+
+@st.composite
+def _reads(draw: st.DrawFn) -> tuple[str, str | None, list[list[str]], str]:
+    """A delimiter, the device-time column (or None), rows of fields, and the line ending."""
+    delimiter = draw(st.sampled_from([",", ";", "\t", " "]))
+    width = draw(st.integers(1, 5))
+    kinds = [draw(st.sampled_from(["decimal", "integer", "mixed"])) for _ in range(width)]
+    rows = []
+    for _ in range(draw(st.integers(1, 12))):
+        row = []
+        for kind in kinds:
+            if kind == "decimal":
+                field = draw(_PLAIN_DECIMAL)
+            elif kind == "integer":
+                field = draw(_PLAIN_INTEGER)
+            else:
+                field = draw(st.one_of(_PLAIN_DECIMAL, _PLAIN_INTEGER, _OTHER))
+            pad = "" if delimiter in " \t" else draw(_BLANK)
+            row.append(pad + field + ("" if delimiter in " \t" else draw(_BLANK)))
+        rows.append(row)
+    device = draw(st.sampled_from([None, *range(width)])) if width > 1 else None
+    return delimiter, None if device is None else f"c{device}_s", rows, draw(st.sampled_from(["\n", "\r\n"]))
+
+
+def _packed(delimiter: str, device: str | None, rows: list[list[str]], ending: str) -> FrameBatch:
+    """The rows through the real CSV decoder's packed path (a first read sets its clock up)."""
+    columns = [f"c{i}_s" for i in range(len(rows[0]))]
+    port = SerialPort(name="a", url="loop://", columns=columns, delimiter=delimiter, device_time=device)
+    decoder = make_decoder(port)
+    data = "".join(delimiter.join(row) + ending for row in rows).encode()
+    decoder.feed_packed(data, 0.5, 1.7e9)
+    (batch,) = decoder.feed_packed(data, 1.0, 1.7e9)
+    assert isinstance(batch, FrameBatch) and batch.text is not None
+    return batch
+
+
+def _cells(text: str) -> list[list[float]]:
+    return [[float(cell) for cell in row[1:]] for row in _rows(text)]
+
+
+def _same(a: float, b: float) -> bool:
+    return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
+
+
+@given(_reads(), st.booleans())
+def test_a_read_written_as_the_device_spelled_it_reads_back_as_the_same_floats(
+    read: tuple[str, str | None, list[list[str]], str], record_device_time: bool
+) -> None:
+    """Whatever the fields (plain decimals and integers of any length, padded, after a CRLF, other
+    delimiters; exponents, nan, inf, a `+`, a `_` falling back to repr), the rows read back with float()
+    and with pandas as the very floats the decoder made, and as the rows repr writes."""
+    batch = _packed(*read)
+    has_device = record_device_time and batch.device_times is not None
+    names = list(batch.names)
+    text = csvgz.RowFormatter(names, has_device, 0.25).format([batch])
+    text_of = batch.text
+    batch.text = None
+    by_repr = csvgz.RowFormatter(names, has_device, 0.25).format([batch])
+    batch.text = text_of
+    assert [row[:2] for row in _rows(text)] == [row[:2] for row in _rows(by_repr)]
+    expected = _cells(by_repr)
+    back = _cells(text)
+    assert len(back) == len(expected) == len(batch)
+    for got, want in zip(back, expected, strict=True):
+        assert len(got) == len(want) and all(map(_same, got, want)), (got, want, text)
+    for row, got in enumerate(back):
+        values = batch.values[row * batch.width : (row + 1) * batch.width]
+        want = [batch.monos[row] - 0.25, *([batch.device_times[row]] if has_device else []), *values]  # type: ignore[index]
+        assert all(map(_same, got[1:], want[1:]))
+    header = ",".join(csvgz.header(names, "dev" if has_device else None))
+    table = pd.read_csv(io.StringIO(header + "\n" + text))
+    for name in table.columns[1:]:
+        assert table[name].dtype == "float64", (name, text)  # an integer column too
+    for got, want in zip(table.iloc[:, 2:].itertuples(index=False), expected, strict=True):
+        assert all(map(_same, got, want[1:])), (tuple(got), want, text)
+
+
+def test_plain_numbers_are_written_as_sent_and_others_from_the_float() -> None:
+    """The fast path is taken when it may be (the device's `1.2500` stays, an integer gets `.0`, blanks
+    and the `\\r` go), and not when a field is not a plain number (then the row is repr's)."""
+    batch = _packed(";", "c0_s", [[" 0042", "1.2500 ", "-0.000"], ["43", ".5", "7."]], "\r\n")
+    text = csvgz.RowFormatter(list(batch.names), True, 0.0).format([batch])
+    assert [row[2:] for row in _rows(text)] == [["0042.0", "1.2500", "-0.000"], ["43.0", ".5", "7."]]
+    batch = _packed(",", None, [["1.2500", "1e3"], ["2.0", "3.0"]], "\n")
+    text = csvgz.RowFormatter(list(batch.names), False, 0.0).format([batch])
+    assert [row[2:] for row in _rows(text)] == [["1.25", "1000.0"], ["2.0", "3.0"]]
+    batch = _packed(",", None, [["1.5", "2"], ["2.0", "3.5"]], "\n")  # column c1: an integer and a decimal
+    text = csvgz.RowFormatter(list(batch.names), False, 0.0).format([batch])
+    assert [row[2:] for row in _rows(text)] == [["1.5", "2.0"], ["2.0", "3.5"]]
