@@ -4,7 +4,9 @@ The loop watches the descriptor (epoll) and reads when it is readable; after eac
 paced by ReadPacer, so a fast stream is taken in ~2 KiB batches instead of one wake-up per USB packet.
 While the stream keeps the pacer waiting between reads, the next read is simply a timer (the descriptor
 stays out of epoll); only a timer that finds nothing goes back to waiting on epoll. So a steady stream
-costs a timer per read, not two epoll_ctl calls and their bookkeeping.
+costs a timer per read, not two epoll_ctl calls and their bookkeeping. The bytes of consecutive reads
+are handed on together (ReadHold: within MAX_HOLD of being read), so decoding and the consumers run
+once for a few reads; what is held when the port fails or the pump stops is handed on before it returns.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from collections.abc import Callable
 
 import serial
 
-from edge_agent.serial.pacing import ReadPacer
+from edge_agent.serial.pacing import ReadHold, ReadPacer
 
 # What a failing or vanished port raises. pyserial wraps most errors in SerialException, but not a
 # tcsetattr that fails on a reconfigure (termios.error), nor every OSError of a dying USB device.
@@ -30,22 +32,30 @@ READ_SIZE = 65536
 
 
 async def pump_fd(
-    loop: asyncio.AbstractEventLoop, port: serial.Serial, on_bytes: Callable[[bytes], None]
+    loop: asyncio.AbstractEventLoop,
+    port: serial.Serial,
+    on_bytes: Callable[[bytes], None],
+    hold: ReadHold | None = None,
 ) -> str:
-    """Read `port` until it fails; every read's bytes to `on_bytes`; returns why it stopped."""
+    """Read `port` until it fails; every read's bytes to `on_bytes` (a few reads at a time: `hold`, by
+    default a ReadHold of MAX_HOLD); returns why it stopped."""
     lost: asyncio.Future[str] = loop.create_future()
     fd = port.fileno()
     read = _raw_reader(port, fd)
     rearm: asyncio.TimerHandle | None = None
     watching = False
     pacer = ReadPacer()
+    hold = hold if hold is not None else ReadHold()
 
     def take(data: bytes) -> None:
         nonlocal rearm, watching
-        if data:
-            on_bytes(data)
-        delay = pacer.after_read(len(data), loop.time())
-        if delay > 0 and data:
+        now = loop.time()
+        delay = pacer.after_read(len(data), now)
+        timed = delay > 0 and bool(data)  # the next read is a timer's, not epoll's
+        chunk = hold.add(data, now, now + delay if timed else None)
+        if chunk:
+            on_bytes(chunk)
+        if timed:
             if watching:
                 loop.remove_reader(fd)
                 watching = False
@@ -53,6 +63,11 @@ async def pump_fd(
         elif not watching:
             loop.add_reader(fd, on_readable)
             watching = True
+
+    def hand_on_held() -> None:
+        chunk = hold.take()
+        if chunk:
+            on_bytes(chunk)
 
     def on_readable() -> None:
         nonlocal watching
@@ -62,6 +77,7 @@ async def pump_fd(
             loop.remove_reader(fd)
             watching = False
             resolve(lost, describe(exc))
+            hand_on_held()
             return
         take(data)
 
@@ -70,6 +86,7 @@ async def pump_fd(
             data = read(False)
         except PORT_ERRORS as exc:
             resolve(lost, describe(exc))
+            hand_on_held()
             return
         take(data)
 
@@ -81,6 +98,7 @@ async def pump_fd(
         if rearm is not None:
             rearm.cancel()
         loop.remove_reader(fd)
+        hand_on_held()  # read, so decoded (a stop mid-stream, a cancel): before the link is reset
         loop.run_in_executor(None, port.close)  # a wedged USB driver must not block the loop
 
 

@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass
 
 MAX_DELAY = 0.02  # bounds the latency the batching adds (frames feed ~1 s windows and 200 ms holds)
+MAX_HOLD = MAX_DELAY  # the most a byte read waits before it is handed on (ReadHold)
 TARGET_BYTES = 2048
 MIN_DELAY = 0.001  # the event loop cannot wait less (epoll counts in ms): shorter means "read now"
 
@@ -34,6 +35,51 @@ class ReadPacer:
             return 0.0  # behind: drain the kernel buffer before it fills and throttles
         delay = min(self.max_delay, self.target_bytes * (now - last) / nbytes)
         return delay if delay >= MIN_DELAY else 0.0
+
+
+class ReadHold:
+    """The reads of a fast stream handed on together (sans-I/O). The pacer keeps each read near
+    `target_bytes` so that the kernel buffer never fills, which at 3 Mbaud is ~140 reads a second; but
+    what follows a read (decoding, the detector, the ring, the lens, the live page, the recorder) costs
+    about as much per hand-on as for its lines, so the bytes of consecutive reads are held and handed on
+    as one chunk: a read is held only while the next one is on a timer and the oldest byte held would
+    still be handed on within `max_hold` of its read (~3 reads at 3 Mbaud). A chunk of several reads
+    decodes as one larger read would: its lines are timed back from the last read's time
+    (edge_agent.serial.clock). Nothing waits for a read that may not come: an empty read, a read with
+    the next one not on a timer (the port went quiet, or a backlog is being drained) hands on at once,
+    and `take` gives what is held when the port fails or the pump stops."""
+
+    __slots__ = ("_held", "_since", "max_hold")
+
+    def __init__(self, max_hold: float = MAX_HOLD) -> None:
+        self.max_hold = max_hold
+        self._held: list[bytes] = []
+        self._since = 0.0  # when the oldest held bytes were read
+
+    def add(self, data: bytes, now: float, next_read: float | None) -> bytes:
+        """`data` was read at `now` and the next read is due at `next_read` (None: not on a timer): the
+        bytes to hand on now, b"" to hold them."""
+        held = self._held
+        if data:
+            if not held:
+                self._since = now
+            held.append(data)
+        # Held only when the next read comes a clear millisecond (the loop's resolution) within the
+        # bound: a slow stream's next read, max_delay away, hands on now whatever the float rounding.
+        if not held or (next_read is not None and next_read + MIN_DELAY <= self._since + self.max_hold):
+            return b""
+        return self.take()
+
+    def take(self) -> bytes:
+        """Everything held, in the order read (b"" if nothing is)."""
+        held = self._held
+        out = held[0] if len(held) == 1 else b"".join(held)
+        held.clear()
+        return out
+
+    @property
+    def held_bytes(self) -> int:
+        return sum(map(len, self._held))
 
 
 # Bytes the reader thread (thread mode) may have handed to the event loop that the loop has not decoded

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.serial.pacing import ReadPacer
+from edge_agent.serial.pacing import ReadHold, ReadPacer
 
 
 def test_first_read_and_empty_reads_wait_the_maximum() -> None:
@@ -30,3 +30,32 @@ def test_backlog_or_sub_millisecond_wait_means_read_now() -> None:
     pacer.after_read(10, now=0.0)
     assert pacer.after_read(3072, now=0.01) == 0.0  # 1.5 x target: behind
     assert pacer.after_read(2900, now=0.0111) == 0.0  # 2.6 MB/s: 0.78 ms is below the loop resolution
+
+
+# -- ReadHold: the reads of a fast stream handed on together -----------------------------------------
+
+
+def test_a_fast_streams_reads_are_held_then_handed_on_together_in_order() -> None:
+    hold = ReadHold(max_hold=0.02)
+    # Reads every 7.5 ms (3 Mbaud, ~2 KiB each): the oldest byte would wait 7.5, then 15 ms: held.
+    assert hold.add(b"a1\na", 0.0, 0.0075) == b""
+    assert hold.add(b"2\n", 0.0075, 0.015) == b""
+    assert hold.held_bytes == 6
+    # Holding past this read would make the first read's bytes wait 22.5 ms: all handed on, in order.
+    assert hold.add(b"a3\n", 0.015, 0.0225) == b"a1\na2\na3\n"
+    assert hold.held_bytes == 0
+    assert hold.add(b"b", 0.0225, 0.03) == b""  # the next chunk starts its own wait
+
+
+def test_a_slow_stream_or_a_quiet_port_or_a_backlog_is_handed_on_at_once() -> None:
+    hold = ReadHold(max_hold=0.02)
+    assert hold.add(b"x\n", 1.0, 1.02) == b"x\n"  # a slow stream: next read max_hold away
+    now = 4.07
+    assert hold.add(b"x\n", now, now + 0.02) == b"x\n"  # (4.07 + 0.02) - 4.07 < 0.02 in floats
+    assert hold.add(b"y", 2.0, 2.005) == b""
+    assert hold.add(b"z\n", 2.005, None) == b"yz\n"  # next read not on a timer (behind, or epoll)
+    assert hold.add(b"w\n", 3.0, 3.005) == b""
+    assert hold.add(b"", 3.005, None) == b"w\n"  # a read that found nothing
+    assert hold.add(b"", 3.01, None) == b""  # nothing held, nothing to hand on
+    assert hold.add(b"v\n", 4.0, 4.001) == b""
+    assert hold.take() == b"v\n" and hold.take() == b""  # the port failed or the pump stops
