@@ -40,6 +40,13 @@ def run_official_session(base_url: str, api_key: str) -> dict[str, Any]:
                 break
             time.sleep(0.02)
         seen["status"] = status
+        # The SSE stream carries what happens after it is subscribed: its consumer connects in a thread
+        # of its own, so the inferences are asked for once its stream has started (under load it
+        # started after the first two, which it then never saw).
+        sse_events: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and not any(e["type"] == "sse.stream.start" for e in sse_events):
+            sse_events.extend(sse.read(max_num_events=1))
+            time.sleep(0.02)
         seen["updates"] = [
             lens.sessions.write(
                 session_id,
@@ -68,7 +75,6 @@ def run_official_session(base_url: str, api_key: str) -> dict[str, Any]:
         seen["reads"], seen["messages"] = reads, messages
         seen["process_status"] = lens.sessions.process_event(session_id, {"type": "session.status"})
         seen["sessions_metadata"] = lens.sessions.get_metadata()
-        sse_events: list[dict[str, Any]] = []
         while time.monotonic() < deadline and sum(e["type"] == "inference.result" for e in sse_events) < 3:
             # One event per read: the SDK's non-blocking read() inverts its emptiness check after an
             # event and calls get(block=False) on the queue it just drained (queue.Empty, under load).
