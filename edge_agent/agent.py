@@ -52,6 +52,7 @@ from edge_agent.lens.protocol import LensInference
 from edge_agent.lens.service import LensService
 from edge_agent.live import PUBLIC_PATHS, LiveBoard, LivePage, state_parts
 from edge_agent.logs import get_logger
+from edge_agent.memory_budget import DataPathBudget, live_page_bytes
 from edge_agent.metrics import Metrics
 from edge_agent.outbox import Outbox
 from edge_agent.recorder import Recorder
@@ -62,6 +63,7 @@ from edge_agent.service.looplag import LoopLagMonitor
 from edge_agent.service.metric_sources import (
     FilesystemSource,
     consumers_source,
+    data_path_source,
     evidence_source,
     info_source,
     lens_source,
@@ -122,7 +124,9 @@ class Agent:
         self.incidents = IncidentGrouper.from_section(
             config.incidents, clearing_since=self.detector.clearing_since
         )
-        self.rings = EvidenceRings.from_config(config.evidence)
+        # One memory budget for every buffer of the data path; the ring holds what the others leave.
+        self.memory = DataPathBudget.from_config(config)
+        self.rings = EvidenceRings.from_config(config.evidence, self.memory)
         self.readers = {
             port.name: SerialReader(
                 port, packed_sink=self._on_serial, clock=self.clocks[port.name], mono=mono, wall=wall
@@ -213,6 +217,7 @@ class Agent:
             self.metrics.add_source("lens", lens_source(self.lens))
         self.metrics.add_async_source("outbox", outbox_source(self.outbox))
         self.metrics.add_source("evidence", evidence_source(self.rings))
+        self.metrics.add_source("data_path_memory", data_path_source(self.memory, self.rings))
         self.metrics.add_source("process", process_source(self.loop_lag, self.watchdog))
         self.metrics.add_source("components", supervisor_source(self.supervisor))
         self.metrics.add_source("steps", steps_source(self.steps))
@@ -236,6 +241,7 @@ class Agent:
             self.live = LivePage(board, lambda: state_parts(self, board), config.agent.bench, mono=mono)
             self._tap = board.decimator.on_frame
             self._tap_batch = board.decimator.on_batch
+        self._attach_memory(len(config.serial))
         if config.control.enabled:
             token = config.control.token.get_secret_value() if config.control.token else None
             app = create_control_app(
@@ -265,6 +271,17 @@ class Agent:
         self._started_mono = mono()
         self._rate_marks: dict[str, tuple[float, int]] = {}
         self.ready = False
+
+    def _attach_memory(self, sources: int) -> None:
+        """What each consumer of the data path's budget holds, as each counts it (upper bounds)."""
+        recorder, lens, live = self.recorder, self.lens, self.live
+        if recorder is not None:
+            self.memory.attach("recorder", lambda: recorder.waiting_bytes)
+        if lens is not None:
+            self.memory.attach("lens", lambda: lens.pacer.queued_bytes)
+        if live is not None:
+            decimator = live.board.decimator
+            self.memory.attach("live", lambda: live_page_bytes(decimator.channel_count, sources))
 
     # -- the hot path ---------------------------------------------------------------------------------
 
@@ -664,6 +681,7 @@ class Agent:
             "outbox": await self.outbox.status(),
             "reporter": self.reporter.status() if self.reporter is not None else None,
             "evidence": self.rings.status(),
+            "memory": self.memory.status(self.rings.nbytes),
             "steps": self.steps.status(),
             "analysis": await self.analysis.status(),
             "state_files": self.state_health.status(),

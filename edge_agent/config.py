@@ -448,9 +448,22 @@ class RuleSection(Section):
 
 
 # 64 MiB holds the default 2 min of the fastest ordinary source (8 channels at 3 Mbaud, 5,000 lines/s:
-# ~81 bytes a row, ~49 MB) or of four 921,600-baud ones (1,536 lines/s: ~15 MB each); wider or faster
-# input is cut by bytes (and the evidence says so) instead of growing the process.
+# ~81 bytes a row, ~49 MB) or of four 921,600-baud ones (1,536 lines/s: ~15 MB each) beside the other
+# consumers' usual few MB; wider or faster input is cut by bytes (and the evidence says so) instead of
+# growing the process. Their caps (recorder 16 + lens 8 + live page 3.5 MiB) leave the ring at least 36.
 DEFAULT_EVIDENCE_MEMORY_MB = 64.0
+
+
+class MemorySection(Section):
+    data_path_mb: float = Field(
+        DEFAULT_EVIDENCE_MEMORY_MB,
+        ge=4.0,
+        le=64 * 1024,
+        description="Memory budget of the data path (MiB): what the evidence ring, the recorder's queue, the"
+        " lens send queue and the live page hold together, so what the process may grow by with its input."
+        " The ring holds what the others leave and gives way when they grow; their own caps"
+        " (recorder.max_pending_mb, lens.queue_mb, the live page's 128 channels) must leave it a quarter.",
+    )
 
 
 class EvidenceSection(Section):
@@ -459,12 +472,13 @@ class EvidenceSection(Section):
     ring_seconds: Interval = Field(
         120.0, le=3600.0, description="Frames kept in memory for evidence (at most 1 h)."
     )
-    memory_mb: float = Field(
-        DEFAULT_EVIDENCE_MEMORY_MB,
+    memory_mb: float | None = Field(
+        None,
         ge=1.0,
         le=64 * 1024,
-        description="Memory budget of the evidence ring, all sources together (MiB); the oldest frames"
-        " of the source holding the most are dropped first.",
+        description="The evidence ring's own cap within memory.data_path_mb, all sources together (MiB);"
+        " unset: whatever the data path's other consumers leave. Past it the oldest frames of the source"
+        " holding the most are dropped first.",
     )
     pre: Duration = 10.0
     post: Duration = 5.0
@@ -749,6 +763,7 @@ class EdgeAgentConfig(BaseSettings):
     atlas: AtlasSection = Field(default_factory=AtlasSection)
     rules: list[RuleSection] = Field(default_factory=list)
     evidence: EvidenceSection = Field(default_factory=EvidenceSection)
+    memory: MemorySection = Field(default_factory=MemorySection)
     incidents: IncidentsSection = Field(default_factory=IncidentsSection)
     steps: StepsSection = Field(default_factory=StepsSection)
     analysis: AnalysisSection = Field(default_factory=AnalysisSection)

@@ -80,7 +80,17 @@ SCHEMA: dict[str, MetricSpec] = {
     # evidence ring
     "evidence_ring_bytes": MetricSpec("gauge", "Bytes the evidence ring holds, by source.", ("source",)),
     "evidence_ring_budget_bytes": MetricSpec(
-        "gauge", "The evidence ring's memory budget (evidence.memory_mb)."
+        "gauge",
+        "What the evidence ring may hold now: what the data path's budget (memory.data_path_mb) leaves"
+        " it after the other consumers, at most evidence.memory_mb.",
+    ),
+    "data_path_memory_budget_bytes": MetricSpec(
+        "gauge", "The data path's memory budget (memory.data_path_mb): every consumer together."
+    ),
+    "data_path_memory_bytes": MetricSpec(
+        "gauge",
+        "Bytes each consumer of the data path's memory budget holds (evidence, recorder, lens, live).",
+        ("consumer",),
     ),
     "evidence_ring_span_seconds": MetricSpec(
         "gauge", "Seconds of frames the evidence ring holds, by source.", ("source",)

@@ -32,6 +32,7 @@ from edge_agent.detect.detector import Detector, RuleConfigError
 from edge_agent.evidence import EvidencePlanner, EvidenceRings
 from edge_agent.lens.pacer import WindowPacer
 from edge_agent.lens.windower import Scale, Windower
+from edge_agent.memory_budget import DataPathBudget
 
 # Out of space is not a configuration error: the agent reports a full disk and carries on when space
 # returns, so a start on a full disk must not be refused (systemd would give up on the unit).
@@ -63,6 +64,7 @@ def core_problems(config: EdgeAgentConfig) -> list[tuple[str, str]]:
     builders: list[tuple[str, Callable[[], object]]] = [
         ("rules", lambda: Detector(config.rules, config.lens if config.lens.enabled else None)),
         ("evidence", lambda: EvidenceRings.from_config(config.evidence)),
+        ("memory.data_path_mb", lambda: DataPathBudget.from_config(config)),
         ("evidence", lambda: EvidencePlanner.from_config(config.evidence)),
     ]
     lens = config.lens

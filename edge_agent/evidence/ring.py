@@ -2,7 +2,8 @@
 
 Each source's frames are stored packed (edge_agent/evidence/blocks.py): blocks of about `block_bytes`,
 one `array('d')` each, allocated whole, filled row by row and dropped whole from the old end. One memory
-budget (`evidence.memory_mb`) covers every source together: what the blocks really occupy
+budget covers every source together (what the data path's budget leaves the ring, at most
+`evidence.memory_mb`: edge_agent/memory_budget.py): what the blocks really occupy
 (`sys.getsizeof` of the array, the block and its struct, getter, layout tuples and channel names) is
 charged when a block is made and given back when it is sealed short or dropped. Two bounds apply,
 whichever is hit first:
@@ -12,6 +13,10 @@ whichever is hit first:
 - bytes: before a block is made, blocks are dropped until it fits, each time the oldest block of the
   source that holds the most bytes. A source that floods (wide lines, a fast port) is cut before a
   quiet one loses anything, and no source's history is cut below what the others hold.
+
+When the data path's other consumers (the recorder's queue, the lens queue, the live page) grow, the
+ring gives way: at every batch of frames (every `CHECK_EVERY` single frames) it drops blocks, by the same
+rule, until it and they fit the data path's budget again.
 
 A row wider than the whole budget is not kept (counted). Whatever was dropped for memory is remembered
 per source (`evicted_until`), so a slice that reaches back into it says so (`Coverage.cut_by`), and
@@ -29,11 +34,14 @@ from __future__ import annotations
 import math
 from array import array
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.config import DEFAULT_EVIDENCE_MEMORY_MB, EvidenceSection
 from edge_agent.evidence.blocks import ABSENT, Block, Coverage, CutBy, RingSlice
 from edge_agent.frames import Frame, FrameBatch
+
+if TYPE_CHECKING:
+    from edge_agent.memory_budget import DataPathBudget
 
 # 256 KiB blocks: ~3,300 rows of 8 channels (0.65 s at 5,000 lines/s), so the time bound overshoots by
 # little; a block's fixed part (~1 kB for 8 channels, ~20 kB of names and tuples for 270) is well under
@@ -42,6 +50,9 @@ DEFAULT_BLOCK_BYTES = 256 * 1024
 MAX_BLOCK_ROWS = 4096  # a slow source's block still seals within a bounded number of rows
 _NO_EXPIRY = math.inf
 MIB = 1024 * 1024
+# Single frames (JSON lines) between two looks at the data path's budget: what the other consumers can
+# grow by before the ring gives way is at most this many frames' worth.
+CHECK_EVERY = 16
 
 
 class SourceRing:
@@ -256,7 +267,9 @@ class EvidenceRings:
     """A `SourceRing` per source (made on its first frame) under one byte budget."""
 
     __slots__ = (
+        "_data_path",
         "_rings",
+        "_unchecked",
         "block_bytes",
         "blocks_evicted",
         "budget",
@@ -271,7 +284,10 @@ class EvidenceRings:
         seconds: float,
         memory_bytes: int = int(DEFAULT_EVIDENCE_MEMORY_MB * MIB),
         block_bytes: int = DEFAULT_BLOCK_BYTES,
+        data_path: DataPathBudget | None = None,
     ) -> None:
+        """`memory_bytes`: the ring's own bound; with `data_path`, the ring holds at most what that
+        budget leaves it too (`DataPathBudget.ring_limit`), and gives way when the others grow."""
         if not (seconds > 0 and math.isfinite(seconds)) or memory_bytes < 1 or block_bytes < 1:
             raise ValueError("evidence rings need seconds > 0, memory_bytes >= 1 and block_bytes >= 1")
         self.seconds = seconds
@@ -283,22 +299,48 @@ class EvidenceRings:
         self.blocks_evicted: dict[CutBy, int] = {"memory": 0, "time": 0}
         self.slices_cut: dict[CutBy, int] = {"memory": 0, "time": 0}
         self._rings: dict[str, SourceRing] = {}
+        self._data_path = data_path
+        self._unchecked = 0  # single frames since the last look at the data path's budget
 
     @classmethod
-    def from_config(cls, section: EvidenceSection) -> EvidenceRings:
-        return cls(section.ring_seconds, int(section.memory_mb * MIB))
+    def from_config(cls, section: EvidenceSection, data_path: DataPathBudget | None = None) -> EvidenceRings:
+        """The ring of `section`: within `data_path` when given (the agent's), else within its own
+        `memory_mb` (the data path's default total when that is unset)."""
+        own = DEFAULT_EVIDENCE_MEMORY_MB if section.memory_mb is None else section.memory_mb
+        if data_path is not None:
+            return cls(section.ring_seconds, data_path.ring_cap, data_path=data_path)
+        return cls(section.ring_seconds, int(own * MIB))
 
     def add(self, frame: Frame) -> None:
         ring = self._rings.get(frame.source)
         if ring is None:
             ring = self._rings[frame.source] = SourceRing(frame.source, self)
         ring.add(frame)
+        if self._data_path is not None:
+            self._unchecked += 1
+            if self._unchecked >= CHECK_EVERY:
+                self._unchecked = 0
+                self.give_way()
 
     def add_batch(self, batch: FrameBatch) -> None:
         ring = self._rings.get(batch.source)
         if ring is None:
             ring = self._rings[batch.source] = SourceRing(batch.source, self)
         ring.add_batch(batch)
+        if self._data_path is not None:
+            self.give_way()
+
+    def limit(self) -> int:
+        """The most the ring may hold now."""
+        if self._data_path is None:
+            return self.budget
+        return min(self.budget, self._data_path.ring_limit())
+
+    def give_way(self) -> None:
+        """Drop blocks (the oldest of the source holding the most, the open one last) until the ring
+        fits what the data path's other consumers leave it."""
+        if self.nbytes > self.limit():
+            self.make_room(0)
 
     def slice(self, source: str, start_mono: float, end_mono: float) -> RingSlice:
         ring = self._rings.get(source)
@@ -313,23 +355,30 @@ class EvidenceRings:
     def make_room(self, nbytes: int) -> bool:
         """Drop blocks until `nbytes` more fit the budget: each time the oldest block of the source
         holding the most. False if it cannot fit even with every other block gone."""
-        if nbytes > self.budget:
+        limit = self.limit()
+        if nbytes > limit:
             return False
-        while self.nbytes + nbytes > self.budget:
-            victim = max(
-                (ring for ring in self._rings.values() if ring.has_blocks()),
-                key=lambda ring: ring.nbytes,
-                default=None,
-            )
-            if victim is None:
+        while self.nbytes + nbytes > limit:
+            if not self._evict_largest():
                 return False
-            victim.evict_oldest("memory")
+        return True
+
+    def _evict_largest(self) -> bool:
+        victim = max(
+            (ring for ring in self._rings.values() if ring.has_blocks()),
+            key=lambda ring: ring.nbytes,
+            default=None,
+        )
+        if victim is None:
+            return False
+        victim.evict_oldest("memory")
         return True
 
     def settle(self, requester: SourceRing) -> None:
         """After a block is made: its real size may exceed the estimate by a few bytes of dict slack;
         drop old blocks (never the one just made) until the budget holds again."""
-        while self.nbytes > self.budget:
+        limit = self.limit()
+        while self.nbytes > limit:
             candidates = [
                 ring
                 for ring in self._rings.values()
@@ -358,7 +407,8 @@ class EvidenceRings:
                 "span_s": round(newest - oldest, 3) if oldest is not None and newest is not None else 0.0,
             }
         return {
-            "budget_bytes": self.budget,
+            "budget_bytes": self.limit(),  # what the ring may hold now (the data path's others aside)
+            "cap_bytes": self.budget,
             "bytes": self.nbytes,
             "ring_seconds": self.seconds,
             "sources": sources,

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from edge_agent.consumers import IsolatedConsumer
     from edge_agent.evidence import EvidenceRings
     from edge_agent.lens.service import LensService
+    from edge_agent.memory_budget import DataPathBudget
     from edge_agent.outbox import Outbox
     from edge_agent.recorder import Recorder
     from edge_agent.serial.clock import SourceClock
@@ -159,6 +160,18 @@ def evidence_samples(status: dict[str, Any]) -> list[Sample]:
 
 def evidence_source(rings: EvidenceRings) -> Callable[[], Iterable[Sample]]:
     return lambda: evidence_samples(rings.status())
+
+
+def data_path_samples(status: dict[str, Any]) -> list[Sample]:
+    """From `DataPathBudget.status()`."""
+    samples = [Sample("data_path_memory_budget_bytes", {}, status["budget_bytes"])]
+    for name, consumer in status["consumers"].items():
+        samples.append(Sample("data_path_memory_bytes", {"consumer": name}, consumer["bytes"]))
+    return samples
+
+
+def data_path_source(budget: DataPathBudget, rings: EvidenceRings) -> Callable[[], Iterable[Sample]]:
+    return lambda: data_path_samples(budget.status(rings.nbytes))
 
 
 def outbox_samples(

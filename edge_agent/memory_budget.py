@@ -1,0 +1,121 @@
+"""The data path's memory budget (sans-I/O): one figure, `memory.data_path_mb`, for every buffer that
+grows with the frames going through the agent, so that what the user sets is what the process may grow
+by under any input (however wide its lines, however fast its ports).
+
+Four consumers draw from it:
+
+- the recorder's queue (frames waiting for its writer thread), at most `recorder.max_pending_mb`;
+- the lens send queue (windows waiting for the websocket), at most `lens.queue_mb`;
+- the live page's min/max buckets, fixed per channel (`edge_agent.live.decimator.CHANNEL_BYTES`) for at
+  most `MAX_CHANNELS` channels;
+- the evidence ring, which holds whatever the others leave (and at most `evidence.memory_mb` if that
+  is set).
+
+Each of the first three has a cap: the most it may hold, and also what it is sure to get, because the
+ring gives way to it (the ring drops its oldest blocks as soon as it and the others together pass the
+total: `EvidenceRings` checks at every read's batch of frames, or every `CHECK_EVERY` single frames).
+The ring is sure to get what the caps leave, `total - sum(caps)`, which must be at least
+`RING_MIN_FRACTION` of the total (a config error otherwise, naming the fields): no consumer can starve
+another's minimum, and past its cap each consumer drops and counts on its own terms (the recorder
+frames not recorded, the lens queue its oldest windows, the live page channels beyond its maximum,
+the ring its oldest blocks: all on /status and /metrics).
+
+What each consumer holds is measured by a function of its own (`attach`), read when the ring checks:
+the recorder's `waiting_bytes`, the lens pacer's `queued_bytes`, the live page's channel count times
+its fixed cost per channel, each an upper bound of what it really holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from edge_agent.live.decimator import CHANNEL_BYTES, MAX_CHANNELS, SOURCE_BYTES
+
+if TYPE_CHECKING:
+    from edge_agent.config import EdgeAgentConfig
+
+MIB = 1024 * 1024
+# The evidence ring's sure part: a quarter of the budget (16 MiB of the default 64: 30 s of 8 channels
+# at 3 Mbaud takes 12 MB packed) whatever the other consumers are allowed.
+RING_MIN_FRACTION = 0.25
+RING = "evidence"
+
+
+class DataPathBudget:
+    """The total, the other consumers' caps and measures, and what that leaves the evidence ring."""
+
+    __slots__ = ("_held", "_measures", "caps", "ring_cap", "total")
+
+    def __init__(self, total: int, caps: dict[str, int], ring_cap: int | None = None) -> None:
+        if total < 1 or any(cap < 0 for cap in caps.values()) or RING in caps:
+            raise ValueError("a data path budget needs a positive total and caps >= 0 (the ring has none)")
+        self.total = total
+        self.caps = dict(caps)
+        floor = total - sum(caps.values())
+        if floor < RING_MIN_FRACTION * total:
+            shares = ", ".join(f"{name} {cap / MIB:g}" for name, cap in caps.items())
+            raise ValueError(
+                f"memory.data_path_mb ({total / MIB:g} MiB) leaves the evidence ring {floor / MIB:g} MiB"
+                f" after the other consumers' caps ({shares} MiB); it must leave at least"
+                f" {RING_MIN_FRACTION:.0%}: raise data_path_mb or lower those caps"
+            )
+        self.ring_cap = total if ring_cap is None else min(ring_cap, total)
+        self._measures: dict[str, Callable[[], int]] = {}
+        self._held: Callable[[], int] = _nothing
+
+    @classmethod
+    def from_config(cls, config: EdgeAgentConfig) -> DataPathBudget:
+        """The budget of `config`: a cap for each consumer it enables."""
+        caps: dict[str, int] = {}
+        if config.recorder.enabled:
+            caps["recorder"] = int(config.recorder.max_pending_mb * MIB)
+        if config.lens.enabled and config.lens.channels:
+            caps["lens"] = int(config.lens.queue_mb * MIB)
+        if config.control.enabled and config.control.live_page:
+            caps["live"] = live_page_bytes(MAX_CHANNELS, len(config.serial))
+        ring_cap = config.evidence.memory_mb
+        return cls(
+            int(config.memory.data_path_mb * MIB), caps, None if ring_cap is None else int(ring_cap * MIB)
+        )
+
+    @property
+    def ring_floor(self) -> int:
+        """What the ring is sure to get, whatever the others hold."""
+        return min(self.ring_cap, self.total - sum(self.caps.values()))
+
+    def attach(self, name: str, held: Callable[[], int]) -> None:
+        """How to measure what consumer `name` (one of `caps`) holds now, in bytes."""
+        if name not in self.caps:
+            raise ValueError(f"{name!r} has no share of this budget (its consumer is not enabled)")
+        self._measures[name] = held
+        measures = tuple(self._measures.values())
+        self._held = lambda: sum(measure() for measure in measures)
+
+    def others_held(self) -> int:
+        """Bytes the consumers other than the ring hold now."""
+        return self._held()
+
+    def ring_limit(self) -> int:
+        """The most the ring may hold now: what the others leave of the total (at most its own cap)."""
+        return min(self.ring_cap, self.total - self.others_held())
+
+    def status(self, ring_bytes: int) -> dict[str, Any]:
+        """For /status and the metrics: the total, each consumer's bytes against its cap."""
+        held = {name: measure() for name, measure in self._measures.items()}
+        consumers = {name: {"bytes": held.get(name, 0), "cap_bytes": cap} for name, cap in self.caps.items()}
+        consumers[RING] = {"bytes": ring_bytes, "cap_bytes": self.ring_cap, "floor_bytes": self.ring_floor}
+        return {
+            "budget_bytes": self.total,
+            "bytes": ring_bytes + sum(held.values()),
+            "consumers": consumers,
+        }
+
+
+def live_page_bytes(channels: int, sources: int) -> int:
+    """The live page's buckets for `channels` channels of `sources` sources (fixed per channel)."""
+    return channels * CHANNEL_BYTES + sources * SOURCE_BYTES
+
+
+def _nothing() -> int:
+    return 0

@@ -1,0 +1,225 @@
+"""One memory budget for the data path (issue 12 item 4, `memory.data_path_mb`): the evidence ring, the
+recorder's queue and the live page together stay within it under wide lines at full speed (by their own
+accounting after every look, and by tracemalloc over the whole run), the ring gives way to the others
+and still keeps its floor, and what is cut is counted on /status and /metrics. A config whose other caps
+would squeeze the ring is refused naming the field."""
+
+from __future__ import annotations
+
+import gc
+import json
+import subprocess
+import sys
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from edge_agent.agent import Agent
+from edge_agent.config import EX_CONFIG, SerialPort, load_config
+from edge_agent.evidence import EvidenceRings
+from edge_agent.evidence.ring import CHECK_EVERY
+from edge_agent.frames import Frame
+from edge_agent.memory_budget import RING, DataPathBudget, live_page_bytes
+from edge_agent.recorder.recorder import frame_bytes
+from edge_agent.recorder.segmenter import Segmenter
+from edge_agent.recorder.writer import SegmentWriter
+from edge_agent.serial.decoders import make_decoder
+
+MIB = 1024 * 1024
+WIDTH = 270
+
+
+def wide_frames(count: int, per_read: int = 16) -> list[Frame]:
+    """`count` decoded JSON frames of WIDTH numeric fields, `per_read` lines a read, 1 ms apart."""
+    port = SerialPort(name="bench", url="loop://", format="jsonl", max_line_bytes=1 << 20)
+    decoder = make_decoder(port)
+    frames: list[Frame] = []
+    for start in range(0, count, per_read):
+        data = b"".join(
+            (json.dumps({f"ch{c}": k * 0.5 + c * 0.001 for c in range(WIDTH)}) + "\n").encode()
+            for k in range(start, min(count, start + per_read))
+        )
+        frames += [
+            f for f in decoder.feed(data, start * 0.001, 1.7e9 + start * 0.001) if isinstance(f, Frame)
+        ]
+    assert len(frames) == count
+    return frames
+
+
+def _agent(tmp_path: Path, total_mb: float, pending_mb: float) -> Agent:
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        f"""
+[agent]
+bench = "bench-budget"
+state_dir = "{tmp_path / "state"}"
+[[serial]]
+name = "bench"
+url = "loop://"
+format = "jsonl"
+max_line_bytes = 1048576
+[lens]
+enabled = false
+[atlas]
+enabled = false
+[evidence]
+ring_seconds = "1h"
+[memory]
+data_path_mb = {total_mb}
+[recorder]
+max_pending_mb = {pending_mb}
+[control]
+listen = "127.0.0.1:0"
+""",
+        encoding="utf-8",
+    )
+    return Agent(load_config(path, environ={}))
+
+
+def _stalled_writer(agent: Agent) -> SegmentWriter:
+    """The recorder's writer, not started: nothing is taken off its queue (a writer as far behind as can
+    be), so the recorder's share fills to its cap."""
+    folder = agent.state_dir / "recordings" / "run-budget"
+    folder.mkdir(parents=True)
+    return SegmentWriter(
+        folder, "run-budget", segmenter=Segmenter(max_bytes=MIB, max_seconds=3600.0),
+        device_time_columns={"bench": None}, flush_interval=1.0, level=1,
+    )  # fmt: skip
+
+
+def _metrics(agent: Agent) -> dict[tuple[str, str], float]:
+    return {
+        (s.name, s.labels.get("consumer", s.labels.get("reason", ""))): s.value
+        for family in text_string_to_metric_families(agent.metrics.render().decode())
+        for s in family.samples
+    }
+
+
+def test_ring_recorder_and_live_page_stay_within_one_budget_under_wide_lines(tmp_path: Path) -> None:
+    """3,200 frames of 270 fields through the agent's own fan-out (`_on_serial`); once the ring has
+    filled the budget, the recorder's writer starts and stalls, so its queue grows to its cap. The
+    consumers' bytes together never pass `memory.data_path_mb` at any look of the ring (every
+    CHECK_EVERY frames), nor by more than those frames' charges in between; tracemalloc over the whole
+    run stays within it too; the recorder got its whole cap, the ring kept at least its floor, and
+    every frame is either waiting to be recorded or counted as not, every block dropped counted."""
+    agent = _agent(tmp_path, total_mb=8, pending_mb=1)
+    assert agent.recorder is not None and agent.live is not None
+    budget = agent.memory
+    assert budget.total == 8 * MIB
+    assert budget.caps == {"recorder": MIB, "live": live_page_bytes(128, 1)}
+    frames = wide_frames(3200)
+    step = frame_bytes(frames[0])  # the recorder's charge for one of them, the largest share of a frame
+
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    worst = 0
+    for n, frame in enumerate(frames, 1):
+        if n == 2400:  # the ring is full: now the recorder's queue fills (its writer runs, and stalls)
+            assert agent.rings.nbytes > budget.total - budget.caps["live"] - agent.rings.block_bytes
+            agent.recorder.writer = _stalled_writer(agent)
+        # A copy per frame (its own dict and floats), as the decoder makes them, so what is held is real.
+        agent._on_serial(Frame(frame.source, frame.mono, frame.wall, dict(frame.values)))
+        held = agent.rings.nbytes + budget.others_held()
+        worst = max(worst, held)
+        if n % CHECK_EVERY == 0:
+            assert held <= budget.total, (n, held)
+        else:
+            assert held <= budget.total + CHECK_EVERY * step, (n, held)
+    agent.recorder.hand_off()
+    gc.collect()
+    traced = tracemalloc.get_traced_memory()[0] - before
+    tracemalloc.stop()
+    assert traced <= budget.total, (traced, budget.total)
+    # The budget was really in play: filled to within a block (the ring makes and drops whole blocks).
+    assert worst > budget.total - agent.rings.block_bytes - step
+
+    # What /status shows as "memory" and "evidence" (the agent's status() puts these two there).
+    status = agent.memory.status(agent.rings.nbytes)
+    consumers = status["consumers"]
+    assert status["budget_bytes"] == budget.total
+    assert status["bytes"] == sum(c["bytes"] for c in consumers.values()) <= budget.total
+    assert consumers["recorder"]["bytes"] > MIB - 2 * step  # the recorder got its whole cap ...
+    assert consumers["live"]["bytes"] == live_page_bytes(128, 1)  # ... the live page its 128 channels ...
+    assert (
+        consumers[RING]["bytes"] >= budget.ring_floor - 2 * agent.rings.block_bytes
+    )  # ... the ring its floor
+    assert budget.ring_floor == 8 * MIB - MIB - live_page_bytes(128, 1)
+
+    evidence = agent.rings.status()
+    assert evidence["blocks_evicted"]["memory"] > 0
+    recorder = agent.recorder.status()
+    not_recorded = recorder["frames_dropped"]["queue_full"]
+    accepted = len(frames) - not_recorded
+    assert not_recorded > 0 and accepted > 0
+    assert agent.recorder.waiting_bytes == accepted * step  # every frame waits (charged) or is counted
+    samples = _metrics(agent)
+    assert samples[("edge_agent_data_path_memory_budget_bytes", "")] == budget.total
+    assert samples[("edge_agent_data_path_memory_bytes", RING)] == agent.rings.nbytes
+    assert samples[("edge_agent_data_path_memory_bytes", "recorder")] == agent.recorder.waiting_bytes
+    assert (
+        samples[("edge_agent_evidence_ring_evicted_blocks_total", "memory")]
+        == evidence["blocks_evicted"]["memory"]
+    )
+    assert samples[("edge_agent_recording_frames_dropped_total", "queue_full")] == not_recorded
+
+
+def test_the_ring_gives_way_as_the_others_grow_and_keeps_its_floor() -> None:
+    """A ring alone fills what the budget leaves; another consumer growing to its cap takes its room back
+    at the ring's next batch (oldest blocks dropped, counted), never below the ring's floor."""
+    other = {"held": 0}
+    budget = DataPathBudget(4 * MIB, {"recorder": 2 * MIB})
+    budget.attach("recorder", lambda: other["held"])
+    rings = EvidenceRings(3600.0, budget.ring_cap, data_path=budget)
+    frames = wide_frames(2800)
+    for frame in frames[:2000]:
+        rings.add(frame)
+    full = rings.nbytes
+    assert full > 3 * MIB  # the ring used the room the recorder did not
+    assert rings.blocks_evicted["memory"] > 0
+    other["held"] = 2 * MIB
+    for frame in frames[2000 : 2000 + CHECK_EVERY]:
+        rings.add(frame)
+    assert rings.nbytes + other["held"] <= budget.total
+    assert rings.nbytes >= budget.ring_floor - rings.block_bytes
+    evicted = rings.blocks_evicted["memory"]
+    assert rings.status()["budget_bytes"] == budget.total - 2 * MIB
+    for frame in frames[2000 + CHECK_EVERY :]:
+        rings.add(frame)
+        assert rings.nbytes <= budget.total - 2 * MIB + frame_bytes(frame) * CHECK_EVERY
+    assert rings.blocks_evicted["memory"] > evicted
+
+
+@pytest.mark.parametrize(
+    ("total", "caps", "ok"),
+    [
+        (64, {"recorder": 16, "lens": 8, "live": 3.5}, True),
+        (16, {"recorder": 12}, True),
+        (16, {"recorder": 12.5}, False),
+    ],
+)
+def test_caps_must_leave_the_ring_a_quarter(total: float, caps: dict[str, float], ok: bool) -> None:
+    build = lambda: DataPathBudget(int(total * MIB), {k: int(v * MIB) for k, v in caps.items()})  # noqa: E731
+    if ok:
+        assert build().ring_floor >= total * MIB / 4
+    else:
+        with pytest.raises(ValueError, match=r"memory\.data_path_mb"):
+            build()
+
+
+def test_check_config_refuses_a_budget_the_other_caps_fill(tmp_path: Path) -> None:
+    """`check-config` (and `run`) exit 78 naming memory.data_path_mb, no traceback."""
+    path = tmp_path / "agent.toml"
+    path.write_text(
+        f'[agent]\nstate_dir = "{tmp_path / "state"}"\n[lens]\nenabled = false\n[atlas]\nenabled = false\n'
+        "[memory]\ndata_path_mb = 16\n[recorder]\nmax_pending_mb = 16\n",
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_agent", "check-config", "--config", str(path)],
+        capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    assert done.returncode == EX_CONFIG, done.stderr
+    assert "memory.data_path_mb" in done.stderr and "Traceback" not in done.stderr
