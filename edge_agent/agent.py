@@ -45,6 +45,7 @@ from edge_agent.control import ControlServer, StepStateError, create_control_app
 from edge_agent.detect.anomaly import Anomaly, AnomalyEvent, AnomalyOpened
 from edge_agent.detect.detector import Detector
 from edge_agent.evidence import EvidenceRings
+from edge_agent.evidence.packer import ThreadPacker
 from edge_agent.frames import Frame, FrameBatch, LinkEvent, LinkState, PackedEvent, StepMarker
 from edge_agent.incidents import IncidentClosed, IncidentEvent, IncidentGrew, IncidentGrouper, IncidentOpened
 from edge_agent.lens.errors import LensAuthError
@@ -126,7 +127,9 @@ class Agent:
         )
         # One memory budget for every buffer of the data path; the ring holds what the others leave.
         self.memory = DataPathBudget.from_config(config)
-        self.rings = EvidenceRings.from_config(config.evidence, self.memory)
+        # Sealed blocks of the ring are compressed in a thread of their own (not on the event loop).
+        self.packer = ThreadPacker()
+        self.rings = EvidenceRings.from_config(config.evidence, self.memory, self.packer)
         self.readers = {
             port.name: SerialReader(
                 port, packed_sink=self._on_serial, clock=self.clocks[port.name], mono=mono, wall=wall
@@ -552,6 +555,7 @@ class Agent:
             await self.atlas.close()
         if self.s3 is not None:
             self.s3.close()
+        self.packer.close()
         log.info("agent_stopped", outbox_drained=drained)
         return drained
 

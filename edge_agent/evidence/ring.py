@@ -18,6 +18,12 @@ When the data path's other consumers (the recorder's queue, the lens queue, the 
 ring gives way: at every batch of frames (every `CHECK_EVERY` single frames) it drops blocks, by the same
 rule, until it and they fit the data path's budget again.
 
+Given a `packer` (the agent's runs in a thread of its own: edge_agent/evidence/packer.py), every block
+is packed when it is sealed (`blocks.pack_rows`: zlib of its doubles) and held packed from then on; its
+raw bytes are charged until the packed ones are swapped in (on the event loop, where the ring lives), so
+the budget never counts on a compression that has not happened. Only the evidence writer, in its thread,
+decompresses (a slice's bounds need at most the mono column of the two blocks at its ends).
+
 A row wider than the whole budget is not kept (counted). Whatever was dropped for memory is remembered
 per source (`evicted_until`), so a slice that reaches back into it says so (`Coverage.cut_by`), and
 `slices_cut` counts how often evidence came out shorter than asked, by reason.
@@ -34,14 +40,19 @@ from __future__ import annotations
 import math
 from array import array
 from collections import deque
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from edge_agent.config import DEFAULT_EVIDENCE_MEMORY_MB, EvidenceSection
-from edge_agent.evidence.blocks import ABSENT, Block, Coverage, CutBy, RingSlice
+from edge_agent.evidence.blocks import ABSENT, Block, Coverage, CutBy, Packed, RingSlice, pack_rows
 from edge_agent.frames import Frame, FrameBatch
 
 if TYPE_CHECKING:
     from edge_agent.memory_budget import DataPathBudget
+
+# Runs `work` (off the event loop, if it likes) and then `done` with its result, on the event loop.
+Packer = Callable[[Callable[[], Packed], Callable[[Packed], None]], None]
 
 # 256 KiB blocks: ~3,300 rows of 8 channels (0.65 s at 5,000 lines/s), so the time bound overshoots by
 # little; a block's fixed part (~1 kB for 8 channels, ~20 kB of names and tuples for 270) is well under
@@ -183,6 +194,16 @@ class SourceRing:
         if block is self._current:
             self._current = None
         self._reset_expiry()
+        packer = self._owner.packer
+        if packer is not None and block.used:
+            packer(partial(pack_rows, block.data, block.width), partial(self._packed, block))
+
+    def _packed(self, block: Block, packed: Packed) -> None:
+        """The packed rows of `block` are ready (on the event loop): hold them instead, if the block is
+        still held (evicted meanwhile: nothing to do)."""
+        if block in self._blocks:
+            self._charge(block.compress(packed))
+            self._owner.blocks_packed += 1
 
     def _charge(self, nbytes: int) -> None:
         self.nbytes += nbytes
@@ -272,9 +293,11 @@ class EvidenceRings:
         "_unchecked",
         "block_bytes",
         "blocks_evicted",
+        "blocks_packed",
         "budget",
         "frames_not_kept",
         "nbytes",
+        "packer",
         "seconds",
         "slices_cut",
     )
@@ -285,6 +308,7 @@ class EvidenceRings:
         memory_bytes: int = int(DEFAULT_EVIDENCE_MEMORY_MB * MIB),
         block_bytes: int = DEFAULT_BLOCK_BYTES,
         data_path: DataPathBudget | None = None,
+        packer: Packer | None = None,
     ) -> None:
         """`memory_bytes`: the ring's own bound; with `data_path`, the ring holds at most what that
         budget leaves it too (`DataPathBudget.ring_limit`), and gives way when the others grow."""
@@ -300,16 +324,20 @@ class EvidenceRings:
         self.slices_cut: dict[CutBy, int] = {"memory": 0, "time": 0}
         self._rings: dict[str, SourceRing] = {}
         self._data_path = data_path
+        self.packer = packer
+        self.blocks_packed = 0
         self._unchecked = 0  # single frames since the last look at the data path's budget
 
     @classmethod
-    def from_config(cls, section: EvidenceSection, data_path: DataPathBudget | None = None) -> EvidenceRings:
+    def from_config(
+        cls, section: EvidenceSection, data_path: DataPathBudget | None = None, packer: Packer | None = None
+    ) -> EvidenceRings:
         """The ring of `section`: within `data_path` when given (the agent's), else within its own
         `memory_mb` (the data path's default total when that is unset)."""
         own = DEFAULT_EVIDENCE_MEMORY_MB if section.memory_mb is None else section.memory_mb
         if data_path is not None:
-            return cls(section.ring_seconds, data_path.ring_cap, data_path=data_path)
-        return cls(section.ring_seconds, int(own * MIB))
+            return cls(section.ring_seconds, data_path.ring_cap, data_path=data_path, packer=packer)
+        return cls(section.ring_seconds, int(own * MIB), packer=packer)
 
     def add(self, frame: Frame) -> None:
         ring = self._rings.get(frame.source)
@@ -414,5 +442,6 @@ class EvidenceRings:
             "sources": sources,
             "blocks_evicted": dict(self.blocks_evicted),
             "frames_not_kept": self.frames_not_kept,
+            "blocks_packed": self.blocks_packed,
             "slices_cut": dict(self.slices_cut),
         }

@@ -9,7 +9,7 @@ import random
 import struct
 import sys
 import tracemalloc
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from edge_agent.config import EvidenceSection
 from edge_agent.evidence import EvidenceRings, MergedSlices, SourceRing, merge_by_time
-from edge_agent.evidence.blocks import Block
+from edge_agent.evidence.blocks import Block, Packed
 from edge_agent.evidence.ring import MIB
 from edge_agent.frames import Frame
 
@@ -50,6 +50,8 @@ def real_bytes(ring: SourceRing) -> int:
     for block in ring._blocks:
         layout = block.layout
         parts = [block, block.data, block.row, block.get, layout, layout, *layout]
+        if block.packed is not None:
+            parts += [block.packed, block.packed.rows, block.packed.monos]
         total += sum(map(sys.getsizeof, parts))
     return total
 
@@ -57,6 +59,10 @@ def real_bytes(ring: SourceRing) -> int:
 def accounted_right(ring: SourceRing) -> bool:
     real = real_bytes(ring)
     return real <= ring.nbytes <= real + 256 * ring.blocks
+
+
+def pack_at_once(work: Callable[[], Packed], done: Callable[[Packed], None]) -> None:
+    done(work())
 
 
 def the_ring(rings: EvidenceRings, source: str = "bench") -> SourceRing:
@@ -323,11 +329,14 @@ def sources_of(frames: Sequence[Frame]) -> dict[str, list[Frame]]:
     block=st.sampled_from([64, 512, 4096, 65_536]),
     start=st.floats(-5.0, 300.0),
     length=st.floats(0.0, 100.0),
+    packed=st.booleans(),
 )
 def test_ring_matches_a_plain_list(
-    frames: list[Frame], seconds: float, memory: int, block: int, start: float, length: float
+    frames: list[Frame], seconds: float, memory: int, block: int, start: float, length: float, packed: bool
 ) -> None:
-    rings = EvidenceRings(seconds, memory, block)
+    """Also with every sealed block packed as it is sealed (a packer that runs at once): bit for bit
+    the same frames, slices and channels, and the bytes held still accounted right."""
+    rings = EvidenceRings(seconds, memory, block, packer=pack_at_once if packed else None)
     for f in frames:
         rings.add(f)
         assert rings.nbytes <= memory
