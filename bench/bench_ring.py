@@ -157,13 +157,15 @@ def against(rev: str, rounds: int, after: Path, section: str = "against", wide: 
             tar.extractall(tmp, filter="data")
         runs = run_ring_against(Path(tmp), rounds, after, wide)
     summary: dict[str, Any] = {"rev": rev, "after": str(after), "rounds": rounds, "runs": runs}
-    keys = ["cpu_percent_3M_baud", "rss_mb", "idle_rss_mb"]
+    keys = ["cpu_percent_3M_baud", "rss_mb", "idle_rss_mb", "rss_anon_mb", "rss_file_mb", "ring_bytes"]
     keys += ["cpu_percent_3M_baud_main_thread", "cpu_percent_3M_baud_other_threads"]
     if wide:
         keys += ["wide_rss_over_idle_mb", "wide_peak_over_idle_mb", "wide_lines_per_s", "wide_idle_rss_mb"]
+        keys += ["wide_ring_bytes", "wide_ring_span_s"]
     for label, values in runs.items():
         for key in keys:
-            summary[f"{label}_{key}_median"] = statistics.median(v[key] for v in values)
+            got = [v[key] for v in values if v.get(key) is not None]
+            summary[f"{label}_{key}_median"] = statistics.median(got) if got else None
     print(json.dumps(summary, indent=2))
     path = update_results("ring", section, summary)
     print(f"wrote {path}")

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import sys
@@ -64,6 +65,17 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def _rss_parts_mb(pid: int) -> dict[str, float]:
+    """RSS split as the kernel counts it: anonymous memory (the heap: objects, buffers) and file pages
+    (the interpreter's and the libraries' code mapped in)."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name = line.split(":")[0]
+        if name in ("RssAnon", "RssFile"):
+            out[f"rss_{name[3:].lower()}_mb"] = int(line.split()[1]) / 1024
+    return out
 
 
 def _config(state: Path, link: Path, archetype: str, atlas: str, port: int, control_extra: str = "") -> str:
@@ -412,6 +424,7 @@ class AgentBench:
         cpu, frames = await self._cpu_during(proc.pid, RING_FULL_S, 5000.0)
         threads = dict(self.last_threads)
         rss = _rss_mb(proc.pid)
+        parts = _rss_parts_mb(proc.pid)
         status = await self._status()
         # An agent from before the byte-bounded ring has no "evidence" in /status.
         evidence = status.get("evidence") or {"bytes": None, "sources": {}}
@@ -427,9 +440,11 @@ class AgentBench:
             "frames": frames,
             "seconds": RING_FULL_S,
             "rss_mb": rss,
+            **parts,
             "ring_bytes": evidence["bytes"],
             "ring_span_s": held.get("span_s"),
             "ring_frames": held.get("frames"),
+            "ring_blocks_packed": evidence.get("blocks_packed"),
         }
 
     async def _wide_json(self, name: str = "wide-json", recorder: bool = True) -> dict[str, Any]:
@@ -438,7 +453,9 @@ class AgentBench:
         await asyncio.sleep(5.0)
         status = await self._status()
         idle_rss = _rss_mb(proc.pid)
-        budget_mb = status["evidence"]["budget_bytes"] / (1024 * 1024)
+        # The data path's budget (an agent from before it had one: its ring's)
+        budget = (status.get("memory") or status["evidence"])["budget_bytes"]
+        budget_mb = budget / (1024 * 1024)
         frames0 = status["ports"]["bench"]["frames"]
         t0 = time.perf_counter()
         sent = await asyncio.to_thread(self.writer.flood, _wide_lines(), WIDE_SECONDS)
@@ -448,6 +465,7 @@ class AgentBench:
         status = await self._status()
         evidence = status["evidence"]
         recorder = status.get("recorder") or {}
+        data_path = status.get("memory") or {}
         await self._stop(proc)
         ring = evidence["sources"].get("bench", {})
         pending = recorder.get("pending") or {}  # an agent from before the recorder's byte bound has none
@@ -470,6 +488,8 @@ class AgentBench:
             "ring_span_s": ring.get("span_s", 0.0),
             "ring_frames": ring.get("frames", 0),
             "blocks_evicted_for_memory": evidence["blocks_evicted"]["memory"],
+            "data_path_bytes": data_path.get("bytes"),
+            "slices_cut_by_memory": evidence["slices_cut"]["memory"],
         }
 
 
@@ -482,18 +502,22 @@ _NO_RECORDER = "\n[recorder]\nenabled = false\n"
 
 
 def _wide_json_port(config: str) -> str:
-    """The bench port as JSON lines (every numeric field a channel: ch0 .. ch269 and t)."""
+    """The bench port as JSON lines (every numeric field a channel: ch0 .. ch269 and t), and the ring's
+    default 2 min (not the 30 s of the 3 Mbaud runs): so the data path's budget, not the time bound,
+    is what holds the ring (the evidence ring packs its blocks; 30 s of these lines may fit)."""
     cols = ", ".join(f'"{c}"' for c in ["t", *CHANNELS])
+    config = config.replace('ring_seconds = "30s"', 'ring_seconds = "2m"')
     return config.replace(f"columns = [{cols}]", 'format = "jsonl"\nmax_line_bytes = 16384')
 
 
 def _wide_lines() -> bytes:
-    """A chunk of 64 lines of WIDE_FIELDS numbers (~3.5 kB a line), values varying line to line."""
+    """A chunk of 256 lines of WIDE_FIELDS numbers (~3.5 kB a line): 4-decimal values with noise (a
+    seeded generator), so they compress as sensor values do, not as a repeated pattern would."""
+    rng = random.Random(270)
     lines = []
-    for k in range(64):
-        fields = ", ".join(
-            f'"ch{n}": {1.0 + ((k * 7 + n * 13) % 1000) / 1000:.4f}' for n in range(WIDE_FIELDS)
-        )
+    for k in range(256):
+        values = (1.0 + n * 0.01 + rng.gauss(0.0, 0.05) for n in range(WIDE_FIELDS))
+        fields = ", ".join(f'"ch{n}": {value:.4f}' for n, value in enumerate(values))
         lines.append(f'{{"t": {k}, {fields}}}\n')
     return "".join(lines).encode()
 

@@ -107,6 +107,9 @@ MEMORY = ("ring", "against_memory")
 # `bench_ring.py --against aabb2e4 --section against_cpu`: the agent before and after the per-read data
 # path of issue 12 item 4 (FrameBatch through the fan-out, the fd reader's timers), runs alternating.
 CPU_AB = ("ring", "against_cpu")
+# `bench_ring.py --against 4b9a168 --section against_budget --wide`: the agent before and after the data
+# path's one budget, the packed ring and the allocator settings (issue 12 item 4), runs alternating.
+BUDGET_AB = ("ring", "against_budget")
 IDLE = (*RING, "idle_breakdown")
 # bench_ring.py: the ring alone (before: a deque of Frame objects, as it was until issue 12 item 4;
 # after: the packed blocks), then agents of their own at 3 Mbaud for 35 s and under wide JSON lines.
@@ -129,18 +132,13 @@ def idle_rest(data: dict[str, Any]) -> float | None:
     return idle - imports if idle is not None and imports is not None else None
 
 
-def data_path_bounds_mb() -> float:
-    """The data path's documented memory bounds together (MiB, the defaults): evidence.memory_mb,
-    recorder.max_pending_mb, lens.queue_mb and the live page's buckets for its 128 channels at most."""
+def data_path_budget_mb() -> float:
+    """The data path's memory budget (memory.data_path_mb's default, MiB): the ring, the recorder's
+    queue, the lens queue and the live page together."""
     from edge_agent.config import EdgeAgentConfig
-    from edge_agent.live.decimator import CHANNEL_BYTES, MAX_CHANNELS, SOURCE_BYTES
 
-    fields = EdgeAgentConfig.model_fields
-    evidence = fields["evidence"].get_default(call_default_factory=True).memory_mb
-    recorder = fields["recorder"].get_default(call_default_factory=True).max_pending_mb
-    lens = fields["lens"].get_default(call_default_factory=True).queue_mb
-    live = (MAX_CHANNELS * CHANNEL_BYTES + SOURCE_BYTES) / (1024 * 1024)
-    return float(evidence + recorder + lens + live)
+    memory = EdgeAgentConfig.model_fields["memory"].get_default(call_default_factory=True)
+    return float(memory.data_path_mb)
 
 
 RING_FIGURES: list[Figure] = [
@@ -176,7 +174,11 @@ RING_FIGURES: list[Figure] = [
     Figure(ER, "... the running agent's own state (idle RSS minus its imports)", "MB", idle_rest),
     Figure(ER, "RSS with the 30 s ring full (35 s of 8-channel CSV at 3 Mbaud equiv.)", "MB",
            path(*RING_FULL, "rss_mb"), ("<", 60.0)),
-    Figure(ER, "the ring's own bytes then (/status)", "MB", mib(*RING_FULL, "ring_bytes")),
+    Figure(ER, "... of which anonymous memory (RssAnon: the heap)", "MB", path(*RING_FULL, "rss_anon_mb")),
+    Figure(ER, "... of which file pages (RssFile: the interpreter's and libraries' code)", "MB",
+           path(*RING_FULL, "rss_file_mb")),
+    Figure(ER, "the ring's own bytes then (/status; sealed blocks packed)", "MB",
+           mib(*RING_FULL, "ring_bytes")),
     Figure(ER, "the ring's span then", "s", path(*RING_FULL, "ring_span_s")),
     Figure(ER, "frames waiting for the recorder's writer then, peak (/status)", "MB",
            mib(*RING_FULL, "recorder_pending_peak_bytes")),
@@ -210,13 +212,15 @@ RING_FIGURES: list[Figure] = [
            path(*WIDE, "lines_per_s")),
     Figure(ER, "wide JSON: agent idle RSS before", "MB", path(*WIDE, "idle_rss_mb")),
     Figure(ER, "wide JSON: RSS after 60 s", "MB", path(*WIDE, "rss_mb")),
-    Figure(ER, "wide JSON: RSS after 60 s over the idle RSS (target: the 64 MB budget)", "MB",
-           path(*WIDE, "rss_over_idle_mb"), ("<", 64.0)),
-    Figure(ER, "wide JSON: peak RSS over the idle RSS", "MB", path(*WIDE, "peak_over_idle_mb"), ("<", 64.0)),
-    Figure(ER, "wide JSON: the same, against the data path's documented bounds together (evidence 64,"
-           " recorder queue 16, lens queue 8, live page 3.5 MiB)", "MB", path(*WIDE, "rss_over_idle_mb"),
-           ("<", data_path_bounds_mb())),
+    Figure(ER, "wide JSON: RSS after 60 s over the idle RSS (target: memory.data_path_mb, the data path's"
+           " one budget)", "MB", path(*WIDE, "rss_over_idle_mb"), ("<", data_path_budget_mb())),
+    Figure(ER, "wide JSON: peak RSS over the idle RSS", "MB", path(*WIDE, "peak_over_idle_mb"),
+           ("<", data_path_budget_mb())),
+    Figure(ER, "wide JSON: the data path's bytes (/status memory: ring, recorder queue, lens queue, live"
+           " page)", "MB", mib(*WIDE, "data_path_bytes")),
     Figure(ER, "wide JSON: the ring's own bytes (/status)", "MB", mib(*WIDE, "ring_bytes")),
+    Figure(ER, "wide JSON: ring blocks dropped for memory (counted on /status and /metrics)", "blocks",
+           path(*WIDE, "blocks_evicted_for_memory")),
     Figure(ER, "wide JSON: frames waiting for the recorder's writer, peak (budget 16 MB)", "MB",
            mib(*WIDE, "recorder_pending_peak_bytes")),
     Figure(ER, "wide JSON: frames recorded", "frames", path(*WIDE, "recorder_frames_recorded")),
@@ -224,11 +228,48 @@ RING_FIGURES: list[Figure] = [
            path(*WIDE, "recorder_frames_not_recorded")),
     Figure(ER, "wide JSON: the ring's span (cut by the budget)", "s", path(*WIDE, "ring_span_s")),
     Figure(ER, "wide JSON, recorder off: RSS after 60 s over the idle RSS", "MB",
-           path(*WIDE_NR, "rss_over_idle_mb"), ("<", 64.0)),
+           path(*WIDE_NR, "rss_over_idle_mb"), ("<", data_path_budget_mb())),
     Figure(ER, "wide JSON, recorder off: peak RSS over the idle RSS", "MB",
-           path(*WIDE_NR, "peak_over_idle_mb"),
-           ("<", 64.0)),
+           path(*WIDE_NR, "peak_over_idle_mb"), ("<", data_path_budget_mb())),
     Figure(ER, "wide JSON, recorder off: lines read", "lines/s", path(*WIDE_NR, "lines_per_s")),
+    Figure(ER, "before/after the data path's one budget, the packed ring and the allocator settings (4b9a168"
+           " vs this tree; bench_ring.py --against 4b9a168 --section against_budget --wide; runs alternate,"
+           " median of 3 each): idle RSS, before", "MB", path(*BUDGET_AB, "before_idle_rss_mb_median")),
+    Figure(ER, "... idle RSS, after", "MB", path(*BUDGET_AB, "after_idle_rss_mb_median")),
+    Figure(ER, "... RSS with the 30 s ring full at 3 Mbaud, before", "MB",
+           path(*BUDGET_AB, "before_rss_mb_median")),
+    Figure(ER, "... RSS with the 30 s ring full at 3 Mbaud, after", "MB",
+           path(*BUDGET_AB, "after_rss_mb_median"),
+           ("<", 60.0)),
+    Figure(ER, "... of which RssAnon, before", "MB", path(*BUDGET_AB, "before_rss_anon_mb_median")),
+    Figure(ER, "... of which RssAnon, after", "MB", path(*BUDGET_AB, "after_rss_anon_mb_median")),
+    Figure(ER, "... the ring's own bytes then, before", "MB", mib(*BUDGET_AB, "before_ring_bytes_median")),
+    Figure(ER, "... the ring's own bytes then, after (packed)", "MB",
+           mib(*BUDGET_AB, "after_ring_bytes_median")),
+    Figure(ER, "... whole-agent CPU at 3 Mbaud, before", "% core",
+           path(*BUDGET_AB, "before_cpu_percent_3M_baud_median")),
+    Figure(ER, "... whole-agent CPU at 3 Mbaud, after", "% core",
+           path(*BUDGET_AB, "after_cpu_percent_3M_baud_median")),
+    Figure(ER, "... event-loop thread, before", "% core",
+           path(*BUDGET_AB, "before_cpu_percent_3M_baud_main_thread_median")),
+    Figure(ER, "... event-loop thread, after", "% core",
+           path(*BUDGET_AB, "after_cpu_percent_3M_baud_main_thread_median")),
+    Figure(ER, "... other threads (recorder's writer; after: also the ring's packer), before", "% core",
+           path(*BUDGET_AB, "before_cpu_percent_3M_baud_other_threads_median")),
+    Figure(ER, "... other threads, after", "% core",
+           path(*BUDGET_AB, "after_cpu_percent_3M_baud_other_threads_median")),
+    Figure(ER, "... wide JSON (noisy values, 2 min ring), RSS after 60 s over the idle RSS, before", "MB",
+           path(*BUDGET_AB, "before_wide_rss_over_idle_mb_median")),
+    Figure(ER, "... wide JSON, RSS after 60 s over the idle RSS, after", "MB",
+           path(*BUDGET_AB, "after_wide_rss_over_idle_mb_median"), ("<", data_path_budget_mb())),
+    Figure(ER, "... wide JSON, peak RSS over the idle RSS, before", "MB",
+           path(*BUDGET_AB, "before_wide_peak_over_idle_mb_median")),
+    Figure(ER, "... wide JSON, peak RSS over the idle RSS, after", "MB",
+           path(*BUDGET_AB, "after_wide_peak_over_idle_mb_median"), ("<", data_path_budget_mb())),
+    Figure(ER, "... wide JSON lines read, before", "lines/s",
+           path(*BUDGET_AB, "before_wide_lines_per_s_median")),
+    Figure(ER, "... wide JSON lines read, after", "lines/s",
+           path(*BUDGET_AB, "after_wide_lines_per_s_median")),
     Figure(ER, "before/after the memory work (9453250 vs aabb2e4; bench_ring.py --against 9453250 --section"
            " against_memory --wide; runs alternate, median of 3 each): idle RSS, before", "MB",
            path(*MEMORY, "before_idle_rss_mb_median")),

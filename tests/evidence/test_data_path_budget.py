@@ -6,8 +6,10 @@ would squeeze the ring is refused naming the field."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
+import random
 import subprocess
 import sys
 import tracemalloc
@@ -32,13 +34,16 @@ WIDTH = 270
 
 
 def wide_frames(count: int, per_read: int = 16) -> list[Frame]:
-    """`count` decoded JSON frames of WIDTH numeric fields, `per_read` lines a read, 1 ms apart."""
+    """`count` decoded JSON frames of WIDTH numeric fields, `per_read` lines a read, 1 ms apart. The
+    values are random doubles (seeded): blocks of them do not compress, so the ring holds them raw and
+    fills the budget as fast as it can be filled (test_packed_ring.py is where blocks are packed)."""
+    rng = random.Random(12)
     port = SerialPort(name="bench", url="loop://", format="jsonl", max_line_bytes=1 << 20)
     decoder = make_decoder(port)
     frames: list[Frame] = []
     for start in range(0, count, per_read):
         data = b"".join(
-            (json.dumps({f"ch{c}": k * 0.5 + c * 0.001 for c in range(WIDTH)}) + "\n").encode()
+            (json.dumps({f"ch{c}": rng.random() for c in range(WIDTH)}) + "\n").encode()
             for k in range(start, min(count, start + per_read))
         )
         frames += [
@@ -97,7 +102,7 @@ def _metrics(agent: Agent) -> dict[tuple[str, str], float]:
     }
 
 
-def test_ring_recorder_and_live_page_stay_within_one_budget_under_wide_lines(tmp_path: Path) -> None:
+async def test_ring_recorder_and_live_page_stay_within_one_budget_under_wide_lines(tmp_path: Path) -> None:
     """3,200 frames of 270 fields through the agent's own fan-out (`_on_serial`); once the ring has
     filled the budget, the recorder's writer starts and stalls, so its queue grows to its cap. The
     consumers' bytes together never pass `memory.data_path_mb` at any look of the ring (every
@@ -122,6 +127,8 @@ def test_ring_recorder_and_live_page_stay_within_one_budget_under_wide_lines(tmp
             agent.recorder.writer = _stalled_writer(agent)
         # A copy per frame (its own dict and floats), as the decoder makes them, so what is held is real.
         agent._on_serial(Frame(frame.source, frame.mono, frame.wall, dict(frame.values)))
+        if n % 16 == 0:
+            await asyncio.sleep(0)  # between reads the loop runs: the ring's packed blocks come back
         held = agent.rings.nbytes + budget.others_held()
         worst = max(worst, held)
         if n % CHECK_EVERY == 0:
@@ -129,6 +136,7 @@ def test_ring_recorder_and_live_page_stay_within_one_budget_under_wide_lines(tmp
         else:
             assert held <= budget.total + CHECK_EVERY * step, (n, held)
     agent.recorder.hand_off()
+    agent.packer.close()
     gc.collect()
     traced = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
