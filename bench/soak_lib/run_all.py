@@ -107,7 +107,7 @@ MEMORY = ("ring", "against_memory")
 # `bench_ring.py --against aabb2e4 --section against_cpu`: the agent before and after the per-read data
 # path of issue 12 item 4 (FrameBatch through the fan-out, the fd reader's timers), runs alternating.
 CPU_AB = ("ring", "against_cpu")
-# `bench_ring.py --against 4b9a168 --section against_budget --wide`: the agent before and after the data
+# `bench_ring.py --against e07fe99 --section against_budget --wide`: the agent before and after the data
 # path's one budget, the packed ring and the allocator settings (issue 12 item 4), runs alternating.
 BUDGET_AB = ("ring", "against_budget")
 IDLE = (*RING, "idle_breakdown")
@@ -232,8 +232,8 @@ RING_FIGURES: list[Figure] = [
     Figure(ER, "wide JSON, recorder off: peak RSS over the idle RSS", "MB",
            path(*WIDE_NR, "peak_over_idle_mb"), ("<", data_path_budget_mb())),
     Figure(ER, "wide JSON, recorder off: lines read", "lines/s", path(*WIDE_NR, "lines_per_s")),
-    Figure(ER, "before/after the data path's one budget, the packed ring and the allocator settings (4b9a168"
-           " vs this tree; bench_ring.py --against 4b9a168 --section against_budget --wide; runs alternate,"
+    Figure(ER, "before/after the data path's one budget, the packed ring and the allocator settings (e07fe99"
+           " vs this tree; bench_ring.py --against e07fe99 --section against_budget --wide; runs alternate,"
            " median of 3 each): idle RSS, before", "MB", path(*BUDGET_AB, "before_idle_rss_mb_median")),
     Figure(ER, "... idle RSS, after", "MB", path(*BUDGET_AB, "after_idle_rss_mb_median")),
     Figure(ER, "... RSS with the 30 s ring full at 3 Mbaud, before", "MB",
