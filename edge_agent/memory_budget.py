@@ -60,7 +60,13 @@ class DataPathBudget:
                 f" after the other consumers' caps ({shares} MiB); it must leave at least"
                 f" {RING_MIN_FRACTION:.0%}: raise data_path_mb or lower those caps"
             )
-        self.ring_cap = total if ring_cap is None else min(ring_cap, total)
+        if ring_cap is not None and ring_cap > total:
+            raise ValueError(
+                f"evidence.memory_mb ({ring_cap / MIB:g} MiB) is more than memory.data_path_mb"
+                f" ({total / MIB:g} MiB), the budget it is part of: raise data_path_mb (or unset"
+                " evidence.memory_mb: the ring then holds what the others leave)"
+            )
+        self.ring_cap = total if ring_cap is None else ring_cap
         self._measures: dict[str, Callable[[], int]] = {}
         self._held: Callable[[], int] = _nothing
 

@@ -217,6 +217,13 @@ def test_caps_must_leave_the_ring_a_quarter(total: float, caps: dict[str, float]
             build()
 
 
+def test_a_ring_cap_beyond_the_budget_is_refused() -> None:
+    """A config from before the one budget that raised evidence.memory_mb past it says what to do."""
+    with pytest.raises(ValueError, match=r"evidence\.memory_mb \(200 MiB\) is more than memory\.data"):
+        DataPathBudget(64 * MIB, {"recorder": 16 * MIB}, ring_cap=200 * MIB)
+    assert DataPathBudget(64 * MIB, {"recorder": 16 * MIB}, ring_cap=20 * MIB).ring_floor == 20 * MIB
+
+
 def test_check_config_refuses_a_budget_the_other_caps_fill(tmp_path: Path) -> None:
     """`check-config` (and `run`) exit 78 naming memory.data_path_mb, no traceback."""
     path = tmp_path / "agent.toml"
