@@ -477,8 +477,8 @@ class EvidenceSection(Section):
         ge=1.0,
         le=64 * 1024,
         description="The evidence ring's own cap within memory.data_path_mb (at most that), all sources"
-        " together (MiB); unset: whatever the data path's other consumers leave. Past it the oldest frames of the source"
-        " holding the most are dropped first.",
+        " together (MiB); unset: whatever the data path's other consumers leave. Past it the oldest"
+        " frames of the source holding the most are dropped first.",
     )
     pre: Duration = 10.0
     post: Duration = 5.0

@@ -366,9 +366,10 @@ class EvidenceRings:
 
     def give_way(self) -> None:
         """Drop blocks (the oldest of the source holding the most, the open one last) until the ring
-        fits what the data path's other consumers leave it."""
-        if self.nbytes > self.limit():
-            self.make_room(0)
+        fits what the data path's other consumers leave it (all of them, if they leave nothing)."""
+        limit = self.limit()
+        while self.nbytes > limit and self._evict_largest():
+            pass
 
     def slice(self, source: str, start_mono: float, end_mono: float) -> RingSlice:
         ring = self._rings.get(source)

@@ -198,6 +198,12 @@ def test_the_ring_gives_way_as_the_others_grow_and_keeps_its_floor() -> None:
         rings.add(frame)
         assert rings.nbytes <= budget.total - 2 * MIB + frame_bytes(frame) * CHECK_EVERY
     assert rings.blocks_evicted["memory"] > evicted
+    # Another consumer past the whole budget (none can be by its cap, but the ring must not count on
+    # it): the ring gives up everything, and what it cannot keep is counted.
+    other["held"] = budget.total
+    for frame in frames[: 2 * CHECK_EVERY]:
+        rings.add(frame)
+    assert rings.nbytes == 0 and rings.frames_not_kept == CHECK_EVERY  # the second look's frames
 
 
 @pytest.mark.parametrize(
