@@ -33,7 +33,10 @@ COPY --from=build /opt/edge-agent /opt/edge-agent
 ENV PATH=/opt/edge-agent/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
-    EDGE_AGENT_AGENT__STATE_DIR=/var/lib/edge-agent
+    EDGE_AGENT_AGENT__STATE_DIR=/var/lib/edge-agent \
+    MALLOC_ARENA_MAX=2 \
+    MALLOC_MMAP_THRESHOLD_=131072
+# MALLOC_*: glibc's malloc as systemd/edge-agent.service sets it (the reasons are there).
 # Outbox, lens session record, evidence: must outlive the container, or a restart loses queued reports.
 VOLUME ["/var/lib/edge-agent"]
 WORKDIR /var/lib/edge-agent

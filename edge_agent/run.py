@@ -32,7 +32,6 @@ from edge_agent.config import (
 from edge_agent.config_sources import config_error
 from edge_agent.control import check_listen
 from edge_agent.logs import SecretRedactor, get_logger, setup_logging
-from edge_agent.service import allocator
 from edge_agent.service.notify import SystemdNotifier
 
 log = get_logger(__name__)
@@ -92,7 +91,6 @@ class Daemon:
         self.install_signals()
         agent = Agent(self.config, notifier=self.notifier, add_secret=self.redactor.add)
         await agent.start()
-        allocator.release_start_up_garbage()
         ends_at = None if duration is None else time.monotonic() + duration
         while True:
             waiters = [
@@ -140,7 +138,6 @@ def main(args: argparse.Namespace) -> int:
     json_logs = {"auto": None, "json": True, "console": False}[args.log_format]
     redactor = setup_logging(args.log_level, json=json_logs, secrets=secret_values(config))
     daemon = Daemon(path, config, redactor)
-    allocator.configure()  # before the agent starts any thread
     try:
         return asyncio.run(daemon.run(args.duration))
     except FieldError as exc:

@@ -67,6 +67,21 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def unit_malloc_env(repo: Path) -> dict[str, str]:
+    """The MALLOC_* settings the tree's systemd unit runs the agent with (the agent is measured as it
+    is deployed; a tree whose unit has none runs with glibc's defaults)."""
+    unit = repo / "systemd" / "edge-agent.service"
+    out: dict[str, str] = {}
+    if unit.exists():
+        for line in unit.read_text().splitlines():
+            if line.startswith("Environment="):
+                for item in line.removeprefix("Environment=").split():
+                    name, _, value = item.partition("=")
+                    if name.startswith("MALLOC_"):
+                        out[name] = value
+    return out
+
+
 def _rss_parts_mb(pid: int) -> dict[str, float]:
     """RSS split as the kernel counts it: anonymous memory (the heap: objects, buffers) and file pages
     (the interpreter's and the libraries' code mapped in)."""
@@ -218,7 +233,7 @@ class AgentBench:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(notify_path)
         sock.setblocking(False)
-        env = {**os.environ, "NOTIFY_SOCKET": notify_path}
+        env = {**os.environ, **unit_malloc_env(self.repo), "NOTIFY_SOCKET": notify_path}
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115, ASYNC230 (the child keeps it)
         start = time.perf_counter()
         proc = await asyncio.create_subprocess_exec(
