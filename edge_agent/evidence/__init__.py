@@ -3,9 +3,11 @@ sans-I/O), the planner that says which
 span of which sources' frames is due when (planner.py, sans-I/O), and the atomic CSV + JSON writer
 (writer.py)."""
 
-from edge_agent.evidence.blocks import ABSENT, Coverage, MergedSlices, RingSlice
+from edge_agent.evidence.blocks import ABSENT
 from edge_agent.evidence.planner import SCHEDULING_SLACK, EvidencePlanner, EvidenceWindow
-from edge_agent.evidence.ring import EvidenceRings, SourceRing
+from edge_agent.evidence.ring import EvidenceRings
+from edge_agent.evidence.slices import Coverage, MergedSlices, RingSlice
+from edge_agent.evidence.source_ring import SourceRing
 from edge_agent.evidence.writer import (
     EvidenceFiles,
     check_stem,

@@ -36,8 +36,8 @@ from enum import Enum
 from pathlib import Path
 from typing import IO, Any
 
-from edge_agent.evidence.blocks import Coverage, MergedSlices, RingFrames, RingSlice
 from edge_agent.evidence.planner import EvidenceWindow
+from edge_agent.evidence.slices import Coverage, MergedSlices, RingFrames, RingSlice
 from edge_agent.frames import Frame
 from edge_agent.logs import SENSITIVE_KEYS
 from edge_agent.state_files import StateFileHealth, remove_stale_temps, write_atomic, write_atomic_stream
