@@ -110,6 +110,9 @@ CPU_AB = ("ring", "against_cpu")
 # `bench_ring.py --against e07fe99 --section against_budget --wide`: the agent before and after the data
 # path's one budget, the packed ring and the allocator settings (issue 12 item 4), runs alternating.
 BUDGET_AB = ("ring", "against_budget")
+# `bench_ring.py --against 611fa24 --section against_cpu_2`: the agent before and after the recorder
+# writing plain numbers as the device sent them and the fd reader handing on a few reads at a time.
+CPU_AB2 = ("ring", "against_cpu_2")
 IDLE = (*RING, "idle_breakdown")
 # bench_ring.py: the ring alone (before: a deque of Frame objects, as it was until issue 12 item 4;
 # after: the packed blocks), then agents of their own at 3 Mbaud for 35 s and under wide JSON lines.
@@ -201,6 +204,20 @@ RING_FIGURES: list[Figure] = [
            path(*CPU_AB, "before_cpu_percent_3M_baud_other_threads_median")),
     Figure(ER, "... other threads (the recorder's writer), after", "% core",
            path(*CPU_AB, "after_cpu_percent_3M_baud_other_threads_median")),
+    Figure(ER, "before/after the device's text in recordings and the held reads (611fa24 vs this tree;"
+           " bench_ring.py --against 611fa24 --section against_cpu_2; runs alternate, median of 3 each):"
+           " whole-agent CPU at 3 Mbaud, before", "% core",
+           path(*CPU_AB2, "before_cpu_percent_3M_baud_median")),
+    Figure(ER, "... whole-agent CPU at 3 Mbaud, after", "% core",
+           path(*CPU_AB2, "after_cpu_percent_3M_baud_median"), ("<", 5.0)),
+    Figure(ER, "... event-loop thread, before", "% core",
+           path(*CPU_AB2, "before_cpu_percent_3M_baud_main_thread_median")),
+    Figure(ER, "... event-loop thread, after", "% core",
+           path(*CPU_AB2, "after_cpu_percent_3M_baud_main_thread_median")),
+    Figure(ER, "... other threads (the recorder's writer), before", "% core",
+           path(*CPU_AB2, "before_cpu_percent_3M_baud_other_threads_median")),
+    Figure(ER, "... other threads (the recorder's writer), after", "% core",
+           path(*CPU_AB2, "after_cpu_percent_3M_baud_other_threads_median")),
     Figure(ER, "whole-agent CPU at 3 Mbaud, before: 5641f16, its ring of Frames (bench_ring.py --against)",
            "% core", path(*AGAINST, "before_cpu_percent_3M_baud_median")),
     Figure(ER, "same, after: 5641f16 with only this ring applied; runs alternate, median of 3 each", "% core",
@@ -322,14 +339,20 @@ SECTION_NOTES = {
     " budget by its accounting and by tracemalloc, with a stalled recorder writer)."
     " The memory work before it (the 9453250 rows) took idle RSS down by about 4 MB (the CLI no longer"
     " imports every command's module) and made the recorder's charge per frame an upper bound of what a"
-    " frame holds. The per-read data path (the aabb2e4 rows) hands a read's lines to every consumer as one"
-    " packed FrameBatch and reads a steady port on timers: whole-agent CPU at 3 Mbaud fell by about 40 %"
-    " and the event-loop thread's by half, but it still misses 5 %. Where the rest goes"
-    " (bench/profile_agent.py): the recorder's writer thread (repr of every value into CSV, then gzip)"
-    " about a quarter; on the loop, parsing the floats (the decoder) is the largest single cost, then"
-    " the live-page min/max, the lens windower, the ring's packing, and the fixed cost of ~140 reads a"
-    " second (a timer, a wake-up, each consumer's per-read set-up), which the 2 KiB read size (half the"
-    " tty buffer) bounds from below.",
+    " frame holds."
+    " The per-read data path (the aabb2e4 rows) hands a read's lines to every consumer as one packed"
+    " FrameBatch and reads a steady port on timers: whole-agent CPU at 3 Mbaud fell by about 40 % and the"
+    " event-loop thread's by half, but it still missed 5 %. Then (the 611fa24 rows) the recorder's writer"
+    " stopped formatting floats: a read whose fields are plain numbers is written as the device spelled"
+    " them (repr only for exponents, nan, inf); and the fd reader hands on the bytes of ~3 reads at a"
+    " time (each read still ~2 KiB, half the tty buffer, so it never fills; a byte read waits at most"
+    " 20 ms), so decoding and every consumer's per-read set-up run ~50 times a second, not ~140: the"
+    " writer's thread fell by ~40 %, the loop's by ~18 %, the whole agent's by about a quarter, and it"
+    " still misses 5 %. Where the rest goes (bench/profile_agent.py): on the loop, parsing the floats"
+    " (the decoder) is the largest single cost, then the ~140 timed reads themselves (a timer, a"
+    " wake-up, an os.read each: about a fifth of the loop), the live-page min/max, the lens windower"
+    " and the ring's packing; the writer's thread is the CSV text of the time columns and the"
+    " splitting of the device's text, then gzip.",
 }
 E2E = ("serial", "end_to_end", "modes", "fd")
 LAT = ("lens", "streamer", "latency_pty_to_socket")

@@ -357,6 +357,17 @@ class EmulatorServer:
         # other server on the machine is given it meanwhile and answers this one's clients.
         self._held: socket.socket | None = None
         self.refusing = False
+        # A connection accepted just before a refusal began (its handler not yet registered, so not
+        # aborted with the others) must not be served either: an outage serves nothing.
+        app.middlewares.insert(0, self._refuse_while_refusing)
+
+    @web.middleware
+    async def _refuse_while_refusing(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        if self.refusing:
+            if request.transport is not None:
+                request.transport.abort()  # the client sees its connection reset, nothing served
+            return web.Response(status=503)  # never sent: the transport is gone
+        return await handler(request)
 
     @property
     def base_url(self) -> str:
@@ -386,11 +397,11 @@ class EmulatorServer:
     async def refuse_for(self, seconds: float) -> None:
         """Close the listening socket and every open connection; listen again after `seconds`. The
         port stays bound meanwhile, so connections to it are refused (nothing listens)."""
+        self.refusing = True  # first: a request arriving while the site stops is not served
         if self._site is not None:
             await self._site.stop()
             self._site = None
             self._held = self._bind()
-        self.refusing = True
         if self._runner is not None and self._runner.server is not None:
             for proto in list(self._runner.server.connections):
                 if proto.transport is not None:

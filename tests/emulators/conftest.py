@@ -49,14 +49,17 @@ ARCHETYPE_TIMEOUT = 5.0  # bound on every single wait in the archetype tests
 
 
 @pytest.fixture
-def archetype_settings() -> EmulatorSection:
-    """Fast timings: warm-up 0.1 s, one inference per 0.05 s; the documented example lens is seeded."""
+def archetype_settings(request: pytest.FixtureRequest) -> EmulatorSection:
+    """Fast timings: warm-up 0.1 s, one inference per 0.05 s; the documented example lens is seeded.
+    A test that must act within the warm-up says how long it needs (`@pytest.mark.archetype_warmup(s)`):
+    on a loaded machine 0.1 s can pass before its first request."""
+    marker = request.node.get_closest_marker("archetype_warmup")
     return EmulatorSection.model_validate(
         {
             "host": "127.0.0.1",
             "archetype_port": 0,
             "api_key": ARCHETYPE_TEST_KEY,
-            "warmup": "100ms",
+            "warmup": marker.args[0] if marker is not None else "100ms",
             "inference_interval": "50ms",
             "baseline_windows": 3,
             "lenses": [
