@@ -5,6 +5,10 @@ buffers output until a reader opens `/dev/pts/N` (or the symlink). Writes never 
 kernel buffer is full (nobody reading) the line is dropped and counted, and memory never grows (at
 most the unwritten tail of one line is kept, so lines are never torn).
 
+With `flow_control_s` the bench models hardware flow control (RTS/CTS): a full buffer makes the write
+wait (blocking, up to that long) for the reader to take bytes, and only then drop the line. It blocks the
+writing thread, so it is only for a reader in another process.
+
 Unplug closes the pty and removes the symlink, like a USB adapter vanishing from /dev/serial/by-id.
 The next pty is opened before the old one is closed so the kernel cannot hand out the same number:
 a replug always comes back as a different `/dev/pts/N` behind the same link (renumbering).
@@ -15,8 +19,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import select
 import struct
 import termios
+import time
 import tty
 from pathlib import Path
 
@@ -41,8 +47,9 @@ class _Pty:
 
 
 class PtyPort:
-    def __init__(self, link: Path | None) -> None:
+    def __init__(self, link: Path | None, *, flow_control_s: float = 0.0) -> None:
         self.link = link
+        self.flow_control_s = flow_control_s
         self._pty: _Pty | None = None
         self._spare: _Pty | None = None  # opened at unplug so the replug gets a new number
         self._tail = b""  # unwritten end of a partly written line
@@ -98,22 +105,28 @@ class PtyPort:
                 self.link.unlink()
 
     def write(self, data: bytes) -> bool:
-        """Write one line without blocking. False = dropped (buffer full or unplugged)."""
+        """Write one line without blocking (or, with flow control, waiting up to `flow_control_s` for
+        room). False = dropped (buffer full or unplugged)."""
         pty = self._pty
         if pty is None:
             return False
-        try:
-            if self._tail:
-                written = os.write(pty.master, self._tail)
-                self.bytes_written += written
-                self._tail = self._tail[written:]
+        deadline = time.monotonic() + self.flow_control_s
+        while True:
+            try:
                 if self._tail:
+                    written = os.write(pty.master, self._tail)
+                    self.bytes_written += written
+                    self._tail = self._tail[written:]
+                    if self._tail:
+                        raise BlockingIOError  # the line before this one is not out yet
+                written = os.write(pty.master, data)
+                break
+            except BlockingIOError:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     self.dropped_while_full += 1
                     return False
-            written = os.write(pty.master, data)
-        except BlockingIOError:
-            self.dropped_while_full += 1
-            return False
+                select.select([], [pty.master], [], remaining)  # flow control: wait for the reader
         self.bytes_written += written
         if written < len(data):
             self._tail = data[written:]

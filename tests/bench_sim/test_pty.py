@@ -8,6 +8,8 @@ import contextlib
 import errno
 import json
 import os
+import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -239,3 +241,50 @@ async def test_serial_reader_decodes_frames_markers_and_survives_an_unplug(tmp_p
     assert not [
         t for t in device_times if t is not None and lost["start_device_ms"] < t < lost["end_device_ms"]
     ]
+
+
+def test_flow_control_waits_for_the_reader_instead_of_dropping(tmp_path: Path) -> None:
+    """RTS/CTS on the simulated cable: with nobody reading, a write into the full buffer waits its
+    bound and then drops; with a slow reader in another thread, every line arrives and none is dropped."""
+    port = PtyPort(tmp_path / "ttyFLOW", flow_control_s=0.3)
+    port.open()
+    try:
+        line = b"x" * 63 + b"\n"
+        for _ in range(10_000):  # bounded: the kernel buffer holds a few kB
+            started = time.monotonic()
+            if not port.write(line):
+                break
+        assert port.dropped_while_full == 1 and time.monotonic() - started >= 0.3
+
+        fd = os.open(tmp_path / "ttyFLOW", os.O_RDONLY | os.O_NOCTTY)
+        received = bytearray()
+        stop = threading.Event()
+
+        def slow_reader() -> None:
+            while not stop.is_set():
+                try:
+                    chunk = os.read(fd, 256)
+                except OSError:  # the pty closed under it: done
+                    return
+                if not chunk:
+                    return
+                received.extend(chunk)
+                time.sleep(0.001)
+
+        reader = threading.Thread(target=slow_reader, daemon=True)
+        reader.start()
+        port.flow_control_s = 5.0
+        sent = [b"%05d\n" % i for i in range(3_000)]
+        assert all(port.write(data) for data in sent)
+        assert port.dropped_while_full == 1  # the one before: none since
+        deadline = time.monotonic() + 10
+        while not bytes(received).endswith(sent[-1]) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        stop.set()
+        tail = bytes(received)[-len(b"".join(sent)) :]
+        assert tail == b"".join(sent)
+    finally:
+        port.close()  # before the reader's fd: a blocked os.read ends with EIO
+        with contextlib.suppress(NameError, OSError):
+            reader.join(5)
+            os.close(fd)

@@ -207,5 +207,7 @@ class CapturingSim(Sim):
 
     port: CapturingPty
 
-    def __init__(self, scenario: Any, link: Any, oracle: Any, rate: float = 50.0) -> None:
-        super().__init__(scenario, link, oracle, rate, port=CapturingPty(link))
+    def __init__(
+        self, scenario: Any, link: Any, oracle: Any, rate: float = 50.0, flow_control_s: float = 0.0
+    ) -> None:
+        super().__init__(scenario, link, oracle, rate, port=CapturingPty(link, flow_control_s=flow_control_s))

@@ -303,9 +303,10 @@ async def test_rate_and_hold_do_not_depend_on_how_lines_are_batched_into_reads(
     for got in (one_by_one, by_hundred):
         assert [g[0] for g in got] == [e[0] for e in expected], got
         for g, e in zip(got, expected, strict=True):
-            # +-3 rows (30 ms): how late the host wrote and read under load; a read's 100 lines sharing
-            # one time would put the hundred-line runs off by up to 100 rows.
-            assert all(abs(a - b) <= 3 for a, b in zip(g[1:], e[1:], strict=True)), (got, expected)
+            # +-10 rows (100 ms): how late the host wrote and read on a loaded machine (30 ms was
+            # exceeded at load 8); a read's 100 lines sharing one time would put the hundred-line
+            # runs off by 30-100 rows (the limits hold alone is 30 rows).
+            assert all(abs(a - b) <= 10 for a, b in zip(g[1:], e[1:], strict=True)), (got, expected)
 
 
 def test_recording_fixture_is_what_the_expectations_assume() -> None:
