@@ -80,10 +80,14 @@ class DataPathBudget:
             caps["lens"] = int(config.lens.queue_mb * MIB)
         if config.control.enabled and config.control.live_page:
             caps["live"] = live_page_bytes(MAX_CHANNELS, len(config.serial))
-        ring_cap = config.evidence.memory_mb
-        return cls(
-            int(config.memory.data_path_mb * MIB), caps, None if ring_cap is None else int(ring_cap * MIB)
-        )
+        ring_cap = None if config.evidence.memory_mb is None else int(config.evidence.memory_mb * MIB)
+        total = int(config.memory.data_path_mb * MIB)
+        if ring_cap is not None and "data_path_mb" not in config.memory.model_fields_set:
+            # A config from before the one budget gave the ring its own evidence.memory_mb beside the
+            # others' caps: unless the budget is set, it grows to hold that, so an upgrade still starts
+            # with the memory it had (a budget set too small for the ring's cap is refused, saying so).
+            total = max(total, ring_cap + sum(caps.values()))
+        return cls(total, caps, ring_cap)
 
     @property
     def ring_floor(self) -> int:

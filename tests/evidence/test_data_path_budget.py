@@ -230,6 +230,23 @@ def test_a_ring_cap_beyond_the_budget_is_refused() -> None:
     assert DataPathBudget(64 * MIB, {"recorder": 16 * MIB}, ring_cap=20 * MIB).ring_floor == 20 * MIB
 
 
+def test_a_ring_cap_from_before_the_one_budget_still_starts_with_its_memory(tmp_path: Path) -> None:
+    """An upgraded config that raised evidence.memory_mb (then the ring's own budget) and never heard of
+    memory.data_path_mb starts as before: the budget grows to hold the ring's cap beside the others';
+    a budget the user set is held to, and a ring cap beyond it refused."""
+    head = f'[agent]\nstate_dir = "{tmp_path / "state"}"\n[lens]\nenabled = false\n[atlas]\nenabled = false\n'
+    old = tmp_path / "old.toml"
+    old.write_text(head + "[evidence]\nmemory_mb = 200\n[recorder]\nmax_pending_mb = 16\n", encoding="utf-8")
+    budget = DataPathBudget.from_config(load_config(old, environ={}))
+    assert budget.caps["recorder"] == 16 * MIB  # and the live page's
+    assert budget.ring_cap == 200 * MIB and budget.total == 200 * MIB + sum(budget.caps.values())
+    assert budget.ring_floor == 200 * MIB
+    set_too_small = tmp_path / "new.toml"
+    set_too_small.write_text(old.read_text() + "[memory]\ndata_path_mb = 64\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=r"evidence\.memory_mb \(200 MiB\) is more than memory\.data"):
+        DataPathBudget.from_config(load_config(set_too_small, environ={}))
+
+
 def test_check_config_refuses_a_budget_the_other_caps_fill(tmp_path: Path) -> None:
     """`check-config` (and `run`) exit 78 naming memory.data_path_mb, no traceback."""
     path = tmp_path / "agent.toml"
