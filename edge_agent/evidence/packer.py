@@ -18,7 +18,7 @@ class ThreadPacker:
     def __init__(self) -> None:
         self._pool: ThreadPoolExecutor | None = None
 
-    def __call__(self, work: Callable[[], Packed], done: Callable[[Packed], None]) -> None:
+    def __call__(self, work: Callable[[], Packed], done: Callable[[Packed | None], None]) -> None:
         loop = asyncio.get_running_loop()  # the ring is fed on the event loop
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="evidence-pack")
@@ -31,7 +31,10 @@ class ThreadPacker:
             self._pool = None
 
 
-def _deliver(done: Callable[[Packed], None], future: asyncio.Future[Packed]) -> None:
-    # Cancelled (the agent stopping) or failed (out of memory): the block stays unpacked, charged in full.
+def _deliver(done: Callable[[Packed | None], None], future: asyncio.Future[Packed]) -> None:
+    # Cancelled (the agent stopping) or failed (out of memory): the block stays unpacked, charged in full;
+    # `done` is told either way, so the ring knows the packer let go of the block's rows.
     if not future.cancelled() and future.exception() is None:
         done(future.result())
+    else:
+        done(None)

@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from edge_agent.memory_budget import DataPathBudget
 
 # Runs `work` (off the event loop, if it likes) and then `done` with its result, on the event loop.
-Packer = Callable[[Callable[[], Packed], Callable[[Packed], None]], None]
+Packer = Callable[[Callable[[], Packed], Callable[[Packed | None], None]], None]
 
 # 256 KiB blocks: ~3,300 rows of 8 channels (0.65 s at 5,000 lines/s), so the time bound overshoots by
 # little; a block's fixed part (~1 kB for 8 channels, ~20 kB of names and tuples for 270) is well under

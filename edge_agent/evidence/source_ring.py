@@ -24,13 +24,18 @@ _NO_EXPIRY = math.inf
 class SourceRing:
     """One source's blocks, oldest first; the last one is open (being written) unless it was evicted."""
 
-    __slots__ = ("_blocks", "_current", "_expire_after", "_owner", "evicted_until", "nbytes", "source")
+    __slots__ = (
+        "_blocks", "_current", "_expire_after", "_in_packer", "_owner", "evicted_until", "nbytes", "source",
+    )  # fmt: skip
 
     def __init__(self, source: str, owner: EvidenceRings) -> None:
         self.source = source
         self._owner = owner
         self._blocks: deque[Block] = deque()
         self._current: Block | None = None
+        # Sealed blocks handed to the packer and not yet back: their rows stay in memory (the packing
+        # work holds them) even if evicted meanwhile, so they stay charged until they come back.
+        self._in_packer: set[Block] = set()
         self._expire_after = _NO_EXPIRY  # a frame newer than this makes the oldest block expire
         self.nbytes = 0
         # The newest time of any frame dropped, per reason: a slice starting at or before it is cut.
@@ -151,12 +156,17 @@ class SourceRing:
         self._reset_expiry()
         packer = self._owner.packer
         if packer is not None and block.used:
+            self._in_packer.add(block)
             packer(partial(pack_rows, block.data, block.width), partial(self._packed, block))
 
-    def _packed(self, block: Block, packed: Packed) -> None:
-        """The packed rows of `block` are ready (on the event loop): hold them instead, if the block is
-        still held (evicted meanwhile: nothing to do)."""
-        if block in self._blocks:
+    def _packed(self, block: Block, packed: Packed | None) -> None:
+        """The packer is done with `block` (on the event loop; `packed` None: it could not pack it): hold
+        the packed rows instead if the block is still held; if it was evicted meanwhile, its rows are
+        free only now, and so is their charge."""
+        self._in_packer.discard(block)
+        if block not in self._blocks:
+            self._charge(-block.nbytes)
+        elif packed is not None:
             self._charge(block.compress(packed))
             self._owner.blocks_packed += 1
 
@@ -186,7 +196,8 @@ class SourceRing:
         if block.used:
             last = block.mono(block.used - 1)
             self.evicted_until[reason] = max(self.evicted_until[reason], last)
-        self._charge(-block.nbytes)
+        if block not in self._in_packer:  # else charged until the packer lets go of its rows
+            self._charge(-block.nbytes)
         self._owner.blocks_evicted[reason] += 1
         self._reset_expiry()
 
