@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import TOKEN, wait_until
+from e2e_helpers import agent_toml, wait_until
 
 from edge_agent.agent import Agent
 from edge_agent.config import load_config
@@ -27,28 +27,7 @@ from edge_agent.incidents import IncidentClosed
 
 
 def _config(tmp_path: Path, link: Path, atlas_url: str) -> Path:
-    path = tmp_path / "agent.toml"
-    path.write_text(
-        f"""
-[agent]
-bench = "mid-work"
-state_dir = "{tmp_path / "state"}"
-
-[[serial]]
-name = "bench"
-url = "{link}"
-columns = ["t_ms", "v"]
-device_time = "t_ms"
-reconnect_min = "50ms"
-reconnect_max = "200ms"
-
-[lens]
-enabled = false
-
-[atlas]
-url = "{atlas_url}"
-token = "{TOKEN}"
-
+    sections = """
 [evidence]
 ring_seconds = "60s"
 pre = "1s"
@@ -58,22 +37,19 @@ plots = false
 [incidents]
 join_window = "1s"
 
-[outbox]
-retry_base = "100ms"
-retry_cap = "1s"
-
-[control]
-listen = "127.0.0.1:0"
-
 [[rules]]
 channel = "v"
 kind = "limits"
 max = 10.0
 hold_samples = 2
 clear_after = "200ms"
-""",
-        encoding="utf-8",
-    )
+"""
+    path = tmp_path / "agent.toml"
+    text = agent_toml(
+        bench="mid-work", state_dir=tmp_path / "state", source="bench", link=link, columns=["t_ms", "v"],
+        atlas_url=atlas_url, drain_deadline="20s", sections=sections,
+    )  # fmt: skip
+    path.write_text(text, encoding="utf-8")
     return path
 
 
