@@ -88,7 +88,7 @@ def test_unit_has_the_required_service_contract() -> None:
     assert single["User"] == "edge-agent" and single["SupplementaryGroups"] == "dialout"
     assert single["StateDirectory"] == "edge-agent"
     credentials = {v.split(":", 1)[0] for v in values(service, "LoadCredential")}
-    assert credentials == {"atai_api_key", "atlas_token"}  # the names edge_agent/config.py looks up
+    assert credentials == {"atai_api_key", "atlas_token"}  # the names edge_agent/config_sources.py looks up
     assert single["ProtectSystem"] == "strict" and single["NoNewPrivileges"] == "yes"
     assert single["DevicePolicy"] == "closed"
     assert {"char-ttyUSB rw", "char-ttyACM rw"} <= set(values(service, "DeviceAllow"))
