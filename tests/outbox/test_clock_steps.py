@@ -78,7 +78,7 @@ async def test_steps_within_a_process_neither_give_up_fresh_jobs_nor_park_the_qu
         # Auth pause (401) probes again after retry_cap, not after an hour, when the wall steps back.
         peer.script("c", fail(401, "token expired"))
         c = await outbox.enqueue("item", "g", {"key": "c"})
-        await until(lambda: (outbox._blocked is not None) or peer.creates["c"] > 0, "the 401")
+        await until(lambda: (outbox.blocked_reason is not None) or peer.creates["c"] > 0, "the 401")
         wall.offset -= 3600.0
         await settle(outbox, [c])
         status = await outbox.status()
