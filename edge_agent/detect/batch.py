@@ -50,7 +50,7 @@ def run_batch(plan: SourcePlan, batch: FrameBatch, emit: Emit) -> bool:
     monos = batch.monos
     if not monos:
         return True
-    values, width, wall = batch.values, batch.width, batch.wall
+    values, width = batch.values, batch.width
     where = {name: index for index, name in enumerate(batch.names)}
     columns: list[list[float] | None] = []
     for channel, _checks, _watches in plan.channels:
@@ -63,30 +63,33 @@ def run_batch(plan: SourcePlan, batch: FrameBatch, emit: Emit) -> bool:
         if total - total != 0.0:
             return False  # NaN or ±inf (or a sum that overflows): on_frame's meanings, frame by frame
         columns.append(samples)
+    walls = plan.walls.walls_of(monos, batch.wall)
     touches: list[Touch] = []
     place = 0
     for watch in plan.any_frame:
-        _watch(watch, place, monos, wall, touches)
+        _watch(watch, place, monos, walls, touches)
         place += 1
     for (_channel, checks, watches), column in zip(plan.channels, columns, strict=True):
         if column is None:
             place += len(watches) + len(checks)
             continue
         for watch in watches:
-            _watch(watch, place, monos, wall, touches)
+            _watch(watch, place, monos, walls, touches)
             place += 1
         for check, slot in checks:
-            _check(check, slot, place, column, monos, wall, touches)
+            _check(check, slot, place, column, monos, walls, touches)
             place += 1
     if touches:
-        _apply(touches, monos, wall, emit)
+        _apply(touches, monos, walls, emit)
     return True
 
 
-def _watch(watch: DropoutWatch, place: int, monos: list[float], wall: float, touches: list[Touch]) -> None:
+def _watch(
+    watch: DropoutWatch, place: int, monos: list[float], walls: list[float], touches: list[Touch]
+) -> None:
     quiet = watch.quiet_prefix(monos)
     if quiet:
-        watch.note_frame(monos[quiet - 1], wall)
+        watch.note_frame(monos[quiet - 1], walls[quiet - 1])
     touches.extend(
         (row, place, watch, None, False, 0.0, 0.0, "", None, None) for row in range(quiet, len(monos))
     )
@@ -98,12 +101,12 @@ def _check(
     place: int,
     column: list[float],
     monos: list[float],
-    wall: float,
+    walls: list[float],
     touches: list[Touch],
 ) -> None:
     row = 0
     if not slot.live:
-        row = check.first_active(column, monos, wall)
+        row = check.first_active(column, monos, walls)
         if row == len(column):
             return
         touches.append(
@@ -113,7 +116,7 @@ def _check(
         row += 1
     observe = check.observe
     for at in range(row, len(column)):
-        verdict = observe(column[at], monos[at], wall)
+        verdict = observe(column[at], monos[at], walls[at])
         if verdict is not None:
             touches.append(
                 (at, place, None, slot, verdict, check.value, check.excursion, check.threshold,
@@ -121,7 +124,7 @@ def _check(
             )  # fmt: skip
 
 
-def _apply(touches: list[Touch], monos: list[float], wall: float, emit: Emit) -> None:
+def _apply(touches: list[Touch], monos: list[float], walls: list[float], emit: Emit) -> None:
     touches.sort(key=_ORDER)
     events: list[AnomalyEvent] = []
     current = touches[0][0]
@@ -134,13 +137,13 @@ def _apply(touches: list[Touch], monos: list[float], wall: float, emit: Emit) ->
             current = row
         _, _, watch, slot, verdict, value, excursion, threshold, onset_mono, onset_wall = touch
         if watch is not None:
-            events.extend(watch.seen(monos[row], wall))
+            events.extend(watch.seen(monos[row], walls[row]))
             continue
         assert slot is not None
         if not (verdict or slot.live):
             continue  # as on_frame: a clear sample changes nothing for a slot that is not live
         event = slot.observe(
-            verdict, value, excursion, threshold, monos[row], wall,
+            verdict, value, excursion, threshold, monos[row], walls[row],
             onset_mono=onset_mono, onset_wall=onset_wall,
         )  # fmt: skip
         if event is not None:

@@ -73,13 +73,13 @@ class ValueCheck:
     def observe(self, value: float, mono: float, wall: float) -> bool | None:
         raise NotImplementedError
 
-    def first_active(self, values: Sequence[float], monos: Sequence[float], wall: float) -> int:
+    def first_active(self, values: Sequence[float], monos: Sequence[float], walls: Sequence[float]) -> int:
         """`observe` of the samples in order (finite values; at least one) up to the first that is
         active: its index (its `value`, `excursion`, ... are then on the check), or len(values) when
         none is (every sample observed). The detector's batch path (edge_agent/detect/batch.py);
         subclasses answer the all-clear case in C-level passes where they can."""
         observe = self.observe
-        for index, (value, mono) in enumerate(zip(values, monos, strict=True)):
+        for index, (value, mono, wall) in enumerate(zip(values, monos, walls, strict=True)):
             if observe(value, mono, wall):
                 return index
         return len(values)
@@ -122,10 +122,10 @@ class LimitsCheck(ValueCheck):
             return True
         return False
 
-    def first_active(self, values: Sequence[float], monos: Sequence[float], wall: float) -> int:
+    def first_active(self, values: Sequence[float], monos: Sequence[float], walls: Sequence[float]) -> int:
         if min(values) >= self.low and max(values) <= self.high:
             return len(values)  # no state: every sample clear
-        return ValueCheck.first_active(self, values, monos, wall)
+        return ValueCheck.first_active(self, values, monos, walls)
 
 
 class RateCheck(ValueCheck):
@@ -171,7 +171,7 @@ class RateCheck(ValueCheck):
             return True
         return False
 
-    def first_active(self, values: Sequence[float], monos: Sequence[float], wall: float) -> int:
+    def first_active(self, values: Sequence[float], monos: Sequence[float], walls: Sequence[float]) -> int:
         prev_mono = self._prev_mono
         # The all-clear case when every interval is > 0 (then each sample moves the reference): the
         # same differences and quotients `observe` computes, in C-level passes.
@@ -185,7 +185,7 @@ class RateCheck(ValueCheck):
                 self._prev_mono = monos[-1]
                 self._prev_value = values[-1]
                 return len(values)
-        return ValueCheck.first_active(self, values, monos, wall)
+        return ValueCheck.first_active(self, values, monos, walls)
 
 
 class StuckCheck(ValueCheck):
@@ -373,7 +373,7 @@ class BaselineCheck(ValueCheck):
         self._countdown -= count
         self._last = last_mono
 
-    def first_active(self, values: Sequence[float], monos: Sequence[float], wall: float) -> int:
+    def first_active(self, values: Sequence[float], monos: Sequence[float], walls: Sequence[float]) -> int:
         count = len(values)
         if (
             count < self._countdown
@@ -383,7 +383,7 @@ class BaselineCheck(ValueCheck):
         ):
             self.skip(count, monos[-1])  # what `observe` would do with them, as a backtest skips
             return count
-        return ValueCheck.first_active(self, values, monos, wall)
+        return ValueCheck.first_active(self, values, monos, walls)
 
     def observe(self, value: float, mono: float, wall: float) -> bool | None:
         if mono >= self._block_end:

@@ -44,6 +44,7 @@ from edge_agent.detect.checks import (
 )
 from edge_agent.detect.dropout import ANY_CHANNEL, DropoutWatch
 from edge_agent.detect.lens_labels import InferenceLike, LensLabelCheck
+from edge_agent.detect.sample_walls import SampleWalls
 from edge_agent.detect.tracker import AnomalySpec, AnomalyTracker, Debounce, Slot, uuid4_str
 from edge_agent.frames import Frame, FrameBatch, LinkEvent, LinkState
 
@@ -102,6 +103,8 @@ class SourcePlan:
 
     channels: list[tuple[str, list[tuple[ValueCheck, Slot]], list[DropoutWatch]]]
     any_frame: list[DropoutWatch]
+    # The wall time of each sample (its read's, corrected by the timeline for a read that came late).
+    walls: SampleWalls = field(default_factory=SampleWalls)
 
 
 class Detector:
@@ -274,10 +277,10 @@ class Detector:
         plan = self._plans.get(frame.source)
         events: list[AnomalyEvent] | None = None
         mono = frame.mono
-        wall = frame.wall
         if plan is None:
-            plan, first = self.source_plan(frame.source, mono, wall)
+            plan, first = self.source_plan(frame.source, mono, frame.wall)
             events = first or None
+        wall = plan.walls.wall_of(mono, frame.wall)
         for watch in plan.any_frame:
             found = watch.seen(mono, wall)
             if found:

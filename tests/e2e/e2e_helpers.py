@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
@@ -24,6 +26,7 @@ from edge_agent.bench_sim.replay import ReplayPlayer
 from edge_agent.bench_sim.runner import BenchRunner, OracleWriter
 from edge_agent.bench_sim.scenario import load_scenario
 from edge_agent.config import load_config
+from edge_agent.emulators.atlas import AtlasEmulator
 
 TOKEN = "e2e-atlas-token"
 SYSTEM_ID = "0b7c6a52-3f1e-4c3a-9a57-2d8f2b8e6c11"  # the emulator wants a UUID for a test run's system
@@ -472,3 +475,47 @@ def account(state: dict[str, Any], incidents: dict[str, list[str]]) -> dict[str,
         assert names == snapshot, (incident_id, names, snapshot)
         reports[incident_id] = (issue["uuid"], "repeat", comment["created_at"])
     return reports
+
+
+def member_starts(atlas: AtlasEmulator, state: dict[str, Any]) -> dict[str, list[float]]:
+    """{channel: [start wall time of every incident member on it]}, from every incident summary JSON
+    uploaded to the run's sessions (an anomaly appears in several: each start is kept once)."""
+    starts: dict[str, set[float]] = {}
+    for session in state["sessions"]:
+        for attachment in session["attachments"]:
+            if not str(attachment["attachment_name"]).endswith(".json"):
+                continue
+            with contextlib.suppress(ValueError, KeyError):
+                document = json.loads(atlas.attachment_bytes(attachment["attachment_id"]))
+                for member in document["incident"]["members"]:
+                    starts.setdefault(str(member["channel"]), set()).add(float(member["started_wall"]))
+    return {channel: sorted(times) for channel, times in starts.items()}
+
+
+def free_port() -> int:
+    """A TCP port on loopback that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def spawn_agent(config: Path, log: Path) -> asyncio.subprocess.Process:
+    """`edge-agent run --config config` in a process of its own, its output appended to `log`."""
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "edge_agent", "run", "--config", str(config), "--log-format", "json",
+            stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
+        )  # fmt: skip
+
+
+async def port_up(http: aiohttp.ClientSession, url: str, proc: asyncio.subprocess.Process) -> float | None:
+    """Wall time at which this agent's serial port is seen up (None if it died first); bounded."""
+    for _ in range(400):
+        if proc.returncode is not None:
+            return None
+        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            async with http.get(url + "/status", timeout=aiohttp.ClientTimeout(total=1)) as resp:
+                if resp.status == 200 and (await resp.json())["ports"]["bench"]["up"]:
+                    return time.time()
+        await asyncio.sleep(0.05)
+    return None

@@ -24,8 +24,6 @@ import contextlib
 import json
 import random
 import signal
-import socket
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -42,8 +40,12 @@ from e2e_helpers import (
     agent_config_toml,
     detected_incidents,
     fault_toml,
+    free_port,
     marker_lines,
+    member_starts,
     outbox_jobs,
+    port_up,
+    spawn_agent,
 )
 
 from edge_agent.atlas.recovery import SNAPSHOT_LOST
@@ -70,12 +72,6 @@ CLOSE_ISSUES_EVERY = 0.4  # an engineer triaging: closed issues make later anoma
 CLOSED_CHANNELS = {"supply_v", "current_a"}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _scenario(path: Path) -> None:
     faults = []
     t, k = 1.0, 0
@@ -85,27 +81,6 @@ def _scenario(path: Path) -> None:
         t += FAULT_EVERY
         k += 1
     path.write_text(f'name = "kill9"\nduration = "{SCENARIO_S}s"\n' + "".join(faults), encoding="utf-8")
-
-
-async def _spawn(config: Path, log: Path) -> asyncio.subprocess.Process:
-    with log.open("ab") as out:
-        return await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "edge_agent", "run", "--config", str(config), "--log-format", "json",
-            stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
-        )  # fmt: skip
-
-
-async def _port_up(http: aiohttp.ClientSession, url: str, proc: asyncio.subprocess.Process) -> float | None:
-    """Wall time at which this agent's serial port is seen up (None if it died first); bounded."""
-    for _ in range(400):
-        if proc.returncode is not None:
-            return None
-        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, ValueError):
-            async with http.get(url + "/status", timeout=aiohttp.ClientTimeout(total=1)) as resp:
-                if resp.status == 200 and (await resp.json())["ports"]["bench"]["up"]:
-                    return time.time()
-        await asyncio.sleep(0.05)
-    return None
 
 
 async def _close_issues(atlas: AtlasEmulator, stop: asyncio.Event) -> int:
@@ -136,21 +111,6 @@ def _evidence_summary(atlas: AtlasEmulator, state: dict[str, Any], snapshot: lis
     raise AssertionError(f"no evidence summary {name} in the run's session")
 
 
-def _member_starts(atlas: AtlasEmulator, state: dict[str, Any]) -> dict[str, list[float]]:
-    """{channel: [start wall time of every incident member on it]}, from every incident summary JSON
-    uploaded to the run's sessions (an anomaly appears in several: each start is kept once)."""
-    starts: dict[str, set[float]] = {}
-    for session in state["sessions"]:
-        for attachment in session["attachments"]:
-            if not str(attachment["attachment_name"]).endswith(".json"):
-                continue
-            with contextlib.suppress(ValueError, KeyError):
-                document = json.loads(atlas.attachment_bytes(attachment["attachment_id"]))
-                for member in document["incident"]["members"]:
-                    starts.setdefault(str(member["channel"]), set()).add(float(member["started_wall"]))
-    return {channel: sorted(times) for channel, times in starts.items()}
-
-
 @web.middleware
 async def _answer_late(request: web.Request, handler: Handler) -> web.StreamResponse:
     response = await handler(request)
@@ -176,7 +136,7 @@ async def test_sigkill_during_reporting_loses_nothing_duplicates_nothing(
     rng = random.Random(seed)
     link = tmp_path / "ttyBENCH0"
     state_dir = tmp_path / "state"
-    control_port = _free_port()
+    control_port = free_port()
     control_url = f"http://127.0.0.1:{control_port}"
     config = tmp_path / "agent.toml"
     config.write_text(
@@ -192,14 +152,14 @@ async def test_sigkill_during_reporting_loses_nothing_duplicates_nothing(
     stop_closer = asyncio.Event()
     closer = asyncio.create_task(_close_issues(atlas, stop_closer))
     sim = Sim(scenario, link, tmp_path / "oracle.jsonl")
-    proc = await _spawn(config, log)
+    proc = await spawn_agent(config, log)
     try:
         await sim.start()
         async with aiohttp.ClientSession() as http:
             for _ in range(KILLS):
                 if sim.task is None or sim.task.done():
                     break  # a very slow machine: fewer kills; the count is asserted below
-                up_task = asyncio.create_task(_port_up(http, control_url, proc))
+                up_task = asyncio.create_task(port_up(http, control_url, proc))
                 if rng.random() < EARLY_KILLS:
                     # Killed while it starts: recovering the previous life's records, opening the port.
                     await asyncio.sleep(rng.uniform(0.05, 0.5))
@@ -216,8 +176,8 @@ async def test_sigkill_during_reporting_loses_nothing_duplicates_nothing(
                 if up is not None:
                     alive.append((up, killed))
                     kills_after_up += 1
-                proc = await _spawn(config, log)
-            final_up = await _port_up(http, control_url, proc)
+                proc = await spawn_agent(config, log)
+            final_up = await port_up(http, control_url, proc)
         assert final_up is not None, f"the last agent never opened its port; {context}"
         alive.append((final_up, float("inf")))  # it sees the bench until the bench stops
         # The last incarnation watches a few more faults, then the bench stops (its oracle ends with
@@ -271,7 +231,7 @@ async def test_sigkill_during_reporting_loses_nothing_duplicates_nothing(
     # of its own incident or, when a loaded machine delivered the previous fault's end and its start
     # in one read (one receive time, inside the join window), as a member that joined one; members
     # are read from every incident summary the agent uploaded (snapshot, final evidence, recovery).
-    starts = _member_starts(atlas, state)
+    starts = member_starts(atlas, state)
     oracle = sim.records("fault")
     observable = [
         f
