@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from edge_agent.atlas.batches import evidence_batch, open_batch
 from edge_agent.atlas.incident_text import closing_comment, opening_comment, repeat_comment
 from edge_agent.atlas.jobs import KIND_COMMENT, KIND_ISSUE
+from edge_agent.atlas.tracked import issue_ref
 from edge_agent.evidence.writer import write_evidence_async
 from edge_agent.logs import get_logger
 from edge_agent.outbox import Job, OutboxError
@@ -72,8 +73,8 @@ async def recover_open_incidents(reporter: Reporter) -> None:
             await reporter.outbox.enqueue_many(
                 evidence_batch(
                     incident_id=incident_id,
-                    issue=await reporter.issue_ref(incident_id, issue_job),
-                    session=await reporter.session_ref(),
+                    issue=await issue_ref(reporter.outbox, incident_id, issue_job),
+                    session=await reporter.session.session_ref(),
                     files=files,
                     names=names,
                     part="close",
@@ -110,8 +111,8 @@ async def _enqueue_open(reporter: Reporter, summary: dict[str, Any], record: dic
     tags += [m.get("rule_id") for m in summary["members"]] + [f"edge-agent:{incident_id}"]
     specs = open_batch(
         incident_id=incident_id,
-        issues_group=reporter.issues_group(),
-        session=await reporter.session_ref(),
+        issues_group=reporter.session.issues_group(),
+        session=await reporter.session.session_ref(),
         files=files,
         names=names,
         issue={

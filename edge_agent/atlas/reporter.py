@@ -12,36 +12,26 @@ event), one Atlas issue:
   the JSON summary of all members, and the closing narrative with the timeline.
 
 Crash safety (records.py): the run record makes an agent restarted after an unclean exit continue the
-same run and Atlas session; each open incident has a record from before its jobs are enqueued until its
-closing comment is; records left by a crash are closed at the next start (recovery.py).
+same run and Atlas session (run_session.py); each open incident has a record from before its jobs are
+enqueued until its closing comment is; records left by a crash are closed at the next start (recovery.py).
+Which earlier issue a new incident joins or names: issue_threads.py.
 
 Events are handled one at a time under a lock (the agent's event pump and its tick both call in), in
 order; an event whose handling fails for lack of disk or a full outbox stays at the head of a backlog
-that every tick retries, so what the agent took on is delivered when space returns (counted, on /status).
+that every tick retries, so what the agent took on is delivered when space returns (backlog.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import re
 import time
-import uuid
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from edge_agent.atlas import jobs as atlas_jobs
-from edge_agent.atlas.batches import (
-    EVIDENCE_PRIORITY,
-    Ref,
-    evidence_batch,
-    issue_update_spec,
-    open_batch,
-    update_batch,
-)
+from edge_agent.atlas.backlog import Backlogged, EventBacklog
+from edge_agent.atlas.batches import evidence_batch, issue_update_spec, open_batch, update_batch
 from edge_agent.atlas.client import AtlasClient
 from edge_agent.atlas.evidence_files import EvidenceFiles, Limits, StepSpans
 from edge_agent.atlas.evidence_retry import EvidenceRetry
@@ -55,46 +45,22 @@ from edge_agent.atlas.incident_text import (
     part_comment,
     repeat_comment,
 )
-from edge_agent.atlas.jobs import KIND_SESSION, not_before
-from edge_agent.atlas.narrative import anomaly_summary, iso, render_description, run_title, subject
-from edge_agent.atlas.records import ReporterRecords, RunRecord, Thread
+from edge_agent.atlas.issue_threads import IssueThreads
+from edge_agent.atlas.narrative import anomaly_summary, render_description
+from edge_agent.atlas.records import ReporterRecords, RunRecord
 from edge_agent.atlas.recovery import recover_open_incidents
+from edge_agent.atlas.run_session import RunSession
+from edge_agent.atlas.tracked import TrackedIncidents
 from edge_agent.atlas.waiting import WAITING_DIR, WaitingEvidence
 from edge_agent.config import EdgeAgentConfig
 from edge_agent.evidence import EvidencePlanner, EvidenceRings, EvidenceWindow, evidence_dir
 from edge_agent.evidence.writer import merge_by_time, remove_stale_tmp
 from edge_agent.incidents import Incident, IncidentClosed, IncidentEvent, IncidentGrew, IncidentOpened
 from edge_agent.logs import get_logger
-from edge_agent.outbox import JobSpec, JobState, Outbox, OutboxError
+from edge_agent.outbox import JobSpec, Outbox
 from edge_agent.state_files import StateFileHealth
 
 log = get_logger(__name__)
-
-# Incident events waiting while the disk (or the outbox quota) refuses them: each is a few kB, so this
-# bounds the backlog to a few tens of MB; beyond it the oldest is dropped, counted and logged.
-MAX_BACKLOG = 10_000
-_UNSAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
-
-Backlogged = IncidentEvent | EvidenceWindow
-
-
-@dataclass(slots=True)
-class _Tracked:
-    incident: Incident
-    name: str  # the readable stem of its files in Atlas
-    issue_job: int | None
-    issue_id: str | None = None
-    via: str | None = None  # "create" | "repeat", once the issue job's result is known
-    batches: int = 0  # grew comments enqueued
-
-
-def readable_name(incident: Incident, bench: str) -> str:
-    """`bench-03_supply_v_2026-12-01T21-31-05Z_limits`: bench, lead channel, UTC start, lead rule kind."""
-    lead = incident.lead
-    started = datetime.fromtimestamp(incident.started_wall, UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
-    kind = lead.kind.removeprefix("rule:")
-    raw = f"{bench}_{subject(lead).replace(' ', '-')}_{started}_{kind}"
-    return _UNSAFE_NAME.sub("-", raw).strip("-.")[:160] or "incident"
 
 
 class Reporter:
@@ -124,19 +90,14 @@ class Reporter:
         self.records = ReporterRecords(self.state_dir, health)
         self.waiting = WaitingEvidence(self.records.dir / WAITING_DIR, health)
         self.bench = config.agent.bench
-        self.repeat_window = config.incidents.repeat_window
+        self.session = RunSession(config=config, outbox=outbox, records=self.records, wall=wall)
+        self.threads = IssueThreads(self.records, config.incidents.repeat_window)
         self._mono = mono
         self._wall = wall
         self._source_now = source_now or (lambda source, host_mono: host_mono)
         self._step_context = step_context
-        self.process_id = uuid.uuid4().hex
         self.planner = EvidencePlanner.from_config(config.evidence, close_delay=config.incidents.join_window)
-        self.run: RunRecord | None = None
-        self._tracked: dict[str, _Tracked] = {}
-        self._threads: dict[str, Thread] = {}
-        self._names: dict[str, str] = {}  # incident id -> readable name, chosen once (retries reuse it)
-        self._backlog: deque[Backlogged] = deque()
-        self._backlog_error: str | None = None
+        self._tracked = TrackedIncidents(outbox, self.bench)
         self._lock = asyncio.Lock()
         self.stopping = False  # close() began: evidence goes without its picture (PlotHandler)
         self.counters: dict[str, int] = {
@@ -160,6 +121,11 @@ class Reporter:
             plots=config.evidence.plots,
             counters=self.counters,
         )
+        self._backlog = EventBacklog(self._handle, self.counters)
+
+    @property
+    def run(self) -> RunRecord | None:
+        return self.session.run
 
     def wall_now(self) -> float:
         return self._wall()
@@ -182,109 +148,36 @@ class Reporter:
             stopping=lambda: self.stopping,
         )
         await asyncio.to_thread(remove_stale_tmp, self.evidence_dir)
-        self._threads = await self.records.load_threads()
-        await self._load_or_begin_run()
+        await self.threads.load()
+        await self.session.load_or_begin()
         await recover_open_incidents(self)
-
-    async def _load_or_begin_run(self) -> None:
-        record = await self.records.load_run()
-        if record is not None and record.ended_wall is None:
-            record.restarts += 1
-            log.warning("reporter_run_continued", run_id=record.run_id, restarts=record.restarts)
-        else:
-            started = self._wall()
-            title = run_title(self.config.atlas.session_title, self.bench, started)
-            record = RunRecord(uuid.uuid4().hex, self.bench, started, title)
-            log.info("reporter_run_started", run_id=record.run_id, session_title=title)
-        self.run = record
-        await self.records.save_run(record)  # before the session job: a crash between leaves a record
-        if record.session_job is None and record.session_id is None:
-            found = [
-                j
-                for j in await self.outbox.jobs(None, limit=100_000)
-                if j.kind == KIND_SESSION and j.group == self._run_group()
-            ]
-            record.session_job = found[-1].id if found else await self._enqueue_session()
-            await self.records.save_run(record)
-
-    async def _enqueue_session(self) -> int:
-        assert self.run is not None
-        return await self.outbox.enqueue(
-            KIND_SESSION,
-            self._run_group(),
-            {"title": self.run.session_title, "not_before": not_before(self.run.started_wall)},
-            priority=EVIDENCE_PRIORITY,
-        )
-
-    def _run_group(self) -> str:
-        assert self.run is not None
-        return f"run:{self.run.run_id}"
-
-    def issues_group(self) -> str:
-        assert self.run is not None
-        return f"issues:{self.run.run_id}"
 
     async def close(self, clean: bool) -> None:
         """Shutdown: write every evidence now (what the rings hold) and enqueue it; a clean shutdown
         ends the run, so the next start begins a new run and a new Atlas session."""
         self.stopping = True
         async with self._lock:
-            await self._work_backlog()
+            await self._backlog.work()
             for window in self.planner.flush(self.now_of):
-                await self._run_or_keep(window)
-            if clean and self.run is not None:
-                self.run.ended_wall = self._wall()
-                await self.records.save_run(self.run)
-                log.info("reporter_run_ended", run_id=self.run.run_id)
+                await self._backlog.run_or_keep(window)
+            if clean:
+                await self.session.end()
 
     # -- events -------------------------------------------------------------------------------------
 
     async def on_events(self, events: Sequence[IncidentEvent]) -> None:
         async with self._lock:
             for event in events:
-                await self._run_or_keep(event)
+                await self._backlog.run_or_keep(event)
 
     async def tick(self) -> None:
         async with self._lock:
-            await self._work_backlog()
+            await self._backlog.work()
             if self._backlog:
                 return  # what is stuck keeps its order: nothing new overtakes it
             await self._learn_results()
             for window in self.planner.due(self.now_of):
-                await self._run_or_keep(window)
-
-    async def _run_or_keep(self, item: Backlogged) -> None:
-        """Handle `item` now, or keep it behind what already waits (order per incident is kept)."""
-        if self._backlog:
-            self._keep(item)
-            return
-        try:
-            await self._handle(item)
-        except (OSError, OutboxError) as exc:
-            self._keep(item)
-            if self._backlog_error is None:
-                log.error("reporter_backlog_waiting", error=str(exc), waiting=len(self._backlog))
-            self._backlog_error = str(exc)
-
-    def _keep(self, item: Backlogged) -> None:
-        if len(self._backlog) >= MAX_BACKLOG:
-            lost = self._backlog.popleft()
-            self.counters["backlog_dropped"] += 1
-            log.error("reporter_backlog_full_dropped", item=type(lost).__name__)
-        self._backlog.append(item)
-
-    async def _work_backlog(self) -> None:
-        while self._backlog:
-            self.counters["backlog_retries"] += 1
-            try:
-                await self._handle(self._backlog[0])
-            except (OSError, OutboxError) as exc:
-                self._backlog_error = str(exc)
-                return
-            self._backlog.popleft()
-        if self._backlog_error is not None:
-            log.info("reporter_backlog_delivered")
-            self._backlog_error = None
+                await self._backlog.run_or_keep(window)
 
     async def _handle(self, item: Backlogged) -> None:
         if isinstance(item, EvidenceWindow):
@@ -300,22 +193,10 @@ class Reporter:
         if incident.id in self._tracked:
             return
         assert self.run is not None
-        name = self._names.get(incident.id)
-        if name is None:
-            name = self._names[incident.id] = self.run.unique_name(readable_name(incident, self.bench))
+        name = self._tracked.name(incident, self.run)
         self.planner.open(incident.id, incident.sources, incident.started_mono)
         summary = self.summary(incident)
-        thread = self._threads.get(incident.signature)
-        repeat: dict[str, Any] | None = None
-        previous: dict[str, Any] | None = None
-        if thread is not None:
-            facts = {"issue_id": thread.issue_id, "job": thread.issue_job, "incident_id": thread.incident_id}
-            if thread.within(
-                self.repeat_window, incident.started_mono, incident.started_wall, self.process_id
-            ):
-                repeat = facts
-            else:
-                previous = {**facts, "last_activity_at": iso(thread.last_activity_wall)}
+        thread, repeat, previous = self.threads.earlier(incident)
         record: dict[str, Any] = {"summary": summary, "name": name, "issue_job": None, "repeat": repeat}
         await self.records.save_open(incident.id, record)
         lead = incident.lead
@@ -331,8 +212,8 @@ class Reporter:
         record["context"] = context
         specs = open_batch(
             incident_id=incident.id,
-            issues_group=self.issues_group(),
-            session=await self.session_ref(),
+            issues_group=self.session.issues_group(),
+            session=await self.session.session_ref(),
             files=files,
             names=names,
             issue={
@@ -351,17 +232,8 @@ class Reporter:
         self.counters["issue_jobs"] += 1
         self.counters["comment_jobs"] += 1
         self.counters["repeats"] += repeat is not None
-        self._tracked[incident.id] = _Tracked(incident, name, ids[1])
-        self._threads[incident.signature] = Thread(
-            incident_id=incident.id,
-            issue_job=ids[1],
-            issue_id=thread.issue_id if repeat is not None and thread is not None else None,
-            title=title,
-            last_activity_wall=incident.opened_wall,
-            last_activity_mono=incident.opened_mono,
-            process=self.process_id,
-        )
-        await self.records.save_threads(self._threads)
+        self._tracked.add(incident, name, ids[1])
+        await self.threads.filed(incident, ids[1], thread, repeat is not None, title)
         record["issue_job"] = ids[1]
         await self.records.save_open(incident.id, record)
 
@@ -376,7 +248,7 @@ class Reporter:
         await self._enqueue(
             update_batch(
                 incident_id=incident.id,
-                issue=await self._issue_ref(tracked),
+                issue=await self._tracked.issue_ref(tracked),
                 tags=incident_tags(incident, self.bench),
                 priority=incident.priority,
                 title=incident_title(incident, self.bench),
@@ -387,7 +259,7 @@ class Reporter:
             )
         )
         tracked.batches += 1
-        await self._touch_thread(incident, incident.opened_wall, incident.opened_mono)
+        await self.threads.touch(incident, incident.opened_wall, incident.opened_mono)
         await self.records.save_open(
             incident.id, {"summary": summary, "name": tracked.name, "issue_job": tracked.issue_job}
         )
@@ -401,7 +273,7 @@ class Reporter:
         if event.joined:  # their tags, title and priority; the closing narrative tells the rest
             update = issue_update_spec(
                 incident_id=incident.id,
-                issue=await self._issue_ref(tracked),
+                issue=await self._tracked.issue_ref(tracked),
                 tags=incident_tags(incident, self.bench),
                 priority=incident.priority,
                 title=incident_title(incident, self.bench),
@@ -412,16 +284,8 @@ class Reporter:
         self.planner.close(
             incident.id, ended_mono if ended_mono is not None else self.now_of(incident.lead.source)
         )
-        await self._touch_thread(incident, ended_wall, ended_mono)
+        await self.threads.touch(incident, ended_wall, ended_mono)
         self.counters["incidents_closed"] += 1
-
-    async def _touch_thread(self, incident: Incident, wall: float | None, mono: float | None) -> None:
-        thread = self._threads.get(incident.signature)
-        if thread is None or thread.incident_id != incident.id or wall is None or mono is None:
-            return
-        thread.last_activity_wall = max(thread.last_activity_wall, wall)
-        thread.last_activity_mono = max(thread.last_activity_mono, mono)
-        await self.records.save_threads(self._threads)
 
     async def _write_window(self, window: EvidenceWindow) -> None:
         tracked = self._tracked.get(window.incident_id)
@@ -452,8 +316,8 @@ class Reporter:
         await self._enqueue(
             evidence_batch(
                 incident_id=incident.id,
-                issue=await self._issue_ref(tracked),
-                session=await self.session_ref(),
+                issue=await self._tracked.issue_ref(tracked),
+                session=await self.session.session_ref(),
                 files=files,
                 names=names,
                 part=part,
@@ -463,8 +327,7 @@ class Reporter:
             )
         )
         if window.final:
-            self._tracked.pop(incident.id, None)
-            self._names.pop(incident.id, None)
+            self._tracked.forget(incident.id)
             await self.records.remove_open(incident.id)
 
     async def _enqueue(self, specs: list[JobSpec]) -> list[int]:
@@ -477,63 +340,9 @@ class Reporter:
     async def _learn_results(self) -> None:
         """Ids that delivered jobs produced, kept so later jobs carry them instead of depending on
         jobs the outbox may purge once delivered."""
-        run = self.run
-        if run is not None and run.session_id is None and run.session_job is not None:
-            job = await self.outbox.job(run.session_job)
-            if job is not None and job.state is JobState.DONE and job.result:
-                run.session_id = str(job.result["session_id"])
-                await self.records.save_run(run)
-            elif job is not None and job.state in (JobState.FAILED, JobState.SHED):
-                log.error("reporter_session_job_lost", job_id=job.id, state=job.state.value)
-                run.session_job = await self._enqueue_session()
-                await self.records.save_run(run)
-        for tracked in list(self._tracked.values()):
-            if tracked.issue_id is None and tracked.issue_job is not None:
-                job = await self.outbox.job(tracked.issue_job)
-                if job is not None and job.state is JobState.DONE and job.result:
-                    tracked.issue_id = str(job.result.get("issue_id"))
-                    tracked.via = str(job.result.get("via"))
-        changed = False
-        for thread in list(self._threads.values()):
-            if thread.issue_id or thread.issue_job is None:
-                continue
-            job = await self.outbox.job(thread.issue_job)
-            if job is None or job.state in (JobState.FAILED, JobState.SHED):
-                thread.issue_job = None  # nothing to learn any more; the tag is the fallback
-                changed = True
-            elif job.state is JobState.DONE and job.result:
-                thread.issue_id = str(job.result.get("issue_id"))
-                changed = True
-        if changed:
-            await self.records.save_threads(self._threads)
-
-    async def session_ref(self) -> Ref:
-        run = self.run
-        assert run is not None, "Reporter.start() first"
-        if run.session_id is None and run.session_job is not None:
-            job = await self.outbox.job(run.session_job)
-            if job is not None and job.state is JobState.DONE and job.result:
-                run.session_id = str(job.result["session_id"])
-                await self.records.save_run(run)
-            elif job is not None:
-                return Ref({"session_job": run.session_job}, (run.session_job,))
-        return Ref({"session_id": run.session_id})
-
-    async def _issue_ref(self, tracked: _Tracked) -> Ref:
-        return await self.issue_ref(tracked.incident.id, tracked.issue_job, tracked.issue_id, tracked.via)
-
-    async def issue_ref(
-        self, incident_id: str, issue_job: int | None, issue_id: str | None = None, via: str | None = None
-    ) -> Ref:
-        if issue_id is not None:
-            return Ref({"issue_id": issue_id, "via": via})
-        if issue_job is not None:
-            job = await self.outbox.job(issue_job)
-            if job is not None and job.state is JobState.DONE and job.result:
-                return Ref({"issue_id": job.result["issue_id"], "via": job.result.get("via")})
-            if job is not None:
-                return Ref({}, (issue_job,))
-        return Ref({"issue_incident_id": incident_id})
+        await self.session.learn_session_id()
+        await self._tracked.learn_issue_ids()
+        await self.threads.learn_issue_ids(self.outbox)
 
     # -- reading ------------------------------------------------------------------------------------
 
@@ -566,11 +375,11 @@ class Reporter:
                     "members": len(t.incident.members),
                     "issue_id": t.issue_id,
                 }
-                for t in list(self._tracked.values())
+                for t in self._tracked.all()
             ],
             "pending_evidence": len(self.planner),
             # Evidence Atlas refused: retried in a form that fits, or kept on disk when retries ran out.
             "evidence_waiting": self.waiting.status(),
-            "backlog": {"waiting": len(self._backlog), "error": self._backlog_error},
+            "backlog": self._backlog.status(),
             **self.counters,
         }
