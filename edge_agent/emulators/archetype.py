@@ -37,18 +37,16 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from edge_agent.config import EmulatorSection
-from edge_agent.emulators.archetype_core import (
+from edge_agent.emulators.archetype_core import LensService, NoRunner, RequestError
+from edge_agent.emulators.archetype_session import (
     BOTH,
     DESTROYED,
     RUNNING,
     SESSION_READ,
     STALE,
     Event,
-    LensService,
     LensSession,
-    NoRunner,
     Output,
-    RequestError,
     error_event,
 )
 from edge_agent.emulators.common import ADMIN_PREFIX, EmulatorServer, FaultInjector, add_admin_routes

@@ -7,15 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.emulators.archetype_core import (
-    FAILED,
-    RUNNING,
-    STALE,
-    LensService,
-    NoRunner,
-    RequestError,
-    parse_window,
-)
+from edge_agent.emulators.archetype_core import LensService, NoRunner, RequestError, parse_window
+from edge_agent.emulators.archetype_session import FAILED, RUNNING, STALE
 from edge_agent.emulators.lens_model import BandModel, band_model_factory
 
 T0 = 1_779_428_775.0
