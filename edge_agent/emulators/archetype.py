@@ -2,7 +2,9 @@
 the SSE consumer, the emulated lens model's pacing, and run-time fault injection.
 
 Faithful to shared/api/archetype-lens-sessions-create.md and shared/research/archetype-protocol.md;
-the state and rules live in the sans-I/O `archetype_core`, this module owns sockets and timing.
+the state and rules live in the sans-I/O `archetype_core` and `archetype_session`, this module owns
+the REST routes, the runner's timing and the server-side endings; the SSE consumer is
+`archetype_sse`, the session websocket `archetype_sockets`.
 
 Routes (Bearer auth on all of them, including the websocket upgrade):
   GET  /v0.5/lens/metadata                     array of lenses (seeded from [emulator] lenses)
@@ -29,12 +31,11 @@ import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from edge_agent.config import EmulatorSection
 from edge_agent.emulators.archetype_core import LensService, NoRunner, RequestError
@@ -46,9 +47,9 @@ from edge_agent.emulators.archetype_session import (
     STALE,
     Event,
     LensSession,
-    Output,
-    error_event,
 )
+from edge_agent.emulators.archetype_sockets import SessionSockets
+from edge_agent.emulators.archetype_sse import SseConsumers
 from edge_agent.emulators.common import ADMIN_PREFIX, EmulatorServer, FaultInjector, add_admin_routes
 from edge_agent.emulators.lens_model import LensModelFactory, band_model_factory
 from edge_agent.logs import get_logger
@@ -59,26 +60,9 @@ API_PREFIX = "/v0.5"
 # Browsers cannot set headers on a websocket upgrade; the docs let them authenticate with this
 # subprotocol instead (§3.1, the unofficial client's exact form).
 SUBPROTOCOL_AUTH_PREFIX = "authenticationauthorization.bearer."
-EVENT_PROTOCOL = "event-protocol-v1"
 HOUSEKEEPING_INTERVAL = 0.05
-SSE_QUEUE_MAX = 1000
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@dataclass(eq=False)
-class _SocketConn:
-    session_id: str
-    ws: web.WebSocketResponse
-    transport: asyncio.Transport | None
-    opened_at: float  # loop time
-    dropped: bool = False
-
-
-@dataclass(eq=False)
-class _SseReader:
-    queue: asyncio.Queue[Output | None] = field(default_factory=lambda: asyncio.Queue(SSE_QUEUE_MAX))
-    overflow: int = 0
 
 
 class ArchetypeEmulator:
@@ -97,8 +81,6 @@ class ArchetypeEmulator:
     ) -> None:
         self.settings = settings
         self.api_key = settings.api_key.get_secret_value()
-        self.sse_heartbeat = sse_heartbeat
-        self.sse_idle_timeout = sse_idle_timeout
         self.faults = FaultInjector(settings.faults, seed=seed)
         self.service = LensService(
             model_factory=model_factory
@@ -121,10 +103,11 @@ class ArchetypeEmulator:
 
         self._drivers: dict[str, asyncio.Task[None]] = {}
         self._wakeups: dict[str, asyncio.Event] = {}
-        self._sockets: set[_SocketConn] = set()
-        self._sse: dict[str, set[_SseReader]] = {}
+        self._sse = SseConsumers(
+            self.service, self.faults, heartbeat=sse_heartbeat, idle_timeout=sse_idle_timeout
+        )
+        self._sockets = SessionSockets(self.service, self.faults, self._dispatch)
         self._housekeeping: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[Any]] = set()
 
         app = web.Application(middlewares=[self.faults.middleware, self._auth_middleware])
         self._add_api_routes(app)
@@ -152,12 +135,8 @@ class ArchetypeEmulator:
             self._housekeeping.cancel()
         for task in self._drivers.values():
             task.cancel()
-        for readers in self._sse.values():
-            for reader in readers:
-                _offer(reader, None)
-        for conn in list(self._sockets):
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(conn.ws.close(), timeout=1.0)
+        self._sse.end_all()
+        await self._sockets.close_all()
         pending = [t for t in [self._housekeeping, *self._drivers.values()] if t is not None]
         await asyncio.gather(*pending, return_exceptions=True)
         self._drivers.clear()
@@ -182,7 +161,7 @@ class ArchetypeEmulator:
         state["injected"] = dict(self.faults.injected)
         state["requests"] = dict(self.faults.requests)
         state["open_websockets"] = len(self._sockets)
-        state["sse_readers"] = sum(len(readers) for readers in self._sse.values())
+        state["sse_readers"] = self._sse.count()
         return state
 
     def dump_state(self, path: Path) -> None:
@@ -200,11 +179,7 @@ class ArchetypeEmulator:
             self._stop_outputs(session_id)
 
     def drop_websockets(self, session_id: str | None = None) -> int:
-        dropped = 0
-        for conn in list(self._sockets):
-            if session_id is None or conn.session_id == session_id:
-                dropped += self._drop(conn)
-        return dropped
+        return self._sockets.drop_session(session_id)
 
     def _end(self, session_id: str, status: str) -> LensSession | None:
         session = self.service.sessions.get(session_id)
@@ -220,25 +195,9 @@ class ArchetypeEmulator:
         if task is not None:
             task.cancel()
         self._wakeups.pop(session_id, None)
-        for reader in self._sse.get(session_id, set()):
-            _offer(reader, None)
-
-    def _drop(self, conn: _SocketConn) -> int:
-        if conn.dropped:
-            return 0
-        conn.dropped = True
-        self.faults.injected["ws_drop"] += 1
-        # An abort, not a close handshake: what a client sees when the network or a node dies.
-        if conn.transport is not None:
-            conn.transport.abort()
-        else:
-            task = asyncio.create_task(conn.ws.close())
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-        return 1
+        self._sse.end(session_id)
 
     async def _housekeep(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(HOUSEKEEPING_INTERVAL)
             settings = self.faults.settings
@@ -246,9 +205,7 @@ class ArchetypeEmulator:
                 self.faults.injected["session_expire"] += 1
                 self._end(session_id, STALE)
             if settings.ws_drop_every > 0:
-                for conn in list(self._sockets):
-                    if loop.time() - conn.opened_at >= settings.ws_drop_every:
-                        self._drop(conn)
+                self._sockets.drop_older_than(settings.ws_drop_every)
 
     # -- the emulated runner: warm-up, then one window per inference_interval ----------------------------
 
@@ -270,8 +227,7 @@ class ArchetypeEmulator:
             await asyncio.sleep(interval)
             output = session.infer(self.faults.now(), query_time_sec=interval)
             if output is not None and session.route() != SESSION_READ:
-                for reader in self._sse.get(session.session_id, set()):
-                    _offer(reader, output)
+                self._sse.publish(session.session_id, output)
 
     # -- auth --------------------------------------------------------------------------------------------
 
@@ -303,8 +259,8 @@ class ArchetypeEmulator:
         app.router.add_post(f"{p}/lens/sessions/destroy", self._session_destroy)
         app.router.add_get(f"{p}/lens/sessions/metadata", self._sessions_metadata)
         app.router.add_post(f"{p}/lens/sessions/events/process", self._events_process)
-        app.router.add_get(f"{p}/lens/sessions/consumer/{{session_id}}", self._sse_consumer)
-        app.router.add_get(f"{p}/lens/sessions/{{session_id}}", self._session_socket)
+        app.router.add_get(f"{p}/lens/sessions/consumer/{{session_id}}", self._sse.handle)
+        app.router.add_get(f"{p}/lens/sessions/{{session_id}}", self._sockets.handle)
 
     async def _lens_metadata(self, request: web.Request) -> web.Response:
         try:
@@ -393,122 +349,6 @@ class ArchetypeEmulator:
                     wakeup.set()
         return reply
 
-    # -- SSE consumer ------------------------------------------------------------------------------------
-
-    async def _sse_consumer(self, request: web.Request) -> web.StreamResponse:
-        session_id = request.match_info["session_id"]
-        session = self.service.live_session(session_id, self.faults.now())
-        if session is None:
-            return _error(RequestError(404, "session_not_found", f"Unknown session id: {session_id}"))
-        after = _parse_last_event_id(request.headers.get("Last-Event-ID"))
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                "Connection": "keep-alive",
-            }
-        )
-        await response.prepare(request)
-        reader = _SseReader()
-        self._sse.setdefault(session_id, set()).add(reader)
-        sent_messages = sent_bytes = 0
-        loop = asyncio.get_running_loop()
-
-        async def send(event: Event, event_id: int) -> None:
-            nonlocal sent_bytes
-            frame = f"id: {event_id}\nevent: message\ndata: {json.dumps(event)}\n\n".encode()
-            sent_bytes += len(frame)
-            await response.write(frame)
-
-        try:
-            reader_id = f"{id(reader) & 0xFFFFFFFFFFFFFFFF:016x}"
-            start = {
-                "type": "sse.stream.start",
-                "event_data": {"session_id": session_id, "reader_id": reader_id},
-            }
-            await send(start, session.next_frame_id())
-            if after is not None and session.route() != SESSION_READ:
-                # Resume: what was produced after the client's last id (retained outputs only).
-                for output in list(session.outputs):
-                    if output.event_id > after:
-                        await send(output.event, output.event_id)
-                        sent_messages += 1
-            last_output = next_heartbeat = loop.time()
-            next_heartbeat += self.sse_heartbeat
-            while True:
-                deadline = min(next_heartbeat, last_output + self.sse_idle_timeout)
-                try:
-                    item = await asyncio.wait_for(
-                        reader.queue.get(), timeout=max(0.0, deadline - loop.time())
-                    )
-                except TimeoutError:
-                    if loop.time() >= last_output + self.sse_idle_timeout:
-                        break
-                    heartbeat = {
-                        "type": "sse.stream.heartbeat",
-                        "event_data": {
-                            "session_id": session_id,
-                            "session_status": session.status,
-                            "num_messages": sent_messages,
-                            "num_bytes": sent_bytes,
-                            "message_timeout": self.sse_heartbeat,
-                        },
-                    }
-                    await send(heartbeat, session.next_frame_id())
-                    next_heartbeat = loop.time() + self.sse_heartbeat
-                    continue
-                if item is None:
-                    break
-                await send(item.event, item.event_id)
-                sent_messages += 1
-                last_output = loop.time()
-            await send({"type": "sse.stream.end"}, session.next_frame_id())
-        except ConnectionError:
-            pass  # the consumer went away; nothing to tell it
-        finally:
-            self._sse.get(session_id, set()).discard(reader)
-        return response
-
-    # -- the session websocket ---------------------------------------------------------------------------
-
-    async def _session_socket(self, request: web.Request) -> web.StreamResponse:
-        session_id = request.match_info["session_id"]
-        ws = web.WebSocketResponse(protocols=(EVENT_PROTOCOL,))
-        await ws.prepare(request)
-        conn = _SocketConn(session_id, ws, request.transport, asyncio.get_running_loop().time())
-        self._sockets.add(conn)
-        session = self.service.sessions.get(session_id)
-        if session is not None:
-            session.active_connections += 1
-        try:
-            async for message in ws:
-                if message.type == WSMsgType.TEXT:
-                    reply = self._socket_event(session_id, message.data)
-                elif message.type == WSMsgType.BINARY:
-                    # The official client sends its JSON as binary frames (§3.2).
-                    reply = self._socket_event(session_id, message.data)
-                else:
-                    continue
-                latency = self.faults.settings.latency
-                if latency > 0 and request.path.startswith(self.faults.settings.path_prefix):
-                    self.faults.injected["latency"] += 1
-                    await asyncio.sleep(latency)
-                await ws.send_str(json.dumps(reply))
-        except ConnectionError:
-            pass
-        finally:
-            self._sockets.discard(conn)
-            if session is not None:
-                session.active_connections -= 1
-        return ws
-
-    def _socket_event(self, session_id: str, raw: str | bytes) -> Event:
-        try:
-            event = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            return error_event(f"Malformed JSON event: {exc}")
-        return self._dispatch(session_id, event)
-
     # -- admin -------------------------------------------------------------------------------------------
 
     def _add_admin_routes(self, app: web.Application) -> None:
@@ -538,13 +378,6 @@ class ArchetypeEmulator:
         app.router.add_post(f"{ADMIN_PREFIX}/websockets/drop", drop)
 
 
-def _offer(reader: _SseReader, item: Output | None) -> None:
-    try:
-        reader.queue.put_nowait(item)
-    except asyncio.QueueFull:
-        reader.overflow += 1
-
-
 def _error(exc: RequestError) -> web.Response:
     return web.json_response(exc.body(), status=exc.status)
 
@@ -568,12 +401,3 @@ def _shard_params(request: web.Request) -> tuple[int, int]:
         raise RequestError(
             400, "invalid_request", "shard_index/max_items_per_shard must be integers"
         ) from None
-
-
-def _parse_last_event_id(value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value.strip())
-    except ValueError:
-        return None
