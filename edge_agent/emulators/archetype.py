@@ -30,7 +30,6 @@ import contextlib
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -50,8 +49,10 @@ from edge_agent.emulators.archetype_session import (
 )
 from edge_agent.emulators.archetype_sockets import SessionSockets
 from edge_agent.emulators.archetype_sse import SseConsumers
-from edge_agent.emulators.common import ADMIN_PREFIX, EmulatorServer, FaultInjector, add_admin_routes
+from edge_agent.emulators.common import add_admin_routes
+from edge_agent.emulators.faults import FaultInjector
 from edge_agent.emulators.lens_model import LensModelFactory, band_model_factory
+from edge_agent.emulators.server import ADMIN_PREFIX, EmulatorServer, Handler
 from edge_agent.logs import get_logger
 
 log = get_logger(__name__)
@@ -61,8 +62,6 @@ API_PREFIX = "/v0.5"
 # subprotocol instead (§3.1, the unofficial client's exact form).
 SUBPROTOCOL_AUTH_PREFIX = "authenticationauthorization.bearer."
 HOUSEKEEPING_INTERVAL = 0.05
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ArchetypeEmulator:

@@ -16,7 +16,7 @@ from aiohttp import WSMsgType, web
 
 from edge_agent.emulators.archetype_core import LensService
 from edge_agent.emulators.archetype_session import Event, error_event
-from edge_agent.emulators.common import FaultInjector
+from edge_agent.emulators.faults import FaultInjector
 
 EVENT_PROTOCOL = "event-protocol-v1"
 

@@ -13,7 +13,7 @@ from aiohttp import web
 
 from edge_agent.emulators.archetype_core import LensService, RequestError
 from edge_agent.emulators.archetype_session import SESSION_READ, Event, Output
-from edge_agent.emulators.common import FaultInjector
+from edge_agent.emulators.faults import FaultInjector
 
 SSE_QUEUE_MAX = 1000
 

@@ -29,15 +29,9 @@ from edge_agent.emulators.atlas_api import AtlasApi
 from edge_agent.emulators.atlas_http import error_middleware, reply, unauthorized
 from edge_agent.emulators.atlas_records import Json, NotFound, Quirks
 from edge_agent.emulators.atlas_store import AtlasStore
-from edge_agent.emulators.common import (
-    ADMIN_PREFIX,
-    EmulatorServer,
-    FaultInjector,
-    FaultSettings,
-    add_admin_routes,
-    bearer_auth_middleware,
-    iso_at,
-)
+from edge_agent.emulators.common import add_admin_routes, iso_at
+from edge_agent.emulators.faults import FaultInjector, FaultSettings
+from edge_agent.emulators.server import ADMIN_PREFIX, EmulatorServer, bearer_auth_middleware
 from edge_agent.logs import get_logger
 
 log = get_logger(__name__)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from edge_agent.emulators import atlas_models as m
 from edge_agent.emulators.atlas_records import InvalidReference, Json, NotFound
-from edge_agent.emulators.common import Handler
+from edge_agent.emulators.server import Handler
 
 _B = TypeVar("_B", bound=BaseModel)
 _Q = TypeVar("_Q", bound=m.Query)
