@@ -38,7 +38,7 @@ import edge_agent.detect.checks as checks_module
 from edge_agent.bench_sim.plant import PlantRecording, normal, pump_fault
 from edge_agent.config import RuleSection
 from edge_agent.detect import AnomalyOpened, Detector
-from edge_agent.detect.checks import BaselineCheck
+from edge_agent.detect.baseline_check import BaselineCheck
 from edge_agent.frames import Frame
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

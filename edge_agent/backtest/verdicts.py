@@ -25,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.detect.checks import MAX_FLOAT, BaselineCheck, LimitsCheck, RateCheck, StuckCheck, ValueCheck
+from edge_agent.detect.baseline_check import BaselineCheck
+from edge_agent.detect.checks import MAX_FLOAT, LimitsCheck, RateCheck, StuckCheck, ValueCheck
 
 Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]

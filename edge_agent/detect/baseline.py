@@ -5,7 +5,7 @@ Two sources of a band:
 * **Learned (rolling)**: the samples are cut into blocks of `update` seconds; each complete block is
   summarised (`BlockSummary`: median, MAD, finest step between its values) and the band is computed
   from the summaries of the last blocks (`window_band`). The exact rule is in `BaselineCheck`'s
-  docstring (`edge_agent/detect/checks.py`); this module holds the arithmetic.
+  docstring (`edge_agent/detect/baseline_check.py`); this module holds the arithmetic.
 * **From a file** (`baseline_file`, JSON `{"supply_v": {"median": 12.0, "mad": 0.02}, ...}`, what
   `dump_baselines` writes): a fixed band `median ± k * max(1.4826 * mad, 1e-6 * |median|, 1e-12)`.
 

@@ -33,15 +33,9 @@ from pathlib import Path
 from edge_agent.config import LensSection, RuleSection
 from edge_agent.detect.anomaly import Anomaly, AnomalyClosed, AnomalyEvent, AnomalyKey, Severity
 from edge_agent.detect.baseline import BaselineFileError, RobustStats, load_baselines
+from edge_agent.detect.baseline_check import BaselineCheck
 from edge_agent.detect.batch import Emit, run_batch
-from edge_agent.detect.checks import (
-    MAX_FLOAT,
-    BaselineCheck,
-    LimitsCheck,
-    RateCheck,
-    StuckCheck,
-    ValueCheck,
-)
+from edge_agent.detect.checks import MAX_FLOAT, LimitsCheck, RateCheck, StuckCheck, ValueCheck
 from edge_agent.detect.dropout import ANY_CHANNEL, DropoutWatch
 from edge_agent.detect.lens_labels import InferenceLike, LensLabelCheck
 from edge_agent.detect.sample_walls import SampleWalls

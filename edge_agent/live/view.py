@@ -12,7 +12,8 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from edge_agent.atlas.jobs import KIND_ISSUE
-from edge_agent.detect.checks import BaselineCheck, LimitsCheck
+from edge_agent.detect.baseline_check import BaselineCheck
+from edge_agent.detect.checks import LimitsCheck
 from edge_agent.detect.detector import Detector
 from edge_agent.live.board import LiveBoard, rounded
 from edge_agent.outbox import JobState

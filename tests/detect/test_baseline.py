@@ -31,7 +31,7 @@ from edge_agent.detect.baseline import (
     summarise,
     window_band,
 )
-from edge_agent.detect.checks import MAX_BLOCKS, BaselineCheck
+from edge_agent.detect.baseline_check import MAX_BLOCKS, BaselineCheck
 
 MAX = sys.float_info.max
 
