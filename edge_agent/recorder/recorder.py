@@ -1,6 +1,6 @@
 """The recorder component: the per-frame hot path on the event loop, the hand-off to the writer
-thread, and what happens to finished segments (S3 upload and Atlas registration jobs, the disk
-budget). See the package doc for the data path.
+thread, and the component's loop; what happens to finished segments (S3 upload and Atlas
+registration jobs, the disk budget) is finished.py. See the package doc for the data path.
 
 Hot path: `add(frame)` is a list append and an integer sum (the bytes the frame holds in memory,
 estimated from its channel count: `frame_bytes`, an upper bound of what a decoded frame costs). Every
@@ -33,9 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 from edge_agent.frames import Frame, FrameBatch, StepMarker
 from edge_agent.logs import get_logger
-from edge_agent.outbox import BatchRef, Job, JobSpec, JobState, Json, Outbox, OutboxError
-from edge_agent.recorder import retention, store
-from edge_agent.recorder.model import CONTENT_TYPE, RECORDINGS_DIR, SegmentInfo, StepRef, run_dir, slug
+from edge_agent.outbox import Outbox
+from edge_agent.recorder import store
+from edge_agent.recorder.finished import MIB, FinishedSegments
+from edge_agent.recorder.model import RECORDINGS_DIR, StepRef, run_dir
 from edge_agent.recorder.segmenter import RunChange, Segmenter
 from edge_agent.recorder.writer import SegmentWriter
 from edge_agent.state_files import StateFileHealth, ensure_private_dir
@@ -48,7 +49,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-MIB = 1024 * 1024
 HANDOFF_INTERVAL = 0.25
 HANDOFF_FRAMES = 2048
 # A wide source's frames go to the writer in batches of about this many bytes, not only every 0.25 s
@@ -127,17 +127,12 @@ class Recorder:
         self.section = config.recorder
         self.health = health
         self.s3_section = config.s3
-        self.bench = config.agent.bench
         self.root = Path(state_dir) / RECORDINGS_DIR
-        self.outbox = outbox
         self.steps = steps
         self.s3 = s3
-        self.atlas = atlas
-        self.register = atlas is not None and s3 is not None
         self._mono = mono
         self._wall = wall
         self.device_time_columns = {port.name: port.device_time for port in config.serial}
-        self.budget = int(self.section.max_disk_mb * MIB)
         self.max_pending = int(self.section.max_pending_mb * MIB)
         # _Cut has `step`: the writer takes it as a step change; RunChange: the next test run.
         self._pending: list[Frame | FrameBatch | _Cut | RunChange] = []
@@ -146,8 +141,17 @@ class Recorder:
         self._handed_cost = 0
         self._unresolved: list[_Cut] = []
         self._marker_cuts: dict[int, _Cut] = {}
-        self.segments: dict[str, SegmentInfo] = {}  # finished segments on disk, by key
         self.counters: Counter[str] = Counter()
+        self.finished_segments = FinishedSegments(
+            config,
+            self.root,
+            outbox=outbox,
+            steps=steps,
+            s3=s3,
+            atlas=atlas,
+            health=health,
+            counters=self.counters,
+        )
         self.writer: SegmentWriter | None = None
         self.run_key = ""
         self.frames_dropped = 0
@@ -248,20 +252,9 @@ class Recorder:
 
     async def start(self, run_key: str) -> None:
         self.run_key = run_key
-        if self.s3 is not None:
-            from edge_agent.s3.upload import KIND_UPLOAD, UploadHandler
-
-            part_size = int(self.s3_section.part_size_mb * MIB)
-            self.outbox.register(KIND_UPLOAD, UploadHandler(self.s3, part_size, self.on_uploaded))
-        if self.atlas is not None and self.register:
-            from edge_agent.recorder.jobs import KIND_REGISTER, RegisterHandler
-
-            self.outbox.register(KIND_REGISTER, RegisterHandler(self.atlas))
+        self.finished_segments.register_handlers()
         await asyncio.to_thread(ensure_private_dir, self.root)
-        for info in await asyncio.to_thread(store.load_all, self.root):
-            self.segments[info.key] = info
-            if info.recovered and info.finish_reason == "recovered":
-                self.counters["segments_recovered"] += 1
+        await self.finished_segments.load()
         folder = run_dir(self.root, run_key)
         next_seq = await asyncio.to_thread(store.next_seq, folder)
         self.writer = SegmentWriter(
@@ -280,27 +273,14 @@ class Recorder:
             health=self.health,
         )
         self.writer.start()
-        await self._catch_up()
+        await self.finished_segments.catch_up()
         log.info(
             "recorder_started",
             dir=str(folder),
-            segments_on_disk=len(self.segments),
+            segments_on_disk=len(self.finished_segments.segments),
             recovered=self.counters["segments_recovered"],
             upload=f"s3://{self.s3_section.bucket}/{self.s3_section.prefix}" if self.s3 else None,
         )
-
-    async def _catch_up(self) -> None:
-        """Segments of earlier lives: learn uploads that finished unseen, enqueue what never was."""
-        for info in list(self.segments.values()):
-            if self.s3 is None or info.s3_url:
-                continue
-            if info.upload_job is None:
-                await self._schedule(info)
-                continue
-            job = await self.outbox.job(info.upload_job)
-            if job is not None and job.state is JobState.DONE and job.result:
-                info.s3_url = str(job.result.get("s3_url") or "") or None
-                await asyncio.to_thread(store.save, self.root, info, self.health)
 
     async def run(self) -> None:
         """The component's loop: hand-offs, finished segments, the disk budget."""
@@ -339,101 +319,22 @@ class Recorder:
         if writer is None:
             return
         while not writer.finished.empty():
-            info = writer.finished.get_nowait()
-            self.segments[info.key] = info
-            self.counters["segments_finished"] += 1
-            await self._schedule(info)
-        await self._enforce_budget()
-
-    # -- finished segments --------------------------------------------------------------------------
-
-    def s3_key(self, info: SegmentInfo) -> str:
-        parts = [self.s3_section.prefix.strip("/"), slug(self.bench), run_dir(self.root, info.run_key).name]
-        return "/".join([p for p in parts if p] + [info.file])
-
-    async def _schedule(self, info: SegmentInfo) -> None:
-        if self.s3 is None:
-            return
-        from edge_agent.recorder.jobs import KIND_REGISTER
-        from edge_agent.s3.upload import KIND_UPLOAD
-
-        group = f"recording:{info.key}"
-        upload = {
-            "path": str(store.path_of(self.root, info)),
-            "bucket": self.s3_section.bucket,
-            "key": self.s3_key(info),
-            "content_type": CONTENT_TYPE,
-            "segment": info.key,
-        }
-        specs = [JobSpec(KIND_UPLOAD, group, upload)]
-        # Only the segments of runs the step tracker knows the Atlas ids of (this one and the last few
-        # it ended): a segment an earlier process's run left behind is uploaded, not registered.
-        refs = await self._atlas_refs(info) if self.register else None
-        if refs is not None:
-            fields, deps = refs
-            payload = {
-                "file_name": info.file,
-                "content_type": CONTENT_TYPE,
-                "associate": "step" if info.step else "run",
-                **fields,
-            }
-            specs.append(JobSpec(KIND_REGISTER, group, payload, deps=(BatchRef(0), *deps)))
-        try:
-            ids = await self.outbox.enqueue_many(specs)
-        except OutboxError as exc:
-            log.error("recording_enqueue_failed", file=info.file, error=str(exc))
-            self.counters["enqueue_failed"] += 1
-            return
-        info.upload_job = ids[0]
-        info.register_job = ids[1] if len(ids) > 1 else None
-        await asyncio.to_thread(store.save, self.root, info, self.health)
-
-    async def _atlas_refs(self, info: SegmentInfo) -> tuple[dict[str, Any], tuple[int, ...]] | None:
-        try:
-            return await self.steps.atlas_refs(info.step, info.run_key)
-        except OutboxError as exc:
-            log.warning("recording_not_registered", file=info.file, reason=str(exc))
-            return None
-
-    async def on_uploaded(self, job: Job, result: Json) -> None:
-        """The upload handler's report: the segment is safe in S3 (first to go under the budget)."""
-        info = self.segments.get(str(job.payload.get("segment")))
-        if info is None or info.s3_url:
-            return
-        info.s3_url = str(result["s3_url"])
-        self.counters["segments_uploaded"] += 1
-        await asyncio.to_thread(store.save, self.root, info, self.health)
+            await self.finished_segments.add(writer.finished.get_nowait())
+        await self.finished_segments.enforce_budget(writer.open_bytes)
 
     def disk_bytes(self) -> int:
-        open_bytes = self.writer.open_bytes if self.writer is not None else 0
-        return sum(s.bytes for s in self.segments.values()) + open_bytes
-
-    async def _enforce_budget(self) -> None:
-        used = self.disk_bytes()
-        chosen = retention.choose_deletions(
-            self.segments.values(), used, self.budget, uploads=self.s3 is not None
-        )
-        for info, reason in chosen:
-            await asyncio.to_thread(store.delete, self.root, info)
-            self.segments.pop(info.key, None)
-            self.counters[f"deleted_{reason}"] += 1
-            event = (
-                "recording_deleted" if reason != retention.NOT_UPLOADED else "recording_deleted_not_uploaded"
-            )
-            (log.warning if reason == retention.NOT_UPLOADED else log.info)(
-                event, file=info.file, reason=reason, frames=info.frames, bytes=info.bytes, budget=self.budget
-            )
+        return self.finished_segments.disk_bytes(self.writer.open_bytes if self.writer is not None else 0)
 
     # -- status -------------------------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
         writer = self.writer
-        finished = list(self.segments.values())
+        finished = list(self.finished_segments.segments.values())
         return {
             "run": self.run_key,
             "dir": str(self.root),
             "disk_bytes": self.disk_bytes(),
-            "budget_bytes": self.budget,
+            "budget_bytes": self.finished_segments.budget,
             "open_segments": writer.segmenter.open_segments if writer else 0,
             "finished_segments": len(finished),
             "uploaded_segments": sum(1 for s in finished if s.s3_url),
@@ -458,7 +359,7 @@ class Recorder:
                 {
                     "bucket": self.s3_section.bucket,
                     "prefix": self.s3_section.prefix,
-                    "register": self.register,
+                    "register": self.finished_segments.register,
                 }
                 if self.s3 is not None
                 else None
