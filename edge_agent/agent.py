@@ -18,6 +18,10 @@ Each consumer of anomaly events (the steps, the reporter) sits behind an `Isolat
 write fails (a full disk) keeps its events and gets them again until it takes them, while the other
 goes on (consumers.py). Disk full is tracked by the agent's `StateFileHealth` (state_files.py): logged
 once, on /readyz, /status and `edge_agent_disk_full`, cleared when the failed writes succeed.
+
+This module builds the components and runs their life (start, the shutdown's order, the control API's
+step calls); the data path's methods are agent_data_path.py, what the agent tells of itself
+(/status, /readyz) agent_status.py.
 """
 
 from __future__ import annotations
@@ -25,31 +29,30 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import ProcessCollector
-
+from edge_agent.agent_data_path import TICK_SECONDS as TICK_SECONDS  # the backtest's tick is held to it
+from edge_agent.agent_data_path import AgentDataPath
+from edge_agent.agent_status import AgentStatus
 from edge_agent.analysis import RunAnalysis
 from edge_agent.atlas.client import AtlasClient
 from edge_agent.atlas.errors import AtlasAuthError
 from edge_agent.atlas.evidence_files import limits_from_checks
 from edge_agent.atlas.incident_text import incident_title
-from edge_agent.atlas.narrative import anomaly_summary
 from edge_agent.atlas.reporter import Reporter
 from edge_agent.config import EdgeAgentConfig
 from edge_agent.consumers import IsolatedConsumer
 from edge_agent.control import ControlServer, StepStateError, create_control_app
-from edge_agent.detect.anomaly import Anomaly, AnomalyEvent, AnomalyOpened
+from edge_agent.detect.anomaly import AnomalyEvent
 from edge_agent.detect.detector import Detector
+from edge_agent.event_bytes import event_bytes, incident_event_bytes
 from edge_agent.evidence import EvidenceRings
 from edge_agent.evidence.packer import ThreadPacker
-from edge_agent.frames import Frame, FrameBatch, LinkEvent, LinkState, PackedEvent, StepMarker
-from edge_agent.incidents import IncidentClosed, IncidentEvent, IncidentGrew, IncidentGrouper, IncidentOpened
+from edge_agent.frames import Frame, FrameBatch, StepMarker
+from edge_agent.incidents import IncidentEvent, IncidentGrouper
 from edge_agent.lens.errors import LensAuthError
-from edge_agent.lens.protocol import LensInference
 from edge_agent.lens.service import LensService
 from edge_agent.live import PUBLIC_PATHS, LiveBoard, LivePage, state_parts
 from edge_agent.logs import get_logger
@@ -61,21 +64,7 @@ from edge_agent.s3 import S3Client
 from edge_agent.serial.clock import SourceClocks
 from edge_agent.serial.reader import SerialReader
 from edge_agent.service.looplag import LoopLagMonitor
-from edge_agent.service.metric_sources import (
-    FilesystemSource,
-    consumers_source,
-    data_path_source,
-    evidence_source,
-    info_source,
-    lens_source,
-    outbox_source,
-    process_source,
-    recorder_source,
-    serial_source,
-    state_source,
-    steps_source,
-    supervisor_source,
-)
+from edge_agent.service.metric_sources import add_agent_sources
 from edge_agent.service.notify import SystemdNotifier
 from edge_agent.service.watchdog import Watchdog
 from edge_agent.state_files import StateFileHealth, ensure_private_dir_async
@@ -84,19 +73,13 @@ from edge_agent.supervisor import Supervisor
 
 log = get_logger(__name__)
 
-TICK_SECONDS = 0.25
-# The tick comes round every TICK_SECONDS; one that has not for this long is stuck (e.g. on a wedged
-# disk under the outbox or the evidence writer), not merely slow.
-TICK_STALL_SECONDS = 5.0
 ANOMALY_QUEUE_LIMIT = 10_000
 MARKER_QUEUE_LIMIT = 10_000
 # Events a consumer could not take yet (disk full) are kept up to this many bytes per consumer.
 CONSUMER_BACKLOG_BYTES = 8 * 1024 * 1024
-# A state write that failed (disk full) is tried again at most this often from the tick.
-STATE_RETRY_SECONDS = 1.0
 
 
-class Agent:
+class Agent(AgentDataPath):
     """Build with a validated config; `await start()`, then `await stop(deadline)` (SIGTERM path)."""
 
     def __init__(
@@ -214,25 +197,7 @@ class Agent:
         self.loop_lag = LoopLagMonitor()
         self.watchdog = Watchdog.from_environment(self.notifier, self.loop_lag, self._progressing)
         self.metrics = Metrics()
-        for name, reader in self.readers.items():
-            self.metrics.add_source(f"serial:{name}", serial_source(reader))
-        if self.lens is not None:
-            self.metrics.add_source("lens", lens_source(self.lens))
-        self.metrics.add_async_source("outbox", outbox_source(self.outbox))
-        self.metrics.add_source("evidence", evidence_source(self.rings))
-        self.metrics.add_source("data_path_memory", data_path_source(self.memory, self.rings))
-        self.metrics.add_source("process", process_source(self.loop_lag, self.watchdog))
-        self.metrics.add_source("components", supervisor_source(self.supervisor))
-        self.metrics.add_source("steps", steps_source(self.steps))
-        if self.recorder is not None:
-            self.metrics.add_source("recorder", recorder_source(self.recorder))
-        self.metrics.add_source("info", info_source(config.agent.bench))
-        self.metrics.add_async_source("state_dir", FilesystemSource(self.state_dir))
-        # The client library's process_* metrics (RSS, CPU seconds, start time, open fds): a few small
-        # reads of /proc at scrape time, no disk I/O.
-        ProcessCollector(registry=self.metrics.registry)
-        self.metrics.add_source("state", state_source(self.state_health))
-        self.metrics.add_source("consumers", consumers_source(self._feeds()))
+        add_agent_sources(self.metrics, self)
         self.control: ControlServer | None = None
         # The live page (on the control API): its decimating tap is fed every frame from the fan-out.
         self.live: LivePage | None = None
@@ -271,8 +236,7 @@ class Agent:
         self._taken_at_last_watchdog = (-1, -1)
         self._stopping = False
         self.link_reasons: dict[str, str] = {}  # why each port that is down is down
-        self._started_mono = mono()
-        self._rate_marks: dict[str, tuple[float, int]] = {}
+        self.report = AgentStatus(self, mono)
         self.ready = False
 
     def _attach_memory(self, sources: int) -> None:
@@ -286,177 +250,8 @@ class Agent:
             decimator = live.board.decimator
             self.memory.attach("live", lambda: live_page_bytes(decimator.channel_count, sources))
 
-    # -- the hot path ---------------------------------------------------------------------------------
-
-    def _on_serial(self, event: PackedEvent) -> None:
-        """Every serial event, synchronously from the reader: must stay cheap and never block. The
-        frames of a read usually come as one FrameBatch, which every consumer takes whole (the same
-        result as its frames one by one: each consumer's `*_batch` says how)."""
-        if type(event) is FrameBatch:
-            if self.recorder is not None:
-                self.recorder.add_batch(event)
-            self.rings.add_batch(event)
-            if self._tap_batch is not None:
-                self._tap_batch(event)
-            self.detector.on_batch(event, self._emit)
-            if self.lens is not None:
-                self.lens.feed_batch(event)
-            return
-        if type(event) is Frame:
-            if self.recorder is not None:
-                self.recorder.add(event)
-            self.rings.add(event)
-            if self._tap is not None:
-                self._tap(event)
-            events = self.detector.on_frame(event)
-            if events:
-                self._emit(events)
-            if self.lens is not None:
-                self.lens.feed(event)
-            return
-        if isinstance(event, StepMarker):
-            if self._put(self._markers, event, "markers_dropped") and self.recorder is not None:
-                self.recorder.cut_at_marker(event)
-        elif isinstance(event, LinkEvent):
-            events = self.detector.on_link(event)
-            if events:
-                self._emit(events)
-            if self.lens is not None:
-                self.lens.feed(event)
-            self.counts["link_" + event.state.value] += 1
-            if event.state is LinkState.DOWN:
-                self.link_reasons[event.source] = event.reason
-            else:
-                self.link_reasons.pop(event.source, None)
-
-    def _on_inference(self, inference: LensInference) -> None:
-        self.inference_labels[inference.label] += 1
-        self.metrics.inc("lens_inferences_total", label=inference.label)
-        if self.live is not None:
-            anomalous = inference.label in self.config.lens.anomaly_labels
-            score = inference.scores.get(inference.label)
-            self.live.board.on_inference(inference.label, score, inference.received_at, anomalous)
-        events = self.detector.on_inference(inference, self._mono(), self._wall())
-        if events:
-            self._emit(events)
-
-    def source_now(self, source: str, host_mono: float) -> float:
-        """`source`'s "now" on its own timeline, for what compares frame times with the present."""
-        return self.clocks.now(source, host_mono)
-
-    def _now_of(self, source: str) -> float:
-        return self.clocks.now(source, self._mono())
-
-    def _emit(self, events: Sequence[AnomalyEvent]) -> None:
-        """Anomaly events, synchronously where they happen: grouped into incidents at once (a pure,
-        cheap call) so that the queue carries both in the order they happened."""
-        for event in events:
-            if isinstance(event, AnomalyOpened):
-                self.anomalies_opened[(event.anomaly.kind, event.anomaly.severity)] += 1
-                self.metrics.inc(
-                    "anomalies_opened_total", kind=event.anomaly.kind, severity=event.anomaly.severity
-                )
-        incident_events = self.incidents.on_events(events)
-        self._count_incidents(incident_events)
-        if self.live is not None:
-            self.live.board.on_anomaly_events(events)
-        self._put(self._anomalies, (events, incident_events), "anomaly_events_dropped")
-
-    def _emit_incidents(self, incident_events: Sequence[IncidentEvent]) -> None:
-        self._count_incidents(incident_events)
-        self._put(self._anomalies, ((), incident_events), "anomaly_events_dropped")
-
-    def _count_incidents(self, incident_events: Sequence[IncidentEvent]) -> None:
-        if self.live is not None and incident_events:
-            self.live.board.on_incident_events(incident_events)
-        for event in incident_events:
-            self.counts["incident_events_" + type(event).__name__.removeprefix("Incident").lower()] += 1
-
-    def _put(self, queue: asyncio.Queue[Any], item: Any, counter: str) -> bool:
-        try:
-            queue.put_nowait(item)
-        except asyncio.QueueFull:
-            # Never expected (the consumers are local and fast); if it happens it is counted and said.
-            if self.counts[counter] == 0:
-                log.error("queue_full", queue=counter.removesuffix("_dropped"))
-            self.counts[counter] += 1
-            return False
-        return True
-
-    # -- components -----------------------------------------------------------------------------------
-
-    async def _pump_anomalies(self) -> None:
-        while True:
-            due = [d for c in self._feeds() if (d := c.retry_in()) is not None]
-            item: tuple[Sequence[AnomalyEvent], Sequence[IncidentEvent]] | None = None
-            try:
-                async with asyncio.timeout(min(due) if due else None):
-                    item = await self._anomalies.get()
-            except TimeoutError:
-                pass
-            for feed in self._feeds():
-                await feed.retry_due()
-            if item is not None:
-                self._taken[0] += 1
-                await self._to_the_end(self._hand_over(*item))
-
-    async def _to_the_end(self, work: Coroutine[Any, Any, None]) -> None:
-        """Run a pump's hand-over (or the tick's reporting) to its end even if its component is
-        cancelled meanwhile (`stop`): events taken off a queue and half handed over would be lost (CI
-        saw an incident's close lost so, its issue never closed). `stop` awaits what is still running
-        before it drains the queues."""
-        task = asyncio.ensure_future(work)
-        self._handing_over.add(task)
-        task.add_done_callback(self._handing_over.discard)
-        await asyncio.shield(task)
-
     async def _step_context(self) -> list[str]:
         return await self.steps.context_lines()
-
-    def _feeds(self) -> list[IsolatedConsumer[Any]]:
-        return [self.steps_feed] + ([self.reporter_feed] if self.reporter_feed is not None else [])
-
-    async def _hand_over(
-        self, events: Sequence[AnomalyEvent], incident_events: Sequence[IncidentEvent]
-    ) -> None:
-        """Every consumer gets its events; one that fails keeps them for a retry (consumers.py)."""
-        await self.steps_feed.offer([*events, *incident_events])
-        if self.reporter_feed is not None and incident_events:
-            await self.reporter_feed.offer(incident_events)
-        if incident_events:
-            await self.analysis.on_incident_events(incident_events)  # never raises: keeps, retries
-
-    async def _pump_markers(self) -> None:
-        while True:
-            marker = await self._markers.get()
-            self._taken[1] += 1
-            await self._to_the_end(self._on_marker(marker))
-
-    async def _on_marker(self, marker: StepMarker) -> None:
-        await self.steps.on_marker(marker)
-        if self.recorder is not None:
-            self.recorder.resolve_marker(marker, self.recorder.steps_current())
-
-    async def _tick(self) -> None:
-        while True:
-            await asyncio.sleep(TICK_SECONDS)
-            events = self.detector.tick(self._mono(), self._wall())
-            if events:
-                self._emit(events)
-            incident_events = self.incidents.tick(self._now_of, self._wall())
-            if incident_events:
-                self._emit_incidents(incident_events)
-            self.metrics.set("anomalies_open", len(self.detector.open_anomalies()))
-            if self.reporter is not None:
-                # Shielded like the pumps' hand-overs: the planner forgets a window as it hands it
-                # out, so a tick cut between writing its files and enqueueing their jobs lost them.
-                await self._to_the_end(self.reporter.tick())
-            now = self._mono()
-            if (self.steps.unsaved or self.analysis.pending) and now >= self._next_state_retry:
-                self._next_state_retry = now + STATE_RETRY_SECONDS
-                await self.steps.flush()
-                await self.analysis.flush()
-            self._last_tick_mono = self._mono()
 
     async def start(self) -> None:
         """Open the durable state, start every component; READY=1 once the pipeline runs.
@@ -524,7 +319,7 @@ class Agent:
         incident_events = self.incidents.on_events(closing)
         incident_events += self.incidents.close_all(now_mono, now_wall)
         await self._hand_over(closing, incident_events)
-        for consumer in self._feeds():
+        for consumer in self.feeds():
             await consumer.retry_due(force=True)
             if consumer.waiting:
                 # Kept in memory only: said loudly; the reporter closes what it recorded at the next start.
@@ -559,143 +354,22 @@ class Agent:
         log.info("agent_stopped", outbox_drained=drained)
         return drained
 
-    async def _drain_queues(self) -> None:
-        while not self._markers.empty():
-            await self._on_marker(self._markers.get_nowait())
-        while not self._anomalies.empty():
-            await self._hand_over(*self._anomalies.get_nowait())
-
     # -- health ---------------------------------------------------------------------------------------
 
     def frames_total(self) -> int:
         return sum(reader.decoder.stats.frames for reader in self.readers.values())
 
-    def _progressing(self) -> bool:
-        """For the watchdog, which itself withholds the ping while the event loop lags.
-
-        Progress means that the pipeline's own stages are not stuck, not that the bench talks: a quiet
-        bench (no lines between two test sequences) or an unplugged port is a reported condition
-        (dropout rules, frame rates and link state on /status), and a restart by systemd would not
-        make the device talk, only churn the lens session. Stuck is: the tick (the clock of the
-        time-based rules, the evidence windows and the reporter) has not come round for
-        TICK_STALL_SECONDS, or a queue holds events of which its consumer took none since the
-        previous check. While stopping, TimeoutStopSec bounds the shutdown, not the watchdog."""
-        if self._stopping:
-            return True
-        if self._mono() - self._last_tick_mono > TICK_STALL_SECONDS:
-            return False
-        taken = (self._taken[0], self._taken[1])
-        waiting = (self._anomalies.qsize(), self._markers.qsize())
-        last = self._taken_at_last_watchdog
-        self._taken_at_last_watchdog = taken
-        return not any(waiting[i] > 0 and taken[i] == last[i] for i in range(2))
-
     def short_status(self) -> str:
-        up = sum(1 for r in self.readers.values() if r.is_up)
-        lens = "lens running" if self.lens is not None and self.lens.running.is_set() else "lens down"
-        return (
-            f"{up}/{len(self.readers)} ports up, {lens}, {len(self.detector.open_anomalies())} anomalies open"
-        )
+        return self.report.short_status()
 
     def readiness(self) -> tuple[bool, dict[str, str]]:
-        checks: dict[str, str] = {}
-        for name, reader in self.readers.items():
-            checks[f"serial:{name}"] = "ok" if reader.is_up else "port not open"
-        if self.lens is not None:
-            problem = self.lens.routing.problem()
-            checks["lens"] = "no running session" if not self.lens.running.is_set() else problem or "ok"
-            switched = self.lens.routing.summary()
-            if switched is not None:
-                checks["lens_output"] = switched  # "ok: ...": says what happened, counts as ok
-        if self.reporter is not None:
-            checks["outbox"] = (
-                "ok" if self.outbox.healthy() else "not delivering (Atlas unreachable or refusing)"
-            )
-        health = self.state_health.status()
-        checks["disk"] = (
-            "ok"
-            if not health["disk_full"]
-            else f"full: {len(health['writes_waiting_for_space'])} state write(s) waiting for space"
-        )
-        for consumer in self._feeds():
-            if consumer.waiting:
-                checks[f"events:{consumer.name}"] = (
-                    f"{consumer.waiting} anomaly event(s) kept for a retry: {consumer.last_error}"
-                )
-        ok = self.ready and all(v == "ok" or v.startswith("ok:") for v in checks.values())
-        return ok, checks
+        return self.report.readiness()
 
     def frame_rates(self) -> dict[str, float]:
-        """Frames per second of each port since the previous call (at most once a second is useful)."""
-        now = self._mono()
-        rates: dict[str, float] = {}
-        for name, reader in self.readers.items():
-            frames = reader.decoder.stats.frames
-            last_t, last_frames = self._rate_marks.get(name, (self._started_mono, 0))
-            elapsed = now - last_t
-            rates[name] = (frames - last_frames) / elapsed if elapsed > 0 else 0.0
-            if elapsed >= 1.0:
-                self._rate_marks[name] = (now, frames)
-        return rates
+        return self.report.frame_rates()
 
     async def status(self) -> dict[str, Any]:
-        rates = self.frame_rates()
-        ports = {}
-        for name, reader in self.readers.items():
-            ports[name] = {
-                "url": reader.port.url,
-                "up": reader.is_up,
-                "frames": reader.decoder.stats.frames,
-                "frame_rate": round(rates[name], 1),
-                "decode": reader.decoder.stats.as_dict(),
-                "link": asdict(reader.stats),
-                "down_reason": self.link_reasons.get(name),
-                "clock": reader.clock.status(),
-            }
-        lens: dict[str, Any] | None = None
-        if self.lens is not None:
-            session = self.lens.session
-            lens = {
-                "session_id": session.session_id if session is not None else None,
-                "running": self.lens.running.is_set(),
-                "reader": self.lens.routing.status(time.monotonic()),
-                "inferences": dict(self.inference_labels),
-                "counters": self.lens.counters(),
-            }
-        return {
-            "bench": self.config.agent.bench,
-            "ready": self.readiness()[0],
-            "components": self.supervisor.status(),
-            "ports": ports,
-            "lens": lens,
-            "open_anomalies": [
-                anomaly_summary(a, self.config.agent.bench) for a in self.detector.open_anomalies()
-            ],
-            "open_incidents": [
-                {
-                    "id": i.id,
-                    "group": i.group,
-                    "lead": f"{i.lead.kind} on {i.lead.channel or 'lens'} ({i.lead.source})",
-                    "severity": i.severity,
-                    "members": len(i.members),
-                    "channels": list(i.channels),
-                }
-                for i in self.incidents.open_incidents()
-            ],
-            "outbox": await self.outbox.status(),
-            "reporter": self.reporter.status() if self.reporter is not None else None,
-            "evidence": self.rings.status(),
-            "memory": self.memory.status(self.rings.nbytes),
-            "steps": self.steps.status(),
-            "analysis": await self.analysis.status(),
-            "state_files": self.state_health.status(),
-            "consumers": {c.name: c.status() for c in self._feeds()},
-            "live": self.live.status() if self.live is not None else None,
-            "recorder": self.recorder.status() if self.recorder is not None else None,
-            "counts": dict(self.counts),
-            # For leak checks (bench/soak): a task count that grows while the agent runs is a leak.
-            "asyncio_tasks": len(asyncio.all_tasks()),
-        }
+        return await self.report.status()
 
     # -- control API backend ---------------------------------------------------------------------------
 
@@ -720,28 +394,6 @@ class Agent:
     def _step_changed(self) -> None:
         if self.recorder is not None:
             self.recorder.step_changed(self.recorder.steps_current())
-
-
-def anomaly_bytes(a: Anomaly) -> int:
-    """A generous estimate of an anomaly's memory (the object, its strings and scores), for the
-    consumers' byte budget."""
-    strings = (a.id, a.kind, a.description, a.measure, a.threshold, a.label or "", *a.key)
-    return 1024 + sum(len(text) for text in strings) * 2 + 160 * len(a.scores)
-
-
-def anomaly_event_bytes(event: AnomalyEvent) -> int:
-    return anomaly_bytes(event.anomaly)
-
-
-def event_bytes(event: AnomalyEvent | IncidentEvent) -> int:
-    if isinstance(event, IncidentOpened | IncidentGrew | IncidentClosed):
-        return incident_event_bytes(event)
-    return anomaly_event_bytes(event)
-
-
-def incident_event_bytes(event: IncidentEvent) -> int:
-    joined = event.joined if not isinstance(event, IncidentOpened) else ()
-    return 512 + sum(anomaly_bytes(a) for a in (*event.incident.members, *joined))
 
 
 def _or_conflict(answer: dict[str, Any]) -> dict[str, Any]:

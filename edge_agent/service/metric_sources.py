@@ -24,10 +24,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from prometheus_client import ProcessCollector
+
 from edge_agent import __version__
-from edge_agent.metrics import Sample
+from edge_agent.metrics import Metrics, Sample
 
 if TYPE_CHECKING:
+    from edge_agent.agent import Agent
     from edge_agent.consumers import IsolatedConsumer
     from edge_agent.evidence import EvidenceRings
     from edge_agent.lens.service import LensService
@@ -315,3 +318,26 @@ class FilesystemSource:
             Sample("state_dir_filesystem_avail_bytes", labels, stat.f_bavail * stat.f_frsize),
             Sample("state_dir_filesystem_size_bytes", labels, stat.f_blocks * stat.f_frsize),
         ]
+
+
+def add_agent_sources(metrics: Metrics, agent: Agent) -> None:
+    """Every source of the agent's components, in the order /metrics shows them."""
+    for name, reader in agent.readers.items():
+        metrics.add_source(f"serial:{name}", serial_source(reader))
+    if agent.lens is not None:
+        metrics.add_source("lens", lens_source(agent.lens))
+    metrics.add_async_source("outbox", outbox_source(agent.outbox))
+    metrics.add_source("evidence", evidence_source(agent.rings))
+    metrics.add_source("data_path_memory", data_path_source(agent.memory, agent.rings))
+    metrics.add_source("process", process_source(agent.loop_lag, agent.watchdog))
+    metrics.add_source("components", supervisor_source(agent.supervisor))
+    metrics.add_source("steps", steps_source(agent.steps))
+    if agent.recorder is not None:
+        metrics.add_source("recorder", recorder_source(agent.recorder))
+    metrics.add_source("info", info_source(agent.config.agent.bench))
+    metrics.add_async_source("state_dir", FilesystemSource(agent.state_dir))
+    # The client library's process_* metrics (RSS, CPU seconds, start time, open fds): a few small
+    # reads of /proc at scrape time, no disk I/O.
+    ProcessCollector(registry=metrics.registry)
+    metrics.add_source("state", state_source(agent.state_health))
+    metrics.add_source("consumers", consumers_source(agent.feeds()))
