@@ -32,6 +32,7 @@ import argparse
 import gc
 import io
 import json
+import random
 import statistics
 import subprocess
 import sys
@@ -39,8 +40,11 @@ import tarfile
 import tempfile
 import time
 import tracemalloc
+import zlib
+from array import array
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -51,10 +55,12 @@ sys.path.insert(0, str(HERE.parent))
 from common import update_results  # noqa: E402
 
 from edge_agent.evidence import EvidenceRings  # noqa: E402
+from edge_agent.evidence.packing import PACK_LEVEL, pack_rows, unpack_monos, unpack_rows  # noqa: E402
 from edge_agent.frames import Frame  # noqa: E402
 
 RATE = 5000.0  # 3 Mbaud equivalent of 8-channel CSV lines
 SECONDS = 30.0  # the whole-agent bench's ring
+PACK_WIDTH = 11  # mono, wall, a counter and 8 channels: the whole-agent bench's rows
 
 
 class DequeOfFrames:
@@ -144,6 +150,68 @@ def slice_costs(width: int) -> dict[str, float]:
     walked = sum(1 for _ in piece)
     walk = time.perf_counter() - start
     return {"frames": walked, "slice_ms": 1000 * taken, "walk_us_per_frame": 1e6 * walk / walked}
+
+
+def agent_block(noisy: bool, rows: int = 2978, seed: int = 1) -> array[float]:
+    """A 256 KiB block's rows as the agent stores them at 3 Mbaud: reads of ~100 60-byte lines every
+    ~20 ms, each line's mono spread over its read's bytes (edge_agent/serial/clock.py), the read's wall
+    time on all of them, a counter column and 8 channels, steady (as the whole-agent bench writes them)
+    or with 4-decimal noise."""
+    rng = random.Random(seed)
+    line_s = 60 * 10 / 3_000_000
+    data = array("d")
+    mono, k = 33707.466, 98274
+    while len(data) < rows * PACK_WIDTH:
+        lines = rng.randint(90, 110)
+        read = mono + lines * line_s + rng.uniform(0.0, 0.002)
+        for i in range(lines):
+            at = read - (lines - 1 - i) * (read - mono) / lines
+            if noisy:
+                values = [round(1.0 + c * 0.1 + rng.gauss(0.0, 0.01), 4) for c in range(8)]
+            else:
+                values = [1.0 + c * 0.1 for c in range(8)]
+            data.extend([at, 1_796_200_288.0 + read, float(k), *values])
+            k += 1
+        mono = read
+    return data[: rows * PACK_WIDTH]
+
+
+def packing_costs(rounds: int = 50) -> dict[str, float]:
+    """A sealed block packed as before (zlib level 1 of its rows and of its mono column apart) and as
+    now (edge_agent/evidence/packing.py): bytes a row, and the medians of packing it (the packer's
+    thread), reading it back (the evidence writer's) and reading its mono column (a slice's bounds, on
+    the event loop)."""
+    out: dict[str, float] = {}
+    for label, noisy in (("steady", False), ("noisy", True)):
+        data = agent_block(noisy)
+        rows = len(data) // PACK_WIDTH
+        old = pack_before(data)
+        new = pack_rows(data, PACK_WIDTH, 2)
+        assert unpack_rows(new, rows, PACK_WIDTH, 2).tobytes() == data.tobytes()
+        costs: dict[str, Callable[[], object]] = {
+            "before_pack_ms": partial(pack_before, data),
+            "before_unpack_ms": partial(zlib.decompress, old[0]),
+            "before_monos_ms": partial(zlib.decompress, old[1]),
+            "now_pack_ms": partial(pack_rows, data, PACK_WIDTH, 2),
+            "now_unpack_ms": partial(unpack_rows, new, rows, PACK_WIDTH, 2),
+            "now_monos_ms": partial(unpack_monos, new, rows),
+        }
+        for name, work in costs.items():
+            times = []
+            for _ in range(rounds):
+                start = time.perf_counter()
+                work()
+                times.append(time.perf_counter() - start)
+            out[f"{label}_{name}"] = 1000 * statistics.median(times)
+        out[f"{label}_before_bytes_per_row"] = (len(old[0]) + len(old[1])) / rows
+        out[f"{label}_now_bytes_per_row"] = len(new.data) / rows
+    return out
+
+
+def pack_before(data: array[float]) -> tuple[bytes, bytes]:
+    """A sealed block as the ring packed it until issue 12 item 4's memory work (blocks.pack_rows at
+    5bccf94): zlib of its rows, and of its mono column apart."""
+    return zlib.compress(data, PACK_LEVEL), zlib.compress(data[0::PACK_WIDTH], PACK_LEVEL)
 
 
 def against(rev: str, rounds: int, after: Path, section: str = "against", wide: bool = False) -> None:
@@ -265,6 +333,8 @@ def main() -> None:
         )
     results["slice_8ch"] = slice_costs(8)
     print(f"slice of 20 s (8 ch): {results['slice_8ch']}")
+    results["packing"] = packing_costs()
+    print(f"a sealed block packed, before and now: {results['packing']}")
     results["idle_breakdown"] = idle_breakdown()
     print(f"idle RSS by import group (MB): {results['idle_breakdown']}")
     if not args.no_agent:

@@ -18,11 +18,12 @@ reorders its fields from line to line.
 NaN value, distinct from a channel the frame did not have. Copies (array slices, `float` objects,
 struct packing) keep the payload; only arithmetic would lose it, and stored values are never computed on.
 
-A sealed block may be packed (`pack_rows`, zlib level 1 of its doubles, and of its mono column apart
-so that a slice's bounds need only that): the ring has it done in a thread of its own and swaps the
-result in on the event loop (`Block.compress`); readers take the rows back with `rows()`, which
-decompresses a packed block (the evidence writer, in its thread). The swap stores the packed rows before
-it empties `data`, so a reader in another thread that finds `data` empty finds `packed` set.
+A sealed block may be packed (edge_agent/evidence/packing.py: zlib level 1 of its columns, the mono
+column first so that a slice's bounds decompress only that): the ring has it done in a thread of its
+own and swaps the result in on the event loop (`Block.compress`); readers take the rows back with
+`rows()`, which decompresses a packed block (the evidence writer, in its thread). The swap stores the
+packed rows before it empties `data`, so a reader in another thread that finds `data` empty finds
+`packed` set.
 
 Slices of the ring's blocks: edge_agent/evidence/slices.py.
 """
@@ -32,23 +33,19 @@ from __future__ import annotations
 import math
 import struct
 import sys
-import zlib
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from operator import itemgetter
 from typing import Literal
 
+from edge_agent.evidence.packing import Packed, unpack_monos, unpack_rows
 from edge_agent.frames import Frame
 
 _ABSENT_BYTES = struct.pack("<Q", 0x7FF8_0000_00AB_5E17)
 ABSENT: float = struct.unpack("<d", _ABSENT_BYTES)[0]
 _ONE_ABSENT = array("d", [ABSENT])
 _EMPTY = array("d")
-# zlib level 1: a 256 KiB block in 1-3 ms, 2.5x smaller for 4-decimal sensor values with noise, far
-# more for steady ones; higher levels cost several times the CPU for a few percent.
-PACK_LEVEL = 1
 
 CutBy = Literal["memory", "time"]
 Getter = Callable[[Mapping[str, float]], tuple[float, ...]]
@@ -129,16 +126,20 @@ class Block:
         packed = self.packed
         held = sys.getsizeof(self.data)
         if packed is not None:
-            held += _PACKED_OBJECT_BYTES + sys.getsizeof(packed.rows) + sys.getsizeof(packed.monos)
+            held += _PACKED_OBJECT_BYTES + sys.getsizeof(packed.data)
         return self._fixed_bytes(self.layout) + held
 
+    @property
+    def time_columns(self) -> int:
+        return 2 + int(self.device)
+
     def compress(self, packed: Packed) -> int:
-        """Hold the rows as `packed` (of this sealed block's `data`, by `pack_rows`) instead; returns the
-        change in bytes held. Not done when packing would not save a tenth."""
+        """Hold the rows as `packed` (of this sealed block's `data`, by `packing.pack_rows`) instead;
+        returns the change in bytes held. Not done when packing would not save a tenth."""
         data = self.data
         if self.packed is not None or not self.used or len(data) != self.used * self.width:
             return 0
-        if len(packed.rows) + len(packed.monos) > 0.9 * 8 * len(data):
+        if len(packed.data) > 0.9 * 8 * len(data):
             return 0
         before = self.nbytes
         self.first, self.last = data[0], data[(self.used - 1) * self.width]
@@ -154,7 +155,7 @@ class Block:
             return data
         packed = self.packed
         assert packed is not None  # set before data was emptied
-        return array("d", zlib.decompress(packed.rows))
+        return unpack_rows(packed, self.used, self.width, self.time_columns)
 
     def _monos(self, lo: int, hi: int) -> array[float]:
         data = self.data
@@ -162,7 +163,7 @@ class Block:
             return data[lo * self.width : hi * self.width : self.width]
         packed = self.packed
         assert packed is not None
-        return array("d", zlib.decompress(packed.monos))[lo:hi]
+        return unpack_monos(packed, self.used)[lo:hi]
 
     def write(self, frame: Frame) -> bool:
         """Store `frame` as the next row if this block can hold it (the layout has every channel it
@@ -250,20 +251,4 @@ class Block:
 
 # The Block object itself (its slots), measured once.
 _BLOCK_OBJECT_BYTES = sys.getsizeof(Block.__new__(Block))
-
-
-@dataclass(frozen=True, slots=True)
-class Packed:
-    """A sealed block's doubles compressed (`rows`), and its mono column apart (`monos`)."""
-
-    rows: bytes
-    monos: bytes
-
-
-_PACKED_OBJECT_BYTES = sys.getsizeof(Packed(b"", b""))
-
-
-def pack_rows(data: array[float], width: int) -> Packed:
-    """`data` (a sealed block's rows of `width` doubles) packed: pure, for a thread of its own (zlib
-    lets go of the GIL while it compresses)."""
-    return Packed(zlib.compress(data, PACK_LEVEL), zlib.compress(data[0::width], PACK_LEVEL))
+_PACKED_OBJECT_BYTES = sys.getsizeof(Packed(b""))

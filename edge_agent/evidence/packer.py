@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
-from edge_agent.evidence.blocks import Packed
+from edge_agent.evidence.packing import Packed
 
 
 class ThreadPacker:

@@ -42,7 +42,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from edge_agent.config import DEFAULT_EVIDENCE_MEMORY_MB, EvidenceSection
-from edge_agent.evidence.blocks import CutBy, Packed
+from edge_agent.evidence.blocks import CutBy
+from edge_agent.evidence.packing import Packed
 from edge_agent.evidence.slices import Coverage, RingSlice
 from edge_agent.evidence.source_ring import SourceRing
 from edge_agent.frames import Frame, FrameBatch

@@ -10,7 +10,8 @@ from collections import deque
 from functools import partial
 from typing import TYPE_CHECKING
 
-from edge_agent.evidence.blocks import ABSENT, Block, CutBy, Packed, pack_rows
+from edge_agent.evidence.blocks import ABSENT, Block, CutBy
+from edge_agent.evidence.packing import Packed, pack_rows
 from edge_agent.evidence.slices import Coverage, RingSlice
 from edge_agent.frames import Frame, FrameBatch
 
@@ -157,7 +158,8 @@ class SourceRing:
         packer = self._owner.packer
         if packer is not None and block.used:
             self._in_packer.add(block)
-            packer(partial(pack_rows, block.data, block.width), partial(self._packed, block))
+            work = partial(pack_rows, block.data, block.width, block.time_columns)
+            packer(work, partial(self._packed, block))
 
     def _packed(self, block: Block, packed: Packed | None) -> None:
         """The packer is done with `block` (on the event loop; `packed` None: it could not pack it): hold

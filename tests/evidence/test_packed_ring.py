@@ -11,8 +11,8 @@ import threading
 from collections.abc import Callable
 
 from edge_agent.evidence import EvidenceRings
-from edge_agent.evidence.blocks import Packed
 from edge_agent.evidence.packer import ThreadPacker
+from edge_agent.evidence.packing import Packed
 from edge_agent.frames import FrameBatch
 
 from .test_ring import accounted_right, keys, real_bytes, the_ring

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from edge_agent.config import EvidenceSection
 from edge_agent.evidence import EvidenceRings, MergedSlices, SourceRing, merge_by_time
-from edge_agent.evidence.blocks import Block, Packed
+from edge_agent.evidence.blocks import Block
+from edge_agent.evidence.packing import Packed
 from edge_agent.evidence.ring import MIB
 from edge_agent.frames import Frame
 
@@ -51,7 +52,7 @@ def real_bytes(ring: SourceRing) -> int:
         layout = block.layout
         parts = [block, block.data, block.row, block.get, layout, layout, *layout]
         if block.packed is not None:
-            parts += [block.packed, block.packed.rows, block.packed.monos]
+            parts += [block.packed, block.packed.data]
         total += sum(map(sys.getsizeof, parts))
     return total
 
