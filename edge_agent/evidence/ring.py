@@ -19,7 +19,7 @@ ring gives way: at every batch of frames (every `CHECK_EVERY` single frames) it 
 rule, until it and they fit the data path's budget again.
 
 Given a `packer` (the agent's runs in a thread of its own: edge_agent/evidence/packer.py), every block
-is packed when it is sealed (`blocks.pack_rows`: zlib of its doubles) and held packed from then on; its
+is packed when it is sealed (`packing.pack_rows`: zlib of its columns) and held packed from then on; its
 raw bytes are charged until the packed ones are swapped in (on the event loop, where the ring lives), so
 the budget never counts on a compression that has not happened. Only the evidence writer, in its thread,
 decompresses (a slice's bounds need at most the mono column of the two blocks at its ends).
