@@ -229,7 +229,7 @@ def against(rev: str, rounds: int, after: Path, section: str = "against", wide: 
     keys += ["cpu_percent_3M_baud_main_thread", "cpu_percent_3M_baud_other_threads"]
     if wide:
         keys += ["wide_rss_over_idle_mb", "wide_peak_over_idle_mb", "wide_lines_per_s", "wide_idle_rss_mb"]
-        keys += ["wide_ring_bytes", "wide_ring_span_s"]
+        keys += ["wide_ring_bytes", "wide_ring_span_s", "wide_ring_frames"]
     for label, values in runs.items():
         for key in keys:
             got = [v[key] for v in values if v.get(key) is not None]
@@ -249,17 +249,10 @@ build_parser(["run"])
 import edge_agent.run
 print(json.dumps(sorted(sys.modules)))
 """
-_IMPORT_GROUPS = """
+_COMMON = """
 import importlib, json, sys
 modules = json.loads(sys.stdin.read())
-groups = {
-    "pydantic": ("pydantic", "pydantic_core", "pydantic_settings", "typing_extensions", "typing_inspection",
-                 "annotated_types", "dotenv"),
-    "aiohttp": ("aiohttp", "aiohappyeyeballs", "aiosignal", "attr", "frozenlist", "multidict", "propcache",
-                "yarl", "idna"),
-    "other_libraries": ("websockets", "structlog", "greenlet", "prometheus_client", "serial",
-                        "serial_asyncio_fast"),
-}
+root = lambda m: m.split(".")[0]
 def rss():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096 / 2**20
@@ -269,21 +262,64 @@ def load(names):
             importlib.import_module(name)
         except Exception:
             pass  # a platform module of a library (its import is guarded there too)
+"""
+_IMPORT_GROUPS = (
+    _COMMON
+    + """
+stdlib_groups = {
+    "asyncio_ssl": ("asyncio", "_asyncio", "ssl", "_ssl", "hashlib", "_hashlib"),
+    "sqlite3": ("sqlite3", "_sqlite3"),
+    "email_http": ("email", "http", "urllib", "mimetypes", "html", "wsgiref", "socketserver", "netrc"),
+}
+library_groups = {
+    "pydantic": ("pydantic", "pydantic_core", "typing_extensions", "typing_inspection", "annotated_types"),
+    "pydantic_settings": ("pydantic_settings", "dotenv"),
+    "aiohttp": ("aiohttp", "aiohappyeyeballs", "aiosignal", "attr", "frozenlist", "multidict", "propcache",
+                "yarl", "idna"),
+    "websockets": ("websockets",),
+    "structlog": ("structlog", "greenlet"),
+    "prometheus_client": ("prometheus_client",),
+    "pyserial": ("serial", "serial_asyncio_fast"),
+}
 out = {"interpreter": rss()}
 def step(label, names):
     before = rss()
     load(names)
     out[label] = rss() - before
-root = lambda m: m.split(".")[0]
-step("standard_library", [m for m in modules if root(m) in sys.stdlib_module_names])
-for label, roots in groups.items():
+for label, roots in stdlib_groups.items():
     step(label, [m for m in modules if root(m) in roots])
-known = set(sys.stdlib_module_names).union(*groups.values(), {"edge_agent"})
+step("standard_library_rest", [m for m in modules if root(m) in sys.stdlib_module_names])
+for label, roots in library_groups.items():
+    step(label, [m for m in modules if root(m) in roots])
+known = set(sys.stdlib_module_names).union(*library_groups.values(), {"edge_agent"})
 step("unlisted_libraries", [m for m in modules if root(m) not in known])
+step("edge_agent_config", ["edge_agent.config"])  # the config's pydantic models
 step("edge_agent", [m for m in modules if root(m) == "edge_agent"])
 out["total"] = rss()
 print(json.dumps(out))
 """
+)
+# What a library costs on its own: imported last, after every other library `run` imports (which
+# bring the standard library they need) and the standard library the agent imports itself. What
+# dropping it would save, its own use of the standard library included.
+_MARGINAL = (
+    _COMMON
+    + """
+roots = tuple(sys.argv[1].split(","))
+others = [m for m in modules if root(m) not in sys.stdlib_module_names and root(m) not in roots]
+load([m for m in others if root(m) != "edge_agent"])
+load(["argparse", "csv", "gzip", "json", "sqlite3", "tomllib", "uuid", "zlib"])
+before = rss()
+load([m for m in modules if root(m) in roots])
+print(json.dumps(rss() - before))
+"""
+)
+MARGINAL_LIBRARIES = {
+    "pydantic_settings": "pydantic_settings,dotenv",
+    "websockets": "websockets",
+    "structlog": "structlog,greenlet",
+    "prometheus_client": "prometheus_client",
+}
 
 
 def idle_breakdown() -> dict[str, float]:
@@ -296,6 +332,12 @@ def idle_breakdown() -> dict[str, float]:
         cwd=HERE.parent,
     )  # fmt: skip
     figures: dict[str, float] = json.loads(done.stdout)
+    for name, roots in MARGINAL_LIBRARIES.items():
+        alone = subprocess.run(
+            [*python, _MARGINAL, roots], input=listed.stdout, check=True, capture_output=True, text=True,
+            cwd=HERE.parent,
+        )  # fmt: skip
+        figures[f"marginal_{name}"] = json.loads(alone.stdout)
     return figures
 
 

@@ -113,7 +113,11 @@ BUDGET_AB = ("ring", "against_budget")
 # `bench_ring.py --against 611fa24 --section against_cpu_2`: the agent before and after the recorder
 # writing plain numbers as the device sent them and the fd reader handing on a few reads at a time.
 CPU_AB2 = ("ring", "against_cpu_2")
+# `bench_ring.py --against 4f1e599 --section against_mem3_ring --wide`: the agent before and after the
+# ring's sealed blocks were packed column by column (edge_agent/evidence/packing.py), runs alternating.
+PACKING_AB = ("ring", "against_mem3_ring")
 IDLE = (*RING, "idle_breakdown")
+PACKING = (*RING, "packing")
 # bench_ring.py: the ring alone (before: a deque of Frame objects, as it was until issue 12 item 4;
 # after: the packed blocks), then agents of their own at 3 Mbaud for 35 s and under wide JSON lines.
 ER = "Evidence ring"
@@ -163,18 +167,54 @@ RING_FIGURES: list[Figure] = [
            path(*RING, "slice_8ch", "slice_ms")),
     Figure(ER, "walking that slice's frames (the writer, in its thread)", "us/frame",
            path(*RING, "slice_8ch", "walk_us_per_frame")),
+    Figure(ER, "a sealed block (2,978 rows: times spread over each read as at 3 Mbaud, a counter, 8 steady"
+           " channels) packed as before: zlib of its rows and of its mono column apart", "B/row",
+           path(*PACKING, "steady_before_bytes_per_row")),
+    Figure(ER, "... packed now: column by column, times as differences (edge_agent/evidence/packing.py)",
+           "B/row", path(*PACKING, "steady_now_bytes_per_row")),
+    Figure(ER, "... 4-decimal noise on every channel, before", "B/row",
+           path(*PACKING, "noisy_before_bytes_per_row")),
+    Figure(ER, "... 4-decimal noise on every channel, now", "B/row",
+           path(*PACKING, "noisy_now_bytes_per_row")),
+    Figure(ER, "... packing it (the packer's thread), before", "ms", path(*PACKING, "steady_before_pack_ms")),
+    Figure(ER, "... packing it, now", "ms", path(*PACKING, "steady_now_pack_ms")),
+    Figure(ER, "... reading it back (the evidence writer's thread), before", "ms",
+           path(*PACKING, "steady_before_unpack_ms")),
+    Figure(ER, "... reading it back, now", "ms", path(*PACKING, "steady_now_unpack_ms")),
+    Figure(ER, "... its mono column alone (a slice's bounds, on the loop), before", "ms",
+           path(*PACKING, "steady_before_monos_ms")),
+    Figure(ER, "... its mono column alone, now", "ms", path(*PACKING, "steady_now_monos_ms")),
     Figure(ER, "agent idle RSS (before the 3 Mbaud run below)", "MB", path(*RING_FULL, "idle_rss_mb")),
-    Figure(ER, "what idle RSS is made of (bench_ring.py idle_breakdown): the Python interpreter", "MB",
-           path(*IDLE, "interpreter")),
-    Figure(ER, "... + the standard library a run imports (asyncio with ssl/OpenSSL, sqlite3, email, http)",
-           "MB", path(*IDLE, "standard_library")),
-    Figure(ER, "... + pydantic, pydantic-core, pydantic-settings", "MB", path(*IDLE, "pydantic")),
-    Figure(ER, "... + aiohttp (yarl, multidict, its SSL contexts)", "MB", path(*IDLE, "aiohttp")),
-    Figure(ER, "... + websockets, structlog, prometheus-client, pyserial", "MB",
-           path(*IDLE, "other_libraries")),
-    Figure(ER, "... + edge_agent's own modules", "MB", path(*IDLE, "edge_agent")),
+    Figure(ER, "what idle RSS is made of (bench_ring.py idle_breakdown: a fresh interpreter imports what"
+           " `run` imports, group by group; each row is what it adds to those above): the Python"
+           " interpreter", "MB", path(*IDLE, "interpreter")),
+    Figure(ER, "... + asyncio with ssl (OpenSSL's libssl and libcrypto), concurrent.futures, logging,"
+           " inspect", "MB", path(*IDLE, "asyncio_ssl")),
+    Figure(ER, "... + sqlite3 (the outbox)", "MB", path(*IDLE, "sqlite3")),
+    Figure(ER, "... + email, http, urllib, mimetypes, html, wsgiref (what aiohttp, prometheus-client and"
+           " importlib.metadata use)", "MB", path(*IDLE, "email_http")),
+    Figure(ER, "... + the rest of the standard library a run imports", "MB",
+           path(*IDLE, "standard_library_rest")),
+    Figure(ER, "... + pydantic, pydantic-core", "MB", path(*IDLE, "pydantic")),
+    Figure(ER, "... + pydantic-settings", "MB", path(*IDLE, "pydantic_settings")),
+    Figure(ER, "... + aiohttp (yarl, multidict, attrs; the two SSL contexts it makes at import, one with the"
+           " CA bundle)", "MB", path(*IDLE, "aiohttp")),
+    Figure(ER, "... + websockets", "MB", path(*IDLE, "websockets")),
+    Figure(ER, "... + structlog (and greenlet, which it imports when installed: here by playwright, a dev"
+           " dependency)", "MB", path(*IDLE, "structlog")),
+    Figure(ER, "... + prometheus-client", "MB", path(*IDLE, "prometheus_client")),
+    Figure(ER, "... + pyserial, pyserial-asyncio-fast", "MB", path(*IDLE, "pyserial")),
+    Figure(ER, "... + edge_agent.config (36 pydantic models of the config)", "MB",
+           path(*IDLE, "edge_agent_config")),
+    Figure(ER, "... + the rest of edge_agent's modules", "MB", path(*IDLE, "edge_agent")),
     Figure(ER, "... = imports alone", "MB", path(*IDLE, "total")),
     Figure(ER, "... the running agent's own state (idle RSS minus its imports)", "MB", idle_rest),
+    Figure(ER, "what dropping a library would save (its RSS imported last, after every other library and"
+           " the standard library it needs): pydantic-settings", "MB",
+           path(*IDLE, "marginal_pydantic_settings")),
+    Figure(ER, "... websockets", "MB", path(*IDLE, "marginal_websockets")),
+    Figure(ER, "... structlog", "MB", path(*IDLE, "marginal_structlog")),
+    Figure(ER, "... prometheus-client", "MB", path(*IDLE, "marginal_prometheus_client")),
     Figure(ER, "RSS with the 30 s ring full (35 s of 8-channel CSV at 3 Mbaud equiv.)", "MB",
            path(*RING_FULL, "rss_mb"), ("<", 60.0)),
     Figure(ER, "... of which anonymous memory (RssAnon: the heap)", "MB", path(*RING_FULL, "rss_anon_mb")),
@@ -191,6 +231,34 @@ RING_FIGURES: list[Figure] = [
            "% core", path(*RING_FULL, "cpu_percent_3M_baud_main_thread")),
     Figure(ER, "... of which the other threads (the recorder's writer: CSV text and gzip)", "% core",
            path(*RING_FULL, "cpu_percent_3M_baud_other_threads")),
+    Figure(ER, "before/after the column packing of the ring's sealed blocks (4f1e599 vs this tree;"
+           " bench_ring.py --against 4f1e599 --section against_mem3_ring --wide; runs alternate, median of 3"
+           " each): idle RSS, before", "MB", path(*PACKING_AB, "before_idle_rss_mb_median")),
+    Figure(ER, "... idle RSS, after", "MB", path(*PACKING_AB, "after_idle_rss_mb_median")),
+    Figure(ER, "... RSS with the 30 s ring full at 3 Mbaud, before", "MB",
+           path(*PACKING_AB, "before_rss_mb_median")),
+    Figure(ER, "... RSS with the 30 s ring full at 3 Mbaud, after", "MB",
+           path(*PACKING_AB, "after_rss_mb_median"), ("<", 60.0)),
+    Figure(ER, "... of which RssAnon, before", "MB", path(*PACKING_AB, "before_rss_anon_mb_median")),
+    Figure(ER, "... of which RssAnon, after", "MB", path(*PACKING_AB, "after_rss_anon_mb_median")),
+    Figure(ER, "... the ring's own bytes then, before", "MB", mib(*PACKING_AB, "before_ring_bytes_median")),
+    Figure(ER, "... the ring's own bytes then, after", "MB", mib(*PACKING_AB, "after_ring_bytes_median")),
+    Figure(ER, "... whole-agent CPU at 3 Mbaud, before", "% core",
+           path(*PACKING_AB, "before_cpu_percent_3M_baud_median")),
+    Figure(ER, "... whole-agent CPU at 3 Mbaud, after", "% core",
+           path(*PACKING_AB, "after_cpu_percent_3M_baud_median")),
+    Figure(ER, "... other threads (the recorder's writer, the ring's packer), before", "% core",
+           path(*PACKING_AB, "before_cpu_percent_3M_baud_other_threads_median")),
+    Figure(ER, "... other threads, after", "% core",
+           path(*PACKING_AB, "after_cpu_percent_3M_baud_other_threads_median")),
+    Figure(ER, "... wide JSON (noisy values, 2 min ring), RSS after 60 s over the idle RSS, before", "MB",
+           path(*PACKING_AB, "before_wide_rss_over_idle_mb_median")),
+    Figure(ER, "... wide JSON, RSS after 60 s over the idle RSS, after", "MB",
+           path(*PACKING_AB, "after_wide_rss_over_idle_mb_median"), ("<", data_path_budget_mb())),
+    Figure(ER, "... wide JSON, frames the ring holds in the budget, before", "frames",
+           path(*PACKING_AB, "before_wide_ring_frames_median")),
+    Figure(ER, "... wide JSON, frames the ring holds in the budget, after", "frames",
+           path(*PACKING_AB, "after_wide_ring_frames_median")),
     Figure(ER, "before/after the per-read data path (aabb2e4 vs this tree; bench_ring.py --against aabb2e4"
            " --section against_cpu; runs alternate, median of 3 each): whole-agent CPU at 3 Mbaud, before",
            "% core", path(*CPU_AB, "before_cpu_percent_3M_baud_median")),
