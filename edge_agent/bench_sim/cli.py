@@ -86,8 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--hours", type=_positive, default=24.0, help="--write plant-day: hours of data (default 24)"
     )
     parser.add_argument(
-        "--lead-in", type=_positive, default=3 * 3600.0, metavar="S",
-        help="--write plant-fault: seconds of normal data before the fault (default 10800)",
+        "--lead-in", type=_positive, default=4 * 3600.0, metavar="S",
+        help="--write plant-fault: seconds of normal data before the fault (default 14400)",
     )  # fmt: skip
 
 

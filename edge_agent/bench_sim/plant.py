@@ -301,7 +301,7 @@ PRECURSORS: tuple[str, ...] = ("vibration_mm_s", "motor_current_a")
 
 def pump_fault(
     seed: int,
-    lead_in_s: float = 3 * 3600.0,
+    lead_in_s: float = 4 * 3600.0,  # the baseline rule's 3 h warm-up, then 1 h judged before the fault
     fault_s: float = 600.0,
     tail_s: float = 1800.0,
     rate: float = 1.0,

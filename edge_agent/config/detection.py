@@ -29,7 +29,7 @@ class RuleSection(Section):
         description="baseline: a fixed band from this JSON file (channel -> median, mad), not learned.",
     )
     baseline_warmup: Duration = Field(
-        7200.0,
+        10800.0,
         description="baseline: no verdict until this much data was seen (at start and after a relearn).",
     )
     baseline_k: float = Field(10.0, gt=0, le=1000, description="baseline: band half-width in robust sigmas.")

@@ -57,7 +57,7 @@ def test_a_normal_day_files_no_incident_and_the_breakdown_files_one(tmp_path: Pa
     assert isinstance(recording, dict) and recording["frames"] == len(day)
     assert result["incidents"] == [], result["incidents"]
 
-    fault = plant.pump_fault(11)  # 3 h of normal data (the 2 h warm-up, then 1 h), then the fault
+    fault = plant.pump_fault(11)  # 4 h of normal data (the 3 h warm-up, then 1 h), then the fault
     assert fault.fault is not None
     fault_csv = tmp_path / "fault.csv"
     fault.write_csv(fault_csv)

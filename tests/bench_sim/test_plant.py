@@ -114,7 +114,7 @@ def test_the_fault_oracle_and_what_the_fault_does() -> None:
     rec = fault()
     oracle = rec.fault
     assert oracle is not None and len(oracle.channels) >= 6
-    assert oracle.onset_row == 3 * 3600 and oracle.end_row - oracle.onset_row == 600
+    assert oracle.onset_row == 4 * 3600 and oracle.end_row - oracle.onset_row == 600
     assert rec.t_ms[oracle.onset_row] == oracle.onset_ms and rec.t_ms[oracle.end_row - 1] == oracle.end_ms
     assert len(oracle.precursor_rows) == 6
     assert all(oracle.onset_row - 600 <= row < oracle.onset_row for _, row in oracle.precursor_rows)
