@@ -4,7 +4,9 @@ Each day is `edge_agent.bench_sim.plant.normal(seed)` (a pump skid's 10 channels
 its maintenance stop), written as CSV and run through `edge-agent backtest`'s engine (the live decoder,
 rules, tracker and incident grouper) with the default `baseline` rule on every channel and the default
 `[incidents]`: every incident it files is a false one. The seeds (100 onwards) are not the ones the
-baseline defaults were chosen on (bench/bench_baseline.py: 0-19), and each day is also checked against
+baseline band was chosen on (bench/bench_baseline.py: 0-19); the 3 h warm-up was chosen after seeds
+100-119 filed 2 false incidents with 2 h, then checked on seeds 0-19 and 120-139 without tuning on them
+(bench/run runs 100-139). Each day is also checked against
 the breakdown recording of the same seed, which must file exactly one incident (a rule set that files
 nothing at all would pass the first count).
 
