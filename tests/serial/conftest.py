@@ -5,25 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
-import tempfile
-import tty
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).parent))  # helpers are imported by name (--import-mode=importlib)
 
-class Pty:
+from linked_pty import LinkedPty
+
+
+class Pty(LinkedPty):
     def __init__(self) -> None:
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)  # no echo, no line editing: what is written arrives byte for byte
-        # Readers get a link of this pty's own, never `/dev/pts/N`: the kernel hands a freed N to the
-        # next pty opened, on any test worker, and a reader still retrying it would read that one.
-        self._dir = tempfile.mkdtemp(prefix="pty-")
-        self.device = os.ttyname(self.slave)
-        self.path = os.path.join(self._dir, "ttyTEST")
-        os.symlink(self.device, self.path)
-        os.set_blocking(self.master, False)
+        super().__init__()
         self.closed = False
 
     async def write(self, data: bytes, within: float = 5.0) -> None:
@@ -43,9 +38,7 @@ class Pty:
         """Unplug: the device side goes away and so does our handle on the slave."""
         if not self.closed:
             self.closed = True
-            shutil.rmtree(self._dir, ignore_errors=True)  # first: nobody may open the freed N through it
-            os.close(self.master)
-            os.close(self.slave)
+            self.unlink_and_close()
 
 
 @pytest.fixture

@@ -13,19 +13,21 @@ import contextlib
 import json
 import math
 import os
-import shutil
 import signal
 import socket
 import sqlite3
 import sys
 import tempfile
 import time
-import tty
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "serial"))  # the pty with a link of its own is serial's
+
+from linked_pty import LinkedPty
 
 COLUMNS = ["t_ms", "supply_v", "temp_c"]
 LENS_ID = "lns-emulated-machine-state"
@@ -103,18 +105,11 @@ class NotifySocket:
             self.dir.rmdir()
 
 
-class Pty:
+class Pty(LinkedPty):
     """The bench's side of a serial cable: the agent opens `path`, the test writes `master`."""
 
     def __init__(self) -> None:
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)  # no echo, no line editing: what is written arrives byte for byte
-        # The agent gets a link of this pty's own, never `/dev/pts/N`: the kernel hands a freed N to
-        # the next pty opened, on any test worker, and an agent still retrying it would read that one.
-        self._dir = tempfile.mkdtemp(prefix="pty-")
-        self.path = os.path.join(self._dir, "ttyTEST")
-        os.symlink(os.ttyname(self.slave), self.path)
-        os.set_blocking(self.master, False)
+        super().__init__()
         self.lines_written = 0
         self._task: asyncio.Task[None] | None = None
         self.supply_v = 12.0  # the test changes it to make a limits anomaly
@@ -148,10 +143,7 @@ class Pty:
 
     async def close(self) -> None:
         await self.stop_writing()
-        shutil.rmtree(self._dir, ignore_errors=True)  # first: nobody may open the freed N through it
-        for fd in (self.master, self.slave):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        self.unlink_and_close()
 
 
 def config_toml(
