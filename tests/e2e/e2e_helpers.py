@@ -92,6 +92,25 @@ listen = "127.0.0.1:{control_port}"
 """
 
 
+def wide_jsonl_toml(*, bench: str, state_dir: Path, sections: str = "") -> str:
+    """An agent whose one source, `bench`, reads JSON lines of up to 1 MiB from `loop://` (the test
+    feeds its fan-out itself), with neither the lens nor Atlas; `sections`: the test's own tables."""
+    return f"""
+[agent]
+bench = "{bench}"
+state_dir = "{state_dir}"
+[[serial]]
+name = "bench"
+url = "loop://"
+format = "jsonl"
+max_line_bytes = 1048576
+[lens]
+enabled = false
+[atlas]
+enabled = false
+{sections}"""
+
+
 def agent_config_toml(
     state_dir: Path,
     link: Path,

@@ -18,6 +18,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "e2e"))  # the whole-agent helpers are imported by name
+
+from e2e_helpers import wide_jsonl_toml
+
 from edge_agent.agent import Agent
 from edge_agent.config import EX_CONFIG, SerialPort, load_config
 from edge_agent.evidence import EvidenceRings
@@ -55,21 +59,7 @@ def wide_frames(count: int, per_read: int = 16) -> list[Frame]:
 
 def _agent(tmp_path: Path, total_mb: float, pending_mb: float) -> Agent:
     path = tmp_path / "agent.toml"
-    path.write_text(
-        f"""
-[agent]
-bench = "bench-budget"
-state_dir = "{tmp_path / "state"}"
-[[serial]]
-name = "bench"
-url = "loop://"
-format = "jsonl"
-max_line_bytes = 1048576
-[lens]
-enabled = false
-[atlas]
-enabled = false
-[evidence]
+    sections = f"""[evidence]
 ring_seconds = "1h"
 [memory]
 data_path_mb = {total_mb}
@@ -77,7 +67,9 @@ data_path_mb = {total_mb}
 max_pending_mb = {pending_mb}
 [control]
 listen = "127.0.0.1:0"
-""",
+"""
+    path.write_text(
+        wide_jsonl_toml(bench="bench-budget", state_dir=tmp_path / "state", sections=sections),
         encoding="utf-8",
     )
     return Agent(load_config(path, environ={}))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from e2e_helpers import wide_jsonl_toml  # tests/e2e: on sys.path by this folder's conftest
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
@@ -159,25 +160,9 @@ def test_a_member_built_in_pieces_is_one_gzip_member_of_the_whole(texts: list[st
 
 def _config(tmp_path: Path, pending_mb: float) -> EdgeAgentConfig:
     path = tmp_path / "agent.toml"
+    recorder = f'[recorder]\nmax_pending_mb = {pending_mb}\nflush_interval = "50ms"\n'
     path.write_text(
-        f"""
-[agent]
-bench = "bench-mem"
-state_dir = "{tmp_path / "state"}"
-[[serial]]
-name = "bench"
-url = "loop://"
-format = "jsonl"
-max_line_bytes = 1048576
-[lens]
-enabled = false
-[atlas]
-enabled = false
-[recorder]
-max_pending_mb = {pending_mb}
-flush_interval = "50ms"
-""",
-        encoding="utf-8",
+        wide_jsonl_toml(bench="bench-mem", state_dir=tmp_path / "state", sections=recorder), encoding="utf-8"
     )
     return load_config(path, environ={})
 
