@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import dataclasses
 import itertools
 import math
 import random
@@ -122,20 +123,40 @@ def check_expected(summary: list[Summary]) -> None:
         assert abs(got[key][0] - start) <= 1 and abs(got[key][1] - end) <= 1, (key, got[key])
 
 
+@dataclasses.dataclass
+class Detecting:
+    reader: SerialReader
+    clocks: SourceClocks
+    frames: list[Frame]
+    events: list[AnomalyEvent]
+
+
 @contextlib.asynccontextmanager
-async def reading(
-    reader: SerialReader, detector: Detector, clocks: SourceClocks, sink: list[AnomalyEvent]
-) -> AsyncIterator[None]:
-    """The reader's events into the detector, and the detector's tick every TICK on host time."""
+async def detecting(port: SerialPort, rules: list[RuleSection]) -> AsyncIterator[Detecting]:
+    """`port` read into a detector of `rules` (its frames and link events), and the detector's tick
+    every TICK on host time: the frames read and the anomaly events, as they come."""
+    clocks = SourceClocks.for_ports([port])
+    detector = Detector(rules, source_now=clocks.now)
+    frames: list[Frame] = []
+    events: list[AnomalyEvent] = []
+
+    def on_serial(event: SerialEvent) -> None:
+        if isinstance(event, Frame):
+            frames.append(event)
+            events.extend(detector.on_frame(event))
+        elif isinstance(event, LinkEvent):
+            events.extend(detector.on_link(event))
+
+    reader = SerialReader(port, on_serial, clock=clocks[port.name])
 
     async def tick() -> None:
         while True:
             await asyncio.sleep(TICK)
-            sink.extend(detector.tick(time.monotonic(), time.time()))
+            events.extend(detector.tick(time.monotonic(), time.time()))
 
     tasks = [asyncio.create_task(reader.run()), asyncio.create_task(tick())]
     try:
-        yield
+        yield Detecting(reader, clocks, frames, events)
     finally:
         for task in tasks:
             task.cancel()
@@ -163,27 +184,13 @@ async def replay(pty: Any, lines: list[bytes], speed: float) -> None:
 
 async def through_pty(make_pty: Callable[[], Any], until: Callable[..., Any], speed: float) -> list[Summary]:
     pty = make_pty()
-    port = serial_port(pty.path, device_time="t_ms")
-    clocks = SourceClocks.for_ports([port])
-    detector = Detector(rules(), source_now=clocks.now)
-    frames: list[Frame] = []
-    events: list[AnomalyEvent] = []
-
-    def on_serial(event: SerialEvent) -> None:
-        if isinstance(event, Frame):
-            frames.append(event)
-            events.extend(detector.on_frame(event))
-        elif isinstance(event, LinkEvent):
-            events.extend(detector.on_link(event))
-
-    reader = SerialReader(port, on_serial, clock=clocks["bench"])
-    async with reading(reader, detector, clocks, events):
-        await until(lambda: reader.is_up, 5.0)
+    async with detecting(serial_port(pty.path, device_time="t_ms"), rules()) as run:
+        await until(lambda: run.reader.is_up, 5.0)
         await replay(pty, recording(), speed)
-        await until(lambda: len(frames) == ROWS - len(GAP), 10.0)
+        await until(lambda: len(run.frames) == ROWS - len(GAP), 10.0)
         await asyncio.sleep(3 * TICK)
-    assert clocks["bench"].stats.as_dict() == {"backwards": 0, "jumps": 0, "missing": 0}
-    return summarise(closed(events), frames, device_row)
+    assert run.clocks["bench"].stats.as_dict() == {"backwards": 0, "jumps": 0, "missing": 0}
+    return summarise(closed(run.events), run.frames, device_row)
 
 
 async def test_a_recording_replayed_at_1x_and_100x_gives_the_same_anomalies(
@@ -255,20 +262,10 @@ async def receive_run(
 ) -> list[tuple[str, int, int, int]]:
     pty = make_pty()
     port = SerialPort(name="bench", url=pty.path, columns=["n", "v"], reconnect_min=0.05, reconnect_max=0.2)
-    clocks = SourceClocks.for_ports([port])
-    detector = Detector(receive_rules(), source_now=clocks.now)
-    frames: list[Frame] = []
-    events: list[AnomalyEvent] = []
-
-    def on_serial(event: SerialEvent) -> None:
-        if isinstance(event, Frame):
-            frames.append(event)
-            events.extend(detector.on_frame(event))
-
-    reader = SerialReader(port, on_serial, clock=clocks["bench"])
     lines = receive_lines()
-    async with reading(reader, detector, clocks, events):
-        await until(lambda: reader.is_up, 5.0)
+    # The link events reach the detector too: a no-op for these rules (they do not watch the link).
+    async with detecting(port, receive_rules()) as run:
+        await until(lambda: run.reader.is_up, 5.0)
         loop = asyncio.get_running_loop()
         start = loop.time()
         for first in range(0, len(lines), per_write):
@@ -276,7 +273,8 @@ async def receive_run(
             # A batch is written when its last line is due: the device's lines, buffered upstream.
             await asyncio.sleep(max(0.0, start + (first + len(batch)) / RATE_HZ - loop.time()))
             await pty.write(b"".join(batch))
-        await until(lambda: len(frames) == len(lines), 10.0)
+        await until(lambda: len(run.frames) == len(lines), 10.0)
+    frames, events = run.frames, run.events
     times = [f.mono for f in frames]
     assert all(b > a for a, b in itertools.pairwise(times)), "distinct, increasing times"
 
