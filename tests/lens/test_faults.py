@@ -44,6 +44,16 @@ class Running:
     def session_id(self) -> str:
         return self.service.session.session_id if self.service.session else ""
 
+    async def drain(self, emu: ArchetypeEmulator) -> None:
+        """Stop feeding, then every inference the lens made reaches detection exactly once."""
+        self.feeding = False
+        session_id = self.session_id
+        await asyncio.sleep(0.5)
+        await wait_for(
+            lambda: len(self.inferences) == emu_session(emu, session_id)["counts"]["inferences"],
+            10, "every inference read once",
+        )  # fmt: skip
+
     async def stop(self) -> None:
         self._feeder.cancel()
         self.task.cancel()
@@ -74,14 +84,7 @@ async def test_websocket_dropped_every_few_seconds(emulator: ArchetypeEmulator, 
         assert run.service.sessions_opened == 1  # the session survived every drop
         assert emulator.state()["injected"]["ws_drop"] >= 3
         await admin(emulator, "/faults", {"ws_drop_every": 0})
-        # Drain: stop feeding, then every inference the lens made reaches detection exactly once.
-        run.feeding = False
-        session_id = run.session_id
-        await asyncio.sleep(0.5)
-        await wait_for(
-            lambda: len(run.inferences) == emu_session(emulator, session_id)["counts"]["inferences"],
-            10, "every inference read once",
-        )  # fmt: skip
+        await run.drain(emulator)
 
 
 @pytest.mark.parametrize("ending", ["destroy", "expire", "fail"])
@@ -175,10 +178,4 @@ async def test_sse_reader_resumes_without_loss_or_duplicates(
             lambda: run.service.sse is not None and run.service.sse.connects >= 2, 15, "SSE reconnect"
         )
         await wait_for(lambda: len(run.inferences) >= 15, 20, "inferences after the cut")
-        run.feeding = False
-        session_id = run.session_id
-        await asyncio.sleep(0.5)
-        await wait_for(
-            lambda: len(run.inferences) == emu_session(emulator, session_id)["counts"]["inferences"],
-            10, "every inference read once",
-        )  # fmt: skip
+        await run.drain(emulator)
