@@ -31,7 +31,6 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import sys
 import tempfile
@@ -44,7 +43,9 @@ import aiohttp
 from aiohttp import web
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))  # the agent process's helpers
 from common import update_results
+from e2e_helpers import free_port, port_up, spawn_agent
 
 from edge_agent.config import EmulatorSection
 from edge_agent.emulators import atlas_models as m
@@ -168,23 +169,6 @@ class Writer:
                 os.close(fd)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def port_up(control: str, deadline: float) -> None:
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, KeyError):
-                async with http.get(control + "/status", timeout=aiohttp.ClientTimeout(total=1)) as r:
-                    if r.status == 200 and (await r.json())["ports"]["bench"]["up"]:
-                        return
-            await asyncio.sleep(0.05)
-    raise RuntimeError("the agent never opened the pty")
-
-
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
@@ -206,14 +190,12 @@ async def measure(hold: float, anomalies: int, workdir: Path) -> dict[str, Any]:
         config.write_text(
             config_toml(run_dir / "state", link, emulator.base_url, control_port, hold), encoding="utf-8"
         )
-        log = (run_dir / "agent.log").open("wb")
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "edge_agent", "run", "--config", str(config), "--log-format", "json",
-            stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
-        )  # fmt: skip
+        proc = await spawn_agent(config, run_dir / "agent.log")
         try:
             warm = asyncio.create_task(writer.run(3.0, 0, 0, 0.0))
-            await port_up(f"http://127.0.0.1:{control_port}", time.monotonic() + 30)
+            async with aiohttp.ClientSession() as http:
+                if await port_up(http, f"http://127.0.0.1:{control_port}", proc) is None:
+                    raise RuntimeError("the agent never opened the pty")
             await warm
             # A fault lasts the hold plus 0.3 s, so it is one anomaly that opens after the hold.
             samples = round((hold + 0.3) * RATE)
@@ -225,7 +207,6 @@ async def measure(hold: float, anomalies: int, workdir: Path) -> dict[str, Any]:
             if proc.returncode is None:
                 proc.kill()
                 await proc.wait()
-            log.close()
             writer.close()
     latencies: list[float] = []
     unmatched = 0
