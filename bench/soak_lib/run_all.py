@@ -116,9 +116,6 @@ CPU_AB2 = ("ring", "against_cpu_2")
 # `bench_ring.py --against 4f1e599 --section against_mem3_ring --wide`: the agent before and after the
 # ring's sealed blocks were packed column by column (edge_agent/evidence/packing.py), runs alternating.
 PACKING_AB = ("ring", "against_mem3_ring")
-# `bench_ring.py --against 0f20a79 --section against_mem3_ws`: the agent before and after the lens
-# websocket moved from the websockets library to aiohttp's client, runs alternating.
-WS_AB = ("ring", "against_mem3_ws")
 IDLE = (*RING, "idle_breakdown")
 PACKING = (*RING, "packing")
 # bench_ring.py: the ring alone (before: a deque of Frame objects, as it was until issue 12 item 4;
@@ -232,19 +229,6 @@ RING_FIGURES: list[Figure] = [
            "% core", path(*RING_FULL, "cpu_percent_3M_baud_main_thread")),
     Figure(ER, "... of which the other threads (the recorder's writer: CSV text and gzip)", "% core",
            path(*RING_FULL, "cpu_percent_3M_baud_other_threads")),
-    Figure(ER, "before/after the lens websocket on aiohttp's client instead of the websockets library"
-           " (0f20a79 vs this tree; bench_ring.py --against 0f20a79 --section against_mem3_ws; runs"
-           " alternate, median of 3 each): idle RSS, before", "MB",
-           path(*WS_AB, "before_idle_rss_mb_median")),
-    Figure(ER, "... idle RSS, after", "MB", path(*WS_AB, "after_idle_rss_mb_median")),
-    Figure(ER, "... RSS with the 30 s ring full at 3 Mbaud, before", "MB",
-           path(*WS_AB, "before_rss_mb_median")),
-    Figure(ER, "... RSS with the 30 s ring full at 3 Mbaud, after", "MB",
-           path(*WS_AB, "after_rss_mb_median"), ("<", 60.0)),
-    Figure(ER, "... whole-agent CPU at 3 Mbaud, before", "% core",
-           path(*WS_AB, "before_cpu_percent_3M_baud_median")),
-    Figure(ER, "... whole-agent CPU at 3 Mbaud, after", "% core",
-           path(*WS_AB, "after_cpu_percent_3M_baud_median")),
     Figure(ER, "before/after the column packing of the ring's sealed blocks (4f1e599 vs this tree;"
            " bench_ring.py --against 4f1e599 --section against_mem3_ring --wide; runs alternate, median of 3"
            " each): idle RSS, before", "MB", path(*PACKING_AB, "before_idle_rss_mb_median")),
