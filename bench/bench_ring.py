@@ -276,6 +276,7 @@ library_groups = {
     "pydantic_settings": ("pydantic_settings", "dotenv"),
     "aiohttp": ("aiohttp", "aiohappyeyeballs", "aiosignal", "attr", "frozenlist", "multidict", "propcache",
                 "yarl", "idna"),
+    "websockets": ("websockets",),
     "structlog": ("structlog", "greenlet"),
     "prometheus_client": ("prometheus_client",),
     "pyserial": ("serial", "serial_asyncio_fast"),
@@ -315,6 +316,7 @@ print(json.dumps(rss() - before))
 )
 MARGINAL_LIBRARIES = {
     "pydantic_settings": "pydantic_settings,dotenv",
+    "websockets": "websockets",
     "structlog": "structlog,greenlet",
     "prometheus_client": "prometheus_client",
 }

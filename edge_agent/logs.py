@@ -1,5 +1,5 @@
 """Logging: structlog, JSON lines off a TTY (journald, containers), console on one, and a redactor
-that strips secrets from every record, ours and the libraries' (aiohttp, botocore) alike.
+that strips secrets from every record, ours and the libraries' (aiohttp, websockets) alike.
 """
 
 from __future__ import annotations
@@ -136,7 +136,8 @@ def setup_logging(
     root.setLevel(level.upper())
     # Library chatter at INFO (every aiohttp access line) drowns the agent's own story.
     # botocore's DEBUG lines carry signed headers and bodies: never below WARNING.
-    for noisy in ("aiohttp.access", "botocore", "boto3", "s3transfer", "urllib3"):
+    noisy_loggers = ("aiohttp.access", "websockets.client", "websockets.server")
+    for noisy in (*noisy_loggers, "botocore", "boto3", "s3transfer", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     return redactor
 

@@ -199,6 +199,7 @@ RING_FIGURES: list[Figure] = [
     Figure(ER, "... + pydantic-settings", "MB", path(*IDLE, "pydantic_settings")),
     Figure(ER, "... + aiohttp (yarl, multidict, attrs; the two SSL contexts it makes at import, one with the"
            " CA bundle)", "MB", path(*IDLE, "aiohttp")),
+    Figure(ER, "... + websockets", "MB", path(*IDLE, "websockets")),
     Figure(ER, "... + structlog (and greenlet, which it imports when installed: here by playwright, a dev"
            " dependency)", "MB", path(*IDLE, "structlog")),
     Figure(ER, "... + prometheus-client", "MB", path(*IDLE, "prometheus_client")),
@@ -211,6 +212,7 @@ RING_FIGURES: list[Figure] = [
     Figure(ER, "what dropping a library would save (its RSS imported last, after every other library and"
            " the standard library it needs): pydantic-settings", "MB",
            path(*IDLE, "marginal_pydantic_settings")),
+    Figure(ER, "... websockets", "MB", path(*IDLE, "marginal_websockets")),
     Figure(ER, "... structlog", "MB", path(*IDLE, "marginal_structlog")),
     Figure(ER, "... prometheus-client", "MB", path(*IDLE, "marginal_prometheus_client")),
     Figure(ER, "RSS with the 30 s ring full (35 s of 8-channel CSV at 3 Mbaud equiv.)", "MB",

@@ -1,11 +1,9 @@
 """The session websocket: paced `session.update` windows out, replies and outputs in.
 
-One connection per session (aiohttp's websocket client: the library the agent's HTTP already uses,
-and its one SSL context, where a websocket library of its own loaded the CA bundle again for every
-connection), Bearer auth on the upgrade, protocol pings for keepalive when the socket is quiet. The
-socket is request/response, so several requests may be outstanding; each reply is matched to the
-oldest outstanding request *of its type* (`<type>.response`; the status reply is the bare session
-record; an `error` answers the oldest request of any type).
+One connection per session (`websockets` asyncio client), Bearer auth on the upgrade, protocol
+pings for keepalive. The socket is request/response, so several requests may be outstanding; each
+reply is matched to the oldest outstanding request *of its type* (`<type>.response`; the status
+reply is the bare session record; an `error` answers the oldest request of any type).
 
 Windows are offered without waiting (`offer`); `WindowPacer` decides when one may leave and drops
 the oldest when the lens falls behind. `session.read` polls (when the reader is `session_read`)
@@ -21,13 +19,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import aiohttp
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 
 from edge_agent.lens.errors import LensAuthError, is_unknown_session
 from edge_agent.lens.outputs import OutputHandler
@@ -50,6 +51,17 @@ from edge_agent.lens.status import status_of
 from edge_agent.lens.windower import Window
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+_tls: ssl.SSLContext | None = None
+
+
+async def tls_context() -> ssl.SSLContext:
+    """The process's one verifying TLS context for lens websockets. Left to itself, websockets makes a
+    new default context for every wss:// connection, and each loads the whole CA bundle (~1 MB of RSS
+    while it lives); made once, in a thread (the bundle is read from disk)."""
+    global _tls
+    if _tls is None:
+        _tls = await asyncio.to_thread(ssl.create_default_context)
+    return _tls
 
 
 class StreamDropped(Exception):
@@ -105,7 +117,7 @@ class _Link:
     """What belongs to one connection; a new connection starts from a fresh one, so nothing of a
     dead socket (its unanswered requests, its timers) can leak into the next."""
 
-    ws: aiohttp.ClientWebSocketResponse
+    ws: ClientConnection
     next_read: float
     next_status: float
     last_write: float
@@ -162,12 +174,7 @@ class Streamer:
             self.outputs.ledger.clear()  # a new session answers nothing of the old one
         self._session_id = session_id
         self.pacer.new_connection()  # after a reconnect: fresh windows only
-        http = aiohttp.ClientSession()  # no proxy from the environment, as the REST client
-        try:
-            ws = await self._connect(http, endpoint, api_key)
-        except BaseException:
-            await http.close()
-            raise
+        ws = await self._connect(endpoint, api_key)
         self.stats.connects += 1
         now = self._clock()
         link = _Link(ws, next_read=now, next_status=now + self.settings.status_interval, last_write=now)
@@ -187,25 +194,26 @@ class Streamer:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(1.0):
                     await ws.close()
-            await http.close()
 
-    async def _connect(
-        self, http: aiohttp.ClientSession, endpoint: str, api_key: str
-    ) -> aiohttp.ClientWebSocketResponse:
+    async def _connect(self, endpoint: str, api_key: str) -> ClientConnection:
         s = self.settings
+        tls = await tls_context() if endpoint.startswith("wss:") else None
         try:
-            async with asyncio.timeout(s.connect_timeout):
-                return await http.ws_connect(
-                    endpoint,
-                    headers={"Authorization": f"Bearer {api_key}", "User-Agent": "edge-agent"},
-                    # A ping when nothing came for this long; no pong within half of it drops the link.
-                    heartbeat=s.ping_interval,
-                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=2.0),
-                    max_msg_size=MAX_MESSAGE_BYTES,
-                    compress=0,  # small JSON windows; CPU on bench PCs is worth more than bytes
-                )
-        except aiohttp.WSServerHandshakeError as exc:
-            status = exc.status
+            return await connect(
+                endpoint,
+                ssl=tls,
+                additional_headers={"Authorization": f"Bearer {api_key}"},
+                user_agent_header="edge-agent",
+                open_timeout=s.connect_timeout,
+                ping_interval=s.ping_interval,
+                ping_timeout=s.reply_timeout if s.ping_interval else None,
+                close_timeout=2.0,
+                max_size=MAX_MESSAGE_BYTES,
+                compression=None,  # small JSON windows; CPU on bench PCs is worth more than bytes
+                proxy=None,
+            )
+        except InvalidStatus as exc:
+            status = exc.response.status_code
             if status in (401, 403):
                 raise LensAuthError(
                     f"websocket upgrade for {self._session_id} refused", status=status
@@ -213,7 +221,7 @@ class Streamer:
             if status in (404, 410):
                 raise SessionGone(f"websocket for {self._session_id}: HTTP {status}") from None
             raise StreamDropped(f"websocket upgrade answered HTTP {status}") from None
-        except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+        except (OSError, TimeoutError, InvalidHandshake, websockets.exceptions.WebSocketException) as exc:
             raise StreamDropped(f"websocket connect failed: {type(exc).__name__}: {exc}") from None
 
     async def _send(self, link: _Link, pending: _Pending, event: dict[str, Any]) -> None:
@@ -221,8 +229,8 @@ class Streamer:
         link.pending.append(pending)
         link.last_write = pending.sent_at
         try:
-            await link.ws.send_str(text)
-        except (ConnectionError, aiohttp.ClientError) as exc:
+            await link.ws.send(text)
+        except ConnectionClosed as exc:
             raise StreamDropped(f"connection closed while sending ({exc})") from None
 
     async def _send_loop(self, link: _Link) -> None:
@@ -274,16 +282,12 @@ class Streamer:
                 self._wakes_at = -math.inf  # not waiting: the loop looks at the pacer before it waits
 
     async def _receive_loop(self, link: _Link) -> None:
-        ws = link.ws
-        async for message in ws:  # ends when the connection closes, from either side
-            if message.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
-                self._on_message(link, message.data)
-            elif message.type is aiohttp.WSMsgType.ERROR:
-                raise StreamDropped(f"connection failed ({message.data!r})")
-        failure = ws.exception()
-        if failure is not None:
-            raise StreamDropped(f"connection closed ({type(failure).__name__}: {failure})")
-        raise StreamDropped(f"connection closed by the server (code {ws.close_code})")
+        try:
+            async for raw in link.ws:
+                self._on_message(link, raw)
+        except ConnectionClosed as exc:
+            raise StreamDropped(f"connection closed ({exc})") from None
+        raise StreamDropped("connection closed by the server")
 
     def _on_message(self, link: _Link, raw: str | bytes) -> None:
         try:

@@ -59,7 +59,7 @@ def test_secret_redacted_everywhere() -> None:
         raise RuntimeError(f"failed with {SECRET}")
     except RuntimeError:
         log.exception("boom")
-    # Library loggers (aiohttp) go through the same redactor.
+    # Library loggers (aiohttp, websockets) go through the same redactor.
     logging.getLogger("aiohttp.client").warning("lib %s", SECRET)
     out = buf.getvalue()
     for leaked in (SECRET, "echoed", "some-other-token-abc", "tok-zzz"):
