@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from edge_agent.evidence.ring import EvidenceRings
 
 MAX_BLOCK_ROWS = 4096  # a slow source's block still seals within a bounded number of rows
+# Sealed blocks of a source in the packer's hands at once. A block the packer holds stays in memory (and
+# charged) until it lets go, whatever the ring drops; one still waiting is held raw, charged raw, and
+# can be dropped at once. A packer starved of CPU (or of the GIL, by a flood on the event loop) so holds
+# at most two blocks, and the ring keeps to its budget at every look.
+MAX_IN_PACKER = 2
 _NO_EXPIRY = math.inf
 
 
@@ -26,7 +31,8 @@ class SourceRing:
     """One source's blocks, oldest first; the last one is open (being written) unless it was evicted."""
 
     __slots__ = (
-        "_blocks", "_current", "_expire_after", "_in_packer", "_owner", "evicted_until", "nbytes", "source",
+        "_blocks", "_current", "_expire_after", "_in_packer", "_owner", "_to_pack", "evicted_until", "nbytes",
+        "source",
     )  # fmt: skip
 
     def __init__(self, source: str, owner: EvidenceRings) -> None:
@@ -37,6 +43,7 @@ class SourceRing:
         # Sealed blocks handed to the packer and not yet back: their rows stay in memory (the packing
         # work holds them) even if evicted meanwhile, so they stay charged until they come back.
         self._in_packer: set[Block] = set()
+        self._to_pack: deque[Block] = deque()  # sealed, waiting for the packer, oldest first
         self._expire_after = _NO_EXPIRY  # a frame newer than this makes the oldest block expire
         self.nbytes = 0
         # The newest time of any frame dropped, per reason: a slice starting at or before it is cut.
@@ -155,8 +162,15 @@ class SourceRing:
         if block is self._current:
             self._current = None
         self._reset_expiry()
+        if self._owner.packer is not None and block.used:
+            self._to_pack.append(block)
+            self._feed_packer()
+
+    def _feed_packer(self) -> None:
         packer = self._owner.packer
-        if packer is not None and block.used:
+        waiting = self._to_pack
+        while packer is not None and waiting and len(self._in_packer) < MAX_IN_PACKER:
+            block = waiting.popleft()
             self._in_packer.add(block)
             work = partial(pack_rows, block.data, block.width, block.time_columns)
             packer(work, partial(self._packed, block))
@@ -171,6 +185,7 @@ class SourceRing:
         elif packed is not None:
             self._charge(block.compress(packed))
             self._owner.blocks_packed += 1
+        self._feed_packer()
 
     def _charge(self, nbytes: int) -> None:
         self.nbytes += nbytes
@@ -200,6 +215,8 @@ class SourceRing:
             self.evicted_until[reason] = max(self.evicted_until[reason], last)
         if block not in self._in_packer:  # else charged until the packer lets go of its rows
             self._charge(-block.nbytes)
+        if block in self._to_pack:
+            self._to_pack.remove(block)
         self._owner.blocks_evicted[reason] += 1
         self._reset_expiry()
 

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from edge_agent.evidence import EvidenceRings
 from edge_agent.evidence.packer import ThreadPacker
 from edge_agent.evidence.packing import Packed
+from edge_agent.evidence.ring import MIB
+from edge_agent.evidence.source_ring import MAX_IN_PACKER
 from edge_agent.frames import FrameBatch
 
 from .test_ring import accounted_right, keys, real_bytes, the_ring
@@ -115,3 +117,34 @@ def test_a_block_evicted_while_being_packed_stays_charged_until_the_packer_lets_
     for _, done in waiting[1:-1]:
         done(None)  # the packer could not: let go all the same
     assert accounted_right(ring)
+
+
+def test_a_starved_packer_holds_at_most_two_blocks_and_the_budget_holds() -> None:
+    """A packer that does not come back (starved of CPU, or of the GIL by a flood on the event loop) is
+    handed at most MAX_IN_PACKER blocks: those sealed meanwhile wait raw, charged raw, and memory can drop
+    them at once, so the ring keeps to its budget at every batch and keeps taking frames (unbounded, every
+    sealed block went to the packer and stayed charged, evicted or not: the blocks the packer held took
+    the whole budget and new frames found no room). When the packer comes back, the waiting blocks
+    follow, oldest first."""
+    waiting: list[tuple[Callable[[], Packed], Callable[[Packed | None], None]]] = []
+    budget = 2 * MIB
+    rings = EvidenceRings(3600.0, budget, packer=lambda work, done: waiting.append((work, done)))
+    for batch in batches(60_000):
+        rings.add_batch(batch)
+        assert rings.nbytes <= budget
+    assert rings.frames_not_kept == 0  # unbounded: the packer's blocks took the whole budget, none fit
+    assert len(waiting) == MAX_IN_PACKER
+    assert rings.blocks_evicted["memory"] > 0
+    ring = the_ring(rings)
+    first = ring.blocks
+    for _ in range(6):  # the packer catches up: what it held is let go (evicted) or packed
+        work, done = waiting.pop(0)
+        done(work())
+        assert len(waiting) <= MAX_IN_PACKER
+    assert rings.blocks_packed >= 1
+    assert rings.nbytes <= budget and ring.blocks == first
+    for work, done in waiting:
+        done(work())
+    assert accounted_right(ring)
+    got, want = rings.slice("bench", -1.0, 100.0), batches(60_000)
+    assert keys(got) == keys(frame for batch in want for frame in batch.frames())[-len(got) :]
