@@ -21,8 +21,10 @@ rule, until it and they fit the data path's budget again.
 Given a `packer` (the agent's runs in a thread of its own: edge_agent/evidence/packer.py), every block
 is packed when it is sealed (`packing.pack_rows`: zlib of its columns) and held packed from then on; its
 raw bytes are charged until the packed ones are swapped in (on the event loop, where the ring lives), so
-the budget never counts on a compression that has not happened. Only the evidence writer, in its thread,
-decompresses (a slice's bounds need at most the mono column of the two blocks at its ends).
+the budget never counts on a compression that has not happened. A source hands the packer at most
+`MAX_IN_PACKER` blocks at a time; the others wait raw and can be dropped, so a starved packer never
+holds the budget. Only the evidence writer, in its thread, decompresses (a slice's bounds need at most
+the mono column of the two blocks at its ends).
 
 A row wider than the whole budget is not kept (counted). Whatever was dropped for memory is remembered
 per source (`evicted_until`), so a slice that reaches back into it says so (`Coverage.cut_by`), and
