@@ -26,7 +26,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from itertools import repeat
-from operator import sub
+from operator import add, sub
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ READ_BLOCK = 1 << 20
 # already, so a `-` can only lead and a field has at most one point).
 _BLANKS = b" \t\r\x0b\x0c"
 _PLAIN = b"0123456789.-"
+_DIGITS_SIGN = b"0123456789-"  # a plain number without them: its point or nothing
 
 
 def header(channels: Sequence[str], device_time_column: str | None) -> list[str]:
@@ -133,48 +134,81 @@ class RowFormatter:
     def _from_text(self, batch: FrameBatch, text: DeviceText) -> str | None:
         """The rows of `batch` with its cells as the device sent them, or None when some recorded column
         is not all plain decimals (one point each) or all plain integers (written with `.0` after them,
-        so the column reads as floats as it does from repr). Per column, not per cell: the fields are
-        laid out in one list by slice copies, each row led by its time cells, and joined once."""
+        so the column reads as floats as it does from repr). Per column, not per cell, in C-level
+        passes: which fields have a point is read off the read's shape, integer columns get `.0` by
+        one `map` each, and the rows are joined once (`_joined_rows`)."""
         rows = len(batch)
-        fields = _plain_fields(text, rows)
-        if fields is None:
+        plain = _plain_data(text)
+        if plain is None:
             return None
         width, time_index = text.width, text.time_index
+        fields = plain.decode("ascii").split(text.delimiter.decode("ascii"))
+        if len(fields) != rows * width:
+            return None
         order: list[int | None] = [f for f in range(width) if f != time_index]
         if self._has_device_time:  # its cell: the device's time field, or empty when the port has none
             order.insert(0, time_index)
-        step = len(order) + 1
-        parts: list[str] = [""] * (rows * step)
-        # Each row's lead ("\n<time_utc>,<t_s>"), one `%` for the read; the time text has no '%' or NUL.
-        lead = f"\0\n{self._last_text},%.6f" * rows
-        parts[0::step] = (lead % tuple(map(sub, batch.monos, repeat(self.start)))).split("\0")[1:]
-        for place, field in enumerate(order, 1):
+        points = _points_by_shape(plain, text.delimiter, width, rows)
+        for field in order:
             if field is None:
                 continue  # the empty device-time cell
             column = fields[field::width]
-            points = "".join(column).count(".")
-            if points == rows:
-                parts[place::step] = column
-            elif points == 0:
-                parts[place::step] = [cell + ".0" for cell in column]
-            else:
-                return None  # a column of both kinds: written from the floats
-        # Joined by ",", a row's last cell is followed by ",\n" (the next row's lead): the one place
-        # a newline follows a comma, put right in one C-level pass.
-        return ",".join(parts).replace(",\n", "\n")[1:] + "\n"
+            if points is not None:
+                decimal = points[field]
+            else:  # the rows differ in shape: column by column, a column of both kinds is refused
+                count = "".join(column).count(".")
+                if count not in (0, rows):
+                    return None  # a column of both kinds: written from the floats
+                decimal = count == rows
+            if not decimal:
+                fields[field::width] = list(map(add, column, repeat(".0")))
+        if order != list(range(width)):  # the device time moved first, left out or an empty cell added
+            cells: list[str] = [""] * (rows * len(order))
+            for place, field in enumerate(order):
+                if field is not None:
+                    cells[place :: len(order)] = fields[field::width]
+            fields = cells
+        ts = list(map(sub, batch.monos, repeat(self.start)))
+        return _joined_rows(fields, len(order), self._last_text, ts)
 
 
-def _plain_fields(text: DeviceText, rows: int) -> list[str] | None:
-    """The fields of `text` (`rows` rows), blanks taken off, when every one is a plain number; else
-    None. C-level passes over the whole read."""
+def _plain_data(text: DeviceText) -> bytes | None:
+    """The fields of `text` with the blanks taken off, when every one is a plain number; else None."""
     delimiter = text.delimiter
     data = text.data.translate(None, _BLANKS.translate(None, delimiter))  # a blank may be the delimiter
     if data.translate(None, _PLAIN + delimiter):
         return None  # an exponent, nan, inf, a `+` or a `_` somewhere
-    fields = data.decode("ascii").split(delimiter.decode("ascii"))
-    if len(fields) != rows * text.width:
+    return data
+
+
+def _points_by_shape(plain: bytes, delimiter: bytes, width: int, rows: int) -> list[bool] | None:
+    """Whether each field of a row has a point, when every row has them where the first row has (one
+    C-level pass: the read without its digits and signs, each field's point or nothing between the
+    delimiters, is compared with the first row's shape repeated); None when some row differs (or the
+    delimiter could be part of a number)."""
+    if len(delimiter) != 1 or delimiter in _PLAIN:
         return None
-    return fields
+    points = [b"." in field for field in plain.split(delimiter, width)[:width]]
+    row = delimiter.join([b"." if point else b"" for point in points])
+    if plain.translate(None, _DIGITS_SIGN) != delimiter.join([row] * rows):
+        return None
+    return points
+
+
+def _joined_rows(cells: list[str], per_row: int, time_text: str, ts: list[float]) -> str:
+    """CSV text of `cells` (`per_row` a row, rows after rows), each row led by `time_text` and its
+    `t_s` (`ts[r]`, as `%.6f`). One `%` and one join, no pass over the text after them: a row's last
+    cell, the newline and the next row's time cells are one item, made by the `%` (the time text has
+    no '%' or NUL)."""
+    rows = len(ts)
+    lasts = cells[per_row - 1 :: per_row]
+    bridges: list[object] = [None] * (2 * rows - 2)
+    bridges[0::2] = lasts[:-1]
+    bridges[1::2] = ts[1:]
+    joins = (f"%s\n{time_text},%.6f\0" * (rows - 1)) % tuple(bridges)
+    cells[per_row - 1 : -1 : per_row] = joins.split("\0")[:-1]
+    cells.insert(0, f"{time_text},{ts[0]:.6f}")
+    return ",".join(cells) + "\n"
 
 
 def header_line(columns: Sequence[str]) -> str:

@@ -31,7 +31,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from itertools import accumulate, chain, repeat
-from operator import add, le, sub
+from operator import add, le, mul, sub
 from typing import Any, Literal
 
 from edge_agent.config import DEFAULT_DEVICE_TIME_MAX_JUMP, SerialPort
@@ -216,7 +216,7 @@ class SourceClock:
         last_host = host_mono - after_last * per_byte
         if self.scale is not None and devices and self._fast_path(devices):
             scale, offset = self.scale, self._offset
-            times = [device * scale + offset for device in devices]
+            times = list(map(add, map(mul, devices, repeat(scale)), repeat(offset)))
             if times[0] < self._last_t:
                 last = self._last_t
                 times = [t if t > last else last for t in times]
@@ -227,7 +227,8 @@ class SourceClock:
         tails = chunk_tails(lines, after_last)
         if self.scale is None:
             last = self._last_t
-            times = [host_mono - tail * per_byte for tail in tails]
+            # host_mono - tail * per_byte for each line, in C-level passes (hot path)
+            times = list(map(sub, repeat(host_mono), map(mul, tails, repeat(per_byte))))
             if times:
                 if times[0] < last:
                     times = [t if t > last else last for t in times]
@@ -265,13 +266,12 @@ class SourceClock:
 def chunk_tails(lines: Sequence[bytes], after_last: int) -> list[int]:
     """Bytes of a chunk after each line's newline: `after_last` (the unterminated rest) for the last line,
     plus each later line and its newline for the earlier ones. C-level passes only (hot path): with
-    `ends[i]` the running sum of line lengths, tail_i = after_last + ends[-1] + n - 1 - (ends[i] + i)."""
-    count = len(lines)
-    if not count:
+    `upto[i]` the bytes of lines 0..i and their newlines, tail_i = after_last + upto[-1] - upto[i]."""
+    if not lines:
         return []
-    ends = list(accumulate(map(len, lines)))
-    base = after_last + ends[-1] + count - 1
-    return list(map(sub, repeat(base), map(add, ends, range(count))))
+    lengths = list(map(len, lines))
+    base = after_last + sum(lengths) + len(lengths)
+    return list(map(sub, repeat(base), accumulate(map(add, lengths, repeat(1)))))
 
 
 class SourceClocks:

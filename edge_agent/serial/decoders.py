@@ -135,6 +135,13 @@ class CsvDecoder(LineDecoder):
         super().__init__(port, clock)
         self._delimiter = port.delimiter
         self._delimiter_bytes = port.delimiter.encode()
+        # Every byte but the delimiter and the line end (a one-byte delimiter): what `translate`
+        # deletes to leave a read's shape.
+        self._shape_delete = (
+            bytes(b for b in range(256) if b not in (self._delimiter_bytes[0], 0x0A))
+            if len(self._delimiter_bytes) == 1
+            else None
+        )
         # The batch path skips the marker check, so it is used only when no data row can start like
         # a marker: rows start with a number (digit, sign, '.', nan, inf) or a blank.
         prefix = self._markers.prefix
@@ -181,7 +188,7 @@ class CsvDecoder(LineDecoder):
         """
         delimiter = self._delimiter_bytes
         width = self._width
-        if list(map(bytes.count, lines, repeat(delimiter))).count(width - 1) != len(lines):
+        if not self._all_rows_of_width(lines, delimiter, width):
             return None  # some line has another width: a marker, a comment, garbage
         joined = delimiter.join(lines)
         try:
@@ -197,6 +204,17 @@ class CsvDecoder(LineDecoder):
         self.stats.frames += len(lines)
         text = DeviceText(joined, delimiter, width, time_index)  # the recorder writes it as it came
         return FrameBatch(self.source, wall, self._value_names, times, numbers, device_times, text)
+
+    def _all_rows_of_width(self, lines: list[bytes], delimiter: bytes, width: int) -> bool:
+        """Every line has exactly `width - 1` delimiters. A one-byte delimiter is checked in one C-level
+        pass over the read (the read's delimiters and line ends alone, compared with the shape every
+        row must have); a longer one line by line."""
+        keep_only = self._shape_delete
+        if keep_only is None:
+            return list(map(bytes.count, lines, repeat(delimiter))).count(width - 1) == len(lines)
+        shape = b"\n".join(lines).translate(None, keep_only)
+        row = delimiter * (width - 1) + b"\n"
+        return len(shape) + 1 == len(row) * len(lines) and shape == (row * len(lines))[:-1]
 
     def _set_columns(self, names: list[str]) -> None:
         self._columns = tuple(name.strip() for name in names)
