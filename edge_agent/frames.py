@@ -32,8 +32,8 @@ class Frame:
 
 class DeviceText:
     """What a FrameBatch's values were parsed from, for the recorder (a number written as the device
-    spelled it costs no float formatting): every row's fields as read, rows and fields alike joined by
-    `delimiter` (`width` fields a row: the batch's channels in order, with the device time's field at
+    spelled it costs no float formatting): the rows as read, one a line (joined by newlines), each row's
+    `width` fields joined by `delimiter` (the batch's channels in order, with the device time's field at
     `time_index` when the port has one). A field may carry the blanks float() strips."""
 
     __slots__ = ("data", "delimiter", "time_index", "width")

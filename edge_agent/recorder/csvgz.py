@@ -11,9 +11,9 @@ the port has one), the device's own time column as sent (when the port has `devi
 channels. Values are Python's shortest round-trip form (`repr`): read back they are the same floats;
 `nan`, `inf` and `-inf` as pandas reads them; a channel missing from a frame is an empty cell. A read
 whose every recorded field the device sent as a plain number is written as the device spelled it
-instead (`RowFormatter._from_text`: blanks taken off, `.0` after an integer): float() reads that text as
-the very float the decoder made of it, and pandas too (tests/recorder/test_pure.py); it costs no float
-formatting, the recorder's largest cost.
+instead (edge_agent/recorder/device_text.py: blanks taken off, `.0` after an integer): float() reads
+that text as the very float the decoder made of it, and pandas too (tests/recorder/test_pure.py); it
+costs no float formatting, the recorder's largest cost.
 """
 
 from __future__ import annotations
@@ -26,21 +26,15 @@ import time
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from itertools import repeat
-from operator import add, sub
+from operator import sub
 from pathlib import Path
 from typing import Any
 
-from edge_agent.frames import DeviceText, Frame, FrameBatch
+from edge_agent.frames import Frame, FrameBatch
+from edge_agent.recorder.device_text import rows_from_text
 from edge_agent.recorder.model import OFFSET_COLUMN, TIME_COLUMN
 
 READ_BLOCK = 1 << 20
-
-# What float() strips around a field (ASCII whitespace: a CRLF device's `\r`, padding), and the only bytes
-# a plain number is made of once they are gone: `-12.500`, `.5`, `7.`, `0042` (float() took each field
-# already, so a `-` can only lead and a field has at most one point).
-_BLANKS = b" \t\r\x0b\x0c"
-_PLAIN = b"0123456789.-"
-_DIGITS_SIGN = b"0123456789-"  # a plain number without them: its point or nothing
 
 
 def header(channels: Sequence[str], device_time_column: str | None) -> list[str]:
@@ -79,37 +73,47 @@ class RowFormatter:
         self._last_text = ""
 
     def format(self, frames: Sequence[Frame | FrameBatch]) -> str:
-        fmt, get, start = self._fmt, self._get, self.start
-        lines: list[str] = []
-        append = lines.append
+        return self.format_bytes(frames).decode("utf-8")
+
+    def format_bytes(self, frames: Sequence[Frame | FrameBatch]) -> bytes:
+        """The CSV rows of `frames`, UTF-8 (what the segment's gzip member takes)."""
+        out: list[bytes] = []
+        lines: list[str] = []  # rows of single frames, encoded together
         for frame in frames:
             if isinstance(frame, FrameBatch):
+                if lines:
+                    out.append("".join(lines).encode("utf-8"))
+                    lines = []
                 if frame.names == self._channels:
-                    append(self._format_batch(frame))
+                    out.append(self._format_batch(frame))
                 else:
-                    append(self.format(frame.frames()))
+                    out.append(self.format_bytes(frame.frames()))
                 continue
-            if frame.wall != self._last_wall:  # the frames of one read share it: format once
-                self._last_wall = frame.wall
-                self._last_text = utc_ms(frame.wall)
-            try:
-                body = fmt % get(frame.values)
-            except KeyError:  # a channel missing from this frame: its cell stays empty
-                values = frame.values
-                body = ",".join("" if (v := values.get(c)) is None else repr(v) for c in self._channels)
-            if self._has_device_time:
-                device = "" if frame.device_time is None else repr(frame.device_time)
-                append(f"{self._last_text},{frame.mono - start:.6f},{device},{body}\n")
-            else:
-                append(f"{self._last_text},{frame.mono - start:.6f},{body}\n")
-        return "".join(lines)
+            lines.append(self._frame_row(frame))
+        if lines:
+            out.append("".join(lines).encode("utf-8"))
+        return b"".join(out)
 
-    def _format_batch(self, batch: FrameBatch) -> str:
+    def _frame_row(self, frame: Frame) -> str:
+        if frame.wall != self._last_wall:  # the frames of one read share it: format once
+            self._last_wall = frame.wall
+            self._last_text = utc_ms(frame.wall)
+        try:
+            body = self._fmt % self._get(frame.values)
+        except KeyError:  # a channel missing from this frame: its cell stays empty
+            values = frame.values
+            body = ",".join("" if (v := values.get(c)) is None else repr(v) for c in self._channels)
+        if self._has_device_time:
+            device = "" if frame.device_time is None else repr(frame.device_time)
+            return f"{self._last_text},{frame.mono - self.start:.6f},{device},{body}\n"
+        return f"{self._last_text},{frame.mono - self.start:.6f},{body}\n"
+
+    def _format_batch(self, batch: FrameBatch) -> bytes:
         if batch.wall != self._last_wall:
             self._last_wall = batch.wall
             self._last_text = utc_ms(batch.wall)
         if batch.text is not None:
-            text = self._from_text(batch, batch.text)
+            text = rows_from_text(batch.text, batch.monos, self.start, self._last_text, self._has_device_time)
             if text is not None:
                 return text
         rows = len(batch)
@@ -129,86 +133,7 @@ class RowFormatter:
         device_cell = ("%r," if lead == 2 else ",") if device else ""
         # The time text has no '%' (digits, '-', ':', '.', ' '): safe inside the format.
         row = f"{self._last_text},%.6f,{device_cell}{self._fmt}\n"
-        return (row * rows) % tuple(cells)
-
-    def _from_text(self, batch: FrameBatch, text: DeviceText) -> str | None:
-        """The rows of `batch` with its cells as the device sent them, or None when some recorded column
-        is not all plain decimals (one point each) or all plain integers (written with `.0` after them,
-        so the column reads as floats as it does from repr). Per column, not per cell, in C-level
-        passes: which fields have a point is read off the read's shape, integer columns get `.0` by
-        one `map` each, and the rows are joined once (`_joined_rows`)."""
-        rows = len(batch)
-        plain = _plain_data(text)
-        if plain is None:
-            return None
-        width, time_index = text.width, text.time_index
-        fields = plain.decode("ascii").split(text.delimiter.decode("ascii"))
-        if len(fields) != rows * width:
-            return None
-        order: list[int | None] = [f for f in range(width) if f != time_index]
-        if self._has_device_time:  # its cell: the device's time field, or empty when the port has none
-            order.insert(0, time_index)
-        points = _points_by_shape(plain, text.delimiter, width, rows)
-        for field in order:
-            if field is None:
-                continue  # the empty device-time cell
-            column = fields[field::width]
-            if points is not None:
-                decimal = points[field]
-            else:  # the rows differ in shape: column by column, a column of both kinds is refused
-                count = "".join(column).count(".")
-                if count not in (0, rows):
-                    return None  # a column of both kinds: written from the floats
-                decimal = count == rows
-            if not decimal:
-                fields[field::width] = list(map(add, column, repeat(".0")))
-        if order != list(range(width)):  # the device time moved first, left out or an empty cell added
-            cells: list[str] = [""] * (rows * len(order))
-            for place, field in enumerate(order):
-                if field is not None:
-                    cells[place :: len(order)] = fields[field::width]
-            fields = cells
-        ts = list(map(sub, batch.monos, repeat(self.start)))
-        return _joined_rows(fields, len(order), self._last_text, ts)
-
-
-def _plain_data(text: DeviceText) -> bytes | None:
-    """The fields of `text` with the blanks taken off, when every one is a plain number; else None."""
-    delimiter = text.delimiter
-    data = text.data.translate(None, _BLANKS.translate(None, delimiter))  # a blank may be the delimiter
-    if data.translate(None, _PLAIN + delimiter):
-        return None  # an exponent, nan, inf, a `+` or a `_` somewhere
-    return data
-
-
-def _points_by_shape(plain: bytes, delimiter: bytes, width: int, rows: int) -> list[bool] | None:
-    """Whether each field of a row has a point, when every row has them where the first row has (one
-    C-level pass: the read without its digits and signs, each field's point or nothing between the
-    delimiters, is compared with the first row's shape repeated); None when some row differs (or the
-    delimiter could be part of a number)."""
-    if len(delimiter) != 1 or delimiter in _PLAIN:
-        return None
-    points = [b"." in field for field in plain.split(delimiter, width)[:width]]
-    row = delimiter.join([b"." if point else b"" for point in points])
-    if plain.translate(None, _DIGITS_SIGN) != delimiter.join([row] * rows):
-        return None
-    return points
-
-
-def _joined_rows(cells: list[str], per_row: int, time_text: str, ts: list[float]) -> str:
-    """CSV text of `cells` (`per_row` a row, rows after rows), each row led by `time_text` and its
-    `t_s` (`ts[r]`, as `%.6f`). One `%` and one join, no pass over the text after them: a row's last
-    cell, the newline and the next row's time cells are one item, made by the `%` (the time text has
-    no '%' or NUL)."""
-    rows = len(ts)
-    lasts = cells[per_row - 1 :: per_row]
-    bridges: list[object] = [None] * (2 * rows - 2)
-    bridges[0::2] = lasts[:-1]
-    bridges[1::2] = ts[1:]
-    joins = (f"%s\n{time_text},%.6f\0" * (rows - 1)) % tuple(bridges)
-    cells[per_row - 1 : -1 : per_row] = joins.split("\0")[:-1]
-    cells.insert(0, f"{time_text},{ts[0]:.6f}")
-    return ",".join(cells) + "\n"
+        return ((row * rows) % tuple(cells)).encode("utf-8")
 
 
 def header_line(columns: Sequence[str]) -> str:
@@ -237,8 +162,8 @@ class Member:
         self.nbytes = 0  # compressed bytes held so far (deflate's own window aside)
         self.rows = 0
 
-    def add(self, text: str, rows: int) -> None:
-        data = self._compressor.compress(text.encode("utf-8"))
+    def add(self, text: str | bytes, rows: int) -> None:
+        data = self._compressor.compress(text if isinstance(text, bytes) else text.encode("utf-8"))
         if data:
             self._chunks.append(data)
             self.nbytes += len(data)

@@ -228,7 +228,7 @@ class SegmentWriter:
         if not frames:
             return
         rows = sum(len(item) if isinstance(item, FrameBatch) else 1 for item in frames)
-        segment.member.add(segment.formatter.format(frames), rows)
+        segment.member.add(segment.formatter.format_bytes(frames), rows)
         segment.last_wall = frames[-1].wall
         if segment.member.nbytes >= MEMBER_MAX_BYTES:
             self._flush(segment)

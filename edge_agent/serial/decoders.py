@@ -188,9 +188,10 @@ class CsvDecoder(LineDecoder):
         """
         delimiter = self._delimiter_bytes
         width = self._width
-        if not self._all_rows_of_width(lines, delimiter, width):
+        rows = b"\n".join(lines)
+        if not self._all_rows_of_width(rows, lines, delimiter, width):
             return None  # some line has another width: a marker, a comment, garbage
-        joined = delimiter.join(lines)
+        joined = rows.replace(b"\n", delimiter)
         try:
             numbers = list(map(float, joined.split(delimiter)))
         except ValueError:
@@ -202,17 +203,17 @@ class CsvDecoder(LineDecoder):
             del numbers[time_index::width]
         times = self.clock.stamp_chunk(mono, len(data), lines, _after_last_line(data), device_times)
         self.stats.frames += len(lines)
-        text = DeviceText(joined, delimiter, width, time_index)  # the recorder writes it as it came
+        text = DeviceText(rows, delimiter, width, time_index)  # the recorder writes it as it came
         return FrameBatch(self.source, wall, self._value_names, times, numbers, device_times, text)
 
-    def _all_rows_of_width(self, lines: list[bytes], delimiter: bytes, width: int) -> bool:
-        """Every line has exactly `width - 1` delimiters. A one-byte delimiter is checked in one C-level
-        pass over the read (the read's delimiters and line ends alone, compared with the shape every
-        row must have); a longer one line by line."""
+    def _all_rows_of_width(self, rows: bytes, lines: list[bytes], delimiter: bytes, width: int) -> bool:
+        """Every line has exactly `width - 1` delimiters (`rows`: the lines joined by newlines). A
+        one-byte delimiter is checked in one C-level pass over the read (its delimiters and line ends
+        alone, compared with the shape every row must have); a longer one line by line."""
         keep_only = self._shape_delete
         if keep_only is None:
             return list(map(bytes.count, lines, repeat(delimiter))).count(width - 1) == len(lines)
-        shape = b"\n".join(lines).translate(None, keep_only)
+        shape = rows.translate(None, keep_only)
         row = delimiter * (width - 1) + b"\n"
         return len(shape) + 1 == len(row) * len(lines) and shape == (row * len(lines))[:-1]
 
