@@ -165,7 +165,14 @@ class Decimator:
             end = bisect_left(monos, source.edge, row + 1, count)  # the rows before the next bucket
             for index, channel in enumerate(targets):
                 column = values[row * width + index : end * width : width]
-                low, high = min(column), max(column)
+                # One sort gives both ends: it compares floats as C doubles (min and max each go
+                # through the generic comparison) and takes a run of sorted or equal values in one
+                # pass. Stable, so its first is min's (the first of equal lowest values); its last is
+                # the last of equal highest ones, which differs from max's only as -0.0 from 0.0.
+                ordered = sorted(column)
+                low, high = ordered[0], ordered[-1]
+                if high == 0.0:
+                    high = max(column)
                 if low < channel.lo:
                     channel.lo = low
                 if high > channel.hi:
