@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from edge_agent.config import SerialPort
 from edge_agent.frames import Frame, FrameBatch
-from edge_agent.recorder import csvgz, retention, store
+from edge_agent.recorder import csvgz, device_text, retention, store
 from edge_agent.recorder.model import SegmentInfo, StepRef, open_path, sidecar_path
 from edge_agent.recorder.segmenter import Close, Open, Rows, RunChange, Segmenter, StepChange
 from edge_agent.serial.decoders import make_decoder
@@ -238,3 +238,28 @@ def test_plain_numbers_are_written_as_sent_and_others_from_the_float() -> None:
     batch = _packed(",", None, [["1.5", "2"], ["2.0", "3.5"]], "\n")  # column c1: an integer and a decimal
     text = csvgz.RowFormatter(list(batch.names), False, 0.0).format([batch])
     assert [row[2:] for row in _rows(text)] == [["1.5", "2.0"], ["2.0", "3.5"]]
+
+
+@given(_reads(), st.booleans())
+def test_the_lines_way_and_the_fields_way_write_the_same_text(
+    read: tuple[str, str | None, list[list[str]], str], record_device_time: bool
+) -> None:
+    """A read whose rows the recorder takes line by line (fields in the device's order, integers only in
+    the first or last column: no split into fields) gets the very text the field by field way writes."""
+    batch = _packed(*read)
+    text = batch.text
+    assert text is not None
+    has_device = record_device_time and batch.device_times is not None
+    written = device_text.rows_from_text(text, batch.monos, 0.25, "2026-01-02 03:04:05.678", has_device)
+    plain = text.data.translate(None, b" \t\r\x0b\x0c".translate(None, text.delimiter))
+    if plain.translate(None, b"0123456789.-\n" + text.delimiter):
+        assert written is None  # an exponent, nan, inf, a `+`: written from the floats
+        return
+    order: list[int | None] = [f for f in range(text.width) if f != text.time_index]
+    if has_device:
+        order.insert(0, text.time_index)
+    ts = [mono - 0.25 for mono in batch.monos]
+    by_fields = device_text._field_rows(
+        plain, text.delimiter, text.width, order, None, "2026-01-02 03:04:05.678", ts
+    )
+    assert written == by_fields
