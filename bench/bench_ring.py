@@ -13,7 +13,7 @@ agent of commit REV and this tree's (or DIR's) in turn, N rounds each: before/af
 (not part of bench/run); `--section NAME` writes it under another name and `--wide` adds the wide JSON
 runs (the memory work of issue 12 item 4: `--against 9453250 --section against_memory --wide`; the
 per-read data path's CPU: `--against 218e7e7 --section against_cpu`; the recorder's text from the
-device's lines and the ring's one-pass packing: `--against 6da7aee --section against_cpu_3`). For the
+device's lines and the ring's one-pass packing: `--against c5ba699 --section against_cpu_3`). For the
 ring alone, DIR is REV with only the ring applied; the figures in RESULTS.md come from
 
     git archive 5641f16 | tar -x -C /tmp/after

@@ -113,7 +113,7 @@ BUDGET_AB = ("ring", "against_budget")
 # `bench_ring.py --against 611fa24 --section against_cpu_2`: the agent before and after the recorder
 # writing plain numbers as the device sent them and the fd reader handing on a few reads at a time.
 CPU_AB2 = ("ring", "against_cpu_2")
-# `bench_ring.py --against 6da7aee --section against_cpu_3`: the agent before and after the recorder's
+# `bench_ring.py --against c5ba699 --section against_cpu_3`: the agent before and after the recorder's
 # text from the device's lines, the ring's one-pass packing of a read, the decimator's sort.
 CPU_AB3 = ("ring", "against_cpu_3")
 # `bench_ring.py --against 4f1e599 --section against_mem3_ring --wide`: the agent before and after the
@@ -276,7 +276,7 @@ RING_FIGURES: list[Figure] = [
     Figure(ER, "... other threads (the recorder's writer), after", "% core",
            path(*CPU_AB, "after_cpu_percent_3M_baud_other_threads_median")),
     Figure(ER, "before/after the recorder's text from the device's lines, the ring's one-pass packing of a"
-           " read and the live page's sort (6da7aee vs this tree; bench_ring.py --against 6da7aee --section"
+           " read and the live page's sort (c5ba699 vs this tree; bench_ring.py --against c5ba699 --section"
            " against_cpu_3; runs alternate, median of 3 each): whole-agent CPU at 3 Mbaud, before", "% core",
            path(*CPU_AB3, "before_cpu_percent_3M_baud_median")),
     Figure(ER, "... whole-agent CPU at 3 Mbaud, after", "% core",
@@ -467,16 +467,17 @@ SECTION_NOTES = {
     " wake-up, an os.read each: about a fifth of the loop), the live-page min/max, the lens windower"
     " and the ring's packing; the writer's thread is the CSV text of the time columns and the"
     " splitting of the device's text, then gzip."
-    " Then (the 6da7aee rows, runs alternating, load average ~2): the recorder's text is made from the"
+    " Then (the c5ba699 rows, runs alternating, load average 0.2-0.8): the recorder's text is made from the"
     " device's lines (edge_agent/recorder/device_text.py: a read's integers get their `.0` by one map, its"
     " time cells by one bytes `%`; no split into fields, no str round trip; the same text: a 100-row read"
     " 146 -> 72 us), the ring writes a read's rows in one struct pass (array('d', list) converted value by"
     " value through the argument parser) without copying the batch's lists, the clock stamps a read in"
     " C-level maps, the decoder checks the rows' widths on the read's shape, and the live page takes a"
     " stretch's lowest and highest values from one sort (C-double comparisons: 4x for steady or ramping"
-    " values, 1.2x for white noise): 8.8 -> 7.8 % of a core, the writer's thread most (2.1 -> 1.5), the"
-    " loop 6.7 -> 6.2. Still a miss. Measured and not kept: Python's cyclic GC (one gen-0 collection in"
-    " 30 s at 3 Mbaud, 0.3 ms; 65k tracked objects: gc.freeze() has nothing to save); uvloop (-0.2 point,"
+    " values, 1.2x for white noise): 8.5 -> 7.7 % of a core, the other threads most (the writer's; 2.0 ->"
+    " 1.4), the loop 6.4 -> 6.2. Still a miss. Measured and not kept: Python's cyclic GC (one gen-0"
+    " collection in 30 s at 3 Mbaud, 0.3 ms; 65k tracked objects: gc.freeze() has nothing to save); uvloop"
+    " (-0.2 point,"
     " +1.9 MB of RSS); reading in a thread of its own between hand-ons (a bare pty reader at 300 kB/s costs"
     " the same ~1.2 % either way: on this VM a wake-up is ~25 us of kernel time); handing on at the 20 ms"
     " bound instead of at the third read (fewer hand-ons, more reads: no gain). What each part costs, by"
