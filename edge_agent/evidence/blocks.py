@@ -135,13 +135,16 @@ class Block:
 
     def compress(self, packed: Packed) -> int:
         """Hold the rows as `packed` (of this sealed block's `data`, by `packing.pack_rows`) instead;
-        returns the change in bytes held. Not done when packing would not save a tenth."""
+        returns the change in bytes held. Not done when packing would not save a tenth of what the
+        block holds, counted as `nbytes` counts it (a small block's packed object and empty array can
+        outweigh what zlib saved: holding it packed would then take more than the budget gave it)."""
         data = self.data
         if self.packed is not None or not self.used or len(data) != self.used * self.width:
             return 0
-        if len(packed.data) > 0.9 * 8 * len(data):
-            return 0
         before = self.nbytes
+        after = self._fixed_bytes(self.layout) + sys.getsizeof(_EMPTY) + _PACKED_OBJECT_BYTES
+        if after + sys.getsizeof(packed.data) > 0.9 * before:
+            return 0
         self.first, self.last = data[0], data[(self.used - 1) * self.width]
         self.packed = packed  # before `data` empties: see the module doc
         self.data = _EMPTY
