@@ -33,7 +33,6 @@ import argparse
 import gc
 import io
 import json
-import random
 import statistics
 import subprocess
 import sys
@@ -55,13 +54,14 @@ sys.path.insert(0, str(HERE.parent))
 
 from common import update_results  # noqa: E402
 
+from edge_agent.bench_sim.stored_rows import WIDTH as PACK_WIDTH  # noqa: E402
+from edge_agent.bench_sim.stored_rows import agent_rows  # noqa: E402
 from edge_agent.evidence import EvidenceRings  # noqa: E402
 from edge_agent.evidence.packing import PACK_LEVEL, pack_rows, unpack_monos, unpack_rows  # noqa: E402
 from edge_agent.frames import Frame  # noqa: E402
 
 RATE = 5000.0  # 3 Mbaud equivalent of 8-channel CSV lines
 SECONDS = 30.0  # the whole-agent bench's ring
-PACK_WIDTH = 11  # mono, wall, a counter and 8 channels: the whole-agent bench's rows
 
 
 class DequeOfFrames:
@@ -153,30 +153,6 @@ def slice_costs(width: int) -> dict[str, float]:
     return {"frames": walked, "slice_ms": 1000 * taken, "walk_us_per_frame": 1e6 * walk / walked}
 
 
-def agent_block(noisy: bool, rows: int = 2978, seed: int = 1) -> array[float]:
-    """A 256 KiB block's rows as the agent stores them at 3 Mbaud: reads of ~100 60-byte lines every
-    ~20 ms, each line's mono spread over its read's bytes (edge_agent/serial/clock.py), the read's wall
-    time on all of them, a counter column and 8 channels, steady (as the whole-agent bench writes them)
-    or with 4-decimal noise."""
-    rng = random.Random(seed)
-    line_s = 60 * 10 / 3_000_000
-    data = array("d")
-    mono, k = 33707.466, 98274
-    while len(data) < rows * PACK_WIDTH:
-        lines = rng.randint(90, 110)
-        read = mono + lines * line_s + rng.uniform(0.0, 0.002)
-        for i in range(lines):
-            at = read - (lines - 1 - i) * (read - mono) / lines
-            if noisy:
-                values = [round(1.0 + c * 0.1 + rng.gauss(0.0, 0.01), 4) for c in range(8)]
-            else:
-                values = [1.0 + c * 0.1 for c in range(8)]
-            data.extend([at, 1_796_200_288.0 + read, float(k), *values])
-            k += 1
-        mono = read
-    return data[: rows * PACK_WIDTH]
-
-
 def packing_costs(rounds: int = 50) -> dict[str, float]:
     """A sealed block packed as before (zlib level 1 of its rows and of its mono column apart) and as
     now (edge_agent/evidence/packing.py): bytes a row, and the medians of packing it (the packer's
@@ -184,7 +160,7 @@ def packing_costs(rounds: int = 50) -> dict[str, float]:
     the event loop)."""
     out: dict[str, float] = {}
     for label, noisy in (("steady", False), ("noisy", True)):
-        data = agent_block(noisy)
+        data = agent_rows(noisy)
         rows = len(data) // PACK_WIDTH
         old = pack_before(data)
         new = pack_rows(data, PACK_WIDTH, 2)

@@ -13,11 +13,9 @@ from array import array
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge_agent.bench_sim.stored_rows import BLOCK_ROWS as ROWS
+from edge_agent.bench_sim.stored_rows import WIDTH, agent_rows
 from edge_agent.evidence.packing import pack_rows, unpack_monos, unpack_rows
-
-CHANNELS = 9  # a counter and 8 channels, as bench/soak_lib/agent_bench.py writes them
-WIDTH = 2 + CHANNELS
-ROWS = 2978  # a 256 KiB block of those rows
 
 
 def bits(data: array[float]) -> bytes:
@@ -46,31 +44,6 @@ def test_any_doubles_come_back_bit_for_bit(
     assert bits(unpack_rows(packed, rows, width, times)) == bits(data)
     if times:
         assert bits(unpack_monos(packed, rows)) == bits(data[0::width])
-
-
-def agent_rows(noisy: bool, seed: int = 1) -> array[float]:
-    """A block's rows as the agent stores them at 3 Mbaud: reads of ~100 60-byte lines every ~20 ms,
-    each line's mono spread over its read's bytes (edge_agent/serial/clock.py), the read's wall time on
-    all of them, a counter column and 8 channels, steady (as the whole-agent bench writes them) or
-    with 4-decimal noise."""
-    rng = random.Random(seed)
-    line_s = 60 * 10 / 3_000_000
-    data = array("d")
-    mono, k = 33707.466, 98274
-    while len(data) < ROWS * WIDTH:
-        lines = rng.randint(90, 110)
-        read = mono + lines * line_s + rng.uniform(0.0, 0.002)
-        wall = 1_796_200_288.0 + read
-        for i in range(lines):
-            at = read - (lines - 1 - i) * (read - mono) / lines
-            if noisy:
-                values = [round(1.0 + c * 0.1 + rng.gauss(0.0, 0.01), 4) for c in range(8)]
-            else:
-                values = [1.0 + c * 0.1 for c in range(8)]
-            data.extend([at, wall, float(k), *values])
-            k += 1
-        mono = read
-    return data[: ROWS * WIDTH]
 
 
 def before(data: array[float]) -> int:
