@@ -28,7 +28,8 @@ from pathlib import Path
 
 from edge_agent.config import EdgeAgentConfig
 from edge_agent.config_sources import config_error
-from edge_agent.detect.detector import Detector, RuleConfigError
+from edge_agent.detect.detector import Detector
+from edge_agent.detect.rules import RuleConfigError
 from edge_agent.evidence import EvidencePlanner, EvidenceRings
 from edge_agent.lens.pacer import WindowPacer
 from edge_agent.lens.windower import Scale, Windower

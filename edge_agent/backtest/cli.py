@@ -54,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
     from edge_agent.backtest.recording import RecordingError
     from edge_agent.backtest.report import to_json, to_text
     from edge_agent.backtest.runner import BacktestOptions, run_backtest
-    from edge_agent.detect.detector import RuleConfigError
+    from edge_agent.detect.rules import RuleConfigError
     from edge_agent.state_files import dump_json, write_atomic
 
     if args.rate is not None and not args.rate > 0:

@@ -15,8 +15,9 @@ from edge_agent.detect.anomaly import (
     priority_for,
 )
 from edge_agent.detect.baseline import BaselineFileError, RobustStats, dump_baselines, load_baselines
-from edge_agent.detect.detector import Detector, LensAnomalyOptions, RuleConfigError, SourcePlan
+from edge_agent.detect.detector import Detector, LensAnomalyOptions, SourcePlan
 from edge_agent.detect.lens_labels import InferenceLike, LensLabelCheck
+from edge_agent.detect.rules import RuleConfigError
 from edge_agent.detect.tracker import AnomalySpec, AnomalyTracker, Debounce
 
 __all__ = [

@@ -1,9 +1,9 @@
 """The detection facade (sans-I/O): frames, link events, lens inferences and ticks in; anomaly events out.
 
-Wires the configured rules (`[[rules]]`) and the lens label mapping to one `AnomalyTracker`. Rule
-instances are made per source lazily, on the first frame (or link event) of a source, so a rule with
-`source = ""` watches every source separately: a channel of one port never clears or feeds the same
-channel of another.
+Wires the configured rules (`[[rules]]`, compiled by rules.py) and the lens label mapping to one
+`AnomalyTracker`. Rule instances are made per source lazily, on the first frame (or link event) of a
+source, so a rule with `source = ""` watches every source separately: a channel of one port never
+clears or feeds the same channel of another.
 
 Hot path (`on_frame`): per configured channel one dict lookup, the checks, and the tracker only when a
 check is active or its key is live (streak running or anomaly open). Returns a shared empty tuple when
@@ -26,27 +26,23 @@ Values that are not ordinary numbers have one meaning for every rule:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from edge_agent.config import LensSection, RuleSection
 from edge_agent.detect.anomaly import Anomaly, AnomalyClosed, AnomalyEvent, AnomalyKey, Severity
-from edge_agent.detect.baseline import BaselineFileError, RobustStats, load_baselines
+from edge_agent.detect.baseline import RobustStats, load_baselines
 from edge_agent.detect.baseline_check import BaselineCheck
 from edge_agent.detect.batch import Emit, run_batch
-from edge_agent.detect.checks import MAX_FLOAT, LimitsCheck, RateCheck, StuckCheck, ValueCheck
+from edge_agent.detect.checks import MAX_FLOAT, ValueCheck
 from edge_agent.detect.dropout import ANY_CHANNEL, DropoutWatch
 from edge_agent.detect.lens_labels import InferenceLike, LensLabelCheck
+from edge_agent.detect.rules import CompiledRule, LoadBaseline, compile_rule
 from edge_agent.detect.sample_walls import SampleWalls
 from edge_agent.detect.tracker import AnomalySpec, AnomalyTracker, Debounce, Slot, uuid4_str
 from edge_agent.frames import Frame, FrameBatch, LinkEvent, LinkState
 
 NO_EVENTS: tuple[AnomalyEvent, ...] = ()
-# `hold_samples` when a rule does not set it. A baseline band is a statistical threshold: a lone
-# heavy-tailed sample or spike crosses it now and then, so it must hold for 3 samples in a row
-# (README "Baseline defaults" for the measurements); every other rule opens on its first sample.
-DEFAULT_HOLD_SAMPLES = {"baseline": 3}
 # A lens output's window time older than this is not believed (see `_at`).
 MAX_WINDOW_AGE = 86_400.0
 LENS_RULE_ID = "lens"
@@ -76,19 +72,6 @@ class LensAnomalyOptions:
         )
 
 
-class RuleConfigError(ValueError):
-    """A rule that cannot be used; the message names `rules[i]` and the reason."""
-
-
-@dataclass(slots=True)
-class _CompiledRule:
-    index: int
-    section: RuleSection
-    rule_id: str
-    spec: AnomalySpec
-    make_check: Callable[[], ValueCheck] | None  # None for dropout (time-driven, not a value check)
-
-
 @dataclass(slots=True)
 class SourcePlan:
     """Everything one source's frames touch, flattened for the per-frame loop, in the order `on_frame`
@@ -110,7 +93,7 @@ class Detector:
         lens_options: LensAnomalyOptions | None = None,
         new_id: Callable[[], str] = uuid4_str,
         update_every: float | None = None,
-        load_baseline: Callable[[Path], Mapping[str, RobustStats]] = load_baselines,
+        load_baseline: LoadBaseline = load_baselines,
         source_now: SourceNow = host_timeline,
         sources: Collection[str] | None = None,
     ) -> None:
@@ -125,7 +108,7 @@ class Detector:
         backtest` replays one source of a bench configured with several)."""
         self.tracker = AnomalyTracker(new_id=new_id, update_every=update_every)
         self._source_now = source_now
-        self._rules = [self._compile(i, section, load_baseline) for i, section in enumerate(rules)]
+        self._rules = [compile_rule(i, section, load_baseline) for i, section in enumerate(rules)]
         self._plans: dict[str, SourcePlan] = {}
         self._known_sources: set[str] = set()
         # (rule index, source) -> watch; source "" stands in for an any-source rule until a source appears.
@@ -146,71 +129,9 @@ class Detector:
 
     # -- construction -------------------------------------------------------------------------------
 
-    def _compile(
-        self, index: int, section: RuleSection, load_baseline: Callable[[Path], Mapping[str, RobustStats]]
-    ) -> _CompiledRule:
-        where = f"rules[{index}] ({section.kind} on {section.channel})"
-        try:
-            hold_samples = section.hold_samples
-            if hold_samples is None:
-                hold_samples = DEFAULT_HOLD_SAMPLES.get(section.kind, 1)
-            debounce = Debounce(section.hold, hold_samples, section.clear_after)
-            make_check = self._check_factory(section, load_baseline)
-            if make_check is None:
-                if section.dropout_after is None or not section.dropout_after > 0:
-                    raise ValueError("dropout_after must be > 0 seconds")
-                after = section.dropout_after
-                what = "frames" if section.channel == ANY_CHANNEL else section.channel
-                description = f"{what} dropout (no frame for {after:g}s, or serial link down)"
-                measure = DropoutWatch.measure
-            else:
-                probe = make_check()  # validates the parameters once, now
-                description = probe.describe(section.channel)
-                measure = probe.measure
-        except (ValueError, BaselineFileError) as exc:
-            raise RuleConfigError(f"{where}: {exc}") from None
-        if section.source:
-            description += f" on {section.source}"
-        spec = AnomalySpec(
-            kind=f"rule:{section.kind}", description=description, severity=section.severity,
-            measure=measure, debounce=debounce,
-        )  # fmt: skip
-        return _CompiledRule(index, section, f"rule{index}:{section.kind}", spec, make_check)
-
-    @staticmethod
-    def _check_factory(
-        section: RuleSection, load_baseline: Callable[[Path], Mapping[str, RobustStats]]
-    ) -> Callable[[], ValueCheck] | None:
-        kind = section.kind
-        if kind == "limits":
-            return lambda: LimitsCheck(section.min, section.max)
-        if kind == "rate":
-            max_rate = section.max_rate
-            if max_rate is None:
-                raise ValueError("a 'rate' rule needs max_rate")
-            return lambda: RateCheck(max_rate)
-        if kind == "stuck":
-            stuck_for = section.stuck_for
-            if stuck_for is None:
-                raise ValueError("a 'stuck' rule needs stuck_for")
-            return lambda: StuckCheck(stuck_for)
-        if kind == "baseline":
-            stats: RobustStats | None = None
-            if section.baseline_file is not None:
-                table = load_baseline(section.baseline_file)
-                if section.channel not in table:
-                    where = section.baseline_file
-                    raise BaselineFileError(f"{where}: no entry for channel {section.channel!r}")
-                stats = table[section.channel]
-            return lambda: BaselineCheck(
-                section.baseline_k, section.baseline_warmup, stats, window=section.baseline_window,
-                update=section.baseline_update, relearn_after=section.baseline_relearn_after,
-            )  # fmt: skip
-        return None
-
-    def _add_watch(self, rule: _CompiledRule, source: str) -> DropoutWatch:
+    def _add_watch(self, rule: CompiledRule, source: str) -> DropoutWatch:
         after = rule.section.dropout_after
-        assert after is not None  # checked in _compile
+        assert after is not None  # checked in compile_rule
         key = AnomalyKey(rule.rule_id, source, rule.section.channel)
         watch = DropoutWatch(after, self.tracker.slot(key, rule.spec))
         self._watches[(rule.index, source)] = watch
