@@ -14,7 +14,7 @@
   (the durable outbox, the lens lifecycle) which waits for it durably. A call that is not idempotent
   is retried only when the failure proves nothing was applied (refused, 408/425/429).
 - secrets: server text is scrubbed of the client's secrets (`scrub.py`) before it is cut, put in an
-  exception or logged; error bodies are read up to `max_error_bytes` only.
+  exception or logged; error bodies are read up to `MAX_ERROR_BYTES` only (`answers.py`).
 - timeouts: per phase, never aiohttp's single 300 s total: `connect_timeout` to connect, a read
   timeout between bytes of an answer (per call for uploads, which wait for the whole body).
 - the server's clock: `clock_offset` (server minus local, from the latest `Date` header) lets a
@@ -25,9 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
-import json
-import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -38,8 +35,8 @@ import aiohttp
 from yarl import URL
 
 from edge_agent.backoff import Backoff
-from edge_agent.http.errors import Failure, Kind, classify, status_reason
-from edge_agent.http.retry_after import parse_retry_after
+from edge_agent.http.answers import decode_body, failure_of, server_time
+from edge_agent.http.errors import Failure, Kind
 from edge_agent.http.scrub import Scrubber
 from edge_agent.logs import get_logger
 
@@ -51,10 +48,7 @@ FOLLOW_ANY_METHOD = frozenset({307, 308})
 FOLLOW_SAFE_METHOD = frozenset({301, 302, 303})
 SAFE_METHODS = frozenset({"GET", "HEAD"})
 MAX_REDIRECTS = 5
-MAX_ERROR_BYTES = 64 * 1024  # of an error body read at all (a proxy page can be megabytes)
 MAX_ERROR_CHARS = 500  # of error text kept in an exception
-_TAG = re.compile(r"<[^>]*>")
-_SPACE = re.compile(r"\s+")
 
 # One file of a multipart upload: (form field, file name, bytes or a path streamed from disk, type).
 UploadPart = tuple[str, str, bytes | Path, str]
@@ -229,22 +223,8 @@ class Transport:
             status=response.status,
             ms=round((time.monotonic() - started) * 1000, 1),
         )
-        return Reply(response.status, self._decode(method, path, response.status, text, need_body),
-                     self._server_time(response))  # fmt: skip
-
-    def _decode(self, method: str, path: str, status: int, text: str, need_body: bool) -> Any:
-        if not text.strip():
-            if need_body:
-                raise Failure(method, path, Kind.PROTOCOL, status=status, reason="the answer is empty",
-                              outcome_unknown=method != "GET")  # fmt: skip
-            return None
-        try:
-            return json.loads(text)
-        except ValueError:
-            if need_body:
-                raise Failure(method, path, Kind.PROTOCOL, status=status, reason="the answer is not JSON",
-                              outcome_unknown=method != "GET") from None  # fmt: skip
-            return None
+        return Reply(response.status, decode_body(method, path, response.status, text, need_body),
+                     server_time(response))  # fmt: skip
 
     async def iter_chunks(
         self, method: str, path: str, *, headers: Mapping[str, str] | None = None
@@ -349,57 +329,13 @@ class Transport:
         return Failure(method, path, Kind.TRANSIENT, reason=self.scrubber.scrub(reason), outcome_unknown=sent)
 
     async def _failure(self, method: str, path: str, response: aiohttp.ClientResponse) -> Failure:
-        """A non-2xx answer as a `Failure`: body read (bounded), scrubbed, then cut."""
-        status = response.status
-        verdict = classify(status)
-        raw = await _read_bounded(response, MAX_ERROR_BYTES)
-        text = raw.decode("utf-8", "replace")
-        body: Any = None
-        try:
-            body = self.scrubber.scrub_value(json.loads(text)) if text.strip() else None
-        except ValueError:
-            body = None
-        if body is not None:
-            readable = json.dumps(body, ensure_ascii=False)
-        else:
-            # An HTML page (a proxy's): its words, not its markup. Scrubbed before and after the tags
-            # go, since markup can split a token that the text then joins again.
-            readable = _SPACE.sub(" ", _TAG.sub(" ", self.scrubber.scrub(text))).strip()
-        kind = verdict.kind if verdict.kind is not Kind.SUCCESS else Kind.PERMANENT
-        reason = status_reason(status)
-        if 300 <= status < 400:
-            reason = f"an unexpected redirect (HTTP {status}) that is not followed"
-        server_now = self._server_time(response)
-        retry_after = parse_retry_after(
-            response.headers.get("Retry-After"), server_now if server_now is not None else self._clock()
-        )
-        return Failure(
-            method,
-            path,
-            kind,
-            status=status,
-            reason=reason,
-            body=body,
-            text=self.scrubber.scrub_and_cut(readable, self.max_error_chars),
-            retry_after=retry_after if kind.retryable else None,
-            outcome_unknown=verdict.outcome_unknown,
-        )
+        """A non-2xx answer as a `Failure` (answers.py), scrubbed of this transport's secrets."""
+        return await failure_of(method, path, response, self.scrubber, self.max_error_chars, self._clock)
 
     # -- the server's clock -----------------------------------------------------------------------
 
-    @staticmethod
-    def _server_time(response: aiohttp.ClientResponse) -> float | None:
-        value = response.headers.get("Date")
-        if not value:
-            return None
-        try:
-            when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError, IndexError, OverflowError):
-            return None
-        return when.timestamp() if when.tzinfo is not None else None
-
     def _note_server_time(self, response: aiohttp.ClientResponse) -> None:
-        server = self._server_time(response)
+        server = server_time(response)
         if server is not None:
             self.clock_offset = server - self._clock()
 
@@ -412,21 +348,6 @@ def _form(files: Sequence[UploadPart], stack: contextlib.ExitStack) -> aiohttp.F
         data: Any = stack.enter_context(content.open("rb")) if isinstance(content, Path) else content
         form.add_field(field, data, filename=name, content_type=content_type)
     return form
-
-
-async def _read_bounded(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        while size < limit:
-            chunk = await response.content.read(limit - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except (aiohttp.ClientError, TimeoutError):
-        pass  # the status is what matters; the text is a courtesy
-    return b"".join(chunks)
 
 
 def _describe(exc: BaseException) -> str:
