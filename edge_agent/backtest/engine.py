@@ -9,9 +9,9 @@ would. The objects are the live ones (the `Detector`'s checks, slots and dropout
 - the checks' verdicts come in numpy batches (`verdicts.py`); a slot is fed only its active samples and,
   while it is live (a streak running or an anomaly open), the samples after them, in the order
   `on_frame` would feed them (rows in order, the source plan's order within a row) - a quiet channel
-  costs no Python per sample;
+  costs no Python per sample (`checks.py`);
 - a dropout watch is told of its channel's frames lazily (its last frame is set before each tick) and
-  fed `seen` only while its slot is live;
+  fed `seen` only while its slot is live (`watches.py`);
 - a tick runs only when it can do something: an incident is live, a dropout watch is live or due.
   Every other tick is a no-op in the live code, so skipping it changes nothing.
 
@@ -26,21 +26,21 @@ import heapq
 import itertools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
+from edge_agent.backtest.checks import Checks
 from edge_agent.backtest.recording import Block, PlacedMarker
 from edge_agent.backtest.rows import AnomalyRows, RowBook
 from edge_agent.backtest.steps import StepReplay
-from edge_agent.backtest.verdicts import Batch, Floats, Ints, Samples, Verdicts, batch_for
+from edge_agent.backtest.verdicts import Floats, Samples, batch_for
 from edge_agent.backtest.watches import Watches
 from edge_agent.config import EdgeAgentConfig
 from edge_agent.detect.anomaly import AnomalyEvent, AnomalyOpened
 from edge_agent.detect.checks import MAX_FLOAT
 from edge_agent.detect.detector import Detector
 from edge_agent.detect.dropout import ANY_CHANNEL
-from edge_agent.detect.tracker import Slot
 from edge_agent.incidents import (
     Incident,
     IncidentClosed,
@@ -66,19 +66,6 @@ def end_horizon(config: EdgeAgentConfig) -> float:
     clear = max((rule.clear_after for rule in config.rules), default=0.0)
     incidents = config.incidents
     return clear + incidents.join_window + incidents.update_after + 2 * TICK_SECONDS
-
-
-@dataclass(slots=True)
-class _CheckEntry:
-    index: int
-    sub: int  # its place within a row, as on_frame feeds them
-    batch: Batch
-    slot: Slot
-    channel: str
-    verdicts: Verdicts | None = None
-    active_pos: Ints = field(default_factory=lambda: np.empty(0, np.int64))
-    clear_t: float | None = None  # its open anomaly has been clear since (None: not clearing)
-    values: Floats = field(default_factory=lambda: np.empty(0))  # the channel's column in the block
 
 
 @dataclass(slots=True)
@@ -114,7 +101,7 @@ class BacktestEngine:
         self.anomalies_opened = 0
         self.frames = 0
         self._opened: dict[str, tuple[Incident, int | None, int]] = {}  # id -> (at open, its row, updates)
-        self._checks: list[_CheckEntry] = []
+        self.checks = Checks(self.rows, self._push_check_at, self._emit)
         self.watches = Watches(self.rows, self._push_watch_at, self._emit)
         self._t0: float | None = None
         self._k = 0  # the next tick
@@ -138,7 +125,8 @@ class BacktestEngine:
         if n:
             self._setup(block)
             self._run_ticks(float(block.t[0]))
-            self._push_live()
+            self.checks.push_live()
+            self.watches.push_live()
         for index, placed in enumerate(block.markers):
             self._push(placed.before, -1, _MARKER, index, 0)
         heap = self._heap
@@ -154,7 +142,7 @@ class BacktestEngine:
                 row_at = at
             self._run_ticks(float(block.t[at]))
             if kind == _CHECK:
-                self._feed_check(self._checks[index], pos)
+                self.checks.feed(index, pos)
             elif kind == _WATCH:
                 self.watches.feed(index, pos)
         self._flush()
@@ -204,9 +192,7 @@ class BacktestEngine:
             for watch in watches:
                 self.watches.add(next(sub), watch, channel, t0)
             for check, slot in checks:
-                self._checks.append(
-                    _CheckEntry(len(self._checks), next(sub), batch_for(check), slot, channel)
-                )
+                self.checks.add(next(sub), batch_for(check), slot, channel)
         for event in events:
             self._emit(event, int(block.rows[0]))
         self._flush()
@@ -226,12 +212,7 @@ class BacktestEngine:
             else:
                 at = np.flatnonzero(present)
                 samples[channel] = Samples(at, block.t[at], values[at], block.rows[at])
-        for entry in self._checks:
-            sample = samples[entry.channel]
-            verdicts = entry.batch.evaluate(sample)
-            entry.verdicts = verdicts
-            entry.active_pos = np.flatnonzero(verdicts.active)
-            entry.values = columns[entry.channel]
+        self.checks.setup(block, samples, columns)
         self.watches.setup(block, {channel: sample.at for channel, sample in samples.items()})
 
     def _push(self, at: int, sub: int, kind: int, index: int, pos: int) -> None:
@@ -240,89 +221,10 @@ class BacktestEngine:
     def _push_watch_at(self, at: int, sub: int, index: int, pos: int) -> None:
         self._push(at, sub, _WATCH, index, pos)
 
-    def _push_check(self, index: int, pos: int) -> None:
-        entry = self._checks[index]
-        assert entry.verdicts is not None
-        self._push(int(entry.verdicts.at[pos]), entry.sub, _CHECK, index, pos)
+    def _push_check_at(self, at: int, sub: int, index: int, pos: int) -> None:
+        self._push(at, sub, _CHECK, index, pos)
 
-    def _push_live(self) -> None:
-        """Each check's first sample to feed in this block (its first verdict while its slot is live
-        across the block boundary, else its first active one); live dropout watches likewise."""
-        for index, entry in enumerate(self._checks):
-            assert entry.verdicts is not None
-            if entry.slot.live and entry.verdicts.at.size:
-                self._push_check(index, 0)
-            elif entry.active_pos.size:
-                self._push_check(index, int(entry.active_pos[0]))
-        self.watches.push_live()
-
-    # -- feeding ------------------------------------------------------------------------------------
-
-    def _feed_check(self, entry: _CheckEntry, pos: int) -> None:
-        verdicts = entry.verdicts
-        block = self._block
-        assert verdicts is not None and block is not None
-        at = int(verdicts.at[pos])
-        t = float(block.t[at])
-        row = int(block.rows[at])
-        slot = entry.slot
-        active = bool(verdicts.active[pos])
-        was_live = slot.live
-        if active:
-            batch = entry.batch
-            onset: float | None = None
-            onset_row: int | None = None
-            if batch.asks_check:
-                check = batch.check
-                verdict = check.observe(float(entry.values[at]), t, t)
-                assert verdict is True, "a batch and its check disagree"
-                value, excursion, threshold = check.value, check.excursion, check.threshold
-                onset = check.onset_mono
-            else:
-                assert verdicts.value is not None and verdicts.excursion is not None
-                value = float(verdicts.value[pos])
-                excursion = float(verdicts.excursion[pos])
-                threshold = batch.check.threshold if verdicts.thresholds is None else verdicts.thresholds[pos]
-                if verdicts.onset_t is not None and not math.isnan(verdicts.onset_t[pos]):
-                    onset = float(verdicts.onset_t[pos])
-                    onset_row = None if verdicts.onset_row is None else int(verdicts.onset_row[pos])
-            event = slot.observe(True, value, excursion, threshold, t, t, onset_mono=onset, onset_wall=onset)
-            self.rows.observe(slot.key, was_live, True, excursion, t, row, _moment(onset, onset_row))
-        elif was_live:
-            event = slot.observe(False, 0.0, 0.0, "", t, t)
-            self.rows.observe(slot.key, was_live, False, 0.0, t, row)
-        else:  # a tick closed it since this sample was queued: on_frame would not feed it
-            event = None
-        if event is not None:
-            self._emit(event, row)
-        if active or not slot.is_open:
-            entry.clear_t = None
-        elif entry.clear_t is None:
-            entry.clear_t = t
-        self._next_check(entry, pos)
-
-    def _next_check(self, entry: _CheckEntry, pos: int) -> None:
-        """The next sample this slot must see: while it is live, the next verdict - but while its open
-        anomaly clears, the clear samples before the one that can close it change nothing (the slot
-        only notes their time), so it skips to that one, or to the next active sample if sooner."""
-        verdicts = entry.verdicts
-        block = self._block
-        assert verdicts is not None and block is not None
-        index = entry.index
-        k = int(np.searchsorted(entry.active_pos, pos, side="right"))
-        next_active = int(entry.active_pos[k]) if k < entry.active_pos.size else verdicts.at.size
-        if not entry.slot.live:
-            if next_active < verdicts.at.size:
-                self._push_check(index, next_active)
-            return
-        following = pos + 1
-        if entry.clear_t is not None:
-            closes = entry.clear_t + entry.slot.spec.debounce.clear_after
-            row = int(np.searchsorted(block.t, closes, side="left")) - 1  # one early: float rounding
-            candidate = int(np.searchsorted(verdicts.at, row, side="left"))
-            following = max(following, min(candidate, next_active))
-        if following < verdicts.at.size:
-            self._push_check(index, following)
+    # -- markers ------------------------------------------------------------------------------------
 
     def _marker(self, placed: PlacedMarker) -> None:
         block = self._block
@@ -422,7 +324,3 @@ class BacktestEngine:
 def _at(now: float) -> Callable[[str], float]:
     """The grouper's `now_of`: one source, so every source's now is the tick's."""
     return lambda _source: now
-
-
-def _moment(t: float | None, row: int | None) -> tuple[float, int | None] | None:
-    return None if t is None else (t, row)
