@@ -16,7 +16,7 @@ serial side never waits on the cloud.
 
 Each consumer of anomaly events (the steps, the reporter) sits behind an `IsolatedConsumer`: one whose
 write fails (a full disk) keeps its events and gets them again until it takes them, while the other
-goes on (consumers.py). Disk full is tracked by the agent's `StateFileHealth` (state_files.py): logged
+goes on (consumers.py). Disk full is tracked by the agent's `StateFileHealth` (state_health.py): logged
 once, on /readyz, /status and `edge_agent_disk_full`, cleared when the failed writes succeed.
 
 This module builds the components and runs their life (start, the shutdown's order, the control API's
@@ -67,7 +67,8 @@ from edge_agent.service.looplag import LoopLagMonitor
 from edge_agent.service.metric_sources import add_agent_sources
 from edge_agent.service.notify import SystemdNotifier
 from edge_agent.service.watchdog import Watchdog
-from edge_agent.state_files import StateFileHealth, ensure_private_dir_async
+from edge_agent.state_files import ensure_private_dir_async
+from edge_agent.state_health import StateFileHealth
 from edge_agent.steps.tracker import StepTracker
 from edge_agent.supervisor import Supervisor
 

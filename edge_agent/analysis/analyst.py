@@ -43,12 +43,12 @@ from edge_agent.incidents import IncidentEvent, IncidentGrew, IncidentOpened
 from edge_agent.logs import get_logger
 from edge_agent.outbox import BatchRef, JobSpec, Outbox, OutboxError
 from edge_agent.state_files import (
-    StateFileHealth,
     dump_json,
     read_json_state_async,
     set_aside_async,
     write_atomic_async,
 )
+from edge_agent.state_health import StateFileHealth
 from edge_agent.steps.outcome import ISSUE_PLACEHOLDER
 from edge_agent.steps.tracker import StepTracker
 

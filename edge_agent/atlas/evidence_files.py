@@ -25,7 +25,7 @@ from edge_agent.frames import Frame
 from edge_agent.incidents import Incident
 from edge_agent.logs import get_logger
 from edge_agent.outbox import Job, Json
-from edge_agent.state_files import StateFileHealth
+from edge_agent.state_health import StateFileHealth
 
 log = get_logger(__name__)
 

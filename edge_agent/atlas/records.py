@@ -22,11 +22,11 @@ from typing import Any
 
 from edge_agent.evidence.writer import check_stem
 from edge_agent.state_files import (
-    StateFileHealth,
     ensure_private_dir_async,
     read_json_state_async,
     write_json_async,
 )
+from edge_agent.state_health import StateFileHealth
 
 REPORTER_DIR = "reporter"
 RUN_FILE = "run.json"

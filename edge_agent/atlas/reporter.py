@@ -58,7 +58,7 @@ from edge_agent.evidence.writer import merge_by_time, remove_stale_tmp
 from edge_agent.incidents import Incident, IncidentClosed, IncidentEvent, IncidentGrew, IncidentOpened
 from edge_agent.logs import get_logger
 from edge_agent.outbox import JobSpec, Outbox
-from edge_agent.state_files import StateFileHealth
+from edge_agent.state_health import StateFileHealth
 
 log = get_logger(__name__)
 

@@ -23,11 +23,11 @@ from edge_agent.atlas.evidence_forms import EvidencePlan, KeptFile
 from edge_agent.atlas.narrative import iso
 from edge_agent.evidence.writer import check_stem
 from edge_agent.state_files import (
-    StateFileHealth,
     ensure_private_dir_async,
     read_json_state_async,
     write_json_async,
 )
+from edge_agent.state_health import StateFileHealth
 
 WAITING_DIR = "waiting"
 RECORD_SUFFIX = ".evidence.json"

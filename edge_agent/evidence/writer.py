@@ -40,7 +40,8 @@ from edge_agent.evidence.planner import EvidenceWindow
 from edge_agent.evidence.slices import Coverage, MergedSlices, RingFrames, RingSlice
 from edge_agent.frames import Frame
 from edge_agent.logs import SENSITIVE_KEYS
-from edge_agent.state_files import StateFileHealth, remove_stale_temps, write_atomic, write_atomic_stream
+from edge_agent.state_files import remove_stale_temps, write_atomic, write_atomic_stream
+from edge_agent.state_health import StateFileHealth
 
 EVIDENCE_DIR = "evidence"
 FIXED_COLUMNS = ("wall_time", "offset_s", "source", "device_time")

@@ -28,7 +28,7 @@ from edge_agent.lens.store import SessionStore
 from edge_agent.lens.streamer import SessionGone, StreamDropped, Streamer, StreamSettings
 from edge_agent.lens.windower import Scale, Window, Windower, window_bytes
 from edge_agent.logs import get_logger
-from edge_agent.state_files import StateFileHealth
+from edge_agent.state_health import StateFileHealth
 
 log = get_logger(__name__)
 

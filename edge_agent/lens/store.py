@@ -32,7 +32,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_agent.state_files import StateFileHealth, read_json_state, set_aside, write_json
+from edge_agent.state_files import read_json_state, set_aside, write_json
+from edge_agent.state_health import StateFileHealth
 
 STATE_FILE_NAME = "lens_sessions.json"
 _FORMAT_VERSION = 1

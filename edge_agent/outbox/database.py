@@ -37,7 +37,8 @@ from edge_agent.outbox.recovery import (
     salvage_rows,
 )
 from edge_agent.outbox.schema import ADDED_COLUMNS, COLUMNS, SCHEMA, row_to_job
-from edge_agent.state_files import FILE_MODE, StateFileHealth, ensure_private_dir, is_no_space
+from edge_agent.state_files import FILE_MODE, ensure_private_dir
+from edge_agent.state_health import StateFileHealth, is_no_space
 
 log = get_logger(__name__)
 

@@ -26,7 +26,7 @@ from edge_agent.outbox.clock import OutboxClock
 from edge_agent.outbox.database import JobDatabase
 from edge_agent.outbox.model import BatchRef, Job, JobSpec, JobState, Json
 from edge_agent.outbox.schema import LIVE, READY, READY_EXCEPT, SELECT_JOBS, dumps, row_to_job
-from edge_agent.state_files import StateFileHealth
+from edge_agent.state_health import StateFileHealth
 
 log = get_logger(__name__)
 

@@ -32,7 +32,7 @@ from edge_agent.outbox.policy import RetryPolicy
 from edge_agent.outbox.recovery import RecoveryReport
 from edge_agent.outbox.store import JobStore
 from edge_agent.outbox.views import failures, group_heads, waiting_for_prerequisites
-from edge_agent.state_files import StateFileHealth
+from edge_agent.state_health import StateFileHealth
 
 log = get_logger(__name__)
 

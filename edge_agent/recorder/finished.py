@@ -14,7 +14,7 @@ from edge_agent.logs import get_logger
 from edge_agent.outbox import BatchRef, Job, JobSpec, JobState, Json, Outbox, OutboxError
 from edge_agent.recorder import retention, store
 from edge_agent.recorder.model import CONTENT_TYPE, SegmentInfo, run_dir, slug
-from edge_agent.state_files import StateFileHealth
+from edge_agent.state_health import StateFileHealth
 
 if TYPE_CHECKING:
     from edge_agent.atlas.client import AtlasClient

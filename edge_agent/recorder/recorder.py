@@ -39,7 +39,8 @@ from edge_agent.recorder.finished import MIB, FinishedSegments
 from edge_agent.recorder.model import RECORDINGS_DIR, StepRef, run_dir
 from edge_agent.recorder.segmenter import RunChange, Segmenter
 from edge_agent.recorder.writer import SegmentWriter
-from edge_agent.state_files import StateFileHealth, ensure_private_dir
+from edge_agent.state_files import ensure_private_dir
+from edge_agent.state_health import StateFileHealth
 
 if TYPE_CHECKING:
     from edge_agent.atlas.client import AtlasClient

@@ -23,12 +23,12 @@ from edge_agent.recorder.model import (
     sidecar_path,
 )
 from edge_agent.state_files import (
-    StateFileHealth,
     fsync_dir,
     read_json_state,
     remove_stale_temps,
     write_json,
 )
+from edge_agent.state_health import StateFileHealth
 
 log = get_logger(__name__)
 

@@ -31,7 +31,8 @@ from edge_agent.recorder import csvgz
 from edge_agent.recorder.model import SegmentInfo, StepRef, open_path, segment_file_name, sidecar_path
 from edge_agent.recorder.segmenter import Close, Open, Rows, RunChange, Segmenter, StepChange, StepLike
 from edge_agent.recorder.store import note_seq
-from edge_agent.state_files import StateFileHealth, ensure_private_dir, fsync_dir, write_json
+from edge_agent.state_files import ensure_private_dir, fsync_dir, write_json
+from edge_agent.state_health import StateFileHealth
 
 log = get_logger(__name__)
 

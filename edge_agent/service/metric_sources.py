@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from edge_agent.serial.reader import SerialReader
     from edge_agent.service.looplag import LoopLagMonitor
     from edge_agent.service.watchdog import Watchdog
-    from edge_agent.state_files import StateFileHealth
+    from edge_agent.state_health import StateFileHealth
     from edge_agent.steps.tracker import StepTracker
     from edge_agent.supervisor import Supervisor
 

@@ -16,12 +16,12 @@ from typing import Any
 
 from edge_agent.logs import get_logger
 from edge_agent.state_files import (
-    StateFileHealth,
     dump_json,
     read_json_state_async,
     set_aside_async,
     write_atomic_async,
 )
+from edge_agent.state_health import StateFileHealth
 
 log = get_logger(__name__)
 

@@ -35,7 +35,7 @@ from edge_agent.frames import StepEdge, StepMarker
 from edge_agent.incidents import IncidentEvent
 from edge_agent.logs import get_logger
 from edge_agent.outbox import Outbox, OutboxError
-from edge_agent.state_files import StateFileHealth
+from edge_agent.state_health import StateFileHealth
 from edge_agent.steps.atlas_objects import Refs, RunObjects, jobs_group
 from edge_agent.steps.jobs import register_step_handlers
 from edge_agent.steps.outcome import step_outcome

@@ -36,7 +36,7 @@ from edge_agent.lens.sse import SseParser
 from edge_agent.lens.status import SessionStatus, parse_status, status_of
 from edge_agent.lens.store import LensRecord, PendingCreate, SessionRecord, SessionStore
 from edge_agent.lens.windower import Window
-from edge_agent.state_files import StateFileHealth
+from edge_agent.state_health import StateFileHealth
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from test_delivery import settle, until
 
 from edge_agent.config import OutboxSection
 from edge_agent.outbox import Outbox, OutboxError
-from edge_agent.state_files import StateFileHealth
+from edge_agent.state_health import StateFileHealth
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "state"))
 from state_helpers import fill_up, free_up, small_tmpfs

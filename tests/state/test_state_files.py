@@ -18,7 +18,6 @@ from state_helpers import fill_up, free_up, small_tmpfs
 
 from edge_agent import state_files
 from edge_agent.state_files import (
-    StateFileHealth,
     dump_json,
     ensure_private_dir,
     read_json_state,
@@ -30,6 +29,7 @@ from edge_agent.state_files import (
     write_json,
     write_json_async,
 )
+from edge_agent.state_health import StateFileHealth
 
 
 def mode(path: Path) -> int:
