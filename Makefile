@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench soak clean
+.PHONY: demo test test-tools lint typecheck unit bench soak clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,11 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q -n 3 --dist worksteal $(ARGS)
 
-test: lint typecheck unit
+# The suite starts promtool, Prometheus and headless Chromium: installed first where missing.
+test-tools:
+	scripts/test-tools
+
+test: test-tools lint typecheck unit
 
 bench: $(STAMP)
 	$(BIN)/python bench/run

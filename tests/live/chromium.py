@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 
-# Debian's chromium package; CI installs it (.ci/run).
+# Debian's chromium package; `make test` installs it (scripts/test-tools).
 CHROMIUM = os.environ.get("EDGE_AGENT_CHROMIUM", "/usr/bin/chromium")
 # Root, no sandbox, no GPU, no network but loopback: no background fetches, updates or first-run UI.
 # (Playwright adds --headless itself.)
@@ -17,7 +17,8 @@ CHROMIUM_ARGS = [
 ]  # fmt: skip
 INSTALL_HINT = (
     f"headless Chromium not found at {CHROMIUM}: install Debian's browser with `sudo apt-get install"
-    " chromium` (or set EDGE_AGENT_CHROMIUM to a Chromium binary); .ci/run installs it on CI"
+    " chromium` (or set EDGE_AGENT_CHROMIUM to a Chromium binary); `make test` installs it"
+    " (scripts/test-tools)"
 )
 
 

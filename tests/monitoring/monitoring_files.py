@@ -26,7 +26,7 @@ README = REPO / "README.md"
 INSTALL_HINT = (
     "promtool is not on PATH. Install it with Debian's/Ubuntu's Prometheus package:\n"
     "    sudo apt-get install --no-install-recommends prometheus   # ships /usr/bin/promtool\n"
-    "or put the promtool of a Prometheus release on PATH. CI (.ci/run) installs it; these tests never skip."
+    "or put the promtool of a Prometheus release on PATH. `make test` installs it; these tests never skip."
 )
 
 # Labels Prometheus adds to every series of a target (the scrape config's job/instance and target
