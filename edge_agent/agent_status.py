@@ -83,6 +83,8 @@ class AgentStatus:
                 "frames": reader.decoder.stats.frames,
                 "frame_rate": round(rates[name], 1),
                 "decode": reader.decoder.stats.as_dict(),
+                # csv without columns: rows are skipped (decode skipped_before_header) until the header
+                "waiting_for_header": reader.decoder.waiting_for_header,
                 "link": asdict(reader.stats),
                 "down_reason": agent.link_reasons.get(name),
                 "clock": reader.clock.status(),

@@ -30,7 +30,13 @@ class SerialPort(Section):
     rtscts: bool = False
     xonxoff: bool = False
     format: Literal["csv", "jsonl", "kv"] = "csv"
-    columns: list[str] = Field(default_factory=list, description="csv: column names; empty = header line.")
+    columns: list[str] = Field(
+        default_factory=list,
+        description="csv: column names; empty = the device's header line. Rows before it (the agent"
+        " started while the device streamed) are skipped, counted `skipped_before_header`, with one"
+        " `serial.waiting_for_header` warning, until the device prints its header, often only at reset:"
+        " set the columns to decode from the first row.",
+    )
     delimiter: str = Field(",", min_length=1, max_length=1)
     device_time: str | None = Field(
         None, description="Field carrying the device's own timestamp; rules then run on the device's clock."

@@ -26,6 +26,7 @@ from edge_agent.serial.stats import (
     BAD_JSON,
     BAD_KV,
     BAD_MARKER,
+    BEFORE_HEADER,
     EMPTY,
     NOT_NUMERIC,
     NOT_UTF8,
@@ -119,12 +120,19 @@ class LineDecoder:
         """The link dropped: the unterminated line is lost (counted `partial`)."""
         self.splitter.reset()
 
+    @property
+    def waiting_for_header(self) -> bool:
+        """Rows are skipped (`before_header`) until the device's header line arrives."""
+        return False
+
     def _decode(self, line: str) -> Row | None:
         raise NotImplementedError
 
 
 class CsvDecoder(LineDecoder):
-    """Delimited numbers. Columns from the config, else the first data line is the header.
+    """Delimited numbers. Columns from the config, else the device's header line: the first line of
+    nothing but non-numbers. Rows before it (the agent joined a stream mid-way) are skipped, counted
+    `before_header`: a row is never taken for the header (its numbers would become channel names).
 
     In header mode a line of nothing but non-numbers right after a reset (device rebooted and printed
     its header again) replaces the header. An exact repeat of the header (the configured columns, or
@@ -159,6 +167,10 @@ class CsvDecoder(LineDecoder):
     def columns(self) -> tuple[str, ...]:
         return self._columns
 
+    @property
+    def waiting_for_header(self) -> bool:
+        return self._width == 0
+
     def feed(self, data: bytes, mono: float, wall: float) -> list[Decoded]:
         out: list[Decoded] = []
         for item in self.feed_packed(data, mono, wall):
@@ -173,6 +185,7 @@ class CsvDecoder(LineDecoder):
         if not lines:
             self.clock.read_without_lines(mono)
             return []
+        # No header known yet (width 0): the line-by-line path, which skips and counts rows until it.
         if self.batch_enabled and self._width > int(self._time_index is not None) and not self._expect_header:
             batch = self._decode_batch(lines, data, mono, wall)
             if batch is not None:
@@ -233,9 +246,12 @@ class CsvDecoder(LineDecoder):
         parts = line.split(self._delimiter)
         if self._width == 0 or self._expect_header:
             self._expect_header = False
-            if self._width == 0 or _looks_like_header(parts):
+            if _looks_like_header(parts):
                 self._set_columns(parts)
                 self.stats.headers += 1
+                return None
+            if self._width == 0:
+                self.stats.skip(BEFORE_HEADER)
                 return None
         if len(parts) != self._width:
             self.stats.skip(WRONG_COLUMNS)

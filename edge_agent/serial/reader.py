@@ -42,6 +42,7 @@ from edge_agent.serial.clock import SourceClock, byte_seconds
 from edge_agent.serial.decoders import LineDecoder, make_decoder
 from edge_agent.serial.fd_pump import PORT_ERRORS, READ_SIZE, describe, pump_fd, resolve
 from edge_agent.serial.pacing import THREAD_MAX_IN_FLIGHT, ByteGate, ReadPacer
+from edge_agent.serial.stats import BEFORE_HEADER
 
 log = get_logger(__name__)
 
@@ -60,6 +61,11 @@ CLOCK_STEP_MEANING = {
     "jumps": "device time jumped ahead of the host by more than device_time_max_jump: re-anchored",
     "missing": "frames without a usable device time: placed by receive time",
 }
+WAITING_FOR_HEADER_MEANING = (
+    "no columns in the config and the device's header line not seen yet (the agent joined the stream"
+    " mid-way): rows are skipped and counted (decode skipped_before_header) until the header arrives."
+    " A device may print it only at reset: reset it, or set the port's `columns` to decode at once"
+)
 
 
 @dataclass(slots=True)
@@ -109,6 +115,8 @@ class SerialReader:
         self.clock = self.decoder.clock  # the source's timeline: frames, markers and link events carry it
         self._clock_logged = self.clock.stats.as_dict()
         self._clock_quiet: dict[str, int] = {}  # kind -> frame count at its last step
+        self._header_watch = self.decoder.waiting_for_header  # until the csv header line is known
+        self._header_warned = False
         self.stats = ReaderStats()
         self._mono = mono
         self._wall = wall
@@ -297,6 +305,23 @@ class SerialReader:
             deliver(event)
         if clock_stats.backwards + clock_stats.jumps + clock_stats.missing != steps_before:
             self._log_clock_steps()
+        if self._header_watch:
+            self._log_header_wait()
+
+    def _log_header_wait(self) -> None:
+        """One warning when rows are first skipped for want of the header line (not one per row: the
+        count is on /status and /metrics), one info line when the header arrives after that."""
+        decoder = self.decoder
+        skipped = decoder.stats.skipped.get(BEFORE_HEADER, 0)
+        if skipped and not self._header_warned:
+            self._header_warned = True
+            self._log.warning(
+                "serial.waiting_for_header", skipped_rows=skipped, meaning=WAITING_FOR_HEADER_MEANING
+            )
+        if not decoder.waiting_for_header:
+            self._header_watch = False
+            if self._header_warned:
+                self._log.info("serial.header_read", skipped_rows=skipped)
 
     def _log_clock_steps(self) -> None:
         """One line per kind of clock trouble when it starts, and again when it comes back after

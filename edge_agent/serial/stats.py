@@ -19,7 +19,13 @@ BAD_JSON = "bad_json"  # jsonl: not JSON, or not a JSON object
 BAD_KV = "bad_kv"  # kv: a token without `=`, or an empty name
 BAD_MARKER = "bad_marker"  # matched the marker regex but its edge is neither start nor end
 PARTIAL = "partial"  # an unterminated line dropped when the link went down
-SKIP_REASONS = (TOO_LONG, NOT_UTF8, EMPTY, WRONG_COLUMNS, NOT_NUMERIC, BAD_JSON, BAD_KV, BAD_MARKER, PARTIAL)
+# csv without `columns`: a row read before the device's header line (the agent joined a stream mid-way;
+# taking that row as the header would name the channels by its numbers).
+BEFORE_HEADER = "before_header"
+SKIP_REASONS = (
+    TOO_LONG, NOT_UTF8, EMPTY, WRONG_COLUMNS, NOT_NUMERIC, BAD_JSON, BAD_KV, BAD_MARKER, PARTIAL,
+    BEFORE_HEADER,
+)  # fmt: skip
 
 
 @dataclass(slots=True)

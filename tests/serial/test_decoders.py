@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from edge_agent.config import DEFAULT_MARKER_REGEX, SerialPort
-from edge_agent.frames import Frame, StepEdge, StepMarker, Verdict
+from edge_agent.frames import Frame, FrameBatch, StepEdge, StepMarker, Verdict
 from edge_agent.serial import make_decoder
 from edge_agent.serial.decoders import CsvDecoder, LineDecoder
 from edge_agent.serial.markers import literal_prefix
@@ -83,6 +83,48 @@ def test_csv_after_reset_a_data_line_is_still_data() -> None:
     feed(decoder, b"a,b\n1,2\n")
     decoder.reset()
     assert frames_of(feed(decoder, b"3,4\n")) == [Frame("bench", MONO, WALL, {"a": 3.0, "b": 4.0})]
+
+
+def test_csv_after_reset_a_row_of_another_width_is_no_header() -> None:
+    """Only a line of names replaces the header after a reset, whatever its width; a row that does not
+    fit is a wrong_columns skip, and the next header still takes over."""
+    decoder = make_decoder(port())
+    feed(decoder, b"a,b\n1,2\n")
+    decoder.reset()
+    assert frames_of(feed(decoder, b"3,4,5\n6,7\n")) == [Frame("bench", MONO, WALL, {"a": 6.0, "b": 7.0})]
+    assert isinstance(decoder, CsvDecoder) and decoder.columns == ("a", "b")
+    assert decoder.stats.skipped == {"wrong_columns": 1}
+    decoder.reset()
+    assert frames_of(feed(decoder, b"x,y,z\n3,4,5\n")) == [
+        Frame("bench", MONO, WALL, {"x": 3.0, "y": 4.0, "z": 5.0})
+    ]
+
+
+def test_csv_rows_before_the_header_are_skipped_and_counted_never_taken_for_it() -> None:
+    """The agent joined a stream mid-way: a row is no header (its numbers would become channel names).
+    Markers still come through; the header, when the device prints it, starts the decoding."""
+    decoder = make_decoder(port())
+    events = feed(decoder, b"4400,12.008\n#STEP START soak\n4410,12.01\n")
+    assert [type(e) for e in events] == [StepMarker]
+    assert isinstance(decoder, CsvDecoder) and decoder.waiting_for_header and decoder.columns == ()
+    assert decoder.stats.skipped == {"before_header": 2} and decoder.stats.headers == 0
+    decoder.reset()  # a reconnect before the header changes nothing
+    events = feed(decoder, b"4420,12.02\nt_ms,supply_v\n4430,12.03\n")
+    assert frames_of(events) == [Frame("bench", MONO, WALL, {"t_ms": 4430.0, "supply_v": 12.03})]
+    assert not decoder.waiting_for_header and decoder.columns == ("t_ms", "supply_v")
+    assert decoder.stats.skipped == {"before_header": 3} and decoder.stats.headers == 1
+
+
+def test_csv_batch_path_decodes_no_row_before_the_header() -> None:
+    decoder = make_decoder(port(device_time="t_ms"))
+    assert isinstance(decoder, CsvDecoder) and decoder.batch_enabled
+    rows = b"".join(b"%d,12.5,0.25\n" % n for n in range(200))
+    assert decoder.feed_packed(rows, MONO, WALL) == []
+    assert decoder.stats.skipped == {"before_header": 200} and decoder.stats.frames == 0
+    feed(decoder, b"t_ms,supply_v,current_a\n")
+    (batch,) = decoder.feed_packed(rows, MONO, WALL)
+    assert isinstance(batch, FrameBatch) and batch.names == ("supply_v", "current_a")
+    assert decoder.stats.frames == 200 and decoder.stats.skipped == {"before_header": 200}
 
 
 # --- jsonl -------------------------------------------------------------------------------------

@@ -17,8 +17,19 @@ from typing import Any
 import pytest
 
 from edge_agent.config import SerialPort
-from edge_agent.frames import Frame, LinkEvent, LinkState, SerialEvent, StepEdge, StepMarker, Verdict
+from edge_agent.frames import (
+    Frame,
+    FrameBatch,
+    LinkEvent,
+    LinkState,
+    PackedEvent,
+    SerialEvent,
+    StepEdge,
+    StepMarker,
+    Verdict,
+)
 from edge_agent.logs import setup_logging
+from edge_agent.serial.decoders import CsvDecoder
 from edge_agent.serial.reader import READ_SIZE, SerialReader
 
 Until = Callable[..., Coroutine[Any, Any, None]]
@@ -296,3 +307,58 @@ async def test_line_settings_from_config_reach_the_tty(make_pty: Any, until: Unt
     # Linux ptys force CS8 and clear PARENB whatever is asked; PARODD survives and shows parity "O"
     # was applied (on a real UART all of them stick).
     assert cflag & termios.PARODD
+
+
+async def test_joined_mid_stream_rows_wait_for_the_header_with_one_warning(
+    make_pty: Any, until: Until, captured_logs: Any
+) -> None:
+    """No `columns`: the device's header names the channels. Rows read before it (the agent started
+    while the device streamed) are skipped and counted, one warning says why, and the header starts the
+    decoding; a row is never taken for the header."""
+    pty = make_pty()
+    events: list[SerialEvent] = []
+    reader = SerialReader(port(pty.path), events.append)
+    skipped = reader.decoder.stats.skipped
+    async with running(reader):
+        await until(lambda: reader.is_up)
+        for first in (0, 3, 6):  # three reads: still one warning
+            await pty.write(b"".join(b"%d,12.0%d,1.5\n" % (4400 + n, n) for n in range(first, first + 3)))
+            await until(lambda: skipped.get("before_header") == first + 3)  # noqa: B023
+        assert frames(events) == []
+        await pty.write(b"t_ms,supply_v,current_a\n4409,12.09,1.5\n4410,12.1,1.5\n")
+        await until(lambda: len(frames(events)) == 2)
+    assert [f.values for f in frames(events)] == [
+        {"t_ms": 4409.0, "supply_v": 12.09, "current_a": 1.5},
+        {"t_ms": 4410.0, "supply_v": 12.1, "current_a": 1.5},
+    ]
+    assert reader.decoder.stats.as_dict()["skipped_before_header"] == 9
+    assert reader.decoder.stats.headers == 1
+    logged = [r for r in captured_logs() if r["event"] in ("serial.waiting_for_header", "serial.header_read")]
+    assert [(r["event"], r["level"], r["skipped_rows"]) for r in logged] == [
+        ("serial.waiting_for_header", "warning", 3),
+        ("serial.header_read", "info", 9),
+    ]
+    assert "columns" in logged[0]["meaning"] and logged[0]["source"] == "bench"
+
+
+async def test_joined_mid_stream_a_fast_read_of_rows_is_skipped_until_the_header(
+    make_pty: Any, until: Until
+) -> None:
+    """The agent's packed path (whole reads as one batch) decodes no row while no header is known, then
+    packs the rows under the header's names."""
+    pty = make_pty()
+    events: list[PackedEvent] = []
+    reader = SerialReader(port(pty.path), packed_sink=events.append)
+    assert isinstance(reader.decoder, CsvDecoder) and reader.decoder.batch_enabled
+    rows = b"".join(b"%d,%d.5\n" % (n, n) for n in range(3000))
+    async with running(reader):
+        await until(lambda: reader.is_up)
+        await pty.write(rows)
+        await until(lambda: reader.decoder.stats.skipped.get("before_header") == 3000)
+        await pty.write(b"n,v\n" + rows)
+        await until(lambda: reader.decoder.stats.frames == 3000)
+    batches = [e for e in events if isinstance(e, FrameBatch)]
+    decoded = [f for e in events for f in (e.frames() if isinstance(e, FrameBatch) else [e])]
+    assert batches and all(batch.names == ("n", "v") for batch in batches)
+    assert [f.values for f in frames(decoded)] == [{"n": float(n), "v": n + 0.5} for n in range(3000)]
+    assert reader.decoder.stats.skipped == {"before_header": 3000}
