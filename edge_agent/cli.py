@@ -1,8 +1,9 @@
 """`edge-agent` command line: one subcommand per tool, each living in the module that owns its work.
 
-A command module provides `add_arguments(parser)` and `main(args) -> int`. Only the module of the
-command being run is imported (`--help` without a command lists them from `COMMANDS`): the agent's
-process (`run`) never holds the emulators, the simulated bench or the backtest in memory.
+A command module provides `add_arguments(parser)` and `main(args) -> int`, and `LOGS_TO_STDERR = True`
+when what it prints on stdout is its output (`tail`'s frames): its log lines then go to stderr. Only the
+module of the command being run is imported (`--help` without a command lists them from `COMMANDS`): the
+agent's process (`run`) never holds the emulators, the simulated bench or the backtest in memory.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from typing import TextIO
 
 from edge_agent import __version__
 from edge_agent.config import EX_CONFIG, ConfigError, FieldError, config_path_from, load_config, masked_dump
@@ -39,7 +41,8 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", choices=LEVELS, default="info")
     parser.add_argument(
         "--log-format", choices=("auto", "json", "console"), default="auto",
-        help="auto: JSON lines when stdout is not a terminal, readable text when it is",
+        help="auto: JSON lines when the log's stream (stdout; stderr for tail) is not a terminal, readable"
+        " text when it is",
     )  # fmt: skip
 
 
@@ -70,9 +73,11 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def configure_logging(args: argparse.Namespace, secrets: Sequence[str] = ()) -> None:
+def configure_logging(
+    args: argparse.Namespace, secrets: Sequence[str] = (), stream: TextIO | None = None
+) -> None:
     json_logs = {"auto": None, "json": True, "console": False}[args.log_format]
-    setup_logging(args.log_level, json=json_logs, secrets=secrets)
+    setup_logging(args.log_level, json=json_logs, stream=stream, secrets=secrets)
 
 
 def check_config(args: argparse.Namespace) -> int:
@@ -97,8 +102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "check-config":
         return check_config(args)
-    configure_logging(args)
     module = importlib.import_module(COMMANDS[args.command][0])
+    configure_logging(args, stream=sys.stderr if getattr(module, "LOGS_TO_STDERR", False) else None)
     try:
         result: int = module.main(args)
     except ConfigError as exc:

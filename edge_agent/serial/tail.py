@@ -21,6 +21,7 @@ from edge_agent.frames import Frame, LinkState, SerialEvent, StepMarker
 from edge_agent.serial.reader import SerialReader
 
 EX_USAGE = 2
+LOGS_TO_STDERR = True  # stdout is the frames (piped to a file or grep): the reader's log lines go apart
 QUEUE_EVENTS = 10_000  # beyond this the terminal cannot keep up anyway: drop (and count) rather than grow
 
 

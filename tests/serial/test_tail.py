@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -64,3 +65,21 @@ async def test_tail_rejects_an_invalid_option_clearly(make_pty: Any) -> None:
         _, err = await process.communicate()
     assert process.returncode == 2
     assert "invalid option" in err.decode() and "delimiter" in err.decode()
+
+
+async def test_tail_prints_frames_on_stdout_and_its_log_on_stderr(make_pty: Any) -> None:
+    """The frames are tail's output (piped to a file, to grep): its log lines go to stderr, never among
+    them. Joined mid-stream, it waits for the device's header like the agent does, and says so there."""
+    pty = make_pty()
+    process = await run_tail(pty.path, "--max-frames", "1", "--duration", "20")
+    seen: list[str] = []
+    await wait_for_line(process, "LINK UP", seen)
+    await pty.write(b"4400,12.5\n4401,12.5\nt_ms,volts\n4402,12.25\n")
+    async with asyncio.timeout(15):
+        out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    lines = seen + out.decode().splitlines()
+    assert len(lines) == 3 and "** LINK UP" in lines[0] and lines[1].endswith("tail  t_ms=4402 volts=12.25")
+    assert lines[2].startswith("summary: frames=1 ") and lines[2].endswith("skipped: before_header=2")
+    logged = [json.loads(line)["event"] for line in err.decode().splitlines()]
+    assert logged == ["serial.port_opened", "serial.waiting_for_header", "serial.header_read"]
