@@ -356,6 +356,10 @@ def main() -> None:
     print(f"a sealed block packed, before and now: {results['packing']}")
     results["idle_breakdown"] = idle_breakdown()
     print(f"idle RSS by import group (MB): {results['idle_breakdown']}")
+    from soak_lib.data_path_cost import data_path_costs
+
+    results["data_path"] = data_path_costs()
+    print(f"the loop's work per line, in-process (us), and a bare wake-up: {results['data_path']}")
     if not args.no_agent:
         from soak_lib.agent_bench import run_ring_figures
 

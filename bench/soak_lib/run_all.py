@@ -121,6 +121,7 @@ CPU_AB3 = ("ring", "against_cpu_3")
 PACKING_AB = ("ring", "against_mem3_ring")
 IDLE = (*RING, "idle_breakdown")
 PACKING = (*RING, "packing")
+DATA_PATH = (*RING, "data_path")
 # bench_ring.py: the ring alone (before: a deque of Frame objects, as it was until issue 12 item 4;
 # after: the packed blocks), then agents of their own at 3 Mbaud for 35 s and under wide JSON lines.
 ER = "Evidence ring"
@@ -234,6 +235,21 @@ RING_FIGURES: list[Figure] = [
            "% core", path(*RING_FULL, "cpu_percent_3M_baud_main_thread")),
     Figure(ER, "... of which the other threads (the recorder's writer: CSV text and gzip)", "% core",
            path(*RING_FULL, "cpu_percent_3M_baud_other_threads")),
+    Figure(ER, "the event loop's own work per line, in-process, warm caches (soak_lib/data_path_cost.py:"
+           " a real Agent fed 100-line reads, the thread's CPU clock, best of 5): all of it", "us/line",
+           path(*DATA_PATH, "all_us")),
+    Figure(ER, "... = % of a core at 3 Mbaud (5,000 lines/s); the rest of the loop's CPU above is wake-ups,"
+           " reads and cold caches", "% core", path(*DATA_PATH, "all_percent_at_3M_baud")),
+    Figure(ER, "... the decoder (bytes -> a read's FrameBatch, its clock)", "us/line",
+           path(*DATA_PATH, "decoder_us")),
+    Figure(ER, "... the recorder (its queue; the writer's thread not counted)", "us/line",
+           path(*DATA_PATH, "recorder_us")),
+    Figure(ER, "... the evidence ring", "us/line", path(*DATA_PATH, "evidence_ring_us")),
+    Figure(ER, "... the live page's tap", "us/line", path(*DATA_PATH, "live_page_us")),
+    Figure(ER, "... the detector", "us/line", path(*DATA_PATH, "detector_us")),
+    Figure(ER, "... the lens windower and send queue", "us/line", path(*DATA_PATH, "lens_us")),
+    Figure(ER, "one bare wake-up on this machine (a thread sleeping 1/140 s, nothing else: CPU per wake-up)",
+           "us", path(*DATA_PATH, "wake_up_us")),
     Figure(ER, "before/after the column packing of the ring's sealed blocks (4f1e599 vs this tree;"
            " bench_ring.py --against 4f1e599 --section against_mem3_ring --wide; runs alternate, median of 3"
            " each): idle RSS, before", "MB", path(*PACKING_AB, "before_idle_rss_mb_median")),
