@@ -7,7 +7,8 @@ Ways to read, chosen per opened port (`io_mode`, default "auto"):
   stream is steady (edge_agent/serial/fd_pump.py).
 - `thread` (auto for URL handlers without a descriptor: `loop://`, `rfc2217://`, `spy://`): a thread
   blocks in `Serial.read` and hands paced batches to the loop, at most THREAD_MAX_IN_FLIGHT bytes not
-  yet decoded (ByteGate): a loop that falls behind leaves the bytes in the driver, as in `fd` mode.
+  yet decoded (ByteGate): a loop that falls behind leaves the bytes in the driver, as in `fd` mode
+  (edge_agent/serial/thread_pump.py).
 - `asyncio_fast`: pyserial-asyncio-fast's SerialTransport, kept selectable for comparison. It wakes
   and reads (at most 1 KiB) on every readable event; `bench/bench_serial_e2e.py` measured it at about
   twice the CPU of `fd` at 921,600 baud, which is why `fd` is the default.
@@ -24,10 +25,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
-import threading
 import time
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,9 +39,10 @@ from edge_agent.frames import LinkEvent, LinkState, PackedEvent, SerialEvent
 from edge_agent.logs import get_logger
 from edge_agent.serial.clock import SourceClock, byte_seconds
 from edge_agent.serial.decoders import LineDecoder, make_decoder
-from edge_agent.serial.fd_pump import PORT_ERRORS, READ_SIZE, describe, pump_fd, resolve
-from edge_agent.serial.pacing import THREAD_MAX_IN_FLIGHT, ByteGate, ReadPacer
+from edge_agent.serial.fd_pump import PORT_ERRORS, describe, pump_fd, resolve
+from edge_agent.serial.pacing import THREAD_MAX_IN_FLIGHT
 from edge_agent.serial.stats import BEFORE_HEADER
+from edge_agent.serial.thread_pump import THREAD_READ_TIMEOUT, pump_thread
 
 log = get_logger(__name__)
 
@@ -51,9 +51,6 @@ Sink = Callable[[SerialEvent], None] | asyncio.Queue[SerialEvent]
 PackedSink = Callable[[PackedEvent], None]
 Clock = Callable[[], float]
 
-# How long the reader thread may block before it looks at its stop flag again. Only bounds how late a
-# stop is noticed when `cancel_read` is unsupported (posix ports are woken at once): not a poll rate.
-THREAD_READ_TIMEOUT = 0.25
 # A kind of device-clock trouble is logged again only after this many frames without it.
 CLOCK_LOG_QUIET = 1000
 CLOCK_STEP_MEANING = {
@@ -229,64 +226,9 @@ class SerialReader:
             transport.close()
 
     async def _pump_thread(self, loop: asyncio.AbstractEventLoop, port: serial.Serial) -> str:
-        done: asyncio.Future[str] = loop.create_future()
-        stop = threading.Event()
-        gate = ByteGate(self._thread_max_in_flight)
-        thread = threading.Thread(
-            target=self._thread_main,
-            args=(loop, port, done, stop, gate),
-            name=f"serial-{self.port.name}",
-            daemon=True,
+        return await pump_thread(
+            loop, port, self._on_bytes, self.stats, f"serial-{self.port.name}", self._thread_max_in_flight
         )
-        thread.start()
-        try:
-            return await done
-        finally:
-            stop.set()
-            with suppress(Exception):
-                port.cancel_read()  # wakes a blocked posix read at once; elsewhere the timeout does
-            # The thread closes the port itself on its way out: nothing here waits for it.
-
-    def _thread_main(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        port: serial.Serial,
-        done: asyncio.Future[str],
-        stop: threading.Event,
-        gate: ByteGate,
-    ) -> None:
-        reason = "closed"
-        stats = self.stats
-
-        def on_bytes(data: bytes) -> None:  # on the loop
-            try:
-                self._on_bytes(data)
-            finally:
-                gate.leave(len(data))
-                stats.handoff_peak_bytes = max(stats.handoff_peak_bytes, gate.peak)
-                stats.handoff_waits = gate.waits
-
-        pacer = ReadPacer()
-        delay = 0.0
-        try:
-            while not stop.is_set():
-                # Block for the first byte, then take whatever else has arrived in one go.
-                data = port.read(1)
-                if data and not stop.is_set():
-                    stop.wait(delay)  # let a burst build up: one hop to the loop per batch
-                    waiting = port.in_waiting
-                    if waiting:
-                        data += port.read(min(waiting, READ_SIZE))
-                    delay = pacer.after_read(len(data), time.monotonic())
-                    if gate.enter(len(data), stop, THREAD_READ_TIMEOUT):
-                        loop.call_soon_threadsafe(on_bytes, data)
-        except Exception as exc:  # any failure of the port is a loss; the reason is reported
-            reason = describe(exc)
-        finally:
-            with suppress(Exception):
-                port.close()
-            with suppress(RuntimeError):  # the loop may already be closed at shutdown
-                loop.call_soon_threadsafe(resolve, done, reason)
 
     def _on_bytes(self, data: bytes) -> None:
         stats = self.stats

@@ -30,7 +30,8 @@ from edge_agent.frames import (
 )
 from edge_agent.logs import setup_logging
 from edge_agent.serial.decoders import CsvDecoder
-from edge_agent.serial.reader import READ_SIZE, SerialReader
+from edge_agent.serial.fd_pump import READ_SIZE
+from edge_agent.serial.reader import SerialReader
 
 Until = Callable[..., Coroutine[Any, Any, None]]
 
