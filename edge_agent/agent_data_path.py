@@ -167,7 +167,9 @@ class AgentDataPath:
         if self.live is not None and incident_events:
             self.live.board.on_incident_events(incident_events)
         for event in incident_events:
-            self.counts["incident_events_" + type(event).__name__.removeprefix("Incident").lower()] += 1
+            what = type(event).__name__.removeprefix("Incident").lower()  # as INCIDENT_EVENTS names it
+            self.counts["incident_events_" + what] += 1
+            self.metrics.inc("incident_events_total", event=what)
 
     def _put(self, queue: asyncio.Queue[Any], item: Any, counter: str) -> bool:
         try:

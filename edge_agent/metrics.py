@@ -75,6 +75,12 @@ SCHEMA: dict[str, MetricSpec] = {
     # detection and steps
     "anomalies_opened_total": MetricSpec("counter", "Anomalies opened.", ("kind", "severity")),
     "anomalies_open": MetricSpec("gauge", "Anomalies open now."),
+    "incident_events_total": MetricSpec(
+        "counter",
+        "Incidents (anomalies of one physical event, one Atlas issue each), by what happened: opened, grew"
+        " (an anomaly joined one), closed.",
+        ("event",),
+    ),
     "step_outcomes_total": MetricSpec("counter", "Test-step outcomes decided, by status.", ("status",)),
     "step_running": MetricSpec("gauge", "1 while a test step is running."),
     # evidence ring

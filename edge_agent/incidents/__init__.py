@@ -5,6 +5,7 @@
 
 from edge_agent.incidents.grouper import IncidentGrouper
 from edge_agent.incidents.model import (
+    INCIDENT_EVENTS,
     Incident,
     IncidentClosed,
     IncidentEvent,
@@ -14,6 +15,7 @@ from edge_agent.incidents.model import (
 )
 
 __all__ = [
+    "INCIDENT_EVENTS",
     "Incident",
     "IncidentClosed",
     "IncidentEvent",

@@ -110,3 +110,7 @@ class IncidentClosed:
 
 
 IncidentEvent = IncidentOpened | IncidentGrew | IncidentClosed
+# What each event kind is called on /status and /metrics: opened, grew, closed.
+INCIDENT_EVENTS = tuple(
+    kind.__name__.removeprefix("Incident").lower() for kind in (IncidentOpened, IncidentGrew, IncidentClosed)
+)

@@ -12,7 +12,8 @@ at scrape time (see `edge_agent.metrics`). The supervisor registers them:
     metrics.add_async_source("state_dir", FilesystemSource(state_dir))
 
 What no component counts is counted with `Metrics.inc`: `lens_inferences_total{label}` per inference,
-`anomalies_opened_total{kind,severity}` per opened anomaly, `step_outcomes_total{status}` per step
+`anomalies_opened_total{kind,severity}` per opened anomaly, `incident_events_total{event}` per incident
+event, `step_outcomes_total{status}` per step
 outcome; `anomalies_open` with `Metrics.set` (or a source reading the tracker).
 """
 
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import ProcessCollector
 
 from edge_agent import __version__
+from edge_agent.incidents import INCIDENT_EVENTS
 from edge_agent.metrics import Metrics, Sample
 
 if TYPE_CHECKING:
@@ -341,3 +343,5 @@ def add_agent_sources(metrics: Metrics, agent: Agent) -> None:
     ProcessCollector(registry=metrics.registry)
     metrics.add_source("state", state_source(agent.state_health))
     metrics.add_source("consumers", consumers_source(agent.feeds()))
+    for event in INCIDENT_EVENTS:  # at 0 from the first scrape: increase() needs a sample before a jump
+        metrics.inc("incident_events_total", 0.0, event=event)

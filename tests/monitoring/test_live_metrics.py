@@ -22,6 +22,7 @@ from monitoring_files import (
     run_promtool,
     selectors,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 
 async def scrape_exercised_agent(tmp: Path) -> Exposition:
@@ -83,3 +84,16 @@ def test_the_agents_exposition_passes_promtool_check_metrics(live: Exposition) -
     assert result.returncode == 0, result.stdout + result.stderr
     # edge_agent_info carries the configured bench: what EdgeAgentBenchLabelMismatch compares.
     assert 'edge_agent_info{agent_bench="bench-live"' in live.text
+
+
+def test_incidents_are_counted_as_they_open_and_grow(live: Exposition) -> None:
+    """The exercise drove an anomaly (supply over its limit): one incident opened, every event kind has
+    a series from the first scrape (an alert's increase() needs the sample before the jump)."""
+    values = {
+        sample.labels["event"]: sample.value
+        for family in text_string_to_metric_families(live.text)
+        for sample in family.samples
+        if sample.name == "edge_agent_incident_events_total"
+    }
+    assert set(values) == {"opened", "grew", "closed"}
+    assert values["opened"] >= 1
