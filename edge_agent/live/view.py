@@ -84,6 +84,9 @@ def lens_doc(agent: Agent, board: LiveBoard) -> dict[str, Any] | None:
     session = lens.session
     return {
         "session_id": session.session_id if session is not None else None,
+        # What a lens anomaly is about: the page shades these channels of this source, not every one.
+        "source": lens.windower.source,
+        "channels": list(lens.windower.channels),
         "streaming": lens.running.is_set(),
         "component": component.get("state"),
         "last_error": component.get("last_error"),

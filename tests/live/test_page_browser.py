@@ -150,6 +150,21 @@ async def test_page_draws_channels_limits_a_fault_and_the_step_outcome(
         assert ["step:load_test", "load_test: failed"] in steps
         assert ["step:power_on", "power_on: passed"] in steps
 
+        # A lens anomaly ("" channel) is shaded on the channels the lens reads, not on every channel of
+        # its source; with no lens known (disabled here), on all of them. The page's own function.
+        shaded = await page.evaluate(
+            """() => {
+              const state = window.benchPage.state, kept = state.lens, mark = {source: "bench", channel: ""};
+              const on = (channel) => touches(mark, "bench", channel);
+              const without = [on("supply_v"), on("temp_c")];
+              state.lens = {source: "bench", channels: ["supply_v"]};
+              const withLens = [on("supply_v"), on("temp_c"), touches(mark, "other", "supply_v")];
+              state.lens = kept;
+              return {without, withLens};
+            }"""
+        )
+        assert shaded == {"without": [True, True], "withLens": [True, False, False]}
+
         # Atlas delivery: the issue the emulator holds, with its id and title, in the page.
         await bench.sim.wait(20)
 

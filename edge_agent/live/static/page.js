@@ -282,8 +282,14 @@ function bandShapes(source, channel, axis) {
 }
 
 function touches(mark, source, channel) {
-  // "" is a lens anomaly (about the whole source), "*" a dropout of every channel.
-  return mark.source === source && (mark.channel === channel || mark.channel === "" || mark.channel === "*");
+  // "*" is a dropout of every channel; "" a lens anomaly: about the channels the lens reads (every
+  // channel of the source when the page does not know them).
+  if (mark.source !== source) return false;
+  if (mark.channel === channel || mark.channel === "*") return true;
+  if (mark.channel !== "") return false;
+  const lens = page.state.lens;
+  const read = lens && lens.source === source ? lens.channels : null;
+  return !Array.isArray(read) || read.length === 0 || read.includes(channel);
 }
 
 function markShapes(source, channel, axis) {
