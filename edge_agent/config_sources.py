@@ -244,3 +244,32 @@ def resolve_secrets(
         if problem is not None:
             raise ConfigError(config_file, [("atlas.url", f"{problem} (from {source})")])
         config.atlas.url = url
+
+
+def missing_access(config: EdgeAgentConfig) -> list[tuple[str, str]]:
+    """What a service that is on lacks after `resolve_secrets`: `run` cannot build a lens client
+    without a key, and would run with Atlas silently off without its URL or token. Checked by
+    `preflight` (run, a SIGHUP reload, check-config), not by `load_config`: the tools that read the
+    config for something else (the emulators, the health check, an export) need neither."""
+    problems = []
+    lens = config.lens
+    if lens.enabled and lens.channels and (lens.api_key is None or not lens.api_key.get_secret_value()):
+        problems.append((
+            "lens.api_key",
+            "the lens is on and has no API key: set lens.api_key_file, the ATAI_API_KEY environment"
+            " variable or the systemd credential atai_api_key (or lens.enabled = false)",
+        ))  # fmt: skip
+    atlas = config.atlas
+    if atlas.enabled and not atlas.url:
+        problems.append((
+            "atlas.url",
+            "Atlas is on and has no URL: set atlas.url, the ATLAS_URL environment variable or"
+            " ~/.atlas/url (or atlas.enabled = false)",
+        ))  # fmt: skip
+    if atlas.enabled and (atlas.token is None or not atlas.token.get_secret_value()):
+        problems.append((
+            "atlas.token",
+            "Atlas is on and has no token: set atlas.token_file, the ATLAS_TOKEN environment variable,"
+            " the systemd credential atlas_token or ~/.atlas/token (or atlas.enabled = false)",
+        ))  # fmt: skip
+    return problems

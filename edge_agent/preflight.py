@@ -1,6 +1,8 @@
 """What `run` needs beyond a config that validates, checked before anything starts, and checked the
 same way by `check-config` (which must refuse what `run` would die of):
 
+- a service that is on has what it needs to be reached: the lens its API key, Atlas its URL and
+  token (`config_sources.missing_access`);
 - the state directory exists or can be made, is a directory, and files can be created in it (and in
   what the agent already keeps there) by this user: a regular file in its place, a read-only file
   system or a directory owned by someone else is a config error of `agent.state_dir`, not a traceback
@@ -27,7 +29,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from edge_agent.config import EdgeAgentConfig
-from edge_agent.config_sources import config_error
+from edge_agent.config_sources import config_error, missing_access
 from edge_agent.detect.detector import Detector
 from edge_agent.detect.rules import RuleConfigError
 from edge_agent.evidence import EvidencePlanner, EvidenceRings
@@ -52,7 +54,7 @@ def check(
 
     `create=True` (run) leaves the state directory in place; `create=False` (check-config) removes
     whatever it had to create to test it."""
-    problems: list[tuple[str, str]] = []
+    problems = missing_access(config)
     reason = state_dir_problem(Path(config.agent.state_dir), keep=create)
     if reason is not None:
         problems.append(("agent.state_dir", reason))

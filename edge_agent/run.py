@@ -76,20 +76,45 @@ class Daemon:
             if config.control.enabled and moved:
                 check_listen(config.control.listen)  # the running agent holds the old one
         except FieldError as exc:
-            log.error("reload_rejected", file=str(self.config_path), problems=[f"{exc.field}: {exc.reason}"])
+            self._reject([f"{exc.field}: {exc.reason}"])
             return None
         except ConfigError as exc:
-            log.error(
-                "reload_rejected", file=str(self.config_path), problems=[f"{f}: {r}" for f, r in exc.problems]
-            )
+            self._reject([f"{f}: {r}" for f, r in exc.problems])
             return None
         for secret in secret_values(config):
             self.redactor.add(secret)
         return config
 
+    def _build(self, config: EdgeAgentConfig) -> Agent:
+        """The agent of `config`. A core refusing a value of a config that validated (a check the
+        loader and the preflight lack: a bug to mend there) is a `ConfigError` of the file, not a
+        traceback."""
+        try:
+            return Agent(config, notifier=self.notifier, add_secret=self.redactor.add)
+        except ValueError as exc:
+            raise ConfigError(self.config_path, [("(start-up)", str(exc))]) from None
+
+    def _rebuild(self, new_config: EdgeAgentConfig) -> Agent:
+        """The agent of a reloaded config; when it cannot be built, the running config's again."""
+        try:
+            agent = self._build(new_config)
+        except ConfigError as exc:
+            self._reject([f"{f}: {r}" for f, r in exc.problems])
+        except Exception as exc:  # a bug, logged with its traceback: the bench goes on as it was
+            log.exception("reload_failed", file=str(self.config_path))
+            self._reject([f"{type(exc).__name__}: {exc}"])
+        else:
+            self.config = new_config
+            return agent
+        return self._build(self.config)
+
+    def _reject(self, problems: list[str]) -> None:
+        log.error("reload_rejected", file=str(self.config_path), problems=problems)
+        self.notifier.status("config reload rejected; running with the previous config")
+
     async def run(self, duration: float | None) -> int:
         self.install_signals()
-        agent = Agent(self.config, notifier=self.notifier, add_secret=self.redactor.add)
+        agent = self._build(self.config)
         await agent.start()
         ends_at = None if duration is None else time.monotonic() + duration
         while True:
@@ -106,14 +131,12 @@ class Daemon:
             self.reload_requested.clear()
             new_config = self._reload()
             if new_config is None:
-                self.notifier.status("config reload rejected; running with the previous config")
                 continue
             log.info("reloading", file=str(self.config_path))
             self.notifier.send("RELOADING=1")
             deadline = time.monotonic() + new_config.outbox.drain_deadline
             await agent.stop(deadline, final=False)
-            self.config = new_config
-            agent = Agent(self.config, notifier=self.notifier, add_secret=self.redactor.add)
+            agent = self._rebuild(new_config)
             await agent.start()
         deadline = time.monotonic() + self.config.outbox.drain_deadline
         drained = await agent.stop(deadline, final=True)

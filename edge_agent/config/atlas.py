@@ -37,11 +37,13 @@ def _template_fields(value: Any) -> list[str]:
 
 
 class AtlasSection(Section):
-    enabled: bool = True
+    enabled: bool = Field(True, description="On, url and token are needed (check-config and run refuse it).")
     url: Annotated[str, AfterValidator(http_url)] | None = Field(
         None, description="https://<tenant>.atlas.arenaphysica.com; else ATLAS_URL, ~/.atlas/url"
     )
-    token: SecretStr | None = None
+    token: SecretStr | None = Field(
+        None, description="else token_file, the credential atlas_token, ATLAS_TOKEN, ~/.atlas/token"
+    )
     token_file: Path | None = None
     session_title: str = "{bench} run {started:%Y-%m-%d %H:%M}"
     connect_timeout: Interval = 10.0

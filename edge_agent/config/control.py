@@ -18,7 +18,7 @@ _HOSTNAME_RE = re.compile(
 
 class ControlSection(Section):
     enabled: bool = True
-    listen: str = "127.0.0.1:8321"
+    listen: str = Field("127.0.0.1:8321", description="HOST:PORT; port 1-65535, or 0 for any free port.")
     token: SecretStr | None = None
     token_file: Path | None = None
     allowed_hosts: list[str] = Field(
@@ -45,6 +45,8 @@ class ControlSection(Section):
     @classmethod
     def _host_port(cls, value: str) -> str:
         host, sep, port = value.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        if not sep or not host or not port.isdigit():
             raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:8321")
+        if int(port) > 65535:
+            raise ValueError(f"port {int(port)} is out of range 1-65535 (0: any free port)")
         return value

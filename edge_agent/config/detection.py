@@ -11,13 +11,19 @@ from pydantic import Field, model_validator
 
 from edge_agent.config.values import Duration, Interval, Section
 
+# A dropout rule's channel meaning any frame of its source (the whole port silent).
+ANY_CHANNEL = "*"
 RuleKind = Literal["limits", "rate", "stuck", "dropout", "baseline"]
 Severity = Literal["low", "medium", "high"]
 
 
 class RuleSection(Section):
-    channel: str = Field(min_length=1)
-    source: str = ""
+    channel: str = Field(
+        min_length=1,
+        description="On a csv port with columns, one of them (not the device_time column); dropout: '*'"
+        " = any frame.",
+    )
+    source: str = Field("", description="A [[serial]] port's name; empty = every port.")
     kind: RuleKind
     min: float | None = Field(None, description="limits: in the channel's unit (any finite value).")
     max: float | None = Field(None, description="limits: in the channel's unit (any finite value).")

@@ -25,16 +25,25 @@ class LensRegister(Section):
 class LensSection(Section):
     model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
 
-    enabled: bool = True
+    enabled: bool = Field(
+        True, description="On with a lens (lens_id or [lens.register]): channels and an API key are needed."
+    )
     api_url: Annotated[str, AfterValidator(http_url)] = "https://api.u1.archetypeai.app/v0.5"
-    api_key: SecretStr | None = None
+    api_key: SecretStr | None = Field(
+        None,
+        description="Needed when the lens is on; else api_key_file, credential atai_api_key, ATAI_API_KEY.",
+    )
     api_key_file: Path | None = None
-    lens_id: str = ""
+    lens_id: str = Field("", description="The lens the windows go to; or [lens.register], or lens off.")
     register_spec: LensRegister | None = Field(
         None, alias="register", description="Register this lens at start."
     )
     source: str = Field("", description="Serial source that feeds the lens; empty = the first port.")
-    channels: list[str] = Field(default_factory=list, description="Channel order of the windows.")
+    channels: list[str] = Field(
+        default_factory=list,
+        description="Channel order of the windows; needed with lens_id or [lens.register]. On a csv port"
+        " with columns, each must be one of them.",
+    )
     # A window is sent as one JSON message: 65,536 samples a channel is far beyond what a lens takes.
     window_size: int = Field(128, ge=1, le=65536)
     step_size: int = Field(128, ge=1, le=65536)

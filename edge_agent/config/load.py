@@ -14,14 +14,15 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_settings.exceptions import SettingsError
 
+from edge_agent.config.cross import FieldProblems
 from edge_agent.config.model import EdgeAgentConfig, EnvValueError, load_inputs
 from edge_agent.config_errors import ConfigError
 from edge_agent.config_sources import (
     CONFIG_PATH_ENV,
     ENV_PREFIX,
+    config_error,
     env_field,
     env_problems,
-    env_source,
     home_dir,
     resolve_secrets,
 )
@@ -104,16 +105,14 @@ def _validate(path: Path | None, env: dict[str, str]) -> EdgeAgentConfig:
     except ValidationError as exc:
         problems = []
         for error in exc.errors(include_url=False):
-            loc = tuple(error["loc"])
-            field = _field_path(loc)
-            source = env_source(field, env)
-            reason = error["msg"]
-            if error["type"] == "extra_forbidden":
-                reason = "unknown key"
-            if source:
-                reason += f" (from environment variable {source})"
+            cause = error.get("ctx", {}).get("error")
+            if isinstance(cause, FieldProblems):  # checks across tables, each naming its own field
+                problems += cause.problems
+                continue
+            field = _field_path(tuple(error["loc"]))
+            reason = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
             problems.append((field, reason))
-        raise ConfigError(path, problems) from None
+        raise config_error(path, problems, env) from None
 
 
 def _settings_problem(exc: SettingsError, env: Mapping[str, str]) -> tuple[str, str]:

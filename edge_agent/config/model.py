@@ -16,6 +16,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 
 from edge_agent.config.atlas import AtlasSection
 from edge_agent.config.control import ControlSection
+from edge_agent.config.cross import FieldProblems, cross_problems
 from edge_agent.config.detection import IncidentsSection, RuleSection
 from edge_agent.config.emulator import EmulatorSection
 from edge_agent.config.lens import LensSection
@@ -60,12 +61,9 @@ class EdgeAgentConfig(BaseSettings):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> EdgeAgentConfig:
-        names = [port.name for port in self.serial]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ValueError(f"serial port names must be unique (repeated: {', '.join(duplicates)})")
-        if self.lens.source and self.serial and self.lens.source not in names:
-            raise ValueError(f"lens.source {self.lens.source!r} is not the name of a [[serial]] port")
+        problems = cross_problems(self)
+        if problems:
+            raise FieldProblems(problems)
         return self
 
     @classmethod

@@ -59,6 +59,14 @@ class SerialPort(Section):
     reconnect_min: Interval = 0.2
     reconnect_max: Interval = 5.0
 
+    @property
+    def value_channels(self) -> tuple[str, ...] | None:
+        """The channels this port's frames carry when the config says so (a csv port with `columns`,
+        less the device time column); None when they come from the data (a header line, jsonl, kv)."""
+        if self.format != "csv" or not self.columns:
+            return None
+        return tuple(name for name in (c.strip() for c in self.columns) if name != self.device_time)
+
     @field_validator("stopbits")
     @classmethod
     def _stopbits(cls, value: float) -> float:

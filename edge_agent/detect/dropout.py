@@ -19,10 +19,11 @@ from collections.abc import Sequence
 from itertools import repeat
 from operator import add, lt
 
+from edge_agent.config.detection import ANY_CHANNEL
 from edge_agent.detect.anomaly import AnomalyEvent
 from edge_agent.detect.tracker import Slot
 
-ANY_CHANNEL = "*"
+__all__ = ["ANY_CHANNEL", "DropoutWatch"]
 _NONE: tuple[AnomalyEvent, ...] = ()
 
 

@@ -28,6 +28,7 @@ def test_console_script_and_module_report_version() -> None:
 
 def test_check_config_valid_prints_masked(tmp_path: Path) -> None:
     env = clean_env(tmp_path) | {"ATAI_API_KEY": "atai-cli-secret-1", "ATLAS_TOKEN": "atlas-cli-secret-1"}
+    env["ATLAS_URL"] = "https://tenant.atlas.example"  # the example leaves the URL to the environment
     result = run(str(EXE), "check-config", "--config", str(REPO / "config/edge-agent.example.toml"), env=env)
     assert result.returncode == 0, result.stderr
     assert "valid" in result.stdout

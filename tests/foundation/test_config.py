@@ -110,6 +110,61 @@ def test_errors_name_file_field_and_reason(tmp_path: Path, text: str, field: str
     assert reason in matching[0]
 
 
+LENS_KEYS = "[lens]\nlens_id = 'lns-x'\napi_key = 'k'\n"
+
+
+@pytest.mark.parametrize(
+    "port",
+    [
+        "format = 'csv'",  # the columns come from the device's header line
+        "format = 'jsonl'",
+        "format = 'kv'",
+        "format = 'jsonl'\ncolumns = ['a']",  # jsonl and kv: channels are what the data holds
+    ],
+)
+def test_channel_names_are_not_refused_where_the_port_names_them_only_when_data_comes(
+    tmp_path: Path, port: str
+) -> None:
+    text = (
+        f"[[serial]]\nname = 'p'\nurl = 'loop://'\n{port}\n"
+        "[[rules]]\nchannel = 'zzz'\nkind = 'limits'\nmax = 1.0\n"
+        f"{LENS_KEYS}channels = ['zzz']\n"
+    )
+    config = load_config(write(tmp_path, text), {}, tmp_path)
+    assert config.rules[0].channel == "zzz" and config.lens.channels == ["zzz"]
+
+
+def test_a_rule_without_source_needs_its_channel_on_one_port_of_those_named(tmp_path: Path) -> None:
+    ports = (
+        "[[serial]]\nname = 'p'\nurl = 'loop://'\ncolumns = ['a']\n"
+        "[[serial]]\nname = 'q'\nurl = 'loop://'\ncolumns = ['b']\n"
+    )
+    rule = "[[rules]]\nchannel = '{}'\nkind = 'limits'\nmax = 1.0\n"
+    assert load_config(write(tmp_path, ports + rule.format("b")), {}, tmp_path).rules[0].channel == "b"
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, ports + rule.format("c")), {}, tmp_path)
+    assert caught.value.problems == [
+        ("rules[0].channel", "'c' is not a channel of any [[serial]] port (p: a; q: b)")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("lens", "field"),
+    [
+        ("lens_id = 'lns-x'\nchannels = []\n", "lens.channels"),
+        ("[lens.register]\nlens_name = 'mine'\n", "lens.channels"),
+        ("channels = ['a']\n", "lens.lens_id"),
+    ],
+)
+def test_a_lens_that_is_on_needs_both_a_lens_and_channels(tmp_path: Path, lens: str, field: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, f"[lens]\n{lens}"), {}, tmp_path)
+    assert [f for f, _ in caught.value.problems] == [field]
+    assert "lens.enabled = false" in caught.value.problems[0][1]
+    # Off, the same keys are kept for later and refused nowhere.
+    assert not load_config(write(tmp_path, f"[lens]\nenabled = false\n{lens}"), {}, tmp_path).lens.enabled
+
+
 def test_env_error_names_the_variable(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(None, {"EDGE_AGENT_LENS__WINDOW_SIZE": "big"}, tmp_path)

@@ -36,7 +36,7 @@ SENSOR_UNIT_FIELDS = {
 BASE: dict[str, Any] = {
     "serial": [{"name": "v-port", "url": "loop://"}],
     "rules": [{"channel": "v", "kind": "limits", "min": 0.0}],
-    "lens": {"scaling": {"v": {}}, "register": {"lens_name": "x"}},
+    "lens": {"scaling": {"v": {}}, "register": {"lens_name": "x"}, "channels": ["v"]},
     "steps": {"plan": {"cards": [{"title": "c", "steps": [{"title": "s"}]}]}},
     "emulator": {"lenses": [{"lens_id": "l", "lens_name": "n"}]},
 }

@@ -28,8 +28,10 @@ IS_ROOT = os.geteuid() == 0
 NO_DAC = ["setpriv", "--bounding-set", "-dac_override,-dac_read_search,-fowner"]
 
 
-def base_toml(state_dir: Path, extra: str = "", *, lens: str = "enabled = false", atlas: str = "") -> str:
-    """A config that starts: no ports, lens and Atlas off. `lens`/`atlas` add keys to those tables,
+def base_toml(
+    state_dir: Path, extra: str = "", *, lens: str = "enabled = false", atlas: str = "enabled = false"
+) -> str:
+    """A config that starts: no ports, lens and Atlas off. `lens`/`atlas` are those tables' keys,
     `extra` adds tables."""
     return f"""
 [agent]
@@ -37,7 +39,6 @@ state_dir = "{state_dir}"
 [lens]
 {lens}
 [atlas]
-enabled = false
 {atlas}
 [control]
 listen = "127.0.0.1:0"
@@ -102,7 +103,7 @@ def write_config(
     state_dir: Path | None = None,
     *,
     lens: str = "enabled = false",
-    atlas: str = "",
+    atlas: str = "enabled = false",
 ) -> Path:
     if state_dir is None:
         # Made here: run and check-config run at the same time, and check-config removes a state
@@ -173,14 +174,16 @@ def ring_shorter_than_evidence(tmp_path: Path) -> tuple[Setup, str, list[str]]:
 
 def lens_scaling_for_unknown_channel(tmp_path: Path) -> tuple[Setup, str, list[str]]:
     # Valid field by field; the lens windower refused it when run built the lens service.
-    path = write_config(tmp_path, "[lens.scaling.w]\nstd = 2.0\n", lens='channels = ["v"]')
+    lens = 'lens_id = "lns-x"\napi_key = "k"\nchannels = ["v"]'
+    path = write_config(tmp_path, "[lens.scaling.w]\nstd = 2.0\n", lens=lens)
     return Setup(path), "lens", ["not windowed"]
 
 
 def token_file_with_two_lines(tmp_path: Path) -> tuple[Setup, str, list[str]]:
     token = tmp_path / "atlas_token"
     token.write_text("first-token\nsecond-token\n")  # would be a broken Authorization header
-    return Setup(write_config(tmp_path, atlas=f'token_file = "{token}"')), "atlas.token_file", [str(token)]
+    setup = Setup(write_config(tmp_path, atlas=f'enabled = false\ntoken_file = "{token}"'))
+    return setup, "atlas.token_file", [str(token)]
 
 
 def baseline_file_not_utf8(tmp_path: Path) -> tuple[Setup, str, list[str]]:
@@ -240,7 +243,96 @@ def state_dir_not_writable(tmp_path: Path) -> tuple[Setup, str, list[str]]:
     )
 
 
+# A service that is on and cannot be reached: run died building the lens client (a traceback, exit 1),
+# or ran with Atlas silently off; check-config said the config was valid.
+LENS_ON = 'lens_id = "lns-x"\nchannels = ["a"]'
+ATLAS_URL = 'url = "http://127.0.0.1:9"'  # never dialled: the config is refused before anything starts
+# A csv port whose columns the config gives: its channels are known before any data comes.
+PORT_P = '[[serial]]\nname = "p"\nurl = "/dev/null"\ncolumns = ["t_s", "a", "b"]\ndevice_time = "t_s"\n'
+RULE = '[[rules]]\nkind = "limits"\nmax = 1.0\n'
+
+
+def lens_without_api_key(tmp_path: Path) -> tuple[Setup, str, list[str]]:
+    creds = tmp_path / "credentials"  # systemd's, holding no atai_api_key
+    creds.mkdir()
+    setup = Setup(write_config(tmp_path, lens=LENS_ON), env={"CREDENTIALS_DIRECTORY": str(creds)})
+    return setup, "lens.api_key", ["api_key_file", "ATAI_API_KEY", "atai_api_key", "lens.enabled = false"]
+
+
+def example_config_without_credentials(tmp_path: Path) -> tuple[Setup, str, list[str]]:
+    # The shipped example as a fresh install runs it: LoadCredential= given but no credential in it.
+    creds = tmp_path / "credentials"
+    creds.mkdir()
+    state = tmp_path / "state"
+    state.mkdir()
+    example = Path(__file__).resolve().parents[2] / "config" / "edge-agent.example.toml"
+    env = {"CREDENTIALS_DIRECTORY": str(creds), "EDGE_AGENT_AGENT__STATE_DIR": str(state)}
+    return Setup(example, env=env), "lens.api_key", ["ATAI_API_KEY", "atlas.token: ", "atlas.url: "]
+
+
+def atlas_without_token(tmp_path: Path) -> tuple[Setup, str, list[str]]:
+    setup = Setup(write_config(tmp_path, atlas=f"enabled = true\n{ATLAS_URL}"))
+    return setup, "atlas.token", ["token_file", "ATLAS_TOKEN", "~/.atlas/token", "atlas.enabled = false"]
+
+
+def atlas_without_url(tmp_path: Path) -> tuple[Setup, str, list[str]]:
+    setup = Setup(write_config(tmp_path, atlas="enabled = true"), env={"ATLAS_TOKEN": "tok"})
+    return setup, "atlas.url", ["ATLAS_URL", "~/.atlas/url", "atlas.enabled = false"]
+
+
+def lens_without_channels(tmp_path: Path) -> tuple[Setup, str, list[str]]:
+    setup = Setup(write_config(tmp_path, lens='lens_id = "lns-x"\napi_key = "k"\nchannels = []'))
+    return setup, "lens.channels", ["lens.enabled = false"]
+
+
+def rule_channel_not_a_column(tmp_path: Path) -> tuple[Setup, str, list[str]]:
+    setup = Setup(write_config(tmp_path, f'{PORT_P}{RULE}channel = "zzz"\n'))
+    return setup, "rules[0].channel", ["'zzz'", "'p'"]
+
+
+def rule_channel_is_the_device_time(tmp_path: Path) -> tuple[Setup, str, list[str]]:
+    setup = Setup(write_config(tmp_path, f'{PORT_P}{RULE}channel = "t_s"\n'))
+    return setup, "rules[0].channel", ["device_time"]
+
+
+def rule_source_not_a_port(tmp_path: Path) -> tuple[Setup, str, list[str]]:
+    setup = Setup(write_config(tmp_path, f'{PORT_P}{RULE}channel = "a"\nsource = "nosuch"\n'))
+    return setup, "rules[0].source", ["'nosuch'", "[[serial]]"]
+
+
+def lens_channel_not_a_column(tmp_path: Path) -> tuple[Setup, str, list[str]]:
+    lens = 'lens_id = "lns-x"\napi_key = "k"\nchannels = ["a", "zzz"]'
+    return Setup(write_config(tmp_path, PORT_P, lens=lens)), "lens.channels[1]", ["'zzz'", "'p'"]
+
+
+def lens_source_not_a_port(tmp_path: Path) -> tuple[Setup, str, list[str]]:
+    lens = 'lens_id = "lns-x"\napi_key = "k"\nchannels = ["a"]\nsource = "nosuchport"'
+    return Setup(write_config(tmp_path, PORT_P, lens=lens)), "lens.source", ["'nosuchport'"]
+
+
+def serial_names_repeated(tmp_path: Path) -> tuple[Setup, str, list[str]]:
+    setup = Setup(write_config(tmp_path, PORT_P + PORT_P))
+    return setup, "serial[1].name", ["'p'", "serial[0]", "unique"]
+
+
+def control_port_out_of_range(tmp_path: Path) -> tuple[Setup, str, list[str]]:
+    setup = Setup(write_config(tmp_path), env={"EDGE_AGENT_CONTROL__LISTEN": "127.0.0.1:99999"})
+    return setup, "control.listen", ["99999", "out of range 1-65535", "EDGE_AGENT_CONTROL__LISTEN"]
+
+
 CASES: dict[str, Callable[[Path], tuple[Setup, str, list[str]]]] = {
+    "lens_without_api_key": lens_without_api_key,
+    "example_config_without_credentials": example_config_without_credentials,
+    "atlas_without_token": atlas_without_token,
+    "atlas_without_url": atlas_without_url,
+    "lens_without_channels": lens_without_channels,
+    "rule_channel_not_a_column": rule_channel_not_a_column,
+    "rule_channel_is_the_device_time": rule_channel_is_the_device_time,
+    "rule_source_not_a_port": rule_source_not_a_port,
+    "lens_channel_not_a_column": lens_channel_not_a_column,
+    "lens_source_not_a_port": lens_source_not_a_port,
+    "serial_names_repeated": serial_names_repeated,
+    "control_port_out_of_range": control_port_out_of_range,
     "api_key_file_not_utf8": api_key_file_not_utf8,
     "atlas_url_in_home_not_utf8": atlas_url_in_home_not_utf8,
     "env_serial_not_json": env_serial_not_json,

@@ -182,6 +182,18 @@ async def test_sighup_keeps_the_old_config_when_the_file_is_invalid_and_reloads_
     assert status["ports"]["bench"]["frames"] > frames_before  # still reading with the old config
     assert not agent.events("reloading")
 
+    # Valid field by field, but the lens that is on has no API key: the agent used to exit 1 building
+    # the lens client after stopping the running pipeline. Refused like any invalid file.
+    config_path.write_text(make_config(bench="bench-b", lens_key=""))
+    agent.signal(signal.SIGHUP)
+    await wait_for(lambda: len(agent.events("reload_rejected")) > 1, 5, "the second reload_rejected")
+    rejected = agent.events("reload_rejected")[-1]
+    assert any(p.startswith("lens.api_key: ") for p in rejected["problems"]), rejected
+    await asyncio.sleep(0.5)
+    status = await agent.status()
+    assert status["bench"] == "bench-a" and not agent.exited, agent.output()
+    assert not agent.events("reloading")
+
     # Valid and changed: a new bench name and a supply limit that the bench's 12.0 V now breaks.
     readies = len(notify.times("READY", "1"))
     listening = len(agent.events("control_api_listening"))
