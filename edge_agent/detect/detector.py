@@ -37,6 +37,7 @@ from edge_agent.detect.batch import Emit, run_batch
 from edge_agent.detect.checks import MAX_FLOAT, ValueCheck
 from edge_agent.detect.dropout import ANY_CHANNEL, DropoutWatch
 from edge_agent.detect.lens_labels import InferenceLike, LensLabelCheck
+from edge_agent.detect.lens_lateness import LensLateness
 from edge_agent.detect.rules import CompiledRule, LoadBaseline, compile_rule
 from edge_agent.detect.sample_walls import SampleWalls
 from edge_agent.detect.tracker import AnomalySpec, AnomalyTracker, Debounce, Slot, uuid4_str
@@ -119,8 +120,13 @@ class Detector:
                 self._add_watch(rule, bound)
         self._lens: LensLabelCheck | None = None
         self._lens_spec: AnomalySpec | None = None
+        self.lens_lateness = LensLateness()
         if lens is not None and lens.anomaly_labels:
             options = lens_options or LensAnomalyOptions.from_section(lens)
+            self.lens_lateness = LensLateness(
+                hold_windows=options.debounce.hold_samples,
+                step_fraction=lens.step_size / max(lens.window_size - 1, 1),
+            )
             self._lens = LensLabelCheck(lens.anomaly_labels, lens.min_score)
             self._lens_spec = AnomalySpec(
                 kind="lens", description=self._lens.describe(), severity=options.severity,
@@ -263,13 +269,14 @@ class Detector:
         spec = self._lens_spec
         if check is None or spec is None:
             return []
+        source_now = self._source_now(inference.source, now_mono)
+        end_mono, end_wall = _at(inference.window_end, source_now, now_wall)
+        start_mono, start_wall = _at(inference.window_start, source_now, now_wall)
+        self.lens_lateness.observe(inference.source, start_mono, end_mono, source_now)
         slot = self.tracker.slot(AnomalyKey(LENS_RULE_ID, inference.source, ""), spec)
         active = check.is_anomalous(inference)
         if not active and not slot.live:
             return []
-        source_now = self._source_now(inference.source, now_mono)
-        end_mono, end_wall = _at(inference.window_end, source_now, now_wall)
-        start_mono, start_wall = _at(inference.window_start, source_now, now_wall)
         score = check.score_of(inference)
         value = 1.0 if score is None else score
         scores = inference.scores
@@ -316,6 +323,12 @@ class Detector:
 
     def clearing_since(self, anomaly_id: str) -> float | None:
         return self.tracker.clearing_since(anomaly_id)
+
+    def report_lateness(self) -> dict[str, float]:
+        """source -> how long after its start an anomaly of that source can still be reported (on its
+        timeline): the lens's verdicts (`LensLateness`). Not counted: a rule's `hold` (its anomaly is
+        reported with the sample that confirms it, `hold` after its start; holds are short)."""
+        return self.lens_lateness.by_source()
 
     def value_checks(self) -> list[tuple[str, str, ValueCheck]]:
         """(source, channel, check) of every value rule of every source seen so far: the live page
