@@ -106,8 +106,11 @@ class Agent(AgentDataPath):
         self.detector = Detector(
             config.rules, config.lens if config.lens.enabled else None, source_now=self.clocks.now
         )
+        # A lens verdict arrives a window and a round trip after its anomaly started: incidents wait for it.
         self.incidents = IncidentGrouper.from_section(
-            config.incidents, clearing_since=self.detector.clearing_since
+            config.incidents,
+            clearing_since=self.detector.clearing_since,
+            lateness=self.detector.report_lateness,
         )
         # One memory budget for every buffer of the data path; the ring holds what the others leave.
         self.memory = DataPathBudget.from_config(config)

@@ -86,6 +86,7 @@ class BacktestEngine:
             config.incidents,
             new_id=lambda: f"i{next(incident_ids)}",
             clearing_since=self.detector.clearing_since,  # as the agent wires them
+            lateness=self.detector.report_lateness,  # no lens offline: nothing reported late
         )
         self.steps = StepReplay(config.steps.source)
         self.rows = RowBook()

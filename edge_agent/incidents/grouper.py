@@ -13,8 +13,13 @@ Atlas issue for it, filed at its first anomaly and growing as more channels join
   member that still holds) or when it started within `join_window` of the incident's last activity
   (the end of its last member: its first clear sample, also while the tracker still waits out its
   `clear_after`). Otherwise it opens a new incident, of which it is the lead.
-- An incident closes when every member has ended and `join_window` has passed since the last end, so
-  the quiet period is exactly the time in which a new anomaly could still have joined.
+- An incident closes when every member has ended and `join_window` has passed since the last end, plus
+  the lateness of the anomalies that could still join it (`lateness`: the lens's verdict comes a
+  window's span and a round trip after the window's first sample, which is the anomaly's start; rules
+  report at once). So the quiet period is exactly the time in which an anomaly starting within the
+  window can still be reported, and one the lens reports late joins the incident a local rule saw
+  (one issue per physical event). A member reported later than that bound finds the incident closed
+  and opens its own. The incident's end stays its members' last end; only its close waits.
 - Members that join are reported in batches: the first join starts a batch, which is emitted as one
   `IncidentGrew` `update_after` seconds later (or folded into `IncidentClosed`).
 
@@ -26,7 +31,7 @@ clock as the anomalies, whatever the replay speed.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from edge_agent.config import IncidentsSection
@@ -129,10 +134,13 @@ class IncidentGrouper:
         update_after: float = 5.0,
         new_id: Callable[[], str] = uuid4_str,
         clearing_since: Callable[[str], float | None] = lambda anomaly_id: None,
+        lateness: Callable[[], Mapping[str, float]] = dict,
     ) -> None:
         """`clearing_since(anomaly_id)`: when an open anomaly stopped holding (the tracker's
         `clearing_since`), None while it holds. Without it an open anomaly counts as holding until
-        its close, so a fault that starts during another's `clear_after` would join it."""
+        its close, so a fault that starts during another's `clear_after` would join it.
+        `lateness()`: source -> how long after its start an anomaly of that source can be reported, on
+        its timeline (the detector's `report_lateness`); a source not in it reports at once."""
         if group_by not in ("bench", "source", "channels"):
             raise ValueError(f"group_by must be bench, source or channels, not {group_by!r}")
         for name, value in (("join_window", join_window), ("update_after", update_after)):
@@ -143,6 +151,7 @@ class IncidentGrouper:
         self.update_after = update_after
         self.new_id = new_id
         self.clearing_since = clearing_since
+        self.lateness = lateness
         self._group_of_channel = {
             channel: f"g{index}" for index, group in enumerate(channel_groups) for channel in group
         }
@@ -155,6 +164,7 @@ class IncidentGrouper:
         section: IncidentsSection,
         new_id: Callable[[], str] = uuid4_str,
         clearing_since: Callable[[str], float | None] = lambda anomaly_id: None,
+        lateness: Callable[[], Mapping[str, float]] = dict,
     ) -> IncidentGrouper:
         return cls(
             group_by=section.group_by,
@@ -163,6 +173,7 @@ class IncidentGrouper:
             update_after=section.update_after,
             new_id=new_id,
             clearing_since=clearing_since,
+            lateness=lateness,
         )
 
     # -- grouping keys ------------------------------------------------------------------------------
@@ -232,8 +243,9 @@ class IncidentGrouper:
             return
         # An incident whose quiet period is over by this anomaly's start is closed first: it must not
         # take in an anomaly that came after it ended, however late the tick that would close it runs.
+        lateness = self.lateness()
         for live in list(self._live.values()):
-            quiet_until = live.last_end_mono + self.join_window
+            quiet_until = live.last_end_mono + self.join_window + self._wait_for_late(live, lateness)
             if not live.open_ids and anomaly.started_mono > quiet_until:
                 out.append(self._close(live, quiet_until, anomaly.opened_wall, "quiet"))
         group = self.group_of(anomaly)
@@ -276,9 +288,11 @@ class IncidentGrouper:
         """Report due batches of joins and close incidents whose quiet period is over. `now_of(source)`
         is that source's "now" on its own timeline."""
         out: list[IncidentEvent] = []
+        lateness = self.lateness()
         for live in list(self._live.values()):
             now = max((now_of(source) for source in live.sources()), default=-math.inf)
-            if not live.open_ids and now >= live.last_end_mono + self.join_window:
+            quiet_until = live.last_end_mono + self.join_window + self._wait_for_late(live, lateness)
+            if not live.open_ids and now >= quiet_until:
                 out.append(self._close(live, now, now_wall, "quiet"))
             elif live.pending and now >= live.pending_since + self.update_after:
                 joined, raised = self._take_pending(live)
@@ -301,6 +315,16 @@ class IncidentGrouper:
         return len(self._live)
 
     # -- internals ----------------------------------------------------------------------------------
+
+    def _wait_for_late(self, live: _Live, lateness: Mapping[str, float]) -> float:
+        """How long past its quiet period the incident stays open for a member reported late: the
+        lateness of every source whose anomalies could join it (any source of the bench; else its own,
+        as `_candidates` only offers an incident to anomalies of its source)."""
+        if not lateness:
+            return 0.0
+        if self.group_by == "bench":
+            return max(lateness.values())
+        return max((lateness.get(source, 0.0) for source in live.sources()), default=0.0)
 
     def _take_pending(self, live: _Live) -> tuple[tuple[Anomaly, ...], bool]:
         joined = tuple(live.members[anomaly_id] for anomaly_id in live.pending)

@@ -306,3 +306,124 @@ def test_an_incident_the_lens_saw_first_is_titled_by_its_first_channel() -> None
     (incident,) = g.open_incidents()
     assert incident.lead.kind == "lens"  # still the first member: the timeline and signature keep it
     assert incident_title(incident, "b1") == "[b1] supply_v on bench: misbehaving (peak 2, max 1) +2 more"
+
+
+# -- members reported late (the lens) ---------------------------------------------------------------
+
+
+def lens_late(lateness: float, **kwargs: object) -> IncidentGrouper:
+    """A grouper told that the lens on source "bench" reports its anomalies up to `lateness` s late."""
+    return grouper(join_window=2.0, lateness=lambda: {"bench": lateness}, **kwargs)
+
+
+def test_a_lens_anomaly_that_started_in_the_window_but_came_after_it_joins_the_local_incident() -> None:
+    """The demo's spike: vibration_g holds 20 ms, the lens's window saw it start 6 ms in, and its
+    verdict came 2.5 s later: after the local anomaly's quiet period (end + 2 s), within the lateness.
+    One physical event, one incident: the tick waits for the lens before it closes."""
+    g = lens_late(3.0)
+    spike = anomaly("vibration_g", 0.0)
+    assert [type(e) for e in g.on_events([AnomalyOpened(spike)])] == [IncidentOpened]
+    g.on_events([closed(spike, 0.02, clear_after=0.0)])
+    assert g.tick(at(2.02), WALL0 + 2.02) == []  # the quiet period is over; the lens may still speak
+    assert g.tick(at(2.5), WALL0 + 2.5) == []
+    lens = anomaly("", 0.006, kind="lens", hold=0.994)  # its window ended at 1.0; the verdict came at 2.52
+    assert g.on_events([AnomalyOpened(lens)]) == []
+    g.on_events([closed(lens, 1.0, clear_after=2.0)])
+    assert g.tick(at(3.0), WALL0 + 3.0) == []  # lens ended at 1.0: closes at 1.0 + 2 + 3
+    (done,) = g.tick(at(6.0), WALL0 + 6.0)
+    assert isinstance(done, IncidentClosed) and done.incident.close_reason == "quiet"
+    assert [m.channel for m in done.incident.members] == ["vibration_g", ""]
+    # The incident's timeline is its members': started at the spike, ended at the lens window's end.
+    assert done.incident.started_mono == T0 and done.incident.ended_mono == T0 + 1.0
+    assert done.incident.closed_mono == T0 + 6.0
+    assert len(g) == 0
+
+
+def test_without_a_late_source_the_incident_closes_at_the_end_of_its_quiet_period() -> None:
+    """What the lateness buys, and that nothing waits without it: the same spike closes at end + 2 s,
+    and the lens's late verdict is an incident (an issue) of its own."""
+    g = lens_late(0.0)
+    spike = anomaly("vibration_g", 0.0)
+    g.on_events([AnomalyOpened(spike), closed(spike, 0.02, clear_after=0.0)])
+    (done,) = g.tick(at(2.02), WALL0 + 2.02)
+    assert isinstance(done, IncidentClosed) and done.incident.closed_mono == T0 + 2.02
+    (opened,) = g.on_events([AnomalyOpened(anomaly("", 0.006, kind="lens", hold=0.994))])
+    assert isinstance(opened, IncidentOpened)
+
+
+def test_a_member_reported_later_than_the_lateness_bound_opens_its_own_incident() -> None:
+    g = lens_late(1.0)
+    spike = anomaly("vibration_g", 0.0)
+    g.on_events([AnomalyOpened(spike), closed(spike, 0.02, clear_after=0.0)])
+    assert g.tick(at(2.9), WALL0 + 2.9) == []
+    (done,) = g.tick(at(3.02), WALL0 + 3.02)  # end + join_window + lateness
+    assert isinstance(done, IncidentClosed) and done.incident.ended_mono == T0 + 0.02
+    (opened,) = g.on_events([AnomalyOpened(anomaly("", 0.006, kind="lens", hold=0.994))])
+    assert isinstance(opened, IncidentOpened) and opened.incident.lead.kind == "lens"
+
+
+def test_an_anomaly_starting_after_the_quiet_period_does_not_join_while_the_incident_waits() -> None:
+    """The wait is for members that started within the window; a new fault after it is a new incident,
+    and the waiting one closes on its own time (not taken over)."""
+    g = lens_late(3.0)
+    spike = anomaly("vibration_g", 0.0)
+    g.on_events([AnomalyOpened(spike), closed(spike, 0.02, clear_after=0.0)])
+    (opened,) = g.on_events([AnomalyOpened(anomaly("supply_v", 2.5))])
+    assert isinstance(opened, IncidentOpened) and len(g) == 2
+    (done,) = g.tick(at(5.02), WALL0 + 5.02)
+    assert isinstance(done, IncidentClosed) and done.incident.channels == ("vibration_g",)
+    # Once a new anomaly starts after end + window + lateness, the old incident is closed first.
+    g2 = lens_late(3.0)
+    g2.on_events([AnomalyOpened(spike), closed(spike, 0.02, clear_after=0.0)])
+    events = g2.on_events([AnomalyOpened(anomaly("supply_v", 5.5))])
+    assert [type(e) for e in events] == [IncidentClosed, IncidentOpened]
+    assert events[0].incident.closed_mono == T0 + 5.02
+
+
+def test_under_group_by_source_only_the_lens_source_waits() -> None:
+    g = lens_late(3.0, group_by="source")
+    here, there = anomaly("vibration_g", 0.0), anomaly("vibration_g", 0.0, source="other")
+    g.on_events([AnomalyOpened(here), AnomalyOpened(there)])
+    g.on_events([closed(here, 0.02, clear_after=0.0), closed(there, 0.02, clear_after=0.0)])
+    (done,) = g.tick(at(2.02), WALL0 + 2.02)
+    assert isinstance(done, IncidentClosed) and done.incident.group == "other"
+    (done,) = g.tick(at(5.02), WALL0 + 5.02)
+    assert isinstance(done, IncidentClosed) and done.incident.group == "bench"
+
+
+@settings(max_examples=200)
+@given(spans, st.sampled_from([0.5, 1.0, 2.0, 2.5]), st.sampled_from([0.5, 2.0, 10.0]))
+def test_a_lens_anomaly_reported_late_never_leads_an_incident_it_could_have_joined(
+    raw: list[tuple[str, float, float, str]], delay: float, window: float
+) -> None:
+    """Lens anomalies reach the grouper `delay` after they started (their whole span shifted, in their
+    order), local ones at once; the grouper knows the lens's lateness (3 s). Whatever the order that
+    makes, an incident led by a lens anomaly never has another incident that it started within the join
+    window of (it would have been reported into that one): late reports split no physical event."""
+    lateness = 3.0
+    g = grouper(join_window=window, update_after=2.0, lateness=lambda: {"s": lateness})
+    made, timeline = [], []
+    last_lens_end = -1.0
+    for i, (ch, start, duration, sev) in enumerate(raw):
+        if not ch and start < last_lens_end:
+            continue  # one lens per source: its anomalies follow one another
+        a = anomaly(ch, start, severity=sev, ident=f"x{i}", source="s", kind="rule:limits" if ch else "lens")
+        made.append(a)
+        late = 0.0 if ch else delay
+        if not ch:
+            last_lens_end = start + duration + 0.5
+        timeline.append((start + late, 0, AnomalyOpened(a)))
+        timeline.append((start + duration + late, 1, closed(a, start + duration, clear_after=0.0)))
+    timeline.sort(key=lambda item: (item[0], item[1]))
+    events = []
+    for t, batch in itertools.groupby(timeline, key=lambda item: item[0]):
+        events += g.tick(at(t), WALL0 + t)
+        events += g.on_events([event for _, _, event in batch])  # type: ignore[misc]
+    events += g.tick(at(1e9), WALL0)
+    finals = [e.incident for e in events if isinstance(e, IncidentClosed)]
+    assert sorted(m.id for i in finals for m in i.members) == sorted(a.id for a in made)
+    for led in (i for i in finals if i.lead.kind == "lens"):
+        start = led.lead.started_mono
+        for other in finals:
+            if other.id != led.id and other.started_mono <= start:
+                assert other.ended_mono is not None and start > other.ended_mono + window, (led, other)
