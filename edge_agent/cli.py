@@ -12,6 +12,7 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -95,7 +96,28 @@ def check_config(args: argparse.Namespace) -> int:
     return 0
 
 
+# A command whose output went into a pipe that closed early (`| head`): what a process killed by
+# SIGPIPE reports in a shell (Python ignores SIGPIPE, so the write fails with EPIPE instead).
+EX_BROKEN_PIPE = 128 + signal.SIGPIPE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. Its output piped into `head` (which exits after a few lines) ends it quietly,
+    whichever command was printing and wherever it was."""
+    try:
+        try:
+            return _run_command(argv)
+        finally:
+            sys.stdout.flush()  # here, where a closed pipe can still be caught, not at interpreter exit
+    except BrokenPipeError:
+        # Python would flush stdout again at exit and print the error: let that flush go nowhere.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EX_BROKEN_PIPE
+
+
+def _run_command(argv: Sequence[str] | None) -> int:
     args = build_parser(argv).parse_args(argv)
     if args.command == "version":
         print(f"edge-agent {__version__}")

@@ -5,21 +5,21 @@ file at full speed, prints the incidents and the test-step outcomes, and with `-
 the stable shape of `report.py`. No network, no state directory, no Atlas; secrets in the config are
 not read.
 
-Exit status: 0 done (incidents or not), 2 bad options (no time column and no --rate, an unknown
---source), 65 the recording does not fit the config (its columns lack the time column, no row has a
-time), 66 the recording cannot be read, 69 numpy is missing (the `backtest` extra), 73 the --json
-file cannot be written, 78 a configuration error (the field is named).
+Exit status: 0 done (incidents or not), 2 bad options (no time column and no --rate, a --rate that is
+not a finite number > 0, an unknown --source), 65 the recording does not fit the config (its columns
+lack the time column, no row has a time), 66 the recording cannot be read, 69 numpy is missing (the
+`backtest` extra), 73 the --json file cannot be written, 78 a configuration error (the field is named).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 from edge_agent.config import EX_CONFIG, config_path_from, load_config
 
-EX_USAGE = 2
 EX_DATAERR = 65
 EX_NOINPUT = 66
 EX_UNAVAILABLE = 69
@@ -37,9 +37,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         " device_time)")  # fmt: skip
     parser.add_argument("--time-unit", choices=("s", "ms", "us", "ns"), help="its unit (default: the"
                         " port's, else the column name's suffix: t_ms, time_s)")  # fmt: skip
-    parser.add_argument("--rate", type=float, metavar="HZ", help="no time column: rows this many per second")
+    parser.add_argument("--rate", type=rows_per_second, metavar="HZ",
+                        help="no time column: rows this many per second")  # fmt: skip
     parser.add_argument("--format", choices=("csv", "jsonl", "kv"), help="the recording's format (default:"
                         " the port's)")  # fmt: skip
+
+
+def rows_per_second(text: str) -> float:
+    """`--rate`: a finite number > 0 (0, nan and inf would put every row at the same or no time)."""
+    try:
+        rate = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (math.isfinite(rate) and rate > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0 of rows per second, not {text!r}")
+    return rate
 
 
 def main(args: argparse.Namespace) -> int:
@@ -57,9 +69,6 @@ def main(args: argparse.Namespace) -> int:
     from edge_agent.detect.rules import RuleConfigError
     from edge_agent.state_files import dump_json, write_atomic
 
-    if args.rate is not None and not args.rate > 0:
-        print("edge-agent backtest: --rate must be > 0 rows per second", file=sys.stderr)
-        return EX_USAGE
     path = config_path_from(args.config)
     config = load_config(path, secrets=False)  # a ConfigError exits 78 in edge_agent.cli
     recording = Path(args.recording)
