@@ -9,6 +9,7 @@ agent's process (`run`) never holds the emulators, the simulated bench or the ba
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import json
 import os
@@ -71,7 +72,33 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
         _add_common(command)
         if name == chosen:
             importlib.import_module(module_name).add_arguments(command)
+            accept_options_after_actions(command)
     return parser
+
+
+def accept_options_after_actions(parser: argparse.ArgumentParser) -> None:
+    """A command with actions of its own (`lens list`) takes its options after the action as well:
+    `lens list --config X` is `lens --config X list`. Each action gets a copy of the command's
+    options that sets its value only when given there (SUPPRESS), so it never overwrites the one
+    given before the action; given in both places, the later one wins, as for any repeated option."""
+    options = [
+        action
+        for action in parser._actions
+        if action.option_strings and not isinstance(action, argparse._HelpAction | argparse._VersionAction)
+    ]
+    for sub in parser._actions:
+        if not isinstance(sub, argparse._SubParsersAction):
+            continue
+        for action_parser in dict.fromkeys(sub.choices.values()):  # an alias maps to the same parser
+            taken = action_parser._option_string_actions
+            for option in options:
+                if any(string in taken for string in option.option_strings):
+                    continue  # the action has an option of that name itself: its own meaning wins
+                inherited = copy.copy(option)
+                inherited.default = argparse.SUPPRESS
+                inherited.required = False
+                action_parser._add_action(inherited)
+            accept_options_after_actions(action_parser)
 
 
 def configure_logging(

@@ -1,8 +1,9 @@
-"""The CLI as a shell user runs it: output piped into `head`, bad option values. Each through the real
-console script as a subprocess."""
+"""The CLI as a shell user runs it: output piped into `head`, bad option values, options after a
+command's action. Each through the real console script as a subprocess, or on the real parsers."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -11,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from edge_agent.cli import COMMANDS, build_parser
 
 EXE = str(Path(sys.executable).with_name("edge-agent"))
 
@@ -81,3 +84,33 @@ def test_backtest_refuses_a_rate_that_is_not_a_finite_positive_number(tmp_path: 
     assert done.returncode == 2, done.stderr
     assert "argument --rate" in done.stderr and "Traceback" not in done.stderr
     assert done.stdout == ""
+
+
+def test_every_action_of_every_command_takes_the_commands_options_after_it() -> None:
+    """`edge-agent lens list --config X` as well as `edge-agent lens --config X list`: README says every
+    command takes `--config PATH`, and users put it last. Checked on the parsers of every command, so a
+    command that gains actions later is held to it too."""
+    checked = 0
+    for name in COMMANDS:
+        parser = build_parser([name])
+        command = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+        options = {s for a in command._actions for s in a.option_strings}
+        for sub in command._actions:
+            if isinstance(sub, argparse._SubParsersAction):
+                for action_name, action_parser in sub.choices.items():
+                    missing = options - set(action_parser._option_string_actions)
+                    assert not missing, f"edge-agent {name} {action_name} lacks {sorted(missing)}"
+                    checked += 1
+    assert checked >= 4  # lens list|sessions|destroy|cleanup at least
+
+
+def test_an_option_before_the_action_is_not_undone_by_the_actions_copy() -> None:
+    """The action's copy of `--config` sets nothing unless given there: the value given before the
+    action stands; given in both places, the later one wins."""
+    parser = build_parser(["lens"])
+    args = parser.parse_args(["lens", "--config", "a.toml", "--json", "--log-level", "debug", "list"])
+    assert (args.config, args.json, args.log_level) == ("a.toml", True, "debug")
+    args = parser.parse_args(["lens", "list", "--config", "b.toml", "--json"])
+    assert (args.config, args.json, args.log_level) == ("b.toml", True, "info")
+    args = parser.parse_args(["lens", "--config", "a.toml", "destroy", "lsn-1", "--config", "b.toml"])
+    assert (args.config, args.session_id) == ("b.toml", "lsn-1")

@@ -60,6 +60,23 @@ async def test_lens_commands(emulator: ArchetypeEmulator, tmp_path: Path) -> Non
     assert code == 0 and "already gone" in out
 
 
+async def test_options_after_the_action(emulator: ArchetypeEmulator, tmp_path: Path) -> None:
+    """`edge-agent lens list --config X`: README says every command takes `--config PATH`, and users put
+    it last; the command's own options (`--json`, the log options) go there too."""
+    config = tmp_path / "agent.toml"
+    config.write_text(runner_toml(emulator.base_url, emulator.api_key, str(tmp_path / "state")))
+    code, out, err = await edge_agent("lens", "list", "--config", str(config))
+    assert code == 0 and LENS_ID in out, err
+    code, out, err = await edge_agent(
+        "lens", "sessions", "--config", str(config), "--json", "--log-level", "debug"
+    )
+    # JSON (no table header), and the debug lines the agent logs to stdout
+    assert code == 0 and out.rstrip().endswith("[]") and "SESSION_ID" not in out, err
+    assert '"level": "debug"' in out
+    code, out, err = await edge_agent("lens", "destroy", "lsn-not-there", "--config", str(config))
+    assert code == 0 and "already gone" in out, err
+
+
 async def test_lens_command_errors(emulator: ArchetypeEmulator, tmp_path: Path) -> None:
     config = tmp_path / "agent.toml"
     config.write_text(runner_toml(emulator.base_url, "wrong-key-123", str(tmp_path / "state")))
