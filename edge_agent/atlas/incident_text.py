@@ -111,7 +111,7 @@ def incident_summary(incident: Incident, bench: str, **extra: Any) -> dict[str, 
 def member_line(member: Mapping[str, Any], t0: float | None) -> str:
     """One member in a list: `+0.210 s  current_a (rule1:limits, high): peak 2.9 vs max 2.5, 0.8 s`."""
     started = member.get("started_wall")
-    offset = f"+{started - t0:.3f} s" if isinstance(started, int | float) and t0 is not None else "       ?"
+    offset = f"{started - t0:+.3f} s" if isinstance(started, int | float) and t0 is not None else "       ?"
     if member.get("kind") == "lens":
         label = member.get("label") or "?"
         what = f"lens label {label} (score {num(_float(member.get('peak_value')))})"
@@ -144,8 +144,17 @@ def _members_block(members: Sequence[Mapping[str, Any]], t0: float | None) -> li
 
 
 def _t0(summary: Mapping[str, Any]) -> float | None:
-    started = summary.get("started_wall")
-    return float(started) if isinstance(started, int | float) else None
+    """t = 0 of the narrative: the incident's start, the earliest start on the wall clock of the
+    incident and its members (an incident kept from before the grouper took the earliest wall start
+    may name a later one), so no member starts before it."""
+    members = summary.get("members") or []
+    starts = [summary.get("started_wall"), *(m.get("started_wall") for m in members)]
+    walls = [float(t) for t in starts if isinstance(t, int | float) and math.isfinite(t)]
+    return min(walls) if walls else None
+
+
+def _started_at(summary: Mapping[str, Any], t0: float | None) -> str:
+    return iso(t0) or str(summary.get("started_at"))
 
 
 def opening_comment(
@@ -158,9 +167,10 @@ def opening_comment(
     """Posted right after the issue is filed: what opened it, at once; more follows as it grows.
     `previous`: the earlier issue of the same fault, filed more than the repeat window ago."""
     lead = summary["members"][0]
+    t0 = _t0(summary)
     lines = [
-        f"Incident detected on bench {summary.get('bench')}, started {summary.get('started_at')}.",
-        "First anomaly: " + member_line(lead, _t0(summary)),
+        f"Incident detected on bench {summary.get('bench')}, started {_started_at(summary, t0)}.",
+        "First anomaly: " + member_line(lead, t0),
         f"What: {lead.get('description')} ({lead.get('kind')}, severity {lead.get('severity')})",
     ]
     if lead.get("label"):
@@ -179,10 +189,11 @@ def opening_comment(
 def repeat_comment(summary: Mapping[str, Any], files: Sequence[str], *, context: Sequence[str] = ()) -> str:
     """Posted on a still-open issue of the same fault within the repeat window, instead of a new issue."""
     lead = summary["members"][0]
+    t0 = _t0(summary)
     lines = [
-        f"Detected again (incident {summary.get('id')}, started {summary.get('started_at')}):"
+        f"Detected again (incident {summary.get('id')}, started {_started_at(summary, t0)}):"
         " the same fault as this issue, within the repeat window.",
-        "First anomaly: " + member_line(lead, _t0(summary)),
+        "First anomaly: " + member_line(lead, t0),
         *context,
         "Status: active; the timeline follows when it is over.",
     ]
@@ -224,7 +235,7 @@ def closing_comment(summary: Mapping[str, Any], files: Sequence[str], *, note: s
         f"Incident over: {len(members)} anomal{'y' if len(members) == 1 else 'ies'} on"
         f" {len(summary.get('channels') or [])} channel(s) of {', '.join(summary.get('sources') or [])},"
         f" severity {summary.get('severity')}.",
-        f"Timeline (t = 0 at {summary.get('started_at')}, the first anomaly's start):",
+        f"Timeline (t = 0 at {_started_at(summary, t0)}, the incident's start: its earliest anomaly's):",
         *_members_block(ordered, t0),
     ]
     ended = summary.get("ended_wall") or summary.get("closed_wall")

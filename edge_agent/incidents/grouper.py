@@ -276,8 +276,11 @@ class IncidentGrouper:
         live.members[anomaly.id] = anomaly
         live.open_ids.add(anomaly.id)
         self._incident_of[anomaly.id] = live.id
-        if anomaly.started_mono < live.started_mono:
-            live.started_mono, live.started_wall = anomaly.started_mono, anomaly.started_wall
+        # The earliest start on each clock on its own: a member on another timeline (the lens's, another
+        # source's device clock) can be earlier on that clock and later on the wall clock, and the wall
+        # start is the one people read (an issue's "started", its timeline's t = 0).
+        live.started_mono = min(live.started_mono, anomaly.started_mono)
+        live.started_wall = min(live.started_wall, anomaly.started_wall)
         if live.group.endswith(WILDCARD_GROUP_SUFFIX) and not group.endswith(WILDCARD_GROUP_SUFFIX):
             live.group = group  # a lens-only incident takes the group of the first channel that joins it
         if not live.pending:
