@@ -10,9 +10,10 @@
 - `Retry-After`: one parser (`retry_after.py`), seconds or HTTP date; a date is read against the
   answer's own `Date` header when it has one, so the two clocks need not agree.
 - transient versus permanent: the table in `errors.py`. Idempotent calls are retried here, a few
-  times, with jittered backoff honouring a short `Retry-After`; a longer one goes up to the caller
-  (the durable outbox, the lens lifecycle) which waits for it durably. A call that is not idempotent
-  is retried only when the failure proves nothing was applied (refused, 408/425/429).
+  times, with jittered backoff honouring a short `Retry-After` (each retry logged at debug only); a
+  longer one goes up to the caller (the durable outbox, the lens lifecycle) which waits for it durably
+  and logs the condition. A call that is not idempotent is retried only when the failure proves
+  nothing was applied (refused, 408/425/429).
 - secrets: server text is scrubbed of the client's secrets (`scrub.py`) before it is cut, put in an
   exception or logged; error bodies are read up to `MAX_ERROR_BYTES` only (`answers.py`).
 - timeouts: per phase, never aiohttp's single 300 s total: `connect_timeout` to connect, a read
@@ -182,7 +183,9 @@ class Transport:
                     or wait > policy.max_retry_after
                 ):
                     raise
-                log.warning(
+                # Debug: one call's few quick retries are detail; a call that still fails goes up to
+                # its caller, which logs the condition once (the outbox's pause, the lens lifecycle).
+                log.debug(
                     f"{self.service}_api_retry",
                     method=method,
                     path=path,

@@ -5,6 +5,11 @@ failed, or holding the whole queue (pause.py) when the service, not the job, is 
 Groups (model.py): a job waiting for a prerequisite (`Waiting`) steps aside and fails after the
 policy's `prerequisite_wait`. All times are on the outbox clock (clock.py).
 
+Logs: a retry is logged per attempt at debug only. The condition behind it is logged once when it
+begins and once when it ends: a service-wide failure by the queue's pause (pause.py), a job's own
+failure (a retryable 4xx, a handler error) by `outbox_job_retrying` and then
+`outbox_job_delivered_after_retries` or `outbox_job_failed`.
+
 A full disk: an outcome (delivered, retry, failed) that cannot be recorded is kept in memory and
 recorded again until it is (the job stays in flight meanwhile, so it is neither sent again nor lost).
 """
@@ -55,6 +60,7 @@ class JobDelivery:
         self._pause = pause
         self.handlers = handlers
         self.missing_handlers: set[str] = set()  # kinds with a job and no handler yet (/status)
+        self._retrying: set[int] = set()  # jobs retried for their own sake, `outbox_job_retrying` logged
         self._attempt_timeout = attempt_timeout
 
     def add_handler(self, kind: str, handler: JobHandler) -> None:
@@ -106,7 +112,7 @@ class JobDelivery:
                 await self._block_auth(job, err, unknown=job.attempt_started and not sending)
             else:
                 if err.status is not None:
-                    self._pause.service_ok()
+                    self._pause.service_ok(self._clock())
                 reason = "rejected by server" if err.status is not None else err.message
                 await self._fail(
                     job, {"reason": reason, "status": err.status, "body": err.body, "error": err.message}
@@ -122,7 +128,12 @@ class JobDelivery:
             await self._record(self._store.mark_done, job.id, result, adopted=adopted)
             if adopted:
                 log.info("outbox_job_adopted", job_id=job.id, kind=job.kind, group=job.group)
-            self._pause.service_ok()
+            if job.id in self._retrying:
+                self._retrying.discard(job.id)
+                log.info(
+                    "outbox_job_delivered_after_retries", job_id=job.id, kind=job.kind, attempts=job.attempts
+                )
+            self._pause.service_ok(self._clock())
 
     async def _record(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
         """Record an attempt's outcome; while the disk refuses (SQLITE_FULL, an I/O error) keep it
@@ -186,8 +197,14 @@ class JobDelivery:
             self._store.mark_retry, job.id, now + delay, message, outcome_unknown=outcome_unknown
         )
         if service and (status is None or status >= 500 or status == 429):
-            self._pause.service_failed(now, retry_after)
-        log.info(
+            self._pause.service_failed(now, retry_after, status=status, error=message)
+        elif job.id not in self._retrying:
+            self._retrying.add(job.id)
+            log.warning(
+                "outbox_job_retrying", job_id=job.id, kind=job.kind, group=job.group, status=status,
+                error=message[:200],
+            )  # fmt: skip
+        log.debug(
             "outbox_retry",
             job_id=job.id,
             kind=job.kind,
@@ -206,6 +223,7 @@ class JobDelivery:
         )
 
     async def _fail(self, job: Job, failure: Json) -> None:
+        self._retrying.discard(job.id)
         cascaded = await self._record(self._store.mark_failed, job.id, failure)
         log.error(
             "outbox_job_failed",

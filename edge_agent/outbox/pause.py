@@ -8,7 +8,9 @@ probe per backoff period during an outage, not 10,000 requests and 20,000 fsyncs
 `blocked: auth` with the server's answer, and one job probes every `retry_cap` until it succeeds.
 
 State only, on the outbox clock (clock.py): the delivery of a job tells it how the service answered,
-the scheduling loop asks it whether to wait and how many jobs to try.
+the scheduling loop asks it whether to wait and how many jobs to try. Each pause is logged once when it
+begins and once when it ends (`outbox_paused`/`outbox_resumed`, `outbox_blocked_auth`/`outbox_unblocked`),
+never per probe.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class QueuePause:
         # The outbox's one generator, shared with the jobs' own backoff (the same draws as before).
         self._rng = rng
         self.service_failures = 0
+        self.failing_since = 0.0  # when the failures in a row began (outbox clock)
         self.until = 0.0
         self.blocked: Json | None = None
 
@@ -35,16 +38,32 @@ class QueuePause:
         """True while deliveries fail for the service's sake: one job at a time until one succeeds."""
         return self.service_failures > 0 or self.blocked is not None
 
-    def service_ok(self) -> None:
+    def service_ok(self, now: float) -> None:
         """A request was answered (delivered, or refused for the job's own sake): the pause ends."""
         if self.blocked is not None:
             log.warning("outbox_unblocked", was=self.blocked.get("reason"))
+        if self.service_failures:
+            log.info(
+                "outbox_resumed",
+                failed_attempts=self.service_failures,
+                paused_s=round(max(0.0, now - self.failing_since), 3),
+            )
         self.blocked = None
         self.service_failures = 0
         self.until = 0.0
 
-    def service_failed(self, now: float, retry_after: float | None) -> None:
+    def service_failed(
+        self, now: float, retry_after: float | None, *, status: int | None, error: str
+    ) -> None:
         """No answer, a 5xx or a 429: the whole queue waits, longer after each failure in a row."""
+        if not self.service_failures:
+            self.failing_since = now
+            log.warning(
+                "outbox_paused",
+                reason="Atlas unreachable or overloaded: one job probes until a request succeeds",
+                status=status,
+                error=error[:200],
+            )
         self.service_failures += 1
         pause = self._policy.delay(self.service_failures, retry_after, self._rng)
         self.until = max(self.until, now + pause)

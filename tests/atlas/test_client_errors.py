@@ -223,7 +223,7 @@ async def test_token_never_in_errors_or_logs(atlas_emulator: AtlasEmulator, slee
             errors.append(exc)
         atlas_emulator.faults.update({"error_rate": 1.0})
         try:
-            await atlas.list_issues()  # retried: logs a warning per retry
+            await atlas.list_issues()  # retried: logs a debug line per retry
         except AtlasRetryableError as exc:
             errors.append(exc)
         atlas_emulator.faults.reset()
