@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 from reporter_helpers import SYSTEM_ID, Bench, fault, make_bench, wait_for
 
 from edge_agent.emulators.atlas import AtlasEmulator
@@ -72,6 +73,27 @@ async def test_outcomes_from_api_and_markers(emulator: AtlasEmulator, tmp_path: 
     (run,) = emulator.state()["test_runs"]
     assert run["system_id"] == SYSTEM_ID
     assert sorted(c["title"] for c in run["test_cards"]) == ["Power", "bench-07 steps"]
+    await bench.stop()
+
+
+@pytest.mark.parametrize("source", ["markers", "api", "plan"])
+async def test_what_each_steps_source_takes(emulator: AtlasEmulator, tmp_path: Path, source: str) -> None:
+    """As README and config/edge-agent.example.toml say: the control API marks steps whatever
+    `steps.source` says; "api" makes it the only way (#STEP markers ignored, counted on /status), and
+    "plan" takes what "markers" takes (a [steps.plan] applies with every source)."""
+    bench = await make_bench(emulator, tmp_path, steps={"source": source})
+    tracker = await _tracker(bench, tmp_path)
+    await tracker.start_step("from the api")
+    assert (await tracker.end_step("from the api", "PASS"))["execution_status"] == "passed"
+    m = bench.clock
+    await tracker.on_marker(StepMarker("bench", StepEdge.START, "from a marker", m.mono, m.now_wall()))
+    await tracker.on_marker(
+        StepMarker("bench", StepEdge.END, "from a marker", m.mono, m.now_wall(), Verdict.PASS)
+    )
+    status = tracker.status()
+    by_markers = [] if source == "api" else ["from a marker"]
+    assert [step["step"] for step in status["completed"]] == ["from the api", *by_markers]
+    assert status["ignored_markers"] == (2 if source == "api" else 0)
     await bench.stop()
 
 
