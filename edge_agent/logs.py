@@ -5,6 +5,7 @@ that strips secrets from every record, ours and the libraries' (aiohttp, websock
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import Iterable, MutableMapping
@@ -87,6 +88,20 @@ class SecretRedactor:
 LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
+class _LogStreamHandler(logging.StreamHandler[TextIO]):
+    """The stdlib stream handler, except when whoever read the logs went away (`edge-agent demo | head`,
+    a restarted journal): the lines that follow go nowhere, quietly, instead of a "Logging error"
+    traceback on stderr for each. The process goes on (a daemon keeps running); a command's own output
+    to the closed pipe ends it (edge_agent.cli.main)."""
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if isinstance(sys.exc_info()[1], BrokenPipeError):
+            # Not setStream: it would flush the broken stream first, and raise again.
+            self.stream = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 (open for the handler's life)
+            return
+        super().handleError(record)
+
+
 def setup_logging(
     level: str = "info",
     *,
@@ -127,7 +142,7 @@ def setup_logging(
             renderer,
         ],
     )
-    handler = logging.StreamHandler(out)
+    handler = _LogStreamHandler(out)
     handler.setFormatter(formatter)
     root = logging.getLogger()
     for old in list(root.handlers):

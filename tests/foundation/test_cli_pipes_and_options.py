@@ -77,6 +77,21 @@ def test_head_of_check_config_is_its_first_lines_and_nothing_on_stderr(tmp_path:
     assert done.stdout.splitlines()[0].endswith("base.toml: valid") and len(done.stdout.splitlines()) == 3
 
 
+def test_a_command_that_logs_to_stdout_ends_quietly_when_its_reader_goes(tmp_path: Path) -> None:
+    """`edge-agent demo | head -3`: the demo logs to stdout (JSON lines) besides printing; after head
+    is gone its log lines must not become a "Logging error" traceback each on stderr."""
+    argv = [EXE, "demo", "--workdir", str(tmp_path / "demo"), "--log-format", "json", "--log-level", "debug"]
+    with subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+    ) as demo:
+        assert demo.stdout is not None and demo.stderr is not None
+        head = [demo.stdout.readline() for _ in range(3)]
+        demo.stdout.close()
+        assert demo.wait(timeout=120) == 128 + signal.SIGPIPE
+        assert demo.stderr.read() == ""
+    assert all(head)
+
+
 @pytest.mark.parametrize("rate", ["inf", "-inf", "nan", "0", "-2", "ten"])
 def test_backtest_refuses_a_rate_that_is_not_a_finite_positive_number(tmp_path: Path, rate: str) -> None:
     argv = ["backtest", "--config", str(config_file(tmp_path)), str(csv_recording(tmp_path)), "--rate", rate]
