@@ -3,6 +3,8 @@
 Every channel involved on one time axis (one panel per channel, the time axis shared), its limits or
 learned band drawn as dashed lines, the incident's span shaded and each member's own span shaded on its
 channel, each member's peak marked, and the test-step boundaries drawn as labelled vertical lines.
+The time axis is the evidence's own span (`data_span`): the steps are drawn where they overlap it, cut
+at its ends (`step_marks`), never widening it to a step that began long before.
 
 The picture is made from the evidence files themselves (the CSV and the JSON summary the reporter
 already wrote), in a separate process (`python -m edge_agent.evidence.plot CSV JSON PNG`): matplotlib
@@ -25,6 +27,7 @@ import json
 import math
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,12 @@ DPI = 100
 MAX_POINTS = 2 * WIDTH_PX
 PLOT_TIMEOUT_S = 60.0
 FIXED_COLUMNS = ("wall_time", "offset_s", "source", "device_time")
+X_MARGIN = 0.02  # of the data's time span, either side
+# A step's name is written where its visible part is wide enough for it: this much of the axis a
+# character (8 pt text is ~6 px a character; the axis is ~80 % of WIDTH_PX).
+LABEL_CHAR = 6.0 / (0.8 * WIDTH_PX)
+SAME_EDGE = 0.002  # step edges closer than this (of the axis) are one line: one step's end, the next's start
+STEP_COLOR = "#548235"
 
 
 def plot_size(panels: int) -> tuple[int, int]:
@@ -115,9 +124,61 @@ def _offset(summary: Mapping[str, Any], mono: Any) -> float | None:
     return None
 
 
-def render_plot(csv_path: Path, json_path: Path, png_path: Path) -> tuple[int, int]:
-    """Draw the PNG (blocking, imports matplotlib), written atomically (state_files); returns its size
-    in pixels."""
+@dataclass(frozen=True, slots=True)
+class Drawn:
+    """What `render_plot` drew, read back from the figure: the PNG's size in pixels, the time axis's
+    limits, and the step boundaries and step names on it (the same on every panel)."""
+
+    size: tuple[int, int]
+    x_limits: tuple[float, float]
+    step_lines: list[float]
+    step_labels: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class StepMarks:
+    lines: list[float]  # step boundaries inside the axis, each drawn once
+    labels: list[tuple[float, str]]  # (where, name) of the steps with room for their name
+
+
+def data_span(offsets: Sequence[float]) -> tuple[float, float]:
+    """The time axis: the evidence's own frames, with `X_MARGIN` of their span either side. Steps and
+    spans reaching further are cut at it (a run's first step may be minutes before the evidence)."""
+    finite = [x for x in offsets if math.isfinite(x)]
+    if not finite:
+        return -1.0, 1.0
+    low, high = min(finite), max(finite)
+    margin = max(high - low, 1e-3) * X_MARGIN
+    return low - margin, high + margin
+
+
+def step_marks(steps: Sequence[Mapping[str, Any]], low: float, high: float) -> StepMarks:
+    """The steps overlapping [low, high]: their boundaries inside it (one line where a step ends as the
+    next starts), and each name at the start of its visible part where that part is wide enough for
+    it (`LABEL_CHAR` of the axis a character)."""
+    lines: list[float] = []
+    labels: list[tuple[float, str]] = []
+    tolerance = (high - low) * SAME_EDGE
+    for step in steps:
+        start, end = step.get("start_s"), step.get("end_s")
+        if not (isinstance(start, int | float) and math.isfinite(start)):
+            continue
+        stop = float(end) if isinstance(end, int | float) and math.isfinite(end) else math.inf
+        if stop < low or start > high:
+            continue  # entirely outside the evidence
+        for edge in (float(start), stop):
+            if low <= edge <= high and all(abs(edge - seen) > tolerance for seen in lines):
+                lines.append(edge)
+        shown_from, shown_to = max(float(start), low), min(stop, high)
+        name = str(step.get("name"))
+        if shown_to - shown_from >= (high - low) * LABEL_CHAR * (len(name) + 2):
+            labels.append((shown_from, name))
+    return StepMarks(sorted(lines), labels)
+
+
+def render_plot(csv_path: Path, json_path: Path, png_path: Path) -> Drawn:
+    """Draw the PNG (blocking, imports matplotlib), written atomically (state_files); returns what was
+    drawn (read back from the figure)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,6 +195,8 @@ def render_plot(csv_path: Path, json_path: Path, png_path: Path) -> tuple[int, i
     limits: Mapping[str, Any] = summary.get("limits") or {}
     end = _offset(summary, summary.get("ended_mono"))
     span_end = end if end is not None else (offsets[-1] if offsets else 0.0)
+    x_limits = data_span(offsets)
+    marks = step_marks(summary.get("steps") or [], *x_limits)
     for axis, channel in zip(axes[:, 0], channels, strict=False):
         xs, ys = envelope(offsets, columns.get(channel, []), MAX_POINTS)
         axis.plot(xs, ys, linewidth=0.9, color="#1f4e79")
@@ -153,14 +216,12 @@ def render_plot(csv_path: Path, json_path: Path, png_path: Path) -> tuple[int, i
             value = member.get("peak_value")
             if peak is not None and isinstance(value, int | float) and math.isfinite(value):
                 axis.plot([peak], [value], marker="v", color="#c00000", markersize=7)
-        for step in summary.get("steps") or []:
-            for edge in ("start", "end"):
-                at = step.get(f"{edge}_s")
-                if isinstance(at, int | float) and math.isfinite(at):
-                    axis.axvline(at, color="#548235", linewidth=1.0)
-                    if edge == "start":
-                        axis.text(at, 1.0, f" {step.get('name')}", transform=axis.get_xaxis_transform(),
-                                  va="top", fontsize=8, color="#548235")  # fmt: skip
+        for at in marks.lines:
+            axis.axvline(at, color=STEP_COLOR, linewidth=1.0)
+        for at, name in marks.labels:
+            axis.text(at, 1.0, f" {name}", transform=axis.get_xaxis_transform(), va="top", fontsize=8,
+                      color=STEP_COLOR, clip_on=True)  # fmt: skip
+        axis.set_xlim(*x_limits)
         axis.set_ylabel(channel, fontsize=9)
         axis.grid(True, linewidth=0.3)
     axes[-1, 0].set_xlabel("seconds from the incident's start (the source's clock)")
@@ -168,9 +229,15 @@ def render_plot(csv_path: Path, json_path: Path, png_path: Path) -> tuple[int, i
     figure.suptitle(title[:160], fontsize=10)
     image = io.BytesIO()
     figure.savefig(image, format="png", dpi=DPI)
+    drawn = Drawn(
+        (width, height),
+        (float(axes[-1, 0].get_xlim()[0]), float(axes[-1, 0].get_xlim()[1])),
+        sorted({float(line.get_xdata()[0]) for line in axes[0, 0].lines if line.get_color() == STEP_COLOR}),
+        [text.get_text().strip() for text in axes[0, 0].texts],
+    )
     plt.close(figure)
     write_atomic(png_path, image.getvalue())  # whole or nothing: the uploader never sees half a picture
-    return width, height
+    return drawn
 
 
 async def render_plot_async(csv_path: Path, json_path: Path, png_path: Path) -> Path | None:

@@ -75,3 +75,54 @@ def test_the_envelope_keeps_every_bucket_extreme_and_is_bounded() -> None:
     assert len(ex) <= 1000 and list(ex) == sorted(ex)
     assert max(ey) == 50.0 and min(ey) == -50.0
     assert list(envelope(xs[:10], ys[:10], 1000)[1]) == ys[:10]  # short traces are drawn as they are
+
+
+def _run_evidence(tmp_path: Path) -> tuple[Path, Path]:
+    """Evidence as the demo writes it: 5 s before the incident to 3 s after, within a run whose steps
+    began half a minute before (power_on at -33 s), one step ending as the next starts."""
+    frames = [
+        Frame("bench", 105.0 + i * 0.01, WALL0 + i * 0.01, {"vibration_g": math.sin(i / 10)}, float(i))
+        for i in range(801)
+    ]  # offsets -5 .. +3 s from the incident's start (110)
+    summary = {
+        "id": "inc-2", "kind": "incident", "title": "[bench] vibration_g above 0.5", "started_mono": 110.0,
+        "ended_mono": 112.0, "limits": {"vibration_g": {"max": 0.5}},
+        "steps": [
+            {"name": "power_on", "start_s": -33.0, "end_s": -21.0},
+            {"name": "warm_up", "start_s": -21.0, "end_s": -2.0},
+            {"name": "load_test", "start_s": -2.0, "end_s": None},
+        ],
+        "members": [{"channel": "vibration_g", "started_mono": 110.0, "ended_mono": 112.0,
+                     "peak_mono": 111.0, "peak_value": 1.0}],
+    }  # fmt: skip
+    files = write_evidence(tmp_path, "inc-2", summary, frames, t0=110.0)
+    return files.csv_path, files.json_path
+
+
+def test_the_time_axis_is_the_evidence_and_steps_are_cut_to_it(tmp_path: Path) -> None:
+    """The axis spans the data (-5..+3 s with a small margin), not the run's first step (-33 s); a step
+    wholly before the data is not drawn; the boundary inside is drawn once (warm_up's end is load_test's
+    start); the steps that show are named."""
+    from edge_agent.evidence.plot import render_plot
+
+    csv_path, json_path = _run_evidence(tmp_path)
+    drawn = render_plot(csv_path, json_path, tmp_path / "inc-2.png")
+    low, high = drawn.x_limits
+    assert -5.5 < low <= -5.0 and 3.0 <= high < 3.5, drawn.x_limits
+    assert drawn.step_lines == [-2.0]
+    assert drawn.step_labels == ["warm_up", "load_test"]
+    assert drawn.size == plot_size(1)
+    assert matplotlib.image.imread(tmp_path / "inc-2.png").shape[:2] == (plot_size(1)[1], plot_size(1)[0])
+
+
+def test_a_step_too_narrow_for_its_name_is_a_line_without_a_name() -> None:
+    from edge_agent.evidence.plot import step_marks
+
+    steps = [
+        {"name": "a_step_with_a_long_name", "start_s": 0.0, "end_s": 0.1},
+        {"name": "next", "start_s": 0.1, "end_s": 20.0},
+        {"name": "after", "start_s": 30.0, "end_s": None},
+    ]
+    marks = step_marks(steps, -1.0, 11.0)
+    assert marks.lines == [0.0, 0.1]
+    assert marks.labels == [(0.1, "next")]
