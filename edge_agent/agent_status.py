@@ -123,7 +123,7 @@ class AgentStatus:
             "reporter": agent.reporter.status() if agent.reporter is not None else None,
             "evidence": agent.rings.status(),
             "memory": agent.memory.status(agent.rings.nbytes),
-            "steps": agent.steps.status(),
+            "steps": await agent.steps.shown_status(),
             "analysis": await agent.analysis.status(),
             "state_files": agent.state_health.status(),
             "consumers": {c.name: c.status() for c in agent.feeds()},

@@ -141,7 +141,7 @@ async def state_parts(agent: Agent, board: LiveBoard) -> dict[str, Any]:
     change independently (a page is sent only the parts that changed since it last got them)."""
     return {
         "bands": bands(agent.detector),
-        "steps": steps_doc(agent.steps.status()),
+        "steps": steps_doc(await agent.steps.shown_status()),
         "lens": lens_doc(agent, board),
         "atlas": await atlas_doc(agent),
         "ports": {

@@ -4,15 +4,17 @@ re-sending; the PATCH is idempotent and simply re-sent."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from edge_agent.atlas.client import MAX_ISSUE_PAGE, MAX_ISSUE_SCAN, AtlasClient, parse_atlas_timestamp
 from edge_agent.atlas.errors import AtlasError
 from edge_agent.atlas.job_support import delivery_error, resolve
+from edge_agent.atlas.jobs import KIND_ISSUE
 from edge_agent.atlas.models import Card, TestRun
 from edge_agent.atlas.narrative import agent_tag
-from edge_agent.outbox import Job, Json, Outbox, Waiting
-from edge_agent.steps.outcome import ISSUE_PLACEHOLDER
+from edge_agent.outbox import Job, JobState, Json, Outbox, Waiting
+from edge_agent.steps.outcome import ISSUE_PLACEHOLDER, name_issues
 
 KIND_RUN = "atlas.test_run"
 KIND_CARD = "atlas.test_card"
@@ -22,6 +24,9 @@ KIND_OUTCOME = "atlas.step_outcome"
 # "pending" instead: the step's outcome is worth more than the link.
 ISSUE_WAIT_ATTEMPTS = 5
 ISSUE_WAIT_SECONDS = 5.0
+# Delivered issue jobs read (newest first) to name the issues in the notes /status shows: more than the
+# incidents of the steps it shows (MAX_COMPLETED_SHOWN) could name in all but a storm of incidents.
+ISSUE_JOBS_SCANNED = 500
 
 
 class RunHandler:
@@ -182,6 +187,32 @@ async def issues_of_incidents(client: AtlasClient, incident_ids: Iterable[str]) 
     return found
 
 
+async def issues_known(outbox: Outbox, incident_ids: Iterable[str]) -> dict[str, str]:
+    """incident id -> its Atlas issue id, for those whose issue job the outbox has delivered (among the
+    newest ISSUE_JOBS_SCANNED): what the agent knows without asking Atlas."""
+    wanted = set(incident_ids)
+    if not wanted:
+        return {}
+    found: dict[str, str] = {}
+    for job in await outbox.latest(KIND_ISSUE, JobState.DONE, ISSUE_JOBS_SCANNED):
+        incident_id, issue_id = job.payload.get("incident_id"), (job.result or {}).get("issue_id")
+        if incident_id in wanted and isinstance(issue_id, str):
+            found.setdefault(str(incident_id), issue_id)
+    return found
+
+
+async def notes_as_sent(outbox: Outbox, completed: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Completed steps (StepTracker's) with each note (`exception`) as its outcome job sends it to
+    Atlas (`name_issues`), for /status and the live page: the agent's incident ids in it become the
+    Atlas issue ids the outbox knows, else "pending (incident ...)"."""
+    notes = [str(c.get("exception") or "") for c in completed]
+    issue_of = await issues_known(outbox, (i for note in notes for i in ISSUE_PLACEHOLDER.findall(note)))
+    return [
+        {**c, "exception": name_issues(note, issue_of)} if note else dict(c)
+        for c, note in zip(completed, notes, strict=True)
+    ]
+
+
 async def fill_issue_placeholders(
     client: AtlasClient, text: str, attempts: int
 ) -> tuple[str, dict[str, str]]:
@@ -193,8 +224,7 @@ async def fill_issue_placeholders(
     missing = [i for i in wanted if i not in found]
     if missing and attempts < ISSUE_WAIT_ATTEMPTS:
         raise Waiting(f"issue of incident {missing[0]} not filed yet", ISSUE_WAIT_SECONDS)
-    names = {i: found.get(i, f"pending (incident {i})") for i in wanted}
-    return ISSUE_PLACEHOLDER.sub(lambda m: names.get(m.group(1), m.group(0)), text), found
+    return name_issues(text, found), found
 
 
 def register_step_handlers(outbox: Outbox, client: AtlasClient) -> None:

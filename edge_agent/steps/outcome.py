@@ -48,6 +48,13 @@ def overlaps(start: float, end: float, span: AnomalySpan) -> bool:
 ISSUE_PLACEHOLDER = re.compile(r"\{issue:([A-Za-z0-9][A-Za-z0-9_.-]*)\}")
 
 
+def name_issues(text: str, issue_of: Mapping[str, str]) -> str:
+    """`text` as Atlas shows it: each `{issue:<incident-id>}` replaced by that incident's Atlas issue id
+    where `issue_of` knows it, else by "pending (incident <id>)". The one rendering of a step's note:
+    the outcome job sends it (steps/jobs.py), /status and the live page show it (StepTracker)."""
+    return ISSUE_PLACEHOLDER.sub(lambda m: issue_of.get(m[1]) or f"pending (incident {m[1]})", text)
+
+
 def issue_placeholder(incident_id: str) -> str:
     """Where the note names an incident's Atlas issue; the outcome job puts the issue's id there when it
     is delivered (steps/jobs.py), since the issue may not be filed yet when the step ends."""

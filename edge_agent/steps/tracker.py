@@ -37,7 +37,7 @@ from edge_agent.logs import get_logger
 from edge_agent.outbox import Outbox, OutboxError
 from edge_agent.state_health import StateFileHealth
 from edge_agent.steps.atlas_objects import Refs, RunObjects, jobs_group
-from edge_agent.steps.jobs import register_step_handlers
+from edge_agent.steps.jobs import notes_as_sent, register_step_handlers
 from edge_agent.steps.outcome import step_outcome
 from edge_agent.steps.spans import StepSpans
 from edge_agent.steps.state_file import StepStateFile
@@ -388,3 +388,9 @@ class StepTracker:
             "ignored_markers": self.ignored_markers,
             "state_file": self.file.status(),
         }
+
+    async def shown_status(self) -> dict[str, Any]:
+        """`status()` with the notes as Atlas shows them (`notes_as_sent`): for /status, the live page."""
+        status = self.status()
+        status["completed"] = await notes_as_sent(self.outbox, status["completed"])
+        return status
