@@ -342,7 +342,7 @@ class Agent(AgentDataPath):
             await self.analysis.run_ended()
         await self.analysis.flush()
         if self.reporter is not None:
-            await self.reporter.close(clean=final)
+            await self.reporter.close(clean=final, deadline=deadline)
         lens_stop = asyncio.create_task(self.supervisor.stop("lens"))
         drained = await self.outbox.drain(max(0.0, deadline - time.monotonic()))
         await lens_stop

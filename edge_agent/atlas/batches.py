@@ -221,7 +221,8 @@ def evidence_batch(
         if plot is not None:
             spec = JobSpec(spec.kind, spec.group, spec.payload, (*spec.deps, BatchRef(0)), spec.priority)
         specs.append(spec)
-        comment_deps = (*issue.deps, upload)
+        # The comment follows the plot job too: it says when the picture could not be drawn.
+        comment_deps = (*issue.deps, upload, *((BatchRef(0),) if plot is not None else ()))
     specs.append(
         JobSpec(
             KIND_COMMENT,

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from edge_agent.evidence import EvidenceWindow
-from edge_agent.evidence.plot import render_plot_async
+from edge_agent.evidence.plot import PLOT_TIMEOUT_S, render_plot_async
 from edge_agent.evidence.writer import write_evidence_async
 from edge_agent.frames import Frame
 from edge_agent.incidents import Incident
@@ -30,6 +31,10 @@ from edge_agent.state_health import StateFileHealth
 log = get_logger(__name__)
 
 KIND_PLOT = "evidence.plot"
+# While the agent stops, a plot is drawn only with this long left before the drain's end for the upload
+# and the comment that follow it, and only given at least MIN_PLOT_S to draw (one takes 1-3 s of CPU).
+STOP_RESERVE_S = 4.0
+MIN_PLOT_S = 2.0
 
 Limits = dict[str, dict[str, float]]  # channel -> {"min", "max", "low", "high"} (finite only)
 StepSpans = list[dict[str, Any]]  # {"name", "started_wall", "ended_wall" | None}
@@ -137,23 +142,43 @@ def limits_from_checks(checks: Sequence[tuple[str, str, Any]], sources: Sequence
 class PlotHandler:
     """Outbox job `evidence.plot`, payload `{csv, json, png}`: draws the PNG (a child process, see
     evidence/plot.py) before the upload that sends it. Never fails: a picture that cannot be drawn is
-    left out of the upload (a missing file), and the evidence goes on without it. While the agent
-    stops (`skip()`), no picture is drawn: the data must fit the stop's drain deadline, a picture is
-    worth less than the evidence it shows."""
+    left out of the upload (a missing file), the evidence goes on without it, and the comment that
+    presents the evidence says why (`not_drawn`, `plot_missing_note`).
 
-    def __init__(self, skip: Callable[[], bool] = lambda: False) -> None:
-        self.skip = skip
+    While the agent stops (`stop_deadline()`, monotonic, the drain's end), the picture is still drawn if
+    it can be before that end with STOP_RESERVE_S left for the upload and the comment after it: an
+    incident closed by the stop is the one most likely to be looked at. One that cannot is left out."""
+
+    def __init__(self, stop_deadline: Callable[[], float | None] = lambda: None) -> None:
+        self.stop_deadline = stop_deadline
 
     async def deliver(self, job: Job, deps: Mapping[int, Json]) -> Json:
         payload = job.payload
         png = Path(str(payload["png"]))
         if await asyncio.to_thread(png.is_file):  # drawn by an attempt a restart cut short
             return {"png": str(png)}
-        if self.skip():
-            log.info("evidence_plot_skipped", png=png.name, reason="the agent is stopping")
-            return {"png": None}
-        drawn = await render_plot_async(Path(str(payload["csv"])), Path(str(payload["json"])), png)
-        return {"png": None if drawn is None else str(drawn)}
+        timeout = PLOT_TIMEOUT_S
+        deadline = self.stop_deadline()
+        if deadline is not None:
+            timeout = min(timeout, deadline - time.monotonic() - STOP_RESERVE_S)
+            if timeout < MIN_PLOT_S:
+                log.warning(
+                    "evidence_plot_skipped", png=png.name, reason="the agent is stopping", left_s=timeout
+                )
+                return {"png": None, "not_drawn": "the agent was stopping, with no time left to draw it"}
+        drawn = await render_plot_async(
+            Path(str(payload["csv"])), Path(str(payload["json"])), png, within_s=timeout
+        )
+        if drawn is None:
+            return {"png": None, "not_drawn": "it could not be drawn (the agent's log says why)"}
+        return {"png": str(drawn)}
 
     async def find_existing(self, job: Job, deps: Mapping[int, Json]) -> Json | None:
         return None  # drawing again is the look-up: deliver is idempotent
+
+
+def plot_missing_note(deps: Mapping[int, Json]) -> str | None:
+    """Added to the comment whose upload went without its plot (a plot job among the comment's deps
+    answered `not_drawn`): a missing picture is said, never silent."""
+    reasons = [str(r["not_drawn"]) for r in deps.values() if r.get("not_drawn")]
+    return f"The plot (PNG) is not attached: {reasons[0]}." if reasons else None

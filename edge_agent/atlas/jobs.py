@@ -22,7 +22,7 @@ from edge_agent.atlas.client import (
     parse_atlas_timestamp,
 )
 from edge_agent.atlas.errors import AtlasError, AtlasNotFound, detail_text
-from edge_agent.atlas.evidence_files import KIND_PLOT, PlotHandler
+from edge_agent.atlas.evidence_files import KIND_PLOT, PlotHandler, plot_missing_note
 from edge_agent.atlas.evidence_retry import EvidenceHandler, EvidenceRetry
 from edge_agent.atlas.incident_text import insert_before_marker, kept_locally_note
 from edge_agent.atlas.job_support import delivery_error, incident_issue, resolve
@@ -273,6 +273,9 @@ class CommentHandler:
         deferred = [d for r in deps.values() for d in r.get("deferred") or []]
         if deferred:  # the upload it follows left evidence out: say which, where and why
             content = insert_before_marker(content, kept_locally_note(deferred))
+        not_drawn = plot_missing_note(deps)
+        if not_drawn:
+            content = insert_before_marker(content, not_drawn)
         return content, attachments
 
     def _marker(self, job: Job) -> str:
@@ -305,12 +308,12 @@ def register_reporter_handlers(
     waiting: WaitingEvidence | None = None,
     upload_attempts: int = DEFAULT_UPLOAD_ATTEMPTS,
     evidence_retry: EvidenceRetry | None = None,
-    stopping: Callable[[], bool] = lambda: False,
+    stop_deadline: Callable[[], float | None] = lambda: None,
 ) -> None:
     """`waiting`: where refused evidence keeps its progress (None: in memory only)."""
     waiting = waiting or WaitingEvidence(None)
     outbox.register(KIND_SESSION, SessionHandler(client))
-    outbox.register(KIND_PLOT, PlotHandler(skip=stopping))
+    outbox.register(KIND_PLOT, PlotHandler(stop_deadline))
     outbox.register(KIND_UPLOAD, UploadHandler(client, attempts=upload_attempts, waiting=waiting))
     outbox.register(KIND_ISSUE, IssueHandler(client, outbox.job))
     outbox.register(KIND_ISSUE_UPDATE, IssueUpdateHandler(client))

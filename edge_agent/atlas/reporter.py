@@ -99,7 +99,9 @@ class Reporter:
         self.planner = EvidencePlanner.from_config(config.evidence, close_delay=config.incidents.join_window)
         self._tracked = TrackedIncidents(outbox, self.bench)
         self._lock = asyncio.Lock()
-        self.stopping = False  # close() began: evidence goes without its picture (PlotHandler)
+        # close() began: the drain's end (monotonic), which a plot drawn now must leave time before
+        # (PlotHandler).
+        self.stop_deadline: float | None = None
         self.counters: dict[str, int] = {
             "incidents_opened": 0,
             "incidents_closed": 0,
@@ -145,17 +147,18 @@ class Reporter:
             waiting=self.waiting,
             upload_attempts=self.config.atlas.upload_attempts,
             evidence_retry=EvidenceRetry.from_section(self.config.atlas),
-            stopping=lambda: self.stopping,
+            stop_deadline=lambda: self.stop_deadline,
         )
         await asyncio.to_thread(remove_stale_tmp, self.evidence_dir)
         await self.threads.load()
         await self.session.load_or_begin()
         await recover_open_incidents(self)
 
-    async def close(self, clean: bool) -> None:
+    async def close(self, clean: bool, deadline: float | None = None) -> None:
         """Shutdown: write every evidence now (what the rings hold) and enqueue it; a clean shutdown
-        ends the run, so the next start begins a new run and a new Atlas session."""
-        self.stopping = True
+        ends the run, so the next start begins a new run and a new Atlas session. `deadline`: when the
+        drain that follows ends (monotonic; None: now, no plot is drawn any more)."""
+        self.stop_deadline = time.monotonic() if deadline is None else deadline
         async with self._lock:
             await self._backlog.work()
             for window in self.planner.flush(self.now_of):

@@ -240,19 +240,21 @@ def render_plot(csv_path: Path, json_path: Path, png_path: Path) -> Drawn:
     return drawn
 
 
-async def render_plot_async(csv_path: Path, json_path: Path, png_path: Path) -> Path | None:
-    """The PNG, drawn in a child process within PLOT_TIMEOUT_S; None (logged) if it could not be."""
+async def render_plot_async(
+    csv_path: Path, json_path: Path, png_path: Path, *, within_s: float = PLOT_TIMEOUT_S
+) -> Path | None:
+    """The PNG, drawn in a child process within `within_s` seconds; None (logged) if it could not be."""
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "edge_agent.evidence.plot", str(csv_path), str(json_path), str(png_path),
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     try:
-        _, stderr = await asyncio.wait_for(process.communicate(), PLOT_TIMEOUT_S)
+        _, stderr = await asyncio.wait_for(process.communicate(), within_s)
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             process.kill()
         await process.wait()
-        log.error("evidence_plot_failed", png=png_path.name, error=f"no picture within {PLOT_TIMEOUT_S:g} s")
+        log.error("evidence_plot_failed", png=png_path.name, error=f"no picture within {within_s:g} s")
         return None
     if process.returncode != 0 or not await asyncio.to_thread(png_path.is_file):
         error = stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
