@@ -92,6 +92,31 @@ listen = "127.0.0.1:{control_port}"
 """
 
 
+# One channel `v` on port "bench" (columns t_ms, v) with a limits rule at 10: the agents of the tests that
+# stop an agent mid-incident or read its step notes.
+V_OVER_10 = """
+[[rules]]
+channel = "v"
+kind = "limits"
+max = 10.0
+hold_samples = 2
+clear_after = "200ms"
+"""
+
+
+def v_agent_config(
+    tmp_path: Path, link: Path, atlas_url: str, *, bench: str, drain_deadline: str, sections: str
+) -> Path:
+    """tmp_path/agent.toml: `sections`, then the limits rule on `v`."""
+    path = tmp_path / "agent.toml"
+    text = agent_toml(
+        bench=bench, state_dir=tmp_path / "state", source="bench", link=link, columns=["t_ms", "v"],
+        atlas_url=atlas_url, drain_deadline=drain_deadline, sections=sections + V_OVER_10,
+    )  # fmt: skip
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def wide_jsonl_toml(*, bench: str, state_dir: Path, sections: str = "") -> str:
     """An agent whose one source, `bench`, reads JSON lines of up to 1 MiB from `loop://` (the test
     feeds its fan-out itself), with neither the lens nor Atlas; `sections`: the test's own tables."""

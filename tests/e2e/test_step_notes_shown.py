@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from e2e_helpers import SYSTEM_ID, agent_toml, wait_until
+from e2e_helpers import SYSTEM_ID, v_agent_config, wait_until
 
 from edge_agent.agent import Agent
 from edge_agent.config import load_config
@@ -35,21 +35,8 @@ join_window = "1s"
 
 [steps]
 system_id = "{SYSTEM_ID}"
-
-[[rules]]
-channel = "v"
-kind = "limits"
-max = 10.0
-hold_samples = 2
-clear_after = "200ms"
 """
-    path = tmp_path / "agent.toml"
-    text = agent_toml(
-        bench="notes", state_dir=tmp_path / "state", source="bench", link=link, columns=["t_ms", "v"],
-        atlas_url=atlas_url, drain_deadline="20s", sections=sections,
-    )  # fmt: skip
-    path.write_text(text, encoding="utf-8")
-    return path
+    return v_agent_config(tmp_path, link, atlas_url, bench="notes", drain_deadline="20s", sections=sections)
 
 
 async def test_status_and_the_live_page_show_the_note_as_atlas_gets_it(

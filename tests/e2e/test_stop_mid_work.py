@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import agent_toml, wait_until
+from e2e_helpers import v_agent_config, wait_until
 
 from edge_agent.agent import Agent
 from edge_agent.config import load_config
@@ -36,21 +36,10 @@ plots = false
 
 [incidents]
 join_window = "1s"
-
-[[rules]]
-channel = "v"
-kind = "limits"
-max = 10.0
-hold_samples = 2
-clear_after = "200ms"
 """
-    path = tmp_path / "agent.toml"
-    text = agent_toml(
-        bench="mid-work", state_dir=tmp_path / "state", source="bench", link=link, columns=["t_ms", "v"],
-        atlas_url=atlas_url, drain_deadline="20s", sections=sections,
-    )  # fmt: skip
-    path.write_text(text, encoding="utf-8")
-    return path
+    return v_agent_config(
+        tmp_path, link, atlas_url, bench="mid-work", drain_deadline="20s", sections=sections
+    )
 
 
 def _lines(start_ms: int, values: list[float], step_ms: int = 100) -> bytes:
