@@ -67,6 +67,8 @@ def test_band_model_rejects_bad_windows_and_settings() -> None:
     with pytest.raises(ValueError):
         BandModel(baseline_windows=0)
     with pytest.raises(ValueError):
+        BandModel(adapt_rate=1.0)
+    with pytest.raises(ValueError):
         BandModel(normal_label="x", anomaly_label="x")
 
 
