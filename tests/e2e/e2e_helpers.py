@@ -92,9 +92,12 @@ listen = "127.0.0.1:{control_port}"
 """
 
 
-# One channel `v` on port "bench" (columns t_ms, v) with a limits rule at 10: the agents of the tests that
-# stop an agent mid-incident or read its step notes.
+# One channel `v` on port "bench" (columns t_ms, v) with a limits rule at 10, a 1 s join window and 1 s of
+# evidence either side: the agents of the tests that stop an agent mid-incident or read its step notes.
 V_OVER_10 = """
+[incidents]
+join_window = "1s"
+
 [[rules]]
 channel = "v"
 kind = "limits"
@@ -105,9 +108,18 @@ clear_after = "200ms"
 
 
 def v_agent_config(
-    tmp_path: Path, link: Path, atlas_url: str, *, bench: str, drain_deadline: str, sections: str
+    tmp_path: Path,
+    link: Path,
+    atlas_url: str,
+    *,
+    bench: str,
+    drain_deadline: str,
+    plots: bool,
+    sections: str = "",
 ) -> Path:
-    """tmp_path/agent.toml: `sections`, then the limits rule on `v`."""
+    """tmp_path/agent.toml: the evidence section (`plots` drawn or not), `sections`, then the rule on `v`."""
+    evidence = f'[evidence]\nring_seconds = "60s"\npre = "1s"\npost = "1s"\nplots = {str(plots).lower()}\n'
+    sections = evidence + sections
     path = tmp_path / "agent.toml"
     text = agent_toml(
         bench=bench, state_dir=tmp_path / "state", source="bench", link=link, columns=["t_ms", "v"],

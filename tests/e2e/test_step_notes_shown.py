@@ -24,19 +24,12 @@ from edge_agent.emulators.atlas import AtlasEmulator
 
 def _config(tmp_path: Path, link: Path, atlas_url: str) -> Path:
     sections = f"""
-[evidence]
-ring_seconds = "60s"
-pre = "1s"
-post = "1s"
-plots = false
-
-[incidents]
-join_window = "1s"
-
 [steps]
 system_id = "{SYSTEM_ID}"
 """
-    return v_agent_config(tmp_path, link, atlas_url, bench="notes", drain_deadline="20s", sections=sections)
+    return v_agent_config(
+        tmp_path, link, atlas_url, bench="notes", drain_deadline="20s", plots=False, sections=sections
+    )
 
 
 async def test_status_and_the_live_page_show_the_note_as_atlas_gets_it(

@@ -24,18 +24,7 @@ from edge_agent.emulators.atlas import AtlasEmulator
 
 
 def _config(tmp_path: Path, link: Path, atlas_url: str) -> Path:
-    sections = """
-[evidence]
-ring_seconds = "60s"
-pre = "1s"
-post = "1s"
-
-[incidents]
-join_window = "1s"
-"""
-    return v_agent_config(
-        tmp_path, link, atlas_url, bench="stop-plot", drain_deadline="60s", sections=sections
-    )
+    return v_agent_config(tmp_path, link, atlas_url, bench="stop-plot", drain_deadline="60s", plots=True)
 
 
 async def _stop_during_an_incident(tmp_path: Path, atlas: AtlasEmulator, drain_s: float) -> dict[str, Any]:

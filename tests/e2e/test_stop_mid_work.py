@@ -27,19 +27,7 @@ from edge_agent.incidents import IncidentClosed
 
 
 def _config(tmp_path: Path, link: Path, atlas_url: str) -> Path:
-    sections = """
-[evidence]
-ring_seconds = "60s"
-pre = "1s"
-post = "1s"
-plots = false
-
-[incidents]
-join_window = "1s"
-"""
-    return v_agent_config(
-        tmp_path, link, atlas_url, bench="mid-work", drain_deadline="20s", sections=sections
-    )
+    return v_agent_config(tmp_path, link, atlas_url, bench="mid-work", drain_deadline="20s", plots=False)
 
 
 def _lines(start_ms: int, values: list[float], step_ms: int = 100) -> bytes:
