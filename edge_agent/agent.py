@@ -106,11 +106,13 @@ class Agent(AgentDataPath):
         self.detector = Detector(
             config.rules, config.lens if config.lens.enabled else None, source_now=self.clocks.now
         )
-        # A lens verdict arrives a window and a round trip after its anomaly started: incidents wait for it.
+        # A lens verdict arrives a window and a round trip after its anomaly started, a rule's report its
+        # hold after it: incidents wait for them.
         self.incidents = IncidentGrouper.from_section(
             config.incidents,
             clearing_since=self.detector.clearing_since,
             lateness=self.detector.report_lateness,
+            rule_delay=self.detector.rule_report_delay,
         )
         # One memory budget for every buffer of the data path; the ring holds what the others leave.
         self.memory = DataPathBudget.from_config(config)

@@ -5,7 +5,7 @@ spec and a factory of its check, so a bad rule or baseline file fails before the
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +21,24 @@ from edge_agent.detect.tracker import AnomalySpec, Debounce
 # (README "Baseline defaults" for the measurements); every other rule opens on its first sample.
 DEFAULT_HOLD_SAMPLES = {"baseline": 3}
 LoadBaseline = Callable[[Path], Mapping[str, RobustStats]]
+
+
+def report_delay(section: RuleSection) -> float:
+    """How long after its anomaly's start a rule can report it, known from its configuration: `hold`
+    (the condition must hold that long first), after the `stuck_for` of a stuck rule or the
+    `dropout_after` of a dropout rule (both backdate the start to the last change, the last frame).
+    Not counted: `hold_samples`, whose duration is the device's sample interval, and the interval to the
+    sample that confirms it (a sample's worth)."""
+    detection = section.stuck_for if section.kind == "stuck" else None
+    if section.kind == "dropout":
+        detection = section.dropout_after
+    return section.hold + (detection or 0.0)
+
+
+def longest_report_delay(rules: Iterable[RuleSection]) -> float:
+    """The largest `report_delay` among `rules` (0 without rules): how long past its quiet period an
+    incident waits for a rule's late report (`IncidentGrouper`'s `rule_delay`)."""
+    return max(map(report_delay, rules), default=0.0)
 
 
 class RuleConfigError(ValueError):

@@ -14,12 +14,15 @@ Atlas issue for it, filed at its first anomaly and growing as more channels join
   (the end of its last member: its first clear sample, also while the tracker still waits out its
   `clear_after`). Otherwise it opens a new incident, of which it is the lead.
 - An incident closes when every member has ended and `join_window` has passed since the last end, plus
-  the lateness of the anomalies that could still join it (`lateness`: the lens's verdict comes a
-  window's span and a round trip after the window's first sample, which is the anomaly's start; rules
-  report at once). So the quiet period is exactly the time in which an anomaly starting within the
-  window can still be reported, and one the lens reports late joins the incident a local rule saw
-  (one issue per physical event). A member reported later than that bound finds the incident closed
-  and opens its own. The incident's end stays its members' last end; only its close waits.
+  the lateness of the anomalies that could still join it: the lens's, measured (`lateness`: its verdict
+  comes a window's span and a round trip after the window's first sample, which is the anomaly's
+  start), or a rule's, configured (`rule_delay`: a rule with `hold` reports `hold` after the start,
+  a stuck or dropout rule its `stuck_for` or `dropout_after` after it), whichever is larger. So the
+  quiet period is exactly the time in which an anomaly starting within the window can still be
+  reported, and one reported late joins the incident a fast rule saw (one issue per physical event).
+  A member reported later than that bound finds the incident closed and opens its own. The incident's
+  end stays its members' last end; only its close waits (`close_margin`, which the evidence planner
+  sizes its parts by).
 - Members that join are reported in batches: the first join starts a batch, which is emitted as one
   `IncidentGrew` `update_after` seconds later (or folded into `IncidentClosed`).
 
@@ -31,7 +34,7 @@ clock as the anomalies, whatever the replay speed.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from edge_agent.config import IncidentsSection
@@ -135,15 +138,22 @@ class IncidentGrouper:
         new_id: Callable[[], str] = uuid4_str,
         clearing_since: Callable[[str], float | None] = lambda anomaly_id: None,
         lateness: Callable[[], Mapping[str, float]] = dict,
+        rule_delay: float = 0.0,
     ) -> None:
         """`clearing_since(anomaly_id)`: when an open anomaly stopped holding (the tracker's
         `clearing_since`), None while it holds. Without it an open anomaly counts as holding until
         its close, so a fault that starts during another's `clear_after` would join it.
         `lateness()`: source -> how long after its start an anomaly of that source can be reported, on
-        its timeline (the detector's `report_lateness`); a source not in it reports at once."""
+        its timeline (the detector's `report_lateness`, measured); a source not in it reports at once.
+        `rule_delay`: how long after its start any rule can report its anomaly, from the configuration
+        (`edge_agent.detect.rules.longest_report_delay`). It is configured, not measured like the
+        lens's: a rule reports only on a fault, so nothing would be measured before the first one,
+        which is the one that must join; the lens answers on every window, faulty or not."""
         if group_by not in ("bench", "source", "channels"):
             raise ValueError(f"group_by must be bench, source or channels, not {group_by!r}")
-        for name, value in (("join_window", join_window), ("update_after", update_after)):
+        for name, value in (
+            ("join_window", join_window), ("update_after", update_after), ("rule_delay", rule_delay),
+        ):  # fmt: skip
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number of seconds >= 0, not {value!r}")
         self.group_by = group_by
@@ -152,6 +162,7 @@ class IncidentGrouper:
         self.new_id = new_id
         self.clearing_since = clearing_since
         self.lateness = lateness
+        self.rule_delay = rule_delay
         self._group_of_channel = {
             channel: f"g{index}" for index, group in enumerate(channel_groups) for channel in group
         }
@@ -165,6 +176,7 @@ class IncidentGrouper:
         new_id: Callable[[], str] = uuid4_str,
         clearing_since: Callable[[str], float | None] = lambda anomaly_id: None,
         lateness: Callable[[], Mapping[str, float]] = dict,
+        rule_delay: float = 0.0,
     ) -> IncidentGrouper:
         return cls(
             group_by=section.group_by,
@@ -174,6 +186,7 @@ class IncidentGrouper:
             new_id=new_id,
             clearing_since=clearing_since,
             lateness=lateness,
+            rule_delay=rule_delay,
         )
 
     # -- grouping keys ------------------------------------------------------------------------------
@@ -245,7 +258,7 @@ class IncidentGrouper:
         # take in an anomaly that came after it ended, however late the tick that would close it runs.
         lateness = self.lateness()
         for live in list(self._live.values()):
-            quiet_until = live.last_end_mono + self.join_window + self._wait_for_late(live, lateness)
+            quiet_until = live.last_end_mono + self._margin(live.sources(), lateness)
             if not live.open_ids and anomaly.started_mono > quiet_until:
                 out.append(self._close(live, quiet_until, anomaly.opened_wall, "quiet"))
         group = self.group_of(anomaly)
@@ -294,7 +307,7 @@ class IncidentGrouper:
         lateness = self.lateness()
         for live in list(self._live.values()):
             now = max((now_of(source) for source in live.sources()), default=-math.inf)
-            quiet_until = live.last_end_mono + self.join_window + self._wait_for_late(live, lateness)
+            quiet_until = live.last_end_mono + self._margin(live.sources(), lateness)
             if not live.open_ids and now >= quiet_until:
                 out.append(self._close(live, now, now_wall, "quiet"))
             elif live.pending and now >= live.pending_since + self.update_after:
@@ -319,15 +332,23 @@ class IncidentGrouper:
 
     # -- internals ----------------------------------------------------------------------------------
 
-    def _wait_for_late(self, live: _Live, lateness: Mapping[str, float]) -> float:
-        """How long past its quiet period the incident stays open for a member reported late: the
-        lateness of every source whose anomalies could join it (any source of the bench; else its own,
-        as `_candidates` only offers an incident to anomalies of its source)."""
-        if not lateness:
-            return 0.0
-        if self.group_by == "bench":
-            return max(lateness.values())
-        return max((lateness.get(source, 0.0) for source in live.sources()), default=0.0)
+    def close_margin(self, sources: Collection[str] = ()) -> float:
+        """How long after its last member's end an incident of `sources` closes, as things stand:
+        `join_window` plus the wait for a member reported late (the lens's lateness grows and shrinks
+        as it is measured). The evidence planner sizes its parts by it (edge_agent/evidence/planner.py)."""
+        return self._margin(sources, self.lateness())
+
+    def _margin(self, sources: Collection[str], lateness: Mapping[str, float]) -> float:
+        """`join_window` plus how long past it the incident stays open for a member reported late: the
+        rules' configured delay, or the measured lateness of every source whose anomalies could join it
+        (any source of the bench; else its own, as `_candidates` only offers an incident to anomalies
+        of its source), whichever is larger."""
+        late: Collection[float] = (
+            lateness.values()
+            if self.group_by == "bench"
+            else [lateness.get(source, 0.0) for source in sources]
+        )
+        return self.join_window + max(self.rule_delay, max(late, default=0.0))
 
     def _take_pending(self, live: _Live) -> tuple[tuple[Anomaly, ...], bool]:
         joined = tuple(live.members[anomaly_id] for anomaly_id in live.pending)
