@@ -108,11 +108,8 @@ class Agent(AgentDataPath):
         )
         # A lens verdict arrives a window and a round trip after its anomaly started, a rule's report its
         # hold after it: incidents wait for them.
-        self.incidents = IncidentGrouper.from_section(
-            config.incidents,
-            clearing_since=self.detector.clearing_since,
-            lateness=self.detector.report_lateness,
-            rule_delay=self.detector.rule_report_delay,
+        self.incidents = IncidentGrouper.from_config(
+            config, clearing_since=self.detector.clearing_since, lateness=self.detector.report_lateness
         )
         # One memory budget for every buffer of the data path; the ring holds what the others leave.
         self.memory = DataPathBudget.from_config(config)
@@ -153,6 +150,7 @@ class Agent(AgentDataPath):
                 step_context=self._step_context,
                 limits_of=lambda sources: limits_from_checks(self.detector.value_checks(), sources),
                 steps=lambda: self.steps.recent_steps(),
+                close_margin=self.incidents.close_margin,
             )
         self.steps = StepTracker(
             config=config,

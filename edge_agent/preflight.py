@@ -33,6 +33,8 @@ from edge_agent.config_sources import config_error, missing_access
 from edge_agent.detect.detector import Detector
 from edge_agent.detect.rules import RuleConfigError
 from edge_agent.evidence import EvidencePlanner, EvidenceRings
+from edge_agent.evidence.planner import closes_at_end
+from edge_agent.incidents import IncidentGrouper
 from edge_agent.lens.pacer import WindowPacer
 from edge_agent.lens.windower import Scale, Windower
 from edge_agent.memory_budget import DataPathBudget
@@ -63,12 +65,20 @@ def check(
         raise config_error(config_file, problems, os.environ if environ is None else environ)
 
 
+def evidence_planner(config: EdgeAgentConfig) -> EvidencePlanner:
+    """The planner as the reporter builds it: with Atlas on, its parts are sized by the incidents' close
+    margin (the join window and the rules' report delays), which the ring must hold; without Atlas no
+    evidence is written, and only its own parameters are checked."""
+    margin = IncidentGrouper.from_config(config).close_margin if config.atlas.enabled else closes_at_end
+    return EvidencePlanner.from_config(config.evidence, margin)
+
+
 def core_problems(config: EdgeAgentConfig) -> list[tuple[str, str]]:
     builders: list[tuple[str, Callable[[], object]]] = [
         ("rules", lambda: Detector(config.rules, config.lens if config.lens.enabled else None)),
         ("evidence", lambda: EvidenceRings.from_config(config.evidence)),
         ("memory.data_path_mb", lambda: DataPathBudget.from_config(config)),
-        ("evidence", lambda: EvidencePlanner.from_config(config.evidence)),
+        ("evidence", lambda: evidence_planner(config)),
     ]
     lens = config.lens
     if lens.enabled and lens.channels:

@@ -54,8 +54,16 @@ from edge_agent.atlas.tracked import TrackedIncidents
 from edge_agent.atlas.waiting import WAITING_DIR, WaitingEvidence
 from edge_agent.config import EdgeAgentConfig
 from edge_agent.evidence import EvidencePlanner, EvidenceRings, EvidenceWindow, evidence_dir
+from edge_agent.evidence.planner import CloseMargin
 from edge_agent.evidence.writer import merge_by_time, remove_stale_tmp
-from edge_agent.incidents import Incident, IncidentClosed, IncidentEvent, IncidentGrew, IncidentOpened
+from edge_agent.incidents import (
+    Incident,
+    IncidentClosed,
+    IncidentEvent,
+    IncidentGrew,
+    IncidentGrouper,
+    IncidentOpened,
+)
 from edge_agent.logs import get_logger
 from edge_agent.outbox import JobSpec, Outbox
 from edge_agent.state_health import StateFileHealth
@@ -79,7 +87,10 @@ class Reporter:
         step_context: Callable[[], Awaitable[list[str]]] | None = None,
         limits_of: Callable[[Sequence[str]], Limits] | None = None,
         steps: Callable[[], StepSpans] | None = None,
+        close_margin: CloseMargin | None = None,
     ) -> None:
+        """`close_margin`: the incident grouper's (`IncidentGrouper.close_margin`, which the evidence
+        parts are sized by); None: that of a grouper of `config`, without a lens's measured lateness."""
         self.config = config
         self.outbox = outbox
         self.client = client
@@ -96,7 +107,9 @@ class Reporter:
         self._wall = wall
         self._source_now = source_now or (lambda source, host_mono: host_mono)
         self._step_context = step_context
-        self.planner = EvidencePlanner.from_config(config.evidence, close_delay=config.incidents.join_window)
+        if close_margin is None:
+            close_margin = IncidentGrouper.from_config(config).close_margin
+        self.planner = EvidencePlanner.from_config(config.evidence, close_margin)
         self._tracked = TrackedIncidents(outbox, self.bench)
         self._lock = asyncio.Lock()
         # close() began: the drain's end (monotonic), which a plot drawn now must leave time before

@@ -41,7 +41,6 @@ from edge_agent.detect.anomaly import AnomalyEvent, AnomalyOpened
 from edge_agent.detect.checks import MAX_FLOAT
 from edge_agent.detect.detector import Detector
 from edge_agent.detect.dropout import ANY_CHANNEL
-from edge_agent.detect.rules import longest_report_delay
 from edge_agent.incidents import (
     Incident,
     IncidentClosed,
@@ -65,7 +64,7 @@ def end_horizon(config: EdgeAgentConfig) -> float:
     """How long after the last row the ticks go on: everything clearing closes, every batch of joins is
     reported and every quiet period passes within it."""
     clear = max((rule.clear_after for rule in config.rules), default=0.0)
-    incidents = IncidentGrouper.from_section(config.incidents, rule_delay=longest_report_delay(config.rules))
+    incidents = IncidentGrouper.from_config(config)
     return clear + incidents.close_margin() + incidents.update_after + 2 * TICK_SECONDS
 
 
@@ -83,12 +82,11 @@ class BacktestEngine:
         anomaly_ids = itertools.count(1)
         incident_ids = itertools.count(1)
         self.detector = Detector(config.rules, None, new_id=lambda: f"a{next(anomaly_ids)}", sources={source})
-        self.grouper = IncidentGrouper.from_section(
-            config.incidents,
+        self.grouper = IncidentGrouper.from_config(
+            config,
             new_id=lambda: f"i{next(incident_ids)}",
             clearing_since=self.detector.clearing_since,  # as the agent wires them
             lateness=self.detector.report_lateness,  # no lens offline: nothing measured
-            rule_delay=self.detector.rule_report_delay,
         )
         self.steps = StepReplay(config.steps.source)
         self.rows = RowBook()

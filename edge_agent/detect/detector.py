@@ -38,7 +38,7 @@ from edge_agent.detect.checks import MAX_FLOAT, ValueCheck
 from edge_agent.detect.dropout import ANY_CHANNEL, DropoutWatch
 from edge_agent.detect.lens_labels import InferenceLike, LensLabelCheck
 from edge_agent.detect.lens_lateness import LensLateness
-from edge_agent.detect.rules import CompiledRule, LoadBaseline, compile_rule, longest_report_delay
+from edge_agent.detect.rules import CompiledRule, LoadBaseline, compile_rule
 from edge_agent.detect.sample_walls import SampleWalls
 from edge_agent.detect.tracker import AnomalySpec, AnomalyTracker, Debounce, Slot, uuid4_str
 from edge_agent.frames import Frame, FrameBatch, LinkEvent, LinkState
@@ -110,9 +110,6 @@ class Detector:
         self.tracker = AnomalyTracker(new_id=new_id, update_every=update_every)
         self._source_now = source_now
         self._rules = [compile_rule(i, section, load_baseline) for i, section in enumerate(rules)]
-        # How late a rule can report its anomaly (its hold, stuck_for, dropout_after): the incident
-        # grouper's `rule_delay`, configured where the lens's lateness is measured (`report_lateness`).
-        self.rule_report_delay = longest_report_delay(rules)
         self._plans: dict[str, SourcePlan] = {}
         self._known_sources: set[str] = set()
         # (rule index, source) -> watch; source "" stands in for an any-source rule until a source appears.
@@ -330,7 +327,7 @@ class Detector:
     def report_lateness(self) -> dict[str, float]:
         """source -> how long after its start a lens anomaly of that source can still be reported (on
         its timeline), measured on its verdicts (`LensLateness`). A rule's lateness is configured, not
-        measured: `rule_report_delay`."""
+        measured (`edge_agent.detect.rules.report_delay`)."""
         return self.lens_lateness.by_source()
 
     def value_checks(self) -> list[tuple[str, str, ValueCheck]]:

@@ -12,15 +12,19 @@ inclusive at both ends).
 Times are on the incident's lead source's timeline; `due(now_of)` asks the caller for that source's
 "now" (`now_of(source)`), so a device clock or a fast replay moves the evidence with the data.
 
-`part_span` is `max_duration`, shortened when the ring could not hold a whole part: part 1 reaches back
+A part spans `max_duration`, shortened when the ring could not hold a whole part: part 1 reaches back
 `pre` before its start, the final part `post` past its end, the incident is only known to be over
-`close_delay` after its end (the incidents' quiet period), and the frames must still be in the ring
-when the part is written: `part_span <= ring_seconds - pre - max(post, close_delay) - SCHEDULING_SLACK`.
+`close_margin(sources)` after its end, and the frames must still be in the ring when the part is
+written: `part_span <= ring_seconds - pre - max(post, close_margin) - SCHEDULING_SLACK`. The margin is
+the incident grouper's own (`IncidentGrouper.close_margin`: the join window plus the wait for a late
+lens verdict or rule report), asked again for each part, since the lens's lateness is measured and
+moves: an incident that closes late still finds its last part's frames in the ring. The construction
+checks the margin known before any frame (the join window and the rules' configured delays).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from edge_agent.config import EvidenceSection
@@ -28,6 +32,16 @@ from edge_agent.config import EvidenceSection
 # How late after its due time a part may be written (the adapter's poll period and a busy loop) and
 # still find its oldest frames in the ring.
 SCHEDULING_SLACK = 2.0
+# The shortest part when the measured close margin has outgrown what the ring can hold (a lens answering
+# later than the ring reaches back): the parts stay this long rather than pile up, and the evidence of
+# such an incident may start late (its JSON says from when).
+MIN_PART_SPAN = 5.0
+CloseMargin = Callable[[Sequence[str]], float]
+
+
+def closes_at_end(sources: Sequence[str]) -> float:
+    """No close margin: an incident is known to be over at its end."""
+    return 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,28 +74,47 @@ class EvidencePlanner:
         post: float,
         max_duration: float,
         ring_seconds: float | None = None,
-        close_delay: float = 0.0,
+        close_margin: CloseMargin = closes_at_end,
     ) -> None:
-        if pre < 0 or post < 0 or max_duration <= 0 or close_delay < 0:
-            raise ValueError("evidence needs pre >= 0, post >= 0, close_delay >= 0 and max_duration > 0")
-        span = max_duration
-        if ring_seconds is not None:
-            after = max(post, close_delay)
-            room = ring_seconds - pre - after - SCHEDULING_SLACK
-            if room <= 0:
-                raise ValueError(
-                    f"evidence.ring_seconds ({ring_seconds:g}) must exceed pre + max(post,"
-                    f" incidents.join_window) + {SCHEDULING_SLACK:g} s ({pre + after + SCHEDULING_SLACK:g})"
-                )
-            span = min(span, room)
+        """`close_margin(sources)`: how long after its end an incident of `sources` closes (the
+        grouper's `close_margin`)."""
+        if pre < 0 or post < 0 or max_duration <= 0:
+            raise ValueError("evidence needs pre >= 0, post >= 0 and max_duration > 0")
         self.pre = pre
         self.post = post
-        self.part_span = span
+        self.max_duration = max_duration
+        self.ring_seconds = ring_seconds
+        self.close_margin = close_margin
+        # The shortest part (see MIN_PART_SPAN), never longer than what the ring holds at the start.
+        self._min_span = min(MIN_PART_SPAN, max_duration)
+        if ring_seconds is not None:
+            after = max(post, close_margin(()))
+            self._min_span = min(self._min_span, self._room(after))
+            if self._min_span <= 0:
+                raise ValueError(
+                    f"evidence.ring_seconds ({ring_seconds:g}) must exceed pre + max(post,"
+                    f" incidents.join_window + the longest rule hold/stuck_for/dropout_after)"
+                    f" + {SCHEDULING_SLACK:g} s ({pre + after + SCHEDULING_SLACK:g})"
+                )
         self._tracked: dict[str, _Tracked] = {}
 
     @classmethod
-    def from_config(cls, section: EvidenceSection, close_delay: float = 0.0) -> EvidencePlanner:
-        return cls(section.pre, section.post, section.max_duration, section.ring_seconds, close_delay)
+    def from_config(
+        cls, section: EvidenceSection, close_margin: CloseMargin = closes_at_end
+    ) -> EvidencePlanner:
+        return cls(section.pre, section.post, section.max_duration, section.ring_seconds, close_margin)
+
+    def part_span(self, sources: Sequence[str] = ()) -> float:
+        """How long a part of an incident of `sources` is now: `max_duration`, or what the ring holds
+        beside `pre` and the close margin as it stands."""
+        if self.ring_seconds is None:
+            return self.max_duration
+        room = self._room(max(self.post, self.close_margin(sources)))
+        return min(self.max_duration, max(room, self._min_span))
+
+    def _room(self, after: float) -> float:
+        assert self.ring_seconds is not None
+        return self.ring_seconds - self.pre - after - SCHEDULING_SLACK
 
     def open(self, incident_id: str, sources: tuple[str, ...], started: float) -> None:
         """An incident began at `started` (its first anomalous sample, not when it was confirmed)."""
@@ -151,7 +184,7 @@ class EvidencePlanner:
         return len(self._tracked)
 
     def _next_window(self, incident_id: str, tracked: _Tracked) -> EvidenceWindow:
-        boundary = tracked.part_start + self.part_span
+        boundary = tracked.part_start + self.part_span(tracked.sources)
         if tracked.ended is not None and tracked.ended <= boundary:
             end = tracked.ended + self.post
             return EvidenceWindow(

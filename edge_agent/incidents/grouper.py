@@ -37,8 +37,9 @@ import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from edge_agent.config import IncidentsSection
+from edge_agent.config import EdgeAgentConfig, IncidentsSection
 from edge_agent.detect.anomaly import Anomaly, AnomalyClosed, AnomalyEvent, AnomalyOpened, AnomalyUpdated
+from edge_agent.detect.rules import longest_report_delay
 from edge_agent.detect.tracker import uuid4_str
 from edge_agent.incidents.model import (
     SEVERITY_RANK,
@@ -187,6 +188,19 @@ class IncidentGrouper:
             clearing_since=clearing_since,
             lateness=lateness,
             rule_delay=rule_delay,
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        config: EdgeAgentConfig,
+        new_id: Callable[[], str] = uuid4_str,
+        clearing_since: Callable[[str], float | None] = lambda anomaly_id: None,
+        lateness: Callable[[], Mapping[str, float]] = dict,
+    ) -> IncidentGrouper:
+        """The grouper of `config`: its [incidents], and the longest report delay of its rules."""
+        return cls.from_section(
+            config.incidents, new_id, clearing_since, lateness, longest_report_delay(config.rules)
         )
 
     # -- grouping keys ------------------------------------------------------------------------------

@@ -49,12 +49,11 @@ def live_run(config: EdgeAgentConfig, port: SerialPort, data: bytes, scale: floa
     anomaly_ids = itertools.count(1)
     incident_ids = itertools.count(1)
     detector = Detector(config.rules, None, new_id=lambda: f"a{next(anomaly_ids)}", sources={port.name})
-    grouper = IncidentGrouper.from_section(  # wired as the agent wires it
-        config.incidents,
+    grouper = IncidentGrouper.from_config(  # wired as the agent wires it
+        config,
         new_id=lambda: f"i{next(incident_ids)}",
         clearing_since=detector.clearing_since,
         lateness=detector.report_lateness,
-        rule_delay=detector.rule_report_delay,
     )
     decoder = make_decoder(port)  # with the port's own SourceClock, as the agent's reader has
     run = LiveRun()

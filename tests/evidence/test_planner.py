@@ -62,13 +62,13 @@ def test_end_on_a_boundary_is_the_final_part() -> None:
 def test_part_span_shortened_to_what_the_ring_holds() -> None:
     section = EvidenceSection()  # ring 120 s, pre 10, post 5, max 300
     planner = EvidencePlanner.from_config(section)
-    assert planner.part_span == pytest.approx(120.0 - 10.0 - 5.0 - SCHEDULING_SLACK)
+    assert planner.part_span() == pytest.approx(120.0 - 10.0 - 5.0 - SCHEDULING_SLACK)
     # Every part, written when due, needs at most ring_seconds - slack of history.
     planner.open("a", ("s",), started=0.0)
     planner.close("a", ended=500.0)
     for window in planner.due(at(10_000.0)):
         assert window.due - window.start <= section.ring_seconds - SCHEDULING_SLACK + 1e-9
-    assert EvidencePlanner(1.0, 1.0, 30.0, ring_seconds=600.0).part_span == 30.0
+    assert EvidencePlanner(1.0, 1.0, 30.0, ring_seconds=600.0).part_span() == 30.0
     with pytest.raises(ValueError, match="ring_seconds"):
         EvidencePlanner(pre=10.0, post=5.0, max_duration=60.0, ring_seconds=16.0)
     with pytest.raises(ValueError):
@@ -113,8 +113,15 @@ def test_sources_that_join_are_in_the_next_parts_and_the_lead_sources_clock_deci
     planner.add_sources("gone", ("x",))  # an unknown incident: ignored
 
 
-def test_the_incidents_quiet_period_shortens_parts_so_the_ring_still_holds_them() -> None:
-    planner = EvidencePlanner(pre=10.0, post=5.0, max_duration=300.0, ring_seconds=120.0, close_delay=30.0)
-    assert planner.part_span == pytest.approx(120.0 - 10.0 - 30.0 - SCHEDULING_SLACK)
+def test_the_incidents_close_margin_shortens_parts_so_the_ring_still_holds_them() -> None:
+    margin = {"s": 30.0}
+    planner = EvidencePlanner(
+        pre=10.0, post=5.0, max_duration=300.0, ring_seconds=120.0, close_margin=lambda sources: margin["s"]
+    )
+    assert planner.part_span(("s",)) == pytest.approx(120.0 - 10.0 - 30.0 - SCHEDULING_SLACK)
+    margin["s"] = 40.0  # the margin is asked again: the lens's lateness is measured, and moves
+    assert planner.part_span(("s",)) == pytest.approx(120.0 - 10.0 - 40.0 - SCHEDULING_SLACK)
+    margin["s"] = 200.0  # more than the ring holds: parts of the shortest span, not none
+    assert planner.part_span(("s",)) == pytest.approx(5.0)
     with pytest.raises(ValueError, match="join_window"):
-        EvidencePlanner(pre=10.0, post=5.0, max_duration=60.0, ring_seconds=40.0, close_delay=30.0)
+        EvidencePlanner(pre=10.0, post=5.0, max_duration=60.0, ring_seconds=40.0, close_margin=lambda s: 30.0)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from edge_agent.config import IncidentsSection, RuleSection
 from edge_agent.detect.detector import Detector
+from edge_agent.detect.rules import longest_report_delay
 from edge_agent.frames import Frame
 from edge_agent.incidents import IncidentClosed, IncidentEvent, IncidentGrouper, IncidentOpened
 
@@ -24,7 +25,7 @@ def run_bench(
         IncidentsSection(join_window=2.0, update_after=1.0),
         clearing_since=detector.clearing_since,
         lateness=detector.report_lateness,
-        rule_delay=detector.rule_report_delay,
+        rule_delay=longest_report_delay(rules),
     )
     events: list[IncidentEvent] = []
     for n in range(20 * RATE):

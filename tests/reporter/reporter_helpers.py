@@ -175,13 +175,16 @@ async def make_bench(
     client = make_client(emulator, read_timeout)
     rings = EvidenceRings.from_config(config.evidence)
     detector = Detector(config.rules)
+    incidents = IncidentGrouper.from_config(
+        config, clearing_since=detector.clearing_since, lateness=detector.report_lateness
+    )
     reporter = Reporter(
         config=config, outbox=outbox, client=client, rings=rings, state_dir=state_dir,
         mono=clock.now_mono, wall=clock.now_wall,
         limits_of=lambda sources: limits_from_checks(detector.value_checks(), sources),
+        close_margin=incidents.close_margin,
     )  # fmt: skip
     await reporter.start()
-    incidents = IncidentGrouper.from_section(config.incidents, clearing_since=detector.clearing_since)
     return Bench(config, clock, outbox, client, reporter, rings, detector, incidents)
 
 
