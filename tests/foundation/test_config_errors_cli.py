@@ -172,6 +172,18 @@ def ring_shorter_than_evidence(tmp_path: Path) -> tuple[Setup, str, list[str]]:
     return setup, "evidence", ["ring_seconds"]
 
 
+def ring_shorter_than_the_incidents_close_margin(tmp_path: Path) -> tuple[Setup, str, list[str]]:
+    # Valid field by field, and pre + join_window fit the ring; but an incident closes 15 s later still
+    # (the rule's hold), when its last evidence part is written: the reporter's planner, sized by the
+    # grouper's close margin, refuses it, and so must check-config (issue-less before: run started).
+    extra = (
+        '[evidence]\nring_seconds = "30s"\n[incidents]\njoin_window = "10s"\n'
+        '[[rules]]\nchannel = "v"\nkind = "limits"\nmax = 1.0\nhold = "15s"\n'
+    )
+    atlas = 'url = "http://127.0.0.1:9"\ntoken = "t-0123456789"'
+    return Setup(write_config(tmp_path, extra, atlas=atlas)), "evidence", ["ring_seconds", "join_window"]
+
+
 def lens_scaling_for_unknown_channel(tmp_path: Path) -> tuple[Setup, str, list[str]]:
     # Valid field by field; the lens windower refused it when run built the lens service.
     lens = 'lens_id = "lns-x"\napi_key = "k"\nchannels = ["v"]'
@@ -342,6 +354,7 @@ CASES: dict[str, Callable[[Path], tuple[Setup, str, list[str]]]] = {
     "max_disk_mb_inf": max_disk_mb_inf,
     "duration_absurd": duration_absurd,
     "ring_shorter_than_evidence": ring_shorter_than_evidence,
+    "ring_shorter_than_the_incidents_close_margin": ring_shorter_than_the_incidents_close_margin,
     "lens_scaling_for_unknown_channel": lens_scaling_for_unknown_channel,
     "token_file_with_two_lines": token_file_with_two_lines,
     "credential_is_a_directory": credential_is_a_directory,
