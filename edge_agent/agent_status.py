@@ -85,6 +85,7 @@ class AgentStatus:
                 "decode": reader.decoder.stats.as_dict(),
                 # csv without columns: rows are skipped (decode skipped_before_header) until the header
                 "waiting_for_header": reader.decoder.waiting_for_header,
+                "columns": list(reader.decoder.columns),  # csv without columns: the device's header
                 "link": asdict(reader.stats),
                 "down_reason": agent.link_reasons.get(name),
                 "clock": reader.clock.status(),

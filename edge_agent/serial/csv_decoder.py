@@ -20,6 +20,15 @@ class CsvDecoder(LineDecoder):
     In header mode a line of nothing but non-numbers right after a reset (device rebooted and printed
     its header again) replaces the header. An exact repeat of the header (the configured columns, or
     the one read) is counted as a header, not an error, in either mode.
+
+    A device can also restart with other columns without the link dropping (no reset): in header mode
+    a line of header shape of another width is counted as a header and kept as the candidate, and the
+    next data line, if it has the candidate's width and no frame of the old width came in between,
+    makes it the header (and is decoded by it). So rows of the new width are not all skipped as
+    `wrong_columns` until a reconnect, and a stray line of text (a device's message, a boot banner)
+    followed by rows of the old width changes nothing. Only lines of another width are looked at:
+    the per-line cost is on the `wrong_columns` path alone. A change of columns, either way, counts
+    `header_changes` and calls `on_columns(old, new)` (the reader logs it).
     """
 
     def __init__(self, port: SerialPort, clock: SourceClock | None = None) -> None:
@@ -43,6 +52,9 @@ class CsvDecoder(LineDecoder):
         self._width = 0
         self._time_index: int | None = None
         self._value_names: tuple[str, ...] = ()
+        # A header of another width seen in the stream, and the frame count when it came (see above).
+        self._candidate: list[str] | None = None
+        self._candidate_frames = 0
         if port.columns:
             self._set_columns(port.columns)
 
@@ -121,22 +133,35 @@ class CsvDecoder(LineDecoder):
         )
         self._value_names = tuple(n for i, n in enumerate(self._columns) if i != self._time_index)
 
+    def _change_columns(self, names: list[str]) -> None:
+        """The device's header line from now on: counted, and told when it changes the columns."""
+        old = self._columns
+        self._set_columns(names)
+        self._candidate = None
+        if old and old != self._columns:
+            self.stats.header_changes += 1
+            if self.on_columns is not None:
+                self.on_columns(old, self._columns)
+
     def reset(self) -> None:
         super().reset()
         self._expect_header = self._header_mode
+        self._candidate = None
 
     def _decode(self, line: str) -> Row | None:
         parts = line.split(self._delimiter)
         if self._width == 0 or self._expect_header:
             self._expect_header = False
             if _looks_like_header(parts):
-                self._set_columns(parts)
+                self._change_columns(parts)
                 self.stats.headers += 1
                 return None
             if self._width == 0:
                 self.stats.skip(BEFORE_HEADER)
                 return None
         if len(parts) != self._width:
+            if self._header_mode:
+                return self._other_width(line, parts)
             self.stats.skip(WRONG_COLUMNS)
             return None
         try:
@@ -152,6 +177,23 @@ class CsvDecoder(LineDecoder):
         device_time = None if self._time_index is None else numbers.pop(self._time_index)
         # Lengths already match (checked above); strict=True would cost ~15 % of this line's time.
         return dict(zip(self._value_names, numbers, strict=False)), device_time
+
+    def _other_width(self, line: str, parts: list[str]) -> Row | None:
+        """A line of another width than the header's, in header mode: a new header of the device (the
+        candidate), the first data line of the candidate's width (which adopts it), or a skipped row."""
+        stats = self.stats
+        if _looks_like_header(parts):
+            self._candidate = parts
+            self._candidate_frames = stats.frames
+            stats.headers += 1
+            return None
+        candidate = self._candidate
+        if candidate is not None and len(parts) == len(candidate) and stats.frames == self._candidate_frames:
+            self._change_columns(candidate)
+            return self._decode(line)  # now of the header's width
+        self._candidate = None  # a row of neither width: the candidate was no header
+        stats.skip(WRONG_COLUMNS)
+        return None
 
 
 _NUMBER_STARTS = "0123456789+-._ \t\r\x0b\x0cnNiI"

@@ -41,6 +41,15 @@ class LineDecoder:
         self._markers = MarkerMatcher(port.name, port.marker_regex)
         self._device_time = port.device_time
         self._names: dict[str, str] = {}
+        self._port_columns = tuple(port.columns)
+        # Told (old, new) when the device's header changes the columns (csv in header mode).
+        self.on_columns: Callable[[tuple[str, ...], tuple[str, ...]], None] | None = None
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns lines are decoded by: the config's (none: every field of a line); csv in header
+        mode, the device's header as it stands."""
+        return self._port_columns
 
     def _name_memo(self) -> Callable[[str, str], str]:
         """`memo(name, name)`: the decoder's one string object for a channel name (new names are kept

@@ -64,6 +64,11 @@ WAITING_FOR_HEADER_MEANING = (
     " A device may print it only at reset: reset it, or set the port's `columns` to decode at once"
 )
 
+HEADER_CHANGED_MEANING = (
+    "the device printed a header with other columns while the link stayed up (it restarted): its rows"
+    " are decoded by the new header from now on; a rule on a channel it no longer has sees no samples"
+)
+
 
 @dataclass(slots=True)
 class ReaderStats:
@@ -114,6 +119,7 @@ class SerialReader:
         self._clock_quiet: dict[str, int] = {}  # kind -> frame count at its last step
         self._header_watch = self.decoder.waiting_for_header  # until the csv header line is known
         self._header_warned = False
+        self.decoder.on_columns = self._log_columns
         self.stats = ReaderStats()
         self._mono = mono
         self._wall = wall
@@ -264,6 +270,12 @@ class SerialReader:
             self._header_watch = False
             if self._header_warned:
                 self._log.info("serial.header_read", skipped_rows=skipped)
+
+    def _log_columns(self, old: tuple[str, ...], new: tuple[str, ...]) -> None:
+        """One line per change of the device's columns (the count is on /status and /metrics)."""
+        self._log.warning(
+            "serial.header_changed", old_columns=list(old), columns=list(new), meaning=HEADER_CHANGED_MEANING
+        )
 
     def _log_clock_steps(self) -> None:
         """One line per kind of clock trouble when it starts, and again when it comes back after

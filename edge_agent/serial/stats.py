@@ -38,9 +38,10 @@ class DecodeStats:
     lines: int = 0
     frames: int = 0
     markers: int = 0
-    headers: int = 0  # csv header lines (the first one, and identical repeats after a device reset)
+    headers: int = 0  # csv header lines (the first one, repeats, and new ones of a device that restarted)
     comments: int = 0  # lines starting with '#' that are not step markers
     overflow_bytes: int = 0  # bytes thrown away from over-long lines: visible even before their newline
+    header_changes: int = 0  # csv: times the device's header changed the columns (not a bucket of lines)
     skipped: dict[str, int] = field(default_factory=dict)
 
     def skip(self, reason: str) -> None:
@@ -58,6 +59,7 @@ class DecodeStats:
             "headers": self.headers,
             "comments": self.comments,
             "overflow_bytes": self.overflow_bytes,
+            "header_changes": self.header_changes,
         }
         for reason, count in sorted(self.skipped.items()):
             flat[f"skipped_{reason}"] = count

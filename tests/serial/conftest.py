@@ -4,16 +4,21 @@ project's reader opens the slave path like any tty."""
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # helpers are imported by name (--import-mode=importlib)
 
 from linked_pty import LinkedPty
+
+from edge_agent.logs import setup_logging
 
 
 class Pty(LinkedPty):
@@ -67,3 +72,12 @@ async def wait_until(predicate: Callable[[], bool], within: float = 5.0) -> None
 @pytest.fixture
 def until() -> Callable[..., object]:
     return wait_until
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[Callable[[], list[Any]]]:
+    """The agent's log lines (JSON) while the test runs, as dicts."""
+    stream = io.StringIO()
+    setup_logging("info", json=True, stream=stream)
+    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+    setup_logging("info", json=True, stream=io.StringIO())

@@ -100,6 +100,43 @@ def test_csv_after_reset_a_row_of_another_width_is_no_header() -> None:
     ]
 
 
+def test_csv_a_new_header_of_another_width_without_a_reset_is_taken_by_the_row_after_it() -> None:
+    """Header mode, no reset: a header-shaped line of another width is a candidate; the next data line,
+    of its width, adopts it (and is decoded by it). A candidate that a row of the old width follows (a
+    device's message), or a row of a third width, is no header: nothing changes, and later rows of its
+    width are still wrong_columns."""
+    decoder = make_decoder(port())
+    assert isinstance(decoder, CsvDecoder)
+    changes: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+    decoder.on_columns = lambda old, new: changes.append((old, new))
+    feed(decoder, b"a,b\n1,2\n")
+    # A message, then a row of the old width: decoded; a row of the message's width later is no data.
+    assert len(frames_of(feed(decoder, b"low battery\n3,4\n5\n"))) == 1
+    assert decoder.columns == ("a", "b") and decoder.stats.skipped == {"wrong_columns": 1}
+    # A header-shaped line, then a row of a third width: neither is taken.
+    assert frames_of(feed(decoder, b"x,y,z\n1,2,3,4\n1,2,3\n")) == []
+    assert decoder.columns == ("a", "b") and decoder.stats.skipped == {"wrong_columns": 3}
+    # The device restarted with three columns: its header, then its rows (the first decoded too).
+    events = feed(decoder, b"x,y,z\n6,7,8\n9,10,11\n")
+    assert frames_of(events) == [
+        Frame("bench", MONO, WALL, {"x": 6.0, "y": 7.0, "z": 8.0}),
+        Frame("bench", MONO, WALL, {"x": 9.0, "y": 10.0, "z": 11.0}),
+    ]
+    assert decoder.columns == ("x", "y", "z") and changes == [(("a", "b"), ("x", "y", "z"))]
+    assert decoder.stats.header_changes == 1 and decoder.stats.headers == 4
+    assert decoder.stats.skipped == {"wrong_columns": 3}
+
+
+def test_csv_configured_columns_take_no_header_from_the_stream() -> None:
+    """With `columns` in the config the device's lines never rename them: a header-shaped line of
+    another width and rows of its width are wrong_columns."""
+    decoder = make_decoder(port(columns=["a", "b"]))
+    assert frames_of(feed(decoder, b"x,y,z\n6,7,8\n1,2\n")) == [
+        Frame("bench", MONO, WALL, {"a": 1.0, "b": 2.0})
+    ]
+    assert decoder.columns == ("a", "b") and decoder.stats.skipped == {"wrong_columns": 2}
+
+
 def test_csv_rows_before_the_header_are_skipped_and_counted_never_taken_for_it() -> None:
     """The agent joined a stream mid-way: a row is no header (its numbers would become channel names).
     Markers still come through; the header, when the device prints it, starts the decoding."""

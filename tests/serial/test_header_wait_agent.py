@@ -91,3 +91,43 @@ async def test_an_agent_joining_mid_stream_waits_for_the_header_and_says_so(
     (segment,) = (tmp_path / "state" / "recordings").rglob("*.csv.gz")
     with gzip.open(segment, "rt") as recording:
         assert recording.readline().rstrip("\r\n") == "time_utc,t_s,t_ms,supply_v,current_a"
+
+
+async def test_a_device_restarting_with_other_columns_without_a_reconnect_is_decoded_by_its_new_header(
+    tmp_path: Path, make_pty: Callable[[], Any], until: Callable[..., Any], captured_logs: Any
+) -> None:
+    """The device restarts with a fourth column and the link never drops (no reconnect, so no reset of
+    the decoder): its new header is taken on the fly, the rows after it are decoded by it (not skipped
+    as wrong_columns until a reconnect), the change is counted and logged once, and /status shows the
+    columns as they stand. A stray line of text followed by rows of the old width changes nothing."""
+    pty = make_pty()
+    agent = Agent(load_config(config(tmp_path, pty.path), environ={}))
+    await agent.start()
+    try:
+        reader = agent.readers["bench"]
+        stats = reader.decoder.stats
+        await until(lambda: reader.is_up, 5.0)
+        await pty.write(b"t_ms,supply_v,current_a\n" + b"".join(b"%d,0.5,1.5\n" % n for n in range(3)))
+        await pty.write(b"sensor board: calibrating\n3,0.5,1.5\n")  # text, then the old width again
+        await until(lambda: stats.frames == 4, 5.0)
+        before = json.loads(await get(agent, "/status"))["ports"]["bench"]
+        await pty.write(b"t_ms,supply_v,current_a,temp_c\n")  # the device restarted
+        await pty.write(b"".join(b"%d,12.0,1.5,41.0\n" % n for n in range(5)))
+        await until(lambda: stats.frames == 9, 5.0)
+        await until(lambda: bool(agent.detector.open_anomalies()), 5.0)
+        after = json.loads(await get(agent, "/status"))["ports"]["bench"]
+    finally:
+        await agent.stop(time.monotonic() + 5)
+
+    assert before["columns"] == ["t_ms", "supply_v", "current_a"]
+    assert before["decode"]["header_changes"] == 0 and before["link"]["opens"] == 1
+    assert after["columns"] == ["t_ms", "supply_v", "current_a", "temp_c"]
+    assert after["decode"]["header_changes"] == 1 and "skipped_wrong_columns" not in after["decode"]
+    assert after["link"]["opens"] == 1 and after["link"]["losses"] == 0  # no reconnect did it
+    changed = [r for r in captured_logs() if r["event"] == "serial.header_changed"]
+    assert [(r["old_columns"], r["columns"], r["level"]) for r in changed] == [
+        (["t_ms", "supply_v", "current_a"], ["t_ms", "supply_v", "current_a", "temp_c"], "warning")
+    ]
+    segments = sorted((tmp_path / "state" / "recordings").rglob("*.csv.gz"), key=lambda path: path.name)
+    with gzip.open(segments[-1], "rt") as recording:  # a file keeps one header: a new one for these
+        assert recording.readline().rstrip("\r\n") == "time_utc,t_s,t_ms,supply_v,current_a,temp_c"

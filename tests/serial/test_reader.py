@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
-import json
 import os
 import termios
 import threading
@@ -28,7 +26,6 @@ from edge_agent.frames import (
     StepMarker,
     Verdict,
 )
-from edge_agent.logs import setup_logging
 from edge_agent.serial.decoders import CsvDecoder
 from edge_agent.serial.fd_pump import READ_SIZE
 from edge_agent.serial.reader import SerialReader
@@ -59,14 +56,6 @@ async def running(reader: SerialReader) -> AsyncIterator[asyncio.Task[None]]:
         # Bounded: stopping must not hang on a port close.
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.wait_for(task, 2.0)
-
-
-@pytest.fixture
-def captured_logs() -> Any:
-    stream = io.StringIO()
-    setup_logging("info", json=True, stream=stream)
-    yield lambda: [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
-    setup_logging("info", json=True, stream=io.StringIO())
 
 
 @pytest.mark.parametrize("io_mode", ["fd", "thread", "asyncio_fast"])
