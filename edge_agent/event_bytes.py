@@ -10,7 +10,7 @@ from edge_agent.incidents import IncidentClosed, IncidentEvent, IncidentGrew, In
 def anomaly_bytes(a: Anomaly) -> int:
     """A generous estimate of an anomaly's memory (the object, its strings and scores), for the
     consumers' byte budget."""
-    strings = (a.id, a.kind, a.description, a.measure, a.threshold, a.label or "", *a.key)
+    strings = (a.id, a.kind, a.description, a.measure, a.threshold, a.label or "", *a.key, *a.lens_channels)
     return 1024 + sum(len(text) for text in strings) * 2 + 160 * len(a.scores)
 
 

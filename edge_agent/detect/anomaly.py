@@ -68,6 +68,9 @@ class Anomaly:
     close_reason: CloseReason | None = None
     label: str | None = None  # lens anomalies: the label of the peak inference
     scores: Mapping[str, float] = field(default_factory=dict)
+    # Lens anomalies: the channels the lens reads (config lens.channels). A lens anomaly has no channel of
+    # its own (key.channel is ""), so this is what its issue names as where the lens saw the fault.
+    lens_channels: tuple[str, ...] = ()
 
     @property
     def rule_id(self) -> str:

@@ -131,6 +131,7 @@ class Detector:
             self._lens_spec = AnomalySpec(
                 kind="lens", description=self._lens.describe(), severity=options.severity,
                 measure=LensLabelCheck.measure, debounce=options.debounce,
+                lens_channels=tuple(lens.channels),
             )  # fmt: skip
 
     # -- construction -------------------------------------------------------------------------------

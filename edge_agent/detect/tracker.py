@@ -66,6 +66,7 @@ class AnomalySpec:
     severity: Severity
     measure: str
     debounce: Debounce = Debounce()
+    lens_channels: tuple[str, ...] = ()  # the lens's spec: the channels it reads
 
 
 class Slot:
@@ -257,6 +258,7 @@ class Slot:
             close_reason=reason,
             label=self._peak_label,
             scores=dict(self._peak_scores),
+            lens_channels=spec.lens_channels,
         )
 
     def _tick(self, now_mono: float, now_wall: float) -> AnomalyEvent | None:
