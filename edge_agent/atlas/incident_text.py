@@ -1,8 +1,9 @@
 """What an incident's issue says (pure): its title, tags, JSON summary and the comment narratives.
 
-The issue a test engineer reads is the product: one per physical event. Its title names the lead
-channel (the anomaly that opened it) and how many more joined; its tags name the bench, every channel
-and rule involved and the unique `edge-agent:<incident-id>`; its comments tell the story in order: the
+The issue a test engineer reads is the product: one per physical event. Its title says what happened
+to the lead channel (the anomaly that opened it, in headline.py's words) and how many more joined; its
+tags name the bench, every channel and kind of check involved (`rule:limits`, `lens`) and the unique
+`edge-agent:<incident-id>`; its comments tell the story in order: the
 first anomaly (at once), the members that joined (one comment per batch), evidence parts of a long
 incident, and at the end the timeline: which channel first, in what order, peaks against thresholds,
 how long.
@@ -14,11 +15,12 @@ comment POST of unknown outcome is looked up, not posted twice.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from edge_agent.atlas.client import MAX_COMMENT_CHARS, truncate_comment
 from edge_agent.atlas.evidence_forms import KeptFile
+from edge_agent.atlas.headline import anomaly_words, channels_words, describe_anomaly, plural, rule_words
 from edge_agent.atlas.narrative import (
     MAX_ISSUE_TITLE_CHARS,
     TAG_PREFIX,
@@ -27,7 +29,6 @@ from edge_agent.atlas.narrative import (
     comment_marker,
     finish_comment,
     iso,
-    num,
     subject,
 )
 from edge_agent.detect.anomaly import Anomaly
@@ -37,46 +38,44 @@ from edge_agent.incidents import Incident
 MAX_LISTED_MEMBERS = 40
 
 
-def _subject(member: Mapping[str, Any]) -> str:
-    channel = member.get("channel") or ""
-    return "lens" if not channel else ("all channels" if channel == "*" else str(channel))
-
-
 def incident_title(incident: Incident, bench: str) -> str:
-    """`[bench-03] supply_v on bench: outside [11.4, 12.6] (peak 13.1, max 12.6) +5 more`: the lead's
-    title and how many more channels (or the lens) joined.
+    """`[bench-03] supply_v above max 12.6 (peak 13.1) +5 more`: what happened to the lead channel, in
+    words (headline.anomaly_words), and how many more channels (or the lens) joined.
 
     The title names the first channel that went wrong, even when the lens's label came first: "supply_v
-    outside its limits" tells the engineer where to look, "the lens says fault" does not. The issue is
+    above its max" tells the engineer where to look, "the lens says fault" does not. The issue is
     filed at the first anomaly either way; a lens-led issue is retitled when a channel joins."""
     lead = next((m for m in incident.members if m.kind != "lens"), incident.lead)
-    description = lead.description
-    prefix = f"{lead.channel} " if lead.channel and lead.channel != "*" else ""
-    if prefix and description.startswith(prefix):
-        description = description[len(prefix) :]
-    if lead.kind == "lens" and lead.label:
-        peak = f"label {lead.label}"
-    else:
-        peak = f"peak {num(lead.peak_value)}, {lead.threshold}"
     others = {subject(m) for m in incident.members} - {subject(lead)}
     more = f" +{len(others)} more" if others else ""
-    head = f"[{bench}] {subject(lead)}"
-    if lead.source:
-        head += f" on {lead.source}"
-    title = f"{head}: {description} ({peak}){more}"
+    title = f"[{bench}] {describe_anomaly(lead)}{more}"
     if len(title) > MAX_ISSUE_TITLE_CHARS:
         keep = MAX_ISSUE_TITLE_CHARS - len(more) - 1
         title = title[:keep] + "…" + more
     return title
 
 
-def incident_tags(incident: Incident, bench: str) -> list[str]:
-    """bench, every channel (`lens` for the lens), every rule, the unique `edge-agent:<incident-id>`."""
+def issue_tags(bench: str, members: Iterable[Mapping[str, Any]], incident_id: str) -> list[str]:
+    """The tags a person filters issues by: the bench, every channel (`lens` for the lens,
+    `all-channels` for a whole source), every kind of check (`rule:limits`, `lens`), and last the unique
+    `edge-agent:<incident-id>` that the agent looks its issue up by (find_issue_by_tag). `members`: the
+    anomalies' JSON summaries (or anything with their `channel` and `kind`)."""
+    members = list(members)
     tags = [bench]
-    tags += [m.channel or "lens" for m in incident.members]
-    tags += [m.rule_id for m in incident.members]
-    tags.append(agent_tag(incident.id))
+    tags += [_channel_tag(str(m.get("channel") or "")) for m in members]
+    tags += [str(m.get("kind") or "") for m in members]
+    tags.append(agent_tag(incident_id))
     return list(dict.fromkeys(t for t in tags if t))
+
+
+def _channel_tag(channel: str) -> str:
+    return "lens" if not channel else ("all-channels" if channel == "*" else channel)
+
+
+def incident_tags(incident: Incident, bench: str) -> list[str]:
+    """issue_tags of the incident's members."""
+    members = [{"channel": m.channel, "kind": m.kind} for m in incident.members]
+    return issue_tags(bench, members, incident.id)
 
 
 def incident_summary(incident: Incident, bench: str, **extra: Any) -> dict[str, Any]:
@@ -109,17 +108,10 @@ def incident_summary(incident: Incident, bench: str, **extra: Any) -> dict[str, 
 
 
 def member_line(member: Mapping[str, Any], t0: float | None) -> str:
-    """One member in a list: `+0.210 s  current_a (rule1:limits, high): peak 2.9 vs max 2.5, 0.8 s`."""
+    """One member in a list: `+0.210 s  current_a above max 2.5 (peak 2.9); limits rule on bench,
+    severity high, lasted 0.800 s`."""
     started = member.get("started_wall")
     offset = f"{started - t0:+.3f} s" if isinstance(started, int | float) and t0 is not None else "       ?"
-    if member.get("kind") == "lens":
-        label = member.get("label") or "?"
-        what = f"lens label {label} (score {num(_float(member.get('peak_value')))})"
-    else:
-        what = (
-            f"{member.get('measure')} peak {num(_float(member.get('peak_value')))}"
-            f" vs {member.get('threshold')}"
-        )
     ended = member.get("ended_wall")
     lasted = (
         f", lasted {max(0.0, ended - started):.3f} s"
@@ -127,9 +119,16 @@ def member_line(member: Mapping[str, Any], t0: float | None) -> str:
         else ", still active"
     )
     return (
-        f"{offset}  {_subject(member)} on {member.get('source') or '-'}"
-        f" ({member.get('rule_id')}, {member.get('severity')}): {what}{lasted}"
+        f"{offset}  {anomaly_words(member)}; {rule_words(member)} on {member.get('source') or '-'},"
+        f" severity {member.get('severity')}{lasted}"
     )
+
+
+def _count_and_where(summary: Mapping[str, Any]) -> str:
+    """`2 anomalies on supply_v and the lens's channels supply_v, vibration_g`."""
+    members: list[Mapping[str, Any]] = list(summary.get("members") or [])
+    where = channels_words(list(summary.get("channels") or []), members)
+    return f"{plural(len(members), 'anomaly')} on {where}"
 
 
 def _float(value: Any) -> float:
@@ -171,7 +170,7 @@ def opening_comment(
     lines = [
         f"Incident detected on bench {summary.get('bench')}, started {_started_at(summary, t0)}.",
         "First anomaly: " + member_line(lead, t0),
-        f"What: {lead.get('description')} ({lead.get('kind')}, severity {lead.get('severity')})",
+        f"Rule: {lead.get('description')} ({rule_words(lead)}, severity {lead.get('severity')})",
     ]
     if lead.get("label"):
         lines.append(f"Lens: label {lead.get('label')}")
@@ -204,10 +203,8 @@ def grew_comment(
     summary: Mapping[str, Any], joined: Sequence[Mapping[str, Any]], batch: int, *, severity_raised: bool
 ) -> str:
     """One comment for the members that joined since the last one."""
-    count = len(summary.get("members") or [])
     lines = [
-        f"{len(joined)} more anomal{'y' if len(joined) == 1 else 'ies'} joined this incident"
-        f" (now {count} on {len(summary.get('channels') or [])} channel(s)):",
+        f"{plural(len(joined), 'more anomaly')} joined this incident (now {_count_and_where(summary)}):",
         *_members_block(joined, _t0(summary)),
     ]
     if severity_raised:
@@ -217,11 +214,7 @@ def grew_comment(
 
 def part_comment(summary: Mapping[str, Any], part: int, files: Sequence[str]) -> str:
     """A long incident's evidence, part by part while it lasts."""
-    channels = ", ".join(summary.get("channels") or []) or "the lens"
-    lines = [
-        f"Incident still active: evidence part {part}"
-        f" ({len(summary.get('members') or [])} anomalies so far on {channels})."
-    ]
+    lines = [f"Incident still active: evidence part {part} ({_count_and_where(summary)} so far)."]
     return finish_comment(lines, files, comment_marker(str(summary["id"]), f"part{part}"))
 
 
@@ -231,9 +224,10 @@ def closing_comment(summary: Mapping[str, Any], files: Sequence[str], *, note: s
     members: list[Mapping[str, Any]] = list(summary.get("members") or [])
     t0 = _t0(summary)
     ordered = sorted(members, key=lambda m: _float(m.get("started_wall")))
+    sources = list(summary.get("sources") or [])
     lines = [
-        f"Incident over: {len(members)} anomal{'y' if len(members) == 1 else 'ies'} on"
-        f" {len(summary.get('channels') or [])} channel(s) of {', '.join(summary.get('sources') or [])},"
+        f"Incident over: {_count_and_where(summary)}"
+        f" ({'source' if len(sources) == 1 else 'sources'} {', '.join(sources) or '-'}),"
         f" severity {summary.get('severity')}.",
         f"Timeline (t = 0 at {_started_at(summary, t0)}, the incident's start: its earliest anomaly's):",
         *_members_block(ordered, t0),

@@ -57,11 +57,6 @@ def subject(anomaly: Anomaly) -> str:
     return "all channels" if channel == "*" else channel
 
 
-def where(anomaly: Anomaly) -> str:
-    """`supply_v on bench`, `lens on bench`, `all channels on bench`."""
-    return f"{subject(anomaly)} on {anomaly.source}" if anomaly.source else subject(anomaly)
-
-
 def render_description(blocks: Sequence[Mapping[str, Any]], fields: Mapping[str, Any]) -> list[Any]:
     """The configured description blocks with every string formatted from the anomaly's fields
     (`atlas.description_blocks`; names checked when the config loads). A field without a value (a
@@ -125,6 +120,7 @@ def anomaly_summary(anomaly: Anomaly, bench: str, **extra: Any) -> dict[str, Any
         "close_reason": anomaly.close_reason,
         "label": anomaly.label,
         "scores": dict(anomaly.scores),
+        "lens_channels": list(anomaly.lens_channels),
     }
     summary.update(extra)
     return summary

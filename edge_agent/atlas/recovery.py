@@ -20,7 +20,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from edge_agent.atlas.batches import evidence_batch, open_batch
-from edge_agent.atlas.incident_text import closing_comment, opening_comment, repeat_comment
+from edge_agent.atlas.incident_text import closing_comment, issue_tags, opening_comment, repeat_comment
 from edge_agent.atlas.jobs import KIND_COMMENT, KIND_ISSUE
 from edge_agent.atlas.tracked import issue_ref
 from edge_agent.evidence.writer import write_evidence_async
@@ -107,8 +107,6 @@ async def _enqueue_open(reporter: Reporter, summary: dict[str, Any], record: dic
         await _write_lost_snapshot(reporter, summary, incident_id)
     title = str(summary.get("title") or f"[{reporter.bench}] incident {incident_id}")
     lead = summary["members"][0]
-    tags = [reporter.bench, *(m.get("channel") or "lens" for m in summary["members"])]
-    tags += [m.get("rule_id") for m in summary["members"]] + [f"edge-agent:{incident_id}"]
     specs = open_batch(
         incident_id=incident_id,
         issues_group=reporter.session.issues_group(),
@@ -119,7 +117,7 @@ async def _enqueue_open(reporter: Reporter, summary: dict[str, Any], record: dic
             "title": title,
             "description": [],
             "priority": summary.get("priority") or lead.get("priority"),
-            "tags": list(dict.fromkeys(t for t in tags if t)),
+            "tags": issue_tags(reporter.bench, summary["members"], incident_id),
         },
         repeat=record.get("repeat") if isinstance(record.get("repeat"), dict) else None,
         opening=opening_comment(summary, names, context=record.get("context") or []),

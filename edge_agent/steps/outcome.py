@@ -28,7 +28,7 @@ MAX_NOTE_CHARS = 2000  # Atlas documents no limit for `exception`; a note is for
 class AnomalySpan:
     anomaly_id: str
     severity: str  # low | medium | high
-    label: str  # what a human reads in the note: "supply_v on bench: supply_v outside [11.4, 12.6]"
+    label: str  # what a human reads in the note: "supply_v above max 12.6 (peak 13.1)" (headline.py)
     start: float
     end: float | None = None
     source: str = ""  # whose timeline start and end are on ("" : unknown, compared with the step's own)

@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
-from edge_agent.atlas.narrative import where
+from edge_agent.atlas.headline import describe_anomaly
 from edge_agent.detect.anomaly import AnomalyClosed, AnomalyEvent, AnomalyUpdated
 from edge_agent.incidents import IncidentClosed, IncidentEvent, IncidentGrew, IncidentOpened
 from edge_agent.steps.outcome import AnomalySpan
@@ -42,7 +42,7 @@ class StepSpans:
             changed = changed or not isinstance(event, AnomalyUpdated)
             known = self._spans.get(a.id)
             self._spans[a.id] = AnomalySpan(
-                a.id, a.severity, f"{where(a)}: {a.description}", a.started_mono, end, a.source,
+                a.id, a.severity, describe_anomaly(a), a.started_mono, end, a.source,
                 known.incident_id if known is not None else "",
             )  # fmt: skip
         return changed

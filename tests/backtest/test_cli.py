@@ -92,7 +92,7 @@ def test_cli_prints_and_writes_the_incidents_that_would_have_been_filed(tmp_path
     done = run(tmp_path, str(rec), "--json", str(out))
     assert done.returncode == 0, done.stderr
     assert "2 incident(s) would have been filed" in done.stdout
-    assert "title: [rig-7] supply_v on bench: outside [11.4, 12.6] (peak 13.5, max 12.6)" in done.stdout
+    assert "title: [rig-7] supply_v above max 12.6 (peak 13.5)" in done.stdout
     assert "rows are 1-based data rows" in done.stdout
 
     report = json.loads(out.read_text())
@@ -105,9 +105,9 @@ def test_cli_prints_and_writes_the_incidents_that_would_have_been_filed(tmp_path
 
     first, second = report["incidents"]
     assert first["severity"] == "high" and first["priority"] == "high"
-    assert first["filed_title"] == "[rig-7] supply_v on bench: outside [11.4, 12.6] (peak 13.5, max 12.6)"
+    assert first["filed_title"] == "[rig-7] supply_v above max 12.6 (peak 13.5)"
     assert first["title"] == first["filed_title"] + " +1 more"  # current_a joined
-    assert first["tags"][:3] == ["rig-7", "supply_v", "current_a"]
+    assert first["tags"] == ["rig-7", "supply_v", "current_a", "rule:limits", f"edge-agent:{first['id']}"]
     assert first["lead"] == {"rule_id": "rule0:limits", "kind": "rule:limits", "source": "bench",
                              "channel": "supply_v"}  # fmt: skip
     assert [(m["rule_id"], m["channel"], m["severity"]) for m in first["members"]] == [
@@ -133,7 +133,7 @@ def test_cli_prints_and_writes_the_incidents_that_would_have_been_filed(tmp_path
     assert steps["idle"]["execution_status"] == "passed"
     assert (steps["idle"]["start_row"], steps["idle"]["end_row"]) == (1, 100)
     assert steps["load"]["execution_status"] == "failed"  # the high-severity supply fault overlapped it
-    assert "supply_v on bench" in steps["load"]["exception"]
+    assert "supply_v above max 12.6 (peak 13.5) [high, anomaly " in steps["load"]["exception"]
     assert steps["soak"]["execution_status"] == "failed"  # its END said FAIL; temp_c (low) is named too
     assert "step verdict FAIL" in steps["soak"]["exception"] and "temp_c" in steps["soak"]["exception"]
     assert report["summary"] == {
@@ -161,7 +161,7 @@ def test_step_outcomes_from_markers(tmp_path: Path) -> None:
         ("last", "passed"),
     ]
     assert (
-        "current_a on bench" in steps[1]["exception"]
+        "current_a above max 2 (peak 2.2) [medium, anomaly " in steps[1]["exception"]
         and "ended by the start of 'next'" in steps[1]["exception"]
     )
     assert (steps[1]["start_row"], steps[1]["end_row"]) == (21, 45)

@@ -299,14 +299,22 @@ def test_every_anomaly_is_in_exactly_one_incident_and_incidents_of_a_group_never
 
 def test_an_incident_the_lens_saw_first_is_titled_by_its_first_channel() -> None:
     g = grouper()
-    (opened,) = g.on_events([AnomalyOpened(anomaly("", 0.0, kind="lens"))])
+    lens = anomaly("", 0.0, kind="lens")
+    lens = replace(
+        lens,
+        label="fault",
+        peak_value=0.93,
+        scores={"fault": 0.93, "normal": 0.07},
+        lens_channels=("supply_v", "temp_c"),
+    )
+    (opened,) = g.on_events([AnomalyOpened(lens)])
     assert isinstance(opened, IncidentOpened)
-    alone = incident_title(opened.incident, "b1")
-    assert alone.startswith("[b1] lens on bench: ") and "more" not in alone  # filed at once, as the lens saw
+    # Filed at once, as the lens saw: its label, the channels it reads, the label's score
+    assert incident_title(opened.incident, "b1") == "[b1] lens: fault on supply_v, temp_c (score 0.93)"
     g.on_events([AnomalyOpened(anomaly("supply_v", 0.3)), AnomalyOpened(anomaly("temp_c", 0.4))])
     (incident,) = g.open_incidents()
     assert incident.lead.kind == "lens"  # still the first member: the timeline and signature keep it
-    assert incident_title(incident, "b1") == "[b1] supply_v on bench: misbehaving (peak 2, max 1) +2 more"
+    assert incident_title(incident, "b1") == "[b1] supply_v above max 1 (peak 2) +2 more"
 
 
 # -- members reported late (the lens) ---------------------------------------------------------------

@@ -74,12 +74,13 @@ async def test_one_anomaly_one_issue_with_snapshot_and_closing_evidence(
     assert session["session_title"].startswith("bench-07 run ")
     assert issue["priority"] == "high"
     assert issue["description"] == []
-    assert set(issue["tags"]) == {"bench-07", "supply_v", "rule0:limits", f"edge-agent:{incident_id}"}
+    # Tags a person filters by (the rule's kind, not its index), and the unique tag the agent looks it up by
+    assert issue["tags"] == ["bench-07", "supply_v", "rule:limits", f"edge-agent:{incident_id}"]
     assert issue["session_ids"] == [session["session_id"]]
     snapshot_names = _attachment_names(emulator, issue["attachment_ids"])
     assert [n[-9:] for n in snapshot_names] == ["_open.csv", "open.json"]
     assert all(NAME.match(n) for n in snapshot_names), snapshot_names  # readable, not an id
-    assert "supply_v" in issue["title"] and "bench-07" in issue["title"] and "more" not in issue["title"]
+    assert issue["title"] == "[bench-07] supply_v above max 12.6 (peak 13.5)"
     # The snapshot: frames from `pre` (2 s) before the start up to the open, byte-faithful values.
     snap = _csv_rows(emulator.attachment_bytes(issue["attachment_ids"][0]))
     started = next(f for f in bench.frames if f.values["supply_v"] > 12.6)
@@ -93,8 +94,14 @@ async def test_one_anomaly_one_issue_with_snapshot_and_closing_evidence(
     opening, closing = issue["comments"]
     assert opening["content"].splitlines()[-1] == f"edge-agent:{incident_id}:open"
     assert closing["content"].splitlines()[-1] == f"edge-agent:{incident_id}:close"
-    for words in ("Incident over", "Timeline", "peak 13.5 vs max 12.6", "Duration:", "supply_v"):
+    for words in (
+        "Incident over: 1 anomaly on supply_v (source bench), severity high.",
+        "Timeline",
+        "+0.000 s  supply_v above max 12.6 (peak 13.5); limits rule on bench, severity high, lasted",
+        "Duration:",
+    ):
         assert words in closing["content"], words
+    assert "rule0" not in closing["content"] + opening["content"]
     names = [a["attachment_name"] for a in closing["attachments"]]
     assert [n[-4:] for n in names] == [".csv", "json", ".png"] and all(NAME.match(n) for n in names)
     assert names[0] != snapshot_names[0]
@@ -123,17 +130,26 @@ async def test_a_fault_on_two_channels_in_one_read_is_one_issue_with_both_in_one
     incident_id = await _one_fault(bench, temp_c=95.0)
     (issue,) = await _settled(emulator, bench, 1, [3])
     assert set(issue["tags"]) == {
-        "bench-07", "supply_v", "temp_c", "rule0:limits", "rule1:limits", f"edge-agent:{incident_id}",
-    }  # fmt: skip
+        "bench-07",
+        "supply_v",
+        "temp_c",
+        "rule:limits",
+        f"edge-agent:{incident_id}",
+    }
     assert issue["priority"] == "high"
     _, grew, closing = issue["comments"]
     assert grew["content"].splitlines()[-1] == f"edge-agent:{incident_id}:grew1"
-    assert "1 more anomaly joined" in grew["content"] and "temp_c" in grew["content"]
-    assert issue["title"].endswith("+1 more")  # retitled by the update
+    assert grew["content"].startswith(
+        "1 more anomaly joined this incident (now 2 anomalies on supply_v, temp_c):\n"
+        "+0.000 s  temp_c above max 80 (peak 95); limits rule on bench, severity low"
+    )
+    assert (
+        issue["title"] == "[bench-07] supply_v above max 12.6 (peak 13.5) +1 more"
+    )  # retitled by the update
     full = _csv_rows(emulator.attachment_bytes(closing["attachments"][0]["attachment_id"]))
     assert {"supply_v", "temp_c"} <= set(full[0]) and [float(r["temp_c"]) for r in full].count(95.0) == 5
     timeline = closing["content"]
-    assert timeline.index("supply_v on bench") < timeline.index("temp_c on bench")  # lead first
+    assert timeline.index("supply_v above") < timeline.index("temp_c above")  # lead first
     await bench.stop()
 
 
@@ -147,7 +163,7 @@ async def test_a_channel_joining_after_the_first_report_is_one_comment_and_new_t
     await bench.idle(3.0)
     (incident_id,) = bench.opened_incidents()
     (issue,) = await _settled(emulator, bench, 1, [3])
-    assert {"temp_c", "rule1:limits"} <= set(issue["tags"])
+    assert {"temp_c", "rule:limits"} <= set(issue["tags"])
     assert "temp_c" in issue["comments"][1]["content"]
     assert issue["comments"][2]["content"].splitlines()[-1] == f"edge-agent:{incident_id}:close"
     await bench.stop()

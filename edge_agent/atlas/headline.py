@@ -1,0 +1,155 @@
+"""One anomaly in the words a test engineer reads at a glance (pure): what an issue's title and each
+line of its narrative say happened, per kind of anomaly.
+
+    supply_v above max 12.6 (peak 13.838)          limits (below: "below min 11.4 (lowest 10.2)")
+    temp_c above baseline band [28, 32] (peak 35)   baseline
+    current_a rising at 5.2/s (max 2/s)             rate (or "falling at")
+    temp_c stuck at 35.23 for 6 s                   stuck ("for at least 3 s" while it still holds)
+    no frames from bench for 2.4 s                  dropout of a source (one channel: "no supply_v readings")
+    serial link down on bench (unplugged)           dropout: the port itself went away
+    lens: fault on supply_v, vibration_g (score 0.93)
+
+Everything works on an anomaly's JSON summary (narrative.anomaly_summary), the form the comments and
+the crash recovery have, so the title, the narrative and a test step's note say the same thing. The rule ids
+(`rule0:limits`) stay in the JSON summary for machines; people read the rule's kind.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from edge_agent.atlas.narrative import anomaly_summary, num
+from edge_agent.detect.anomaly import Anomaly
+
+LINK_DOWN = "serial link down"  # how edge_agent.detect.dropout words a dropout the port reported
+
+
+def plural(count: int, word: str) -> str:
+    """`1 anomaly`, `2 anomalies`, `1 channel`, `3 channels`."""
+    if count == 1:
+        return f"1 {word}"
+    return f"{count} {word[:-1]}ies" if word.endswith("y") else f"{count} {word}s"
+
+
+def seconds_text(seconds: float) -> str:
+    """`0.4 s`, `2.5 s`, `12 s`: a duration as people say it."""
+    if seconds >= 10:
+        return f"{seconds:.0f} s"
+    return f"{seconds:.1f}".rstrip("0").rstrip(".") + " s"
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def _lasted(member: Mapping[str, Any]) -> str:
+    """How long the condition held: to its end once it ended ("for 6 s"), else as far as it is known,
+    to its latest peak ("for at least 3 s": a title filed while it still holds stays true)."""
+    started = _float(member.get("started_wall"))
+    ended = _float(member.get("ended_wall"))
+    if started is None:
+        return ""
+    if ended is not None:
+        return f" for {seconds_text(max(0.0, ended - started))}"
+    latest = _float(member.get("peak_wall"))
+    return f" for at least {seconds_text(max(0.0, latest - started))}" if latest is not None else ""
+
+
+def _channel(member: Mapping[str, Any]) -> str:
+    return str(member.get("channel") or "")
+
+
+def _peak(member: Mapping[str, Any]) -> str:
+    value = _float(member.get("peak_value"))
+    return num(value) if value is not None else "?"
+
+
+def _threshold(member: Mapping[str, Any]) -> str:
+    return str(member.get("threshold") or "")
+
+
+def _past_a_bound(member: Mapping[str, Any], fallback: str) -> str:
+    """limits and baseline: `above max 12.6 (peak 13.1)`, `below baseline band [a, b] (lowest 9.8)`."""
+    channel = _channel(member)
+    threshold = _threshold(member)
+    if threshold.startswith(("max ", "above ")):
+        return f"{channel} above {threshold.removeprefix('above ').split(' (')[0]} (peak {_peak(member)})"
+    if threshold.startswith(("min ", "below ")):
+        return f"{channel} below {threshold.removeprefix('below ').split(' (')[0]} (lowest {_peak(member)})"
+    return f"{channel} {fallback} (peak {_peak(member)})"
+
+
+def _rate(member: Mapping[str, Any]) -> str:
+    value = _float(member.get("peak_value"))
+    if value is None:
+        return f"{_channel(member)} changing too fast"
+    limit = _threshold(member).removeprefix("max_rate ")
+    direction = "rising" if value >= 0 else "falling"
+    return f"{_channel(member)} {direction} at {num(abs(value))}/s (max {limit})"
+
+
+def _dropout(member: Mapping[str, Any]) -> str:
+    source = str(member.get("source") or "the port")
+    threshold = _threshold(member)
+    if threshold.startswith(LINK_DOWN):
+        reason = threshold.removeprefix(LINK_DOWN).removeprefix(":").strip()
+        return f"{LINK_DOWN} on {source}" + (f" ({reason})" if reason else "")
+    channel = _channel(member)
+    what = f"no frames from {source}" if channel in ("", "*") else f"no {channel} readings"
+    return what + _lasted(member)
+
+
+def lens_words(member: Mapping[str, Any]) -> str:
+    """`lens: fault on supply_v, vibration_g (score 0.93)`: the label, the channels the lens reads."""
+    label = member.get("label") or "anomalous label"
+    channels: Sequence[str] = member.get("lens_channels") or ()
+    where = f" on {', '.join(channels)}" if channels else ""
+    scores = member.get("scores") or {}
+    # The score shown is the label's own (a lens that sends none has its anomaly valued 1.0: no score)
+    scored = str(label).casefold() in {str(name).casefold() for name in scores}
+    value = _float(member.get("peak_value"))
+    score = f" (score {value:.2f})" if scored and value is not None else ""
+    return f"lens: {label}{where}{score}"
+
+
+def anomaly_words(member: Mapping[str, Any]) -> str:
+    """What happened, for a title or a timeline line (see the module's examples)."""
+    kind = str(member.get("kind") or "")
+    if kind == "lens":
+        return lens_words(member)
+    if kind == "rule:limits":
+        return _past_a_bound(member, "outside its limits")
+    if kind == "rule:baseline":
+        return _past_a_bound(member, "outside its baseline band")
+    if kind == "rule:rate":
+        return _rate(member)
+    if kind == "rule:stuck":
+        return f"{_channel(member)} stuck at {_peak(member)}{_lasted(member)}"
+    if kind == "rule:dropout":
+        return _dropout(member)
+    return str(member.get("description") or kind or "anomaly")
+
+
+def describe_anomaly(anomaly: Anomaly) -> str:
+    """anomaly_words of an Anomaly record: an issue's title, a test step's note."""
+    return anomaly_words(anomaly_summary(anomaly, ""))
+
+
+def rule_words(member: Mapping[str, Any]) -> str:
+    """Which check saw it, as a person names it: `limits rule`, `stuck rule`, `lens`."""
+    kind = str(member.get("kind") or "")
+    return f"{kind.removeprefix('rule:')} rule" if kind.startswith("rule:") else (kind or "?")
+
+
+def channels_words(channels: Sequence[str], members: Sequence[Mapping[str, Any]]) -> str:
+    """Where an incident's anomalies are: `supply_v`, `supply_v, temp_c`, `all channels`, and for the
+    lens `the lens's channels supply_v, vibration_g` (the channels it reads), joined with "and"."""
+    named = ["all channels" if c == "*" else c for c in channels if c]
+    parts = [", ".join(dict.fromkeys(named))] if named else []
+    lens = next((m for m in members if m.get("kind") == "lens"), None)
+    if lens is not None:
+        read: Sequence[str] = lens.get("lens_channels") or ()
+        parts.append(f"the lens's channels {', '.join(read)}" if read else "the lens")
+    return " and ".join(parts) or "no channel"
