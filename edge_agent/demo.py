@@ -177,6 +177,7 @@ def summarize(atlas: AtlasEmulator, archetype: ArchetypeEmulator, workdir: Path)
             "id": issue["uuid"],
             "title": issue["title"],
             "priority": issue["priority"],
+            "tags": list(issue.get("tags") or []),
             "status": issue["status"],
             "attachments": len(issue.get("attachments", [])),
             "attachment_names": [a.get("attachment_name") for a in issue.get("attachments", [])],
@@ -226,6 +227,7 @@ def print_summary(summary: dict[str, Any]) -> None:
             f"({issue['attachments']} attachments, {issue['comments']} comments, {issue['status']})"
         )
         print(f"           Atlas id {issue['id']}")
+        print(f"           tags: {', '.join(issue['tags'])}")
         for name in issue["attachment_names"]:
             print(f"           attachment: {name}")
         for head in issue["comment_heads"]:

@@ -170,8 +170,20 @@ def _demo() -> Scenario:
                 magnitude=1.8,
                 severity="high",
             ),
-            FaultSpec(id="stuck-temp-1", kind="stuck", channel="temp_c", start=22.0, duration=6.0),
-            FaultSpec(id="spike-vib-1", kind="spike", channel="vibration_g", start=34.0, magnitude=1.5),
+            # What the demo's agent config (edge_agent/demo.py) files for them: the stuck sensor is a
+            # low-severity stuck rule, and vibration_g has a limits rule (max 0.5, no hold) that its
+            # one-sample spike crosses; it has no rate rule.
+            FaultSpec(
+                id="stuck-temp-1", kind="stuck", channel="temp_c", start=22.0, duration=6.0, severity="low"
+            ),
+            FaultSpec(
+                id="spike-vib-1",
+                kind="spike",
+                channel="vibration_g",
+                start=34.0,
+                magnitude=1.5,
+                expected_rule="limits",
+            ),
         ],
     )
 

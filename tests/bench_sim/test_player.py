@@ -174,6 +174,10 @@ def test_demo_oracle_records_faults_and_expected_step_outcomes() -> None:
     over = faults["overvoltage-1"]
     assert over["severity"] == "high" and over["expected_rule"] == "limits" and over["expect_anomaly"]
     assert (over["start_device_ms"], over["end_device_ms"], over["samples_affected"]) == (13000, 17000, 200)
+    # As the demo's agent config files them (edge_agent/demo.py): a low stuck rule on temp_c, and the
+    # vibration spike crosses vibration_g's limits rule (the demo has no rate rule).
+    assert (faults["stuck-temp-1"]["severity"], faults["stuck-temp-1"]["expected_rule"]) == ("low", "stuck")
+    assert (faults["spike-vib-1"]["severity"], faults["spike-vib-1"]["expected_rule"]) == ("medium", "limits")
     steps = {r["name"]: r for r in records(out, "step")}
     assert steps["load_test"]["expected_verdict"] == "FAIL"
     assert steps["load_test"]["faults"] == ["overvoltage-1"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -28,28 +29,52 @@ def test_demo_40s_leaves_one_issue_per_fault_and_step_outcomes(tmp_path: Path) -
     summary = json.loads(summary_path.read_text())
 
     # In 40 s the demo scenario injects a high over-voltage (13-17 s), a stuck temperature (22-28 s) and
-    # a 20 ms vibration spike (34 s).
-    by_title = {issue["title"]: issue for issue in summary["issues"]}
-    overvoltage = [i for t, i in by_title.items() if "supply_v" in t]
-    stuck = [i for t, i in by_title.items() if "temp_c" in t and "stuck" in t]
-    spike = [i for t, i in by_title.items() if "vibration_g" in t]
-    assert len(overvoltage) == 1 and overvoltage[0]["priority"] == "high"
-    assert len(stuck) == 1 and stuck[0]["priority"] == "low"
-    assert len(spike) == 1 and spike[0]["priority"] == "medium"
+    # a 20 ms vibration spike (34 s). The bench's oracle says what the agent should file for each: one
+    # issue per fault, led by its channel, of its severity, tagged with the rule that catches it.
+    oracle = [json.loads(line) for line in (tmp_path / "work" / "oracle.jsonl").read_text().splitlines()]
+    faults = [r for r in oracle if r["record"] == "fault" and r["expect_anomaly"]]
+    assert sorted(f["id"] for f in faults) == ["overvoltage-1", "spike-vib-1", "stuck-temp-1"]
+    issues = summary["issues"]
+    titles = [issue["title"] for issue in issues]
+    assert len(issues) == len(faults), titles  # no issue without a fault behind it
+    for f in faults:
+        led = [i for i in issues if i["title"].startswith(f"[demo-bench] {f['channel']} ")]
+        assert len(led) == 1, (f, titles)
+        issue = led[0]
+        assert issue["priority"] == f["severity"], (f, issue)
+        assert {f["channel"], f"rule:{f['expected_rule']}", "demo-bench"} <= set(issue["tags"]), (f, issue)
+        assert not [t for t in issue["tags"] if re.fullmatch(r"rule\d+:.*", t)], issue["tags"]
+    # The titles say what happened, in words (the lens's verdict on a fault joins its issue: "+1 more").
+    by_channel = {t.split()[1]: t for t in titles}
+    assert re.fullmatch(
+        r"\[demo-bench\] supply_v above max 12\.6 \(peak 13\.\d+\)( \+1 more)?", by_channel["supply_v"]
+    )
+    assert re.fullmatch(
+        r"\[demo-bench\] temp_c stuck at \d+\.\d+ for at least 3 s( \+1 more)?", by_channel["temp_c"]
+    )
+    assert re.fullmatch(
+        r"\[demo-bench\] vibration_g above max 0\.5 \(peak 1\.\d+\)( \+1 more)?", by_channel["vibration_g"]
+    )
     # One issue per physical event: the lens's verdict on the spike's window comes back a window and a
     # round trip later, after the spike's quiet period (end + 2 s), and still joins the spike's issue.
-    assert not any(t.startswith("[demo-bench] lens") for t in by_title), list(by_title)
-    for issue in summary["issues"]:
+    assert not any(t.startswith("[demo-bench] lens") for t in titles), titles
+    for issue in issues:
         assert issue["attachments"] >= 2, issue  # evidence CSV + JSON summary
         assert issue["comments"] >= 1, issue  # the narrative
-    # No issue without a fault behind it: every issue is one of the injected faults.
-    assert len(by_title) == 3, list(by_title)
+        (closing,) = [head for head in issue["comment_heads"] if head.startswith("Incident over")]
+        assert re.match(
+            r"Incident over: (1 anomaly|[2-9] anomalies) on (supply_v|temp_c|vibration_g)", closing
+        )
+        assert "channel(s)" not in " ".join(issue["comment_heads"]), issue
 
     steps = {step["step"]: step["status"] for step in summary["steps"]}
     assert steps["power_on"] == "passed"
     assert steps["load_test"] == "failed"  # the high over-voltage overlapped it
     assert steps["thermal_soak"] == "passed_with_exception"  # only the low stuck sensor overlapped it
     assert steps["vibration_check"] == "passed_with_exception"  # the medium spike
+    notes = {step["step"]: step["exception"] or "" for step in summary["steps"]}
+    assert "supply_v above max 12.6 (peak 13." in notes["load_test"]  # the same words as the issue
+    assert "temp_c stuck at " in notes["thermal_soak"] and "lens says" not in " ".join(notes.values())
     # The lens path ran end to end: windows went out over the websocket and inferences came back.
     assert summary["agent"]["frames"] >= 1500  # 40 s at 50 lines/s, minus start-up slack
     assert summary["agent"]["windows_sent"] >= 20
