@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -138,9 +139,13 @@ async def test_the_pump_breakdown_is_one_issue_with_every_channel_the_lens_and_o
     assert sum(m.endswith(":close") for m in markers) == 1
     closing = issue["comments"][-1]
     assert "Incident over" in closing["content"] and "Timeline" in closing["content"]
+    # The timeline: one line per member, what happened to it in words, and the check that saw it.
     for channel in oracle.channels:
-        assert f"{channel} on skid" in closing["content"], channel
-    assert "lens on skid" in closing["content"]
+        line = rf"^[-+]\d+\.\d+ s  {channel} .*; \w+ rule on skid, severity "
+        assert re.search(line, closing["content"], re.MULTILINE), channel
+    assert re.search(
+        r"^[-+]\d+\.\d+ s  lens: \w+ on .*; lens on skid, severity ", closing["content"], re.MULTILINE
+    )
 
     # One evidence CSV: every channel of the source, across the whole incident plus pre and post.
     attachments = {a["attachment_name"]: a["attachment_id"] for a in closing["attachments"]}
