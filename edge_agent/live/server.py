@@ -1,7 +1,8 @@
 """The live bench page on the control API (aiohttp adapter): the page, its assets, and the pushed stream.
 
     GET /                   the page (HTML; no data in it)
-    GET /live/page.js       its script, /live/page.css its style
+    GET /live/page.js       its script (and labels.js: its figure's labels, tables.js: its tables),
+                            /live/page.css its style
     GET /live/plotly.min.js the charting library, served from the installed `plotly` package
     GET /live/stream?span=S Server-Sent Events: `hello`, then `traces` every PUSH_EVERY seconds (the
                             decimated buckets of the level that covers S seconds: all of them first,
@@ -47,7 +48,9 @@ STATE_EVERY = 1.0  # seconds between state checks (anomalies, steps, lens, Atlas
 MIN_GAP = 0.1  # seconds: the shortest time between two pushes to one page, however busy the board is
 MAX_STREAMS = 8  # pages open at once: each costs a push loop and its socket
 MAX_SPAN = 24 * 3600.0
-PUBLIC_PATHS = frozenset({"/", "/live/page.js", "/live/page.css", "/live/plotly.min.js"})
+PUBLIC_PATHS = frozenset(
+    {"/", "/live/page.js", "/live/labels.js", "/live/tables.js", "/live/page.css", "/live/plotly.min.js"}
+)
 ASSET_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
 
 StateSource = Callable[[], Awaitable[dict[str, Any]]]
@@ -100,6 +103,8 @@ class LivePage:
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/", self._index)
         app.router.add_get("/live/page.js", self._asset)
+        app.router.add_get("/live/labels.js", self._asset)
+        app.router.add_get("/live/tables.js", self._asset)
         app.router.add_get("/live/page.css", self._asset)
         app.router.add_get("/live/plotly.min.js", self._plotly)
         app.router.add_get("/live/snapshot", self._snapshot)

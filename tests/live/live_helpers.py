@@ -5,7 +5,7 @@ Debian's Chromium driven by Playwright."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from chromium import INSTALL_HINT, chromium_path
 from e2e_helpers import TOKEN, Sim, agent_config_toml, fault_toml, get_json, step_toml, wait_until
+from playwright.async_api import Browser, Page
 
 from edge_agent.agent import Agent
 from edge_agent.config import EmulatorSection, load_config
@@ -79,8 +80,16 @@ class LiveBench:
 
 @asynccontextmanager
 async def live_bench(
-    tmp: Path, *, control_token: str | None = None, extra: str = ""
+    tmp: Path,
+    *,
+    control_token: str | None = None,
+    extra: str = "",
+    agent_text: Callable[[Path, Path, str], str] | None = None,
+    scenario_text: str | None = None,
 ) -> AsyncIterator[LiveBench]:
+    """`agent_text(state_dir, link, atlas_url)`: the agent's TOML instead of `agent_config_toml`'s
+    (then `extra` and `control_token` are the caller's); `scenario_text`: the bench's scenario instead of
+    `scenario`'s."""
     settings = EmulatorSection.model_validate({"host": "127.0.0.1", "atlas_port": 0, "atlas_token": TOKEN})
     async with AtlasEmulator(settings, seed=13, report_delay=60.0) as atlas:
         link = tmp / "ttyBENCH0"
@@ -88,11 +97,18 @@ async def live_bench(
         if control_token is not None:
             control += f'\ntoken = "{control_token}"\n'
         config_path = tmp / "agent.toml"
-        config_path.write_text(
-            agent_config_toml(tmp / "state", link, atlas.base_url, extra=control), encoding="utf-8"
-        )
+        if agent_text is None:
+            text = agent_config_toml(tmp / "state", link, atlas.base_url, extra=control)
+        else:
+            text = agent_text(tmp / "state", link, atlas.base_url)
+        config_path.write_text(text, encoding="utf-8")
         agent = Agent(load_config(config_path, environ={}))
-        sim = Sim(scenario(tmp), link, tmp / "oracle.jsonl")
+        if scenario_text is None:
+            scenario_path = scenario(tmp)
+        else:
+            scenario_path = tmp / "scenario.toml"
+            scenario_path.write_text(scenario_text, encoding="utf-8")
+        sim = Sim(scenario_path, link, tmp / "oracle.jsonl")
         await agent.start()
         bench = LiveBench(agent, sim, atlas, control_token)
         try:
@@ -101,3 +117,14 @@ async def live_bench(
             if sim.task is not None and not sim.task.done():
                 await sim.stop()
             await bench.stop()
+
+
+async def open_page(
+    browser: Browser, url: str, errors: list[str], viewport: tuple[int, int] = (1400, 1300)
+) -> Page:
+    """The live page in a new tab of `viewport` (width, height) px; its script errors go to `errors`."""
+    page = await browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
+    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    page.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
+    await page.goto(url + "/")
+    return page

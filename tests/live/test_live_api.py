@@ -70,8 +70,9 @@ async def stream(http: aiohttp.ClientSession, url: str, token: str | None = None
 
 async def test_the_page_and_its_assets_are_open_and_the_data_needs_the_token(tmp_path: Path) -> None:
     async with live_bench(tmp_path, control_token=TOKEN) as bench, aiohttp.ClientSession() as http:
-        assets = [("/", "text/html"), ("/live/page.js", "text/javascript"), ("/live/page.css", "text/css"),
-                  ("/live/plotly.min.js", "text/javascript")]  # fmt: skip
+        scripts = ["/live/page.js", "/live/labels.js", "/live/tables.js", "/live/plotly.min.js"]
+        assets = [("/", "text/html"), ("/live/page.css", "text/css")]
+        assets += [(script, "text/javascript") for script in scripts]
         for path, kind in assets:
             async with http.get(bench.url + path) as response:
                 body = await response.read()

@@ -5,19 +5,20 @@ in the test's tmp dir (its path is printed)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from chromium import CHROMIUM_ARGS
-from live_helpers import FAULT_AT, chromium_or_fail, live_bench
-from playwright.async_api import Browser, Page, async_playwright
+from live_helpers import FAULT_AT, live_bench, open_page
+from playwright.async_api import Browser, Page
 
 # Every channel's row as Plotly holds it: the points of its envelope trace, and the shapes on its y axis with
 # whether each one's path is in the DOM Plotly drew.
 PLOTS_JS = """() => {
   const gd = window.benchPage.figure;
+  const labelText = (row, name) => {
+    const el = document.querySelector(`#figure-labels [data-row="${row}"][data-name="${name}"]`);
+    return el ? el.title : "";
+  };
   if (!gd || !gd.data || !gd._fullLayout) return [];
   return Object.values(window.benchPage.plots).map((p) => {
     const envelope = gd.data.find((t) => t.name === `${p.source}/${p.channel}`);
@@ -27,7 +28,7 @@ PLOTS_JS = """() => {
       if (!refs.includes(s.yref)) return;
       shapes.push({
         name: s.name, x0: gd.layout.shapes[i].x0, x1: gd.layout.shapes[i].x1, y0: s.y0,
-        label: s.label ? s.label.text : "",
+        label: labelText(`${p.source}/${p.channel}`, s.name),
         drawn: gd.querySelector(`.shapelayer path[data-index="${i}"]`) !== null,
       });
     });
@@ -52,25 +53,6 @@ WATCH_JS = """() => {
   tick();
 }"""
 CHANNELS = {"supply_v", "current_a", "temp_c", "vibration_g", "pressure_kpa"}
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    executable = chromium_or_fail()
-    async with async_playwright() as playwright:
-        launched = await playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        try:
-            yield launched
-        finally:
-            await launched.close()
-
-
-async def open_page(browser: Browser, url: str, errors: list[str]) -> Page:
-    page = await browser.new_page(viewport={"width": 1400, "height": 1300})
-    page.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
-    page.on("console", lambda msg: errors.append(f"console: {msg.text}") if msg.type == "error" else None)
-    await page.goto(url + "/")
-    return page
 
 
 async def plots(page: Page) -> dict[str, dict[str, Any]]:
@@ -105,7 +87,7 @@ async def test_page_draws_channels_limits_a_fault_and_the_step_outcome(
         # next state push after the source's first frame).
         await page.wait_for_function(
             f"() => ({PLOTS_JS})().some((r) => r.channel === 'supply_v'"
-            " && r.shapes.some((s) => s.name === 'limit max' && s.drawn))",
+            " && r.shapes.some((s) => s.name === 'limit max' && s.drawn && s.label))",
             timeout=5_000,
         )
         drawn = await plots(page)
@@ -131,8 +113,8 @@ async def test_page_draws_channels_limits_a_fault_and_the_step_outcome(
         assert all(s["name"] != name for s in (await plots(page))["temp_c"]["shapes"])
         # And marked closed once the agent closes it.
         await page.wait_for_function(
-            """(n) => window.benchPage.figure._fullLayout.shapes
-                 .some((s) => s.name === n && s.label.text.startsWith("closed"))""",
+            """(n) => [...document.querySelectorAll(`#figure-labels [data-name="${n}"]`)]
+                 .some((label) => label.title.startsWith("closed"))""",
             arg=name,
             timeout=10_000,
         )
@@ -144,8 +126,8 @@ async def test_page_draws_channels_limits_a_fault_and_the_step_outcome(
             timeout=15_000,
         )
         steps = await page.evaluate(
-            """() => window.benchPage.figure._fullLayout.shapes
-                 .filter((s) => s.name.startsWith("step:")).map((s) => [s.name, s.label.text])"""
+            """() => [...document.querySelectorAll('#figure-labels .mark-label.step')]
+                 .map((label) => [label.dataset.name, label.title])"""
         )
         assert ["step:load_test", "load_test: failed"] in steps
         assert ["step:power_on", "power_on: passed"] in steps

@@ -1,7 +1,8 @@
 // The live bench page: reads the agent's pushed stream (/live/stream, Server-Sent Events over fetch, so
 // that the control token can go in an Authorization header and never in a URL) and hands what it says
 // to Plotly. The agent has already decimated the traces (min/max per bucket); this script only keeps
-// the buckets of the chosen span and says what to draw.
+// the buckets of the chosen span and says what to draw. labels.js puts the figure's labels on it,
+// tables.js fills the tables under it (both loaded before this script).
 "use strict";
 
 const TOKEN_KEY = "edge-agent.control-token";
@@ -16,6 +17,7 @@ const page = {
   traces: {}, // source -> channel -> {first, lo: [], hi: []} (bucket numbers first, first+1, ...)
   base: {}, dx: {}, // source -> x (ms) of bucket 0, and ms per bucket
   state: {}, figure: null, plots: {}, // "source/channel" -> {source, channel, axis}: its row's y axis
+  figureLabels: null, labelsFollow: false, // the figure's labels (labels.js places them)
   bytes: 0, events: 0, connected: false, controller: null, retryDelay: 500, pending: false,
 };
 window.benchPage = page; // for people with the console open, and for the browser tests
@@ -160,7 +162,8 @@ function schedule() {
 
 // -- drawing --------------------------------------------------------------------------------------------
 // One figure: a row per channel (every source's), the step timeline at the bottom, one shared time axis.
-// One Plotly.react per update costs the browser about half of what a plot per channel does.
+// One Plotly.react per update costs the browser about half of what a plot per channel does. The words
+// on it (row names, marks, limits, steps) are not Plotly's: labels.js places them so none overlap.
 
 const ROW_PX = 140;
 const STEPS_PX = 70;
@@ -175,42 +178,58 @@ function render() {
   fillTables();
 }
 
+// A block of `px` px from `top` (px from the figure's top): the strip for its name, then its plot.
+function rowDomain(top, px, plotPx, below) {
+  return [1 - (top + px - below) / plotPx, 1 - (top + HEAD_PX) / plotPx];
+}
+
 function drawFigure(rows, range) {
   const several = Object.keys(page.traces).length > 1;
   const plotPx = rows.length * ROW_PX + STEPS_PX;
   const data = [];
   const shapes = [];
+  const labels = [];
   const layout = {
-    height: plotPx + 50, margin: { l: 90, r: 16, t: 10, b: 40 }, showlegend: false,
+    height: plotPx + MARGIN.t + MARGIN.b, margin: MARGIN, showlegend: false,
     xaxis: { type: "date", range, tickformat: "%H:%M:%S", anchor: `y${rows.length + 1}` },
   };
+  const figureRows = {};
   page.plots = {};
   rows.forEach((row, index) => {
     const axis = index === 0 ? "y" : `y${index + 1}`;
-    const top = 1 - (index * ROW_PX) / plotPx;
-    layout[index === 0 ? "yaxis" : `yaxis${index + 1}`] = {
-      domain: [top - (ROW_PX - 14) / plotPx, top], anchor: "x", zeroline: false,
-      title: { text: several ? `${row.source}/${row.channel}` : row.channel, font: { size: 11 }, standoff: 10 },
-    };
-    page.plots[`${row.source}/${row.channel}`] = { source: row.source, channel: row.channel, axis };
+    const key = `${row.source}/${row.channel}`;
+    const domain = rowDomain(index * ROW_PX, ROW_PX, plotPx, 6);
+    layout[index === 0 ? "yaxis" : `yaxis${index + 1}`] = { domain, anchor: "x", zeroline: false };
+    figureRows[key] = { domain, axis: index === 0 ? "yaxis" : `yaxis${index + 1}` };
+    page.plots[key] = { source: row.source, channel: row.channel, axis };
+    labels.push({ kind: "row", row: key, text: several ? key : row.channel });
     data.push(...traces(row, axis), limitsInView(row.source, row.channel, axis, range));
-    shapes.push(...bandShapes(row.source, row.channel, axis), ...markShapes(row.source, row.channel, axis));
+    shapes.push(...bandShapes(row.source, row.channel, axis, labels), ...markShapes(row.source, row.channel, axis, labels));
   });
   const stepsAxis = `y${rows.length + 1}`;
+  const stepsDomain = rowDomain(rows.length * ROW_PX, STEPS_PX, plotPx, 0);
   layout[`yaxis${rows.length + 1}`] = {
-    domain: [0, (STEPS_PX - 10) / plotPx], anchor: "x", range: [0, 1], fixedrange: true,
-    showticklabels: false, showgrid: false, zeroline: false, title: { text: "steps", font: { size: 11 } },
+    domain: stepsDomain, anchor: "x", range: [0, 1], fixedrange: true,
+    showticklabels: false, showgrid: false, zeroline: false,
   };
+  figureRows.steps = { domain: stepsDomain, axis: `yaxis${rows.length + 1}` };
+  labels.push({ kind: "row", row: "steps", text: "steps" });
   // One invisible point puts the step row on the shared time axis.
   data.push({ x: [range[1]], y: [0], yaxis: stepsAxis, mode: "markers", marker: { opacity: 0 }, hoverinfo: "skip" });
-  shapes.push(...stepShapes(stepsAxis));
+  shapes.push(...stepShapes(stepsAxis, labels));
   layout.shapes = shapes;
   const div = $("figure");
   div.style.height = `${layout.height}px`;
   page.figure = div;
-  Plotly.react(div, data, layout, { displaylogo: false, responsive: true });
+  page.figureLabels = { labels, rows: figureRows, range };
+  Plotly.react(div, data, layout, { displaylogo: false, responsive: true }).then(() => {
+    if (!page.labelsFollow) {
+      page.labelsFollow = true; // and after every redraw Plotly does itself (a resize)
+      div.on("plotly_afterplot", () => placeLabels(div, page.figureLabels));
+    }
+    placeLabels(div, page.figureLabels);
+  });
 }
-
 // The envelope of a channel: the buckets' highs left to right, then their lows back, one closed shape
 // per run of buckets ("toself" fills each gap-separated segment on its own). A run breaks where no
 // sample came for clearly longer than the channel's usual spacing (a dropout, the bench silent), not
@@ -257,16 +276,17 @@ function limitsInView(source, channel, axis, range) {
   };
 }
 
-function bandShapes(source, channel, axis) {
+function bandShapes(source, channel, axis, labels) {
   const bands = ((page.state.bands || {})[source] || {})[channel] || [];
+  const row = `${source}/${channel}`;
   const shapes = [];
   for (const band of bands) {
     if (band.kind === "baseline" && band.low !== null && band.high !== null) {
       shapes.push({
         type: "rect", name: "baseline", xref: "x domain", yref: axis, x0: 0, x1: 1, y0: band.low,
         y1: band.high, fillcolor: "rgba(46,125,50,0.10)", line: { width: 0 }, layer: "below",
-        label: { text: "learned band", textposition: "top right", font: { size: 10, color: "#2e7d32" } },
       });
+      labels.push({ kind: "band", row, name: "baseline", text: "learned band", y: band.high });
       continue;
     }
     for (const [side, value] of [["min", band.low], ["max", band.high]]) {
@@ -274,8 +294,8 @@ function bandShapes(source, channel, axis) {
       shapes.push({
         type: "line", name: `limit ${side}`, xref: "x domain", yref: axis, x0: 0, x1: 1, y0: value, y1: value,
         line: { color: "#c62828", width: 1, dash: "dash" },
-        label: { text: `${side} ${value}`, textposition: "end", font: { size: 10, color: "#c62828" } },
       });
+      labels.push({ kind: "limit", row, name: `limit ${side}`, text: `${side} ${value}`, y: value });
     }
   }
   return shapes;
@@ -292,10 +312,24 @@ function touches(mark, source, channel) {
   return !Array.isArray(read) || read.length === 0 || read.includes(channel);
 }
 
-function markShapes(source, channel, axis) {
+// Incidents' labels come first: at one start, an incident's says more than its first anomaly's.
+function markShapes(source, channel, axis, labels) {
   const marks = page.state.marks || { anomalies: [], incidents: [] };
   const yref = `${axis} domain`;
+  const row = `${source}/${channel}`;
   const shapes = [];
+  for (const i of marks.incidents) {
+    if (!i.sources.includes(source) || (i.channels.length && !i.channels.includes(channel))) continue;
+    shapes.push({
+      type: "rect", name: `incident:${i.id}`, xref: "x", yref, x0: i.x0,
+      x1: i.x1 === null ? page.now : i.x1, y0: 0.86, y1: 1,
+      fillcolor: i.open ? "rgba(106,27,154,0.35)" : "rgba(106,27,154,0.15)", line: { width: 0 },
+    });
+    labels.push({
+      kind: "incident", row, name: `incident:${i.id}`, x0: i.x0, cls: i.open ? "open" : "",
+      text: `incident ${i.open ? "open" : "closed"}: ${i.title}`,
+    });
+  }
   for (const a of marks.anomalies) {
     if (!touches(a, source, channel)) continue;
     const fill = SEVERITY_FILL[a.severity] || SEVERITY_FILL.medium;
@@ -305,131 +339,28 @@ function markShapes(source, channel, axis) {
       x1: a.x1 === null ? page.now : a.x1, y0: 0, y1: 0.84,
       fillcolor: fill + (a.open ? "0.30)" : "0.15)"), line: { width: a.open ? 1 : 0, color: fill + "0.9)" },
       layer: "below",
-      label: {
-        text: `${a.open ? "OPEN" : "closed"} ${what} (${a.severity})`, textposition: "top left",
-        font: { size: 10 },
-      },
     });
-  }
-  for (const i of marks.incidents) {
-    if (!i.sources.includes(source) || (i.channels.length && !i.channels.includes(channel))) continue;
-    shapes.push({
-      type: "rect", name: `incident:${i.id}`, xref: "x", yref, x0: i.x0,
-      x1: i.x1 === null ? page.now : i.x1, y0: 0.86, y1: 1,
-      fillcolor: i.open ? "rgba(106,27,154,0.35)" : "rgba(106,27,154,0.15)", line: { width: 0 },
-      label: {
-        text: `incident ${i.open ? "open" : "closed"}: ${i.title.slice(0, 60)}`,
-        textposition: "middle left", font: { size: 9 },
-      },
+    labels.push({
+      kind: "anomaly", row, name: `anomaly:${a.id}`, x0: a.x0, cls: `${a.severity}${a.open ? " open" : ""}`,
+      text: `${a.open ? "OPEN" : "closed"} ${what} (${a.severity})`,
     });
   }
   return shapes;
 }
 
-function stepShapes(axis) {
+function stepShapes(axis, labels) {
   const steps = page.state.steps;
   if (!steps) return [];
   const spans = steps.completed.map((s) => ({ ...s }));
   if (steps.running) spans.push({ ...steps.running, outcome: "running", x1: null });
-  return spans.filter((s) => s.x0 !== null).map((s) => ({
-    type: "rect", name: `step:${s.step}`, xref: "x", yref: `${axis} domain`, x0: s.x0,
-    x1: s.x1 === null ? page.now : s.x1, y0: 0.1, y1: 0.9,
-    fillcolor: OUTCOME_FILL[s.outcome] || "#bdbdbd", line: { width: 1, color: "#fff" },
-    label: { text: `${s.step}: ${s.outcome}`, font: { size: 10 } },
-  }));
-}
-
-// -- tables ---------------------------------------------------------------------------------------------
-
-function cells(row, values) {
-  for (const value of values) {
-    const td = document.createElement("td");
-    if (value instanceof Node) td.appendChild(value);
-    else td.textContent = value === null || value === undefined ? "" : String(value);
-    row.appendChild(td);
-  }
-  return row;
-}
-
-function refill(tableId, rows) {
-  const body = $(tableId).querySelector("tbody");
-  body.replaceChildren(...rows);
-}
-
-function tr(values, cls, data) {
-  const row = cells(document.createElement("tr"), values);
-  if (cls) row.className = cls;
-  Object.assign(row.dataset, data || {});
-  return row;
-}
-
-const clock = (ms) => (ms === null || ms === undefined ? "" : new Date(ms).toLocaleTimeString());
-
-function fillTables() {
-  const s = page.state;
-  if (s.steps) {
-    const rows = s.steps.completed.map((c) =>
-      tr([c.step, c.card, c.outcome, c.exception], c.outcome, { step: c.step, outcome: c.outcome }));
-    if (s.steps.running) {
-      rows.push(tr([s.steps.running.step, s.steps.running.card, "running", ""], "running",
-        { step: s.steps.running.step, outcome: "running" }));
-    }
-    refill("steps-table", rows.reverse());
-  }
-  if (s.marks) {
-    const incidents = s.marks.incidents.map((i) =>
-      tr([i.open ? "incident, open" : "incident", i.title, `${i.sources.join(", ")}`, i.severity,
-        clock(i.x0), clock(i.x1)], i.open ? "open" : "", { incident: i.id }));
-    const anomalies = s.marks.anomalies.map((a) =>
-      tr([a.open ? "open" : "closed", a.description + (a.label ? ` (${a.label})` : ""),
-        `${a.channel || "lens"} on ${a.source}`, a.severity, clock(a.x0), clock(a.x1)],
-        a.open ? "open" : "", { anomaly: a.id }));
-    refill("anomalies-table", [...incidents.reverse(), ...anomalies.reverse()]);
-  }
-  if (s.lens !== undefined) fillLens(s.lens);
-  if (s.atlas !== undefined) fillAtlas(s.atlas);
-  if (s.tap && s.ports) {
-    const ports = Object.entries(s.ports).map(([n, p]) => `${n} ${p.up ? "up" : "DOWN"} (${p.frames} frames)`);
-    $("tap").textContent = `ports: ${ports.join("; ")} · page tap: ${s.tap.channels} channels,`
-      + ` ${Math.round(s.tap.bytes / 1024)} KiB · received ${Math.round(page.bytes / 1024)} KiB`;
-  }
-}
-
-function fillLens(lens) {
-  const box = $("lens");
-  if (lens === null) {
-    box.textContent = "lens disabled in the config";
-    $("lens-labels").replaceChildren();
-    return;
-  }
-  box.textContent = `session ${lens.session_id || "none"} · ${lens.streaming ? "streaming" : "not streaming"}`
-    + ` (${lens.component || "?"}) · windows sent ${lens.windows_sent}, dropped ${lens.windows_dropped}`
-    + (lens.last_error ? ` · last error: ${lens.last_error}` : "");
-  box.className = lens.streaming ? "good" : "bad";
-  const items = lens.recent.slice().reverse().map((r) => {
-    const li = document.createElement("li");
-    li.textContent = `${clock(r.at)} ${r.label}${r.score === null ? "" : ` (${r.score})`}`;
-    if (r.anomalous) li.className = "bad";
-    return li;
+  return spans.filter((s) => s.x0 !== null).map((s) => {
+    const x1 = s.x1 === null ? page.now : s.x1;
+    labels.push({ kind: "step", row: "steps", name: `step:${s.step}`, x0: s.x0, x1, text: `${s.step}: ${s.outcome}` });
+    return {
+      type: "rect", name: `step:${s.step}`, xref: "x", yref: `${axis} domain`, x0: s.x0, x1, y0: 0.1, y1: 0.9,
+      fillcolor: OUTCOME_FILL[s.outcome] || "#bdbdbd", line: { width: 1, color: "#fff" },
+    };
   });
-  $("lens-labels").replaceChildren(...items);
-}
-
-function fillAtlas(atlas) {
-  const box = $("atlas");
-  if (atlas === null) {
-    box.textContent = "Atlas reporting disabled in the config";
-    return;
-  }
-  const depth = atlas.depth || {};
-  const waiting = (depth.pending || 0) + (depth.in_flight || 0);
-  box.textContent = `session ${atlas.session_id || "(being created)"} · jobs waiting ${waiting}`
-    + ` · failed ${depth.failed || 0}` + (atlas.blocked ? ` · BLOCKED: ${atlas.blocked.reason}` : "");
-  box.className = atlas.blocked || depth.failed ? "bad" : "good";
-  refill("issues-table", atlas.issues.map((i) =>
-    tr([i.issue_id, i.title, i.via === "repeat" ? "joined (repeat)" : "filed"], "", { issue: i.issue_id })));
-  refill("failures-table", atlas.failures.map((f) =>
-    tr([`${f.kind} (${f.group})`, f.status, f.answer || f.reason], "bad")));
 }
 
 // -- start ----------------------------------------------------------------------------------------------
