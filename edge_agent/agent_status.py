@@ -1,6 +1,11 @@
 """What the agent tells of itself: its one-line status for systemd, the checks of /readyz, each port's
 frame rate and the whole of /status. A view: it reads the agent's components and changes nothing in
-them (only its own marks of the frame counts, for the rates)."""
+them (only its own marks of the frame counts, for the rates).
+
+Times on /status follow one rule (README, "Operating it"): a wall-clock time is `<name>_wall`, seconds
+since the epoch (a number, for programs), and beside it `<name>_at`, the same instant as ISO 8601 UTC
+with milliseconds (for people); `with_times_at` adds the second to the whole document, so a component
+only names its wall times `*_wall`. Durations and ages are seconds, named `*_s`."""
 
 from __future__ import annotations
 
@@ -10,10 +15,26 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from edge_agent.atlas.narrative import anomaly_summary
+from edge_agent.atlas.narrative import anomaly_summary, iso
 
 if TYPE_CHECKING:
     from edge_agent.agent import Agent
+
+
+def with_times_at(value: Any) -> Any:
+    """`value` (a JSON document) with `<name>_at` (ISO 8601 UTC, milliseconds, or None) right after every
+    `<name>_wall` (seconds since the epoch, or None) at any depth that has none yet."""
+    if isinstance(value, dict):
+        shown: dict[Any, Any] = {}
+        for key, item in value.items():
+            shown[key] = with_times_at(item)
+            a_time = item is None or (isinstance(item, int | float) and not isinstance(item, bool))
+            if a_time and isinstance(key, str) and key.endswith("_wall") and f"{key[:-5]}_at" not in value:
+                shown[f"{key[:-5]}_at"] = iso(item)
+        return shown
+    if isinstance(value, list | tuple):
+        return [with_times_at(item) for item in value]
+    return value
 
 
 class AgentStatus:
@@ -100,7 +121,7 @@ class AgentStatus:
                 "inferences": dict(agent.inference_labels),
                 "counters": agent.lens.counters(),
             }
-        return {
+        document = {
             "bench": agent.config.agent.bench,
             "ready": self.readiness()[0],
             "components": agent.supervisor.status(),
@@ -134,3 +155,5 @@ class AgentStatus:
             # For leak checks (bench/soak): a task count that grows while the agent runs is a leak.
             "asyncio_tasks": len(asyncio.all_tasks()),
         }
+        shown: dict[str, Any] = with_times_at(document)
+        return shown

@@ -102,12 +102,18 @@ class StateFileHealth:
         with self._lock:
             return {
                 "disk_full": bool(self._full),
-                "disk_full_since": self._full_since,
+                "disk_full_since_wall": self._full_since,
                 "writes_waiting_for_space": sorted(self._full)[:MAX_DAMAGED_SHOWN],
                 "write_failures_no_space": self.write_failures_total,
                 "damaged_total": self.damaged_total,
                 "damaged": [
-                    {"what": d.what, "path": d.path, "aside": d.aside, "reason": d.reason, "at": d.wall}
+                    {
+                        "what": d.what,
+                        "path": d.path,
+                        "aside": d.aside,
+                        "reason": d.reason,
+                        "set_aside_wall": d.wall,
+                    }
                     for d in self.damaged
                 ],
             }

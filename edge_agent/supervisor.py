@@ -35,7 +35,7 @@ class ComponentState:
             "state": self.state,
             "restarts": self.restarts,
             "last_error": self.last_error,
-            "since": self.since,
+            "changed_wall": self.since,  # when it entered this state
         }
 
 

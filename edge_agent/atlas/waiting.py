@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.atlas.evidence_forms import EvidencePlan, KeptFile
-from edge_agent.atlas.narrative import iso
 from edge_agent.evidence.writer import check_stem
 from edge_agent.state_files import (
     ensure_private_dir_async,
@@ -69,8 +68,8 @@ class WaitingRecord:
             "attempts": self.attempts,
             "pieces_attached": len(self.plan.attached()),
             "pieces": len(self.plan.pieces),
-            "since": iso(self.since),
-            "next_try": iso(self.next_try) if self.next_try is not None and self.state == WAITING else None,
+            "waiting_since_wall": self.since,
+            "next_try_wall": self.next_try if self.state == WAITING else None,
         }
 
     def to_json(self) -> dict[str, Any]:

@@ -66,7 +66,7 @@ def steps_doc(status: dict[str, Any]) -> dict[str, Any]:
         running = {
             "step": current.get("title") or current.get("name"),
             "card": current.get("card"),
-            "x0": _ms(current.get("wall")),
+            "x0": _ms(current.get("started_wall")),
         }
     return {"source": status.get("source"), "completed": completed, "running": running}
 

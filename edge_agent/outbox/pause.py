@@ -75,6 +75,14 @@ class QueuePause:
         self.blocked = {"reason": "auth", "status": status, "body": body, "since": now}
         self.until = now + self._policy.cap
 
+    def shown_blocked(self, now: float) -> Json | None:
+        """`blocked` for /status, with the last refusal as an age (`refused_ago_s`; the outbox clock's
+        times are ages, not dates: clock.py)."""
+        if self.blocked is None:
+            return None
+        shown = {key: value for key, value in self.blocked.items() if key != "since"}
+        return {**shown, "refused_ago_s": round(max(0.0, now - float(self.blocked["since"])), 3)}
+
     def remaining(self, now: float) -> float:
         return max(0.0, self.until - now)
 

@@ -43,7 +43,7 @@ class RecoveryReport:
             "quarantined": self.quarantined,
             "salvaged": self.salvaged,
             "unreadable": self.unreadable,
-            "at": self.at,
+            "recovered_wall": self.at,
         }
 
 
@@ -153,7 +153,7 @@ class RestoreReport:
             "jobs_to_look_up": self.jobs_to_look_up,
             "commits_unrecoverable": self.commits_unrecoverable,
             "journal_unreadable_lines": self.journal_unreadable_lines,
-            "at": self.at,
+            "recovered_wall": self.at,
         }
 
 

@@ -75,7 +75,9 @@ def waiting_for_prerequisites(db: sqlite3.Connection, now: float, wait: float, l
     ]
 
 
-def failures(db: sqlite3.Connection, limit: int = 20) -> list[Json]:
+def failures(db: sqlite3.Connection, now: float, limit: int = 20) -> list[Json]:
+    """The latest failed jobs, with how long ago each failed (`failed_ago_s`, outbox clock: an age, not a
+    date, clock.py) and the failure as recorded (reason, the server's status and answer)."""
     rows = db.execute(
         "SELECT id, kind, grp, attempts, failure, updated_at FROM jobs WHERE state = 'failed'"
         " ORDER BY id DESC LIMIT ?",
@@ -87,7 +89,7 @@ def failures(db: sqlite3.Connection, limit: int = 20) -> list[Json]:
             "kind": r[1],
             "group": r[2],
             "attempts": r[3],
-            "at": r[5],
+            "failed_ago_s": round(max(0.0, now - r[5]), 3),
             **json.loads(r[4] or "{}"),
         }
         for r in rows

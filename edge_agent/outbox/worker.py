@@ -239,7 +239,7 @@ class Outbox:
             return {
                 "depth": self._store.counts(),
                 "oldest_waiting_s": None if oldest is None else max(0.0, self._clock() - oldest),
-                "failures": failures(self._store.db, 20),
+                "failures": failures(self._store.db, self._clock(), 20),
                 "disk_bytes": self._store.bytes,
                 "rows": self._store.rows,
             }
@@ -259,7 +259,7 @@ class Outbox:
             ),
             "lost_commits": restored.as_dict() if restored else None,
             "in_flight": len(self._tasks),
-            "blocked": dict(self._pause.blocked) if self._pause.blocked else None,
+            "blocked": self._pause.shown_blocked(self._clock()),
             "paused_for_s": self._pause.remaining(self._clock()),
             "service_failures": self._pause.service_failures,
             "missing_handlers": sorted(self._delivery.missing_handlers),

@@ -390,7 +390,14 @@ class StepTracker:
         }
 
     async def shown_status(self) -> dict[str, Any]:
-        """`status()` with the notes as Atlas shows them (`notes_as_sent`): for /status, the live page."""
+        """`status()` with the notes as Atlas shows them (`notes_as_sent`) and the running step as people
+        read it (its wall start, not the tracker's timelines): for /status, the live page."""
         status = self.status()
         status["completed"] = await notes_as_sent(self.outbox, status["completed"])
+        current = status["current"]
+        if current:
+            status["current"] = {
+                "name": current["name"], "title": current["title"], "card": current["card"],
+                "started_wall": current["wall"],
+            }  # fmt: skip
         return status

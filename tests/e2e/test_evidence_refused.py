@@ -20,6 +20,7 @@ from e2e_helpers import (
     wait_until,
 )
 
+from edge_agent.atlas.narrative import iso
 from edge_agent.emulators.atlas import AtlasEmulator
 
 ENVIRON = {
@@ -75,7 +76,9 @@ async def test_413_on_every_upload_one_issue_per_incident_and_evidence_linked_wh
         assert sorted({w["incident_id"] for w in waiting}) == sorted(incidents)
         for entry in waiting:
             assert entry["state"] == "waiting" and entry["bytes"] > 0 and entry["files"]
-            assert "too large" in entry["why"] and entry["next_try"] is not None
+            assert "too large" in entry["why"] and entry["next_try_wall"] is not None
+            assert entry["next_try_at"] == iso(entry["next_try_wall"])
+            assert entry["waiting_since_at"] is not None
         refused_before = atlas.faults.injected["proxy_413"]
         refusing_for = time.monotonic() - started
 

@@ -87,6 +87,7 @@ async def test_422_on_a_bad_field_is_kept_failed_and_shown_on_status_reporting_g
     run_failures = [f for f in failures if f["kind"] == "atlas.test_run"]
     assert len(run_failures) == 1, failures
     failure = run_failures[0]
+    assert 0 <= failure["failed_ago_s"] < 60 and "at" not in failure  # an age, not an epoch float
     assert failure["attempts"] == 1  # a 422 is not retried
     assert failure["status"] == 422
     assert "system_id" in str(failure)  # the server's answer names the field

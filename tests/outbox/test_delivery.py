@@ -199,6 +199,7 @@ async def test_bad_token_blocks_the_queue_instead_of_failing_jobs(
 
     status = await outbox.status()
     assert status["blocked"]["reason"] == "auth" and status["blocked"]["status"] == 401
+    assert 0 <= status["blocked"]["refused_ago_s"] < 30 and "since" not in status["blocked"]  # an age
     assert status["depth"]["failed"] == 0
     assert len(peer.posts) < 10  # probes, not the whole queue
 

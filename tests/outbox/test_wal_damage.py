@@ -11,6 +11,7 @@ import os
 import signal
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,7 @@ async def test_a_damaged_wal_is_detected_the_jobs_put_back_and_each_delivered_on
         status = await outbox.status()
         report = status["lost_commits"]
         assert report is not None and report["commits_lost"] >= 1
+        assert abs(report["recovered_wall"] - time.time()) < 60
         assert report["jobs_restored"] == N_JOBS - sqlite_sees
         assert report["commits_unrecoverable"] == 0
         assert outbox.counters["commits_lost"] == report["commits_lost"]

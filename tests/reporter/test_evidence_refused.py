@@ -166,7 +166,7 @@ async def test_413_pages_on_every_upload_file_each_incident_once_then_link_its_e
     # Each evidence shows on /status from its job's first retry on (the closing ones start last).
     def four_waiting_with_a_next_try() -> bool:
         waiting = bench.reporter.status()["evidence_waiting"]
-        return len(waiting) == 4 and all(w["next_try"] is not None for w in waiting)
+        return len(waiting) == 4 and all(w["next_try_wall"] is not None for w in waiting)
 
     # A closing one is listed from its deferral and has its next try once its first retry is refused.
     await run_until(bench, four_waiting_with_a_next_try, 5.0, "4 waiting, each with its next try")
@@ -175,7 +175,7 @@ async def test_413_pages_on_every_upload_file_each_incident_once_then_link_its_e
         (i, p) for i in ids for p in ("open", "close")
     )
     for entry in waiting:
-        assert entry["state"] == "waiting" and entry["bytes"] > 0 and entry["next_try"] is not None
+        assert entry["state"] == "waiting" and entry["bytes"] > 0 and entry["next_try_wall"] is not None
         kinds = [".csv", "json"] + ([".png"] if entry["part"] == "close" else [])  # plots: final evidence
         assert "too large" in entry["why"] and [f["name"][-4:] for f in entry["files"]] == kinds
     records = tmp_path / REPORTER_DIR / WAITING_DIR
@@ -399,7 +399,7 @@ async def test_evidence_that_never_fits_is_kept_on_disk_and_said_so(
     assert str(csv_path) in text and "too large" in text and "<" not in text
     assert csv_path.is_file()  # kept on disk for a human
     (kept,) = bench.reporter.status()["evidence_waiting"]
-    assert kept["state"] == "kept" and kept["next_try"] is None and "after 2 attempts" in kept["why"]
+    assert kept["state"] == "kept" and kept["next_try_wall"] is None and "after 2 attempts" in kept["why"]
     failed: list[Any] = []
 
     async def settled() -> None:

@@ -9,6 +9,7 @@ import json
 import os
 import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -150,6 +151,7 @@ def test_a_damaged_file_is_set_aside_logged_once_counted_and_read_as_absent(
     assert damaged[0]["set_aside_as"] == str(aside[0])
     assert health.damaged_total == 1
     assert health.status()["damaged"][0]["aside"] == str(aside[0])
+    assert abs(health.status()["damaged"][0]["set_aside_wall"] - time.time()) < 60
     # The next read finds nothing (absent is not damage) and the agent writes a fresh file.
     assert read_json_state(target, what="lens sessions", health=health) is None
     assert health.damaged_total == 1
