@@ -204,7 +204,8 @@ function drawFigure(rows, range) {
     page.plots[key] = { source: row.source, channel: row.channel, axis };
     labels.push({ kind: "row", row: key, text: several ? key : row.channel });
     data.push(...traces(row, axis), limitsInView(row.source, row.channel, axis, range));
-    shapes.push(...bandShapes(row.source, row.channel, axis, labels), ...markShapes(row.source, row.channel, axis, labels));
+    shapes.push(...bandShapes(row.source, row.channel, axis, labels));
+    shapes.push(...markShapes(row.source, row.channel, axis, labels));
   });
   const stepsAxis = `y${rows.length + 1}`;
   const stepsDomain = rowDomain(rows.length * ROW_PX, STEPS_PX, plotPx, 0);
@@ -230,6 +231,7 @@ function drawFigure(rows, range) {
     placeLabels(div, page.figureLabels);
   });
 }
+
 // The envelope of a channel: the buckets' highs left to right, then their lows back, one closed shape
 // per run of buckets ("toself" fills each gap-separated segment on its own). A run breaks where no
 // sample came for clearly longer than the channel's usual spacing (a dropout, the bench silent), not
@@ -355,7 +357,8 @@ function stepShapes(axis, labels) {
   if (steps.running) spans.push({ ...steps.running, outcome: "running", x1: null });
   return spans.filter((s) => s.x0 !== null).map((s) => {
     const x1 = s.x1 === null ? page.now : s.x1;
-    labels.push({ kind: "step", row: "steps", name: `step:${s.step}`, x0: s.x0, x1, text: `${s.step}: ${s.outcome}` });
+    const text = `${s.step}: ${s.outcome}`;
+    labels.push({ kind: "step", row: "steps", name: `step:${s.step}`, x0: s.x0, x1, text });
     return {
       type: "rect", name: `step:${s.step}`, xref: "x", yref: `${axis} domain`, x0: s.x0, x1, y0: 0.1, y1: 0.9,
       fillcolor: OUTCOME_FILL[s.outcome] || "#bdbdbd", line: { width: 1, color: "#fff" },
