@@ -146,13 +146,13 @@ async def test_labels_never_overlap_and_incident_titles_are_whole_at_common_widt
             assert any(la["clipped"] for la in labels if la["kind"] == "incident")
 
             # The incidents' titles: whole (nothing cut, nothing past the window's edge); an ordinary one
-            # (current_a's, some 70 characters) on one line at 1280 px and wider.
+            # (current_a's, some 50 characters) on one line at 1280 px and wider.
             cells = await page.evaluate(INCIDENT_CELLS_JS)
             assert len(cells) >= 2
             for cell in cells:
                 assert cell["text"].startswith("[layout] ") and not cell["cut"], cell
                 assert cell["right"] <= width, cell
-            ordinary = next(c for c in cells if c["text"].startswith("[layout] current_a on bench: "))
+            ordinary = next(c for c in cells if c["text"].startswith("[layout] current_a "))
             assert len(ordinary["text"]) < 90
             if width >= 1280:
                 assert ordinary["lines"] == 1, f"at {width} px an ordinary incident title wraps: {ordinary}"
