@@ -1041,6 +1041,9 @@ def _verdict(target: tuple[str, float] | None, median: float) -> str:
     return "pass" if met else "**miss**"
 
 
+NOT_MEASURED = "| not measured |"
+
+
 def section_lines(section: str, runs: list[dict[str, Any]], heading_note: str = "") -> list[str]:
     """One section's heading and table of figures (min / median / max over `runs`)."""
     lines = ["", f"## {section}", ""]
@@ -1053,7 +1056,7 @@ def section_lines(section: str, runs: list[dict[str, Any]], heading_note: str = 
         values = [v for v in (fig.get(r) for r in runs) if v is not None]
         target = f"{fig.target[0]} {_fmt(fig.target[1])}" if fig.target else "—"
         if not values:
-            lines.append(f"| {fig.label} | {fig.unit} | {target} | — | — | — | not measured |")
+            lines.append(f"| {fig.label} | {fig.unit} | {target} | — | — | — {NOT_MEASURED}")
             continue
         median = statistics.median(values)
         lines.append(
@@ -1064,16 +1067,42 @@ def section_lines(section: str, runs: list[dict[str, Any]], heading_note: str = 
     return lines
 
 
+def _keep_measured_rows(old: list[str], new: list[str]) -> list[str]:
+    """`new` with each row it has not measured taken from `old` where `old` measured it: an `--only`
+    run does not rerun what other commands wrote into the same section (bench_ring.py --against REV
+    writes the before/after rows), so it must not blank them. Rows are matched by their figure and unit,
+    the n-th of a label with the n-th (the before/after groups repeat their labels)."""
+
+    def key(row: str) -> str:
+        return "|".join(row.split("|")[:3])  # "| label | unit"
+
+    measured: dict[str, list[str]] = {}
+    for row in old:
+        if row.startswith("| ") and not row.endswith(NOT_MEASURED):
+            measured.setdefault(key(row), []).append(row)
+    seen: dict[str, int] = {}
+    out = []
+    for row in new:
+        if row.startswith("| "):
+            index = seen.get(key(row), 0)
+            seen[key(row)] = index + 1
+            kept = measured.get(key(row), [])
+            if row.endswith(NOT_MEASURED) and index < len(kept):
+                row = kept[index]
+        out.append(row)
+    return out
+
+
 def merge_section(text: str, section: str, block: list[str]) -> str:
     """RESULTS.md with the `## section` block replaced by `block` (or added before the notes), every
-    other section as it was."""
+    other section as it was, and the rows the block did not measure as they were."""
     lines = text.rstrip("\n").split("\n")
     heading = f"## {section}"
     if heading in lines:
         start = lines.index(heading) - 1  # the blank line before it
         end = next((i for i in range(start + 2, len(lines)) if lines[i].startswith("## ")), len(lines))
         end = end - 1 if end < len(lines) else end  # keep the blank line before the next heading
-        lines[start:end] = block
+        lines[start:end] = _keep_measured_rows(lines[start:end], block)
     else:
         notes = lines.index("## Notes") - 1 if "## Notes" in lines else len(lines)
         lines[notes:notes] = block
@@ -1104,7 +1133,15 @@ def run_only(names: list[str], repeat: int) -> int:
     (OUT / f"run-only-{'-'.join(names)}.json").write_text(
         json.dumps({"machine": info, "runs": runs}, indent=1, default=str) + "\n"
     )
-    text = RESULTS.read_text() if RESULTS.exists() else render([], info, 0.0)
+    before = RESULTS.read_text() if RESULTS.exists() else render([], info, 0.0)
+    text = merged_results(before, names, runs, info)
+    RESULTS.write_text(text)
+    print(text)
+    return 0
+
+
+def merged_results(text: str, names: list[str], runs: list[dict[str, Any]], info: dict[str, Any]) -> str:
+    """RESULTS.md `text` with the sections that `runs` (of the benchmarks `names`) measured merged in."""
     note = (
         f"Measured apart from the rest by `bench/run --only {' '.join(names)}` on {info['date']}"
         f" ({len(runs)} runs; load average at start"
@@ -1118,9 +1155,7 @@ def run_only(names: list[str], repeat: int) -> int:
         if table:
             heading = table[1].removeprefix("## ")
             text = merge_section(text, heading, [table[0], table[1], "", note, *table[2:]])
-    RESULTS.write_text(text)
-    print(text)
-    return 0
+    return text
 
 
 def render(runs: list[dict[str, Any]], info: dict[str, Any], wall: float, note: str = "") -> str:

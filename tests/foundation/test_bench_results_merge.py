@@ -1,0 +1,62 @@
+"""bench/run --only merges its sections into RESULTS.md without blanking rows that other commands
+measured into the same section (bench_ring.py --against REV writes before/after rows there, and an
+`--only ring` run does not rerun them): a row the run did not measure keeps its last measured figures,
+matched by label and unit, the n-th of a repeated label with the n-th."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "bench"))
+
+from soak_lib.run_all import merge_section  # noqa: E402
+
+OLD = """# Benchmark results
+
+## Evidence ring
+
+| Figure | Unit | Target | Min | Median | Max | Verdict |
+|---|---|---|---|---|---|---|
+| RSS with the ring full | MB | < 60.0 | 62.9 | 63.2 | 63.2 | **miss** |
+| before/after A: CPU, before | % core | — | 9.0 | 9.0 | 9.0 |  |
+| ... CPU, after | % core | — | 8.0 | 8.0 | 8.0 |  |
+| before/after B: CPU, before | % core | — | 7.0 | 7.0 | 7.0 |  |
+| ... CPU, after | % core | — | 6.0 | 6.0 | 6.0 |  |
+| never measured | MB | — | — | — | — | not measured |
+
+## Notes
+
+kept
+"""
+
+NEW_BLOCK = [
+    "",
+    "## Evidence ring",
+    "",
+    "| Figure | Unit | Target | Min | Median | Max | Verdict |",
+    "|---|---|---|---|---|---|---|",
+    "| RSS with the ring full | MB | < 60.0 | 62.3 | 62.4 | 62.4 | **miss** |",
+    "| before/after A: CPU, before | % core | — | — | — | — | not measured |",
+    "| ... CPU, after | % core | — | — | — | — | not measured |",
+    "| before/after B: CPU, before | % core | — | — | — | — | not measured |",
+    "| ... CPU, after | % core | — | 5.5 | 5.5 | 5.5 |  |",
+    "| never measured | MB | — | — | — | — | not measured |",
+    "| a new figure | us | — | 1.5 | 1.5 | 1.5 |  |",
+]
+
+
+def test_rows_the_run_did_not_measure_keep_their_last_figures() -> None:
+    merged = merge_section(OLD, "Evidence ring", NEW_BLOCK)
+    rows = [line for line in merged.splitlines() if line.startswith("| ") and "Figure" not in line]
+    assert rows == [
+        "| RSS with the ring full | MB | < 60.0 | 62.3 | 62.4 | 62.4 | **miss** |",  # measured now: new
+        "| before/after A: CPU, before | % core | — | 9.0 | 9.0 | 9.0 |  |",  # not now: kept
+        "| ... CPU, after | % core | — | 8.0 | 8.0 | 8.0 |  |",  # the 1st of a repeated label
+        "| before/after B: CPU, before | % core | — | 7.0 | 7.0 | 7.0 |  |",
+        "| ... CPU, after | % core | — | 5.5 | 5.5 | 5.5 |  |",  # the 2nd, measured now: new
+        "| never measured | MB | — | — | — | — | not measured |",
+        "| a new figure | us | — | 1.5 | 1.5 | 1.5 |  |",
+    ]
+    assert merged.endswith("## Notes\n\nkept\n")
