@@ -25,7 +25,16 @@ from edge_agent.atlas.job_support import delivery_error, find_marked_comment, re
 from edge_agent.atlas.models import REPORT_FINAL_STATUSES, Report
 from edge_agent.atlas.narrative import agent_tag
 from edge_agent.logs import get_logger
-from edge_agent.outbox import Job, Json, Outbox, Permanent, Retryable, Unsatisfiable, Waiting
+from edge_agent.outbox import (
+    NOT_FINISHED_STATUS,
+    Job,
+    Json,
+    Outbox,
+    Permanent,
+    Retryable,
+    Unsatisfiable,
+    Waiting,
+)
 from edge_agent.steps.jobs import fill_issue_placeholders
 
 log = get_logger(__name__)
@@ -33,7 +42,6 @@ log = get_logger(__name__)
 KIND_REQUEST = "atlas.report_request"
 KIND_POLL = "atlas.report_poll"
 KIND_COMMENT = "atlas.report_comment"
-NOT_FINISHED_STATUS = 202  # a poll's "not yet": retried with backoff, never counted as an outage
 ISSUE_LOOKUP_WAIT = 30.0
 
 

@@ -23,6 +23,7 @@ from edge_agent.outbox.model import (
     Waiting,
 )
 from edge_agent.outbox.policy import (
+    NOT_FINISHED_STATUS,
     RetryPolicy,
     Verdict,
     classify_status,
@@ -33,6 +34,7 @@ from edge_agent.outbox.recovery import RecoveryReport, RestoreReport
 from edge_agent.outbox.worker import Outbox
 
 __all__ = [
+    "NOT_FINISHED_STATUS",
     "BatchRef",
     "DeliveryError",
     "Job",

@@ -8,7 +8,8 @@ policy's `prerequisite_wait`. All times are on the outbox clock (clock.py).
 Logs: a retry is logged per attempt at debug only. The condition behind it is logged once when it
 begins and once when it ends: a service-wide failure by the queue's pause (pause.py), a job's own
 failure (a retryable 4xx, a handler error) by `outbox_job_retrying` and then
-`outbox_job_delivered_after_retries` or `outbox_job_failed`.
+`outbox_job_delivered_after_retries` or `outbox_job_failed`. A poll's "not yet" (NOT_FINISHED_STATUS: the
+report it waits for is still running) is no failure: debug only.
 
 A full disk: an outcome (delivered, retry, failed) that cannot be recorded is kept in memory and
 recorded again until it is (the job stays in flight meanwhile, so it is neither sent again nor lost).
@@ -26,7 +27,7 @@ from edge_agent.backoff import Backoff
 from edge_agent.logs import get_logger
 from edge_agent.outbox.model import Job, JobHandler, Json, Permanent, Retryable
 from edge_agent.outbox.pause import QueuePause
-from edge_agent.outbox.policy import WAITING_STATUS, RetryPolicy, is_auth_failure
+from edge_agent.outbox.policy import NOT_FINISHED_STATUS, WAITING_STATUS, RetryPolicy, is_auth_failure
 from edge_agent.outbox.store import JobStore
 
 log = get_logger(__name__)
@@ -198,7 +199,7 @@ class JobDelivery:
         )
         if service and (status is None or status >= 500 or status == 429):
             self._pause.service_failed(now, retry_after, status=status, error=message)
-        elif job.id not in self._retrying:
+        elif status != NOT_FINISHED_STATUS and job.id not in self._retrying:
             self._retrying.add(job.id)
             log.warning(
                 "outbox_job_retrying", job_id=job.id, kind=job.kind, group=job.group, status=status,

@@ -35,6 +35,9 @@ from edge_agent.http import parse_retry_after as parse_retry_after  # the one pa
 from edge_agent.outbox.model import DeliveryError, Permanent, Retryable
 
 WAITING_STATUS = 425  # Too Early: what a handler answers when a job's prerequisite is not there yet
+# Accepted: what a polling job answers while the remote work it waits for is still running (a report).
+# Polled again with backoff; neither a failure of the job nor an outage, so nothing above debug.
+NOT_FINISHED_STATUS = 202
 
 DEFAULT_MAX_ATTEMPTS = 10_000
 DEFAULT_MAX_AGE = 7 * 24 * 3600.0

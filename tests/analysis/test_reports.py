@@ -187,6 +187,28 @@ async def test_a_report_that_fails_is_said_on_status_without_a_retry_storm(
     await rig.bench.stop()
 
 
+async def test_a_report_still_running_is_polled_with_nothing_above_debug(
+    emulator: AtlasEmulator, tmp_path: Path
+) -> None:
+    """A poll's "not yet" is how a report is waited for, not a failure: the demo's summary showed an
+    `outbox_job_retrying` warning for a report that was simply still running."""
+    emulator.faults.update({"report_delay": 1.0})
+    rig = await make_rig(emulator, tmp_path)
+    await rig.step("power on", "Power", [*[fault()] * 5, *QUIET])
+    with structlog.testing.capture_logs() as logs:
+        await rig.analysis.run_ended()
+        await wait_for(lambda: bool(the_run(emulator).reports), 15, "the report")
+        report = the_run(emulator).reports[0]
+        assert [r["state"] for r in await rig.settled()] == ["completed"]
+    polls = emulator.faults.requests[f"GET /api/v1/test-runs/{the_run(emulator).uuid}/reports/{report.uuid}"]
+    assert polls >= 2  # polled while it ran: at least one "not yet" before "completed"
+    not_yet = [e for e in logs if e["event"] == "outbox_retry" and e["status"] == 202]
+    assert not_yet and all(e["log_level"] == "debug" for e in not_yet)
+    shown = [(e["event"], e["log_level"]) for e in logs if e["log_level"] in ("warning", "error", "critical")]
+    assert shown == [], shown
+    await rig.bench.stop()
+
+
 async def test_a_report_that_never_finishes_is_given_up_after_the_poll_timeout(
     emulator: AtlasEmulator, tmp_path: Path
 ) -> None:
