@@ -363,10 +363,7 @@ class Sim:
         try:
             await self.start()
 
-            async def port_up() -> bool:
-                return agent.readers["bench"].is_up
-
-            await wait_until(port_up, 5, "the agent to open the pty")
+            await wait_port_open(agent, 5)
             await self.wait(play_within)
 
             async def steps_done() -> bool:
@@ -419,6 +416,15 @@ async def wait_until(
             return
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {within:g} s waiting for {what}")
+
+
+async def wait_port_open(agent: Agent, within: float, port: str = "bench") -> None:
+    """Until the in-process `agent` has its serial port `port` open (bounded)."""
+
+    async def port_up() -> bool:
+        return agent.readers[port].is_up
+
+    await wait_until(port_up, within, f"the agent to open its port {port!r}")
 
 
 async def get_json(url: str, token: str | None = None) -> Any:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from e2e_helpers import SYSTEM_ID, v_agent_config, wait_until
+from e2e_helpers import SYSTEM_ID, v_agent_config, wait_port_open, wait_until
 
 from edge_agent.agent import Agent
 from edge_agent.config import load_config
@@ -46,10 +46,7 @@ async def test_status_and_the_live_page_show_the_note_as_atlas_gets_it(
         assert agent.control is not None
         url = agent.control.url
 
-        async def port_up() -> bool:
-            return agent.readers["bench"].is_up
-
-        await wait_until(port_up, 10, "the agent's port open")
+        await wait_port_open(agent, 10)
         values = [5.0] * 10 + [12.0] * 10 + [5.0] * 10
         data = b"#STEP START load_test\n" + b"".join(
             b"%d,%.1f\n" % (i * 100, v) for i, v in enumerate(values)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import v_agent_config, wait_until
+from e2e_helpers import v_agent_config, wait_port_open, wait_until
 
 from edge_agent.agent import Agent
 from edge_agent.atlas import evidence_files
@@ -39,10 +39,7 @@ async def _stop_during_an_incident(tmp_path: Path, atlas: AtlasEmulator, drain_s
     try:
         await agent.start()
 
-        async def port_up() -> bool:
-            return agent.readers["bench"].is_up
-
-        await wait_until(port_up, 10, "the agent's port open")
+        await wait_port_open(agent, 10)
         os.write(master, b"".join(b"%d,%.1f\n" % (i * 100, 5.0 if i < 20 else 12.0) for i in range(30)))
 
         async def incident_filed() -> bool:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from e2e_helpers import v_agent_config, wait_until
+from e2e_helpers import v_agent_config, wait_port_open, wait_until
 
 from edge_agent.agent import Agent
 from edge_agent.config import load_config
@@ -94,10 +94,7 @@ async def test_a_stop_while_the_agent_is_reporting_an_incident_still_delivers_it
     try:
         await agent.start()
 
-        async def port_up() -> bool:
-            return agent.readers["bench"].is_up
-
-        await wait_until(port_up, 10, "the agent's port open")
+        await wait_port_open(agent, 10)
         # 2 s normal, 1 s over the limit, then 5 s normal: on the device's clock the anomaly clears,
         # the incident's quiet period passes and its final evidence (end + post) falls due.
         os.write(master, _lines(0, [5.0] * 20 + [12.0] * 10 + [5.0] * 50))

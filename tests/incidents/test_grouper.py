@@ -70,6 +70,18 @@ def ids() -> itertools.count[int]:
     return itertools.count(1)
 
 
+def replay(g: IncidentGrouper, timeline: list[tuple[float, int, object]]) -> list[object]:
+    """Feed `g` the (time, order, event) items in time order (at one time, order 0 before 1), ticking
+    it at each time, and tick it once far later so every incident closes; the incident events."""
+    timeline = sorted(timeline, key=lambda item: (item[0], item[1]))
+    events: list[object] = []
+    for t, batch in itertools.groupby(timeline, key=lambda item: item[0]):
+        events += g.tick(at(t), WALL0 + t)
+        events += g.on_events([event for _, _, event in batch])  # type: ignore[misc]
+    events += g.tick(at(1e9), WALL0)
+    return events
+
+
 def grouper(**kwargs: object) -> IncidentGrouper:
     counter = ids()
     options = {"join_window": 10.0, "update_after": 5.0, **kwargs}
@@ -273,12 +285,7 @@ def test_every_anomaly_is_in_exactly_one_incident_and_incidents_of_a_group_never
     for a, (_, start, duration, _) in zip(made, raw, strict=True):
         timeline.append((start, 0, AnomalyOpened(a)))
         timeline.append((start + duration, 1, closed(a, start + duration, clear_after=0.0)))
-    timeline.sort(key=lambda item: (item[0], item[1]))
-    events = []
-    for t, batch in itertools.groupby(timeline, key=lambda item: item[0]):
-        events += g.tick(at(t), WALL0 + t)
-        events += g.on_events([event for _, _, event in batch])  # type: ignore[misc]
-    events += g.tick(at(1e9), WALL0)
+    events = replay(g, timeline)
     assert len(g) == 0
     opened = [e.incident.id for e in events if isinstance(e, IncidentOpened)]
     finals = [e.incident for e in events if isinstance(e, IncidentClosed)]
@@ -438,12 +445,7 @@ def test_an_anomaly_reported_late_never_leads_an_incident_it_could_have_joined(
         timeline.append((start + late, 0, AnomalyOpened(a)))
         end_seen = start + duration + (late if late_by == "lens" else 0.0)
         timeline.append((end_seen, 1, closed(a, start + duration, clear_after=0.0)))
-    timeline.sort(key=lambda item: (item[0], item[1]))
-    events = []
-    for t, batch in itertools.groupby(timeline, key=lambda item: item[0]):
-        events += g.tick(at(t), WALL0 + t)
-        events += g.on_events([event for _, _, event in batch])  # type: ignore[misc]
-    events += g.tick(at(1e9), WALL0)
+    events = replay(g, timeline)
     finals = [e.incident for e in events if isinstance(e, IncidentClosed)]
     assert sorted(m.id for i in finals for m in i.members) == sorted(a.id for a in made)
     for led in (i for i in finals if i.lead.id in late_ids):

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from e2e_helpers import agent_config_toml, wait_until
+from e2e_helpers import agent_config_toml, wait_port_open, wait_until
 from recorder_helpers import BUCKET, CapturingSim, S3Proxy, objects, s3_toml, segment_rows, split_by_step
 
 from edge_agent.agent import Agent
@@ -49,10 +49,7 @@ async def test_a_run_ended_by_the_api_keeps_each_runs_recordings_on_that_run(
     try:
         await sim.start()
 
-        async def port_up() -> bool:
-            return agent.readers["bench"].is_up
-
-        await wait_until(port_up, 5, "the agent to open the pty")
+        await wait_port_open(agent, 5)
 
         async def frames_after(count: int) -> None:
             async def more() -> bool:

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from e2e_helpers import agent_config_toml, fault_toml, step_toml, wait_until
+from e2e_helpers import agent_config_toml, fault_toml, step_toml, wait_port_open, wait_until
 from recorder_helpers import (
     BUCKET,
     CapturingSim,
@@ -74,10 +74,7 @@ async def test_three_steps_three_objects_three_registrations(
     try:
         await sim.start()
 
-        async def port_up() -> bool:
-            return agent.readers["bench"].is_up
-
-        await wait_until(port_up, 5, "the agent to open the pty")
+        await wait_port_open(agent, 5)
         await sim.wait(30)
 
         async def steps_done() -> bool:
