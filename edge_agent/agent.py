@@ -40,6 +40,7 @@ from edge_agent.analysis import RunAnalysis
 from edge_agent.atlas.client import AtlasClient
 from edge_agent.atlas.errors import AtlasAuthError
 from edge_agent.atlas.evidence_files import limits_from_checks
+from edge_agent.atlas.headline import BenchPorts
 from edge_agent.atlas.incident_text import incident_title
 from edge_agent.atlas.reporter import Reporter
 from edge_agent.config import EdgeAgentConfig
@@ -208,8 +209,10 @@ class Agent(AgentDataPath):
         self._tap: Callable[[Frame], None] | None = None
         self._tap_batch: Callable[[FrameBatch], None] | None = None
         if config.control.enabled and config.control.live_page:
-            bench = config.agent.bench
-            board = LiveBoard(offset=wall() - mono(), title=lambda incident: incident_title(incident, bench))
+            bench, ports = config.agent.bench, BenchPorts.of(config.serial)
+            board = LiveBoard(
+                offset=wall() - mono(), title=lambda incident: incident_title(incident, bench, ports)
+            )
             self.live = LivePage(board, lambda: state_parts(self, board), config.agent.bench, mono=mono)
             self._tap = board.decimator.on_frame
             self._tap_batch = board.decimator.on_batch

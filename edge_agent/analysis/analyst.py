@@ -36,6 +36,7 @@ from edge_agent.analysis.context import IncidentRecord, StepRecord, run_context,
 from edge_agent.analysis.jobs import KIND_COMMENT, KIND_POLL, KIND_REQUEST, register_analysis_handlers
 from edge_agent.analysis.status import ReportStatus
 from edge_agent.atlas.client import AtlasClient
+from edge_agent.atlas.headline import BenchPorts
 from edge_agent.atlas.incident_text import incident_title
 from edge_agent.atlas.jobs import not_before
 from edge_agent.config import EdgeAgentConfig
@@ -74,6 +75,7 @@ class RunAnalysis:
     ) -> None:
         self.section = config.analysis
         self.bench = config.agent.bench
+        self.ports = BenchPorts.of(config.serial)
         self.outbox = outbox
         self.client = client
         self.steps = steps
@@ -125,8 +127,8 @@ class RunAnalysis:
             if not isinstance(event, IncidentOpened | IncidentGrew):
                 continue
             run = self._run()
-            record = asdict(IncidentRecord(event.incident.id, incident_title(event.incident, self.bench),
-                                           event.incident.severity))  # fmt: skip
+            title = incident_title(event.incident, self.bench, self.ports)
+            record = asdict(IncidentRecord(event.incident.id, title, event.incident.severity))
             known = next((i for i in run["incidents"] if i["incident_id"] == record["incident_id"]), None)
             if known is not None:
                 changed = changed or known != record

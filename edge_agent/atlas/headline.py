@@ -12,18 +12,59 @@ line of its narrative say happened, per kind of anomaly.
 Everything works on an anomaly's JSON summary (narrative.anomaly_summary), the form the comments and
 the crash recovery have, so the title, the narrative and a test step's note say the same thing. The rule ids
 (`rule0:limits`) stay in the JSON summary for machines; people read the rule's kind.
+
+A channel name that another port of the bench could carry too (two identical devices `dut_a` and `dut_b`
+both sending `temp_c`) says which port: `temp_c on dut_b above max 80 (peak 93.1)`, `no temp_c readings
+from dut_b for 2 s` (BenchPorts). A channel only one port has reads as above.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-from edge_agent.atlas.narrative import anomaly_summary, num
+from edge_agent.atlas.narrative import anomaly_summary, num, subject
 from edge_agent.detect.anomaly import Anomaly
 
+if TYPE_CHECKING:
+    from edge_agent.config import SerialPort
+
 LINK_DOWN = "serial link down"  # how edge_agent.detect.dropout words a dropout the port reported
+
+
+ALL_CHANNELS = "*"  # a whole-source dropout's channel: every port has it
+
+
+@dataclass(frozen=True, slots=True)
+class BenchPorts:
+    """The bench's serial ports and the channels each one carries as the config says (None: a port whose
+    channels only its data names: a csv header read from the device, jsonl, kv), to tell whether a
+    channel name is ambiguous on this bench. Conservative: a port whose channels are not known could carry
+    any name, so on a bench of two ports or more every other port's channels name their port."""
+
+    channels: Mapping[str, frozenset[str] | None] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, ports: Iterable[SerialPort]) -> BenchPorts:
+        """The `[[serial]]` ports of a config."""
+        return cls({p.name: None if p.value_channels is None else frozenset(p.value_channels) for p in ports})
+
+    def shared(self, source: str, channel: str) -> bool:
+        """Whether a port other than `source` could also carry `channel` (the lens's "" never: a bench
+        has one lens)."""
+        if not channel:
+            return False
+        return any(
+            port != source and (known is None or channel == ALL_CHANNELS or channel in known)
+            for port, known in self.channels.items()
+        )
+
+
+# A bench of no configured port, where no name is ambiguous: the words of a line that names the port
+# beside them (the timeline's "limits rule on dut_b").
+NO_PORTS = BenchPorts()
 
 
 def plural(count: int, word: str) -> str:
@@ -61,6 +102,22 @@ def _channel(member: Mapping[str, Any]) -> str:
     return str(member.get("channel") or "")
 
 
+def _source(member: Mapping[str, Any]) -> str:
+    return str(member.get("source") or "")
+
+
+def _named(member: Mapping[str, Any], ports: BenchPorts) -> str:
+    """The member's channel, `temp_c on dut_b` when another port could carry a `temp_c` too."""
+    channel = _channel(member)
+    return f"{channel} on {_source(member)}" if ports.shared(_source(member), channel) else channel
+
+
+def named_subject(anomaly: Anomaly, ports: BenchPorts) -> str:
+    """narrative.subject with its port where the name is ambiguous: what a title counts as one "more"."""
+    what = subject(anomaly)
+    return f"{what} on {anomaly.source}" if ports.shared(anomaly.source, anomaly.channel) else what
+
+
 def _peak(member: Mapping[str, Any]) -> str:
     value = _float(member.get("peak_value"))
     return num(value) if value is not None else "?"
@@ -70,9 +127,8 @@ def _threshold(member: Mapping[str, Any]) -> str:
     return str(member.get("threshold") or "")
 
 
-def _past_a_bound(member: Mapping[str, Any], fallback: str) -> str:
+def _past_a_bound(member: Mapping[str, Any], channel: str, fallback: str) -> str:
     """limits and baseline: `above max 12.6 (peak 13.1)`, `below baseline band [a, b] (lowest 9.8)`."""
-    channel = _channel(member)
     threshold = _threshold(member)
     if threshold.startswith(("max ", "above ")):
         return f"{channel} above {threshold.removeprefix('above ').split(' (')[0]} (peak {_peak(member)})"
@@ -81,23 +137,27 @@ def _past_a_bound(member: Mapping[str, Any], fallback: str) -> str:
     return f"{channel} {fallback} (peak {_peak(member)})"
 
 
-def _rate(member: Mapping[str, Any]) -> str:
+def _rate(member: Mapping[str, Any], channel: str) -> str:
     value = _float(member.get("peak_value"))
     if value is None:
-        return f"{_channel(member)} changing too fast"
+        return f"{channel} changing too fast"
     limit = _threshold(member).removeprefix("max_rate ")
     direction = "rising" if value >= 0 else "falling"
-    return f"{_channel(member)} {direction} at {num(abs(value))}/s (max {limit})"
+    return f"{channel} {direction} at {num(abs(value))}/s (max {limit})"
 
 
-def _dropout(member: Mapping[str, Any]) -> str:
-    source = str(member.get("source") or "the port")
+def _dropout(member: Mapping[str, Any], ports: BenchPorts) -> str:
+    source = _source(member) or "the port"
     threshold = _threshold(member)
     if threshold.startswith(LINK_DOWN):
         reason = threshold.removeprefix(LINK_DOWN).removeprefix(":").strip()
         return f"{LINK_DOWN} on {source}" + (f" ({reason})" if reason else "")
     channel = _channel(member)
-    what = f"no frames from {source}" if channel in ("", "*") else f"no {channel} readings"
+    if channel in ("", ALL_CHANNELS):
+        what = f"no frames from {source}"
+    else:
+        where = f" from {source}" if ports.shared(_source(member), channel) else ""
+        what = f"no {channel} readings{where}"
     return what + _lasted(member)
 
 
@@ -114,27 +174,28 @@ def lens_words(member: Mapping[str, Any]) -> str:
     return f"lens: {label}{where}{score}"
 
 
-def anomaly_words(member: Mapping[str, Any]) -> str:
-    """What happened, for a title or a timeline line (see the module's examples)."""
+def anomaly_words(member: Mapping[str, Any], ports: BenchPorts) -> str:
+    """What happened, for a title or a timeline line (see the module's examples); a channel name that
+    another of `ports` could carry names its port."""
     kind = str(member.get("kind") or "")
     if kind == "lens":
         return lens_words(member)
     if kind == "rule:limits":
-        return _past_a_bound(member, "outside its limits")
+        return _past_a_bound(member, _named(member, ports), "outside its limits")
     if kind == "rule:baseline":
-        return _past_a_bound(member, "outside its baseline band")
+        return _past_a_bound(member, _named(member, ports), "outside its baseline band")
     if kind == "rule:rate":
-        return _rate(member)
+        return _rate(member, _named(member, ports))
     if kind == "rule:stuck":
-        return f"{_channel(member)} stuck at {_peak(member)}{_lasted(member)}"
+        return f"{_named(member, ports)} stuck at {_peak(member)}{_lasted(member)}"
     if kind == "rule:dropout":
-        return _dropout(member)
+        return _dropout(member, ports)
     return str(member.get("description") or kind or "anomaly")
 
 
-def describe_anomaly(anomaly: Anomaly) -> str:
+def describe_anomaly(anomaly: Anomaly, ports: BenchPorts) -> str:
     """anomaly_words of an Anomaly record: an issue's title, a test step's note."""
-    return anomaly_words(anomaly_summary(anomaly, ""))
+    return anomaly_words(anomaly_summary(anomaly, ""), ports)
 
 
 def rule_words(member: Mapping[str, Any]) -> str:

@@ -20,7 +20,16 @@ from typing import Any
 
 from edge_agent.atlas.client import MAX_COMMENT_CHARS, truncate_comment
 from edge_agent.atlas.evidence_forms import KeptFile
-from edge_agent.atlas.headline import anomaly_words, channels_words, describe_anomaly, plural, rule_words
+from edge_agent.atlas.headline import (
+    NO_PORTS,
+    BenchPorts,
+    anomaly_words,
+    channels_words,
+    describe_anomaly,
+    named_subject,
+    plural,
+    rule_words,
+)
 from edge_agent.atlas.narrative import (
     MAX_ISSUE_TITLE_CHARS,
     TAG_PREFIX,
@@ -29,7 +38,6 @@ from edge_agent.atlas.narrative import (
     comment_marker,
     finish_comment,
     iso,
-    subject,
 )
 from edge_agent.detect.anomaly import Anomaly
 from edge_agent.incidents import Incident
@@ -38,17 +46,20 @@ from edge_agent.incidents import Incident
 MAX_LISTED_MEMBERS = 40
 
 
-def incident_title(incident: Incident, bench: str) -> str:
+def incident_title(incident: Incident, bench: str, ports: BenchPorts) -> str:
     """`[bench-03] supply_v above max 12.6 (peak 13.1) +5 more`: what happened to the lead channel, in
-    words (headline.anomaly_words), and how many more channels (or the lens) joined.
+    words (headline.anomaly_words), and how many more channels (or the lens) joined. `ports`: the bench's
+    (BenchPorts.of the config's), so that a channel name two ports carry says which port
+    (`[bench-03] temp_c on dut_b above max 80 (peak 93.1)`), and `temp_c` of dut_a and of dut_b count
+    as two channels.
 
     The title names the first channel that went wrong, even when the lens's label came first: "supply_v
     above its max" tells the engineer where to look, "the lens says fault" does not. The issue is
     filed at the first anomaly either way; a lens-led issue is retitled when a channel joins."""
     lead = next((m for m in incident.members if m.kind != "lens"), incident.lead)
-    others = {subject(m) for m in incident.members} - {subject(lead)}
+    others = {named_subject(m, ports) for m in incident.members} - {named_subject(lead, ports)}
     more = f" +{len(others)} more" if others else ""
-    title = f"[{bench}] {describe_anomaly(lead)}{more}"
+    title = f"[{bench}] {describe_anomaly(lead, ports)}{more}"
     if len(title) > MAX_ISSUE_TITLE_CHARS:
         keep = MAX_ISSUE_TITLE_CHARS - len(more) - 1
         title = title[:keep] + "…" + more
@@ -78,7 +89,7 @@ def incident_tags(incident: Incident, bench: str) -> list[str]:
     return issue_tags(bench, members, incident.id)
 
 
-def incident_summary(incident: Incident, bench: str, **extra: Any) -> dict[str, Any]:
+def incident_summary(incident: Incident, bench: str, ports: BenchPorts, **extra: Any) -> dict[str, Any]:
     """The incident as its evidence JSON and its open record keep it (no secrets in it)."""
     summary: dict[str, Any] = {
         "id": incident.id,
@@ -100,7 +111,7 @@ def incident_summary(incident: Incident, bench: str, **extra: Any) -> dict[str, 
         "closed_wall": incident.closed_wall,
         "closed_at": iso(incident.closed_wall),
         "close_reason": incident.close_reason,
-        "title": incident_title(incident, bench),
+        "title": incident_title(incident, bench, ports),
         "members": [anomaly_summary(m, bench) for m in incident.members],
     }
     summary.update(extra)
@@ -109,7 +120,8 @@ def incident_summary(incident: Incident, bench: str, **extra: Any) -> dict[str, 
 
 def member_line(member: Mapping[str, Any], t0: float | None) -> str:
     """One member in a list: `+0.210 s  current_a above max 2.5 (peak 2.9); limits rule on bench,
-    severity high, lasted 0.800 s`."""
+    severity high, lasted 0.800 s`. The line names the member's port after its words (`on bench`), so
+    the words never do (NO_PORTS)."""
     started = member.get("started_wall")
     offset = f"{started - t0:+.3f} s" if isinstance(started, int | float) and t0 is not None else "       ?"
     ended = member.get("ended_wall")
@@ -119,7 +131,7 @@ def member_line(member: Mapping[str, Any], t0: float | None) -> str:
         else ", still active"
     )
     return (
-        f"{offset}  {anomaly_words(member)}; {rule_words(member)} on {member.get('source') or '-'},"
+        f"{offset}  {anomaly_words(member, NO_PORTS)}; {rule_words(member)} on {member.get('source') or '-'},"
         f" severity {member.get('severity')}{lasted}"
     )
 

@@ -35,6 +35,7 @@ from edge_agent.atlas.batches import evidence_batch, issue_update_spec, open_bat
 from edge_agent.atlas.client import AtlasClient
 from edge_agent.atlas.evidence_files import EvidenceFiles, Limits, StepSpans
 from edge_agent.atlas.evidence_retry import EvidenceRetry
+from edge_agent.atlas.headline import BenchPorts
 from edge_agent.atlas.incident_text import (
     closing_comment,
     grew_comment,
@@ -101,6 +102,7 @@ class Reporter:
         self.records = ReporterRecords(self.state_dir, health)
         self.waiting = WaitingEvidence(self.records.dir / WAITING_DIR, health)
         self.bench = config.agent.bench
+        self.ports = BenchPorts.of(config.serial)  # which channel names in titles say their port
         self.session = RunSession(config=config, outbox=outbox, records=self.records, wall=wall)
         self.threads = IssueThreads(self.records, config.incidents.repeat_window)
         self._mono = mono
@@ -222,7 +224,7 @@ class Reporter:
         files, names, _ = await self.files.write(
             f"{incident.id}.open", f"{name}_open", self.files.decorate(summary, incident), frames, incident
         )
-        title = incident_title(incident, self.bench)
+        title = incident_title(incident, self.bench, self.ports)
         # The test step running when it opened, so the issue and the step point at each other.
         context = await self._step_context() if self._step_context is not None else []
         record["context"] = context
@@ -267,7 +269,7 @@ class Reporter:
                 issue=await self._tracked.issue_ref(tracked),
                 tags=incident_tags(incident, self.bench),
                 priority=incident.priority,
-                title=incident_title(incident, self.bench),
+                title=incident_title(incident, self.bench, self.ports),
                 part=f"grew{tracked.batches + 1}",
                 content=grew_comment(
                     summary, joined, tracked.batches + 1, severity_raised=event.severity_raised
@@ -292,7 +294,7 @@ class Reporter:
                 issue=await self._tracked.issue_ref(tracked),
                 tags=incident_tags(incident, self.bench),
                 priority=incident.priority,
-                title=incident_title(incident, self.bench),
+                title=incident_title(incident, self.bench, self.ports),
             )
             await self._enqueue([update])
         ended_mono = incident.ended_mono if incident.ended_mono is not None else incident.closed_mono
@@ -369,7 +371,7 @@ class Reporter:
 
     def summary(self, incident: Incident, **extra: Any) -> dict[str, Any]:
         run_id = self.run.run_id if self.run is not None else None
-        return incident_summary(incident, self.bench, run_id=run_id, **extra)
+        return incident_summary(incident, self.bench, self.ports, run_id=run_id, **extra)
 
     def status(self) -> dict[str, Any]:
         run = self.run
@@ -386,7 +388,7 @@ class Reporter:
             "open_incidents": [
                 {
                     "id": t.incident.id,
-                    "title": incident_title(t.incident, self.bench),
+                    "title": incident_title(t.incident, self.bench, self.ports),
                     "severity": t.incident.severity,
                     "members": len(t.incident.members),
                     "issue_id": t.issue_id,

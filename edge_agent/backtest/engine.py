@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_agent.atlas.headline import BenchPorts
 from edge_agent.backtest.checks import Checks
 from edge_agent.backtest.recording import Block, PlacedMarker
 from edge_agent.backtest.rows import AnomalyRows, RowBook
@@ -88,7 +89,7 @@ class BacktestEngine:
             clearing_since=self.detector.clearing_since,  # as the agent wires them
             lateness=self.detector.report_lateness,  # no lens offline: nothing measured
         )
-        self.steps = StepReplay(config.steps.source)
+        self.steps = StepReplay(BenchPorts.of(config.serial), config.steps.source)
         self.rows = RowBook()
         self.source = source
         self.channels = sorted(

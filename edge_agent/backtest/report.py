@@ -39,6 +39,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from edge_agent.atlas.headline import BenchPorts
 from edge_agent.atlas.incident_text import incident_tags, incident_title
 from edge_agent.backtest.engine import IncidentRecord
 from edge_agent.backtest.rows import AnomalyRows
@@ -98,7 +99,10 @@ def member_json(anomaly: Anomaly, rows: AnomalyRows) -> dict[str, Any]:
     }
 
 
-def incident_json(record: IncidentRecord, result: BacktestResult, bench: str) -> dict[str, Any]:
+def incident_json(
+    record: IncidentRecord, result: BacktestResult, bench: str, ports: BenchPorts
+) -> dict[str, Any]:
+    """`ports`: the bench's, so that the titles are the ones the agent would file."""
     incident = record.closed.incident
     members = [member_json(m, record.rows.get(m.id, AnomalyRows(None, None, None))) for m in incident.members]
     starts = [m for m in incident.members if m.started_mono == incident.started_mono]
@@ -108,8 +112,8 @@ def incident_json(record: IncidentRecord, result: BacktestResult, bench: str) ->
     lead = incident.lead
     return {
         "id": incident.id,
-        "title": incident_title(incident, bench),
-        "filed_title": incident_title(record.opened, bench),
+        "title": incident_title(incident, bench, ports),
+        "filed_title": incident_title(record.opened, bench, ports),
         "tags": incident_tags(incident, bench),
         "severity": incident.severity,
         "priority": incident.priority,
@@ -158,7 +162,8 @@ def to_json(result: BacktestResult, config: EdgeAgentConfig, config_path: Path |
         else {"rate_hz": result.rate}
     )
     bench = config.agent.bench
-    incidents = [incident_json(r, result, bench) for r in result.incidents]
+    ports = BenchPorts.of(config.serial)
+    incidents = [incident_json(r, result, bench, ports) for r in result.incidents]
     return {
         "format": FORMAT,
         "rows": ROWS_MEANING,

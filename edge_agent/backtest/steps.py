@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge_agent.atlas.headline import describe_anomaly
+from edge_agent.atlas.headline import BenchPorts, describe_anomaly
 from edge_agent.detect.anomaly import AnomalyClosed, AnomalyEvent, AnomalyUpdated
 from edge_agent.frames import StepEdge, StepMarker
 from edge_agent.steps.outcome import AnomalySpan, step_outcome
@@ -43,7 +43,9 @@ class _Running:
 
 
 class StepReplay:
-    def __init__(self, source: str = "markers") -> None:
+    def __init__(self, ports: BenchPorts, source: str = "markers") -> None:
+        """`ports`: the bench's, so that the notes say what the agent's would (StepSpans)."""
+        self._ports = ports
         self.ignore_markers = source == "api"
         self.results: list[StepResult] = []
         self.ignored_markers = 0
@@ -59,7 +61,9 @@ class StepReplay:
         end = None
         if isinstance(event, AnomalyClosed):
             end = a.ended_mono if a.ended_mono is not None else a.closed_mono
-        self._spans[a.id] = AnomalySpan(a.id, a.severity, describe_anomaly(a), a.started_mono, end)
+        self._spans[a.id] = AnomalySpan(
+            a.id, a.severity, describe_anomaly(a, self._ports), a.started_mono, end
+        )
 
     def on_marker(
         self, marker: StepMarker, t: float, row_after: int | None, row_before: int | None, line: int

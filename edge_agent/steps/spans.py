@@ -9,14 +9,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, replace
 from typing import Any
 
-from edge_agent.atlas.headline import describe_anomaly
+from edge_agent.atlas.headline import BenchPorts, describe_anomaly
 from edge_agent.detect.anomaly import AnomalyClosed, AnomalyEvent, AnomalyUpdated
 from edge_agent.incidents import IncidentClosed, IncidentEvent, IncidentGrew, IncidentOpened
 from edge_agent.steps.outcome import AnomalySpan
 
 
 class StepSpans:
-    def __init__(self) -> None:
+    def __init__(self, ports: BenchPorts) -> None:
+        """`ports`: the bench's (BenchPorts.of the config's): a note's `temp_c` two ports carry says which."""
+        self._ports = ports
         self._spans: dict[str, AnomalySpan] = {}
 
     def spans(self) -> list[AnomalySpan]:
@@ -42,7 +44,7 @@ class StepSpans:
             changed = changed or not isinstance(event, AnomalyUpdated)
             known = self._spans.get(a.id)
             self._spans[a.id] = AnomalySpan(
-                a.id, a.severity, describe_anomaly(a), a.started_mono, end, a.source,
+                a.id, a.severity, describe_anomaly(a, self._ports), a.started_mono, end, a.source,
                 known.incident_id if known is not None else "",
             )  # fmt: skip
         return changed

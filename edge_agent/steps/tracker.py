@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.atlas.client import AtlasClient
+from edge_agent.atlas.headline import BenchPorts
 from edge_agent.config import EdgeAgentConfig
 from edge_agent.detect.anomaly import AnomalyEvent
 from edge_agent.frames import StepEdge, StepMarker
@@ -80,7 +81,7 @@ class StepTracker:
         # Which live incident an anomaly joined (the grouper knows at once; its events say so later).
         self._incident_of = incident_of or (lambda anomaly_id: None)
         self.bench = config.agent.bench
-        self.spans = StepSpans()
+        self.spans = StepSpans(BenchPorts.of(config.serial))
         self._completed: list[dict[str, Any]] = []
         self.state: dict[str, Any] = {}
         self._ended_runs: dict[str, dict[str, Any]] = {}  # run key -> its state (MAX_ENDED_RUNS_KEPT)

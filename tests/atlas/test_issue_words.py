@@ -9,10 +9,11 @@ import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from edge_agent.atlas import AtlasClient
-from edge_agent.atlas.headline import describe_anomaly
+from edge_agent.atlas.headline import NO_PORTS, BenchPorts, describe_anomaly
 from edge_agent.atlas.incident_text import (
     closing_comment,
     grew_comment,
@@ -23,7 +24,7 @@ from edge_agent.atlas.incident_text import (
     member_line,
 )
 from edge_agent.atlas.narrative import MAX_ISSUE_TITLE_CHARS, agent_tag
-from edge_agent.config import LensSection, RuleSection
+from edge_agent.config import EdgeAgentConfig, LensSection, RuleSection, SerialPort, load_config
 from edge_agent.detect import (
     Anomaly,
     AnomalyEvent,
@@ -36,10 +37,13 @@ from edge_agent.detect import (
 from edge_agent.frames import Frame, LinkEvent, LinkState
 from edge_agent.incidents import Incident, IncidentGrouper
 from edge_agent.lens.protocol import LensInference
+from edge_agent.steps.outcome import step_outcome
+from edge_agent.steps.spans import StepSpans
 
 WALL0 = 1_700_000_000.0
 LENS_CHANNELS = ["supply_v", "vibration_g"]
 ANOMALY_NUMBERS = itertools.count(1)  # one sequence for every detector here: the ids of one incident differ
+ONE_PORT = BenchPorts.of([SerialPort(name="bench", url="/dev/ttyUSB0")])  # the frames' source, alone
 
 
 def detector(*rules: dict[str, Any], lens: bool = False) -> Detector:
@@ -51,8 +55,8 @@ def detector(*rules: dict[str, Any], lens: bool = False) -> Detector:
     )  # fmt: skip
 
 
-def frame(t: float, **values: float) -> Frame:
-    return Frame(source="bench", mono=t, wall=WALL0 + t, values=dict(values))
+def frame(t: float, source: str = "bench", **values: float) -> Frame:
+    return Frame(source=source, mono=t, wall=WALL0 + t, values=dict(values))
 
 
 def fed(d: Detector, *frames: Frame) -> list[AnomalyEvent]:
@@ -73,7 +77,7 @@ def incident(*members: Anomaly) -> Incident:
 
 
 def title(*members: Anomaly) -> str:
-    return incident_title(incident(*members), "rig-7")
+    return incident_title(incident(*members), "rig-7", ONE_PORT)
 
 
 def unplugged(reason: str) -> Anomaly:
@@ -127,8 +131,8 @@ def test_a_stuck_title_says_the_value_and_for_how_long_never_a_peak() -> None:
     assert title(anomaly) == "[rig-7] motor_temp_c stuck at 35.23 for at least 3 s"
     rest = fed(d, *(frame(t, motor_temp_c=35.23) for t in range(6, 12)), frame(12.0, motor_temp_c=36.0))
     closed = next(e.anomaly for e in rest if not e.anomaly.is_open)
-    assert describe_anomaly(closed) == "motor_temp_c stuck at 35.23 for 12 s"
-    assert "peak" not in title(anomaly) + describe_anomaly(closed)
+    assert describe_anomaly(closed, ONE_PORT) == "motor_temp_c stuck at 35.23 for 12 s"
+    assert "peak" not in title(anomaly) + describe_anomaly(closed, ONE_PORT)
 
 
 def test_dropout_titles_say_what_went_quiet_and_for_how_long() -> None:
@@ -175,11 +179,11 @@ def test_tags_are_words_to_filter_by_and_the_unique_tag_is_kept_byte_for_byte() 
     ]  # fmt: skip
     assert tags[-1] == agent_tag(made.id) == "edge-agent:inc-1"  # what find_issue_by_tag looks for
     assert not [t for t in tags if re.match(r"rule\d", t)]  # rule ids stay in the JSON summary
-    assert [m["rule_id"] for m in incident_summary(made, "rig-7")["members"]] == [
+    assert [m["rule_id"] for m in incident_summary(made, "rig-7", ONE_PORT)["members"]] == [
         "rule0:limits", "lens", "rule0:dropout",
     ]  # fmt: skip
     # The crash recovery tags the issue from the summary its open record kept: the same tags.
-    assert issue_tags("rig-7", incident_summary(made, "rig-7")["members"], made.id) == tags
+    assert issue_tags("rig-7", incident_summary(made, "rig-7", ONE_PORT)["members"], made.id) == tags
 
 
 async def test_the_issue_is_found_by_its_unique_tag_among_the_human_ones(atlas: AtlasClient) -> None:
@@ -188,7 +192,7 @@ async def test_the_issue_is_found_by_its_unique_tag_among_the_human_ones(atlas: 
     made = incident(supply)
     other = replace(made, id="inc-2")
     for filed in (other, made):
-        await atlas.create_issue(incident_title(filed, "rig-7"), tags=incident_tags(filed, "rig-7"))
+        await atlas.create_issue(incident_title(filed, "rig-7", ONE_PORT), tags=incident_tags(filed, "rig-7"))
     found = await atlas.find_issue_by_tag(agent_tag(made.id))
     assert found is not None and found.tags == ["rig-7", "supply_v", "rule:limits", "edge-agent:inc-1"]
     assert await atlas.find_issue_by_tag("edge-agent:inc-3") is None
@@ -199,7 +203,7 @@ async def test_the_issue_is_found_by_its_unique_tag_among_the_human_ones(atlas: 
 
 def test_a_lens_incident_closes_on_the_channels_the_lens_reads() -> None:
     lens = lens_anomaly({"fault": 0.93})
-    summary = incident_summary(incident(lens), "rig-7")
+    summary = incident_summary(incident(lens), "rig-7", ONE_PORT)
     closing = closing_comment(summary, [])
     first = closing.splitlines()[0]
     assert first == (
@@ -220,7 +224,7 @@ def test_count_words_read_naturally_as_members_join() -> None:
     rule = {"channel": "supply_v", "kind": "limits", "max": 12.6, "severity": "high"}
     supply = opened(fed(detector(rule), frame(0.0, supply_v=12.0), frame(0.1, supply_v=13.1)))
     lens = lens_anomaly({"fault": 0.9})
-    summary = incident_summary(incident(supply, lens), "rig-7")
+    summary = incident_summary(incident(supply, lens), "rig-7", ONE_PORT)
     grew = grew_comment(summary, summary["members"][1:], 1, severity_raised=False)
     assert grew.startswith(
         "1 more anomaly joined this incident (now 2 anomalies on supply_v and the lens's channels"
@@ -234,4 +238,140 @@ def test_count_words_read_naturally_as_members_join() -> None:
     assert (
         line
         == "+0.000 s  supply_v above max 12.6 (peak 13.1); limits rule on bench, severity high, still active"
+    )
+
+
+# -- a bench of several ports: a channel name two ports carry says which port -------------------------
+
+TWO_DUTS = """
+[agent]
+bench = "rig-7"
+state_dir = "{state}"
+[atlas]
+enabled = false
+[[rules]]
+channel = "temp_c"
+kind = "limits"
+max = 80
+severity = "high"
+[[rules]]
+channel = "temp_c"
+kind = "stuck"
+stuck_for = "3s"
+[[rules]]
+channel = "temp_c"
+kind = "rate"
+max_rate = 5
+[[rules]]
+channel = "temp_c"
+kind = "dropout"
+dropout_after = "2s"
+[[rules]]
+channel = "supply_v"
+kind = "limits"
+max = 12.6
+[[rules]]
+channel = "current_a"
+kind = "limits"
+max = 2.5
+"""
+DUT = '\n[[serial]]\nname = "{name}"\nurl = "/dev/ttyUSB{n}"\n'
+
+
+def two_duts(tmp_path: Path, a: str, b: str) -> EdgeAgentConfig:
+    """The bench's config as its file says: ports dut_a and dut_b (`a`, `b`: the rest of each
+    [[serial]] table) and rules that watch every port."""
+    ports = DUT.format(name="dut_a", n=0) + a + DUT.format(name="dut_b", n=1) + b
+    path = tmp_path / "agent.toml"
+    path.write_text(TWO_DUTS.format(state=tmp_path) + ports, encoding="utf-8")
+    return load_config(path, environ={}, secrets=False)
+
+
+def identical_duts(tmp_path: Path) -> EdgeAgentConfig:
+    """Two identical devices (both send temp_c), each with one channel of its own."""
+    return two_duts(tmp_path, 'columns = ["temp_c", "supply_v"]\n', 'columns = ["temp_c", "current_a"]\n')
+
+
+def hot(config: EdgeAgentConfig, source: str, peak: float) -> Anomaly:
+    """The limits anomaly of `source`'s temp_c reaching `peak` (its rate rule sees the jump too)."""
+    d = Detector(config.rules, None, new_id=lambda: f"a{next(ANOMALY_NUMBERS)}")
+    events = fed(d, frame(0.0, source, temp_c=70.0), frame(0.1, source, temp_c=peak))
+    (limits,) = [
+        e.anomaly for e in events if isinstance(e, AnomalyOpened) and e.anomaly.kind == "rule:limits"
+    ]
+    return limits
+
+
+async def test_a_channel_both_ports_carry_names_its_port_in_the_issue_title(
+    atlas: AtlasClient, tmp_path: Path
+) -> None:
+    config = identical_duts(tmp_path)
+    ports = BenchPorts.of(config.serial)
+    made = incident(hot(config, "dut_b", 93.1))
+    await atlas.create_issue(incident_title(made, "rig-7", ports), tags=incident_tags(made, "rig-7"))
+    found = await atlas.find_issue_by_tag(agent_tag(made.id))
+    assert found is not None and found.title == "[rig-7] temp_c on dut_b above max 80 (peak 93.1)"
+    # Both devices too hot: two channels ("+1 more"), not one temp_c.
+    both = incident(hot(config, "dut_a", 95.0), hot(config, "dut_b", 93.1))
+    assert incident_title(both, "rig-7", ports) == "[rig-7] temp_c on dut_a above max 80 (peak 95) +1 more"
+    # A channel only one port has reads as on a bench of one port.
+    d = Detector(config.rules, None, new_id=lambda: f"a{next(ANOMALY_NUMBERS)}")
+    supply = opened(fed(d, frame(0.0, "dut_a", supply_v=12.0), frame(0.1, "dut_a", supply_v=13.1)))
+    assert incident_title(incident(supply), "rig-7", ports) == "[rig-7] supply_v above max 12.6 (peak 13.1)"
+
+
+def test_every_kind_of_check_on_a_shared_channel_names_the_port(tmp_path: Path) -> None:
+    config = identical_duts(tmp_path)
+    ports = BenchPorts.of(config.serial)
+    d = Detector(config.rules, None, new_id=lambda: f"a{next(ANOMALY_NUMBERS)}")
+    d.tick(0.0, WALL0)
+    events = fed(d, *(frame(t / 2, "dut_a", temp_c=35.23) for t in range(12)))
+    events += fed(d, frame(6.0, "dut_a", temp_c=50.0))
+    events += d.tick(8.5, WALL0 + 8.5)
+    words = sorted(describe_anomaly(e.anomaly, ports) for e in events if isinstance(e, AnomalyOpened))
+    assert words == [
+        "no temp_c readings from dut_a for at least 2.5 s",
+        "temp_c on dut_a rising at 29.54/s (max 5/s)",
+        "temp_c on dut_a stuck at 35.23 for at least 3 s",
+    ]
+
+
+def test_the_timeline_names_the_port_once_and_a_step_note_names_it_too(tmp_path: Path) -> None:
+    config = identical_duts(tmp_path)
+    ports = BenchPorts.of(config.serial)
+    d = Detector(config.rules, None, new_id=lambda: f"a{next(ANOMALY_NUMBERS)}")
+    events = fed(d, frame(0.0, "dut_b", temp_c=78.0), frame(1.0, "dut_b", temp_c=80.4))
+    (member,) = incident_summary(incident(opened(events)), "rig-7", ports)["members"]
+    # The timeline line says the port after the words ("limits rule on dut_b"), so the words do not.
+    assert member_line(member, member["started_wall"]) == (
+        "+0.000 s  temp_c above max 80 (peak 80.4); limits rule on dut_b, severity high, still active"
+    )
+    spans = StepSpans(ports)
+    spans.apply(events)
+    note = step_outcome(0.0, 1.0, spans.spans()).exception or ""
+    assert note.startswith("anomalies during the step: temp_c on dut_b above max 80 (peak 80.4) [high,")
+
+
+def test_a_port_whose_channels_come_from_its_data_could_carry_any_name(tmp_path: Path) -> None:
+    """Conservative: dut_b reads its channels from a header (or jsonl), so it could send a temp_c too."""
+    for dut_b in ("", 'format = "jsonl"\n'):
+        config = two_duts(tmp_path, 'columns = ["temp_c", "supply_v"]\n', dut_b)
+        ports = BenchPorts.of(config.serial)
+        made = incident(hot(config, "dut_a", 93.1))
+        assert incident_title(made, "rig-7", ports) == "[rig-7] temp_c on dut_a above max 80 (peak 93.1)"
+        made = incident(hot(config, "dut_b", 93.1))
+        assert incident_title(made, "rig-7", ports) == "[rig-7] temp_c on dut_b above max 80 (peak 93.1)"
+        # ... but a channel that dut_a's columns do not have can only be dut_b's.
+        d = Detector(config.rules, None, new_id=lambda: f"a{next(ANOMALY_NUMBERS)}")
+        current = opened(fed(d, frame(0.0, "dut_b", current_a=2.0), frame(0.1, "dut_b", current_a=3.1)))
+        assert (
+            incident_title(incident(current), "rig-7", ports) == "[rig-7] current_a above max 2.5 (peak 3.1)"
+        )
+    # Alone on its bench, a port whose channels come from its data names none.
+    alone = BenchPorts.of([SerialPort(name="dut_a", url="/dev/ttyUSB0", format="jsonl")])
+    made = incident(hot(identical_duts(tmp_path), "dut_a", 93.1))
+    assert (
+        incident_title(made, "rig-7", alone)
+        == incident_title(made, "rig-7", NO_PORTS)
+        == "[rig-7] temp_c above max 80 (peak 93.1)"
     )

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from edge_agent.atlas.headline import NO_PORTS
 from edge_agent.atlas.incident_text import incident_title
 from edge_agent.detect.anomaly import Anomaly, AnomalyClosed, AnomalyKey, AnomalyOpened, AnomalyUpdated
 from edge_agent.incidents import IncidentClosed, IncidentGrew, IncidentGrouper, IncidentOpened, signature_of
@@ -317,11 +318,13 @@ def test_an_incident_the_lens_saw_first_is_titled_by_its_first_channel() -> None
     (opened,) = g.on_events([AnomalyOpened(lens)])
     assert isinstance(opened, IncidentOpened)
     # Filed at once, as the lens saw: its label, the channels it reads, the label's score
-    assert incident_title(opened.incident, "b1") == "[b1] lens: fault on supply_v, temp_c (score 0.93)"
+    assert (
+        incident_title(opened.incident, "b1", NO_PORTS) == "[b1] lens: fault on supply_v, temp_c (score 0.93)"
+    )
     g.on_events([AnomalyOpened(anomaly("supply_v", 0.3)), AnomalyOpened(anomaly("temp_c", 0.4))])
     (incident,) = g.open_incidents()
     assert incident.lead.kind == "lens"  # still the first member: the timeline and signature keep it
-    assert incident_title(incident, "b1") == "[b1] supply_v above max 1 (peak 2) +2 more"
+    assert incident_title(incident, "b1", NO_PORTS) == "[b1] supply_v above max 1 (peak 2) +2 more"
 
 
 # -- members reported late (the lens) ---------------------------------------------------------------

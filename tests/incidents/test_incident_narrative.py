@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
+from edge_agent.atlas.headline import NO_PORTS
 from edge_agent.atlas.incident_text import closing_comment, incident_summary, opening_comment
 from edge_agent.atlas.narrative import iso
 from edge_agent.detect.anomaly import Anomaly, AnomalyClosed, AnomalyKey, AnomalyOpened
@@ -58,8 +59,8 @@ def test_the_incident_starts_at_its_earliest_members_start_on_the_wall_clock() -
 
 def test_opening_comment_and_timeline_share_t0_and_no_member_is_before_it() -> None:
     opened, closed = the_demos_incident()
-    opening = opening_comment(incident_summary(opened, "bench-1"), [])
-    closing = closing_comment(incident_summary(closed, "bench-1"), [])
+    opening = opening_comment(incident_summary(opened, "bench-1", NO_PORTS), [])
+    closing = closing_comment(incident_summary(closed, "bench-1", NO_PORTS), [])
     assert f"started {iso(WALL0)}." in opening
     assert f"Timeline (t = 0 at {iso(WALL0)}, the incident's start" in closing
     assert offsets(closing) == ["+0.000", "+0.002"]
@@ -71,7 +72,10 @@ def test_a_summary_kept_with_a_later_start_than_a_member_is_told_from_the_earlie
     """An incident recorded before this fix (its open record keeps the summary) named the member
     earliest on its timeline as the start: the narrative still counts from the earliest wall start."""
     _, closed = the_demos_incident()
-    summary = incident_summary(closed, "bench-1") | {"started_wall": WALL0 + 0.002, "started_at": "later"}
+    summary = incident_summary(closed, "bench-1", NO_PORTS) | {
+        "started_wall": WALL0 + 0.002,
+        "started_at": "later",
+    }
     closing = closing_comment(summary, [])
     assert f"t = 0 at {iso(WALL0)}" in closing and offsets(closing) == ["+0.000", "+0.002"]
     assert f"started {iso(WALL0)}." in opening_comment(summary, [])

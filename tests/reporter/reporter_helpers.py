@@ -112,13 +112,15 @@ class Bench:
     frames: list[Frame] = field(default_factory=list)
     incident_events: list[IncidentEvent] = field(default_factory=list)
 
-    async def feed(self, values: Sequence[dict[str, float]], period: float = 0.1) -> list[AnomalyEvent]:
-        """Frames one `period` apart; the detector's events go through the incident grouper to the
-        reporter as the agent would send them."""
+    async def feed(
+        self, values: Sequence[dict[str, float]], period: float = 0.1, source: str = "bench"
+    ) -> list[AnomalyEvent]:
+        """Frames of `source` one `period` apart; the detector's events go through the incident grouper
+        to the reporter as the agent would send them."""
         events: list[AnomalyEvent] = []
         for row in values:
             self.clock.mono += period
-            frame = Frame("bench", self.clock.mono, self.clock.now_wall(), dict(row))
+            frame = Frame(source, self.clock.mono, self.clock.now_wall(), dict(row))
             self.frames.append(frame)
             self.rings.add(frame)
             got = list(self.detector.on_frame(frame))
@@ -135,8 +137,8 @@ class Bench:
     def opened_incidents(self) -> list[str]:
         return [e.incident.id for e in self.incident_events if isinstance(e, IncidentOpened)]
 
-    async def idle(self, seconds: float, period: float = 0.1) -> list[AnomalyEvent]:
-        return await self.feed([NORMAL] * max(1, round(seconds / period)), period)
+    async def idle(self, seconds: float, period: float = 0.1, source: str = "bench") -> list[AnomalyEvent]:
+        return await self.feed([NORMAL] * max(1, round(seconds / period)), period, source)
 
     async def stop(self, clean: bool = True) -> None:
         closing = list(self.detector.close_all(self.clock.mono, self.clock.now_wall()))

@@ -169,6 +169,30 @@ async def test_a_channel_joining_after_the_first_report_is_one_comment_and_new_t
     await bench.stop()
 
 
+async def test_on_a_bench_of_two_identical_devices_the_title_says_which_one(
+    emulator: AtlasEmulator, tmp_path: Path
+) -> None:
+    """dut_a and dut_b both send temp_c: the issue's title names the port of the lead's, and the other
+    device's temp_c joining counts as one more channel."""
+    columns = ["supply_v", "temp_c"]
+    serial = [{"name": "dut_a", "url": "/dev/ttyUSB0", "columns": columns},
+              {"name": "dut_b", "url": "/dev/ttyUSB1", "columns": columns}]  # fmt: skip
+    bench = await make_bench(emulator, tmp_path, serial=serial)
+    for dut in ("dut_a", "dut_b"):
+        await bench.idle(1.0, source=dut)
+    await bench.feed([fault(supply_v=12.0, temp_c=90.0)] * 3, source="dut_b")
+    (incident_id,) = bench.opened_incidents()
+    await bench.outbox.drain(10.0)
+    filed = await bench.client.find_issue_by_tag(f"edge-agent:{incident_id}")
+    assert filed is not None and filed.title == "[bench-07] temp_c on dut_b above max 80 (peak 90)"
+    await bench.feed([fault(supply_v=12.0, temp_c=95.0)] * 3, source="dut_a")  # joins: dut_b's still out
+    for dut in ("dut_b", "dut_a"):
+        await bench.idle(3.0, source=dut)
+    (issue,) = await _settled(emulator, bench, 1, [3])
+    assert issue["title"] == "[bench-07] temp_c on dut_b above max 80 (peak 90) +1 more"
+    await bench.stop()
+
+
 async def test_repeat_within_the_window_comments_then_new_issue_after_resolve(
     emulator: AtlasEmulator, tmp_path: Path
 ) -> None:
