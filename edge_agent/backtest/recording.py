@@ -4,8 +4,11 @@ Every line goes through the live decoder's rules (`edge_agent.serial.decoders`):
 and skipped by the same reasons, markers become `StepMarker`s, a CSV header is read or taken from the
 config. CSV data rows take a batch path (what the live decoder's own batch path does, on a whole block:
 one C-level `float()` pass over the fields of every line with the right number of delimiters, parsed
-into a numpy matrix); a line that does not fit it is handed to the live decoder alone, so the outcome of
-a line never depends on the path. JSON lines and `kv` go through the live decoder line by line.
+into a numpy matrix); a line that does not fit it is handed to the live decoder alone, in file order
+after the batch rows before it are counted, so the outcome of a line never depends on the path. A device
+that restarts with other columns (csv_decoder: header change on the fly) is the live decoder's call too:
+when it adopts a new header, the batch path goes on by the new columns from there. JSON lines and `kv`
+go through the live decoder line by line.
 
 Rows: a **data row** is any line that is not blank, not the CSV header (or a repeat of it), not a step
 marker and not a `#` comment; they are numbered from 1 in file order, bad ones included (so row n is
@@ -169,22 +172,17 @@ class RecordingReader:
         first_line = self.lines + 1
         self.lines += len(lines)
         decoded: list[tuple[int, StepMarker | list[float] | bool | None]] = []
-        start = 0
-        while self._fast and not self._columns and start < len(lines):  # CSV header mode: the header
-            decoded.append((start, self._decode_one(lines[start])))
-            start += 1
-        frame_lines: list[Ints] = []
-        matrices: list[Floats] = []
+        parsed: list[tuple[Ints, list[Floats]]] = []
         is_data = np.zeros(len(lines), dtype=bool)
-        if self._fast and self._columns:
-            parsed, ok, odd = self._parse_csv(lines, start)
-            if parsed.size:
-                frame_lines.append(ok)
-                matrices.append(parsed)
-                is_data[ok] = True
-            decoded += [(index, self._decode_one(lines[index])) for index in odd]
-        else:
-            decoded += [(index, self._decode_one(lines[index])) for index in range(start, len(lines))]
+        if not self._fast:
+            decoded = [(index, self._decode_one(line)) for index, line in enumerate(lines)]
+        start = 0
+        while self._fast and start < len(lines):
+            if self._columns:
+                start = self._batch(lines, start, decoded, parsed, is_data)
+            else:  # CSV header mode: line by line up to the device's header
+                decoded.append((start, self._decode_one(lines[start])))
+                start += 1
         odd_lines: list[int] = []
         odd_values: list[list[float]] = []
         markers: list[tuple[int, StepMarker]] = []
@@ -196,13 +194,62 @@ class RecordingReader:
                 if isinstance(outcome, list):
                     odd_lines.append(index)
                     odd_values.append(outcome)
-        return self._assemble(first_line, frame_lines, matrices, odd_lines, odd_values, markers, is_data)
+        return self._assemble(first_line, parsed, odd_lines, odd_values, markers, is_data)
+
+    def _batch(
+        self,
+        lines: list[bytes],
+        start: int,
+        decoded: list[tuple[int, StepMarker | list[float] | bool | None]],
+        parsed: list[tuple[Ints, list[Floats]]],
+        is_data: npt.NDArray[np.bool_],
+    ) -> int:
+        """lines[start:] by the batch path, the lines it leaves to the live decoder decoded in file order
+        with the batch rows before each counted first (the decoder's state is what it would be live). A
+        line that changes the columns (the device's new header, adopted by the decoder: 'header change
+        on the fly') ends the run there: returns the index to go on from, by the new columns."""
+        matrix, ok, odd = self._parse_csv(lines, start)
+        cols = self._channel_columns(matrix)  # by the columns they were parsed by
+        counted = 0
+        end = len(lines)
+        for index in odd:
+            counted = self._count_rows(ok, index, counted)
+            columns = self._columns
+            decoded.append((index, self._decode_one(lines[index])))
+            if self._columns != columns:
+                ok, cols, end = ok[:counted], [col[:counted] for col in cols], index + 1
+                break
+        self._count_rows(ok, end, counted)
+        if ok.size:
+            parsed.append((ok, cols))
+            is_data[ok] = True
+        return end
+
+    def _count_rows(self, ok: Ints, before: int, counted: int) -> int:
+        """The live decoder's counts of the batch rows (`ok`: their line indices) before line `before`,
+        of which `counted` are counted already; returns how many are now."""
+        upto = int(np.searchsorted(ok, before))
+        self.decoder.stats.lines += upto - counted
+        self.decoder.stats.frames += upto - counted
+        return upto
+
+    def _channel_columns(self, matrix: Floats) -> list[Floats]:
+        """Rows parsed by the current columns as the block keeps them: a column per channel (NaN where
+        the columns have none), then the device time."""
+        nan = np.full(matrix.shape[0], math.nan)
+        cols = [matrix[:, self._value_index[c]] if c in self._value_index else nan for c in self.channels]
+        cols.append(matrix[:, self._time_index] if self._time_index is not None else nan)
+        return cols
 
     def _set_columns(self, columns: tuple[str, ...]) -> None:
+        """The columns the batch path parses by, from the live decoder's (the config's or a header's).
+        The recording's first columns must have the time column; a later header without it makes
+        rows without a device time, as live."""
+        first = not self._columns
         self._columns = columns
         device_time = self.port.device_time
         self._time_index = columns.index(device_time) if device_time in columns else None
-        if device_time is not None and self._time_index is None:
+        if first and device_time is not None and self._time_index is None:
             raise RecordingError(
                 f"{self.path}: time column {device_time!r} is not among the recording's columns"
                 f" ({', '.join(columns)})"
@@ -213,7 +260,7 @@ class RecordingReader:
 
     def _parse_csv(self, lines: list[bytes], start: int) -> tuple[Floats, Ints, list[int]]:
         """The batch path over lines[start:]: (matrix of the rows it parsed, their line indices, the
-        line indices it left to the live decoder)."""
+        line indices it left to the live decoder, in order). Nothing is counted yet (`_batch` is)."""
         width = len(self._columns)
         delimiter = self.port.delimiter.encode()
         body = lines[start:]
@@ -224,6 +271,7 @@ class RecordingReader:
         odd = [int(i) + start for i in np.flatnonzero(~candidate)]
         pieces: list[tuple[Ints, Floats]] = []
         self._parse_range(lines, indices, delimiter, width, pieces, odd)
+        odd.sort()  # the lines of another width, then those that did not parse
         if not pieces:
             return np.empty((0, width)), np.empty(0, np.int64), odd
         ok = np.concatenate([p[0] for p in pieces])
@@ -231,8 +279,6 @@ class RecordingReader:
         if len(pieces) > 1:  # halves parse in order, but keep line order explicit
             order = np.argsort(ok, kind="stable")
             ok, matrix = ok[order], matrix[order]
-        self.decoder.stats.lines += int(ok.size)
-        self.decoder.stats.frames += int(ok.size)
         return matrix, ok, odd
 
     def _parse_range(
@@ -266,8 +312,8 @@ class RecordingReader:
         stats = self.decoder.stats
         before = (stats.comments, stats.headers, *(stats.skipped.get(r, 0) for r in NOT_DATA_SKIPS))
         items = self.decoder.feed(line + b"\n", 0.0, 0.0)
-        if not self._columns and isinstance(self.decoder, CsvDecoder) and self.decoder.columns:
-            self._set_columns(self.decoder.columns)
+        if isinstance(self.decoder, CsvDecoder) and self.decoder.columns != self._columns:
+            self._set_columns(self.decoder.columns)  # the device's header, the first or a new one
         for item in items:
             if isinstance(item, StepMarker):
                 return item
@@ -281,22 +327,22 @@ class RecordingReader:
     def _assemble(
         self,
         first_line: int,
-        frame_lines: list[Ints],
-        matrices: list[Floats],
+        parsed: list[tuple[Ints, list[Floats]]],
         odd_lines: list[int],
         odd_values: list[list[float]],
         markers: list[tuple[int, StepMarker]],
         is_data: npt.NDArray[np.bool_],
     ) -> Block:
+        """`parsed`: the batch path's runs, in file order (more than one when a header changed the
+        columns), each its line indices and its channel columns (`_channel_columns`)."""
         channels = self.channels
-        columns: list[Floats] = []
         line_of: Ints
-        if matrices:
-            matrix = matrices[0]
-            nan = np.full(matrix.shape[0], math.nan)
-            cols = [matrix[:, self._value_index[c]] if c in self._value_index else nan for c in channels]
-            cols.append(matrix[:, self._time_index] if self._time_index is not None else nan)
-            line_of = frame_lines[0]
+        cols: list[Floats]
+        if len(parsed) == 1:
+            line_of, cols = parsed[0]
+        elif parsed:
+            line_of = np.concatenate([run[0] for run in parsed])
+            cols = [np.concatenate([run[1][i] for run in parsed]) for i in range(len(channels) + 1)]
         else:
             cols = [np.empty(0) for _ in range(len(channels) + 1)]
             line_of = np.empty(0, np.int64)

@@ -40,9 +40,11 @@ data_row = st.tuples(
     st.integers(0, 8),  # the step after the previous row: STEPS[...][n], 7 goes back, 8 is no time ("nan")
     st.tuples(token, token, token),
 )
+# "t_ms,c,a" then "1,2,3": the device restarts with other columns (header change on the fly), and
+# "t_ms,a,b,c" then a row changes them back.
 other_line = st.sampled_from(
     ["", "# a comment", "1,2", "#STEP START s1", "#STEP END s1 PASS", "#STEP START s2", "#STEP END s2",
-     "t_ms,a,b,c", "\xff\xfe,1,2,3", "1,2,3,4,5"]
+     "t_ms,a,b,c", "\xff\xfe,1,2,3", "1,2,3,4,5", "t_ms,c,a", "1,2,3"]
 )  # fmt: skip
 line = st.one_of(data_row, data_row, data_row, data_row, data_row, data_row, other_line)
 
@@ -215,3 +217,39 @@ def test_an_anomaly_clearing_across_blocks_and_closed_by_a_tick(tmp_path: Path) 
         closed.ended_mono == 900.0 and closed.closed_mono == 990.0
     )  # a tick, between the rows at 960 and 1020
     assert [type(e).__name__ for e in result.incident_events] == ["IncidentOpened", "IncidentClosed"]
+
+
+@pytest.mark.parametrize("chunk", [64, 1 << 20])
+def test_a_device_restarting_with_a_wider_header_is_read_by_its_new_columns(
+    tmp_path: Path, chunk: int
+) -> None:
+    """The device restarts mid-recording with a header of another width: temp_c moves to the third
+    column and current_a is new. The rows after it are read by the new columns, as the live decoder
+    reads them; a row of the old width after the change is skipped as live skips it (read by the old
+    columns it would be a temp_c of 95)."""
+    before = b"".join(f"{i / 10!r},25.0\n".encode() for i in range(20))
+    current = {30: 3.2, 31: 3.4, 32: 3.1}  # above current_a's max from t = 3.0 to 3.2 s
+    temp = {40: 91.0, 41: 93.5}  # above temp_c's max at t = 4.0 and 4.1 s
+    after = b"".join(
+        f"{i / 10!r},{current.get(i, 1.0)!r},{temp.get(i, 25.0)!r}\n".encode() for i in range(21, 60)
+    )
+    stray = b"4.55,95.0\n"  # the old width, after the change
+    cut = after.index(b"4.6,")
+    data = b"t_s,temp_c\n" + before + b"t_s,current_a,temp_c\n" + after[:cut] + stray + after[cut:]
+    rules = [
+        {"channel": "current_a", "kind": "limits", "max": 2.5, "severity": "high"},
+        {"channel": "temp_c", "kind": "limits", "max": 80.0},
+    ]
+    result = same_as_live(tmp_path, rules, data, chunk=chunk, join_window=0.0, update_after=0.0)
+    opened = [e.anomaly for e in result.anomaly_events if type(e).__name__ == "AnomalyOpened"]
+    assert [(a.channel, a.started_mono, a.peak_value) for a in opened] == [
+        ("current_a", 3.0, 3.2),
+        ("temp_c", 4.0, 91.0),
+    ]
+    closed = [e.anomaly for e in result.anomaly_events if type(e).__name__ == "AnomalyClosed"]
+    assert [(a.channel, a.ended_mono, a.peak_value, a.samples) for a in closed] == [
+        ("current_a", 3.3, 3.4, 3),
+        ("temp_c", 4.2, 93.5, 2),
+    ]
+    assert result.frames == 20 + 39
+    assert result.decode["header_changes"] == 1 and result.decode["skipped_wrong_columns"] == 1

@@ -41,6 +41,16 @@ CASES: dict[str, tuple[dict[str, Any], bytes]] = {
         b'{"t_ms": 20, "a": null, "b": "7"}\n[1]\n',
     ),
     "kv": ({"format": "kv"}, b"t_ms=0 a=1 b=2\nt_ms=10 a=3\nbad\nt_ms=20 a=x\n"),
+    # The device restarts with other columns mid-stream (csv_decoder: header change on the fly).
+    "a new header of another width, a row of the old width after it, then the old header back": (
+        {},
+        b"t_ms,a\n0,1\n10,2\nt_ms,b,a\n20,3,4\n25,9\n30,5,6\nt_ms,a\n40,7\n50,8\n",
+    ),
+    "a banner of header shape, then rows of the old width: no header change": (
+        {},
+        b"t_ms,a\n0,1\nboot,ok,now\n10,2\n20,3,4\n30,5\n",
+    ),
+    "a new header without the time column": ({}, b"t_ms,a\n0,1\na,b,c\n2,3,4\n5,6,7\n"),
 }
 
 
