@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from edge_agent import __version__
+from edge_agent import __version__, tls
 from edge_agent.config import EX_CONFIG, ConfigError, FieldError, config_path_from, load_config, masked_dump
 from edge_agent.config_sources import config_error
 from edge_agent.logs import LEVELS, setup_logging
@@ -131,6 +131,7 @@ EX_BROKEN_PIPE = 128 + signal.SIGPIPE
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. Its output piped into `head` (which exits after a few lines) ends it quietly,
     whichever command was printing and wherever it was."""
+    tls.import_aiohttp()  # before any command's module does: its context would hold a CA bundle
     try:
         try:
             return _run_command(argv)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from edge_agent.http.answers import decode_body, failure_of, server_time
 from edge_agent.http.errors import Failure, Kind
 from edge_agent.http.scrub import Scrubber
 from edge_agent.logs import get_logger
+from edge_agent.tls import client_context
 
 log = get_logger(__name__)
 
@@ -136,9 +138,17 @@ class Transport:
             sock_read=self._read_timeout if read is None else read,
         )
 
-    def _http(self) -> aiohttp.ClientSession:
+    async def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self.timeout(), headers=self.auth_headers)
+            # Redirects stay on the base's origin (scheme included), so one choice holds for the
+            # session: the process's one verifying context for HTTPS (edge_agent/tls.py).
+            tls: ssl.SSLContext | bool = await client_context() if self.origin.scheme == "https" else True
+            if self._session is None or self._session.closed:  # not made by a request meanwhile
+                self._session = aiohttp.ClientSession(
+                    timeout=self.timeout(),
+                    headers=self.auth_headers,
+                    connector=aiohttp.TCPConnector(ssl=tls),
+                )
         return self._session
 
     async def close(self) -> None:
@@ -264,7 +274,7 @@ class Transport:
             with contextlib.ExitStack() as stack:
                 data = _form(files, stack) if files else None
                 try:
-                    response = await self._http().request(
+                    response = await (await self._http()).request(
                         method,
                         url,
                         json=json_body,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import ssl
 import time
 from collections import deque
 from collections.abc import Callable
@@ -49,19 +48,9 @@ from edge_agent.lens.protocol import (
 )
 from edge_agent.lens.status import status_of
 from edge_agent.lens.windower import Window
+from edge_agent.tls import client_context
 
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
-_tls: ssl.SSLContext | None = None
-
-
-async def tls_context() -> ssl.SSLContext:
-    """The process's one verifying TLS context for lens websockets. Left to itself, websockets makes a
-    new default context for every wss:// connection, and each loads the whole CA bundle (~1 MB of RSS
-    while it lives); made once, in a thread (the bundle is read from disk)."""
-    global _tls
-    if _tls is None:
-        _tls = await asyncio.to_thread(ssl.create_default_context)
-    return _tls
 
 
 class StreamDropped(Exception):
@@ -197,7 +186,7 @@ class Streamer:
 
     async def _connect(self, endpoint: str, api_key: str) -> ClientConnection:
         s = self.settings
-        tls = await tls_context() if endpoint.startswith("wss:") else None
+        tls = await client_context() if endpoint.startswith("wss:") else None
         try:
             return await connect(
                 endpoint,

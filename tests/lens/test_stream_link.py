@@ -7,7 +7,6 @@ the lens service acts on: LensAuthError (stop), SessionGone (replace the session
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -118,9 +117,3 @@ async def test_a_message_over_the_size_limit_drops_the_stream(monkeypatch: pytes
     async with server(send_too_much) as endpoint:
         with pytest.raises(StreamDropped, match="connection"):
             await asyncio.wait_for(a_streamer().stream(endpoint, "lsn-1", "key-1"), 10)
-
-
-async def test_every_wss_connection_shares_one_verifying_tls_context() -> None:
-    first, second = await streamer_module.tls_context(), await streamer_module.tls_context()
-    assert first is second
-    assert first.verify_mode is ssl.CERT_REQUIRED and first.check_hostname
