@@ -15,6 +15,7 @@ import os
 import random
 import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -206,6 +207,10 @@ class AgentBench:
         # How the agent is started: `python <launcher> run --config ...` (bench/profile_agent.py puts
         # a profiling runner here).
         self.launcher: list[str] = ["-m", "edge_agent"]
+        # The interpreter that runs it, and where (`python -m edge_agent` in the tree runs the tree's
+        # source; elsewhere, the edge_agent installed in that interpreter's environment).
+        self.python = sys.executable
+        self.cwd: Path | None = None  # None: the tree
         self.last_threads: dict[str, float] = {}  # % core of the main thread and the others, last run
 
     def _drain_echo(self) -> None:
@@ -237,8 +242,8 @@ class AgentBench:
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115, ASYNC230 (the child keeps it)
         start = time.perf_counter()
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, *self.launcher, "run", "--config", str(cfg), "--log-format", "json",
-            stdout=log, stderr=asyncio.subprocess.STDOUT, cwd=str(self.repo), env=env,
+            self.python, *self.launcher, "run", "--config", str(cfg), "--log-format", "json",
+            stdout=log, stderr=asyncio.subprocess.STDOUT, cwd=str(self.cwd or self.repo), env=env,
         )  # fmt: skip
         log.close()
         loop = asyncio.get_running_loop()
@@ -412,6 +417,7 @@ class AgentBench:
         try:
             return {
                 "ring_full": await self._ring_full(),
+                "ring_full_deployed": await self._ring_full_deployed(),
                 "wide_json": await self._wide_json(),
                 # The same with the recorder off: what the ring bounds, apart from the recorder's queue.
                 "wide_json_no_recorder": await self._wide_json("wide-json-no-recorder", recorder=False),
@@ -461,6 +467,20 @@ class AgentBench:
             "ring_frames": held.get("frames"),
             "ring_blocks_packed": evidence.get("blocks_packed"),
         }
+
+    async def _ring_full_deployed(self) -> dict[str, Any] | None:
+        """`_ring_full` of the agent as systemd/README installs it on a bench PC: a venv of the
+        system's python3 (/usr/bin/python3), `pip install` of the tree (no dev extras: no playwright,
+        so no greenlet; no editable finder), run from outside the tree. None where the system has no
+        python3 of 3.11 or later, or the install fails (the rows then say not measured)."""
+        venv = await asyncio.to_thread(deployed_venv, self.repo, self.workdir / "deployed-venv")
+        if venv is None:
+            return None
+        self.python, self.cwd = str(venv / "bin" / "python"), self.workdir
+        try:
+            return {**await self._ring_full("ring-full-deployed"), "python": _version_of(self.python)}
+        finally:
+            self.python, self.cwd = sys.executable, None
 
     async def _wide_json(self, name: str = "wide-json", recorder: bool = True) -> dict[str, Any]:
         edit = _wide_json_port if recorder else (lambda text: _wide_json_port(text) + _NO_RECORDER)
@@ -535,6 +555,35 @@ def _wide_lines() -> bytes:
         fields = ", ".join(f'"ch{n}": {value:.4f}' for n, value in enumerate(values))
         lines.append(f'{{"t": {k}, {fields}}}\n')
     return "".join(lines).encode()
+
+
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+
+def deployed_venv(tree: Path, where: Path) -> Path | None:
+    """A venv of the system's python3 with `tree` installed as systemd/README says (None: no such
+    python3, or the install failed: said on stderr)."""
+    if not SYSTEM_PYTHON.exists():
+        return None
+    check = "import sys; sys.exit(sys.version_info < (3, 11))"
+    if subprocess.run([str(SYSTEM_PYTHON), "-c", check], check=False).returncode != 0:
+        return None
+    steps = [
+        [str(SYSTEM_PYTHON), "-m", "venv", str(where)],
+        [str(where / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", str(tree)],
+    ]
+    for step in steps:
+        done = subprocess.run(step, capture_output=True, text=True, timeout=600, check=False)
+        if done.returncode != 0:
+            print(f"deployed venv: {' '.join(step)} failed: {done.stderr[-2000:]}", file=sys.stderr)
+            return None
+    return where
+
+
+def _version_of(python: str) -> str:
+    done = subprocess.run([python, "-c", "import sys; print(sys.version.split()[0])"], capture_output=True,
+                          text=True, check=True)  # fmt: skip
+    return done.stdout.strip()
 
 
 def _hwm_mb(pid: int) -> float:

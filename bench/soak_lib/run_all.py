@@ -98,6 +98,7 @@ LIVE_FIGURES: list[Figure] = [
 ]  # fmt: skip
 RING = ("ring", "ring")
 RING_FULL = (*RING, "agent", "ring_full")
+DEPLOYED = (*RING, "agent", "ring_full_deployed")
 WIDE = (*RING, "agent", "wide_json")
 WIDE_NR = (*RING, "agent", "wide_json_no_recorder")
 AGAINST = ("ring", "against")  # written by `bench_ring.py --against REV` (not part of bench/run)
@@ -201,8 +202,9 @@ RING_FIGURES: list[Figure] = [
            path(*IDLE, "standard_library_rest")),
     Figure(ER, "... + pydantic, pydantic-core", "MB", path(*IDLE, "pydantic")),
     Figure(ER, "... + pydantic-settings", "MB", path(*IDLE, "pydantic_settings")),
-    Figure(ER, "... + aiohttp (yarl, multidict, attrs; the two SSL contexts it makes at import, one with the"
-           " CA bundle)", "MB", path(*IDLE, "aiohttp")),
+    Figure(ER, "... + aiohttp (yarl, multidict, attrs; imported as `edge-agent` does: the verified SSL"
+           " context it makes at import holds no CA bundle, edge_agent/tls.py)", "MB",
+           path(*IDLE, "aiohttp")),
     Figure(ER, "... + websockets", "MB", path(*IDLE, "websockets")),
     Figure(ER, "... + structlog (and greenlet, which it imports when installed: here by playwright, a dev"
            " dependency)", "MB", path(*IDLE, "structlog")),
@@ -229,6 +231,12 @@ RING_FIGURES: list[Figure] = [
     Figure(ER, "the ring's span then", "s", path(*RING_FULL, "ring_span_s")),
     Figure(ER, "frames waiting for the recorder's writer then, peak (/status)", "MB",
            mib(*RING_FULL, "recorder_pending_peak_bytes")),
+    Figure(ER, "the same run of the agent as deployed (systemd/README: a venv of /usr/bin/python3,"
+           " `pip install` of this tree, no dev extras, run outside the tree): idle RSS", "MB",
+           path(*DEPLOYED, "idle_rss_mb")),
+    Figure(ER, "... RSS with the 30 s ring full at 3 Mbaud", "MB", path(*DEPLOYED, "rss_mb"), ("<", 60.0)),
+    Figure(ER, "... whole-agent CPU at 3 Mbaud", "% core", path(*DEPLOYED, "cpu_percent_3M_baud"),
+           ("<", 5.0)),
     Figure(ER, "whole-agent CPU over those 35 s at 3 Mbaud equiv.", "% core",
            path(*RING_FULL, "cpu_percent_3M_baud"), ("<", 5.0)),
     Figure(ER, "... of which the event-loop thread (reading, decoding, detector, ring, lens, live page)",
