@@ -287,6 +287,15 @@ class Transport:
                 # The order matters: a connect timeout is also a ServerTimeoutError, and it sent nothing.
                 except aiohttp.ConnectionTimeoutError:
                     raise self._no_answer(method, path, "connect timed out", False) from None
+                except aiohttp.ClientConnectorCertificateError as exc:
+                    # Retried like any connect failure (the CA may be installed meanwhile), but a person
+                    # has to act: say what to do.
+                    reason = (
+                        "cannot connect: the server's TLS certificate is not trusted"
+                        f" ({exc.certificate_error}); if a lab CA or a TLS-inspecting proxy signs it, point"
+                        " SSL_CERT_FILE at that CA"
+                    )
+                    raise self._no_answer(method, path, reason, False) from None
                 except aiohttp.ClientConnectorError as exc:
                     reason = f"cannot connect ({exc.strerror or 'refused'})"
                     raise self._no_answer(method, path, reason, False) from None
