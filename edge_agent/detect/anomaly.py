@@ -30,6 +30,18 @@ class AnomalyKey(NamedTuple):
     channel: str  # channel name; "" for lens anomalies, "*" for a whole-source dropout
 
 
+class PendingReport(NamedTuple):
+    """A rule's condition in progress that the rule has not reported (yet): a limits or rate excursion
+    held for its `hold`, a channel unchanged but not yet for `stuck_for`, a source silent but not yet for
+    `dropout_after`. If it is reported, its anomaly (of `key`) starts at `started_mono` (its source's
+    timeline), up to `delay` seconds later (`edge_agent.detect.rules.report_delay`): what the incident
+    grouper waits for before it closes an incident that the anomaly would join."""
+
+    key: AnomalyKey
+    started_mono: float
+    delay: float
+
+
 CloseReason = Literal["cleared", "shutdown"]
 
 

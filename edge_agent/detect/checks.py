@@ -66,6 +66,12 @@ class ValueCheck:
     def observe(self, value: float, mono: float, wall: float) -> bool | None:
         raise NotImplementedError
 
+    def pending_since(self) -> float | None:
+        """When a condition began that holds already but is not active yet because it needs time to
+        show (stuck: unchanged since the last change, not yet for `stuck_for`), as the anomaly's start
+        would be backdated to it; None when there is none. Read at tick time, never per sample."""
+        return None
+
     def first_active(self, values: Sequence[float], monos: Sequence[float], walls: Sequence[float]) -> int:
         """`observe` of the samples in order (finite values; at least one) up to the first that is
         active: its index (its `value`, `excursion`, ... are then on the check), or len(values) when
@@ -206,6 +212,10 @@ class StuckCheck(ValueCheck):
 
     def describe(self, channel: str) -> str:
         return f"{channel} stuck (no change for {number_text(self.stuck_for)}s)"
+
+    def pending_since(self) -> float | None:
+        # Every channel is "unchanged since its last change": a noisy one since its last sample.
+        return None if self._ref != self._ref else self._since_mono  # NaN: no sample yet
 
     def observe(self, value: float, mono: float, wall: float) -> bool | None:
         # A gap of `stuck_for` without samples (link down, device silent) proves nothing about the value:

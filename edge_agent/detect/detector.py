@@ -30,7 +30,14 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from edge_agent.config import LensSection, RuleSection
-from edge_agent.detect.anomaly import Anomaly, AnomalyClosed, AnomalyEvent, AnomalyKey, Severity
+from edge_agent.detect.anomaly import (
+    Anomaly,
+    AnomalyClosed,
+    AnomalyEvent,
+    AnomalyKey,
+    PendingReport,
+    Severity,
+)
 from edge_agent.detect.baseline import RobustStats, load_baselines
 from edge_agent.detect.baseline_check import BaselineCheck
 from edge_agent.detect.batch import Emit, run_batch
@@ -38,7 +45,7 @@ from edge_agent.detect.checks import MAX_FLOAT, ValueCheck
 from edge_agent.detect.dropout import ANY_CHANNEL, DropoutWatch
 from edge_agent.detect.lens_labels import InferenceLike, LensLabelCheck
 from edge_agent.detect.lens_lateness import LensLateness
-from edge_agent.detect.rules import CompiledRule, LoadBaseline, compile_rule
+from edge_agent.detect.rules import CompiledRule, LoadBaseline, compile_rule, report_delay
 from edge_agent.detect.sample_walls import SampleWalls
 from edge_agent.detect.tracker import AnomalySpec, AnomalyTracker, Debounce, Slot, uuid4_str
 from edge_agent.frames import Frame, FrameBatch, LinkEvent, LinkState
@@ -110,6 +117,7 @@ class Detector:
         self.tracker = AnomalyTracker(new_id=new_id, update_every=update_every)
         self._source_now = source_now
         self._rules = [compile_rule(i, section, load_baseline) for i, section in enumerate(rules)]
+        self._report_delay = {rule.rule_id: report_delay(rule.section) for rule in self._rules}
         self._plans: dict[str, SourcePlan] = {}
         self._known_sources: set[str] = set()
         # (rule index, source) -> watch; source "" stands in for an any-source rule until a source appears.
@@ -327,9 +335,38 @@ class Detector:
 
     def report_lateness(self) -> dict[str, float]:
         """source -> how long after its start a lens anomaly of that source can still be reported (on
-        its timeline), measured on its verdicts (`LensLateness`). A rule's lateness is configured, not
-        measured (`edge_agent.detect.rules.report_delay`)."""
+        its timeline), measured on its verdicts (`LensLateness`). A rule's is not measured: see
+        `pending_reports`."""
         return self.lens_lateness.by_source()
+
+    def pending_reports(
+        self, brewing_since: Callable[[ValueCheck], float | None] | None = None
+    ) -> list[PendingReport]:
+        """Every rule condition in progress that its rule has not reported: a streak waiting out its
+        hold, a stuck check's unchanged run, a dropout watch's silence (not the lens's: its lateness is
+        measured). The incident grouper waits for these, not for the rules' longest configured delay.
+        Read from the state the checks, slots and watches hold anyway, when asked (by an incident waiting
+        to close, at tick time): nothing is added to the per-frame path. `brewing_since(check)` stands
+        in for `check.pending_since()` for a batch runner that keeps a check's state itself (backtest)."""
+        delay = self._report_delay
+        out: list[PendingReport] = []
+        for plan in self._plans.values():
+            for _, checks, _ in plan.channels:
+                for check, slot in checks:
+                    if slot.is_open:
+                        continue
+                    if slot.live:
+                        since = slot.pending_since
+                    else:
+                        since = check.pending_since() if brewing_since is None else brewing_since(check)
+                    if since is not None:
+                        out.append(PendingReport(slot.key, since, delay[slot.key.rule_id]))
+        for watch in self._watches.values():
+            since = watch.pending_since()
+            if since is not None:
+                key = watch.slot.key
+                out.append(PendingReport(key, since, delay[key.rule_id]))
+        return out
 
     def value_checks(self) -> list[tuple[str, str, ValueCheck]]:
         """(source, channel, check) of every value rule of every source seen so far: the live page

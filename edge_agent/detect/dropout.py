@@ -128,6 +128,14 @@ class DropoutWatch:
             return self.slot.observe(False, gap, 0.0, self._gap_text, now_mono, now_wall)
         return None
 
+    def pending_since(self) -> float | None:
+        """When the silence began that this watch would report (its last frame, or when its gap clock
+        started), while it has not: None once its anomaly is open or before its clock started."""
+        slot = self.slot
+        if slot.is_open:
+            return None
+        return slot.pending_since if slot.live else self.last_mono
+
     def on_link_down(self, mono: float, wall: float, reason: str) -> AnomalyEvent | None:
         self.link_down = True
         self.link_text = f"serial link down: {reason}" if reason else "serial link down"

@@ -126,6 +126,12 @@ class Slot:
     def is_open(self) -> bool:
         return self._open_id is not None
 
+    @property
+    def pending_since(self) -> float | None:
+        """While a streak runs that has not opened yet (its `hold`, `hold_samples`): when its condition
+        started, the `started_mono` its anomaly will have; None when idle or open."""
+        return self._start_mono if self.live and self._open_id is None else None
+
     def observe(
         self,
         active: bool,
