@@ -108,9 +108,12 @@ class Agent(AgentDataPath):
             config.rules, config.lens if config.lens.enabled else None, source_now=self.clocks.now
         )
         # A lens verdict arrives a window and a round trip after its anomaly started, a rule's report its
-        # hold after it: incidents wait for them.
+        # hold after it: incidents wait for them (for a rule's, while it has a condition in progress).
         self.incidents = IncidentGrouper.from_config(
-            config, clearing_since=self.detector.clearing_since, lateness=self.detector.report_lateness
+            config,
+            clearing_since=self.detector.clearing_since,
+            lateness=self.detector.report_lateness,
+            pending_reports=self.detector.pending_reports,
         )
         # One memory budget for every buffer of the data path; the ring holds what the others leave.
         self.memory = DataPathBudget.from_config(config)

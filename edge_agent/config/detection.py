@@ -93,8 +93,9 @@ class IncidentsSection(Section):
     join_window: Duration = Field(
         30.0,
         description="An anomaly starting this long after the incident's last activity still joins it;"
-        " also the quiet time after which an incident closes (plus how late the lens reports, measured, or"
-        " a rule, configured: its hold, stuck_for, dropout_after).",
+        " also the quiet time after which an incident closes (plus how late the lens reports, measured, or,"
+        " while a rule has a condition in progress that could still join, that rule's hold, stuck_for or"
+        " dropout_after).",
     )
     update_after: Duration = Field(
         5.0, description="Members that join are reported in one comment per this many seconds."

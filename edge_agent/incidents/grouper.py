@@ -14,15 +14,21 @@ Atlas issue for it, filed at its first anomaly and growing as more channels join
   (the end of its last member: its first clear sample, also while the tracker still waits out its
   `clear_after`). Otherwise it opens a new incident, of which it is the lead.
 - An incident closes when every member has ended and `join_window` has passed since the last end, plus
-  the lateness of the anomalies that could still join it: the lens's, measured (`lateness`: its verdict
-  comes a window's span and a round trip after the window's first sample, which is the anomaly's
-  start), or a rule's, configured (`rule_delay`: a rule with `hold` reports `hold` after the start,
-  a stuck or dropout rule its `stuck_for` or `dropout_after` after it), whichever is larger. So the
-  quiet period is exactly the time in which an anomaly starting within the window can still be
-  reported, and one reported late joins the incident a fast rule saw (one issue per physical event).
-  A member reported later than that bound finds the incident closed and opens its own. The incident's
-  end stays its members' last end; only its close waits (`close_margin`, which the evidence planner
-  sizes its parts by).
+  the wait for anomalies that could still join it but are reported late. The lens's: measured
+  (`lateness`: its verdict comes a window's span and a round trip after the window's first sample,
+  which is the anomaly's start). A rule's: a rule with `hold` reports `hold` after the start, a stuck or
+  dropout rule its `stuck_for` or `dropout_after` after it, so it can only report late a condition
+  that is already in progress. The detector lists those (`pending_reports`: each one's key, start and
+  rule's delay), and the incident waits only while one of them could still join it (its start within
+  the join window, its key among those `_candidates` would offer the incident to), each at most its
+  rule's delay past the window (its report comes at the first sample at or after start + delay).
+  Nothing in progress, no wait: a bench with a 5-minute stuck rule does not keep every incident open
+  5 minutes. So the quiet period is the time in which an anomaly starting within the window can still
+  be reported, and one reported late joins the incident a fast rule saw (one issue per physical event).
+  A member reported later than that finds the incident closed and opens its own. The incident's end
+  stays its members' last end; only its close waits, never longer than `close_margin` (the window plus
+  the larger of the lens's lateness and the rules' longest configured delay, `rule_delay`), which the
+  evidence planner sizes its parts by.
 - Members that join are reported in batches: the first join starts a batch, which is emitted as one
   `IncidentGrew` `update_after` seconds later (or folded into `IncidentClosed`).
 
@@ -35,12 +41,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
 
 from edge_agent.config import EdgeAgentConfig, IncidentsSection
-from edge_agent.detect.anomaly import Anomaly, AnomalyClosed, AnomalyEvent, AnomalyOpened, AnomalyUpdated
+from edge_agent.detect.anomaly import (
+    Anomaly,
+    AnomalyClosed,
+    AnomalyEvent,
+    AnomalyOpened,
+    AnomalyUpdated,
+    PendingReport,
+)
 from edge_agent.detect.rules import longest_report_delay
 from edge_agent.detect.tracker import uuid4_str
+from edge_agent.incidents.live import LiveIncident, end_of
 from edge_agent.incidents.model import (
     SEVERITY_RANK,
     Incident,
@@ -56,78 +69,6 @@ WHOLE_SOURCE_CHANNELS = frozenset({"", "*"})  # lens anomalies, whole-source dro
 WILDCARD_GROUP_SUFFIX = "|*"
 
 
-@dataclass(slots=True)
-class _Live:
-    """An incident being built: mutable, private to the grouper."""
-
-    id: str
-    group: str
-    members: dict[str, Anomaly]  # anomaly id -> latest snapshot, in join order
-    started_mono: float
-    started_wall: float
-    opened_mono: float
-    opened_wall: float
-    open_ids: set[str] = field(default_factory=set)
-    last_end_mono: float = -math.inf
-    last_end_wall: float = 0.0
-    pending: list[str] = field(default_factory=list)  # joined since the last report
-    pending_since: float = math.inf
-    reported_rank: int = 0
-
-    def span_end(self, clearing_since: Callable[[str], float | None]) -> float:
-        """Where the incident's activity ends as far as is known: +inf while a member still holds; a
-        member that is open but clearing (waiting out its `clear_after`) ended at its first clear
-        sample, unless it becomes active again."""
-        end = self.last_end_mono
-        for anomaly_id in self.open_ids:
-            since = clearing_since(anomaly_id)
-            if since is None:
-                return math.inf
-            end = max(end, since)
-        return end
-
-    def activity(self, clearing_since: Callable[[str], float | None]) -> tuple[float, float]:
-        """Most recently active first: an incident with a member that still holds, then the one that
-        ended last; among those, the one whose latest member opened last."""
-        latest_open = max(m.opened_mono for m in self.members.values())
-        return (self.span_end(clearing_since), latest_open)
-
-    def sources(self) -> set[str]:
-        return {m.source for m in self.members.values()}
-
-    def snapshot(
-        self,
-        closed_mono: float | None = None,
-        closed_wall: float | None = None,
-        reason: IncidentCloseReason | None = None,
-    ) -> Incident:
-        ended = not self.open_ids and self.last_end_mono > -math.inf
-        return Incident(
-            id=self.id,
-            group=self.group,
-            members=tuple(self.members.values()),
-            started_mono=self.started_mono,
-            started_wall=self.started_wall,
-            opened_mono=self.opened_mono,
-            opened_wall=self.opened_wall,
-            ended_mono=self.last_end_mono if ended else None,
-            ended_wall=self.last_end_wall if ended else None,
-            closed_mono=closed_mono,
-            closed_wall=closed_wall,
-            close_reason=reason,
-        )
-
-
-def _end_of(anomaly: Anomaly) -> tuple[float, float]:
-    """When a closed anomaly stopped holding (its first clear sample), else when it was closed."""
-    if anomaly.ended_mono is not None and anomaly.ended_wall is not None:
-        return anomaly.ended_mono, anomaly.ended_wall
-    return (
-        anomaly.closed_mono if anomaly.closed_mono is not None else anomaly.opened_mono,
-        anomaly.closed_wall if anomaly.closed_wall is not None else anomaly.opened_wall,
-    )
-
-
 class IncidentGrouper:
     def __init__(
         self,
@@ -140,6 +81,7 @@ class IncidentGrouper:
         clearing_since: Callable[[str], float | None] = lambda anomaly_id: None,
         lateness: Callable[[], Mapping[str, float]] = dict,
         rule_delay: float = 0.0,
+        pending_reports: Callable[[], Sequence[PendingReport]] | None = None,
     ) -> None:
         """`clearing_since(anomaly_id)`: when an open anomaly stopped holding (the tracker's
         `clearing_since`), None while it holds. Without it an open anomaly counts as holding until
@@ -147,9 +89,12 @@ class IncidentGrouper:
         `lateness()`: source -> how long after its start an anomaly of that source can be reported, on
         its timeline (the detector's `report_lateness`, measured); a source not in it reports at once.
         `rule_delay`: how long after its start any rule can report its anomaly, from the configuration
-        (`edge_agent.detect.rules.longest_report_delay`). It is configured, not measured like the
-        lens's: a rule reports only on a fault, so nothing would be measured before the first one,
-        which is the one that must join; the lens answers on every window, faulty or not."""
+        (`edge_agent.detect.rules.longest_report_delay`): the most a rule's late report is waited for.
+        `pending_reports()`: the rules' conditions in progress (the detector's `pending_reports`), asked
+        at tick time by an incident whose window has passed; the incident waits only for those that could
+        join it. Without it every incident waits `rule_delay`, as if every rule had one in progress. A
+        rule's lateness is not measured like the lens's: a rule reports only on a fault, so nothing
+        would be measured before the first one, which is the one that must join."""
         if group_by not in ("bench", "source", "channels"):
             raise ValueError(f"group_by must be bench, source or channels, not {group_by!r}")
         for name, value in (
@@ -164,10 +109,11 @@ class IncidentGrouper:
         self.clearing_since = clearing_since
         self.lateness = lateness
         self.rule_delay = rule_delay
+        self.pending_reports = pending_reports
         self._group_of_channel = {
             channel: f"g{index}" for index, group in enumerate(channel_groups) for channel in group
         }
-        self._live: dict[str, _Live] = {}  # incident id -> incident, in the order they opened
+        self._live: dict[str, LiveIncident] = {}  # incident id -> incident, in the order they opened
         self._incident_of: dict[str, str] = {}  # anomaly id -> incident id, for members of live incidents
 
     @classmethod
@@ -178,6 +124,7 @@ class IncidentGrouper:
         clearing_since: Callable[[str], float | None] = lambda anomaly_id: None,
         lateness: Callable[[], Mapping[str, float]] = dict,
         rule_delay: float = 0.0,
+        pending_reports: Callable[[], Sequence[PendingReport]] | None = None,
     ) -> IncidentGrouper:
         return cls(
             group_by=section.group_by,
@@ -188,6 +135,7 @@ class IncidentGrouper:
             clearing_since=clearing_since,
             lateness=lateness,
             rule_delay=rule_delay,
+            pending_reports=pending_reports,
         )
 
     @classmethod
@@ -197,32 +145,43 @@ class IncidentGrouper:
         new_id: Callable[[], str] = uuid4_str,
         clearing_since: Callable[[str], float | None] = lambda anomaly_id: None,
         lateness: Callable[[], Mapping[str, float]] = dict,
+        pending_reports: Callable[[], Sequence[PendingReport]] | None = None,
     ) -> IncidentGrouper:
         """The grouper of `config`: its [incidents], and the longest report delay of its rules."""
         return cls.from_section(
-            config.incidents, new_id, clearing_since, lateness, longest_report_delay(config.rules)
+            config.incidents,
+            new_id,
+            clearing_since,
+            lateness,
+            longest_report_delay(config.rules),
+            pending_reports,
         )
 
     # -- grouping keys ------------------------------------------------------------------------------
 
     def group_of(self, anomaly: Anomaly) -> str:
+        return self._group_of(anomaly.source, anomaly.channel)
+
+    def _group_of(self, source: str, channel: str) -> str:
         if self.group_by == "bench":
             return "bench"
         if self.group_by == "source":
-            return anomaly.source
-        channel = anomaly.channel
+            return source
         if channel in WHOLE_SOURCE_CHANNELS:
-            return anomaly.source + WILDCARD_GROUP_SUFFIX
+            return source + WILDCARD_GROUP_SUFFIX
         group = self._group_of_channel.get(channel, f"c:{channel}")
-        return f"{anomaly.source}|{group}"
+        return f"{source}|{group}"
 
-    def _candidates(self, anomaly: Anomaly, group: str) -> list[_Live]:
+    def _candidates(self, anomaly: Anomaly, group: str) -> list[LiveIncident]:
+        return [live for live in self._live.values() if self._offered(live, anomaly.source, group)]
+
+    def _offered(self, live: LiveIncident, source: str, group: str) -> bool:
+        """Whether an anomaly of `source` and `group` may join `live` (if it started in time)."""
         if self.group_by != "channels":
-            return [live for live in self._live.values() if live.group == group]
+            return live.group == group
         if group.endswith(WILDCARD_GROUP_SUFFIX):  # about the whole source: any incident of it
-            return [live for live in self._live.values() if anomaly.source in live.sources()]
-        wildcard = anomaly.source + WILDCARD_GROUP_SUFFIX
-        return [live for live in self._live.values() if live.group in (group, wildcard)]
+            return source in live.sources()
+        return live.group in (group, source + WILDCARD_GROUP_SUFFIX)
 
     # -- inputs -------------------------------------------------------------------------------------
 
@@ -254,11 +213,11 @@ class IncidentGrouper:
             live = self._update(event.anomaly)
             if live is not None:
                 live.open_ids.discard(event.anomaly.id)
-                end_mono, end_wall = _end_of(event.anomaly)
+                end_mono, end_wall = end_of(event.anomaly)
                 if end_mono > live.last_end_mono:
                     live.last_end_mono, live.last_end_wall = end_mono, end_wall
 
-    def _update(self, anomaly: Anomaly) -> _Live | None:
+    def _update(self, anomaly: Anomaly) -> LiveIncident | None:
         incident_id = self._incident_of.get(anomaly.id)
         live = self._live.get(incident_id) if incident_id is not None else None
         if live is not None:
@@ -270,6 +229,9 @@ class IncidentGrouper:
             return
         # An incident whose quiet period is over by this anomaly's start is closed first: it must not
         # take in an anomaly that came after it ended, however late the tick that would close it runs.
+        # Against its longest quiet period (`_margin`): which rule conditions were in progress since is
+        # not known here. One whose wait ended sooner is closed by the next tick, and this anomaly, which
+        # started past its join window, could not join it anyway.
         lateness = self.lateness()
         for live in list(self._live.values()):
             quiet_until = live.last_end_mono + self._margin(live.sources(), lateness)
@@ -284,7 +246,7 @@ class IncidentGrouper:
             if anomaly.started_mono <= live.span_end(clearing) + window
         ]
         if not joinable:
-            live = _Live(
+            live = LiveIncident(
                 id=self.new_id(),
                 group=group,
                 members={anomaly.id: anomaly},
@@ -319,12 +281,17 @@ class IncidentGrouper:
         is that source's "now" on its own timeline."""
         out: list[IncidentEvent] = []
         lateness = self.lateness()
+        reports: Sequence[PendingReport] | None = None  # asked once, by the first incident that needs it
         for live in list(self._live.values()):
-            now = max((now_of(source) for source in live.sources()), default=-math.inf)
-            quiet_until = live.last_end_mono + self._margin(live.sources(), lateness)
-            if not live.open_ids and now >= quiet_until:
-                out.append(self._close(live, now, now_wall, "quiet"))
-            elif live.pending and now >= live.pending_since + self.update_after:
+            sources = live.sources()
+            now = max((now_of(source) for source in sources), default=-math.inf)
+            if not live.open_ids and now >= live.last_end_mono + self._lens_margin(sources, lateness):
+                if reports is None:
+                    reports = () if self.pending_reports is None else self.pending_reports()
+                if now >= self._rule_wait(live, reports):
+                    out.append(self._close(live, now, now_wall, "quiet"))
+                    continue
+            if live.pending and now >= live.pending_since + self.update_after:
                 joined, raised = self._take_pending(live)
                 out.append(IncidentGrew(live.snapshot(), joined, raised))
         return out
@@ -347,24 +314,48 @@ class IncidentGrouper:
     # -- internals ----------------------------------------------------------------------------------
 
     def close_margin(self, sources: Collection[str] = ()) -> float:
-        """How long after its last member's end an incident of `sources` closes, as things stand:
-        `join_window` plus the wait for a member reported late (the lens's lateness grows and shrinks
-        as it is measured). The evidence planner sizes its parts by it (edge_agent/evidence/planner.py)."""
+        """How long after its last member's end an incident of `sources` closes at the latest, as things
+        stand: `join_window` plus the longest wait for a member reported late (the lens's lateness grows
+        and shrinks as it is measured; a rule's is its configured delay, waited for only while one of its
+        conditions is in progress, `_rule_wait`). The evidence planner sizes its parts by it
+        (edge_agent/evidence/planner.py), `end_horizon` the backtest's tail."""
         return self._margin(sources, self.lateness())
 
     def _margin(self, sources: Collection[str], lateness: Mapping[str, float]) -> float:
-        """`join_window` plus how long past it the incident stays open for a member reported late: the
-        rules' configured delay, or the measured lateness of every source whose anomalies could join it
-        (any source of the bench; else its own, as `_candidates` only offers an incident to anomalies
-        of its source), whichever is larger."""
+        """The longest the incident can stay open after its last end: `join_window` plus the rules'
+        configured delay or the lens's lateness (`_lens_margin`), whichever is larger."""
+        return max(self.join_window + self.rule_delay, self._lens_margin(sources, lateness))
+
+    def _lens_margin(self, sources: Collection[str], lateness: Mapping[str, float]) -> float:
+        """`join_window` plus the measured lateness of every source whose anomalies could join the
+        incident (any source of the bench; else its own, as `_candidates` only offers an incident to
+        anomalies of its source)."""
         late: Collection[float] = (
             lateness.values()
             if self.group_by == "bench"
             else [lateness.get(source, 0.0) for source in sources]
         )
-        return self.join_window + max(self.rule_delay, max(late, default=0.0))
+        return self.join_window + max(late, default=0.0)
 
-    def _take_pending(self, live: _Live) -> tuple[tuple[Anomaly, ...], bool]:
+    def _rule_wait(self, live: LiveIncident, reports: Sequence[PendingReport]) -> float:
+        """Until when an incident whose members have all ended waits for a rule's late report: while a
+        condition in progress could still join it (it started within the window, and its key is one
+        `_candidates` would offer the incident to), up to that rule's delay past the window. The report
+        comes at the first sample at or after start + delay, so a condition that started before the
+        window's end has that much more (never past `close_margin`: the delay is capped at
+        `rule_delay`). -inf when nothing can join; without `pending_reports`, the rules' longest delay."""
+        window_end = live.last_end_mono + self.join_window  # the latest start that joins it
+        if self.pending_reports is None:
+            return window_end + self.rule_delay
+        delay = -math.inf
+        for report in reports:
+            if report.started_mono <= window_end and report.delay > delay:
+                source, channel = report.key.source, report.key.channel
+                if self._offered(live, source, self._group_of(source, channel)):
+                    delay = report.delay
+        return window_end + min(delay, self.rule_delay)
+
+    def _take_pending(self, live: LiveIncident) -> tuple[tuple[Anomaly, ...], bool]:
         joined = tuple(live.members[anomaly_id] for anomaly_id in live.pending)
         rank = SEVERITY_RANK[highest_severity(tuple(live.members.values()))]
         raised = rank > live.reported_rank
@@ -374,7 +365,7 @@ class IncidentGrouper:
         return joined, raised
 
     def _close(
-        self, live: _Live, now_mono: float, now_wall: float, reason: IncidentCloseReason
+        self, live: LiveIncident, now_mono: float, now_wall: float, reason: IncidentCloseReason
     ) -> IncidentClosed:
         joined, raised = self._take_pending(live)
         del self._live[live.id]

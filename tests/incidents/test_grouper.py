@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import math
+from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
@@ -11,8 +13,22 @@ from hypothesis import strategies as st
 
 from edge_agent.atlas.headline import NO_PORTS
 from edge_agent.atlas.incident_text import incident_title
-from edge_agent.detect.anomaly import Anomaly, AnomalyClosed, AnomalyKey, AnomalyOpened, AnomalyUpdated
-from edge_agent.incidents import IncidentClosed, IncidentGrew, IncidentGrouper, IncidentOpened, signature_of
+from edge_agent.detect.anomaly import (
+    Anomaly,
+    AnomalyClosed,
+    AnomalyKey,
+    AnomalyOpened,
+    AnomalyUpdated,
+    PendingReport,
+)
+from edge_agent.incidents import (
+    IncidentClosed,
+    IncidentEvent,
+    IncidentGrew,
+    IncidentGrouper,
+    IncidentOpened,
+    signature_of,
+)
 
 T0 = 1_000.0
 WALL0 = 1_700_000_000.0
@@ -410,7 +426,7 @@ def test_under_group_by_source_only_the_lens_source_waits() -> None:
     assert isinstance(done, IncidentClosed) and done.incident.group == "bench"
 
 
-@pytest.mark.parametrize("late_by", ["lens", "hold"])
+@pytest.mark.parametrize("late_by", ["lens", "hold", "pending"])
 @settings(max_examples=200)
 @given(spans, st.sampled_from([0.5, 1.0, 2.0, 2.5]), st.sampled_from([0.5, 2.0, 10.0]))
 # A fault of one sample on "a", and the late one starting within the window after it: found every run.
@@ -421,18 +437,40 @@ def test_an_anomaly_reported_late_never_leads_an_incident_it_could_have_joined(
     """Some anomalies reach the grouper `delay` after they started, the others at once; the grouper knows
     the bound (3 s). `lens`: the lens's (measured lateness; its whole span shifted, in its order);
     `hold`: a rule with `hold = delay` on channel "held" (configured rule delay; it opens `delay` after
-    its start, if it lasts that long, and ends when it ends). Whatever the order that makes, an incident
-    led by a late anomaly never has another incident that it started within the join window of (it
-    would have been reported into that one): late reports split no physical event."""
+    its start, if it lasts that long, and ends when it ends); `pending`: the same rule, with the detector
+    telling the grouper which of its conditions are in progress (`pending_reports`: from its start until
+    it is reported). Whatever the order that makes, an incident led by a late anomaly never has another
+    incident that it started within the join window of (it would have been reported into that one):
+    late reports split no physical event."""
     bound = 3.0
+    held: list[Anomaly] = []
+    clock = [-math.inf]  # the grouper's last tick
+
+    def in_progress() -> list[PendingReport]:
+        now = clock[0]  # a report at the tick's own time is not in yet: replay ticks, then reports
+        return [
+            PendingReport(a.key, a.started_mono, bound)
+            for a in held
+            if a.started_mono <= now <= a.opened_mono
+        ]
+
     if late_by == "lens":
         g = grouper(join_window=window, update_after=2.0, lateness=lambda: {"s": bound})
-    else:
+    elif late_by == "hold":
         g = grouper(join_window=window, update_after=2.0, rule_delay=bound)
+    else:
+        g = grouper(join_window=window, update_after=2.0, rule_delay=bound, pending_reports=in_progress)
+        tick = g.tick
+
+        def clocked(now_of: Callable[[str], float], now_wall: float) -> list[IncidentEvent]:
+            clock[0] = now_of("s")
+            return tick(now_of, now_wall)
+
+        g.tick = clocked  # type: ignore[method-assign]
     made, timeline, late_ids = [], [], set()
     last_late_end = -1.0
     for i, (ch, start, duration, sev) in enumerate(raw):
-        if not ch and (start < last_late_end or (late_by == "hold" and duration < delay)):
+        if not ch and (start < last_late_end or (late_by != "lens" and duration < delay)):
             continue  # one anomaly of a key at a time; a hold rule opens only on a condition that lasts
         if ch:
             a = anomaly(ch, start, severity=sev, ident=f"x{i}", source="s", kind="rule:limits")
@@ -440,6 +478,7 @@ def test_an_anomaly_reported_late_never_leads_an_incident_it_could_have_joined(
             a = anomaly("", start, severity=sev, ident=f"x{i}", source="s", kind="lens")
         else:
             a = anomaly("held", start, severity=sev, ident=f"x{i}", source="s", hold=delay)
+            held.append(a)
         made.append(a)
         late = 0.0 if ch else delay
         if not ch:
