@@ -10,6 +10,7 @@ book follows every observation made of a slot.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -18,6 +19,7 @@ from edge_agent.backtest.recording import Block
 from edge_agent.backtest.rows import RowBook
 from edge_agent.backtest.verdicts import Batch, Floats, Ints, Samples, Verdicts
 from edge_agent.backtest.watches import Emit, Push
+from edge_agent.detect.checks import ValueCheck
 from edge_agent.detect.tracker import Slot
 
 
@@ -41,9 +43,22 @@ class Checks:
         self._emit = emit
         self.entries: list[CheckEntry] = []
         self._block: Block | None = None
+        self._batch_of: dict[int, Batch] = {}  # id(check) -> its batch
 
     def add(self, sub: int, batch: Batch, slot: Slot, channel: str) -> None:
         self.entries.append(CheckEntry(len(self.entries), sub, batch, slot, channel))
+        self._batch_of[id(batch.check)] = batch
+
+    def pending_since_at(self, now: float) -> Callable[[ValueCheck], float | None]:
+        """Each check's `pending_since` as the live check would answer it after the samples up to
+        `now`: the batches, not the checks, hold that state (`Detector.pending_reports`)."""
+        batch_of = self._batch_of
+
+        def pending_since(check: ValueCheck) -> float | None:
+            batch = batch_of.get(id(check))
+            return check.pending_since() if batch is None else batch.pending_since(now)
+
+        return pending_since
 
     def setup(self, block: Block, samples: dict[str, Samples], columns: dict[str, Floats]) -> None:
         """A new block: `samples[channel]` its samples of the channel (NaN left out), `columns[channel]`

@@ -12,6 +12,8 @@ would. The objects are the live ones (the `Detector`'s checks, slots and dropout
   costs no Python per sample (`checks.py`);
 - a dropout watch is told of its channel's frames lazily (its last frame is set before each tick) and
   fed `seen` only while its slot is live (`watches.py`);
+- a stuck check's state (the incident grouper reads the unchanged run in progress at its ticks,
+  `Detector.pending_reports`) is its batch's, answered for the tick's time (`Batch.pending_since`);
 - a tick runs only when it can do something: an incident is live, a dropout watch is live or due.
   Every other tick is a no-op in the live code, so skipping it changes nothing.
 
@@ -38,7 +40,7 @@ from edge_agent.backtest.steps import StepReplay
 from edge_agent.backtest.verdicts import Floats, Samples, batch_for
 from edge_agent.backtest.watches import Watches
 from edge_agent.config import EdgeAgentConfig
-from edge_agent.detect.anomaly import AnomalyEvent, AnomalyOpened
+from edge_agent.detect.anomaly import AnomalyEvent, AnomalyOpened, PendingReport
 from edge_agent.detect.checks import MAX_FLOAT
 from edge_agent.detect.detector import Detector
 from edge_agent.detect.dropout import ANY_CHANNEL
@@ -88,6 +90,7 @@ class BacktestEngine:
             new_id=lambda: f"i{next(incident_ids)}",
             clearing_since=self.detector.clearing_since,  # as the agent wires them
             lateness=self.detector.report_lateness,  # no lens offline: nothing measured
+            pending_reports=self._pending_reports,
         )
         self.steps = StepReplay(BenchPorts.of(config.serial), config.steps.source)
         self.rows = RowBook()
@@ -115,6 +118,7 @@ class BacktestEngine:
         self._pending_row: int | None = None
         self._seq = itertools.count()
         self._finished = False
+        self._now = 0.0  # the tick the grouper runs at
 
     # -- blocks -------------------------------------------------------------------------------------
 
@@ -164,6 +168,7 @@ class BacktestEngine:
             return
         self._flush()
         self._block = None
+        self.watches.note_last_frames()
         end = self._last_t + self.horizon
         tracker = self.detector.tracker
         while len(self.grouper):
@@ -173,7 +178,7 @@ class BacktestEngine:
             for event in tracker.tick(now, now):
                 self._emit(event, None)
             self._flush()
-            self._on_incidents(self.grouper.tick(_at(now), now), None)
+            self._grouper_tick(now, None)
             self._k += 1
         for closed in self.detector.close_all(end, end):
             self._emit(closed, None)
@@ -278,9 +283,18 @@ class BacktestEngine:
         for event in events:
             self._emit(event, row)
         self._flush()
-        self._on_incidents(self.grouper.tick(_at(now), now), row)
+        self._grouper_tick(now, row)
         if block is not None:
             self.watches.push_after_tick(now)
+
+    def _grouper_tick(self, now: float, row: int | None) -> None:
+        self._now = now
+        self._on_incidents(self.grouper.tick(_at(now), now), row)
+
+    def _pending_reports(self) -> list[PendingReport]:
+        """The rules' conditions in progress at the grouper's tick, as the live detector has them after
+        the frames up to it (the stuck checks' state is their batches')."""
+        return self.detector.pending_reports(self.checks.pending_since_at(self._now))
 
     # -- events -------------------------------------------------------------------------------------
 

@@ -65,6 +65,12 @@ class Batch:
     def evaluate(self, samples: Samples) -> Verdicts:
         raise NotImplementedError
 
+    def pending_since(self, now: float) -> float | None:
+        """The check's `pending_since` as the live check has it after the samples up to `now` (of the
+        block last evaluated, or before it). Limits, rate and baseline have no condition in progress
+        that is not active yet: the check's own answer (None) stands."""
+        return self.check.pending_since()
+
     @property
     def asks_check(self) -> bool:
         """True when the engine gets value, excursion and threshold from `check.observe` at a sample."""
@@ -139,10 +145,16 @@ class StuckBatch(Batch):
         self.prev_t = -math.inf
         self.since_t = 0.0
         self.since_row = -1
+        self.unchanged_since = PendingTimes()
+
+    def pending_since(self, now: float) -> float | None:
+        return self.unchanged_since.at(now)
 
     def evaluate(self, samples: Samples) -> Verdicts:
         t, v, rows = samples.t, samples.v, samples.rows
         n = t.size
+        before = None if self.prev_t == -math.inf else self.since_t  # no sample yet: nothing unchanged
+        self.unchanged_since = PendingTimes(t, t, before)  # every sample a change, until found otherwise
         if n == 0:
             return _no_verdicts()
         prev_v = np.concatenate(([self.prev_v], v[:-1]))
@@ -163,6 +175,7 @@ class StuckBatch(Batch):
         elapsed = t - since_t
         active = unchanged & (elapsed >= self.stuck_for)
         self.since_t, self.since_row = float(since_t[-1]), int(since_row[-1])
+        self.unchanged_since = PendingTimes(t, since_t, before)
         return Verdicts(
             samples.at, active, value=v, excursion=elapsed - self.stuck_for, onset_t=since_t,
             onset_row=since_row.astype(np.int64),
@@ -224,22 +237,35 @@ class RollingBaselineBatch(Batch):
 
 class SequentialBatch(Batch):
     """The real check, sample by sample: exact for any check, at per-sample Python speed (what it
-    measures and leaves is kept for the active samples only: the others are fed as clear)."""
+    measures and leaves is kept for the active samples only: the others are fed as clear; and its
+    `pending_since` after each sample)."""
+
+    def __init__(self, check: ValueCheck) -> None:
+        super().__init__(check)
+        self.since = PendingTimes(before=check.pending_since())
+
+    def pending_since(self, now: float) -> float | None:
+        return self.since.at(now)
 
     def evaluate(self, samples: Samples) -> Verdicts:
         check = self.check
-        observe = check.observe
+        observe, pending_since = check.observe, check.pending_since
         at: list[int] = []
         active: list[bool] = []
         measured: dict[int, tuple[float, float, str, float | None]] = {}
+        before = pending_since()
+        since: list[float] = []
         for k, (t, v) in enumerate(zip(samples.t.tolist(), samples.v.tolist(), strict=True)):
             verdict = observe(v, t, t)
+            pending = pending_since()
+            since.append(math.nan if pending is None else pending)
             if verdict is None:
                 continue
             if verdict:
                 measured[len(at)] = (check.value, check.excursion, check.threshold, check.onset_mono)
             at.append(k)
             active.append(verdict)
+        self.since = PendingTimes(samples.t, np.array(since), before)
         count = len(at)
         value, excursion, onset_t = np.zeros(count), np.zeros(count), np.full(count, math.nan)
         thresholds = [""] * count
@@ -252,6 +278,27 @@ class SequentialBatch(Batch):
             samples.at[positions] if count else np.empty(0, np.int64), np.array(active, dtype=bool),
             value=value, excursion=excursion, onset_t=onset_t, thresholds=thresholds,
         )  # fmt: skip
+
+
+class PendingTimes:
+    """A check's `pending_since` after each sample of a block (NaN: None), and before the block: what
+    it was at any time in the block."""
+
+    __slots__ = ("before", "since", "times")
+
+    def __init__(
+        self, times: Floats | None = None, since: Floats | None = None, before: float | None = None
+    ) -> None:
+        self.times = np.empty(0) if times is None else times
+        self.since = self.times if since is None else since
+        self.before = before
+
+    def at(self, now: float) -> float | None:
+        k = int(np.searchsorted(self.times, now, side="right"))
+        if not k:
+            return self.before
+        since = float(self.since[k - 1])
+        return None if math.isnan(since) else since
 
 
 def batch_for(check: ValueCheck) -> Batch:

@@ -177,10 +177,21 @@ class Watches:
                 entry.last_row = int(self._block.rows[entry.at[k]])
             entry.fed = k
         elif upto == 0 and entry.fed < 0:
-            carried = entry.carried  # the last frame of an earlier block (row None: no frame yet)
-            if carried is not None and carried[1] is not None and carried[0] > known:
-                watch.note_frame(carried[0], carried[0])
-                entry.last_row = carried[1]
+            self._note_carried(entry, known)
+
+    def note_last_frames(self) -> None:
+        """The recording ended: each watch told of its channel's last frame, as `on_frame` left it (the
+        incident grouper reads what silence is in progress, `Detector.pending_reports`)."""
+        for entry in self.entries:
+            last = entry.watch.last_mono
+            self._note_carried(entry, -math.inf if last is None else last)
+
+    @staticmethod
+    def _note_carried(entry: WatchEntry, known: float) -> None:
+        carried = entry.carried  # the last frame of an earlier block (row None: no frame yet)
+        if carried is not None and carried[1] is not None and carried[0] > known:
+            entry.watch.note_frame(carried[0], carried[0])
+            entry.last_row = carried[1]
 
     def tick_needed(self, now: float) -> bool:
         """Would a tick at `now` change a watch (the first tick sets a watch's clock; a live watch is

@@ -54,6 +54,7 @@ def live_run(config: EdgeAgentConfig, port: SerialPort, data: bytes, scale: floa
         new_id=lambda: f"i{next(incident_ids)}",
         clearing_since=detector.clearing_since,
         lateness=detector.report_lateness,
+        pending_reports=detector.pending_reports,
     )
     decoder = make_decoder(port)  # with the port's own SourceClock, as the agent's reader has
     run = LiveRun()

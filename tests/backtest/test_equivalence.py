@@ -253,3 +253,66 @@ def test_a_device_restarting_with_a_wider_header_is_read_by_its_new_columns(
     ]
     assert result.frames == 20 + 39
     assert result.decode["header_changes"] == 1 and result.decode["skipped_wrong_columns"] == 1
+
+
+# A limits rule on `a`; a stuck rule of 5 minutes on `b`. The incidents wait only for a stuck run in
+# progress that could join them, in the backtest as in the live path (the stuck state is the batches').
+LIMITS_A = {"channel": "a", "kind": "limits", "max": 5.0, "clear_after": 0.0}
+
+
+def stuck_b(stuck_for: float) -> dict[str, Any]:
+    return {"channel": "b", "kind": "stuck", "stuck_for": stuck_for, "clear_after": 0.0}
+
+
+def two_channels(times: Any, a: Any, b: Any) -> bytes:
+    return b"t_s,a,b\n" + b"".join(f"{t!r},{a(t)!r},{b(t)!r}\n".encode() for t in times)
+
+
+@pytest.mark.parametrize("evaluator", [batch_for, SequentialBatch])
+def test_a_5min_stuck_rule_on_a_changing_channel_does_not_hold_the_incident_open(
+    tmp_path: Path, evaluator: Any
+) -> None:
+    """`a` is over its limit from 1.0 to 1.5 s; `b` changes at every row. The incident closes at its end
+    + join_window (2 s; a tick later at most: at the tick at 3.5 s `b`'s last row is a stuck run that
+    started then), not 300 s later as it did when every incident waited the rules' longest delay. Read
+    a few rows a block."""
+    times = [i * 0.1 for i in range(200)]
+    data = two_channels(times, lambda t: 9.0 if 1.0 <= t < 1.5 else 1.0, lambda t: float(round(t * 10) % 7))
+    with patch.object(engine, "batch_for", evaluator):
+        result = same_as_live(tmp_path, [LIMITS_A, stuck_b(300.0)], data, chunk=64, join_window=2.0)
+    [record] = result.incidents
+    incident = record.closed.incident
+    assert incident.ended_mono == 1.5 and incident.close_reason == "quiet"
+    assert incident.closed_mono is not None and 3.5 <= incident.closed_mono <= 3.5 + engine.TICK_SECONDS
+
+
+@pytest.mark.parametrize("evaluator", [batch_for, SequentialBatch])
+def test_a_channel_that_freezes_in_the_incident_joins_it_when_its_stuck_rule_reports(
+    tmp_path: Path, evaluator: Any
+) -> None:
+    """`b` freezes at 1.25 s, within `a`'s incident (window over at 3.5 s), and its 30 s stuck rule reports
+    at 31.25 s: the incident waited for that run in progress, read across many small blocks."""
+    times = [i * 0.25 for i in range(160)]
+    data = two_channels(
+        times, lambda t: 9.0 if 1.0 <= t < 1.5 else 1.0, lambda t: float(round(min(t, 1.25) * 4) % 7)
+    )
+    with patch.object(engine, "batch_for", evaluator):
+        result = same_as_live(tmp_path, [LIMITS_A, stuck_b(30.0)], data, chunk=64, join_window=2.0)
+    [record] = result.incidents
+    assert [(m.channel, m.started_mono, m.opened_mono) for m in record.closed.incident.members] == [
+        ("a", 1.0, 1.0),
+        ("b", 1.25, 31.25),
+    ]
+
+
+def test_after_the_last_row_a_silence_in_progress_starts_at_the_last_row(tmp_path: Path) -> None:
+    """The recording ends at 10.0 s; `a`'s incident ended at 8.0 s, so its window (1.9 s) ends at 9.9 s,
+    after the last tick that saw the rows (9.75 s). After the last row a dropout rule's silence starts at
+    that row (10.0 s), past the window: nothing in progress could join, and the incident closes at the
+    first tick at or after 9.9 s, in the backtest as in the live path (not at 9.9 + dropout_after)."""
+    times = [i * 0.1 for i in range(101)]
+    data = b"t_s,a\n" + csv_rows(times, lambda t: 9.0 if 1.0 <= t < 8.0 else 1.0)
+    rules = [LIMITS_A, {"channel": "*", "kind": "dropout", "dropout_after": 5.0}]
+    result = same_as_live(tmp_path, rules, data, join_window=1.9)
+    [record] = result.incidents
+    assert record.closed.incident.ended_mono == 8.0 and record.closed.incident.closed_mono == 10.0
