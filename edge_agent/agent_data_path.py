@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from edge_agent.consumers import IsolatedConsumer
 from edge_agent.detect.anomaly import AnomalyEvent, AnomalyOpened
 from edge_agent.frames import Frame, FrameBatch, LinkEvent, LinkState, PackedEvent, StepMarker
+from edge_agent.grid import sleep_to_next
 from edge_agent.incidents import IncidentEvent
 from edge_agent.lens.protocol import LensInference
 from edge_agent.logs import get_logger
@@ -235,7 +236,7 @@ class AgentDataPath:
 
     async def _tick(self) -> None:
         while True:
-            await asyncio.sleep(TICK_SECONDS)
+            await sleep_to_next(TICK_SECONDS)  # with the recorder's hand-off and the loop-lag check
             events = self.detector.tick(self._mono(), self._wall())
             if events:
                 self._emit(events)

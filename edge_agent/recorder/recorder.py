@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edge_agent.frames import Frame, FrameBatch, StepMarker
+from edge_agent.grid import sleep_to_next
 from edge_agent.logs import get_logger
 from edge_agent.outbox import Outbox
 from edge_agent.recorder import store
@@ -286,7 +287,7 @@ class Recorder:
     async def run(self) -> None:
         """The component's loop: hand-offs, finished segments, the disk budget."""
         while True:
-            await asyncio.sleep(HANDOFF_INTERVAL)
+            await sleep_to_next(HANDOFF_INTERVAL)  # on the tick's grid: one wake-up for both
             self.hand_off()
             self._log_drops()
             await self._collect()

@@ -12,8 +12,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-DEFAULT_PERIOD = 0.1
-RECENT_TICKS = 50  # the gauge shows the worst tick of the last ~5 s, so a short stall is not missed
+from edge_agent.grid import next_multiple
+
+# The data path's tick and the recorder's hand-off come round every 0.25 s too: on the same grid
+# (edge_agent.grid) the three share one wake-up. A stall is measured whatever the period (a tick is
+# always pending); the period only sets how soon a stall that is still going on shows.
+DEFAULT_PERIOD = 0.25
+RECENT_TICKS = 20  # the gauge shows the worst tick of the last ~5 s, so a short stall is not missed
 
 
 class LagTracker:
@@ -63,7 +68,7 @@ class LagTracker:
 
 
 class LoopLagMonitor:
-    """Sleeps `period` over and over and records how late each wake-up is."""
+    """Wakes at every multiple of `period` (edge_agent.grid) and records how late each wake-up is."""
 
     def __init__(self, period: float = DEFAULT_PERIOD, clock: Callable[[], float] = time.monotonic) -> None:
         if period <= 0:
@@ -75,8 +80,9 @@ class LoopLagMonitor:
     async def run(self) -> None:
         """Runs until cancelled."""
         while True:
-            self.tracker.expect(self._clock() + self.period)
-            await asyncio.sleep(self.period)
+            deadline = next_multiple(self._clock(), self.period)
+            self.tracker.expect(deadline)
+            await asyncio.sleep(deadline - self._clock())
             self.tracker.record(self._clock())
 
     def take_peak(self) -> float:

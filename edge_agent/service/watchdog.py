@@ -8,10 +8,10 @@ timer alone would only prove that the timer runs.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from edge_agent.grid import sleep_to_next
 from edge_agent.logs import get_logger
 from edge_agent.service.looplag import LoopLagMonitor
 from edge_agent.service.notify import SystemdNotifier, watchdog_interval
@@ -111,5 +111,5 @@ class Watchdog:
     async def run(self) -> None:
         """Runs until cancelled. The first check waits a half interval so that lag is measured."""
         while True:
-            await asyncio.sleep(self.interval / 2)
+            await sleep_to_next(self.interval / 2)
             self.check()
