@@ -14,8 +14,14 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-MAX_DELAY = 0.02  # bounds the latency the batching adds (frames feed ~1 s windows and 200 ms holds)
-MAX_HOLD = MAX_DELAY  # the most a byte read waits before it is handed on (ReadHold)
+MAX_DELAY = 0.02  # the longest wait between two reads of a slow stream (a sparse line waits no more)
+# The most a byte read waits before it is decoded and handed on (ReadHold). What a hand-on costs is
+# mostly fixed (cold caches: ~220 us against ~60 warm, bench/RESULTS.md), so fewer hand-ons of more
+# lines each cost less: at 3 Mbaud 20 a second of ~250 lines instead of 50 of ~100 (whole-agent CPU
+# ~1 point of a core less, bench/RESULTS.md). What waits is latency only: every frame keeps the
+# time of its read, and nothing downstream acts within 50 ms (the lens is sent ~1 window a second, a
+# rule's `hold` is counted on the frames' times, an issue takes ~100 ms to file).
+MAX_HOLD = 0.05
 TARGET_BYTES = 2048
 MIN_DELAY = 0.001  # the event loop cannot wait less (epoll counts in ms): shorter means "read now"
 
@@ -43,7 +49,7 @@ class ReadHold:
     what follows a read (decoding, the detector, the ring, the lens, the live page, the recorder) costs
     about as much per hand-on as for its lines, so the bytes of consecutive reads are held and handed on
     as one chunk: a read is held only while the next one is on a timer and the oldest byte held would
-    still be handed on within `max_hold` of its read (~3 reads at 3 Mbaud). A chunk of several reads
+    still be handed on within `max_hold` of its read (~7 reads at 3 Mbaud). A chunk of several reads
     decodes as one larger read would: its lines are timed back from the last read's time
     (edge_agent.serial.clock). Nothing waits for a read that may not come: an empty read, a read with
     the next one not on a timer (the port went quiet, or a backlog is being drained) hands on at once,
