@@ -137,9 +137,20 @@ def member_line(member: Mapping[str, Any], t0: float | None) -> str:
 
 
 def _count_and_where(summary: Mapping[str, Any]) -> str:
-    """`2 anomalies on supply_v and the lens's channels supply_v, vibration_g`."""
+    """`2 anomalies on supply_v and the lens's channels supply_v, vibration_g`; when the members come
+    from two ports or more, each channel with its port (`temp_c on dut_a, temp_c on dut_b`): the
+    incident's channel names alone would make one `temp_c` of two devices' readings."""
     members: list[Mapping[str, Any]] = list(summary.get("members") or [])
-    where = channels_words(list(summary.get("channels") or []), members)
+    ports = {m.get("source") for m in members if m.get("kind") != "lens" and m.get("channel")}
+    if len(ports) > 1:
+        channels = [
+            f"{'all channels' if m['channel'] == '*' else m['channel']} on {m.get('source')}"
+            for m in members
+            if m.get("kind") != "lens" and m.get("channel")
+        ]
+    else:
+        channels = list(summary.get("channels") or [])
+    where = channels_words(channels, members)
     return f"{plural(len(members), 'anomaly')} on {where}"
 
 

@@ -314,6 +314,15 @@ async def test_a_channel_both_ports_carry_names_its_port_in_the_issue_title(
     # Both devices too hot: two channels ("+1 more"), not one temp_c.
     both = incident(hot(config, "dut_a", 95.0), hot(config, "dut_b", 93.1))
     assert incident_title(both, "rig-7", ports) == "[rig-7] temp_c on dut_a above max 80 (peak 95) +1 more"
+    # ... and the narratives count two channels, each on its port, not one temp_c.
+    summary = incident_summary(both, "rig-7", ports)
+    grew = grew_comment(summary, summary["members"][1:], 1, severity_raised=False)
+    assert grew.startswith(
+        "1 more anomaly joined this incident (now 2 anomalies on temp_c on dut_a, temp_c on dut_b):"
+    )
+    assert closing_comment(summary, []).startswith(
+        "Incident over: 2 anomalies on temp_c on dut_a, temp_c on dut_b (sources dut_a, dut_b),"
+    )
     # A channel only one port has reads as on a bench of one port.
     d = Detector(config.rules, None, new_id=lambda: f"a{next(ANOMALY_NUMBERS)}")
     supply = opened(fed(d, frame(0.0, "dut_a", supply_v=12.0), frame(0.1, "dut_a", supply_v=13.1)))
