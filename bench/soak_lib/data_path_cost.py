@@ -2,7 +2,7 @@
 
 - `per_line`: the event loop's own work per line, in-process: a real `Agent` built from the bench's
   config (agent_bench._config: 8-channel CSV, 4 lens channels, a limits rule, the recorder, the live
-  page) is handed 100-line reads (what ReadHold hands on at 3 Mbaud: ~3 reads of ~2 KiB) through its
+  page) is handed 250-line reads (what ReadHold hands on at 3 Mbaud: ~7 reads of ~2 KiB) through its
   serial reader's `_on_bytes`, the calling thread's CPU clock (`time.thread_time`: the packer's and the
   recorder writer's threads are not in it) over 400 reads, the best of 5 rounds, taking turns with runs
   that leave each consumer out (its share = all minus without it) and with nothing after the decoder.
@@ -29,7 +29,7 @@ from edge_agent.config import load_config
 
 from .agent_bench import _config, _line
 
-LINES_PER_READ = 100
+LINES_PER_READ = 250
 READS_PER_ROUND = 400
 ROUNDS = 5
 LINES_PER_SECOND = 5000  # 3 Mbaud of the bench's 60-byte lines

@@ -244,7 +244,7 @@ RING_FIGURES: list[Figure] = [
     Figure(ER, "... of which the other threads (the recorder's writer: CSV text and gzip)", "% core",
            path(*RING_FULL, "cpu_percent_3M_baud_other_threads")),
     Figure(ER, "the event loop's own work per line, in-process, warm caches (soak_lib/data_path_cost.py:"
-           " a real Agent fed 100-line reads, the thread's CPU clock, best of 5): all of it", "us/line",
+           " a real Agent fed 250-line reads, the thread's CPU clock, best of 5): all of it", "us/line",
            path(*DATA_PATH, "all_us")),
     Figure(ER, "... = % of a core at 3 Mbaud (5,000 lines/s); the rest of the loop's CPU above is wake-ups,"
            " reads and cold caches", "% core", path(*DATA_PATH, "all_percent_at_3M_baud")),
@@ -510,10 +510,18 @@ SECTION_NOTES = {
     " second, of which the lens is sent ~1; the pacer drops the rest), the live page ~0.35; the rest is"
     " decoding (~1.2), the ~140 reads a second themselves (~1.2) and the idle agent (~0.45). A hand-on's"
     " fixed cost is mostly cold caches (4 rows: 60 us warm, ~220 us with the caches evicted). The"
-    " guarantees are what would meet 5 %: reads of 3 KiB (a quarter of the tty buffer as margin, not half)"
-    " measured -0.75 point, a 40 ms hold -1.2; neither is changed. Keeping the device's text in the ring"
-    " instead of doubles (packed by the packer, parsed only for evidence) would take most of the ring's"
-    " point.",
+    " reads' margin stays: reads of 3 KiB (a quarter of the tty buffer as margin, not half) measured -0.75"
+    " point and are not taken. Then (this stop, runs alternating against cb03aa2, 6 pairs of 30 s, load"
+    " average < 1): a read's bytes are held up to 50 ms before they are decoded (was 20: 20 hand-ons a"
+    " second of ~250 lines instead of 50 of ~100; the frames keep their reads' times, so only latency"
+    " moves), and the periodic tasks (the data path's tick, the recorder's hand-off, the loop-lag monitor,"
+    " the watchdog) wake at the multiples of their period (edge_agent/grid.py), so they share wake-ups"
+    " (blocking selects 158.8 -> 149.5 a second, ~138 of them the reads): 5.58 -> 4.44 % median, lower"
+    " in each of the 6 pairs (3.61-5.79 against 4.70-6.52), RSS unchanged. The spread of one run is wide"
+    " on this VM (the same tree 3.6-5.8 %: a wake-up's cost moves with the neighbours), so the table's"
+    " median of 3 can land on either side of 5. Measured and not kept this stop: uvloop again (7.07 vs"
+    " 7.27 %, +2.2 MB RSS), a reader thread handing on every 100 ms (5.5 vs 6.9 %, +0.5-1.5 MB RSS: its"
+    " malloc arena).",
 }
 E2E = ("serial", "end_to_end", "modes", "fd")
 LAT = ("lens", "streamer", "latency_pty_to_socket")
