@@ -100,6 +100,13 @@ class IncidentsSection(Section):
     update_after: Duration = Field(
         5.0, description="Members that join are reported in one comment per this many seconds."
     )
+    hold_samples_wait: Duration = Field(
+        10.0,
+        description="How much longer an incident waits past its window for a rule still counting the"
+        " samples in a row it needs (hold_samples > 1; baseline rules by default): they come at the"
+        " device's sample interval, which the configuration does not say. The wait ends when the streak"
+        " does; a device slower than this per hold_samples - 1 samples may still split an incident.",
+    )
     repeat_window: Duration = Field(
         1800.0,
         description="A new incident like one whose issue is still open becomes a comment on it only"

@@ -35,11 +35,15 @@ class PendingReport(NamedTuple):
     held for its `hold`, a channel unchanged but not yet for `stuck_for`, a source silent but not yet for
     `dropout_after`. If it is reported, its anomaly (of `key`) starts at `started_mono` (its source's
     timeline), up to `delay` seconds later (`edge_agent.detect.rules.report_delay`): what the incident
-    grouper waits for before it closes an incident that the anomaly would join."""
+    grouper waits for before it closes an incident that the anomaly would join. `counting_samples`: the
+    rule is still counting the active samples in a row it needs (`hold_samples`), which come at the
+    device's sample interval, not known from the configuration: the grouper waits for them while the
+    streak lasts, up to `incidents.hold_samples_wait` more."""
 
     key: AnomalyKey
     started_mono: float
     delay: float
+    counting_samples: bool = False
 
 
 CloseReason = Literal["cleared", "shutdown"]

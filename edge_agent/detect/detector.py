@@ -360,7 +360,8 @@ class Detector:
                     else:
                         since = check.pending_since() if brewing_since is None else brewing_since(check)
                     if since is not None:
-                        out.append(PendingReport(slot.key, since, delay[slot.key.rule_id]))
+                        key = slot.key
+                        out.append(PendingReport(key, since, delay[key.rule_id], slot.counting_samples))
         for watch in self._watches.values():
             since = watch.pending_since()
             if since is not None:

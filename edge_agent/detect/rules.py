@@ -27,12 +27,26 @@ def report_delay(section: RuleSection) -> float:
     """How long after its anomaly's start a rule can report it, known from its configuration: `hold`
     (the condition must hold that long first), after the `stuck_for` of a stuck rule or the
     `dropout_after` of a dropout rule (both backdate the start to the last change, the last frame).
-    Not counted: `hold_samples`, whose duration is the device's sample interval, and the interval to the
-    sample that confirms it (a sample's worth)."""
+    Not counted: `hold_samples`, whose duration is the device's sample interval (`any_counts_samples`),
+    and the interval to the sample that confirms it (a sample's worth)."""
     detection = section.stuck_for if section.kind == "stuck" else None
     if section.kind == "dropout":
         detection = section.dropout_after
     return section.hold + (detection or 0.0)
+
+
+def hold_samples_of(section: RuleSection) -> int:
+    """The active samples in a row `section`'s rule needs before it opens (its default if unset)."""
+    if section.hold_samples is not None:
+        return section.hold_samples
+    return DEFAULT_HOLD_SAMPLES.get(section.kind, 1)
+
+
+def any_counts_samples(rules: Iterable[RuleSection]) -> bool:
+    """Whether a rule waits for more than one sample in a row (`hold_samples` > 1, a baseline rule's
+    default): its report is late by samples whose interval is the device's, not in the configuration
+    (the incident grouper's `sample_wait`, `incidents.hold_samples_wait`)."""
+    return any(hold_samples_of(section) > 1 for section in rules)
 
 
 def longest_report_delay(rules: Iterable[RuleSection]) -> float:
@@ -58,10 +72,7 @@ def compile_rule(index: int, section: RuleSection, load_baseline: LoadBaseline) 
     """`rules[index]` checked and compiled; `load_baseline` reads its baseline file, if it names one."""
     where = f"rules[{index}] ({section.kind} on {section.channel})"
     try:
-        hold_samples = section.hold_samples
-        if hold_samples is None:
-            hold_samples = DEFAULT_HOLD_SAMPLES.get(section.kind, 1)
-        debounce = Debounce(section.hold, hold_samples, section.clear_after)
+        debounce = Debounce(section.hold, hold_samples_of(section), section.clear_after)
         make_check = _check_factory(section, load_baseline)
         if make_check is None:
             if section.dropout_after is None or not section.dropout_after > 0:

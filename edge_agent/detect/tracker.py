@@ -132,6 +132,11 @@ class Slot:
         started, the `started_mono` its anomaly will have; None when idle or open."""
         return self._start_mono if self.live and self._open_id is None else None
 
+    @property
+    def counting_samples(self) -> bool:
+        """While a streak runs that has fewer active samples in a row than its `hold_samples`."""
+        return self.live and self._open_id is None and self._count < self.spec.debounce.hold_samples
+
     def observe(
         self,
         active: bool,

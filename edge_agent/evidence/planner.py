@@ -93,7 +93,8 @@ class EvidencePlanner:
             if self._min_span <= 0:
                 raise ValueError(
                     f"evidence.ring_seconds ({ring_seconds:g}) must exceed pre + max(post,"
-                    f" incidents.join_window + the longest rule hold/stuck_for/dropout_after)"
+                    f" incidents.join_window + the longest rule hold/stuck_for/dropout_after"
+                    f" + incidents.hold_samples_wait if a rule has hold_samples > 1)"
                     f" + {SCHEDULING_SLACK:g} s ({pre + after + SCHEDULING_SLACK:g})"
                 )
         self._tracked: dict[str, _Tracked] = {}

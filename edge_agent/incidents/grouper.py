@@ -51,7 +51,7 @@ from edge_agent.detect.anomaly import (
     AnomalyUpdated,
     PendingReport,
 )
-from edge_agent.detect.rules import longest_report_delay
+from edge_agent.detect.rules import any_counts_samples, longest_report_delay
 from edge_agent.detect.tracker import uuid4_str
 from edge_agent.incidents.live import LiveIncident, end_of
 from edge_agent.incidents.model import (
@@ -82,6 +82,7 @@ class IncidentGrouper:
         lateness: Callable[[], Mapping[str, float]] = dict,
         rule_delay: float = 0.0,
         pending_reports: Callable[[], Sequence[PendingReport]] | None = None,
+        sample_wait: float = 0.0,
     ) -> None:
         """`clearing_since(anomaly_id)`: when an open anomaly stopped holding (the tracker's
         `clearing_since`), None while it holds. Without it an open anomaly counts as holding until
@@ -94,11 +95,16 @@ class IncidentGrouper:
         at tick time by an incident whose window has passed; the incident waits only for those that could
         join it. Without it every incident waits `rule_delay`, as if every rule had one in progress. A
         rule's lateness is not measured like the lens's: a rule reports only on a fault, so nothing
-        would be measured before the first one, which is the one that must join."""
+        would be measured before the first one, which is the one that must join.
+        `sample_wait`: how much longer than its configured delay a rule still counting its `hold_samples`
+        is waited for (`incidents.hold_samples_wait`; 0 when no rule counts samples): those samples come
+        at the device's interval, which the configuration does not know; the wait ends when the streak
+        does (it opened, and joined, or broke)."""
         if group_by not in ("bench", "source", "channels"):
             raise ValueError(f"group_by must be bench, source or channels, not {group_by!r}")
         for name, value in (
             ("join_window", join_window), ("update_after", update_after), ("rule_delay", rule_delay),
+            ("sample_wait", sample_wait),
         ):  # fmt: skip
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number of seconds >= 0, not {value!r}")
@@ -110,6 +116,7 @@ class IncidentGrouper:
         self.lateness = lateness
         self.rule_delay = rule_delay
         self.pending_reports = pending_reports
+        self.sample_wait = sample_wait
         self._group_of_channel = {
             channel: f"g{index}" for index, group in enumerate(channel_groups) for channel in group
         }
@@ -125,6 +132,7 @@ class IncidentGrouper:
         lateness: Callable[[], Mapping[str, float]] = dict,
         rule_delay: float = 0.0,
         pending_reports: Callable[[], Sequence[PendingReport]] | None = None,
+        sample_wait: float = 0.0,
     ) -> IncidentGrouper:
         return cls(
             group_by=section.group_by,
@@ -136,6 +144,7 @@ class IncidentGrouper:
             lateness=lateness,
             rule_delay=rule_delay,
             pending_reports=pending_reports,
+            sample_wait=sample_wait,
         )
 
     @classmethod
@@ -147,7 +156,8 @@ class IncidentGrouper:
         lateness: Callable[[], Mapping[str, float]] = dict,
         pending_reports: Callable[[], Sequence[PendingReport]] | None = None,
     ) -> IncidentGrouper:
-        """The grouper of `config`: its [incidents], and the longest report delay of its rules."""
+        """The grouper of `config`: its [incidents], the longest report delay of its rules, and the wait
+        for a rule's `hold_samples` if one counts samples."""
         return cls.from_section(
             config.incidents,
             new_id,
@@ -155,6 +165,7 @@ class IncidentGrouper:
             lateness,
             longest_report_delay(config.rules),
             pending_reports,
+            config.incidents.hold_samples_wait if any_counts_samples(config.rules) else 0.0,
         )
 
     # -- grouping keys ------------------------------------------------------------------------------
@@ -323,8 +334,10 @@ class IncidentGrouper:
 
     def _margin(self, sources: Collection[str], lateness: Mapping[str, float]) -> float:
         """The longest the incident can stay open after its last end: `join_window` plus the rules'
-        configured delay or the lens's lateness (`_lens_margin`), whichever is larger."""
-        return max(self.join_window + self.rule_delay, self._lens_margin(sources, lateness))
+        configured delay and wait for samples, or the lens's lateness (`_lens_margin`), whichever is
+        larger."""
+        rules = self.join_window + self.rule_delay + self.sample_wait
+        return max(rules, self._lens_margin(sources, lateness))
 
     def _lens_margin(self, sources: Collection[str], lateness: Mapping[str, float]) -> float:
         """`join_window` plus the measured lateness of every source whose anomalies could join the
@@ -342,18 +355,21 @@ class IncidentGrouper:
         condition in progress could still join it (it started within the window, and its key is one
         `_candidates` would offer the incident to), up to that rule's delay past the window. The report
         comes at the first sample at or after start + delay, so a condition that started before the
-        window's end has that much more (never past `close_margin`: the delay is capped at
-        `rule_delay`). -inf when nothing can join; without `pending_reports`, the rules' longest delay."""
+        window's end has that much more; one still counting its `hold_samples` up to `sample_wait` more
+        (never past `close_margin`: the wait is capped at `rule_delay + sample_wait`). -inf when nothing
+        can join; without `pending_reports`, the longest wait."""
         window_end = live.last_end_mono + self.join_window  # the latest start that joins it
+        longest = self.rule_delay + self.sample_wait
         if self.pending_reports is None:
-            return window_end + self.rule_delay
-        delay = -math.inf
+            return window_end + longest
+        wait = -math.inf
         for report in reports:
-            if report.started_mono <= window_end and report.delay > delay:
+            report_wait = report.delay + self.sample_wait if report.counting_samples else report.delay
+            if report.started_mono <= window_end and report_wait > wait:
                 source, channel = report.key.source, report.key.channel
                 if self._offered(live, source, self._group_of(source, channel)):
-                    delay = report.delay
-        return window_end + min(delay, self.rule_delay)
+                    wait = report_wait
+        return window_end + min(wait, longest)
 
     def _take_pending(self, live: LiveIncident) -> tuple[tuple[Anomaly, ...], bool]:
         joined = tuple(live.members[anomaly_id] for anomaly_id in live.pending)

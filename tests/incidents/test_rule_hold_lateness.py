@@ -8,10 +8,11 @@ longest configured delay. The real detector feeds the real grouper, wired as the
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
-from edge_agent.config import IncidentsSection, RuleSection
+from edge_agent.config import IncidentsSection, RuleSection, load_config
 from edge_agent.detect.detector import Detector
-from edge_agent.detect.rules import longest_report_delay
+from edge_agent.detect.rules import any_counts_samples, longest_report_delay
 from edge_agent.frames import Frame
 from edge_agent.incidents import Incident, IncidentClosed, IncidentEvent, IncidentGrouper, IncidentOpened
 
@@ -44,12 +45,14 @@ def run_bench(
     then shutdown."""
     sources = values if isinstance(values, Mapping) else {"bench": values}
     detector = Detector(rules)
+    section = section or IncidentsSection(join_window=JOIN_WINDOW, update_after=1.0)
     grouper = IncidentGrouper.from_section(
-        section or IncidentsSection(join_window=JOIN_WINDOW, update_after=1.0),
+        section,
         clearing_since=detector.clearing_since,
         lateness=detector.report_lateness,
         rule_delay=longest_report_delay(rules),
         pending_reports=detector.pending_reports,
+        sample_wait=section.hold_samples_wait if any_counts_samples(rules) else 0.0,
     )
     events: list[IncidentEvent] = []
     for n in range(round(seconds * RATE)):
@@ -214,3 +217,67 @@ def test_under_group_by_source_a_condition_of_another_source_does_not_hold_the_i
     events, _ = run_bench(rules, values, seconds=40.0)
     (done,) = closed_incidents(events)
     assert [(m.source, m.channel) for m in done.members] == [("a", "supply_v"), ("b", "flow")]
+
+
+# A rule counting 30 samples in a row: 2.9 s at this bench's 10 frames a second (at a baseline rule's
+# default of 3, the same wait is 2 samples of a device sampling every 1.45 s).
+TEMP_30_SAMPLES = RuleSection(channel="temp_c", kind="limits", max=1.0, hold_samples=30)
+WAIT_5S = IncidentsSection(join_window=JOIN_WINDOW, update_after=1.0, hold_samples_wait=5.0)
+
+
+def test_a_streak_counting_its_hold_samples_at_the_windows_end_joins_the_incident() -> None:
+    """The temperature crosses its limit at 2.4 s, just inside the supply incident's window (it ends at
+    2.5 s); its rule needs 30 samples in a row, so it reports at 5.3 s. The incident waits for the
+    streak (the samples' interval is the device's, not in the configuration): one incident, where the
+    old grouper closed at 2.5 s and the temperature filed a second issue for the same event."""
+    values = {"supply_v": over([(0.0, 0.5)]), "temp_c": over([(2.4, 8.0)])}
+    events, _ = run_bench(
+        [SUPPLY, TEMP_30_SAMPLES], lambda t: {ch: value(t) for ch, value in values.items()}, section=WAIT_5S
+    )
+    assert len([e for e in events if isinstance(e, IncidentOpened)]) == 1
+    (done,) = closed_incidents(events)
+    assert [m.channel for m in done.members] == ["supply_v", "temp_c"]
+    temp = done.members[1]
+    assert abs(temp.started_mono - 2.4) < 1e-6 and abs(temp.opened_mono - 5.3) < 1e-6
+
+
+def test_a_streak_that_breaks_before_its_hold_samples_ends_the_wait() -> None:
+    """The temperature is over its limit from 2.4 s to 3.0 s: 6 samples, never the 30 its rule needs.
+    The incident waits while the streak lasts and closes at the first tick after it broke, not at
+    the window's end + hold_samples_wait."""
+    values = {"supply_v": over([(0.0, 0.5)]), "temp_c": over([(2.4, 3.0)])}
+    events, _ = run_bench(
+        [SUPPLY, TEMP_30_SAMPLES], lambda t: {ch: value(t) for ch, value in values.items()}, section=WAIT_5S
+    )
+    (done,) = closed_incidents(events)
+    assert [m.channel for m in done.members] == ["supply_v"]
+    assert done.closed_mono is not None and abs(done.closed_mono - 3.0) < 1e-6
+
+
+def test_a_streak_whose_samples_stop_is_waited_for_at_most_hold_samples_wait() -> None:
+    """The device stops sending at 3.0 s while the temperature's streak counts (no dropout rule): the
+    streak never ends, and the incident closes at its window's end (2.5 s) + hold_samples_wait (5 s),
+    the bound its close margin (the evidence planner's) includes."""
+    supply, temp = over([(0.0, 0.5)]), over([(2.4, 8.0)])
+    events, grouper = run_bench(
+        [SUPPLY, TEMP_30_SAMPLES],
+        lambda t: {"supply_v": supply(t), "temp_c": temp(t)} if t < 3.0 else None,
+        section=WAIT_5S,
+    )
+    (done,) = closed_incidents(events)
+    assert [m.channel for m in done.members] == ["supply_v"] and done.close_reason == "quiet"
+    assert done.closed_mono is not None and abs(done.closed_mono - 7.5) < 1e-6
+    assert grouper.close_margin() == JOIN_WINDOW + 5.0
+
+
+def test_the_wait_for_samples_is_in_the_close_margin_only_when_a_rule_counts_samples(tmp_path: Path) -> None:
+    """A baseline rule counts 3 samples by default; `hold_samples = 1` on it, or only rules that open
+    on their first sample, leave the close margin at the window (the config's, as `run` loads it)."""
+    supply = '[[rules]]\nchannel = "supply_v"\nkind = "limits"\nmax = 1.0\n'
+    baseline = '[[rules]]\nchannel = "temp_c"\nkind = "baseline"\n'
+    margins = []
+    for rules in (supply + baseline, supply + baseline + "hold_samples = 1\n", supply):
+        path = tmp_path / "edge-agent.toml"
+        path.write_text('[incidents]\njoin_window = "20s"\nhold_samples_wait = "7s"\n' + rules)
+        margins.append(IncidentGrouper.from_config(load_config(path, environ={})).close_margin())
+    assert margins == [27.0, 20.0, 20.0]
