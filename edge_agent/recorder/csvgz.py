@@ -142,9 +142,21 @@ def header_line(columns: Sequence[str]) -> str:
     return out.getvalue()
 
 
+# A gzip member (16 +) with an 8 KiB window and a small hash (memLevel 5): deflate's state is ~48 KiB
+# instead of zlib's default ~256 KiB, held for as long as a segment's member is open. CSV rows repeat
+# within a few lines, so the smaller window compresses them as well (bench rows at level 1: 2.67x vs
+# 2.68x, 5 % more CPU on a small share of the writer's).
+GZIP_WBITS = 16 + 13
+GZIP_MEM_LEVEL = 5
+
+
+def gzip_compressor(level: int) -> zlib._Compress:
+    return zlib.compressobj(level, zlib.DEFLATED, GZIP_WBITS, GZIP_MEM_LEVEL)
+
+
 def member(text: str, level: int) -> bytes:
     """One complete gzip member holding `text` (UTF-8)."""
-    compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+    compressor = gzip_compressor(level)
     return compressor.compress(text.encode("utf-8")) + compressor.flush()
 
 
@@ -157,7 +169,7 @@ class Member:
 
     def __init__(self, level: int) -> None:
         self._level = level
-        self._compressor = zlib.compressobj(level, zlib.DEFLATED, 31)
+        self._compressor = gzip_compressor(level)
         self._chunks: list[bytes] = []
         self.nbytes = 0  # compressed bytes held so far (deflate's own window aside)
         self.rows = 0
@@ -173,7 +185,7 @@ class Member:
         """The whole member; the object starts a new one."""
         self._chunks.append(self._compressor.flush())
         data = b"".join(self._chunks)
-        self._compressor = zlib.compressobj(self._level, zlib.DEFLATED, 31)
+        self._compressor = gzip_compressor(self._level)
         self._chunks = []
         self.nbytes = 0
         self.rows = 0
