@@ -61,9 +61,9 @@ class LensSection(Section):
     queue_windows: int = Field(
         20, ge=1, le=10_000, description="Windows kept waiting; beyond this the oldest is dropped."
     )
-    # 8 MiB: the default 20 windows of 128 samples x 4 channels take 0.5 MB, and 16 windows of 1,024
+    # 8 MiB: the default 20 windows of 128 samples x 4 channels take 0.1 MB, and 100 windows of 1,024
     # samples x 10 channels still fit; what `queue_windows` alone cannot bound are long or wide windows
-    # (20 of 65,536 samples x 8 channels would be ~500 MB). Sizes: lens.windower.window_bytes.
+    # (20 of 65,536 samples x 8 channels would be ~84 MB). Sizes: lens.windower.window_bytes.
     queue_mb: float = Field(
         8.0,
         ge=0.01,

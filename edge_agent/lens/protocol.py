@@ -30,7 +30,7 @@ def update_event(window: Window, sensor_id: str) -> dict[str, Any]:
         "event_data": {
             "type": "data.json",
             "event_data": {
-                "sensor_data": window.data,
+                "sensor_data": [list(column) for column in window.data],
                 "sensor_metadata": {
                     "sensor_timestamp": window.start_wall,
                     "sensor_id": sensor_id or window.source,
