@@ -521,7 +521,18 @@ SECTION_NOTES = {
     " on this VM (the same tree 3.6-5.8 %: a wake-up's cost moves with the neighbours), so the table's"
     " median of 3 can land on either side of 5. Measured and not kept this stop: uvloop again (7.07 vs"
     " 7.27 %, +2.2 MB RSS), a reader thread handing on every 100 ms (5.5 vs 6.9 %, +0.5-1.5 MB RSS: its"
-    " malloc arena).",
+    " malloc arena). Then (the 09660b3 and 15a10d3 rows): deflate's state is sized to the data (the"
+    " recorder's gzip member an 8 KiB window and memLevel 5, ~48 KiB of state for as long as a segment is"
+    " open, was ~256; the packer a 16 KiB window and memLevel 7, ~128 KiB a block, was ~256; bench rows"
+    " gzip 2.67x vs 2.68x, a packed block 7.89 vs 7.78 B/row) and the lens's queued windows hold arrays of"
+    " doubles, not lists of floats (20 windows wait at full speed): RSS with the ring full 60.9 -> 60.5 MB"
+    " (single runs alternating, /proc/PID/smaps). What the ring-full RSS adds to the idle one (smaps, one"
+    " run): the main heap +1.1-1.6 MB, one more 1 MiB arena of Python objects, the threads' malloc arena"
+    " +0.7 MB; the agent as deployed meets < 60 MB, the dev venv (greenlet, which structlog imports when"
+    " installed; pydantic's plugin scan over ~120 installed packages) does not. Measured and not kept:"
+    " glibc's mmap and trim thresholds at 32 KiB (60.41/60.51 vs 60.50/60.48 MB: no gain), with"
+    " MALLOC_TOP_PAD_=0 too (-0.3 MB, about a point more CPU: a brk call at every growth);"
+    " PYDANTIC_DISABLE_PLUGINS (0.1 MB at import).",
 }
 E2E = ("serial", "end_to_end", "modes", "fd")
 LAT = ("lens", "streamer", "latency_pty_to_socket")
