@@ -15,7 +15,8 @@ the crash recovery have, so the title, the narrative and a test step's note say 
 
 A channel name that another port of the bench could carry too (two identical devices `dut_a` and `dut_b`
 both sending `temp_c`) says which port: `temp_c on dut_b above max 80 (peak 93.1)`, `no temp_c readings
-from dut_b for 2 s` (BenchPorts). A channel only one port has reads as above.
+from dut_b for 2 s`, `lens: fault on temp_c, vibration_g of dut_b` (BenchPorts). A channel only one
+port has reads as above.
 """
 
 from __future__ import annotations
@@ -161,11 +162,15 @@ def _dropout(member: Mapping[str, Any], ports: BenchPorts) -> str:
     return what + _lasted(member)
 
 
-def lens_words(member: Mapping[str, Any]) -> str:
-    """`lens: fault on supply_v, vibration_g (score 0.93)`: the label, the channels the lens reads."""
+def lens_words(member: Mapping[str, Any], ports: BenchPorts = NO_PORTS) -> str:
+    """`lens: fault on supply_v, vibration_g (score 0.93)`: the label, the channels the lens reads;
+    `... vibration_g of dut_b` when another of `ports` could carry one of those channels too."""
     label = member.get("label") or "anomalous label"
     channels: Sequence[str] = member.get("lens_channels") or ()
     where = f" on {', '.join(channels)}" if channels else ""
+    source = _source(member)
+    if any(ports.shared(source, channel) for channel in channels):
+        where += f" of {source}"
     scores = member.get("scores") or {}
     # The score shown is the label's own (a lens that sends none has its anomaly valued 1.0: no score)
     scored = str(label).casefold() in {str(name).casefold() for name in scores}
@@ -179,7 +184,7 @@ def anomaly_words(member: Mapping[str, Any], ports: BenchPorts) -> str:
     another of `ports` could carry names its port."""
     kind = str(member.get("kind") or "")
     if kind == "lens":
-        return lens_words(member)
+        return lens_words(member, ports)
     if kind == "rule:limits":
         return _past_a_bound(member, _named(member, ports), "outside its limits")
     if kind == "rule:baseline":

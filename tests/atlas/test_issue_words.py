@@ -95,6 +95,18 @@ def lens_anomaly(scores: dict[str, float] | None = None) -> Anomaly:
     return opened(d.on_inference(inference, 10.5, WALL0 + 10.5))
 
 
+def test_a_lens_title_names_its_port_when_another_port_carries_one_of_its_channels() -> None:
+    """The lens reads supply_v and vibration_g of "bench"; on a bench whose dut_b sends a supply_v too,
+    the title says whose; where no other port has those channels it reads as on a bench of one port."""
+    lens = lens_anomaly({"fault": 0.934})
+    shared = BenchPorts({"bench": frozenset({"supply_v", "vibration_g"}), "dut_b": frozenset({"supply_v"})})
+    apart = BenchPorts({"bench": frozenset({"supply_v", "vibration_g"}), "dut_b": frozenset({"current_a"})})
+    assert describe_anomaly(lens, shared) == "lens: fault on supply_v, vibration_g of bench (score 0.93)"
+    assert describe_anomaly(lens, apart) == "lens: fault on supply_v, vibration_g (score 0.93)"
+    unknown = BenchPorts({"bench": None, "dut_b": None})  # channels only the devices' headers name
+    assert describe_anomaly(lens, unknown).endswith("vibration_g of bench (score 0.93)")
+
+
 # -- titles: one phrase per kind of anomaly ----------------------------------------------------------
 
 
