@@ -42,7 +42,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
 
-from edge_agent.config import EdgeAgentConfig, IncidentsSection
+from edge_agent.config import EdgeAgentConfig, IncidentsSection, RuleSection
 from edge_agent.detect.anomaly import (
     Anomaly,
     AnomalyClosed,
@@ -127,13 +127,14 @@ class IncidentGrouper:
     def from_section(
         cls,
         section: IncidentsSection,
+        rules: Sequence[RuleSection] = (),
         new_id: Callable[[], str] = uuid4_str,
         clearing_since: Callable[[str], float | None] = lambda anomaly_id: None,
         lateness: Callable[[], Mapping[str, float]] = dict,
-        rule_delay: float = 0.0,
         pending_reports: Callable[[], Sequence[PendingReport]] | None = None,
-        sample_wait: float = 0.0,
     ) -> IncidentGrouper:
+        """The grouper of `section`, waiting for `rules`' late reports: their longest configured delay,
+        and `hold_samples_wait` if one of them counts samples."""
         return cls(
             group_by=section.group_by,
             channel_groups=section.channel_groups,
@@ -142,9 +143,9 @@ class IncidentGrouper:
             new_id=new_id,
             clearing_since=clearing_since,
             lateness=lateness,
-            rule_delay=rule_delay,
+            rule_delay=longest_report_delay(rules),
             pending_reports=pending_reports,
-            sample_wait=sample_wait,
+            sample_wait=section.hold_samples_wait if any_counts_samples(rules) else 0.0,
         )
 
     @classmethod
@@ -156,16 +157,9 @@ class IncidentGrouper:
         lateness: Callable[[], Mapping[str, float]] = dict,
         pending_reports: Callable[[], Sequence[PendingReport]] | None = None,
     ) -> IncidentGrouper:
-        """The grouper of `config`: its [incidents], the longest report delay of its rules, and the wait
-        for a rule's `hold_samples` if one counts samples."""
+        """The grouper of `config`: its [incidents], waiting for its rules' late reports."""
         return cls.from_section(
-            config.incidents,
-            new_id,
-            clearing_since,
-            lateness,
-            longest_report_delay(config.rules),
-            pending_reports,
-            config.incidents.hold_samples_wait if any_counts_samples(config.rules) else 0.0,
+            config.incidents, config.rules, new_id, clearing_since, lateness, pending_reports
         )
 
     # -- grouping keys ------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from edge_agent.config import IncidentsSection, RuleSection, load_config
 from edge_agent.detect.detector import Detector
-from edge_agent.detect.rules import any_counts_samples, longest_report_delay
 from edge_agent.frames import Frame
 from edge_agent.incidents import Incident, IncidentClosed, IncidentEvent, IncidentGrouper, IncidentOpened
 
@@ -45,14 +44,12 @@ def run_bench(
     then shutdown."""
     sources = values if isinstance(values, Mapping) else {"bench": values}
     detector = Detector(rules)
-    section = section or IncidentsSection(join_window=JOIN_WINDOW, update_after=1.0)
     grouper = IncidentGrouper.from_section(
-        section,
+        section or IncidentsSection(join_window=JOIN_WINDOW, update_after=1.0),
+        rules,
         clearing_since=detector.clearing_since,
         lateness=detector.report_lateness,
-        rule_delay=longest_report_delay(rules),
         pending_reports=detector.pending_reports,
-        sample_wait=section.hold_samples_wait if any_counts_samples(rules) else 0.0,
     )
     events: list[IncidentEvent] = []
     for n in range(round(seconds * RATE)):
@@ -74,6 +71,18 @@ def closed_incidents(events: list[IncidentEvent]) -> list[Incident]:
 
 def channels(incidents: list[Incident]) -> list[list[str]]:
     return [[m.channel for m in incident.members] for incident in incidents]
+
+
+def one_incident_joined_late(
+    events: list[IncidentEvent], channels: list[str], started: float, reported: float
+) -> None:
+    """One incident opened and closed, of `channels`; its last member started at `started` and its
+    rule reported it at `reported`."""
+    assert len([e for e in events if isinstance(e, IncidentOpened)]) == 1
+    (done,) = closed_incidents(events)
+    assert [m.channel for m in done.members] == channels
+    late = done.members[-1]
+    assert abs(late.started_mono - started) < 1e-6 and abs(late.opened_mono - reported) < 1e-6
 
 
 def close_delay(incident: Incident) -> float:
@@ -145,11 +154,7 @@ def test_a_channel_that_freezes_during_the_incident_joins_it_when_its_5min_stuck
         lambda t: {"supply_v": supply(t), "flow": changing(min(t, 1.0))},
         seconds=310.0,
     )
-    assert len([e for e in events if isinstance(e, IncidentOpened)]) == 1
-    (done,) = closed_incidents(events)
-    assert [m.channel for m in done.members] == ["supply_v", "flow"]
-    flow = done.members[1]
-    assert abs(flow.started_mono - 1.0) < 1e-6 and abs(flow.opened_mono - 301.0) < 1e-6
+    one_incident_joined_late(events, ["supply_v", "flow"], started=1.0, reported=301.0)
 
 
 def test_a_stuck_run_that_began_before_the_incident_joins_it_as_the_join_rule_says() -> None:
@@ -234,11 +239,7 @@ def test_a_streak_counting_its_hold_samples_at_the_windows_end_joins_the_inciden
     events, _ = run_bench(
         [SUPPLY, TEMP_30_SAMPLES], lambda t: {ch: value(t) for ch, value in values.items()}, section=WAIT_5S
     )
-    assert len([e for e in events if isinstance(e, IncidentOpened)]) == 1
-    (done,) = closed_incidents(events)
-    assert [m.channel for m in done.members] == ["supply_v", "temp_c"]
-    temp = done.members[1]
-    assert abs(temp.started_mono - 2.4) < 1e-6 and abs(temp.opened_mono - 5.3) < 1e-6
+    one_incident_joined_late(events, ["supply_v", "temp_c"], started=2.4, reported=5.3)
 
 
 def test_a_streak_that_breaks_before_its_hold_samples_ends_the_wait() -> None:
