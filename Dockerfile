@@ -19,7 +19,7 @@ RUN mkdir -p edge_agent && touch edge_agent/__init__.py \
     && /opt/edge-agent/bin/pip uninstall --yes edge-agent
 COPY edge_agent ./edge_agent
 RUN /opt/edge-agent/bin/pip install --no-deps . \
-    && /opt/edge-agent/bin/python -m compileall -q /opt/edge-agent/lib
+    && /opt/edge-agent/bin/python -m compileall -q -o 0 -o 2 /opt/edge-agent/lib
 
 # --- runtime: the slim base, the virtualenv, a non-root user in dialout ---------------------------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -35,8 +35,10 @@ ENV PATH=/opt/edge-agent/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     EDGE_AGENT_AGENT__STATE_DIR=/var/lib/edge-agent \
     MALLOC_ARENA_MAX=2 \
-    MALLOC_MMAP_THRESHOLD_=131072
-# MALLOC_*: glibc's malloc as systemd/edge-agent.service sets it (the reasons are there).
+    MALLOC_MMAP_THRESHOLD_=131072 \
+    PYTHONOPTIMIZE=2
+# MALLOC_*, PYTHONOPTIMIZE: glibc's malloc and Python's -OO as systemd/edge-agent.service sets them (the
+# reasons are there); the build step compiled the -OO bytecode.
 # Outbox, lens session record, evidence: must outlive the container, or a restart loses queued reports.
 VOLUME ["/var/lib/edge-agent"]
 WORKDIR /var/lib/edge-agent

@@ -23,6 +23,10 @@ from edge_agent.config import EX_CONFIG, ConfigError, FieldError, config_path_fr
 from edge_agent.config_sources import config_error
 from edge_agent.logs import LEVELS, setup_logging
 
+# The --help line, not taken from the docstring: the deployed agent runs with -OO (PYTHONOPTIMIZE=2,
+# systemd/edge-agent.service), which drops docstrings.
+DESCRIPTION = "`edge-agent` command line: one subcommand per tool."
+
 # name -> (module, one-line help). Order is the order `--help` lists them.
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("edge_agent.run", "run the agent (the daemon: systemd service or container entry point)"),
@@ -58,7 +62,7 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser for `argv` (default: sys.argv): every command is listed, only the chosen one's
     module is imported for its arguments (argv None and no command: none is)."""
     chosen = chosen_command(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="edge-agent", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="edge-agent", description=DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"edge-agent {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 

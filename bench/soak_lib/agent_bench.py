@@ -32,6 +32,7 @@ from edge_agent.emulators.archetype import ArchetypeEmulator
 from edge_agent.emulators.atlas import AtlasEmulator
 
 from .harness import REPO, free_port
+from .unit_env import unit_runtime_env
 
 CHANNELS = [f"ch{i}" for i in range(8)]
 LINE_BYTES = 60  # an 8-channel CSV line as below: 921,600 baud (10 bits a byte) = 1,536 lines/s
@@ -66,21 +67,6 @@ def _rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return 0.0
-
-
-def unit_malloc_env(repo: Path) -> dict[str, str]:
-    """The MALLOC_* settings the tree's systemd unit runs the agent with (the agent is measured as it
-    is deployed; a tree whose unit has none runs with glibc's defaults)."""
-    unit = repo / "systemd" / "edge-agent.service"
-    out: dict[str, str] = {}
-    if unit.exists():
-        for line in unit.read_text().splitlines():
-            if line.startswith("Environment="):
-                for item in line.removeprefix("Environment=").split():
-                    name, _, value = item.partition("=")
-                    if name.startswith("MALLOC_"):
-                        out[name] = value
-    return out
 
 
 def _rss_parts_mb(pid: int) -> dict[str, float]:
@@ -238,7 +224,7 @@ class AgentBench:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(notify_path)
         sock.setblocking(False)
-        env = {**os.environ, **unit_malloc_env(self.repo), "NOTIFY_SOCKET": notify_path}
+        env = {**os.environ, **unit_runtime_env(self.repo), "NOTIFY_SOCKET": notify_path}
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115, ASYNC230 (the child keeps it)
         start = time.perf_counter()
         proc = await asyncio.create_subprocess_exec(

@@ -36,12 +36,13 @@ from edge_agent.logs import LEVELS, get_logger, setup_logging
 log = get_logger(__name__)
 
 EX_NOPERM = 77
+# The --help line, not taken from the docstring: the deployed agent runs with -OO (PYTHONOPTIMIZE=2,
+# systemd/edge-agent.service), which drops docstrings.
+DESCRIPTION = "Run the lens side alone: `python -m edge_agent.lens.runner --config X`."
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m edge_agent.lens.runner", description=__doc__.splitlines()[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m edge_agent.lens.runner", description=DESCRIPTION)
     parser.add_argument("--config", metavar="PATH", help="TOML config (default: $EDGE_AGENT_CONFIG)")
     parser.add_argument("--generate", action="store_true", help="feed generated frames, not a serial port")
     parser.add_argument("--rate", type=float, default=200.0, help="generated frames per second")

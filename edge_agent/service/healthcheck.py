@@ -14,6 +14,11 @@ from collections.abc import Sequence
 from edge_agent.config import ConfigError, config_path_from, load_config
 
 DEFAULT_TIMEOUT = 3.0
+# The --help line, not taken from the docstring: the deployed agent runs with -OO (PYTHONOPTIMIZE=2,
+# systemd/edge-agent.service), which drops docstrings.
+DESCRIPTION = (
+    "exit 0 if the local control API answers `GET /healthz` with 200, else 1 (for container HEALTHCHECKs)"
+)
 # A server bound to every address is reached on loopback from inside its own container.
 _WILDCARDS = {"0.0.0.0": "127.0.0.1", "::": "::1", "[::]": "[::1]"}
 
@@ -66,7 +71,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edge_agent.service.healthcheck", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m edge_agent.service.healthcheck", description=DESCRIPTION)
     parser.add_argument("--config", metavar="PATH")
     add_arguments(parser)
     return main(parser.parse_args(argv))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import sqlite3
 import sys
@@ -15,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
+from soak_lib.unit_env import unit_runtime_env
 
 from edge_agent.agent import Agent
 from edge_agent.bench_sim import plant
@@ -562,11 +566,13 @@ def free_port() -> int:
 
 
 async def spawn_agent(config: Path, log: Path) -> asyncio.subprocess.Process:
-    """`edge-agent run --config config` in a process of its own, its output appended to `log`."""
+    """`edge-agent run --config config` in a process of its own, with the systemd unit's process settings
+    (-OO, glibc's malloc), its output appended to `log`."""
+    env = {**os.environ, **unit_runtime_env(Path(__file__).parents[2])}
     with log.open("ab") as out:
         return await asyncio.create_subprocess_exec(
             sys.executable, "-m", "edge_agent", "run", "--config", str(config), "--log-format", "json",
-            stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
+            stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, env=env,
         )  # fmt: skip
 
 

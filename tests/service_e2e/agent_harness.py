@@ -26,8 +26,10 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "serial"))  # the pty with a link of its own is serial's
+sys.path.insert(0, str(Path(__file__).parents[2] / "bench"))
 
 from linked_pty import LinkedPty
+from soak_lib.unit_env import unit_runtime_env
 
 COLUMNS = ["t_ms", "supply_v", "temp_c"]
 LENS_ID = "lns-emulated-machine-state"
@@ -251,6 +253,7 @@ class AgentProcess:
             HOME=str(self.home),  # no ~/.atlas of the developer's
             PYTHONUNBUFFERED="1",
         )
+        env.update(unit_runtime_env(Path(__file__).parents[2]))  # as the systemd unit runs it: -OO, malloc
         self.proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "edge_agent", "run", "--config", str(self.config_path),
             "--log-format", "json", "--log-level", "info",
