@@ -33,6 +33,7 @@ import argparse
 import gc
 import io
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -53,6 +54,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from common import update_results  # noqa: E402
+from soak_lib.unit_env import unit_runtime_env  # noqa: E402
 
 from edge_agent.bench_sim.stored_rows import WIDTH as PACK_WIDTH  # noqa: E402
 from edge_agent.bench_sim.stored_rows import agent_rows  # noqa: E402
@@ -309,18 +311,20 @@ MARGINAL_LIBRARIES = {
 
 def idle_breakdown() -> dict[str, float]:
     python = [sys.executable, "-c"]
+    # The interpreter as the unit runs the agent (-OO: no docstrings), or the sum would not be its RSS.
+    env = {**os.environ, **unit_runtime_env(HERE.parent)}
     listed = subprocess.run(
-        [*python, _RUN_MODULES], check=True, capture_output=True, text=True, cwd=HERE.parent
+        [*python, _RUN_MODULES], check=True, capture_output=True, text=True, cwd=HERE.parent, env=env
     )
     done = subprocess.run(
         [*python, _IMPORT_GROUPS], input=listed.stdout, check=True, capture_output=True, text=True,
-        cwd=HERE.parent,
+        cwd=HERE.parent, env=env,
     )  # fmt: skip
     figures: dict[str, float] = json.loads(done.stdout)
     for name, roots in MARGINAL_LIBRARIES.items():
         alone = subprocess.run(
             [*python, _MARGINAL, roots], input=listed.stdout, check=True, capture_output=True, text=True,
-            cwd=HERE.parent,
+            cwd=HERE.parent, env=env,
         )  # fmt: skip
         figures[f"marginal_{name}"] = json.loads(alone.stdout)
     return figures
