@@ -557,6 +557,7 @@ def deployed_venv(tree: Path, where: Path) -> Path | None:
     steps = [
         [str(SYSTEM_PYTHON), "-m", "venv", str(where)],
         [str(where / "bin" / "pip"), "install", "--quiet", "--disable-pip-version-check", str(tree)],
+        [str(where / "bin" / "python"), "-m", "compileall", "-q", "-o", "2", str(where / "lib")],  # -OO
     ]
     for step in steps:
         done = subprocess.run(step, capture_output=True, text=True, timeout=600, check=False)

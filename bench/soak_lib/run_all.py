@@ -537,7 +537,7 @@ SECTION_NOTES = {
     " the end-to-end tests run it with the unit's process settings): the docstrings of everything it"
     " imports are not loaded (~2.2 MB of strings, the agent's own 0.3 MB). '-OO is out (the code"
     " asserts)' above was wrong: the agent's asserts only narrow types for mypy. RSS with the 30 s ring"
-    " full 60.3 -> 57.9 MB in the dev venv and 59.7 -> 57.4 as deployed (bench/run --only ring, 3 runs"
+    " full 60.3 -> 57.8 MB in the dev venv and 59.7 -> 57.5 as deployed (bench/run --only ring, 3 runs"
     " each, before and after), idle 57.5 -> 55.0; CPU within its spread.",
 }
 E2E = ("serial", "end_to_end", "modes", "fd")
