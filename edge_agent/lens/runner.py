@@ -36,8 +36,7 @@ from edge_agent.logs import LEVELS, get_logger, setup_logging
 log = get_logger(__name__)
 
 EX_NOPERM = 77
-# The --help line, not taken from the docstring: the deployed agent runs with -OO (PYTHONOPTIMIZE=2,
-# systemd/edge-agent.service), which drops docstrings.
+# Not __doc__: the deployed agent runs with -OO (edge_agent.cli.DESCRIPTION says why).
 DESCRIPTION = "Run the lens side alone: `python -m edge_agent.lens.runner --config X`."
 
 

@@ -14,8 +14,7 @@ from collections.abc import Sequence
 from edge_agent.config import ConfigError, config_path_from, load_config
 
 DEFAULT_TIMEOUT = 3.0
-# The --help line, not taken from the docstring: the deployed agent runs with -OO (PYTHONOPTIMIZE=2,
-# systemd/edge-agent.service), which drops docstrings.
+# Not __doc__: the deployed agent runs with -OO (edge_agent.cli.DESCRIPTION says why).
 DESCRIPTION = (
     "exit 0 if the local control API answers `GET /healthz` with 200, else 1 (for container HEALTHCHECKs)"
 )
