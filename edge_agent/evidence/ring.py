@@ -226,5 +226,7 @@ class EvidenceRings:
             "blocks_evicted": dict(self.blocks_evicted),
             "frames_not_kept": self.frames_not_kept,
             "blocks_packed": self.blocks_packed,
+            # Above 0 for long: the packer is behind (starved of CPU), and what it holds is charged raw.
+            "blocks_in_packer": sum(ring.in_packer for ring in list(self._rings.values())),
             "slices_cut": dict(self.slices_cut),
         }

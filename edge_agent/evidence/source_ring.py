@@ -225,6 +225,11 @@ class SourceRing:
         self._owner.blocks_evicted[reason] += 1
         self._reset_expiry()
 
+    @property
+    def in_packer(self) -> int:
+        """Sealed blocks handed to the packer and not back yet (held and charged, evicted or not)."""
+        return len(self._in_packer)
+
     def has_blocks(self) -> bool:
         return bool(self._blocks)
 

@@ -26,6 +26,7 @@ from edge_agent.agent import Agent
 from edge_agent.config import EX_CONFIG, SerialPort, load_config
 from edge_agent.evidence import EvidenceRings
 from edge_agent.evidence.ring import CHECK_EVERY
+from edge_agent.evidence.source_ring import MAX_IN_PACKER
 from edge_agent.frames import Frame
 from edge_agent.memory_budget import RING, DataPathBudget, live_page_bytes
 from edge_agent.recorder.recorder import frame_bytes
@@ -99,8 +100,9 @@ async def test_ring_recorder_and_live_page_stay_within_one_budget_under_wide_lin
     filled the budget, the recorder's writer starts and stalls, so its queue grows to its cap. The
     consumers' bytes together never pass `memory.data_path_mb` at any look of the ring (every
     CHECK_EVERY frames), nor by more than those frames' charges in between; tracemalloc over the whole
-    run stays within it too; the recorder got its whole cap, the ring kept at least its floor, and
-    every frame is either waiting to be recorded or counted as not, every block dropped counted."""
+    run stays within it too; the recorder got its whole cap, the ring kept at least its floor (less what
+    the packer held when it was cut), and every frame is either waiting to be recorded or counted as
+    not, every block dropped counted."""
     agent = _agent(tmp_path, total_mb=8, pending_mb=1)
     assert agent.recorder is not None and agent.live is not None
     budget = agent.memory
@@ -127,6 +129,14 @@ async def test_ring_recorder_and_live_page_stay_within_one_budget_under_wide_lin
             assert held <= budget.total, (n, held)
         else:
             assert held <= budget.total + CHECK_EVERY * step, (n, held)
+    # Let the packer hand back what it holds before the last look (bounded: 10 s). A block evicted while
+    # the packer held it stayed charged (its rows were still in memory), so the ring had dropped others
+    # in its place; when it comes back, its charge goes too: this is the ring's lowest point.
+    for _ in range(1000):
+        if agent.rings.status()["blocks_in_packer"] == 0:
+            break
+        await asyncio.sleep(0.01)
+    assert agent.rings.status()["blocks_in_packer"] == 0
     agent.recorder.hand_off()
     agent.packer.close()
     gc.collect()
@@ -143,9 +153,10 @@ async def test_ring_recorder_and_live_page_stay_within_one_budget_under_wide_lin
     assert status["bytes"] == sum(c["bytes"] for c in consumers.values()) <= budget.total
     assert consumers["recorder"]["bytes"] > MIB - 2 * step  # the recorder got its whole cap ...
     assert consumers["live"]["bytes"] == live_page_bytes(128, 1)  # ... the live page its 128 channels ...
-    assert (
-        consumers[RING]["bytes"] >= budget.ring_floor - 2 * agent.rings.block_bytes
-    )  # ... the ring its floor
+    # ... and the ring its floor: less the open block's room and one block of slack, and less the blocks
+    # the packer held when they were cut (at most MAX_IN_PACKER: here the frames come faster than the
+    # packer packs, so the oldest blocks are often still with it when the ring has to drop them).
+    assert consumers[RING]["bytes"] >= budget.ring_floor - (2 + MAX_IN_PACKER) * agent.rings.block_bytes
     assert budget.ring_floor == 8 * MIB - MIB - live_page_bytes(128, 1)
 
     evidence = agent.rings.status()

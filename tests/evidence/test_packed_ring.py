@@ -133,7 +133,7 @@ def test_a_starved_packer_holds_at_most_two_blocks_and_the_budget_holds() -> Non
         rings.add_batch(batch)
         assert rings.nbytes <= budget
     assert rings.frames_not_kept == 0  # unbounded: the packer's blocks took the whole budget, none fit
-    assert len(waiting) == MAX_IN_PACKER
+    assert len(waiting) == MAX_IN_PACKER == rings.status()["blocks_in_packer"]
     assert rings.blocks_evicted["memory"] > 0
     ring = the_ring(rings)
     first = ring.blocks
@@ -145,6 +145,6 @@ def test_a_starved_packer_holds_at_most_two_blocks_and_the_budget_holds() -> Non
     assert rings.nbytes <= budget and ring.blocks == first
     for work, done in waiting:
         done(work())
-    assert accounted_right(ring)
+    assert accounted_right(ring) and rings.status()["blocks_in_packer"] == 0
     got, want = rings.slice("bench", -1.0, 100.0), batches(60_000)
     assert keys(got) == keys(frame for batch in want for frame in batch.frames())[-len(got) :]
