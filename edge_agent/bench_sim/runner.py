@@ -24,7 +24,11 @@ from edge_agent.bench_sim.pty_port import PtyPort
 MIN_TICK = 0.002
 # At the end, how long to wait for a reader to take the last lines: closing the pty discards what
 # is still queued, and a demo's last step END marker must not be lost to a quick exit.
-LINGER = 1.0
+LINGER = 2.0
+# ... and how long its queue must stay empty before the pty is closed: the kernel moves written bytes
+# to that queue in a worker of its own, which a loaded machine runs late (30 ms of an empty queue once
+# closed the pty on 4 lines still on their way: a loaded test run read 146 of 150).
+LINGER_QUIET = 0.15
 
 
 class OracleWriter:
@@ -151,13 +155,15 @@ class BenchRunner:
 
     async def _linger(self) -> None:
         # The kernel hands written bytes to the reader's queue asynchronously (the tty flip buffer),
-        # so one empty reading right after the last write proves nothing: wait for three in a row.
-        empty = 0
-        for _ in range(int(LINGER / 0.01)):
-            if self._stop.is_set():
-                return
-            empty = empty + 1 if self.port.unread_bytes() == 0 else 0
-            if empty >= 3:
+        # so an empty reading right after the last write proves nothing: wait for LINGER_QUIET of them.
+        deadline = time.monotonic() + LINGER
+        quiet_since: float | None = None
+        while not self._stop.is_set() and (now := time.monotonic()) < deadline:
+            if self.port.unread_bytes():
+                quiet_since = None
+            elif quiet_since is None:
+                quiet_since = now
+            elif now - quiet_since >= LINGER_QUIET:
                 return
             await asyncio.sleep(0.01)
 
