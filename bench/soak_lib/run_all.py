@@ -538,7 +538,27 @@ SECTION_NOTES = {
     " imports are not loaded (~2.2 MB of strings, the agent's own 0.3 MB). '-OO is out (the code"
     " asserts)' above was wrong: the agent's asserts only narrow types for mypy. RSS with the 30 s ring"
     " full 60.3 -> 57.8 MB in the dev venv and 59.7 -> 57.5 as deployed (bench/run --only ring, 3 runs"
-    " each, before and after), idle 57.5 -> 55.0; CPU within its spread.",
+    " each, before and after), idle 57.5 -> 55.0; CPU within its spread. Then (the 2026-12-03 rows, 5"
+    " runs): the CPU's spread measured. One agent's whole-agent CPU in 5 s slices of a 70 s run at 3"
+    " Mbaud ranged 3.2-7.0 % with no trend (ring filling or full alike), and the same tree's 12-40 s"
+    " figures 4.0-7.1 % from one run to the next: what moves is the host (a bare wake-up cost 101-121 us"
+    " in these runs, 42-78 in the last stop's, when the same code measured 4.35 and 5.6 %). Two"
+    " agents run side by side (each on its own pty at 5,000 lines/s, over the same 20 s, 3-4 rounds,"
+    " which one starts first alternating) see the same noise: the same tree against itself differs by"
+    " 0 to -0.15 point. So measured: the lens costs 0.50 point (lens off: -0.49, -0.50, -0.69), the"
+    " recorder 0.59 (recorder off: -0.40 to -0.79), and 0.40 of the lens's is windows made and then"
+    " dropped (step 5,120 in place of the bench's 128: -0.40, -0.40, -0.45): at 5,000 lines/s the"
+    " windower makes 39 windows a second and the pacer sends ~1 (it keeps the newest 20 and sends the"
+    " oldest of them). Not changed here: making fewer means choosing which windows the lens gets"
+    " under overload, a change of the pacer's design. The reads alone (a pty at 300 kB/s, no consumer,"
+    " 5 alternating pairs): 1.32 % median on the loop's timers, 1.09 % in a thread of their own (not"
+    " kept: a second way of reading for 0.2 point). Wide JSON in these runs: RSS over idle 59.5-64.9"
+    " MB (median 64.1, a miss by 0.1; the last stop's 62.2). With the recorder off it is 5 MB under what"
+    " the data path counts (the ring's charge is an upper bound); with it on, from 2.5 under to 3.1 over:"
+    " the recorder's memory is more than its charge (the frames waiting), by what it holds uncounted:"
+    " the compressed rows of each open segment until they are written (up to 1 MiB, and their join at"
+    " the write), the writer's text of a hand-off, its thread's malloc arena. Counting those is what is"
+    " left for this row.",
 }
 E2E = ("serial", "end_to_end", "modes", "fd")
 LAT = ("lens", "streamer", "latency_pty_to_socket")
