@@ -23,7 +23,6 @@ import re
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,23 +62,14 @@ async def _start(
 ) -> tuple[AgentBench, asyncio.subprocess.Process]:
     bench = AgentBench(workdir)
     bench.repo = tree
-    await bench.archetype.start()
-    await bench.atlas.start()
-    import aiohttp
-
-    bench.http = aiohttp.ClientSession()
-    threading.Thread(target=bench._drain_echo, daemon=True).start()
+    await bench.start_peers()
     proc, _ = await bench._spawn("side", edit=edit)
     return bench, proc
 
 
 async def _stop(bench: AgentBench, proc: asyncio.subprocess.Process) -> None:
     await bench._stop(proc)
-    bench._drain_stop.set()
-    assert bench.http is not None
-    await bench.http.close()
-    await bench.atlas.stop()
-    await bench.archetype.stop()
+    await bench.stop_peers()
 
 
 async def one_round(

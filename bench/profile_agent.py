@@ -19,7 +19,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -49,12 +48,7 @@ async def run(workdir: Path, tree: Path, seconds: float, profiled: bool) -> tupl
         runner = workdir / "profiled_runner.py"
         runner.write_text(RUNNER)
         bench.launcher = [str(runner), str(workdir / "loop.prof")]  # run from `tree`: its edge_agent
-    await bench.archetype.start()
-    await bench.atlas.start()
-    import aiohttp
-
-    bench.http = aiohttp.ClientSession()
-    threading.Thread(target=bench._drain_echo, daemon=True).start()
+    await bench.start_peers()
     try:
         proc, _ = await bench._spawn("profile")
         await asyncio.sleep(5.0)  # lens session up, first Atlas writes done
@@ -67,10 +61,7 @@ async def run(workdir: Path, tree: Path, seconds: float, profiled: bool) -> tupl
         threads = dict(bench.last_threads)
         await bench._stop(proc)
     finally:
-        bench._drain_stop.set()
-        await bench.http.close()
-        await bench.atlas.stop()
-        await bench.archetype.stop()
+        await bench.stop_peers()
     return cpu, threads
 
 

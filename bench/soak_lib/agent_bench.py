@@ -284,12 +284,25 @@ class AgentBench:
             await asyncio.sleep(1.5)
         return out
 
-    async def measure(self) -> dict[str, Any]:
+    async def start_peers(self) -> None:
+        """What an agent here talks to: the emulators, the HTTP session /status is read with, and the
+        thread that drains the pty's echo. `stop_peers` ends them, and closes the pty."""
         await self.archetype.start()
         await self.atlas.start()
         self.http = aiohttp.ClientSession()
-        drainer = threading.Thread(target=self._drain_echo, daemon=True)
-        drainer.start()
+        threading.Thread(target=self._drain_echo, daemon=True).start()
+
+    async def stop_peers(self) -> None:
+        self._drain_stop.set()
+        if self.http is not None:
+            await self.http.close()
+        await self.atlas.stop()
+        await self.archetype.stop()
+        os.close(self.master)
+        os.close(self.slave)
+
+    async def measure(self) -> dict[str, Any]:
+        await self.start_peers()
         figures: dict[str, Any] = {}
         try:
             proc, ready = await self._spawn("main")
@@ -311,12 +324,7 @@ class AgentBench:
             figures["shutdown_s"] = time.perf_counter() - t0
             figures.update(await self._backpressure())
         finally:
-            self._drain_stop.set()
-            await self.http.close()
-            await self.atlas.stop()
-            await self.archetype.stop()
-            os.close(self.master)
-            os.close(self.slave)
+            await self.stop_peers()
         return figures
 
     async def _backpressure(self) -> dict[str, Any]:
@@ -364,11 +372,7 @@ class AgentBench:
         """The 3 Mbaud figures of `_ring_full` (and with `wide`, those of `_wide_json` as `wide_*`) for
         the agent of tree `other` (an earlier commit) and of tree `after` (this one by default),
         alternating, `rounds` times each: before/after under the same load."""
-        await self.archetype.start()
-        await self.atlas.start()
-        self.http = aiohttp.ClientSession()
-        drainer = threading.Thread(target=self._drain_echo, daemon=True)
-        drainer.start()
+        await self.start_peers()
         runs: dict[str, list[dict[str, Any]]] = {"before": [], "after": []}
         try:
             for n in range(rounds):
@@ -381,12 +385,7 @@ class AgentBench:
                     runs[label].append(run)
         finally:
             self.repo = REPO
-            self._drain_stop.set()
-            await self.http.close()
-            await self.atlas.stop()
-            await self.archetype.stop()
-            os.close(self.master)
-            os.close(self.slave)
+            await self.stop_peers()
         return runs
 
     async def ring_figures(self) -> dict[str, Any]:
@@ -395,11 +394,7 @@ class AgentBench:
         ring full, what /status says the ring holds) and `wide_json` (JSON lines of WIDE_FIELDS numeric
         fields written as fast as the agent reads them for WIDE_SECONDS: RSS against the idle RSS
         plus the budget)."""
-        await self.archetype.start()
-        await self.atlas.start()
-        self.http = aiohttp.ClientSession()
-        drainer = threading.Thread(target=self._drain_echo, daemon=True)
-        drainer.start()
+        await self.start_peers()
         try:
             return {
                 "ring_full": await self._ring_full(),
@@ -409,12 +404,7 @@ class AgentBench:
                 "wide_json_no_recorder": await self._wide_json("wide-json-no-recorder", recorder=False),
             }
         finally:
-            self._drain_stop.set()
-            await self.http.close()
-            await self.atlas.stop()
-            await self.archetype.stop()
-            os.close(self.master)
-            os.close(self.slave)
+            await self.stop_peers()
 
     async def _stop(self, proc: asyncio.subprocess.Process) -> None:
         proc.send_signal(signal.SIGTERM)
