@@ -162,8 +162,8 @@ def member(text: str, level: int) -> bytes:
 
 class Member:
     """A gzip member built as rows come: `add(text)` compresses them at once (what waits for the
-    write is compressed bytes, not frames or text), `finish()` ends the member and returns all of it.
-    The same bytes as `member` of the texts joined, in any split."""
+    write is compressed bytes, not frames or text), `finish()` ends the member and returns its pieces.
+    Joined, they are the same bytes as `member` of the texts joined, in any split."""
 
     __slots__ = ("_chunks", "_compressor", "_level", "nbytes", "rows")
 
@@ -181,15 +181,16 @@ class Member:
             self.nbytes += len(data)
         self.rows += rows
 
-    def finish(self) -> bytes:
-        """The whole member; the object starts a new one."""
-        self._chunks.append(self._compressor.flush())
-        data = b"".join(self._chunks)
+    def finish(self) -> list[bytes]:
+        """The whole member, in the pieces it was compressed in (written as they are: joining them
+        would hold the member twice); the object starts a new one."""
+        chunks = self._chunks
+        chunks.append(self._compressor.flush())
         self._compressor = gzip_compressor(self._level)
         self._chunks = []
         self.nbytes = 0
         self.rows = 0
-        return data
+        return chunks
 
 
 def scan(path: Path) -> tuple[int, int]:

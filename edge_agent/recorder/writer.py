@@ -8,9 +8,10 @@ segment holds compressed bytes only, at most MEMBER_MAX_BYTES of them (past it t
 before the flush is due) plus deflate's window (~256 kB at level 1).
 
 Durability: every `flush_interval` the rows of each open segment become one gzip member, written with
-`os.write` straight to the file (no user-space buffer): from then on they survive a SIGKILL of the
-process. A closed segment is fsynced, renamed from `<name>.part` to `<name>` and its sidecar written
-(atomically); a power cut can lose what the page cache held of an open segment.
+`os.writev` straight to the file in the pieces it was compressed in (no user-space buffer, no joined
+copy of the member): from then on they survive a SIGKILL of the process. A closed segment is fsynced,
+renamed from `<name>.part` to `<name>` and its sidecar written (atomically); a power cut can lose what
+the page cache held of an open segment.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ Item = Frame | FrameBatch | StepChange | StepLike
 # than every flush_interval instead of holding more. 1 MiB keeps members large enough that their
 # headers and restarted compression cost nothing measurable.
 MEMBER_MAX_BYTES = 1 << 20
+# The most buffers one writev may take (Linux: 1,024); a member in more pieces takes several calls.
+IOV_MAX = os.sysconf("SC_IOV_MAX")
 
 
 @dataclass(slots=True)
@@ -98,6 +101,7 @@ class SegmentWriter:
         self.frames_written = 0
         self.frames_lost = 0  # rows a failed write took with it
         self.open_bytes = 0
+        self._writing = 0  # the bytes of the member being written (still held until it is)
         self.write_errors = 0
         self.last_error: str | None = None
 
@@ -200,13 +204,13 @@ class SegmentWriter:
         formatter = csvgz.RowFormatter(action.channels, device_column is not None, action.first.mono)
         segment = _Open(info, path, fd, formatter, csvgz.Member(self.level))
         self._open[action.seq] = segment
-        self._write(segment, csvgz.member(csvgz.header_line(columns), self.level), 0)
+        self._write(segment, [csvgz.member(csvgz.header_line(columns), self.level)], 0)
 
-    def _write(self, segment: _Open, data: bytes, frames: int) -> None:
-        view = memoryview(data)
+    def _write(self, segment: _Open, chunks: Sequence[bytes], frames: int) -> None:
+        size = sum(map(len, chunks))
+        self._writing = size
         try:
-            while view:
-                view = view[os.write(segment.fd, view) :]
+            write_all(functools.partial(os.writev, segment.fd), chunks)
         except OSError as exc:
             # Part of a member may be on disk: `recover` cuts it off if this segment ends in a crash;
             # here the file is truncated back to the last whole member so later members stay readable.
@@ -216,12 +220,14 @@ class SegmentWriter:
             if self.health is not None:  # a full disk: on /readyz and /status with the state files
                 self.health.note_write_failed(segment.path, exc)
             raise
+        finally:
+            self._writing = 0
         if self.health is not None:
             self.health.note_write_ok(segment.path)
-        segment.info.bytes += len(data)
+        segment.info.bytes += size
         segment.info.frames += frames
         self.frames_written += frames
-        self.open_bytes += len(data)
+        self.open_bytes += size
 
     def _take(self, segment: _Open, frames: Sequence[Frame | FrameBatch]) -> None:
         """Rows into the segment's member now (the frames are not kept); written at the flush, or now
@@ -236,9 +242,9 @@ class SegmentWriter:
 
     @property
     def held_bytes(self) -> int:
-        """Compressed rows not written yet, all open segments (read from the loop thread: a sum of ints
-        that may be a moment old)."""
-        return sum(segment.member.nbytes for segment in list(self._open.values()))
+        """Compressed rows not written yet, all open segments and the member being written (read from
+        the loop thread: a sum of ints that may be a moment old)."""
+        return self._writing + sum(segment.member.nbytes for segment in list(self._open.values()))
 
     def _flush(self, segment: _Open) -> None:
         rows = segment.member.rows
@@ -268,3 +274,22 @@ class SegmentWriter:
         segment.info.finish_reason = reason
         write_json(sidecar_path(segment.path), segment.info.as_json(), health=self.health)
         self.finished.put(segment.info)
+
+
+def write_all(
+    writev: Callable[[Sequence[memoryview]], int], chunks: Sequence[bytes], max_buffers: int = IOV_MAX
+) -> None:
+    """Every byte of `chunks`, in order, through `writev` (`os.writev` on a file, bound to it), without
+    joining them: at most `max_buffers` a call, and a short write goes on from the byte it stopped at.
+    An OSError of `writev` goes to the caller (some of the bytes may be written)."""
+    views = [memoryview(chunk) for chunk in chunks if chunk]
+    first = 0
+    while first < len(views):
+        written = writev(views[first : first + max_buffers])
+        while written:
+            head = views[first]
+            if written < len(head):
+                views[first] = head[written:]
+                break
+            written -= len(head)
+            first += 1

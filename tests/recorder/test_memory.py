@@ -151,7 +151,7 @@ def test_a_member_built_in_pieces_is_one_gzip_member_of_the_whole(texts: list[st
     for text in texts:
         member.add(text, 1)
     assert member.rows == len(texts)
-    data = member.finish()
+    data = b"".join(member.finish())
     decompressor = zlib.decompressobj(31)
     assert decompressor.decompress(data).decode() == "".join(texts)
     assert decompressor.eof and not decompressor.unused_data  # exactly one complete member
