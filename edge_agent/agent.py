@@ -253,7 +253,7 @@ class Agent(AgentDataPath):
         """What each consumer of the data path's budget holds, as each counts it (upper bounds)."""
         recorder, lens, live = self.recorder, self.lens, self.live
         if recorder is not None:
-            self.memory.attach("recorder", lambda: recorder.waiting_bytes)
+            self.memory.attach("recorder", lambda: recorder.data_path_bytes)
         if lens is not None:
             self.memory.attach("lens", lambda: lens.pacer.queued_bytes)
         if live is not None:

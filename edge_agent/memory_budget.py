@@ -4,7 +4,10 @@ by under any input (however wide its lines, however fast its ports).
 
 Four consumers draw from it:
 
-- the recorder's queue (frames waiting for its writer thread), at most `recorder.max_pending_mb`;
+- the recorder: frames waiting for its writer thread, at most `recorder.max_pending_mb`, and the rows
+  its writer has compressed and not yet written, at most `MEMBER_MAX_BYTES` (256 KiB) for each serial
+  port (a source has one open segment at a time, and a member that reaches it is written at once:
+  `edge_agent/recorder/writer.py`), so its cap is their sum (`recorder_bytes`);
 - the lens send queue (windows waiting for the websocket), at most `lens.queue_mb`;
 - the live page's min/max buckets, fixed per channel (`edge_agent.live.decimator.CHANNEL_BYTES`) for at
   most `MAX_CHANNELS` channels;
@@ -17,12 +20,16 @@ total: `EvidenceRings` checks at every read's batch of frames, or every `CHECK_E
 The ring is sure to get what the caps leave, `total - sum(caps)`, which must be at least
 `RING_MIN_FRACTION` of the total (a config error otherwise, naming the fields): no consumer can starve
 another's minimum, and past its cap each consumer drops and counts on its own terms (the recorder
-frames not recorded, the lens queue its oldest windows, the live page channels beyond its maximum,
-the ring its oldest blocks: all on /status and /metrics).
+frames not recorded, while its writer writes a member before the flush is due; the lens queue its
+oldest windows, the live page channels beyond its maximum, the ring its oldest blocks: all on /status
+and /metrics).
 
 What each consumer holds is measured by a function of its own (`attach`), read when the ring checks:
-the recorder's `waiting_bytes`, the lens pacer's `queued_bytes`, the live page's channel count times
-its fixed cost per channel, each an upper bound of what it really holds.
+the recorder's `data_path_bytes` (its frames' charge, an upper bound of what they hold, and its
+writer's compressed bytes as they are), the lens pacer's `queued_bytes`, the live page's channel count
+times its fixed cost per channel. Outside the budget, like the idle process: deflate's state of each
+open segment (~48 kB, fixed), and while the writer compresses a hand-off its text and compressed rows
+beside its frames (which stay charged until it is done: about 1 MiB of charge, the text less).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from edge_agent.live.decimator import CHANNEL_BYTES, MAX_CHANNELS, SOURCE_BYTES
+from edge_agent.recorder.writer import MEMBER_MAX_BYTES
 
 if TYPE_CHECKING:
     from edge_agent.config import EdgeAgentConfig
@@ -75,7 +83,7 @@ class DataPathBudget:
         """The budget of `config`: a cap for each consumer it enables."""
         caps: dict[str, int] = {}
         if config.recorder.enabled:
-            caps["recorder"] = int(config.recorder.max_pending_mb * MIB)
+            caps["recorder"] = recorder_bytes(config.recorder.max_pending_mb, len(config.serial))
         if config.lens.enabled and config.lens.channels:
             caps["lens"] = int(config.lens.queue_mb * MIB)
         if config.control.enabled and config.control.live_page:
@@ -120,6 +128,12 @@ class DataPathBudget:
             "bytes": ring_bytes + sum(held.values()),
             "consumers": consumers,
         }
+
+
+def recorder_bytes(max_pending_mb: float, sources: int) -> int:
+    """The recorder's cap: frames waiting for its writer, and compressed rows not yet written for each
+    of `sources` serial ports."""
+    return int(max_pending_mb * MIB) + sources * MEMBER_MAX_BYTES
 
 
 def live_page_bytes(channels: int, sources: int) -> int:

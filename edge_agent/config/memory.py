@@ -11,7 +11,8 @@ from edge_agent.config.values import Duration, Interval, Section
 # 64 MiB holds the default 2 min of the fastest ordinary source (8 channels at 3 Mbaud, 5,000 lines/s:
 # ~81 bytes a row, ~49 MB) or of four 921,600-baud ones (1,536 lines/s: ~15 MB each) beside the other
 # consumers' usual few MB; wider or faster input is cut by bytes (and the evidence says so) instead of
-# growing the process. Their caps (recorder 16 + lens 8 + live page 3.5 MiB) leave the ring at least 36.
+# growing the process. Their caps (recorder 16 and a quarter a port + lens 8 + live page 3.5 MiB) leave
+# the ring at least 35 with four ports.
 DEFAULT_EVIDENCE_MEMORY_MB = 64.0
 
 
@@ -20,10 +21,11 @@ class MemorySection(Section):
         DEFAULT_EVIDENCE_MEMORY_MB,
         ge=4.0,
         le=64 * 1024,
-        description="Memory budget of the data path (MiB): what the evidence ring, the recorder's queue, the"
-        " lens send queue and the live page hold together, so what the process may grow by with its input."
-        " The ring holds what the others leave and gives way when they grow; their own caps"
-        " (recorder.max_pending_mb, lens.queue_mb, the live page's 128 channels) must leave it a quarter.",
+        description="Memory budget of the data path (MiB): what the evidence ring, the recorder (frames"
+        " waiting, rows not yet written), the lens send queue and the live page hold together, so what the"
+        " process may grow by with its input. The ring holds what the others leave and gives way when"
+        " they grow; their own caps (recorder.max_pending_mb plus 0.25 MiB a port, lens.queue_mb, the"
+        " live page's 128 channels) must leave it a quarter.",
     )
 
 

@@ -196,6 +196,13 @@ class Recorder:
         processed = self.writer.processed_cost if self.writer is not None else 0
         return self._pending_cost + self._handed_cost - processed
 
+    @property
+    def data_path_bytes(self) -> int:
+        """What the recorder holds of the data path's memory budget: the frames waiting, and the rows
+        its writer compressed and has not written yet (read from its thread: may be a moment old)."""
+        held = self.writer.held_bytes if self.writer is not None else 0
+        return self.waiting_bytes + held
+
     def cut_at_marker(self, marker: StepMarker) -> None:
         """A marker was read: frames after it may belong to another step (`resolve_marker` says)."""
         cut = _Cut(self._mono())

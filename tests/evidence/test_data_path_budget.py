@@ -12,6 +12,7 @@ import json
 import random
 import subprocess
 import sys
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "e2e"))  # the whole-agent helpers are imported by name
 
-from e2e_helpers import wide_jsonl_toml
+from e2e_helpers import get_json, wait_until, wide_jsonl_toml
 
 from edge_agent.agent import Agent
 from edge_agent.config import EX_CONFIG, SerialPort, load_config
@@ -29,9 +30,10 @@ from edge_agent.evidence.ring import CHECK_EVERY
 from edge_agent.evidence.source_ring import MAX_IN_PACKER
 from edge_agent.frames import Frame
 from edge_agent.memory_budget import RING, DataPathBudget, live_page_bytes
+from edge_agent.recorder import csvgz
 from edge_agent.recorder.recorder import frame_bytes
 from edge_agent.recorder.segmenter import Segmenter
-from edge_agent.recorder.writer import SegmentWriter
+from edge_agent.recorder.writer import MEMBER_MAX_BYTES, SegmentWriter
 from edge_agent.serial.decoders import make_decoder
 
 MIB = 1024 * 1024
@@ -58,7 +60,7 @@ def wide_frames(count: int, per_read: int = 16) -> list[Frame]:
     return frames
 
 
-def _agent(tmp_path: Path, total_mb: float, pending_mb: float) -> Agent:
+def _agent(tmp_path: Path, total_mb: float, pending_mb: float, recorder: str = "") -> Agent:
     path = tmp_path / "agent.toml"
     sections = f"""[evidence]
 ring_seconds = "1h"
@@ -66,6 +68,7 @@ ring_seconds = "1h"
 data_path_mb = {total_mb}
 [recorder]
 max_pending_mb = {pending_mb}
+{recorder}
 [control]
 listen = "127.0.0.1:0"
 """
@@ -97,17 +100,18 @@ def _metrics(agent: Agent) -> dict[tuple[str, str], float]:
 
 async def test_ring_recorder_and_live_page_stay_within_one_budget_under_wide_lines(tmp_path: Path) -> None:
     """3,200 frames of 270 fields through the agent's own fan-out (`_on_serial`); once the ring has
-    filled the budget, the recorder's writer starts and stalls, so its queue grows to its cap. The
+    filled the budget, the recorder's writer starts and stalls, so its queue grows to max_pending_mb. The
     consumers' bytes together never pass `memory.data_path_mb` at any look of the ring (every
     CHECK_EVERY frames), nor by more than those frames' charges in between; tracemalloc over the whole
-    run stays within it too; the recorder got its whole cap, the ring kept at least its floor (less what
-    the packer held when it was cut), and every frame is either waiting to be recorded or counted as
-    not, every block dropped counted."""
+    run stays within it too; the recorder's queue got all it may hold, the ring kept at least its floor
+    (less what the packer held when it was cut), and every frame is either waiting to be recorded or
+    counted as not, every block dropped counted."""
     agent = _agent(tmp_path, total_mb=8, pending_mb=1)
     assert agent.recorder is not None and agent.live is not None
     budget = agent.memory
     assert budget.total == 8 * MIB
-    assert budget.caps == {"recorder": MIB, "live": live_page_bytes(128, 1)}
+    # The recorder's cap: its 1 MiB of frames waiting and one open segment's unwritten rows (one port).
+    assert budget.caps == {"recorder": MIB + MEMBER_MAX_BYTES, "live": live_page_bytes(128, 1)}
     frames = wide_frames(3200)
     step = frame_bytes(frames[0])  # the recorder's charge for one of them, the largest share of a frame
 
@@ -151,13 +155,13 @@ async def test_ring_recorder_and_live_page_stay_within_one_budget_under_wide_lin
     consumers = status["consumers"]
     assert status["budget_bytes"] == budget.total
     assert status["bytes"] == sum(c["bytes"] for c in consumers.values()) <= budget.total
-    assert consumers["recorder"]["bytes"] > MIB - 2 * step  # the recorder got its whole cap ...
+    assert consumers["recorder"]["bytes"] > MIB - 2 * step  # the recorder's queue got all it may hold ...
     assert consumers["live"]["bytes"] == live_page_bytes(128, 1)  # ... the live page its 128 channels ...
     # ... and the ring its floor: less the open block's room and one block of slack, and less the blocks
     # the packer held when they were cut (at most MAX_IN_PACKER: here the frames come faster than the
     # packer packs, so the oldest blocks are often still with it when the ring has to drop them).
     assert consumers[RING]["bytes"] >= budget.ring_floor - (2 + MAX_IN_PACKER) * agent.rings.block_bytes
-    assert budget.ring_floor == 8 * MIB - MIB - live_page_bytes(128, 1)
+    assert budget.ring_floor == 8 * MIB - MIB - MEMBER_MAX_BYTES - live_page_bytes(128, 1)
 
     evidence = agent.rings.status()
     assert evidence["blocks_evicted"]["memory"] > 0
@@ -169,12 +173,49 @@ async def test_ring_recorder_and_live_page_stay_within_one_budget_under_wide_lin
     samples = _metrics(agent)
     assert samples[("edge_agent_data_path_memory_budget_bytes", "")] == budget.total
     assert samples[("edge_agent_data_path_memory_bytes", RING)] == agent.rings.nbytes
-    assert samples[("edge_agent_data_path_memory_bytes", "recorder")] == agent.recorder.waiting_bytes
+    assert samples[("edge_agent_data_path_memory_bytes", "recorder")] == agent.recorder.data_path_bytes
     assert (
         samples[("edge_agent_evidence_ring_evicted_blocks_total", "memory")]
         == evidence["blocks_evicted"]["memory"]
     )
     assert samples[("edge_agent_recording_frames_dropped_total", "queue_full")] == not_recorded
+
+
+async def test_the_recorder_is_charged_for_the_rows_its_writer_has_not_written(tmp_path: Path) -> None:
+    """Frames the writer has compressed but not written (its flush a minute away) are the recorder's in
+    the budget: /status `memory` shows the recorder holding its writer's compressed bytes with none of
+    its frames waiting, the metrics the same, and its cap is `max_pending_mb` plus MEMBER_MAX_BYTES for
+    the one port; the rows reach the file at the stop."""
+    agent = _agent(tmp_path, total_mb=8, pending_mb=1, recorder='flush_interval = "60s"')
+    assert agent.recorder is not None
+    recorder = agent.recorder
+    now = time.time()  # received now: the writer closes a segment spanning segment_max_duration of these
+    frames = [Frame(f.source, f.mono, now, dict(f.values)) for f in wide_frames(40)]
+    await agent.start()
+    try:
+        assert agent.control is not None and recorder.writer is not None
+        for frame in frames:
+            agent._on_serial(frame)
+        recorder.hand_off()
+
+        async def compressed() -> bool:
+            return recorder.waiting_bytes == 0
+
+        await wait_until(compressed, 10, "the writer to take the frames")
+        held = recorder.writer.held_bytes
+        assert 0 < held < MEMBER_MAX_BYTES  # the rows, compressed and not written
+        assert recorder.data_path_bytes == recorder.waiting_bytes + held == held
+        status = await get_json(agent.control.url + "/status")
+        assert status["memory"]["consumers"]["recorder"] == {
+            "bytes": held,
+            "cap_bytes": MIB + MEMBER_MAX_BYTES,
+        }
+        assert status["recorder"]["pending"]["compressed_bytes"] == held
+        assert _metrics(agent)[("edge_agent_data_path_memory_bytes", "recorder")] == held
+    finally:
+        await agent.stop(time.monotonic() + 5)
+    (segment,) = (tmp_path / "state" / "recordings").rglob("*.csv.gz")
+    assert sum(1 for _ in csvgz.iter_rows(segment)) == len(frames) + 1
 
 
 def test_the_ring_gives_way_as_the_others_grow_and_keeps_its_floor() -> None:
@@ -251,11 +292,14 @@ def test_a_ring_cap_from_before_the_one_budget_still_starts_with_its_memory(tmp_
 
 
 def test_check_config_refuses_a_budget_the_other_caps_fill(tmp_path: Path) -> None:
-    """`check-config` (and `run`) exit 78 naming memory.data_path_mb, no traceback."""
+    """`check-config` (and `run`) exit 78 naming memory.data_path_mb and each cap, no traceback. The
+    recorder's is its queue and a quarter MiB for each of the two ports' unwritten rows: without them
+    the caps would leave the ring its quarter."""
     path = tmp_path / "agent.toml"
+    ports = "".join(f'[[serial]]\nname = "{name}"\nurl = "loop://"\nformat = "jsonl"\n' for name in "ab")
     path.write_text(
         f'[agent]\nstate_dir = "{tmp_path / "state"}"\n[lens]\nenabled = false\n[atlas]\nenabled = false\n'
-        "[memory]\ndata_path_mb = 16\n[recorder]\nmax_pending_mb = 16\n",
+        "[memory]\ndata_path_mb = 16\n[recorder]\nmax_pending_mb = 8.25\n" + ports,
         encoding="utf-8",
     )
     done = subprocess.run(
@@ -264,3 +308,4 @@ def test_check_config_refuses_a_budget_the_other_caps_fill(tmp_path: Path) -> No
     )  # fmt: skip
     assert done.returncode == EX_CONFIG, done.stderr
     assert "memory.data_path_mb" in done.stderr and "Traceback" not in done.stderr
+    assert "(recorder 8.75, live 3.54" in done.stderr  # 8.25 + 2 x 0.25 + 3.54 > 16 - 4 >= 8.25 + 3.54
