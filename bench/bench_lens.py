@@ -236,6 +236,8 @@ async def pty_latency(
         "windows": service.windower.stats.windows,
         "updates_sent": stats.updates_sent,
         "dropped_queue_full": service.pacer.stats.dropped_queue_full,
+        "superseded": service.pacer.stats.superseded,
+        "windows_not_built": service.windower.stats.thinned,
         "send_latency": percentiles(list(stats.send_latency)),
     }
 

@@ -59,7 +59,11 @@ class LensSection(Section):
     max_windows_per_second: float = Field(1.0, ge=0.001, le=1000)
     max_in_flight: int = Field(20, ge=1, le=10_000)
     queue_windows: int = Field(
-        20, ge=1, le=10_000, description="Windows kept waiting; beyond this the oldest is dropped."
+        20,
+        ge=1,
+        le=10_000,
+        description="Windows kept waiting; beyond this the oldest is dropped. Each send takes the newest"
+        " waiting window; the older ones are dropped (superseded).",
     )
     # 8 MiB: the default 20 windows of 128 samples x 4 channels take 0.1 MB, and 100 windows of 1,024
     # samples x 10 channels still fit; what `queue_windows` alone cannot bound are long or wide windows

@@ -7,6 +7,13 @@ when (a) at least 1/`max_per_second` s passed since the previous one left and (b
 `max_in_flight` sent windows are still unacknowledged. When the queue is full the *oldest* waiting
 window is dropped (and counted): the lens is better served by what is happening now.
 
+For the same reason, under a rate limit the window that leaves is the *newest* waiting one, and the
+older ones are dropped with it (`superseded`): windows that come faster than the lens takes them
+would otherwise each wait the queue's length (20 windows at 1.5 a second: 13 s) before the lens saw
+them. Only an unlimited rate (`max_per_second` inf: as fast as the lens acknowledges) sends every
+window in order. `slot_at` says when a window offered now could leave, so the producer need not make
+windows that would only be superseded (edge_agent/lens/service.py).
+
 The caller passes the time in and does the sending; this class only decides.
 """
 
@@ -27,6 +34,7 @@ class PacerStats:
     sent: int = 0
     acked: int = 0
     dropped_queue_full: int = 0  # oldest waiting windows pushed out by newer ones (count or bytes)
+    superseded: int = 0  # waiting windows dropped because a newer one was sent in their place
     dropped_reconnect: int = 0  # waiting windows discarded when the connection was replaced
     lost_in_flight: int = 0  # sent but never acknowledged (the connection dropped)
     peak_queued_bytes: int = 0  # the most bytes (by `cost`) waiting at once
@@ -85,16 +93,31 @@ class WindowPacer(Generic[T]):
     def ready_at(self, now: float) -> float | None:
         """When the next item may be sent (<= now: at once); None while nothing can be (empty queue
         or the in-flight window is full: only an acknowledgement can change that)."""
-        if not self._queue or self._in_flight >= self.max_in_flight:
+        if not self._queue:
+            return None
+        return self.slot_at(now)
+
+    def slot_at(self, now: float) -> float | None:
+        """When an item offered now could leave (<= now: at once); None while the in-flight window
+        is full (only an acknowledgement can open it)."""
+        if self._in_flight >= self.max_in_flight:
             return None
         if self._last_sent is None:
             return now
         return max(now, self._last_sent + self.interval)
 
     def take(self, now: float) -> T:
-        """The next item to send now (the caller checked `ready_at`)."""
-        item = self._queue.popleft()
-        self.queued_bytes -= self._costs.popleft()
+        """The item to send now (the caller checked `ready_at`): the newest waiting under a rate
+        limit, the older ones dropped as superseded; the oldest with an unlimited rate."""
+        if self.interval > 0.0 and len(self._queue) > 1:
+            self.stats.superseded += len(self._queue) - 1
+            item = self._queue.pop()
+            self._queue.clear()
+            self._costs.clear()
+            self.queued_bytes = 0
+        else:
+            item = self._queue.popleft()
+            self.queued_bytes -= self._costs.popleft()
         self._in_flight += 1
         self._last_sent = now
         self.stats.sent += 1

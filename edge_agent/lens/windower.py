@@ -7,6 +7,10 @@ start every `step_size` samples: step < size overlaps, step > size leaves sample
 A dropout (the serial link went down, or more than `max_gap` seconds between frames) empties the
 window under construction: a window must never splice two stretches of signal together.
 
+A window the lens could not take anyway is not built (`build=False`: the caller asks the send queue,
+edge_agent/lens/service.py): the samples still pass through, so the windows that are built start and
+end where they would have, and their `seq` counts the ones skipped (`stats.thinned`).
+
 Per-frame work only: no logging, no clocks, no I/O. Frames of other sources are ignored.
 """
 
@@ -69,6 +73,7 @@ class WindowerStats:
     zeroed: int = 0
     skipped: int = 0  # samples dropped because a value was missing (skip, or hold with nothing to hold)
     resets: int = 0  # partial windows discarded by a dropout
+    thinned: int = 0  # windows complete but not built: the lens could not have taken them
 
 
 class Windower:
@@ -110,10 +115,12 @@ class Windower:
         self._to_skip = 0  # samples still to pass over before the next window starts (step > size)
         self._last_mono: float | None = None
         self._seq = 0
+        self._last_end_mono: float | None = None
+        self.period = 0.0  # host seconds between the last two windows' ends (0 until two were made)
         self.stats = WindowerStats()
 
-    def push(self, frame: Frame) -> Window | None:
-        """Add one frame; return the window it completes, if any."""
+    def push(self, frame: Frame, build: bool = True) -> Window | None:
+        """Add one frame; return the window it completes, if any (and `build`)."""
         if frame.source != self.source:
             return None
         self.stats.frames += 1
@@ -136,10 +143,11 @@ class Windower:
         self._monos.append(frame.mono)
         if len(self._walls) < self.window_size:
             return None
-        return self._emit()
+        return self._emit(build)
 
-    def push_batch(self, batch: FrameBatch) -> list[Window]:
-        """Add the frames of `batch`; the windows they complete. As `push` of each frame in turn, in
+    def push_batch(self, batch: FrameBatch, build: bool = True) -> list[Window]:
+        """Add the frames of `batch`; the windows they complete (none unless `build`). As `push` of
+        each frame in turn, in
         C-level slices of the batch's columns when every windowed channel is there and finite and no
         frame is more than `max_gap` after the one before; frame by frame otherwise."""
         if batch.source != self.source:
@@ -148,7 +156,7 @@ class Windower:
         if columns is None:
             out = []
             for frame in batch.frames():
-                window = self.push(frame)
+                window = self.push(frame, build)
                 if window is not None:
                     out.append(window)
             return out
@@ -168,7 +176,9 @@ class Windower:
             self._monos.extend(monos[row:end])
             row = end
             if len(self._walls) >= self.window_size:
-                windows.append(self._emit())
+                window = self._emit(build)
+                if window is not None:
+                    windows.append(window)
                 skipped = min(self._to_skip, count - row)
                 self._to_skip -= skipped
                 row += skipped
@@ -219,6 +229,7 @@ class Windower:
         """A dropout: forget the partial window and the values that `hold` would repeat."""
         self._discard_partial()
         self._last_mono = None
+        self._last_end_mono = None  # the next window's period is not measured across the dropout
 
     def _discard_partial(self) -> None:
         if self._walls:
@@ -256,20 +267,28 @@ class Windower:
             last[index] = value
         return True
 
-    def _emit(self) -> Window:
+    def _emit(self, build: bool) -> Window | None:
         step = self.step_size
-        window = Window(
-            source=self.source,
-            seq=self._seq,
-            channels=self.channels,
-            data=[array("d", column) for column in self._buf],
-            start_wall=self._walls[0],
-            end_wall=self._walls[-1],
-            start_mono=self._monos[0],
-            end_mono=self._monos[-1],
-        )
+        end_mono = self._monos[-1]
+        if self._last_end_mono is not None and end_mono >= self._last_end_mono:
+            self.period = end_mono - self._last_end_mono
+        self._last_end_mono = end_mono
+        window = None
+        if build:
+            window = Window(
+                source=self.source,
+                seq=self._seq,
+                channels=self.channels,
+                data=[array("d", column) for column in self._buf],
+                start_wall=self._walls[0],
+                end_wall=self._walls[-1],
+                start_mono=self._monos[0],
+                end_mono=end_mono,
+            )
+            self.stats.windows += 1
+        else:
+            self.stats.thinned += 1
         self._seq += 1
-        self.stats.windows += 1
         if step >= self.window_size:
             for column in self._buf:
                 column.clear()

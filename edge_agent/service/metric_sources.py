@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 # LensService.counters() key -> lens_windows_dropped_total{reason}
 LENS_DROP_REASONS = {
     "pacer_dropped_queue_full": "queue_full",
+    "pacer_superseded": "superseded",  # waited while a newer window was sent
+    "windower_thinned": "not_built",  # complete, but the lens could not have taken it: never built
     "pacer_dropped_reconnect": "reconnect",
     "pacer_lost_in_flight": "lost_in_flight",
     "stream_updates_refused": "refused_by_lens",

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from edge_agent.evidence import EvidenceRings
 from edge_agent.frames import Frame, FrameBatch
-from edge_agent.lens.windower import Scale, Windower
+from edge_agent.lens.windower import Scale, Window, Windower
 from edge_agent.live.decimator import Decimator
 from edge_agent.recorder.csvgz import RowFormatter
 
@@ -102,6 +102,37 @@ def test_the_windower_windows_a_batch_as_its_frames(
     windows = [w for frame in frames_of(batches) if (w := by_frame.push(frame)) is not None]
     assert [w for batch in batches for w in by_batch.push_batch(batch)] == windows
     assert windower_state(by_batch) == windower_state(by_frame)
+
+
+@settings(max_examples=60)
+@given(
+    batches=streams(),
+    size=st.sampled_from([1, 3, 8]),
+    step=st.sampled_from([1, 2, 8, 11]),
+    builds=st.lists(st.booleans(), min_size=1),
+    by_frame=st.booleans(),
+)
+def test_windows_not_built_leave_the_built_ones_as_they_were(
+    batches: list[FrameBatch], size: int, step: int, builds: list[bool], by_frame: bool
+) -> None:
+    """A windower told not to build some windows (the lens could not take them) builds the others
+    exactly as a windower that builds all, same samples and seq, and counts the rest as thinned."""
+    every, thinned = Windower("s", ("b", "a"), size, step), Windower("s", ("b", "a"), size, step)
+    expected: list[Window] = []
+    got: list[Window] = []
+    for index, batch in enumerate(batches):
+        build = builds[index % len(builds)]
+        made = every.push_batch(batch)
+        if build:
+            expected.extend(made)
+        if by_frame:
+            got.extend(w for frame in batch.frames() if (w := thinned.push(frame, build)) is not None)
+        else:
+            got.extend(thinned.push_batch(batch, build))
+    assert got == expected
+    assert thinned.stats.windows == len(expected)
+    assert thinned.stats.windows + thinned.stats.thinned == every.stats.windows
+    assert windower_state(thinned)[:-1] == windower_state(every)[:-1]  # all but the counters
 
 
 def decimator_state(decimator: Decimator) -> Any:

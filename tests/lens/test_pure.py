@@ -69,26 +69,41 @@ def test_status_of_records() -> None:
     assert status_of([]) is SessionStatus.UNKNOWN
 
 
-def test_pacer_rate_in_flight_and_drop_oldest() -> None:
+def test_pacer_rate_in_flight_drop_oldest_and_send_the_newest() -> None:
     pacer: WindowPacer[int] = WindowPacer(max_per_second=2.0, max_in_flight=2, queue_limit=3)
     assert pacer.ready_at(0.0) is None
+    assert pacer.slot_at(0.0) == 0.0  # nothing sent yet: a window offered now leaves at once
     for item in range(5):
         pacer.offer(item)
     assert pacer.stats.dropped_queue_full == 2 and pacer.waiting == 3
     assert pacer.ready_at(10.0) == 10.0
-    assert pacer.take(10.0) == 2
+    assert pacer.take(10.0) == 4  # the newest goes; 2 and 3 would reach the lens late: superseded
+    assert (pacer.stats.superseded, pacer.waiting, pacer.stats.sent) == (2, 0, 1)
+    assert pacer.ready_at(10.1) is None and pacer.slot_at(10.1) == pytest.approx(10.5)
+    pacer.offer(5)
     assert pacer.ready_at(10.1) == pytest.approx(10.5)
-    assert pacer.take(10.5) == 3
-    assert pacer.ready_at(11.0) is None  # two in flight
+    assert pacer.take(10.5) == 5  # alone: nothing superseded
+    assert pacer.stats.superseded == 2
+    pacer.offer(6)
+    assert pacer.ready_at(11.0) is None and pacer.slot_at(11.0) is None  # two in flight
     pacer.acked()
     assert pacer.ready_at(11.0) == 11.0
     pacer.new_connection()
     assert (pacer.stats.lost_in_flight, pacer.stats.dropped_reconnect, pacer.waiting) == (1, 1, 0)
-    unlimited: WindowPacer[int] = WindowPacer(float("inf"), 10, 10)
-    unlimited.offer(1)
-    unlimited.take(5.0)
-    unlimited.offer(2)
-    assert unlimited.ready_at(5.0) == 5.0
+
+
+def test_pacer_with_an_unlimited_rate_sends_every_window_in_order() -> None:
+    """No rate limit: windows wait only for acknowledgements, and each goes, oldest first."""
+    unlimited: WindowPacer[int] = WindowPacer(float("inf"), 2, 10)
+    for item in range(5):
+        unlimited.offer(item)
+    sent = []
+    for now in range(20):
+        while (ready := unlimited.ready_at(float(now))) is not None and ready <= now:
+            sent.append(unlimited.take(float(now)))
+        unlimited.acked()
+    assert sent == [0, 1, 2, 3, 4]
+    assert unlimited.stats.superseded == 0
 
 
 def test_pacer_bounds_its_queue_in_bytes_keeping_the_newest() -> None:
@@ -101,8 +116,10 @@ def test_pacer_bounds_its_queue_in_bytes_keeping_the_newest() -> None:
     assert (pacer.waiting, pacer.queued_bytes, pacer.stats.dropped_queue_full) == (3, 90, 0)
     pacer.offer(40)  # 130 > 100: the first 30 goes
     assert (pacer.waiting, pacer.queued_bytes, pacer.stats.dropped_queue_full) == (3, 100, 1)
-    assert pacer.take(0.0) == 30
-    assert pacer.queued_bytes == 70
+    assert pacer.take(0.0) == 40  # the newest; the two 30s are superseded
+    assert (pacer.waiting, pacer.queued_bytes, pacer.stats.superseded) == (0, 0, 2)
+    for item in (30, 30):
+        pacer.offer(item)
     pacer.offer(250)  # alone over the budget: everything older goes, it stays
     assert (pacer.waiting, pacer.queued_bytes, pacer.stats.dropped_queue_full) == (1, 250, 3)
     assert pacer.stats.peak_queued_bytes == 250
