@@ -56,7 +56,13 @@ class LensSection(Section):
         ge=0,
         description="A pause between frames longer than this starts a new window (0: only a dropout does).",
     )
-    max_windows_per_second: float = Field(1.0, ge=0.001, le=1000)
+    max_windows_per_second: float = Field(
+        1.0,
+        ge=0.001,
+        le=1000,
+        description="Send rate to the lens; when windows come faster, each send takes the newest and the"
+        " ones in between are not built.",
+    )
     max_in_flight: int = Field(20, ge=1, le=10_000)
     queue_windows: int = Field(
         20,
