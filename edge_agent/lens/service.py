@@ -90,6 +90,7 @@ class LensService:
             missing=config.missing,
             scaling={name: Scale(s.mean, s.std) for name, s in config.scaling.items()},
             max_gap=max_gap if max_gap is not None else config.max_gap,
+            wanted=self._windows_wanted,
         )
         self.pacer: WindowPacer[Window] = WindowPacer(
             config.max_windows_per_second,
@@ -125,7 +126,7 @@ class LensService:
     def feed(self, event: SerialEvent) -> None:
         """One serial event in. Never blocks, never raises on data: the serial side must not wait."""
         if isinstance(event, Frame):
-            window = self.windower.push(event, self._windows_wanted())
+            window = self.windower.push(event)
             if window is not None:
                 self.streamer.offer(window)
         elif isinstance(event, LinkEvent):
@@ -133,11 +134,11 @@ class LensService:
 
     def feed_batch(self, batch: FrameBatch) -> None:
         """The frames of one read (never blocks, never raises on data)."""
-        for window in self.windower.push_batch(batch, self._windows_wanted()):
+        for window in self.windower.push_batch(batch):
             self.streamer.offer(window)
 
     def _windows_wanted(self) -> bool:
-        """Whether a window completed now could be the one the lens gets: the send queue has a slot
+        """Whether the window just completed could be the one the lens gets: the send queue has a slot
         within the next SLOT_LEAD_WINDOWS windows. Otherwise a newer window would supersede it before
         it could leave, and building it is wasted (at 5,000 lines/s in windows of 128, 39 windows a
         second for the lens's one: 0.4 point of a core, issue 12 item 4)."""

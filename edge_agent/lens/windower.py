@@ -7,9 +7,10 @@ start every `step_size` samples: step < size overlaps, step > size leaves sample
 A dropout (the serial link went down, or more than `max_gap` seconds between frames) empties the
 window under construction: a window must never splice two stretches of signal together.
 
-A window the lens could not take anyway is not built (`build=False`: the caller asks the send queue,
-edge_agent/lens/service.py): the samples still pass through, so the windows that are built start and
-end where they would have, and their `seq` counts the ones skipped (`stats.thinned`).
+A window the lens could not take anyway is not built (`wanted`, asked as each window completes, says
+so: edge_agent/lens/service.py asks the send queue): the samples still pass through, so the windows
+that are built start and end where they would have, and their `seq` counts the ones skipped
+(`stats.thinned`).
 
 Per-frame work only: no logging, no clocks, no I/O. Frames of other sources are ignored.
 """
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import math
 from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from operator import gt, sub
@@ -87,6 +88,7 @@ class Windower:
         missing: MissingPolicy = "hold",
         scaling: Mapping[str, Scale] | None = None,
         max_gap: float | None = None,
+        wanted: Callable[[], bool] | None = None,
     ) -> None:
         if not channels:
             raise ValueError("a windower needs at least one channel")
@@ -115,12 +117,13 @@ class Windower:
         self._to_skip = 0  # samples still to pass over before the next window starts (step > size)
         self._last_mono: float | None = None
         self._seq = 0
+        self._wanted = wanted  # None: every window is built
         self._last_end_mono: float | None = None
         self.period = 0.0  # host seconds between the last two windows' ends (0 until two were made)
         self.stats = WindowerStats()
 
-    def push(self, frame: Frame, build: bool = True) -> Window | None:
-        """Add one frame; return the window it completes, if any (and `build`)."""
+    def push(self, frame: Frame) -> Window | None:
+        """Add one frame; return the window it completes, if any (and it is wanted)."""
         if frame.source != self.source:
             return None
         self.stats.frames += 1
@@ -143,11 +146,10 @@ class Windower:
         self._monos.append(frame.mono)
         if len(self._walls) < self.window_size:
             return None
-        return self._emit(build)
+        return self._emit()
 
-    def push_batch(self, batch: FrameBatch, build: bool = True) -> list[Window]:
-        """Add the frames of `batch`; the windows they complete (none unless `build`). As `push` of
-        each frame in turn, in
+    def push_batch(self, batch: FrameBatch) -> list[Window]:
+        """Add the frames of `batch`; the windows they complete. As `push` of each frame in turn, in
         C-level slices of the batch's columns when every windowed channel is there and finite and no
         frame is more than `max_gap` after the one before; frame by frame otherwise."""
         if batch.source != self.source:
@@ -156,7 +158,7 @@ class Windower:
         if columns is None:
             out = []
             for frame in batch.frames():
-                window = self.push(frame, build)
+                window = self.push(frame)
                 if window is not None:
                     out.append(window)
             return out
@@ -176,7 +178,7 @@ class Windower:
             self._monos.extend(monos[row:end])
             row = end
             if len(self._walls) >= self.window_size:
-                window = self._emit(build)
+                window = self._emit()
                 if window is not None:
                     windows.append(window)
                 skipped = min(self._to_skip, count - row)
@@ -267,14 +269,14 @@ class Windower:
             last[index] = value
         return True
 
-    def _emit(self, build: bool) -> Window | None:
+    def _emit(self) -> Window | None:
         step = self.step_size
         end_mono = self._monos[-1]
         if self._last_end_mono is not None and end_mono >= self._last_end_mono:
             self.period = end_mono - self._last_end_mono
         self._last_end_mono = end_mono
         window = None
-        if build:
+        if self._wanted is None or self._wanted():
             window = Window(
                 source=self.source,
                 seq=self._seq,

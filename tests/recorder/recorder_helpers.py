@@ -1,5 +1,6 @@
 """Helpers of the recording tests: moto's S3 server, a proxy that can refuse connections, reading
-back what landed in the bucket, and parsing the lines the simulated bench wrote."""
+back what landed in the bucket, parsing the lines the simulated bench wrote, and a segment writer
+whose flush is a minute away."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import socket
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +22,8 @@ from botocore.config import Config
 from e2e_helpers import Sim
 
 from edge_agent.bench_sim.pty_port import PtyPort
+from edge_agent.recorder.segmenter import Segmenter
+from edge_agent.recorder.writer import SegmentWriter
 
 BUCKET = "bench-recordings"
 KEY_ID = "AKIAEDGEAGENTTEST0001"
@@ -211,3 +215,16 @@ class CapturingSim(Sim):
         self, scenario: Any, link: Any, oracle: Any, rate: float = 50.0, flow_control_s: float = 0.0
     ) -> None:
         super().__init__(scenario, link, oracle, rate, port=CapturingPty(link, flow_control_s=flow_control_s))
+
+
+def unflushed_writer(folder: Path, run_key: str) -> SegmentWriter:
+    """A writer (not started) of source "bench" without device time, one segment, its flush a minute
+    away: what it holds between flushes, or writes early, is the test's to see."""
+    return SegmentWriter(
+        folder,
+        run_key,
+        segmenter=Segmenter(max_bytes=1 << 30, max_seconds=3600.0),
+        device_time_columns={"bench": None},
+        flush_interval=60.0,
+        level=1,
+    )

@@ -22,6 +22,7 @@ from e2e_helpers import wide_jsonl_toml  # tests/e2e: on sys.path by this folder
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
+from recorder_helpers import unflushed_writer
 
 from edge_agent.config import EdgeAgentConfig, SerialPort, load_config
 from edge_agent.frames import Frame, FrameBatch
@@ -266,14 +267,7 @@ def test_the_writer_holds_compressed_rows_and_writes_them_past_member_max_bytes(
     many frames it took (~3 MB of them), and past MEMBER_MAX_BYTES a member is written without waiting
     for the flush."""
     monkeypatch.setattr(writer_module, "MEMBER_MAX_BYTES", 64 * 1024)
-    writer = SegmentWriter(
-        tmp_path,
-        "run-mem",
-        segmenter=Segmenter(max_bytes=1 << 30, max_seconds=3600.0),
-        device_time_columns={"bench": None},
-        flush_interval=60.0,
-        level=1,
-    )
+    writer = unflushed_writer(tmp_path, "run-mem")
     names = list(decoded("jsonl", 270, 1)[0].values)
     writer.start()
     try:

@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from recorder_helpers import unflushed_writer  # this folder: on sys.path (pytest rootdir mode)
 
 from edge_agent.frames import Frame
 from edge_agent.recorder import csvgz
 from edge_agent.recorder.recorder import frame_bytes
-from edge_agent.recorder.segmenter import Segmenter
-from edge_agent.recorder.writer import IOV_MAX, SegmentWriter, write_all
+from edge_agent.recorder.writer import IOV_MAX, write_all
 
 
 class ShortWrites:
@@ -100,14 +100,7 @@ def test_a_segment_written_in_pieces_is_byte_for_byte_one_member_of_its_rows(tmp
         for k in range(5000)
     ]
     batches = [frames[k : k + 1000] for k in range(0, len(frames), 1000)]
-    writer = SegmentWriter(
-        tmp_path,
-        "run-pieces",
-        segmenter=Segmenter(max_bytes=1 << 30, max_seconds=3600.0),
-        device_time_columns={"bench": None},
-        flush_interval=60.0,
-        level=1,
-    )
+    writer = unflushed_writer(tmp_path, "run-pieces")
     writer.start()
     for batch in batches:
         writer.put(batch, sum(map(frame_bytes, batch)))
