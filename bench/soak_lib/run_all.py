@@ -18,6 +18,8 @@ from typing import Any
 BENCH = Path(__file__).resolve().parents[1]
 OUT = BENCH / "out"
 RESULTS = BENCH / "RESULTS.md"
+# The environment variable that tells a benchmark script which run of the repeat it is (run_script).
+RUN_INDEX_ENV = "EDGE_BENCH_RUN_INDEX"
 
 # (script, arguments, the bench/out file it writes); arguments sized for a ~15 min bench/run.
 SCRIPTS: list[tuple[str, list[str], str]] = [
@@ -1052,10 +1054,17 @@ def machine() -> dict[str, Any]:
     }
 
 
-def run_script(script: str, args: list[str]) -> tuple[bool, float]:
+def run_script(script: str, args: list[str], index: int = 0) -> tuple[bool, float]:
+    """Run one benchmark script; `index`: which run of the repeat this is (0-based), in RUN_INDEX_ENV,
+    for a script that alternates what it measures first (bench_ring.py: the dev venv's agent or the
+    deployed one), so that whatever drifts over a run does not always favour the same one."""
     start = time.monotonic()
     done = subprocess.run(
-        [sys.executable, str(BENCH / script), *args], cwd=BENCH.parent, capture_output=True, text=True
+        [sys.executable, str(BENCH / script), *args],
+        cwd=BENCH.parent,
+        capture_output=True,
+        text=True,
+        env={**os.environ, RUN_INDEX_ENV: str(index)},
     )
     if done.returncode != 0:
         print(
@@ -1086,7 +1095,7 @@ def one_run(index: int) -> dict[str, Any]:
     if index == 0:
         scripts += ONCE
     for script, args, name in scripts:
-        ok, seconds = run_script(script, args)
+        ok, seconds = run_script(script, args, index)
         print(f"run {index + 1}: {script} {'ok' if ok else 'FAILED'} ({seconds:.0f} s)", flush=True)
         out = OUT / f"{name}.json"
         if ok and out.exists():
@@ -1195,7 +1204,7 @@ def run_only(names: list[str], repeat: int) -> int:
     for index in range(repeat):
         data: dict[str, Any] = {}
         for script, args, name in chosen:
-            ok, seconds = run_script(script, args)
+            ok, seconds = run_script(script, args, index)
             print(f"run {index + 1}: {script} {'ok' if ok else 'FAILED'} ({seconds:.0f} s)", flush=True)
             out = OUT / f"{name}.json"
             if ok and out.exists():
