@@ -1,23 +1,38 @@
-"""The `fd` way of reading a port (edge_agent/serial/reader.py): on the event loop, no thread.
+"""The `fd` way of reading a port (edge_agent/serial/reader.py): a thread of its own reads the
+descriptor; the event loop decodes.
 
-The loop watches the descriptor (epoll) and reads when it is readable; after each read the next one is
-paced by ReadPacer, so a fast stream is taken in ~2 KiB batches instead of one wake-up per USB packet.
-While the stream keeps the pacer waiting between reads, the next read is simply a timer (the descriptor
-stays out of epoll); only a timer that finds nothing goes back to waiting on epoll. So a steady stream
-costs a timer per read, not two epoll_ctl calls and their bookkeeping. The bytes of consecutive reads
-are handed on together (ReadHold: within MAX_HOLD of being read), so decoding and the consumers run
-once for a few reads; what is held when the port fails or the pump stops is handed on before it returns.
+After each read the next one is paced by ReadPacer, so a fast stream is taken in ~2 KiB batches (half
+the tty buffer, which so never fills) instead of one wake-up per USB packet; a port gone quiet is
+waited on with poll(2). The bytes of consecutive reads are held and handed to the loop together
+(ReadHold: within MAX_HOLD of being read), so decoding and the consumers run a few times a second
+while the ~140 reads a second at 3 Mbaud cost the loop nothing: it was they that woke it (a timer, a
+pass of the loop, an os.read each), and side by side the whole agent at 3 Mbaud took ~0.5 point of a
+core less with the reads here (bench/cpu_side_by_side.py, bench/RESULTS.md). The thread takes the GIL
+only between its waits, for a few microseconds a read.
+
+What the thread read and the loop has not decoded is bounded (ByteGate, THREAD_MAX_IN_FLIGHT): a loop
+held up leaves the bytes in the driver, as a loop reading for itself would. Chunks reach the loop in
+the order read (one queue, drained on the loop), and when the pump stops (the port failed, or it is
+cancelled) the thread is joined and everything it read, queued or held, is handed on before the pump
+returns: before the reader marks the link down. Every wait of the thread (the pacing, poll, the gate)
+is woken by the stop, so the join is immediate.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import os
+import select
+import threading
+import time
+from collections import deque
 from collections.abc import Callable
 
 import serial
 
-from edge_agent.serial.pacing import ReadHold, ReadPacer
+from edge_agent.serial.pacing import THREAD_MAX_IN_FLIGHT, ByteGate, HandoffStats, ReadHold, ReadPacer
 
 # What a failing or vanished port raises. pyserial wraps most errors in SerialException, but not a
 # tcsetattr that fails on a reconfigure (termios.error), nor every OSError of a dying USB device.
@@ -29,6 +44,16 @@ if os.name == "posix":
 
 # Bytes per read: large enough that whatever has queued up since the last read is taken in one go.
 READ_SIZE = 65536
+# How long the thread waits for the loop to take bytes (ByteGate) before it looks at its stop flag
+# again; the stop wakes it anyway (ByteGate.wake).
+GATE_POLL = 0.25
+# The most the loop waits for the thread to end when the pump stops (it ends within microseconds).
+JOIN_TIMEOUT = 1.0
+
+
+class _NoStats:
+    handoff_peak_bytes = 0
+    handoff_waits = 0
 
 
 async def pump_fd(
@@ -36,69 +61,95 @@ async def pump_fd(
     port: serial.Serial,
     on_bytes: Callable[[bytes], None],
     hold: ReadHold | None = None,
+    *,
+    stats: HandoffStats | None = None,
+    max_in_flight: int = THREAD_MAX_IN_FLIGHT,
+    name: str = "serial-fd",
 ) -> str:
-    """Read `port` until it fails; every read's bytes to `on_bytes` (a few reads at a time: `hold`, by
-    default a ReadHold of MAX_HOLD); returns why it stopped."""
-    lost: asyncio.Future[str] = loop.create_future()
+    """Read `port` in a thread (`name`) until it fails; every read's bytes to `on_bytes` on the loop, a
+    few reads at a time (`hold`, by default a ReadHold of MAX_HOLD); returns why it stopped. `stats`
+    gets the most bytes in flight to the loop and the times the thread waited for it."""
     fd = port.fileno()
     read = _raw_reader(port, fd)
-    rearm: asyncio.TimerHandle | None = None
-    watching = False
-    pacer = ReadPacer()
     hold = hold if hold is not None else ReadHold()
+    stats = stats if stats is not None else _NoStats()
+    gate = ByteGate(max_in_flight)
+    queued: deque[bytes] = deque()
+    stop = threading.Event()
+    wake_r, wake_w = os.pipe()
+    unqueued: list[bytes] = []  # a chunk read as the pump stopped, not let through the gate
 
-    def take(data: bytes) -> None:
-        nonlocal rearm, watching
-        now = loop.time()
-        delay = pacer.after_read(len(data), now)
-        timed = delay > 0 and bool(data)  # the next read is a timer's, not epoll's
-        chunk = hold.add(data, now, now + delay if timed else None)
-        if chunk:
-            on_bytes(chunk)
-        if timed:
-            if watching:
-                loop.remove_reader(fd)
-                watching = False
-            rearm = loop.call_later(delay, on_timer)
-        elif not watching:
-            loop.add_reader(fd, on_readable)
-            watching = True
+    def hand_on_queued() -> None:  # on the loop
+        while queued:
+            chunk = queued.popleft()
+            try:
+                on_bytes(chunk)
+            finally:
+                gate.leave(len(chunk))
+        stats.handoff_peak_bytes = max(stats.handoff_peak_bytes, gate.peak)
+        stats.handoff_waits = gate.waits
 
-    def hand_on_held() -> None:
-        chunk = hold.take()
-        if chunk:
-            on_bytes(chunk)
-
-    def on_readable() -> None:
-        nonlocal watching
+    def run() -> None:  # the thread
+        pacer = ReadPacer()
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        poller.register(wake_r, select.POLLIN)
+        wake_only = select.poll()
+        wake_only.register(wake_r, select.POLLIN)
+        wait_for_data = True  # a quiet port (and the first read) is waited on with poll
         try:
-            data = read(True)
+            while not stop.is_set():
+                if wait_for_data:
+                    events = poller.poll()
+                    if stop.is_set():
+                        break
+                    if any(what & select.POLLNVAL for _, what in events):
+                        raise serial.SerialException("read failed: the descriptor was closed")
+                data = read(wait_for_data)
+                now = time.monotonic()
+                delay = pacer.after_read(len(data), now)
+                timed = delay > 0 and bool(data)  # the next read is the pacer's, not poll's
+                chunk = hold.add(data, now, now + delay if timed else None)
+                if chunk:
+                    if not gate.enter(len(chunk), stop, GATE_POLL):
+                        unqueued.append(chunk)  # stopping: handed on after the join, in order
+                        return
+                    queued.append(chunk)
+                    loop.call_soon_threadsafe(hand_on_queued)
+                if timed:
+                    wake_only.poll(math.ceil(delay * 1000))  # the pacing wait, ended by the stop
+                # Nothing read: wait for the port; a backlog just read: read again at once.
+                wait_for_data = not data
         except PORT_ERRORS as exc:
-            loop.remove_reader(fd)
-            watching = False
-            resolve(lost, describe(exc))
-            hand_on_held()
-            return
-        take(data)
+            reason = describe(exc)
+        except Exception as exc:  # a bug must end the pump with its reason, not leave it waiting
+            reason = f"reader thread failed: {describe(exc)}"
+        else:
+            return  # stopped: the pump is already on its way out
+        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+            loop.call_soon_threadsafe(resolve, done, reason)
 
-    def on_timer() -> None:
-        try:
-            data = read(False)
-        except PORT_ERRORS as exc:
-            resolve(lost, describe(exc))
-            hand_on_held()
-            return
-        take(data)
-
-    loop.add_reader(fd, on_readable)
-    watching = True
+    done: asyncio.Future[str] = loop.create_future()
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
     try:
-        return await lost
+        return await done
     finally:
-        if rearm is not None:
-            rearm.cancel()
-        loop.remove_reader(fd)
-        hand_on_held()  # read, so decoded (a stop mid-stream, a cancel): before the link is reset
+        stop.set()
+        os.write(wake_w, b"x")
+        gate.wake()
+        # At once: every wait of the thread ends on the stop (see the module's text). The bound is for
+        # a read wedged in a driver: then what the thread holds stays its own, and closing the port
+        # (below) ends the read.
+        thread.join(JOIN_TIMEOUT)
+        if not thread.is_alive():
+            os.close(wake_r)
+            os.close(wake_w)
+            # Read, so decoded (a stop mid-stream, a cancel), in the order read: before the link is reset.
+            hand_on_queued()
+            for chunk in (*unqueued, hold.take()):
+                if chunk:
+                    on_bytes(chunk)
         loop.run_in_executor(None, port.close)  # a wedged USB driver must not block the loop
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 MAX_DELAY = 0.02  # the longest wait between two reads of a slow stream (a sparse line waits no more)
 # The most a byte read waits before it is decoded and handed on (ReadHold). What a hand-on costs is
@@ -125,3 +126,15 @@ class ByteGate:
         with self._cond:
             self.bytes -= nbytes
             self._cond.notify()
+
+    def wake(self) -> None:
+        """Wake a thread waiting in `enter` (its stop flag was just set): it need not wait out `poll`."""
+        with self._cond:
+            self._cond.notify_all()
+
+
+class HandoffStats(Protocol):
+    """Where a reader thread's pump reports its hand-offs (edge_agent.serial.reader.ReaderStats)."""
+
+    handoff_peak_bytes: int
+    handoff_waits: int

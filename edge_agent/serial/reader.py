@@ -1,14 +1,14 @@
 """The asyncio adapter of one serial port: open, read, decode, deliver; survive unplug and replug.
 
 Ways to read, chosen per opened port (`io_mode`, default "auto"):
-- `fd` (auto for anything with a file descriptor: ttys, ptys, `socket://`): the event loop watches
-  the descriptor (epoll), no thread; after each read the next is paced by ReadPacer so a fast stream
-  is taken in ~2 KiB batches instead of one wake-up per USB packet, each read a timer while the
-  stream is steady (edge_agent/serial/fd_pump.py).
+- `fd` (auto for anything with a file descriptor: ttys, ptys, `socket://`): a thread of its own
+  reads the descriptor (os.read); after each read the next is paced by ReadPacer so a fast stream is
+  taken in ~2 KiB batches instead of one wake-up per USB packet, and the reads of ~50 ms go to the
+  loop as one chunk; a quiet port is waited on with poll(2) (edge_agent/serial/fd_pump.py).
 - `thread` (auto for URL handlers without a descriptor: `loop://`, `rfc2217://`, `spy://`): a thread
-  blocks in `Serial.read` and hands paced batches to the loop, at most THREAD_MAX_IN_FLIGHT bytes not
-  yet decoded (ByteGate): a loop that falls behind leaves the bytes in the driver, as in `fd` mode
-  (edge_agent/serial/thread_pump.py).
+  blocks in `Serial.read` and hands paced batches to the loop (edge_agent/serial/thread_pump.py).
+Both bound the bytes read and not yet decoded (THREAD_MAX_IN_FLIGHT, ByteGate): a loop that falls
+behind leaves the bytes in the driver.
 - `asyncio_fast`: pyserial-asyncio-fast's SerialTransport, kept selectable for comparison. It wakes
   and reads (at most 1 KiB) on every readable event; `bench/bench_serial_e2e.py` measured it at about
   twice the CPU of `fd` at 921,600 baud, which is why `fd` is the default.
@@ -81,8 +81,8 @@ class ReaderStats:
     open_failures: int = 0
     dropped: int = 0  # events a full sink queue refused
     mode: str = ""  # "fd" or "thread": how the current/last open is read
-    handoff_peak_bytes: int = 0  # thread mode: the most bytes read and not yet decoded (ByteGate)
-    handoff_waits: int = 0  # thread mode: reads held back because the loop had not caught up
+    handoff_peak_bytes: int = 0  # fd and thread modes: the most bytes read and not yet decoded (ByteGate)
+    handoff_waits: int = 0  # fd and thread modes: reads held back because the loop had not caught up
 
 
 def resolve_url(url: str) -> str:
@@ -219,7 +219,14 @@ class SerialReader:
         return await self._pump_thread(loop, port)
 
     async def _pump_fd(self, loop: asyncio.AbstractEventLoop, port: serial.Serial) -> str:
-        return await pump_fd(loop, port, self._on_bytes)
+        return await pump_fd(
+            loop,
+            port,
+            self._on_bytes,
+            stats=self.stats,
+            max_in_flight=self._thread_max_in_flight,
+            name=f"serial-{self.port.name}",
+        )
 
     async def _pump_asyncio_fast(self, loop: asyncio.AbstractEventLoop, port: serial.Serial) -> str:
         lost: asyncio.Future[str] = loop.create_future()

@@ -10,21 +10,15 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from typing import Protocol
 
 import serial
 
 from edge_agent.serial.fd_pump import READ_SIZE, describe, resolve
-from edge_agent.serial.pacing import ByteGate, ReadPacer
+from edge_agent.serial.pacing import ByteGate, HandoffStats, ReadPacer
 
 # How long the reader thread may block before it looks at its stop flag again. Only bounds how late a
 # stop is noticed when `cancel_read` is unsupported (posix ports are woken at once): not a poll rate.
 THREAD_READ_TIMEOUT = 0.25
-
-
-class HandoffStats(Protocol):
-    handoff_peak_bytes: int
-    handoff_waits: int
 
 
 async def pump_thread(

@@ -1,11 +1,14 @@
-"""The fd pump on a real pseudo-terminal: a fast stream's reads handed on a few at a time, every byte
-in the order written, and nothing read lost when the pump is stopped mid-stream."""
+"""The fd pump on a real pseudo-terminal: a fast stream's reads (the pump's thread's) handed to the loop a
+few at a time, every byte in the order written, nothing read lost when the pump is stopped mid-stream,
+the bytes in flight bounded while the loop is held up, and a stop that does not wait for data."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import threading
+import time
 from typing import Any
 
 import serial
@@ -98,3 +101,99 @@ async def test_what_is_read_and_held_is_handed_on_when_the_pump_is_stopped(make_
     # What the pump read is all handed on: with what is left in the tty buffer, exactly what was written.
     assert b"".join(chunks) + rest == written
     assert len(b"".join(chunks)) >= held
+
+
+class Handoffs:
+    handoff_peak_bytes = 0
+    handoff_waits = 0
+
+
+def _write_all(fd: int, data: bytes, within: float) -> None:
+    """Write `data` to the pty master from a thread of its own (the loop may be held up), bounded."""
+    deadline = time.monotonic() + within
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the pump did not drain the pty") from None
+            time.sleep(0.002)
+
+
+async def test_a_held_up_loop_bounds_the_bytes_in_flight_and_loses_nothing(make_pty: Any) -> None:
+    """The reads are the thread's: while the loop is held up (a consumer blocking it), the thread
+    reads only up to the bytes-in-flight bound and then leaves the rest in the tty, which the writer
+    waits on; once the loop is back every byte arrives, in order."""
+    pty = make_pty()
+    loop = asyncio.get_running_loop()
+    chunks: list[bytes] = []
+    blocked = 0
+
+    def on_bytes(chunk: bytes) -> None:
+        nonlocal blocked
+        chunks.append(chunk)
+        if blocked < 3:
+            blocked += 1
+            time.sleep(0.3)  # the loop held up: nothing is decoded meanwhile
+
+    limit = 16 * 1024
+    stats = Handoffs()
+    port = _open(pty.path)
+    pump = asyncio.create_task(pump_fd(loop, port, on_bytes, stats=stats, max_in_flight=limit))
+    data = b"".join(b"%07d,1.0000,2.0000\n" % i for i in range(20_000))  # 400 kB
+    writer = asyncio.create_task(asyncio.to_thread(_write_all, pty.master, data, 20.0))
+    for _ in range(2000):  # bounded: the pty drains at the loop's pace once it is free
+        if sum(map(len, chunks)) >= len(data):
+            break
+        await asyncio.sleep(0.01)
+    await writer
+    pump.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(pump, 2.0)
+    assert b"".join(chunks) == data
+    assert stats.handoff_waits >= 1  # the thread did wait for the loop
+    # What ByteGate lets through: up to the bound, or one chunk alone when nothing is in flight.
+    assert stats.handoff_peak_bytes <= max(limit, max(map(len, chunks)))
+
+
+async def test_a_pump_waiting_on_a_quiet_port_stops_at_once_and_closes_it(make_pty: Any) -> None:
+    pty = make_pty()
+    loop = asyncio.get_running_loop()
+    port = _open(pty.path)
+    chunks: list[bytes] = []
+    pump = asyncio.create_task(pump_fd(loop, port, chunks.append))
+    await pty.write(LINE)
+    for _ in range(500):  # bounded: the line comes within a read
+        if chunks:
+            break
+        await asyncio.sleep(0.01)
+    assert b"".join(chunks) == LINE
+    await asyncio.sleep(0.1)  # the port quiet: the thread waits in poll
+    threads = {thread.name for thread in threading.enumerate()}
+    assert "serial-fd" in threads
+    pump.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(pump, 2.0)  # the stop wakes the thread's poll: no wait for data
+    assert "serial-fd" not in {thread.name for thread in threading.enumerate()}
+    for _ in range(200):  # bounded: the port is closed in the executor
+        if not port.is_open:
+            break
+        await asyncio.sleep(0.01)
+    assert not port.is_open
+
+
+async def test_a_vanished_device_ends_the_pump_with_its_reason(make_pty: Any) -> None:
+    pty = make_pty()
+    loop = asyncio.get_running_loop()
+    chunks: list[bytes] = []
+    pump = asyncio.create_task(pump_fd(loop, _open(pty.path), chunks.append))
+    await pty.write(LINE * 10)
+    for _ in range(500):  # bounded
+        if len(b"".join(chunks)) == len(LINE) * 10:
+            break
+        await asyncio.sleep(0.01)
+    pty.close()  # unplugged: the device side goes away
+    reason = await asyncio.wait_for(pump, 5.0)
+    assert "SerialException" in reason, reason
+    assert b"".join(chunks) == LINE * 10
