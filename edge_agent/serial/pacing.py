@@ -89,12 +89,15 @@ class ReadHold:
         return sum(map(len, self._held))
 
 
-# Bytes the reader thread (thread mode) may have handed to the event loop that the loop has not decoded
-# yet. A loop held up (a slow consumer, a stalled disk write somewhere) would otherwise collect a 64 KiB
-# read every few milliseconds without bound; past this the thread stops reading and the bytes wait in
-# the driver, as they do in fd mode, where the loop itself does the reading. 1 MiB is over 3 s at
-# 3 Mbaud: far more than a loop that is merely busy needs.
-THREAD_MAX_IN_FLIGHT = 1 << 20
+# Bytes a port's reader thread (either mode: fd_pump, thread_pump) may have handed to the event loop
+# that the loop has not decoded yet. A loop held up (a slow consumer, a stalled disk write somewhere)
+# would otherwise collect a 64 KiB read every few milliseconds without bound; past this the thread
+# stops reading and the bytes wait in the driver. 256 KiB is 0.85 s at 3 Mbaud (2.8 s at 921,600
+# baud): far more than a loop that is merely busy needs, while the thread reads on and the tty buffer
+# does not fill. It is memory outside the data path's budget (README, memory), so it is kept small:
+# at 1 MiB, 270-field JSON lines at full speed (the loop the bottleneck, the thread always 1 MiB
+# ahead) took RSS ~2 MB higher (bench/RESULTS.md).
+THREAD_MAX_IN_FLIGHT = 1 << 18
 
 
 class ByteGate:
