@@ -579,7 +579,32 @@ SECTION_NOTES = {
     " a wake-up costs beyond it, about 160 us on this host. Measured and not kept: decoding every"
     " 100 ms instead of 50 (MAX_HOLD; -0.15 point, -0.25 to +0.05, for twice the latency). Wide JSON:"
     " RSS over idle 60.3 MB median (59.2-63.4), peak 60.4 (59.3-64.7), against the 64 MiB budget: a"
-    " pass (was 64.1), the data path's counted bytes 63.1 (/status); recorder off 58.3.",
+    " pass (was 64.1), the data path's counted bytes 63.1 (/status); recorder off 58.3. Then (the"
+    " 2026-12-04 rows, 6 runs, load average < 1.5): the dev venv's agent and the deployed one run in"
+    " turns (odd runs the deployed one first). Six such runs of 8853fe4 gave 5.57 % as deployed"
+    " (4.18-5.94) and 6.41 in the dev venv (5.17-6.56), the deployed agent lower in every pair by"
+    " 0.48-1.48 point whichever ran first: the last stop's 4.18 as deployed, always measured second,"
+    " was partly the order, not a pass. Why the dev venv costs more: its pyenv 3.11.7 is built"
+    " without --enable-optimizations and with a shared libpython, and there float(b'12.3456') takes"
+    " 166 ns against 46 in Debian's python3.11 (python -m timeit); perf puts 42 % of it in"
+    " _Py_set_387controlword, the x87 control-word write CPython makes around each strtod, a call out"
+    " of line in that build; the agent parses ~45,000 numbers a second at 3 Mbaud. perf of the whole"
+    " agent (cpu-clock, 20 s at 3 Mbaud) corrects the last stop's reading that the rest of the loop's"
+    " CPU is the wake-ups' cost: 91 % of the loop thread's samples are in libpython and ~6 % in the"
+    " kernel (as deployed: the interpreter 70 % of the process, the kernel 15, libc 9, zlib 5). So"
+    " the ~140 reads a second cost mostly the interpreter's pass of the event loop each (a timer,"
+    " the selector, the callbacks), and they moved off it: the fd pump's reads are a thread's (os.read"
+    " paced by ReadPacer, poll(2) on a quiet port; edge_agent/serial/fd_pump.py), handed to the loop"
+    " ~50 ms of reads at a time, at most 256 KiB a port in flight. Side by side against 8853fe4: -0.35"
+    " point (-0.45, -0.40, -0.30, -0.25); in these runs the loop thread 5.35 -> 2.77 % and the other"
+    " threads (now with the reader's) 1.01 -> 2.32 (dev venv medians). Whole-agent CPU at 3 Mbaud:"
+    " as deployed 4.49 % median (3.86-5.06), a pass; in the dev venv 5.20 (4.74-5.77), a miss. RSS"
+    " with the ring full unchanged (57.9 dev venv, 57.3 deployed). Wide JSON: RSS over idle 62.1 MB"
+    " median (60.8-65.4), peak 63.5 (60.9-65.5), a pass by the median with two runs of six over the"
+    " 64 MiB budget, where the 8853fe4 runs gave 60.1 (57.9-63.2): the reader's thread costs ~2 MB"
+    " there. Not its bytes in flight (bounding them at 256 KiB instead of 1 MiB: 62.3 -> 62.1, in the"
+    " noise); what it is (the 64 KiB reads allocated in the threads' malloc arena and freed on the"
+    " loop is the first suspect) is left for the next stop.",
 }
 E2E = ("serial", "end_to_end", "modes", "fd")
 LAT = ("lens", "streamer", "latency_pty_to_socket")
