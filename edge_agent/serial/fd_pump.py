@@ -86,8 +86,7 @@ async def pump_fd(
                 on_bytes(chunk)
             finally:
                 gate.leave(len(chunk))
-        stats.handoff_peak_bytes = max(stats.handoff_peak_bytes, gate.peak)
-        stats.handoff_waits = gate.waits
+        gate.report(stats)
 
     def run() -> None:  # the thread
         pacer = ReadPacer()

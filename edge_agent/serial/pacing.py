@@ -130,6 +130,11 @@ class ByteGate:
             self.bytes -= nbytes
             self._cond.notify()
 
+    def report(self, stats: HandoffStats) -> None:
+        """The most bytes in flight so far and the waits, to the reader's stats (on the loop)."""
+        stats.handoff_peak_bytes = max(stats.handoff_peak_bytes, self.peak)
+        stats.handoff_waits = self.waits
+
     def wake(self) -> None:
         """Wake a thread waiting in `enter` (its stop flag was just set): it need not wait out `poll`."""
         with self._cond:

@@ -63,8 +63,7 @@ def _read_in_thread(
             on_bytes(data)
         finally:
             gate.leave(len(data))
-            stats.handoff_peak_bytes = max(stats.handoff_peak_bytes, gate.peak)
-            stats.handoff_waits = gate.waits
+            gate.report(stats)
 
     pacer = ReadPacer()
     delay = 0.0
