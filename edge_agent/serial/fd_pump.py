@@ -6,7 +6,7 @@ the tty buffer, which so never fills) instead of one wake-up per USB packet; a p
 waited on with poll(2). The bytes of consecutive reads are held and handed to the loop together
 (ReadHold: within MAX_HOLD of being read), so decoding and the consumers run a few times a second
 while the ~140 reads a second at 3 Mbaud cost the loop nothing: it was they that woke it (a timer, a
-pass of the loop, an os.read each), and side by side the whole agent at 3 Mbaud took ~0.5 point of a
+pass of the loop, an os.read each), and side by side the whole agent at 3 Mbaud took 0.35 point of a
 core less with the reads here (bench/cpu_side_by_side.py, bench/RESULTS.md). The thread takes the GIL
 only between its waits, for a few microseconds a read.
 

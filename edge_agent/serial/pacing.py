@@ -94,9 +94,9 @@ class ReadHold:
 # would otherwise collect a 64 KiB read every few milliseconds without bound; past this the thread
 # stops reading and the bytes wait in the driver. 256 KiB is 0.85 s at 3 Mbaud (2.8 s at 921,600
 # baud): far more than a loop that is merely busy needs, while the thread reads on and the tty buffer
-# does not fill. It is memory outside the data path's budget (README, memory), so it is kept small:
-# at 1 MiB, 270-field JSON lines at full speed (the loop the bottleneck, the thread always 1 MiB
-# ahead) took RSS ~2 MB higher (bench/RESULTS.md).
+# does not fill. It is memory outside the data path's budget (README, memory), a bound a port, so it
+# is kept small: under 270-field JSON lines at full speed (the loop the bottleneck) the thread is this
+# far ahead all the time.
 THREAD_MAX_IN_FLIGHT = 1 << 18
 
 

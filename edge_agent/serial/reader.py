@@ -7,11 +7,11 @@ Ways to read, chosen per opened port (`io_mode`, default "auto"):
   loop as one chunk; a quiet port is waited on with poll(2) (edge_agent/serial/fd_pump.py).
 - `thread` (auto for URL handlers without a descriptor: `loop://`, `rfc2217://`, `spy://`): a thread
   blocks in `Serial.read` and hands paced batches to the loop (edge_agent/serial/thread_pump.py).
-Both bound the bytes read and not yet decoded (THREAD_MAX_IN_FLIGHT, ByteGate): a loop that falls
-behind leaves the bytes in the driver.
 - `asyncio_fast`: pyserial-asyncio-fast's SerialTransport, kept selectable for comparison. It wakes
   and reads (at most 1 KiB) on every readable event; `bench/bench_serial_e2e.py` measured it at about
   twice the CPU of `fd` at 921,600 baud, which is why `fd` is the default.
+`fd` and `thread` both bound the bytes read and not yet decoded (THREAD_MAX_IN_FLIGHT, ByteGate): a
+loop that falls behind leaves the bytes in the driver.
 
 Every gap is visible: a loss emits one LinkEvent DOWN and one `serial.port_lost` log line however
 long the device stays away; the reopen after it emits LinkEvent UP and one `serial.port_recovered`.
