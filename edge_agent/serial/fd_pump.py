@@ -10,12 +10,14 @@ pass of the loop, an os.read each), and side by side the whole agent at 3 Mbaud 
 core less with the reads here (bench/cpu_side_by_side.py, bench/RESULTS.md). The thread takes the GIL
 only between its waits, for a few microseconds a read.
 
-What the thread read and the loop has not decoded is bounded (ByteGate, THREAD_MAX_IN_FLIGHT): a loop
-held up leaves the bytes in the driver, as a loop reading for itself would. Chunks reach the loop in
-the order read (one queue, drained on the loop), and when the pump stops (the port failed, or it is
-cancelled) the thread is joined and everything it read, queued or held, is handed on before the pump
-returns: before the reader marks the link down. Every wait of the thread (the pacing, poll, the gate)
-is woken by the stop, so the join is immediate.
+The thread reads straight into a fixed buffer of the port's (ReadBuffer, THREAD_MAX_IN_FLIGHT), and
+the loop takes what it publishes as one `bytes`: the thread allocates nothing per read (why: see
+edge_agent/serial/read_buffer.py), and what it read and the loop has not decoded is bounded by the
+buffer: a loop held up leaves the bytes in the driver, as a loop reading for itself would. The loop
+takes the bytes in the order read, and when the pump stops (the port failed, or it is cancelled) the
+thread is joined and everything it read, held or published, is handed on before the pump returns:
+before the reader marks the link down. Every wait of the thread (the pacing, poll, a full buffer) is
+woken by the stop, so the join is immediate.
 """
 
 from __future__ import annotations
@@ -27,12 +29,12 @@ import os
 import select
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 
 import serial
 
-from edge_agent.serial.pacing import THREAD_MAX_IN_FLIGHT, ByteGate, HandoffStats, ReadHold, ReadPacer
+from edge_agent.serial.pacing import THREAD_MAX_IN_FLIGHT, HandoffStats, ReadHold, ReadPacer, report_handoffs
+from edge_agent.serial.read_buffer import ReadBuffer
 
 # What a failing or vanished port raises. pyserial wraps most errors in SerialException, but not a
 # tcsetattr that fails on a reconfigure (termios.error), nor every OSError of a dying USB device.
@@ -44,9 +46,9 @@ if os.name == "posix":
 
 # Bytes per read: large enough that whatever has queued up since the last read is taken in one go.
 READ_SIZE = 65536
-# How long the thread waits for the loop to take bytes (ByteGate) before it looks at its stop flag
-# again; the stop wakes it anyway (ByteGate.wake).
-GATE_POLL = 0.25
+# How long the thread waits for the loop to make room in its buffer before it looks at its stop flag
+# again; the stop wakes it anyway (ReadBuffer.wake).
+BUFFER_POLL = 0.25
 # The most the loop waits for the thread to end when the pump stops (it ends within microseconds).
 JOIN_TIMEOUT = 1.0
 
@@ -67,26 +69,26 @@ async def pump_fd(
     name: str = "serial-fd",
 ) -> str:
     """Read `port` in a thread (`name`) until it fails; every read's bytes to `on_bytes` on the loop, a
-    few reads at a time (`hold`, by default a ReadHold of MAX_HOLD); returns why it stopped. `stats`
-    gets the most bytes in flight to the loop and the times the thread waited for it."""
+    few reads at a time (`hold`, by default a ReadHold of MAX_HOLD); returns why it stopped. At most
+    `max_in_flight` bytes are read ahead of the loop; `stats` gets the most that were and the times the
+    thread waited for the loop."""
     fd = port.fileno()
-    read = _raw_reader(port, fd)
+    read_into = _raw_reader(port, fd)
     hold = hold if hold is not None else ReadHold()
     stats = stats if stats is not None else _NoStats()
-    gate = ByteGate(max_in_flight)
-    queued: deque[bytes] = deque()
+    buffer = ReadBuffer(max_in_flight)
     stop = threading.Event()
     wake_r, wake_w = os.pipe()
-    unqueued: list[bytes] = []  # a chunk read as the pump stopped, not let through the gate
 
-    def hand_on_queued() -> None:  # on the loop
-        while queued:
-            chunk = queued.popleft()
-            try:
-                on_bytes(chunk)
-            finally:
-                gate.leave(len(chunk))
-        gate.report(stats)
+    def hand_on() -> None:  # on the loop
+        data = buffer.take()
+        if data:  # a call queued behind one that took everything finds nothing
+            on_bytes(data)
+        report_handoffs(stats, buffer.peak, buffer.waits)
+
+    def hand_on_from_thread() -> None:
+        buffer.publish()
+        loop.call_soon_threadsafe(hand_on)
 
     def run() -> None:  # the thread
         pacer = ReadPacer()
@@ -104,21 +106,22 @@ async def pump_fd(
                         break
                     if any(what & select.POLLNVAL for _, what in events):
                         raise serial.SerialException("read failed: the descriptor was closed")
-                data = read(wait_for_data)
+                if buffer.full and hold.take():
+                    hand_on_from_thread()  # all of it held: the loop could not make room
+                space = buffer.free_space(READ_SIZE, stop, BUFFER_POLL)
+                if not space:
+                    return  # stopping while the loop had not made room
+                nbytes = read_into(space, wait_for_data)
+                buffer.wrote(nbytes)
                 now = time.monotonic()
-                delay = pacer.after_read(len(data), now)
-                timed = delay > 0 and bool(data)  # the next read is the pacer's, not poll's
-                chunk = hold.add(data, now, now + delay if timed else None)
-                if chunk:
-                    if not gate.enter(len(chunk), stop, GATE_POLL):
-                        unqueued.append(chunk)  # stopping: handed on after the join, in order
-                        return
-                    queued.append(chunk)
-                    loop.call_soon_threadsafe(hand_on_queued)
+                delay = pacer.after_read(nbytes, now)
+                timed = delay > 0 and nbytes > 0  # the next read is the pacer's, not poll's
+                if hold.add(nbytes, now, now + delay if timed else None):
+                    hand_on_from_thread()
                 if timed:
                     wake_only.poll(math.ceil(delay * 1000))  # the pacing wait, ended by the stop
                 # Nothing read: wait for the port; a backlog just read: read again at once.
-                wait_for_data = not data
+                wait_for_data = not nbytes
         except PORT_ERRORS as exc:
             reason = describe(exc)
         except Exception as exc:  # a bug must end the pump with its reason, not leave it waiting
@@ -136,49 +139,59 @@ async def pump_fd(
     finally:
         stop.set()
         os.write(wake_w, b"x")
-        gate.wake()
+        buffer.wake()
         # At once: every wait of the thread ends on the stop (see the module's text). The bound is for
-        # a read wedged in a driver: then what the thread holds stays its own, and closing the port
+        # a read wedged in a driver: then what the thread read stays its own, and closing the port
         # (below) ends the read.
         thread.join(JOIN_TIMEOUT)
         if not thread.is_alive():
             os.close(wake_r)
             os.close(wake_w)
-            # Read, so decoded (a stop mid-stream, a cancel), in the order read: before the link is reset.
-            hand_on_queued()
-            for chunk in (*unqueued, hold.take()):
-                if chunk:
-                    on_bytes(chunk)
+            # Read, so decoded (a stop mid-stream, a cancel), held reads too, in the order read: before
+            # the link is reset.
+            buffer.publish()
+            hand_on()
         loop.run_in_executor(None, port.close)  # a wedged USB driver must not block the loop
 
 
-def _raw_reader(port: serial.Serial, fd: int) -> Callable[[bool], bytes]:
-    """`read(ready)`: what is waiting on the port, b"" if nothing (`ready`: epoll said it is readable).
+def _raw_reader(port: serial.Serial, fd: int) -> Callable[[list[memoryview], bool], int]:
+    """`read_into(space, ready)`: what is waiting on the port read into `space` (views of the read
+    buffer, in order), how many bytes; 0 if nothing (`ready`: poll said it is readable).
 
-    A plain posix port (a tty, a pty) is read with one `os.read` of its descriptor, with pyserial's
-    meanings: an error is a `SerialException` "read failed", and nothing from a descriptor that epoll
+    A plain posix port (a tty, a pty) is read with one `os.readv` of its descriptor, with pyserial's
+    meanings: an error is a `SerialException` "read failed", and nothing from a descriptor that poll
     said was readable is a vanished device ("device reports readiness to read but returned no data").
     Nothing from a timer's read is just nothing yet: pyserial's non-blocking tty (VMIN = VTIME = 0)
     reads 0 bytes when none wait. Other ports (URL handlers with a descriptor) keep pyserial's `read`,
-    which may do more than read the descriptor."""
+    which may do more than read the descriptor; its bytes are copied in."""
     if type(port) is not serial.Serial or os.name != "posix":
-        return lambda ready: bytes(port.read(READ_SIZE))
+        return lambda space, ready: _copy_into(space, port.read(sum(map(len, space))))
 
-    def read(ready: bool) -> bytes:
+    def read_into(space: list[memoryview], ready: bool) -> int:
         try:
-            data = os.read(fd, READ_SIZE)
+            nbytes = os.readv(fd, space)
         except (BlockingIOError, InterruptedError):
-            return b""  # a wake-up without data
+            return 0  # a wake-up without data
         except OSError as exc:
             raise serial.SerialException(f"read failed: {exc}") from exc
-        if not data and ready:
+        if not nbytes and ready:
             raise serial.SerialException(
                 "device reports readiness to read but returned no data "
                 "(device disconnected or multiple access on port?)"
             )
-        return data
+        return nbytes
 
-    return read
+    return read_into
+
+
+def _copy_into(space: list[memoryview], data: bytes) -> int:
+    """`data` (at most the space's length) written into `space`'s views in order; its length."""
+    done = 0
+    for view in space:
+        part = data[done : done + len(view)]
+        view[: len(part)] = part
+        done += len(part)
+    return done
 
 
 def describe(exc: BaseException | None) -> str:

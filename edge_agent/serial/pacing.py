@@ -45,48 +45,45 @@ class ReadPacer:
 
 
 class ReadHold:
-    """The reads of a fast stream handed on together (sans-I/O). The pacer keeps each read near
-    `target_bytes` so that the kernel buffer never fills, which at 3 Mbaud is ~140 reads a second; but
-    what follows a read (decoding, the detector, the ring, the lens, the live page, the recorder) costs
-    about as much per hand-on as for its lines, so the bytes of consecutive reads are held and handed on
-    as one chunk: a read is held only while the next one is on a timer and the oldest byte held would
-    still be handed on within `max_hold` of its read (~7 reads at 3 Mbaud). A chunk of several reads
-    decodes as one larger read would: its lines are timed back from the last read's time
-    (edge_agent.serial.clock). Nothing waits for a read that may not come: an empty read, a read with
-    the next one not on a timer (the port went quiet, or a backlog is being drained) hands on at once,
-    and `take` gives what is held when the port fails or the pump stops."""
+    """When the reads of a fast stream are handed on together (sans-I/O: it counts, the bytes stay
+    where they were read). The pacer keeps each read near `target_bytes` so that the kernel buffer
+    never fills, which at 3 Mbaud is ~140 reads a second; but what follows a read (decoding, the
+    detector, the ring, the lens, the live page, the recorder) costs about as much per hand-on as for
+    its lines, so the bytes of consecutive reads are held and handed on as one chunk: a read is held
+    only while the next one is on a timer and the oldest byte held would still be handed on within
+    `max_hold` of its read (~7 reads at 3 Mbaud). A chunk of several reads decodes as one larger read
+    would: its lines are timed back from the last read's time (edge_agent.serial.clock). Nothing waits
+    for a read that may not come: an empty read, a read with the next one not on a timer (the port went
+    quiet, or a backlog is being drained) hands on at once, and what is held is handed on when the port
+    fails or the pump stops."""
 
-    __slots__ = ("_held", "_since", "max_hold")
+    __slots__ = ("_since", "held_bytes", "max_hold")
 
     def __init__(self, max_hold: float = MAX_HOLD) -> None:
         self.max_hold = max_hold
-        self._held: list[bytes] = []
+        self.held_bytes = 0
         self._since = 0.0  # when the oldest held bytes were read
 
-    def add(self, data: bytes, now: float, next_read: float | None) -> bytes:
-        """`data` was read at `now` and the next read is due at `next_read` (None: not on a timer): the
-        bytes to hand on now, b"" to hold them."""
-        held = self._held
-        if data:
-            if not held:
+    def add(self, nbytes: int, now: float, next_read: float | None) -> bool:
+        """`nbytes` were read at `now` and the next read is due at `next_read` (None: not on a timer):
+        True when everything held, these included, is to be handed on now (nothing is held after)."""
+        if nbytes:
+            if not self.held_bytes:
                 self._since = now
-            held.append(data)
+            self.held_bytes += nbytes
         # Held only when the next read comes a clear millisecond (the loop's resolution) within the
         # bound: a slow stream's next read, max_delay away, hands on now whatever the float rounding.
-        if not held or (next_read is not None and next_read + MIN_DELAY <= self._since + self.max_hold):
-            return b""
-        return self.take()
+        if not self.held_bytes or (
+            next_read is not None and next_read + MIN_DELAY <= self._since + self.max_hold
+        ):
+            return False
+        self.held_bytes = 0
+        return True
 
-    def take(self) -> bytes:
-        """Everything held, in the order read (b"" if nothing is)."""
-        held = self._held
-        out = held[0] if len(held) == 1 else b"".join(held)
-        held.clear()
-        return out
-
-    @property
-    def held_bytes(self) -> int:
-        return sum(map(len, self._held))
+    def take(self) -> int:
+        """Hand on what is held now, whatever the next read (the buffer it is held in is full)."""
+        held, self.held_bytes = self.held_bytes, 0
+        return held
 
 
 # Bytes a port's reader thread (either mode: fd_pump, thread_pump) may have handed to the event loop
@@ -96,7 +93,7 @@ class ReadHold:
 # baud): far more than a loop that is merely busy needs, while the thread reads on and the tty buffer
 # does not fill. It is memory outside the data path's budget (README, memory), a bound a port, so it
 # is kept small: under 270-field JSON lines at full speed (the loop the bottleneck) the thread is this
-# far ahead all the time.
+# far ahead all the time. In fd mode it is one buffer allocated when the port opens (ReadBuffer).
 THREAD_MAX_IN_FLIGHT = 1 << 18
 
 
@@ -132,8 +129,7 @@ class ByteGate:
 
     def report(self, stats: HandoffStats) -> None:
         """The most bytes in flight so far and the waits, to the reader's stats (on the loop)."""
-        stats.handoff_peak_bytes = max(stats.handoff_peak_bytes, self.peak)
-        stats.handoff_waits = self.waits
+        report_handoffs(stats, self.peak, self.waits)
 
     def wake(self) -> None:
         """Wake a thread waiting in `enter` (its stop flag was just set): it need not wait out `poll`."""
@@ -146,3 +142,10 @@ class HandoffStats(Protocol):
 
     handoff_peak_bytes: int
     handoff_waits: int
+
+
+def report_handoffs(stats: HandoffStats, peak: int, waits: int) -> None:
+    """A reader thread's most bytes in flight so far and its waits for the loop, to the reader's stats
+    (on the loop): ByteGate's (thread mode) and ReadBuffer's (fd mode)."""
+    stats.handoff_peak_bytes = max(stats.handoff_peak_bytes, peak)
+    stats.handoff_waits = waits

@@ -2,16 +2,17 @@
 
 Ways to read, chosen per opened port (`io_mode`, default "auto"):
 - `fd` (auto for anything with a file descriptor: ttys, ptys, `socket://`): a thread of its own
-  reads the descriptor (os.read); after each read the next is paced by ReadPacer so a fast stream is
-  taken in ~2 KiB batches instead of one wake-up per USB packet, and the reads of ~50 ms go to the
-  loop as one chunk; a quiet port is waited on with poll(2) (edge_agent/serial/fd_pump.py).
+  reads the descriptor into a fixed buffer of the port's (os.readv); after each read the next is
+  paced by ReadPacer so a fast stream is taken in ~2 KiB batches instead of one wake-up per USB
+  packet, and the reads of ~50 ms go to the loop as one chunk; a quiet port is waited on with
+  poll(2) (edge_agent/serial/fd_pump.py).
 - `thread` (auto for URL handlers without a descriptor: `loop://`, `rfc2217://`, `spy://`): a thread
   blocks in `Serial.read` and hands paced batches to the loop (edge_agent/serial/thread_pump.py).
 - `asyncio_fast`: pyserial-asyncio-fast's SerialTransport, kept selectable for comparison. It wakes
   and reads (at most 1 KiB) on every readable event; `bench/bench_serial_e2e.py` measured it at about
   twice the CPU of `fd` at 921,600 baud, which is why `fd` is the default.
-`fd` and `thread` both bound the bytes read and not yet decoded (THREAD_MAX_IN_FLIGHT, ByteGate): a
-loop that falls behind leaves the bytes in the driver.
+`fd` and `thread` both bound the bytes read and not yet decoded (THREAD_MAX_IN_FLIGHT: the size of
+`fd`'s ReadBuffer, `thread`'s ByteGate): a loop that falls behind leaves the bytes in the driver.
 
 Every gap is visible: a loss emits one LinkEvent DOWN and one `serial.port_lost` log line however
 long the device stays away; the reopen after it emits LinkEvent UP and one `serial.port_recovered`.
@@ -81,7 +82,7 @@ class ReaderStats:
     open_failures: int = 0
     dropped: int = 0  # events a full sink queue refused
     mode: str = ""  # "fd" or "thread": how the current/last open is read
-    handoff_peak_bytes: int = 0  # fd and thread modes: the most bytes read and not yet decoded (ByteGate)
+    handoff_peak_bytes: int = 0  # fd and thread modes: the most bytes read and not yet decoded
     handoff_waits: int = 0  # fd and thread modes: reads held back because the loop had not caught up
 
 
