@@ -16,13 +16,13 @@ Four consumers draw from it:
 
 Each of the first three has a cap: the most it may hold, and also what it is sure to get, because the
 ring gives way to it (the ring drops its oldest blocks as soon as it and the others together pass the
-total: `EvidenceRings` checks at every read's batch of frames, or every `CHECK_EVERY` single frames).
-The ring is sure to get what the caps leave, `total - sum(caps)`, which must be at least
-`RING_MIN_FRACTION` of the total (a config error otherwise, naming the fields): no consumer can starve
-another's minimum, and past its cap each consumer drops and counts on its own terms (the recorder
-frames not recorded, while its writer writes a member before the flush is due; the lens queue its
-oldest windows, the live page channels beyond its maximum, the ring its oldest blocks: all on /status
-and /metrics).
+total less the allocator's reserve, below: `EvidenceRings` checks at every read's batch of frames, or
+every `CHECK_EVERY` single frames). The caps must leave the ring `RING_MIN_FRACTION` of the total (a
+config error otherwise, naming the fields), and the ring is sure to get that less the reserve,
+`total - reserve - sum(caps)`: no consumer can starve another's minimum, and past its cap each
+consumer drops and counts on its own terms (the recorder frames not recorded, while its writer writes
+a member before the flush is due; the lens queue its oldest windows, the live page channels beyond
+its maximum, the ring its oldest blocks: all on /status and /metrics).
 
 What each consumer holds is measured by a function of its own (`attach`), read when the ring checks:
 the recorder's `data_path_bytes` (its frames' charge, an upper bound of what they hold, and its
@@ -30,10 +30,20 @@ writer's compressed bytes as they are), the lens pacer's `queued_bytes`, the liv
 times its fixed cost per channel. Outside the budget, like the idle process: deflate's state of each
 open segment (~48 kB, fixed), and while the writer compresses a hand-off its text and compressed rows
 beside its frames (which stay charged until it is done: about 1 MiB of charge, the text less).
+
+The reserve (ALLOCATOR_RESERVE_FRACTION of the total, 4 MiB of the default 64) is for what the
+consumers cannot count: what the allocator keeps of what they free. The ring's blocks go oldest first
+and the loop's smaller allocations split the holes they leave, so glibc holds freed memory, resident,
+that later blocks cannot reuse, and returns only what is at the top of its heaps. Measured under a
+minute of 270-field JSON lines at full speed, with the consumers' count at the total: 0.7-6.4 MB free
+in the malloc arenas at the end (malloc_info), RSS over idle up to 63.9 MB against the 64 MiB counted
+(bench/RESULTS.md). The budget bounds what the process grows by, so the consumers together are held
+below it by that much.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -44,21 +54,26 @@ if TYPE_CHECKING:
     from edge_agent.config import EdgeAgentConfig
 
 MIB = 1024 * 1024
-# The evidence ring's sure part: a quarter of the budget (16 MiB of the default 64: 30 s of 8 channels
-# at 3 Mbaud is 12 MB raw, ~2.6 MB packed with noisy values) whatever the other consumers are allowed.
+# What the other consumers' caps must leave the evidence ring: a quarter of the budget (16 MiB of the
+# default 64, 12 MiB after the allocator's reserve: 30 s of 8 channels at 3 Mbaud is 12 MB raw, ~2.6
+# MB packed with noisy values).
 RING_MIN_FRACTION = 0.25
+# The share of the budget the consumers leave to the allocator (the module's text).
+ALLOCATOR_RESERVE_FRACTION = 1 / 16
 RING = "evidence"
 
 
 class DataPathBudget:
-    """The total, the other consumers' caps and measures, and what that leaves the evidence ring."""
+    """The total, the allocator's reserve, the other consumers' caps and measures, and what that leaves
+    the evidence ring."""
 
-    __slots__ = ("_held", "_measures", "caps", "ring_cap", "total")
+    __slots__ = ("_held", "_measures", "caps", "reserve", "ring_cap", "total")
 
     def __init__(self, total: int, caps: dict[str, int], ring_cap: int | None = None) -> None:
         if total < 1 or any(cap < 0 for cap in caps.values()) or RING in caps:
             raise ValueError("a data path budget needs a positive total and caps >= 0 (the ring has none)")
         self.total = total
+        self.reserve = reserve_bytes(total)
         self.caps = dict(caps)
         floor = total - sum(caps.values())
         if floor < RING_MIN_FRACTION * total:
@@ -94,13 +109,13 @@ class DataPathBudget:
             # A config from before the one budget gave the ring its own evidence.memory_mb beside the
             # others' caps: unless the budget is set, it grows to hold that, so an upgrade still starts
             # with the memory it had (a budget set too small for the ring's cap is refused, saying so).
-            total = max(total, ring_cap + sum(caps.values()))
+            total = max(total, budget_for(ring_cap + sum(caps.values())))
         return cls(total, caps, ring_cap)
 
     @property
     def ring_floor(self) -> int:
         """What the ring is sure to get, whatever the others hold."""
-        return min(self.ring_cap, self.total - sum(self.caps.values()))
+        return min(self.ring_cap, self.total - self.reserve - sum(self.caps.values()))
 
     def attach(self, name: str, held: Callable[[], int]) -> None:
         """How to measure what consumer `name` (one of `caps`) holds now, in bytes."""
@@ -115,8 +130,9 @@ class DataPathBudget:
         return self._held()
 
     def ring_limit(self) -> int:
-        """The most the ring may hold now: what the others leave of the total (at most its own cap)."""
-        return min(self.ring_cap, self.total - self.others_held())
+        """The most the ring may hold now: what the others leave of the total less the reserve (at most
+        its own cap)."""
+        return min(self.ring_cap, self.total - self.reserve - self.others_held())
 
     def status(self, ring_bytes: int) -> dict[str, Any]:
         """For /status and the metrics: the total, each consumer's bytes against its cap."""
@@ -125,9 +141,21 @@ class DataPathBudget:
         consumers[RING] = {"bytes": ring_bytes, "cap_bytes": self.ring_cap, "floor_bytes": self.ring_floor}
         return {
             "budget_bytes": self.total,
+            "allocator_reserve_bytes": self.reserve,
             "bytes": ring_bytes + sum(held.values()),
             "consumers": consumers,
         }
+
+
+def reserve_bytes(total: int) -> int:
+    """The allocator's reserve of a budget of `total` bytes."""
+    return int(total * ALLOCATOR_RESERVE_FRACTION)
+
+
+def budget_for(held: int) -> int:
+    """A budget whose consumers may hold `held` bytes beside the allocator's reserve (the reserve rounds
+    down, so `total - reserve_bytes(total) >= total * (1 - fraction) >= held`)."""
+    return math.ceil(held / (1 - ALLOCATOR_RESERVE_FRACTION))
 
 
 def recorder_bytes(max_pending_mb: float, sources: int) -> int:

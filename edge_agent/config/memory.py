@@ -25,7 +25,8 @@ class MemorySection(Section):
         " waiting, rows not yet written), the lens send queue and the live page hold together, so what the"
         " process may grow by with its input. The ring holds what the others leave and gives way when"
         " they grow; their own caps (recorder.max_pending_mb plus 0.25 MiB a port, lens.queue_mb, the"
-        " live page's 128 channels) must leave it a quarter.",
+        " live page's 128 channels) must leave it a quarter. Together they are held a sixteenth below it:"
+        " what the allocator keeps of what they free.",
     )
 
 

@@ -29,7 +29,7 @@ from edge_agent.evidence import EvidenceRings
 from edge_agent.evidence.ring import CHECK_EVERY
 from edge_agent.evidence.source_ring import MAX_IN_PACKER
 from edge_agent.frames import Frame
-from edge_agent.memory_budget import RING, DataPathBudget, live_page_bytes
+from edge_agent.memory_budget import RING, DataPathBudget, budget_for, live_page_bytes
 from edge_agent.recorder import csvgz
 from edge_agent.recorder.recorder import frame_bytes
 from edge_agent.recorder.segmenter import Segmenter
@@ -121,7 +121,8 @@ async def test_ring_recorder_and_live_page_stay_within_one_budget_under_wide_lin
     worst = 0
     for n, frame in enumerate(frames, 1):
         if n == 2400:  # the ring is full: now the recorder's queue fills (its writer runs, and stalls)
-            assert agent.rings.nbytes > budget.total - budget.caps["live"] - agent.rings.block_bytes
+            room = budget.total - budget.reserve - budget.caps["live"]
+            assert room - agent.rings.block_bytes < agent.rings.nbytes <= room
             agent.recorder.writer = _stalled_writer(agent)
         # A copy per frame (its own dict and floats), as the decoder makes them, so what is held is real.
         agent._on_serial(Frame(frame.source, frame.mono, frame.wall, dict(frame.values)))
@@ -130,9 +131,9 @@ async def test_ring_recorder_and_live_page_stay_within_one_budget_under_wide_lin
         held = agent.rings.nbytes + budget.others_held()
         worst = max(worst, held)
         if n % CHECK_EVERY == 0:
-            assert held <= budget.total, (n, held)
+            assert held <= budget.total - budget.reserve, (n, held)
         else:
-            assert held <= budget.total + CHECK_EVERY * step, (n, held)
+            assert held <= budget.total - budget.reserve + CHECK_EVERY * step, (n, held)
     # Let the packer hand back what it holds before the last look (bounded: 10 s). A block evicted while
     # the packer held it stayed charged (its rows were still in memory), so the ring had dropped others
     # in its place; when it comes back, its charge goes too: this is the ring's lowest point.
@@ -146,22 +147,24 @@ async def test_ring_recorder_and_live_page_stay_within_one_budget_under_wide_lin
     gc.collect()
     traced = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    assert traced <= budget.total, (traced, budget.total)
-    # The budget was really in play: filled to within a block (the ring makes and drops whole blocks).
-    assert worst > budget.total - agent.rings.block_bytes - step
+    assert traced <= budget.total - budget.reserve, (traced, budget.total)
+    # The budget was really in play: filled to within a block (the ring makes and drops whole blocks)
+    # of what the allocator's reserve leaves.
+    assert worst > budget.total - budget.reserve - agent.rings.block_bytes - step
 
     # What /status shows as "memory" and "evidence" (the agent's status() puts these two there).
     status = agent.memory.status(agent.rings.nbytes)
     consumers = status["consumers"]
     assert status["budget_bytes"] == budget.total
-    assert status["bytes"] == sum(c["bytes"] for c in consumers.values()) <= budget.total
+    assert status["allocator_reserve_bytes"] == budget.reserve == MIB // 2  # 1/16 of 8 MiB
+    assert status["bytes"] == sum(c["bytes"] for c in consumers.values()) <= budget.total - budget.reserve
     assert consumers["recorder"]["bytes"] > MIB - 2 * step  # the recorder's queue got all it may hold ...
     assert consumers["live"]["bytes"] == live_page_bytes(128, 1)  # ... the live page its 128 channels ...
     # ... and the ring its floor: less the open block's room and one block of slack, and less the blocks
     # the packer held when they were cut (at most MAX_IN_PACKER: here the frames come faster than the
     # packer packs, so the oldest blocks are often still with it when the ring has to drop them).
     assert consumers[RING]["bytes"] >= budget.ring_floor - (2 + MAX_IN_PACKER) * agent.rings.block_bytes
-    assert budget.ring_floor == 8 * MIB - MIB - MEMBER_MAX_BYTES - live_page_bytes(128, 1)
+    assert budget.ring_floor == 8 * MIB - MIB // 2 - MIB - MEMBER_MAX_BYTES - live_page_bytes(128, 1)
 
     evidence = agent.rings.status()
     assert evidence["blocks_evicted"]["memory"] > 0
@@ -234,13 +237,13 @@ def test_the_ring_gives_way_as_the_others_grow_and_keeps_its_floor() -> None:
     other["held"] = 2 * MIB
     for frame in frames[2000 : 2000 + CHECK_EVERY]:
         rings.add(frame)
-    assert rings.nbytes + other["held"] <= budget.total
+    assert rings.nbytes + other["held"] <= budget.total - budget.reserve
     assert rings.nbytes >= budget.ring_floor - rings.block_bytes
     evicted = rings.blocks_evicted["memory"]
-    assert rings.status()["budget_bytes"] == budget.total - 2 * MIB
+    assert rings.status()["budget_bytes"] == budget.total - budget.reserve - 2 * MIB
     for frame in frames[2000 + CHECK_EVERY :]:
         rings.add(frame)
-        assert rings.nbytes <= budget.total - 2 * MIB + frame_bytes(frame) * CHECK_EVERY
+        assert rings.nbytes <= budget.total - budget.reserve - 2 * MIB + frame_bytes(frame) * CHECK_EVERY
     assert rings.blocks_evicted["memory"] > evicted
     # Another consumer past the whole budget (none can be by its cap, but the ring must not count on
     # it): the ring gives up everything, and what it cannot keep is counted.
@@ -260,8 +263,9 @@ def test_the_ring_gives_way_as_the_others_grow_and_keeps_its_floor() -> None:
 )
 def test_caps_must_leave_the_ring_a_quarter(total: float, caps: dict[str, float], ok: bool) -> None:
     build = lambda: DataPathBudget(int(total * MIB), {k: int(v * MIB) for k, v in caps.items()})  # noqa: E731
-    if ok:
-        assert build().ring_floor >= total * MIB / 4
+    if ok:  # the ring's sure part: the quarter less the allocator's reserve
+        budget = build()
+        assert budget.ring_floor >= total * MIB / 4 - budget.reserve
     else:
         with pytest.raises(ValueError, match=r"memory\.data_path_mb"):
             build()
@@ -283,8 +287,10 @@ def test_a_ring_cap_from_before_the_one_budget_still_starts_with_its_memory(tmp_
     old.write_text(head + "[evidence]\nmemory_mb = 200\n[recorder]\nmax_pending_mb = 16\n", encoding="utf-8")
     budget = DataPathBudget.from_config(load_config(old, environ={}))
     assert budget.caps["recorder"] == 16 * MIB  # and the live page's
-    assert budget.ring_cap == 200 * MIB and budget.total == 200 * MIB + sum(budget.caps.values())
+    # Beside the allocator's reserve (a sixteenth of the total).
+    assert budget.ring_cap == 200 * MIB and budget.total == budget_for(200 * MIB + sum(budget.caps.values()))
     assert budget.ring_floor == 200 * MIB
+    assert budget.total - budget.reserve - sum(budget.caps.values()) - 200 * MIB < 2  # no more than that
     set_too_small = tmp_path / "new.toml"
     set_too_small.write_text(old.read_text() + "[memory]\ndata_path_mb = 64\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"evidence\.memory_mb \(200 MiB\) is more than memory\.data"):
