@@ -50,6 +50,9 @@ class Figure:
     get: Callable[[dict[str, Any]], float | None]
     target: tuple[str, float] | None = None  # ("<", 5.0) / (">=", 100000)
     note: str = ""
+    # Judged on the worst run, not the median: a bound (memory) must hold in every run, where a cost
+    # measured on a shared machine (CPU) is judged on its median.
+    every_run: bool = False
 
 
 def path(*keys: str) -> Callable[[dict[str, Any]], float | None]:
@@ -224,7 +227,7 @@ RING_FIGURES: list[Figure] = [
     Figure(ER, "... structlog", "MB", path(*IDLE, "marginal_structlog")),
     Figure(ER, "... prometheus-client", "MB", path(*IDLE, "marginal_prometheus_client")),
     Figure(ER, "RSS with the 30 s ring full (35 s of 8-channel CSV at 3 Mbaud equiv.)", "MB",
-           path(*RING_FULL, "rss_mb"), ("<", 60.0)),
+           path(*RING_FULL, "rss_mb"), ("<", 60.0), every_run=True),
     Figure(ER, "... of which anonymous memory (RssAnon: the heap)", "MB", path(*RING_FULL, "rss_anon_mb")),
     Figure(ER, "... of which file pages (RssFile: the interpreter's and libraries' code)", "MB",
            path(*RING_FULL, "rss_file_mb")),
@@ -236,7 +239,8 @@ RING_FIGURES: list[Figure] = [
     Figure(ER, "the same run of the agent as deployed (systemd/README: a venv of /usr/bin/python3,"
            " `pip install` of this tree, no dev extras, run outside the tree): idle RSS", "MB",
            path(*DEPLOYED, "idle_rss_mb")),
-    Figure(ER, "... RSS with the 30 s ring full at 3 Mbaud", "MB", path(*DEPLOYED, "rss_mb"), ("<", 60.0)),
+    Figure(ER, "... RSS with the 30 s ring full at 3 Mbaud", "MB", path(*DEPLOYED, "rss_mb"), ("<", 60.0),
+           every_run=True),
     Figure(ER, "... whole-agent CPU at 3 Mbaud", "% core", path(*DEPLOYED, "cpu_percent_3M_baud"),
            ("<", 5.0)),
     Figure(ER, "whole-agent CPU over those 35 s at 3 Mbaud equiv.", "% core",
@@ -341,9 +345,10 @@ RING_FIGURES: list[Figure] = [
     Figure(ER, "wide JSON: agent idle RSS before", "MB", path(*WIDE, "idle_rss_mb")),
     Figure(ER, "wide JSON: RSS after 60 s", "MB", path(*WIDE, "rss_mb")),
     Figure(ER, "wide JSON: RSS after 60 s over the idle RSS (target: memory.data_path_mb, the data path's"
-           " one budget)", "MB", path(*WIDE, "rss_over_idle_mb"), ("<", data_path_budget_mb())),
+           " one budget)", "MB", path(*WIDE, "rss_over_idle_mb"), ("<", data_path_budget_mb()),
+           every_run=True),
     Figure(ER, "wide JSON: peak RSS over the idle RSS", "MB", path(*WIDE, "peak_over_idle_mb"),
-           ("<", data_path_budget_mb())),
+           ("<", data_path_budget_mb()), every_run=True),
     Figure(ER, "wide JSON: the data path's bytes (/status memory: ring, recorder queue, lens queue, live"
            " page)", "MB", mib(*WIDE, "data_path_bytes")),
     Figure(ER, "wide JSON: the ring's own bytes (/status)", "MB", mib(*WIDE, "ring_bytes")),
@@ -356,9 +361,9 @@ RING_FIGURES: list[Figure] = [
            path(*WIDE, "recorder_frames_not_recorded")),
     Figure(ER, "wide JSON: the ring's span (cut by the budget)", "s", path(*WIDE, "ring_span_s")),
     Figure(ER, "wide JSON, recorder off: RSS after 60 s over the idle RSS", "MB",
-           path(*WIDE_NR, "rss_over_idle_mb"), ("<", data_path_budget_mb())),
+           path(*WIDE_NR, "rss_over_idle_mb"), ("<", data_path_budget_mb()), every_run=True),
     Figure(ER, "wide JSON, recorder off: peak RSS over the idle RSS", "MB",
-           path(*WIDE_NR, "peak_over_idle_mb"), ("<", data_path_budget_mb())),
+           path(*WIDE_NR, "peak_over_idle_mb"), ("<", data_path_budget_mb()), every_run=True),
     Figure(ER, "wide JSON, recorder off: lines read", "lines/s", path(*WIDE_NR, "lines_per_s")),
     Figure(ER, "before/after the data path's one budget, the packed ring and the allocator settings (e07fe99"
            " vs this tree; bench_ring.py --against e07fe99 --section against_budget --wide; runs alternate,"
@@ -1139,11 +1144,14 @@ def _fmt(value: float) -> str:
     return f"{value:.3g}"
 
 
-def _verdict(target: tuple[str, float] | None, median: float) -> str:
+def _verdict(target: tuple[str, float] | None, values: list[float], every_run: bool = False) -> str:
+    """pass/miss of the median of `values`, or with `every_run` of the worst of them."""
     if target is None:
         return ""
     op, bound = target
-    met = median < bound if op == "<" else median >= bound
+    worst = max(values) if op == "<" else min(values)
+    judged = worst if every_run else statistics.median(values)
+    met = judged < bound if op == "<" else judged >= bound
     return "pass" if met else "**miss**"
 
 
@@ -1161,6 +1169,8 @@ def section_lines(section: str, runs: list[dict[str, Any]], heading_note: str = 
     for fig in (f for f in FIGURES if f.section == section):
         values = [v for v in (fig.get(r) for r in runs) if v is not None]
         target = f"{fig.target[0]} {_fmt(fig.target[1])}" if fig.target else "—"
+        if fig.target and fig.every_run:
+            target += " (every run)"
         if not values:
             lines.append(f"| {fig.label} | {fig.unit} | {target} | — | — | — {NOT_MEASURED}")
             continue
@@ -1168,7 +1178,7 @@ def section_lines(section: str, runs: list[dict[str, Any]], heading_note: str = 
         lines.append(
             f"| {fig.label} | {fig.unit} | {target} | {_fmt(min(values))} | {_fmt(median)}"
             f" | {_fmt(max(values))}"
-            f" | {_verdict(fig.target, median)} |"
+            f" | {_verdict(fig.target, values, fig.every_run)} |"
         )
     return lines
 

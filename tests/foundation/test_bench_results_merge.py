@@ -11,7 +11,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
 
-from soak_lib.run_all import merge_section  # noqa: E402
+from soak_lib.run_all import _verdict, merge_section  # noqa: E402
 
 OLD = """# Benchmark results
 
@@ -60,3 +60,12 @@ def test_rows_the_run_did_not_measure_keep_their_last_figures() -> None:
         "| a new figure | us | — | 1.5 | 1.5 | 1.5 |  |",
     ]
     assert merged.endswith("## Notes\n\nkept\n")
+
+
+def test_a_bound_judged_on_every_run_misses_when_one_run_is_over() -> None:
+    """A memory bound must hold in every run (its worst), a cost on a shared machine by its median."""
+    runs = [61.0, 62.0, 65.4]
+    assert _verdict(("<", 64.0), runs) == "pass"
+    assert _verdict(("<", 64.0), runs, every_run=True) == "**miss**"
+    assert _verdict(("<", 64.0), runs[:2], every_run=True) == "pass"
+    assert _verdict((">=", 100.0), [99.0, 120.0, 130.0], every_run=True) == "**miss**"
