@@ -10,6 +10,7 @@ import os
 import threading
 import time
 import tracemalloc
+from collections.abc import Callable
 from typing import Any
 
 import serial
@@ -123,12 +124,31 @@ def _write_all(fd: int, data: bytes, within: float) -> None:
             time.sleep(0.002)
 
 
+async def _flood(
+    pty: Any, on_bytes: Callable[[bytes], None], chunks: list[bytes], limit: int, stats: Handoffs
+) -> bytes:
+    """400 kB written to the pty as fast as it takes them, read by a pump of `limit` bytes in flight
+    into `on_bytes` (which appends to `chunks`) until all arrived; the pump stopped; what was written."""
+    loop = asyncio.get_running_loop()
+    pump = asyncio.create_task(pump_fd(loop, _open(pty.path), on_bytes, stats=stats, max_in_flight=limit))
+    data = b"".join(b"%07d,1.0000,2.0000\n" % i for i in range(20_000))
+    writer = asyncio.create_task(asyncio.to_thread(_write_all, pty.master, data, 20.0))
+    for _ in range(2000):  # bounded: the pty drains at the loop's pace once it is free
+        if sum(map(len, chunks)) >= len(data):
+            break
+        await asyncio.sleep(0.01)
+    await writer
+    pump.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(pump, 2.0)
+    return data
+
+
 async def test_a_held_up_loop_bounds_the_bytes_in_flight_and_loses_nothing(make_pty: Any) -> None:
     """The reads are the thread's: while the loop is held up (a consumer blocking it), the thread
     reads only up to the bytes-in-flight bound and then leaves the rest in the tty, which the writer
     waits on; once the loop is back every byte arrives, in order."""
     pty = make_pty()
-    loop = asyncio.get_running_loop()
     chunks: list[bytes] = []
     blocked = 0
 
@@ -141,18 +161,7 @@ async def test_a_held_up_loop_bounds_the_bytes_in_flight_and_loses_nothing(make_
 
     limit = 16 * 1024
     stats = Handoffs()
-    port = _open(pty.path)
-    pump = asyncio.create_task(pump_fd(loop, port, on_bytes, stats=stats, max_in_flight=limit))
-    data = b"".join(b"%07d,1.0000,2.0000\n" % i for i in range(20_000))  # 400 kB
-    writer = asyncio.create_task(asyncio.to_thread(_write_all, pty.master, data, 20.0))
-    for _ in range(2000):  # bounded: the pty drains at the loop's pace once it is free
-        if sum(map(len, chunks)) >= len(data):
-            break
-        await asyncio.sleep(0.01)
-    await writer
-    pump.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(pump, 2.0)
+    data = await _flood(pty, on_bytes, chunks, limit, stats)
     assert b"".join(chunks) == data
     assert stats.handoff_waits >= 1  # the thread did wait for the loop
     assert limit // 2 <= stats.handoff_peak_bytes <= limit
@@ -212,7 +221,7 @@ async def test_reads_held_until_they_fill_the_buffer_are_handed_on_not_stuck(mak
     )
     written = await _stream(pty, 0.3)  # ~90 kB: ~22 buffers' worth
     for _ in range(500):  # bounded
-        if sum(map(len, chunks)) >= len(written) - limit:
+        if sum(map(len, chunks)) >= len(written):  # the last reads: an empty read hands them on
             break
         await asyncio.sleep(0.01)
     pump.cancel()
@@ -230,7 +239,6 @@ async def test_the_thread_reads_ahead_into_the_ports_buffer_allocating_nothing_p
     ~3 MB of the threads' malloc arena resident under wide JSON lines: read_buffer.py). tracemalloc
     counts what is allocated from the pump's module while the thread is ahead of the loop."""
     pty = make_pty()
-    loop = asyncio.get_running_loop()
     limit = 64 * 1024
     stats = Handoffs()
     chunks: list[bytes] = []
@@ -243,19 +251,9 @@ async def test_the_thread_reads_ahead_into_the_ports_buffer_allocating_nothing_p
             snapshot = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(True, fd_pump.__file__)])
             traced.append(sum(stat.size for stat in snapshot.statistics("filename")))
 
-    data = b"".join(b"%07d,1.0000,2.0000\n" % i for i in range(20_000))  # 400 kB
     tracemalloc.start()
     try:
-        pump = asyncio.create_task(pump_fd(loop, _open(pty.path), on_bytes, stats=stats, max_in_flight=limit))
-        writer = asyncio.create_task(asyncio.to_thread(_write_all, pty.master, data, 20.0))
-        for _ in range(2000):  # bounded: the pty drains at the loop's pace once it is free
-            if sum(map(len, chunks)) >= len(data):
-                break
-            await asyncio.sleep(0.01)
-        await writer
-        pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(pump, 2.0)
+        data = await _flood(pty, on_bytes, chunks, limit, stats)
     finally:
         tracemalloc.stop()
     assert b"".join(chunks) == data
