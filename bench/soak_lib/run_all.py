@@ -1231,6 +1231,25 @@ def merge_section(text: str, section: str, block: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def keep_rows_measured_elsewhere(old: str, new: str) -> str:
+    """`new` (a whole RESULTS.md that bench/run rendered) with each row it did not measure taken from
+    `old` where `old` measured it, section by section: the before/after rows that bench_ring.py
+    --against writes are no part of a full run, which must not blank them either."""
+    old_lines, lines = old.splitlines(), new.splitlines()
+
+    def span(of: list[str], heading: str) -> tuple[int, int]:
+        start = of.index(heading)
+        end = next((i for i in range(start + 1, len(of)) if of[i].startswith("## ")), len(of))
+        return start, end
+
+    for heading in [line for line in lines if line.startswith("## ")]:
+        if heading in old_lines:
+            o_start, o_end = span(old_lines, heading)
+            n_start, n_end = span(lines, heading)
+            lines[n_start:n_end] = _keep_measured_rows(old_lines[o_start:o_end], lines[n_start:n_end])
+    return "\n".join(lines) + "\n"
+
+
 def run_only(names: list[str], repeat: int) -> int:
     """`--only`: run just these benchmarks `repeat` times and merge their sections into RESULTS.md,
     leaving every other row as the last full run wrote it (bench/out/run.json is not kept in git)."""
@@ -1343,8 +1362,11 @@ def main(argv: list[str]) -> int:
         if args.note:
             kept["note"] = args.note
             (OUT / "run.json").write_text(json.dumps(kept, indent=1, default=str) + "\n")
-        RESULTS.write_text(render(kept["runs"], kept["machine"], float(kept.get("wall_s", 0.0)), note))
-        print(RESULTS.read_text())
+        text = render(kept["runs"], kept["machine"], float(kept.get("wall_s", 0.0)), note)
+        if RESULTS.exists():
+            text = keep_rows_measured_elsewhere(RESULTS.read_text(), text)
+        RESULTS.write_text(text)
+        print(text)
         return 0
     info = machine()
     start = time.monotonic()
@@ -1354,6 +1376,8 @@ def main(argv: list[str]) -> int:
     kept = {"machine": info, "wall_s": wall, "note": args.note, "runs": runs}
     (OUT / "run.json").write_text(json.dumps(kept, indent=1, default=str) + "\n")
     text = render(runs, info, wall, args.note)
+    if RESULTS.exists():
+        text = keep_rows_measured_elsewhere(RESULTS.read_text(), text)
     RESULTS.write_text(text)
     print(text)
     return 0

@@ -11,7 +11,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
 
-from soak_lib.run_all import _verdict, merge_section  # noqa: E402
+from soak_lib.run_all import _verdict, keep_rows_measured_elsewhere, merge_section  # noqa: E402
 
 OLD = """# Benchmark results
 
@@ -69,3 +69,17 @@ def test_a_bound_judged_on_every_run_misses_when_one_run_is_over() -> None:
     assert _verdict(("<", 64.0), runs, every_run=True) == "**miss**"
     assert _verdict(("<", 64.0), runs[:2], every_run=True) == "pass"
     assert _verdict((">=", 100.0), [99.0, 120.0, 130.0], every_run=True) == "**miss**"
+
+
+def test_a_full_run_keeps_the_rows_other_commands_measured() -> None:
+    """A full bench/run renders every section anew; the rows it did not measure (bench_ring.py
+    --against's before/after) keep the figures the last RESULTS.md had, section by section."""
+    new = "# Benchmark results\n\nnew header\n" + "\n".join(NEW_BLOCK) + "\n\n## Notes\n\nnew notes\n"
+    kept = keep_rows_measured_elsewhere(OLD, new)
+    rows = [line for line in kept.splitlines() if line.startswith("| ") and "Figure" not in line]
+    assert rows[:3] == [
+        "| RSS with the ring full | MB | < 60.0 | 62.3 | 62.4 | 62.4 | **miss** |",
+        "| before/after A: CPU, before | % core | — | 9.0 | 9.0 | 9.0 |  |",
+        "| ... CPU, after | % core | — | 8.0 | 8.0 | 8.0 |  |",
+    ]
+    assert "new header" in kept and kept.endswith("## Notes\n\nnew notes\n")  # the rest is the new run's
