@@ -44,6 +44,19 @@ def _open(path: str) -> serial.Serial:
     return port
 
 
+async def _stop_once_all_arrived(
+    pump: asyncio.Task[str], chunks: list[bytes], size: int, polls: int = 500
+) -> None:
+    """Wait (bounded: `polls` of 10 ms) until `size` bytes have arrived in `chunks`, then stop the pump."""
+    for _ in range(polls):
+        if sum(map(len, chunks)) >= size:
+            break
+        await asyncio.sleep(0.01)
+    pump.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(pump, 2.0)
+
+
 class CountedHold(ReadHold):
     """The pump's ReadHold, counting the reads that brought bytes."""
 
@@ -65,13 +78,7 @@ async def test_a_fast_stream_is_handed_on_in_chunks_of_several_reads_losing_noth
     hold = CountedHold()
     pump = asyncio.create_task(pump_fd(loop, _open(pty.path), chunks.append, hold))
     written = await _stream(pty, 1.0)
-    for _ in range(500):  # bounded: the last reads come within a pacer delay
-        if sum(map(len, chunks)) >= len(written):
-            break
-        await asyncio.sleep(0.01)
-    pump.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(pump, 2.0)
+    await _stop_once_all_arrived(pump, chunks, len(written))  # the last reads come within a pacer delay
     assert b"".join(chunks) == written
     # About 3 reads a hand-on at this rate on a quiet machine; a loaded one reads late, finds backlogs
     # and hands those on at once, so only "fewer hand-ons than reads" is asserted.
@@ -133,14 +140,8 @@ async def _flood(
     pump = asyncio.create_task(pump_fd(loop, _open(pty.path), on_bytes, stats=stats, max_in_flight=limit))
     data = b"".join(b"%07d,1.0000,2.0000\n" % i for i in range(20_000))
     writer = asyncio.create_task(asyncio.to_thread(_write_all, pty.master, data, 20.0))
-    for _ in range(2000):  # bounded: the pty drains at the loop's pace once it is free
-        if sum(map(len, chunks)) >= len(data):
-            break
-        await asyncio.sleep(0.01)
+    await _stop_once_all_arrived(pump, chunks, len(data), polls=2000)  # the loop's pace once it is free
     await writer
-    pump.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(pump, 2.0)
     return data
 
 
@@ -220,13 +221,7 @@ async def test_reads_held_until_they_fill_the_buffer_are_handed_on_not_stuck(mak
         pump_fd(loop, _open(pty.path), chunks.append, ReadHold(max_hold=60.0), max_in_flight=limit)
     )
     written = await _stream(pty, 0.3)  # ~90 kB: ~22 buffers' worth
-    for _ in range(500):  # bounded
-        if sum(map(len, chunks)) >= len(written):  # the last reads: an empty read hands them on
-            break
-        await asyncio.sleep(0.01)
-    pump.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.wait_for(pump, 2.0)
+    await _stop_once_all_arrived(pump, chunks, len(written))  # the last reads: an empty read hands them on
     assert b"".join(chunks) == written
     assert max(map(len, chunks)) <= limit
 
