@@ -1238,14 +1238,22 @@ def _keep_measured_rows(old: list[str], new: list[str]) -> list[str]:
     return out
 
 
+def _section_span(lines: list[str], heading: str) -> tuple[int, int]:
+    """Where the section `heading` is in `lines`: its heading's index and the next heading's (or the
+    end)."""
+    start = lines.index(heading)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    return start, end
+
+
 def merge_section(text: str, section: str, block: list[str]) -> str:
     """RESULTS.md with the `## section` block replaced by `block` (or added before the notes), every
     other section as it was, and the rows the block did not measure as they were."""
     lines = text.rstrip("\n").split("\n")
     heading = f"## {section}"
     if heading in lines:
-        start = lines.index(heading) - 1  # the blank line before it
-        end = next((i for i in range(start + 2, len(lines)) if lines[i].startswith("## ")), len(lines))
+        start, end = _section_span(lines, heading)
+        start -= 1  # the blank line before it
         end = end - 1 if end < len(lines) else end  # keep the blank line before the next heading
         lines[start:end] = _keep_measured_rows(lines[start:end], block)
     else:
@@ -1259,16 +1267,10 @@ def keep_rows_measured_elsewhere(old: str, new: str) -> str:
     `old` where `old` measured it, section by section: the before/after rows that bench_ring.py
     --against writes are no part of a full run, which must not blank them either."""
     old_lines, lines = old.splitlines(), new.splitlines()
-
-    def span(of: list[str], heading: str) -> tuple[int, int]:
-        start = of.index(heading)
-        end = next((i for i in range(start + 1, len(of)) if of[i].startswith("## ")), len(of))
-        return start, end
-
     for heading in [line for line in lines if line.startswith("## ")]:
         if heading in old_lines:
-            o_start, o_end = span(old_lines, heading)
-            n_start, n_end = span(lines, heading)
+            o_start, o_end = _section_span(old_lines, heading)
+            n_start, n_end = _section_span(lines, heading)
             lines[n_start:n_end] = _keep_measured_rows(old_lines[o_start:o_end], lines[n_start:n_end])
     return "\n".join(lines) + "\n"
 

@@ -34,7 +34,7 @@ from collections.abc import Callable
 import serial
 
 from edge_agent.serial.pacing import THREAD_MAX_IN_FLIGHT, HandoffStats, ReadHold, ReadPacer, report_handoffs
-from edge_agent.serial.read_buffer import ReadBuffer
+from edge_agent.serial.read_buffer import ReadBuffer, copy_into
 
 # What a failing or vanished port raises. pyserial wraps most errors in SerialException, but not a
 # tcsetattr that fails on a reconfigure (termios.error), nor every OSError of a dying USB device.
@@ -165,7 +165,7 @@ def _raw_reader(port: serial.Serial, fd: int) -> Callable[[list[memoryview], boo
     reads 0 bytes when none wait. Other ports (URL handlers with a descriptor) keep pyserial's `read`,
     which may do more than read the descriptor; its bytes are copied in."""
     if type(port) is not serial.Serial or os.name != "posix":
-        return lambda space, ready: _copy_into(space, port.read(sum(map(len, space))))
+        return lambda space, ready: copy_into(space, port.read(sum(map(len, space))))
 
     def read_into(space: list[memoryview], ready: bool) -> int:
         try:
@@ -182,16 +182,6 @@ def _raw_reader(port: serial.Serial, fd: int) -> Callable[[list[memoryview], boo
         return nbytes
 
     return read_into
-
-
-def _copy_into(space: list[memoryview], data: bytes) -> int:
-    """`data` (at most the space's length) written into `space`'s views in order; its length."""
-    done = 0
-    for view in space:
-        part = data[done : done + len(view)]
-        view[: len(part)] = part
-        done += len(part)
-    return done
 
 
 def describe(exc: BaseException | None) -> str:

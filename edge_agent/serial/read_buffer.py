@@ -104,3 +104,14 @@ class ReadBuffer:
         """Wake a thread waiting in `free_space` (its stop flag was just set)."""
         with self._cond:
             self._cond.notify_all()
+
+
+def copy_into(space: list[memoryview], data: bytes) -> int:
+    """`data` (at most the space's length) written into `space`'s views (`ReadBuffer.free_space`) in
+    order; its length: for a reader whose port hands it `bytes` instead of reading into the buffer."""
+    done = 0
+    for view in space:
+        part = data[done : done + len(view)]
+        view[: len(part)] = part
+        done += len(part)
+    return done

@@ -8,17 +8,12 @@ import threading
 
 import pytest
 
-from edge_agent.serial.read_buffer import ReadBuffer
+from edge_agent.serial.read_buffer import ReadBuffer, copy_into
 
 
 def _write(buffer: ReadBuffer, data: bytes, stop: threading.Event | None = None) -> int:
     """What the reader thread does with one read of `data`: as much as fits, into the free space."""
-    space = buffer.free_space(len(data), stop or threading.Event(), 0.01)
-    done = 0
-    for view in space:
-        part = data[done : done + len(view)]
-        view[: len(part)] = part
-        done += len(part)
+    done = copy_into(buffer.free_space(len(data), stop or threading.Event(), 0.01), data)
     buffer.wrote(done)
     return done
 
